@@ -286,6 +286,12 @@ impl FrameReader {
                 path: self.path.clone(),
                 message: format!("no frame could be decoded ({message})"),
             }),
+            // ffmpeg exits 0 on a truncated file with the index at the front;
+            // its demuxer still says so.
+            Some(_) if message.contains("partial file") => Err(Error::Decode {
+                path: self.path.clone(),
+                message: format!("the file is truncated after frame {} ({message})", self.next_index),
+            }),
             Some(_) => Ok(false),
         }
     }
