@@ -121,7 +121,7 @@ impl VideoSpec {
         }
     }
 
-    fn validate(&self) -> Result<(), SynthError> {
+    pub(crate) fn validate(&self) -> Result<(), SynthError> {
         let bad = |reason: String| {
             Err(SynthError::InvalidSpec {
                 name: self.name.clone(),
@@ -224,6 +224,12 @@ impl SynthSpec {
             })
             .collect())
     }
+}
+
+/// The exact ground truth `spec` will produce, computed without rendering
+/// (cheap: no pixels, no ffmpeg).
+pub fn ground_truth(spec: &VideoSpec) -> Result<GroundTruth, SynthError> {
+    render::plan_with_truth(spec).map(|(_, truth)| truth)
 }
 
 /// Renders `spec` into `out_mp4` (H.264) and writes its ground truth to

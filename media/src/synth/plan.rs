@@ -106,7 +106,7 @@ pub(crate) fn plan(style: &Style, fps: f64, frames: u64, seed: u64) -> Plan {
                 drawings,
             });
             f = end;
-        } else if goal && popup {
+        } else if popup {
             let len = secs(2.0).min(frames - f);
             if len > 0 {
                 out.distractors.push(DistractorTruth {

@@ -21,6 +21,36 @@ pub fn scoreboard_rect(width: u32, height: u32) -> [u32; 4] {
     ]
 }
 
+/// The plan and ground truth of `spec`, without drawing anything.
+pub(crate) fn plan_with_truth(spec: &VideoSpec) -> Result<(Plan, GroundTruth), SynthError> {
+    spec.validate()?;
+    let fps = spec.fps;
+    let frames = (spec.duration * fps).round() as u64;
+    let plan = plan(&spec.style, fps, frames, spec.seed);
+    let s = &spec.style;
+    let truth = GroundTruth {
+        version: GROUND_TRUTH_VERSION,
+        video: VideoMeta {
+            name: spec.name.clone(),
+            sport: s.sport,
+            league: s.league.clone(),
+            broadcaster: s.broadcaster.clone(),
+            season: s.season.clone(),
+            style: s.name.clone(),
+            fps,
+            width: spec.width,
+            height: spec.height,
+            frames,
+            duration: frames as f64 / fps,
+            seed: spec.seed,
+        },
+        replays: plan.replays.clone(),
+        events: plan.events.iter().map(|e| e.truth.clone()).collect(),
+        distractors: plan.distractors.clone(),
+    };
+    Ok((plan, truth))
+}
+
 /// What a frame shows underneath overlays.
 #[derive(Clone, Copy)]
 enum Shot {
@@ -47,37 +77,13 @@ pub struct Renderer {
 impl Renderer {
     /// Plans the timeline of `spec` and prepares the world.
     pub fn new(spec: &VideoSpec) -> Result<Renderer, SynthError> {
-        spec.validate()?;
-        let fps = spec.fps;
-        let frames = (spec.duration * fps).round() as u64;
-        let plan = plan(&spec.style, fps, frames, spec.seed);
-        let world = World::new(spec.style.sport, &spec.style.field, spec.seed, &plan.events, fps);
-        let s = &spec.style;
-        let truth = GroundTruth {
-            version: GROUND_TRUTH_VERSION,
-            video: VideoMeta {
-                name: spec.name.clone(),
-                sport: s.sport,
-                league: s.league.clone(),
-                broadcaster: s.broadcaster.clone(),
-                season: s.season.clone(),
-                style: s.name.clone(),
-                fps,
-                width: spec.width,
-                height: spec.height,
-                frames,
-                duration: frames as f64 / fps,
-                seed: spec.seed,
-            },
-            replays: plan.replays.clone(),
-            events: plan.events.iter().map(|e| e.truth.clone()).collect(),
-            distractors: plan.distractors.clone(),
-        };
+        let (plan, truth) = plan_with_truth(spec)?;
+        let world = World::new(spec.style.sport, &spec.style.field, spec.seed, &plan.events, spec.fps);
         let len = spec.width as usize * spec.height as usize * 3;
         Ok(Renderer {
             width: spec.width as usize,
             height: spec.height as usize,
-            fps,
+            fps: spec.fps,
             style: spec.style.clone(),
             plan,
             world,
@@ -218,12 +224,18 @@ impl Renderer {
         cv.fill_rect(x, dy, x + chip, dy + dh, self.style.field.away);
         x += chip + bh * 0.35;
         let secs = (f as f64 / self.fps) as u32 + 17 * 60;
-        for d in [secs / 600 % 10, secs / 60 % 10, secs / 10 % 6, secs % 10] {
+        for (i, d) in [secs / 600 % 10, secs / 60 % 10, secs / 10 % 6, secs % 10].into_iter().enumerate() {
             if x + dh * 0.6 > x1 {
                 break;
             }
             cv.digit(x, dy, dh, d, sb.text);
             x += dh * 0.7;
+            if i == 1 {
+                let dot = (dh * 0.15).max(1.0);
+                cv.fill_rect(x, dy + dh * 0.25, x + dot, dy + dh * 0.25 + dot, sb.text);
+                cv.fill_rect(x, dy + dh * 0.65, x + dot, dy + dh * 0.65 + dot, sb.text);
+                x += dot + dh * 0.15;
+            }
         }
         if !live {
             return;

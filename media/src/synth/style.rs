@@ -152,7 +152,7 @@ pub struct DistractorStyle {
     pub ad_banner: f64,
     /// Probability of a lower-third name bar in a stretch of live play.
     pub lower_third: f64,
-    /// Probability of a score pop-up after an event without a replay.
+    /// Probability of a score / statistics pop-up after an event without a replay.
     pub score_popup: f64,
     /// Probability of a hard cut to a second live camera in a stretch of live play.
     pub live_cut: f64,
