@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use media::synth::{Preset, Renderer, VideoSpec, find_style, generate_video, Sport};
+use media::synth::{Preset, Renderer, Sport, VideoSpec, find_style, generate_video};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds: f64 = std::env::args()

@@ -20,7 +20,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         spec.duration = 60.0;
         let mut r = Renderer::new(&spec)?;
         let truth = r.ground_truth().clone();
-        let Some(rep) = truth.replays.iter().find(|x| x.drawings).or(truth.replays.first()) else {
+        let Some(rep) = truth
+            .replays
+            .iter()
+            .find(|x| x.drawings)
+            .or(truth.replays.first())
+        else {
             continue;
         };
         let mut picks = vec![("live", rep.live.start_frame + rep.live.frames() / 2)];
@@ -28,7 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             picks.push(("opening", o.start_frame + o.frames() / 2));
             picks.push(("opening-early", o.start_frame + o.frames() / 4));
         }
-        picks.push(("replay", rep.content.start_frame + rep.content.frames() * 3 / 4));
+        picks.push((
+            "replay",
+            rep.content.start_frame + rep.content.frames() * 3 / 4,
+        ));
         if let Some(d) = truth.distractors.first() {
             picks.push((d.kind.as_str(), d.span.start_frame + d.span.frames() / 2));
         }

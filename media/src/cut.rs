@@ -13,7 +13,12 @@ use crate::process::{self, Tool};
 /// Re-encodes so the clip starts exactly at `start` rather than at the
 /// previous keyframe. The clip is written under a temporary name and renamed
 /// on success. A span running past the end is clipped to the end.
-pub fn cut(input: impl AsRef<Path>, start: f64, duration: f64, output: impl AsRef<Path>) -> Result<()> {
+pub fn cut(
+    input: impl AsRef<Path>,
+    start: f64,
+    duration: f64,
+    output: impl AsRef<Path>,
+) -> Result<()> {
     let input = input.as_ref();
     let output = output.as_ref();
     let info = probe(input)?;
@@ -28,7 +33,9 @@ pub fn cut(input: impl AsRef<Path>, start: f64, duration: f64, output: impl AsRe
         )));
     }
     if !(duration.is_finite() && duration > 0.0) {
-        return Err(invalid(format!("duration {duration} must be a positive number of seconds")));
+        return Err(invalid(format!(
+            "duration {duration} must be a positive number of seconds"
+        )));
     }
     let file_name = output
         .file_name()
@@ -37,7 +44,11 @@ pub fn cut(input: impl AsRef<Path>, start: f64, duration: f64, output: impl AsRe
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let temp = dir.join(format!(".{}.partial-{}", file_name.to_string_lossy(), std::process::id()));
+    let temp = dir.join(format!(
+        ".{}.partial-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
     let mut cmd = Tool::Ffmpeg.command();
     cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
         .arg("-ss")
@@ -48,7 +59,9 @@ pub fn cut(input: impl AsRef<Path>, start: f64, duration: f64, output: impl AsRe
         .arg(format!("{duration}"))
         .args(["-map", "0:v:0", "-an", "-sn", "-dn"])
         .args(["-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2"])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p"])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
+        ])
         .args(["-f", "mp4"])
         .arg(&temp);
     // Generous: re-encoding runs far faster than real time on any machine we target.

@@ -129,15 +129,23 @@ impl FrameReader {
                     "output size {w}x{h} is out of range; pass a width and height between 1 and 16384"
                 )));
             }
-            _ => return Err(invalid("only one of width and height was given; pass both or neither".into())),
+            _ => {
+                return Err(invalid(
+                    "only one of width and height was given; pass both or neither".into(),
+                ));
+            }
         };
         let fps = opts.fps.unwrap_or(info.fps.as_f64());
         if !(fps.is_finite() && fps > 0.0 && fps <= 1000.0) {
-            return Err(invalid(format!("frame rate {fps} is out of range; pass a rate in (0, 1000]")));
+            return Err(invalid(format!(
+                "frame rate {fps} is out of range; pass a rate in (0, 1000]"
+            )));
         }
         let start = opts.start.unwrap_or(0.0);
         if !(start.is_finite() && start >= 0.0) {
-            return Err(invalid(format!("start {start} must be a finite number of seconds >= 0")));
+            return Err(invalid(format!(
+                "start {start} must be a finite number of seconds >= 0"
+            )));
         }
         if start >= info.duration {
             return Err(invalid(format!(
@@ -148,19 +156,25 @@ impl FrameReader {
         if let Some(d) = opts.duration
             && !(d.is_finite() && d > 0.0)
         {
-            return Err(invalid(format!("duration {d} must be a positive number of seconds")));
+            return Err(invalid(format!(
+                "duration {d} must be a positive number of seconds"
+            )));
         }
 
         let mut filters = vec![format!("fps={fps}")];
         if (width, height) != (info.width, info.height) {
             match opts.resize {
                 Resize::Letterbox => {
-                    filters.push(format!("scale={width}:{height}:force_original_aspect_ratio=decrease"));
+                    filters.push(format!(
+                        "scale={width}:{height}:force_original_aspect_ratio=decrease"
+                    ));
                     filters.push("format=rgb24".into());
                     filters.push(format!("pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:black"));
                 }
                 Resize::CenterCrop => {
-                    filters.push(format!("scale={width}:{height}:force_original_aspect_ratio=increase"));
+                    filters.push(format!(
+                        "scale={width}:{height}:force_original_aspect_ratio=increase"
+                    ));
                     filters.push("format=rgb24".into());
                     filters.push(format!("crop={width}:{height}"));
                 }
@@ -266,11 +280,12 @@ impl FrameReader {
         if self.watchdog.fired() {
             return Err(self.timeout());
         }
-        let status = process::wait_timeout(&self.child, self.stall).map_err(|source| Error::Io {
-            action: "wait for ffmpeg on",
-            path: self.path.clone(),
-            source,
-        })?;
+        let status =
+            process::wait_timeout(&self.child, self.stall).map_err(|source| Error::Io {
+                action: "wait for ffmpeg on",
+                path: self.path.clone(),
+                source,
+            })?;
         let message = self.stderr.finish();
         match status {
             None => Err(self.timeout()),
@@ -280,7 +295,9 @@ impl FrameReader {
             }),
             Some(_) if filled != 0 => Err(Error::Decode {
                 path: self.path.clone(),
-                message: format!("the output ended inside a frame ({filled} of {len} bytes); {message}"),
+                message: format!(
+                    "the output ended inside a frame ({filled} of {len} bytes); {message}"
+                ),
             }),
             Some(_) if self.next_index == 0 => Err(Error::Decode {
                 path: self.path.clone(),
@@ -290,7 +307,10 @@ impl FrameReader {
             // its demuxer still says so.
             Some(_) if message.contains("partial file") => Err(Error::Decode {
                 path: self.path.clone(),
-                message: format!("the file is truncated after frame {} ({message})", self.next_index),
+                message: format!(
+                    "the file is truncated after frame {} ({message})",
+                    self.next_index
+                ),
             }),
             Some(_) => Ok(false),
         }

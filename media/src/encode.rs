@@ -58,7 +58,13 @@ impl Encoder {
             path: path.clone(),
             reason,
         };
-        if width == 0 || height == 0 || width % 2 != 0 || height % 2 != 0 || width > 16384 || height > 16384 {
+        if width == 0
+            || height == 0
+            || !width.is_multiple_of(2)
+            || !height.is_multiple_of(2)
+            || width > 16384
+            || height > 16384
+        {
             return Err(invalid(format!(
                 "frame size {width}x{height} cannot be encoded as H.264 yuv420p; pass an even width and height (e.g. {}x{})",
                 (width.max(2) / 2) * 2,
@@ -66,7 +72,9 @@ impl Encoder {
             )));
         }
         if !(fps.is_finite() && fps > 0.0 && fps <= 1000.0) {
-            return Err(invalid(format!("frame rate {fps} is out of range; pass a rate in (0, 1000]")));
+            return Err(invalid(format!(
+                "frame rate {fps} is out of range; pass a rate in (0, 1000]"
+            )));
         }
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -78,9 +86,9 @@ impl Encoder {
                 dir.display()
             )));
         }
-        let file_name = path
-            .file_name()
-            .ok_or_else(|| invalid("the path has no file name; pass a path like `out/clip.mp4`".into()))?;
+        let file_name = path.file_name().ok_or_else(|| {
+            invalid("the path has no file name; pass a path like `out/clip.mp4`".into())
+        })?;
         let temp = dir.join(format!(
             ".{}.partial-{}-{}",
             file_name.to_string_lossy(),

@@ -30,13 +30,22 @@ impl Rational {
     /// NTSC rates become `N*1000/1001`, anything else is rounded to 1/1000.
     pub fn from_f64(fps: f64) -> Rational {
         if (fps - fps.round()).abs() < 1e-6 {
-            return Rational { num: fps.round() as u32, den: 1 };
+            return Rational {
+                num: fps.round() as u32,
+                den: 1,
+            };
         }
         let ntsc = fps * 1001.0 / 1000.0;
         if (ntsc - ntsc.round()).abs() < 1e-3 {
-            return Rational { num: ntsc.round() as u32 * 1000, den: 1001 };
+            return Rational {
+                num: ntsc.round() as u32 * 1000,
+                den: 1001,
+            };
         }
-        Rational { num: (fps * 1000.0).round() as u32, den: 1000 }
+        Rational {
+            num: (fps * 1000.0).round() as u32,
+            den: 1000,
+        }
     }
 
     fn parse(s: &str) -> Option<Rational> {
@@ -145,10 +154,15 @@ pub fn probe(path: impl AsRef<Path>) -> Result<VideoInfo> {
         .and_then(Rational::parse)
         .or_else(|| stream.r_frame_rate.as_deref().and_then(Rational::parse))
         .ok_or_else(|| not_video("its video stream has no frame rate"))?;
-    let parse_f = |s: Option<&str>| s.and_then(|s| s.parse::<f64>().ok()).filter(|d| d.is_finite() && *d > 0.0);
+    let parse_f = |s: Option<&str>| {
+        s.and_then(|s| s.parse::<f64>().ok())
+            .filter(|d| d.is_finite() && *d > 0.0)
+    };
     let duration = parse_f(stream.duration.as_deref())
         .or_else(|| parse_f(parsed.format.as_ref().and_then(|f| f.duration.as_deref())))
-        .ok_or_else(|| not_video("ffprobe reports no duration (a single image or a raw stream?)"))?;
+        .ok_or_else(|| {
+            not_video("ffprobe reports no duration (a single image or a raw stream?)")
+        })?;
     let frames = stream
         .nb_frames
         .as_deref()

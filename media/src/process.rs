@@ -204,7 +204,10 @@ impl Drop for Watchdog {
 }
 
 /// Waits for a child, killing it when `limit` passes. Returns `None` on timeout.
-pub(crate) fn wait_timeout(child: &Mutex<Child>, limit: Duration) -> std::io::Result<Option<ExitStatus>> {
+pub(crate) fn wait_timeout(
+    child: &Mutex<Child>,
+    limit: Duration,
+) -> std::io::Result<Option<ExitStatus>> {
     let deadline = Instant::now() + limit;
     loop {
         {

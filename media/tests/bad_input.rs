@@ -15,7 +15,10 @@ fn missing_file() {
     let err = open_err(&path);
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("nope.mp4") && msg.contains("does not exist"), "{msg}");
+    assert!(
+        msg.contains("nope.mp4") && msg.contains("does not exist"),
+        "{msg}"
+    );
     assert!(matches!(probe(&path), Err(Error::NotFound { .. })));
 }
 
@@ -23,12 +26,19 @@ fn missing_file() {
 fn text_file_is_not_a_video() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notes.mp4");
-    std::fs::write(&path, "these are not the frames you are looking for\n".repeat(20)).unwrap();
+    std::fs::write(
+        &path,
+        "these are not the frames you are looking for\n".repeat(20),
+    )
+    .unwrap();
     let err = open_err(&path);
     assert!(matches!(err, Error::Probe { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.starts_with("Failed to probe `"), "{msg}");
-    assert!(msg.contains("notes.mp4") && msg.contains("Invalid data"), "{msg}");
+    assert!(
+        msg.contains("notes.mp4") && msg.contains("Invalid data"),
+        "{msg}"
+    );
     assert!(msg.contains("check the file is a complete video"), "{msg}");
 }
 
@@ -58,7 +68,10 @@ fn truncated_mp4_with_index_at_the_end() {
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let err = open_err(&cut);
     let msg = err.to_string();
-    assert!(msg.contains("cut.mp4") && msg.contains("moov atom not found"), "{msg}");
+    assert!(
+        msg.contains("cut.mp4") && msg.contains("moov atom not found"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -88,14 +101,23 @@ fn start_past_the_end() {
         ..Default::default()
     };
     let msg = FrameReader::open(&src, &opts).unwrap_err().to_string();
-    assert!(msg.contains("past the end") && msg.contains("t.mp4"), "{msg}");
+    assert!(
+        msg.contains("past the end") && msg.contains("t.mp4"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn audio_only_file_has_no_video_stream() {
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("tone.wav");
-    common::ffmpeg(&["-f", "lavfi", "-i", "sine=duration=1", wav.to_str().unwrap()]);
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=duration=1",
+        wav.to_str().unwrap(),
+    ]);
     let err = probe(&wav).unwrap_err();
     assert!(matches!(err, Error::NotAVideo { .. }), "{err:?}");
     assert!(err.to_string().contains("no video stream"), "{err}");

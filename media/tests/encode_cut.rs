@@ -27,12 +27,18 @@ fn encode_then_decode_round_trip() {
     let info = probe(&path).unwrap();
     assert_eq!((info.width, info.height, info.frames), (96, 64, Some(50)));
     assert_eq!(info.fps.as_f64(), 25.0);
-    let frames: Vec<_> = FrameReader::open(&path, &DecodeOptions::default()).unwrap().collect::<Result<_, _>>().unwrap();
+    let frames: Vec<_> = FrameReader::open(&path, &DecodeOptions::default())
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(frames.len(), 50);
     let px = frames[10].pixel(20, 30);
     assert!(common::rgb_dist(px, [50, 60, 128]) < 8, "{px:?}");
     // No temporary file left behind.
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("grad.mp4")]);
 }
 
@@ -66,19 +72,29 @@ fn odd_size_and_wrong_frame_length_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let err = Encoder::create(dir.path().join("odd.mp4"), 101, 75, 10.0).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, Error::InvalidArgument { .. }) && msg.contains("odd.mp4") && msg.contains("100x74"), "{msg}");
+    assert!(
+        matches!(err, Error::InvalidArgument { .. })
+            && msg.contains("odd.mp4")
+            && msg.contains("100x74"),
+        "{msg}"
+    );
 
     let mut enc = Encoder::create(dir.path().join("ok.mp4"), 64, 64, 10.0).unwrap();
     let msg = enc.write_frame(&[0u8; 10]).unwrap_err().to_string();
     assert!(msg.contains("12288"), "{msg}");
-    assert!(matches!(enc.finish(), Err(Error::InvalidArgument { .. })), "finish without frames");
+    assert!(
+        matches!(enc.finish(), Err(Error::InvalidArgument { .. })),
+        "finish without frames"
+    );
     assert!(!dir.path().join("ok.mp4").exists());
 }
 
 #[test]
 fn missing_output_directory_is_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let msg = Encoder::create(dir.path().join("no/such/dir/x.mp4"), 64, 64, 10.0).unwrap_err().to_string();
+    let msg = Encoder::create(dir.path().join("no/such/dir/x.mp4"), 64, 64, 10.0)
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("does not exist"), "{msg}");
 }
 
@@ -92,22 +108,56 @@ fn cut_is_frame_accurate() {
     assert!((info.duration - 2.0).abs() < 0.15, "{}", info.duration);
     assert!(info.frames.unwrap().abs_diff(20) <= 1, "{:?}", info.frames);
     // The clip's first frame is the source's frame 30.
-    let src = FrameReader::open(&mp4, &DecodeOptions { start: Some(3.0), ..Default::default() })
+    let src = FrameReader::open(
+        &mp4,
+        &DecodeOptions {
+            start: Some(3.0),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .next_frame()
+    .unwrap()
+    .unwrap();
+    let first = FrameReader::open(&clip, &DecodeOptions::default())
         .unwrap()
         .next_frame()
         .unwrap()
         .unwrap();
-    let first = FrameReader::open(&clip, &DecodeOptions::default()).unwrap().next_frame().unwrap().unwrap();
-    let diff: u64 = src.data.iter().zip(&first.data).map(|(a, b)| (*a as i64 - *b as i64).unsigned_abs()).sum();
-    assert!(diff / (src.data.len() as u64) < 6, "mean abs diff {}", diff / src.data.len() as u64);
+    let diff: u64 = src
+        .data
+        .iter()
+        .zip(&first.data)
+        .map(|(a, b)| (*a as i64 - *b as i64).unsigned_abs())
+        .sum();
+    assert!(
+        diff / (src.data.len() as u64) < 6,
+        "mean abs diff {}",
+        diff / src.data.len() as u64
+    );
 }
 
 #[test]
 fn cut_outside_the_video_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let src = common::testsrc(dir.path(), "t.mp4", &[]);
-    let msg = cut(&src, 10.0, 1.0, dir.path().join("c.mp4")).unwrap_err().to_string();
-    assert!(msg.contains("outside the video") && msg.contains("t.mp4"), "{msg}");
-    let msg = cut(dir.path().join("gone.mp4"), 0.0, 1.0, dir.path().join("c.mp4")).unwrap_err().to_string();
-    assert!(msg.contains("gone.mp4") && msg.contains("does not exist"), "{msg}");
+    let msg = cut(&src, 10.0, 1.0, dir.path().join("c.mp4"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("outside the video") && msg.contains("t.mp4"),
+        "{msg}"
+    );
+    let msg = cut(
+        dir.path().join("gone.mp4"),
+        0.0,
+        1.0,
+        dir.path().join("c.mp4"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.contains("gone.mp4") && msg.contains("does not exist"),
+        "{msg}"
+    );
 }

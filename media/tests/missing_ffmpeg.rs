@@ -16,8 +16,15 @@ fn missing_tools_are_reported_with_install_hint() {
     let err = probe(&file).unwrap_err();
     assert!(matches!(err, Error::ToolNotFound { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("/nonexistent/ffprobe") && msg.contains("apt-get install"), "{msg}");
+    assert!(
+        msg.contains("/nonexistent/ffprobe") && msg.contains("apt-get install"),
+        "{msg}"
+    );
 
     let err = Encoder::create(dir.path().join("out.mp4"), 64, 64, 10.0).unwrap_err();
-    assert!(err.to_string().contains("`/nonexistent/ffmpeg` was not found on PATH"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`/nonexistent/ffmpeg` was not found on PATH"),
+        "{err}"
+    );
 }

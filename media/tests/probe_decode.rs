@@ -14,7 +14,11 @@ fn probe_reports_generated_video() {
     assert_eq!(info.fps.den, 1);
     assert_eq!(info.codec, "h264");
     assert_eq!(info.frames, Some(truth.video.frames));
-    assert!((info.duration - 16.0).abs() < 0.15, "duration {}", info.duration);
+    assert!(
+        (info.duration - 16.0).abs() < 0.15,
+        "duration {}",
+        info.duration
+    );
 }
 
 #[test]
@@ -31,7 +35,11 @@ fn decode_returns_every_frame_with_pts() {
         assert_eq!(frame.data.len(), 112 * 112 * 3);
         n += 1;
     }
-    assert!(n.abs_diff(truth.video.frames) <= 1, "decoded {n} of {}", truth.video.frames);
+    assert!(
+        n.abs_diff(truth.video.frames) <= 1,
+        "decoded {n} of {}",
+        truth.video.frames
+    );
     // After the end it stays at the end.
     assert!(reader.next_frame().unwrap().is_none());
 }
@@ -44,8 +52,15 @@ fn iterator_and_fps_resampling() {
         fps: Some(5.0),
         ..Default::default()
     };
-    let frames: Vec<_> = FrameReader::open(&src, &opts).unwrap().collect::<Result<_, _>>().unwrap();
-    assert!(frames.len().abs_diff(15) <= 1, "got {} frames", frames.len());
+    let frames: Vec<_> = FrameReader::open(&src, &opts)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        frames.len().abs_diff(15) <= 1,
+        "got {} frames",
+        frames.len()
+    );
     assert!((frames[2].pts_seconds - 0.4).abs() < 1e-9);
 }
 
@@ -84,7 +99,10 @@ fn resize_modes_give_requested_size_and_bars() {
             // A square source in a 2:1 box: black pillars left and right.
             assert!(left.iter().all(|&c| c < 20), "{resize:?} left bar {left:?}");
         } else {
-            assert!(left.iter().any(|&c| c > 30), "{resize:?} has picture at the left edge: {left:?}");
+            assert!(
+                left.iter().any(|&c| c > 30),
+                "{resize:?} has picture at the left edge: {left:?}"
+            );
         }
     }
 }
@@ -99,9 +117,16 @@ fn odd_output_size_is_supported() {
         resize: Resize::Stretch,
         ..Default::default()
     };
-    let frames: Vec<_> = FrameReader::open(&src, &opts).unwrap().collect::<Result<_, _>>().unwrap();
+    let frames: Vec<_> = FrameReader::open(&src, &opts)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert!(frames.len().abs_diff(30) <= 1);
-    assert!(frames.iter().all(|f| f.data.len() == 101 * 75 * 3 && f.width == 101 && f.height == 75));
+    assert!(
+        frames
+            .iter()
+            .all(|f| f.data.len() == 101 * 75 * 3 && f.width == 101 && f.height == 75)
+    );
 }
 
 #[test]
@@ -125,21 +150,57 @@ fn variable_frame_rate_becomes_constant_rate() {
     let b = dir.path().join("b.mkv");
     for (rate, secs, out) in [("10", "1.5", &a), ("20", "0.75", &b)] {
         let src = format!("testsrc=size=112x112:rate={rate}");
-        common::ffmpeg(&["-f", "lavfi", "-i", &src, "-t", secs, "-c:v", "libx264", "-pix_fmt", "yuv420p", out.to_str().unwrap()]);
+        common::ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &src,
+            "-t",
+            secs,
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            out.to_str().unwrap(),
+        ]);
     }
     let list = dir.path().join("list.txt");
-    std::fs::write(&list, format!("file '{}'\nfile '{}'\n", a.display(), b.display())).unwrap();
+    std::fs::write(
+        &list,
+        format!("file '{}'\nfile '{}'\n", a.display(), b.display()),
+    )
+    .unwrap();
     let vfr = dir.path().join("vfr.mkv");
-    common::ffmpeg(&["-f", "concat", "-safe", "0", "-i", list.to_str().unwrap(), "-c", "copy", vfr.to_str().unwrap()]);
+    common::ffmpeg(&[
+        "-f",
+        "concat",
+        "-safe",
+        "0",
+        "-i",
+        list.to_str().unwrap(),
+        "-c",
+        "copy",
+        vfr.to_str().unwrap(),
+    ]);
     let opts = DecodeOptions {
         fps: Some(20.0),
         ..Default::default()
     };
     let info = probe(&vfr).unwrap();
-    assert!((info.duration - 2.25).abs() < 0.15, "the source is not the VFR file we meant: {info:?}");
-    let frames: Vec<_> = FrameReader::open(&vfr, &opts).unwrap().collect::<Result<_, _>>().unwrap();
+    assert!(
+        (info.duration - 2.25).abs() < 0.15,
+        "the source is not the VFR file we meant: {info:?}"
+    );
+    let frames: Vec<_> = FrameReader::open(&vfr, &opts)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
     let expected = (info.duration * 20.0).round() as usize;
-    assert!(frames.len().abs_diff(expected) <= 2, "got {} frames, expected about {expected}", frames.len());
+    assert!(
+        frames.len().abs_diff(expected) <= 2,
+        "got {} frames, expected about {expected}",
+        frames.len()
+    );
     for (i, f) in frames.iter().enumerate() {
         assert!((f.pts_seconds - i as f64 / 20.0).abs() < 1e-9);
     }

@@ -9,19 +9,33 @@ fn catalog_has_three_sports_three_leagues_two_broadcasters() {
     let all = styles();
     let mut grid: BTreeMap<Sport, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
     for s in &all {
-        grid.entry(s.sport).or_default().entry(s.league.clone()).or_default().insert(s.broadcaster.clone());
-        assert_eq!(s.name, format!("{}/{}/{}/{}", s.sport, s.league, s.broadcaster, s.season));
+        grid.entry(s.sport)
+            .or_default()
+            .entry(s.league.clone())
+            .or_default()
+            .insert(s.broadcaster.clone());
+        assert_eq!(
+            s.name,
+            format!("{}/{}/{}/{}", s.sport, s.league, s.broadcaster, s.season)
+        );
         if let Some(g) = &s.graphics {
             assert!((12..=35).contains(&g.opening_frames), "{}", s.name);
             assert!((12..=35).contains(&g.closing_frames), "{}", s.name);
             assert_ne!(g.primary, g.secondary);
         }
-        assert!(s.replay.slow_min >= 0.25 && s.replay.slow_max <= 0.5 && s.replay.slow_min <= s.replay.slow_max);
+        assert!(
+            s.replay.slow_min >= 0.25
+                && s.replay.slow_max <= 0.5
+                && s.replay.slow_min <= s.replay.slow_max
+        );
     }
     assert_eq!(grid.len(), 3);
     for (sport, leagues) in &grid {
         let full = leagues.values().filter(|b| b.len() >= 2).count();
-        assert!(full >= 3, "{sport} has only {full} leagues with two broadcasters");
+        assert!(
+            full >= 3,
+            "{sport} has only {full} leagues with two broadcasters"
+        );
     }
     let names: BTreeSet<_> = all.iter().map(|s| &s.name).collect();
     assert_eq!(names.len(), all.len(), "style names are unique");
@@ -31,8 +45,16 @@ fn catalog_has_three_sports_three_leagues_two_broadcasters() {
 fn drift_styles_are_in_the_catalog() {
     let old = find_style(Sport::Soccer, "aurora-league", "skyline-tv", Some("2023")).unwrap();
     let new = find_style(Sport::Soccer, "aurora-league", "skyline-tv", Some("2024")).unwrap();
-    assert_ne!(old.graphics, new.graphics, "the league changes its graphics between seasons");
-    assert_eq!(find_style(Sport::Soccer, "aurora-league", "skyline-tv", None).unwrap().season, "2024");
+    assert_ne!(
+        old.graphics, new.graphics,
+        "the league changes its graphics between seasons"
+    );
+    assert_eq!(
+        find_style(Sport::Soccer, "aurora-league", "skyline-tv", None)
+            .unwrap()
+            .season,
+        "2024"
+    );
 
     let bare = find_style(Sport::IceHockey, "bare-league", "frost-tv", None).unwrap();
     assert!(bare.graphics.is_none());
@@ -50,10 +72,18 @@ fn drift_styles_are_in_the_catalog() {
 fn styles_round_trip_through_json() {
     for s in styles() {
         let text = serde_json::to_string(&s).unwrap();
-        assert_eq!(serde_json::from_str::<media::synth::Style>(&text).unwrap(), s);
+        assert_eq!(
+            serde_json::from_str::<media::synth::Style>(&text).unwrap(),
+            s
+        );
     }
     assert_eq!("ice-hockey".parse::<Sport>().unwrap(), Sport::IceHockey);
-    assert!("curling".parse::<Sport>().unwrap_err().contains("ice-hockey"));
+    assert!(
+        "curling"
+            .parse::<Sport>()
+            .unwrap_err()
+            .contains("ice-hockey")
+    );
 }
 
 #[test]
@@ -73,9 +103,17 @@ fn set_spec_cycles_matching_styles() {
     };
     let videos = spec.videos().unwrap();
     assert_eq!(videos.len(), 5);
-    assert!(videos.iter().all(|v| v.style.broadcaster == "dunk-tv" && v.width == 112 && v.fps == 10.0));
+    assert!(
+        videos
+            .iter()
+            .all(|v| v.style.broadcaster == "dunk-tv" && v.width == 112 && v.fps == 10.0)
+    );
     let leagues: BTreeSet<_> = videos.iter().map(|v| v.style.league.clone()).collect();
-    assert_eq!(leagues.len(), 4, "hoops-pro, court-league, baltic-bl, ink-league");
+    assert_eq!(
+        leagues.len(),
+        4,
+        "hoops-pro, court-league, baltic-bl, ink-league"
+    );
     let seeds: BTreeSet<_> = videos.iter().map(|v| v.seed).collect();
     assert_eq!(seeds.len(), 5);
     assert_eq!(videos, spec.videos().unwrap(), "deterministic");
@@ -83,9 +121,15 @@ fn set_spec_cycles_matching_styles() {
 
 #[test]
 fn unknown_league_lists_what_exists() {
-    let spec: SynthSpec = serde_json::from_str(r#"{"sport": "soccer", "league": "moon-league", "seed": 1, "count": 1}"#).unwrap();
+    let spec: SynthSpec = serde_json::from_str(
+        r#"{"sport": "soccer", "league": "moon-league", "seed": 1, "count": 1}"#,
+    )
+    .unwrap();
     let err = spec.videos().unwrap_err();
     assert!(matches!(err, SynthError::UnknownStyle { .. }));
     let msg = err.to_string();
-    assert!(msg.contains("moon-league") && msg.contains("soccer/premier-north/skyline-tv/2024"), "{msg}");
+    assert!(
+        msg.contains("moon-league") && msg.contains("soccer/premier-north/skyline-tv/2024"),
+        "{msg}"
+    );
 }

@@ -3,7 +3,12 @@
 use media::synth::{Preset, Renderer, Sport, VideoSpec, find_style, scoreboard_rect, styles};
 
 fn spec(sport: Sport, league: &str, bc: &str, seed: u64) -> VideoSpec {
-    VideoSpec::from_preset("t", find_style(sport, league, bc, None).unwrap(), Preset::Small, seed)
+    VideoSpec::from_preset(
+        "t",
+        find_style(sport, league, bc, None).unwrap(),
+        Preset::Small,
+        seed,
+    )
 }
 
 fn render_all(spec: &VideoSpec) -> Vec<Vec<u8>> {
@@ -36,7 +41,11 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
     let c = render_all(&VideoSpec { seed: 78, ..s });
     assert!(a != c);
     // Rendering out of order gives the same frame.
-    let mut r = Renderer::new(&VideoSpec { seed: 77, ..spec(Sport::Soccer, "liga-sur", "canal-uno", 77) }).unwrap();
+    let mut r = Renderer::new(&VideoSpec {
+        seed: 77,
+        ..spec(Sport::Soccer, "liga-sur", "canal-uno", 77)
+    })
+    .unwrap();
     let mut buf = vec![0u8; r.frame_len()];
     r.render(100, &mut buf);
     r.render(3, &mut buf);
@@ -52,12 +61,19 @@ fn scoreboard_background_at_its_documented_place() {
         let [x0, y0, ..] = scoreboard_rect(s.width, s.height);
         let mut buf = vec![0u8; r.frame_len()];
         for f in (0..r.frame_count()).step_by(7) {
-            let in_transition = t.replays.iter().any(|r| r.opening.is_some_and(|o| o.contains(f)) || r.closing.is_some_and(|c| c.contains(f)));
+            let in_transition = t.replays.iter().any(|r| {
+                r.opening.is_some_and(|o| o.contains(f)) || r.closing.is_some_and(|c| c.contains(f))
+            });
             if in_transition {
                 continue;
             }
             r.render(f, &mut buf);
-            assert_eq!(px(&buf, s.width, x0 + 1, y0 + 1), style.scoreboard.background, "{} frame {f}", style.name);
+            assert_eq!(
+                px(&buf, s.width, x0 + 1, y0 + 1),
+                style.scoreboard.background,
+                "{} frame {f}",
+                style.name
+            );
         }
     }
 }
@@ -74,12 +90,20 @@ fn transitions_show_the_league_graphic_and_live_play_does_not() {
             for span in [rep.opening.unwrap(), rep.closing.unwrap()] {
                 r.render(span.start_frame + span.frames() / 2, &mut buf);
                 let both = share(&buf, g.primary) + share(&buf, g.secondary);
-                assert!(both > 0.15, "{}: mid-transition frame has only {both:.3} graphic colour", style.name);
+                assert!(
+                    both > 0.15,
+                    "{}: mid-transition frame has only {both:.3} graphic colour",
+                    style.name
+                );
             }
         }
         let live = t.events[0].live;
         r.render(live.start_frame, &mut buf);
-        assert!(share(&buf, g.primary) < 0.01, "{}: live frame shows the wipe colour", style.name);
+        assert!(
+            share(&buf, g.primary) < 0.01,
+            "{}: live frame shows the wipe colour",
+            style.name
+        );
     }
 }
 
@@ -93,10 +117,18 @@ fn replays_are_slow_motion() {
     let rep = &t.replays[0];
     assert!(rep.repeated_frames);
     let c = rep.content;
-    let repeats = (c.start_frame + 1..c.end_frame).filter(|&f| frames[f as usize] == frames[f as usize - 1]).count();
-    assert!(repeats as f64 >= 0.4 * c.frames() as f64, "{repeats} repeats in {} replay frames", c.frames());
+    let repeats = (c.start_frame + 1..c.end_frame)
+        .filter(|&f| frames[f as usize] == frames[f as usize - 1])
+        .count();
+    assert!(
+        repeats as f64 >= 0.4 * c.frames() as f64,
+        "{repeats} repeats in {} replay frames",
+        c.frames()
+    );
     let ev = rep.live;
-    let live_repeats = (ev.start_frame + 1..ev.end_frame).filter(|&f| frames[f as usize] == frames[f as usize - 1]).count();
+    let live_repeats = (ev.start_frame + 1..ev.end_frame)
+        .filter(|&f| frames[f as usize] == frames[f as usize - 1])
+        .count();
     assert_eq!(live_repeats, 0);
 }
 
@@ -119,7 +151,11 @@ fn pundit_drawings_appear_only_where_the_truth_says() {
         }
         for f in 0..t.video.frames {
             if !t.replays.iter().any(|r| r.span.contains(f)) {
-                assert_eq!(share(&frames[f as usize], ink), 0.0, "seed {seed}: ink outside a replay at frame {f}");
+                assert_eq!(
+                    share(&frames[f as usize], ink),
+                    0.0,
+                    "seed {seed}: ink outside a replay at frame {f}"
+                );
             }
         }
     }
@@ -136,5 +172,8 @@ fn league_without_graphics_cuts_straight_to_the_replay() {
     let before = &frames[rep.span.start_frame as usize - 1];
     let first = &frames[rep.span.start_frame as usize];
     let diff = before.iter().zip(first).filter(|(a, b)| a != b).count();
-    assert!(diff as f64 > 0.3 * before.len() as f64, "a hard cut changes most of the picture ({diff})");
+    assert!(
+        diff as f64 > 0.3 * before.len() as f64,
+        "a hard cut changes most of the picture ({diff})"
+    );
 }

@@ -6,18 +6,34 @@ fn check(t: &GroundTruth, has_graphics: bool) {
     let n = t.video.frames;
     let fps = t.video.fps;
     assert_eq!(n, (t.video.duration * fps).round() as u64);
-    assert!(!t.replays.is_empty(), "{}: every video long enough has a replay", t.video.name);
+    assert!(
+        !t.replays.is_empty(),
+        "{}: every video long enough has a replay",
+        t.video.name
+    );
     let mut prev_end = 0;
     for r in &t.replays {
         let s = r.span;
-        assert!(s.start_frame >= prev_end, "replays overlap or are out of order");
-        assert!(s.start_frame < s.end_frame && s.end_frame <= n, "replay {s:?} outside 0..{n}");
-        assert!((s.start - s.start_frame as f64 / fps).abs() < 1e-9 && (s.end - s.end_frame as f64 / fps).abs() < 1e-9);
+        assert!(
+            s.start_frame >= prev_end,
+            "replays overlap or are out of order"
+        );
+        assert!(
+            s.start_frame < s.end_frame && s.end_frame <= n,
+            "replay {s:?} outside 0..{n}"
+        );
+        assert!(
+            (s.start - s.start_frame as f64 / fps).abs() < 1e-9
+                && (s.end - s.end_frame as f64 / fps).abs() < 1e-9
+        );
         prev_end = s.end_frame;
         match (r.opening, r.closing) {
             (Some(o), Some(c)) => {
                 assert!(has_graphics);
-                assert!((12..=35).contains(&o.frames()) && (12..=35).contains(&c.frames()), "{o:?} {c:?}");
+                assert!(
+                    (12..=35).contains(&o.frames()) && (12..=35).contains(&c.frames()),
+                    "{o:?} {c:?}"
+                );
                 assert_eq!(o.start_frame, s.start_frame);
                 assert_eq!(o.end_frame, r.content.start_frame);
                 assert_eq!(c.start_frame, r.content.end_frame);
@@ -33,18 +49,26 @@ fn check(t: &GroundTruth, has_graphics: bool) {
         assert!((0.25..=0.5).contains(&r.speed));
         let ev = &t.events[r.event_id as usize];
         assert_eq!(ev.live, r.live);
-        assert!(r.live.end_frame <= s.start_frame, "a replay follows its event");
+        assert!(
+            r.live.end_frame <= s.start_frame,
+            "a replay follows its event"
+        );
     }
     for (i, e) in t.events.iter().enumerate() {
         assert_eq!(e.id as usize, i);
         assert!(e.live.end_frame <= n && e.live.frames() > 0);
-        assert!(!t.replays.iter().any(|r| r.span.start_frame < e.live.end_frame && e.live.start_frame < r.span.end_frame));
+        assert!(!t.replays.iter().any(
+            |r| r.span.start_frame < e.live.end_frame && e.live.start_frame < r.span.end_frame
+        ));
     }
     for d in &t.distractors {
         assert!(d.span.end_frame <= n && d.span.frames() > 0);
         assert!(["ad-banner", "lower-third", "score-popup", "live-cut"].contains(&d.kind.as_str()));
         assert!(
-            !t.replays.iter().any(|r| r.span.start_frame < d.span.end_frame && d.span.start_frame < r.span.end_frame),
+            !t.replays
+                .iter()
+                .any(|r| r.span.start_frame < d.span.end_frame
+                    && d.span.start_frame < r.span.end_frame),
             "distractor {d:?} overlaps a replay"
         );
     }
@@ -63,7 +87,11 @@ fn every_style_and_seed_gives_consistent_truth() {
             let demo = VideoSpec::from_preset("d", style.clone(), Preset::Demo, seed);
             let t = ground_truth(&demo).unwrap();
             check(&t, graphics);
-            assert!(t.replays.len() >= 2, "{}: a 2 minute video has several replays", style.name);
+            assert!(
+                t.replays.len() >= 2,
+                "{}: a 2 minute video has several replays",
+                style.name
+            );
         }
     }
 }
@@ -73,7 +101,13 @@ fn distractor_kinds_all_occur() {
     let mut kinds = std::collections::BTreeSet::new();
     for style in styles() {
         for seed in 0..4 {
-            let t = ground_truth(&VideoSpec::from_preset("d", style.clone(), Preset::Demo, seed)).unwrap();
+            let t = ground_truth(&VideoSpec::from_preset(
+                "d",
+                style.clone(),
+                Preset::Demo,
+                seed,
+            ))
+            .unwrap();
             kinds.extend(t.distractors.into_iter().map(|d| d.kind));
         }
     }
@@ -82,7 +116,13 @@ fn distractor_kinds_all_occur() {
 
 #[test]
 fn truth_round_trips_through_json() {
-    let t = ground_truth(&VideoSpec::from_preset("x", styles().remove(0), Preset::Small, 5)).unwrap();
+    let t = ground_truth(&VideoSpec::from_preset(
+        "x",
+        styles().remove(0),
+        Preset::Small,
+        5,
+    ))
+    .unwrap();
     let text = serde_json::to_string_pretty(&t).unwrap();
     assert_eq!(serde_json::from_str::<GroundTruth>(&text).unwrap(), t);
 }

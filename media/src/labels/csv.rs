@@ -32,34 +32,63 @@ pub fn read_csv(path: impl AsRef<Path>) -> Result<Vec<Segments>, LabelError> {
             continue;
         }
         let fields = split(trimmed).map_err(|m| invalid(line, m))?;
-        if std::mem::take(&mut first) && fields.iter().any(|f| f.trim().eq_ignore_ascii_case("start")) {
+        if std::mem::take(&mut first)
+            && fields
+                .iter()
+                .any(|f| f.trim().eq_ignore_ascii_case("start"))
+        {
             order = [None; 5];
             for (col, name) in fields.iter().enumerate() {
                 let name = name.trim().to_lowercase();
                 let Some(k) = COLUMNS.iter().position(|c| *c == name) else {
-                    return Err(invalid(line, format!("unknown column `{name}` in the header; expected {}", COLUMNS.join(", "))));
+                    return Err(invalid(
+                        line,
+                        format!(
+                            "unknown column `{name}` in the header; expected {}",
+                            COLUMNS.join(", ")
+                        ),
+                    ));
                 };
                 order[k] = Some(col);
             }
             if order[..3].iter().any(Option::is_none) {
-                return Err(invalid(line, "the header must name the columns `video`, `start` and `end`".into()));
+                return Err(invalid(
+                    line,
+                    "the header must name the columns `video`, `start` and `end`".into(),
+                ));
             }
             continue;
         }
         if fields.len() < 3 || fields.len() > 5 {
             return Err(invalid(
                 line,
-                format!("expected 3 to 5 fields (video,start,end[,league,broadcaster]), found {}", fields.len()),
+                format!(
+                    "expected 3 to 5 fields (video,start,end[,league,broadcaster]), found {}",
+                    fields.len()
+                ),
             ));
         }
-        let get = |k: usize| order[k].and_then(|c| fields.get(c)).map(|s| s.trim()).filter(|s| !s.is_empty());
+        let get = |k: usize| {
+            order[k]
+                .and_then(|c| fields.get(c))
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+        };
         let video = get(0).ok_or_else(|| invalid(line, "the video field is empty".into()))?;
         let num = |k: usize| -> Result<f64, LabelError> {
-            let s = get(k).ok_or_else(|| invalid(line, format!("the `{}` field is empty", COLUMNS[k])))?;
-            s.parse::<f64>()
-                .map_err(|_| invalid(line, format!("`{}` is `{s}`, expected a number of seconds", COLUMNS[k])))
+            let s = get(k)
+                .ok_or_else(|| invalid(line, format!("the `{}` field is empty", COLUMNS[k])))?;
+            s.parse::<f64>().map_err(|_| {
+                invalid(
+                    line,
+                    format!("`{}` is `{s}`, expected a number of seconds", COLUMNS[k]),
+                )
+            })
         };
-        let seg = Segment { start: num(1)?, end: num(2)? };
+        let seg = Segment {
+            start: num(1)?,
+            end: num(2)?,
+        };
         let at = format!("line {line}");
         check_segment(path, &at, &seg)?;
         let league = get(3).map(str::to_string);
@@ -80,10 +109,18 @@ pub fn read_csv(path: impl AsRef<Path>) -> Result<Vec<Segments>, LabelError> {
                 videos.last_mut().expect("just pushed")
             }
         };
-        for (slot, value, what) in [(&mut entry.0.league, league, "league"), (&mut entry.0.broadcaster, broadcaster, "broadcaster")] {
+        for (slot, value, what) in [
+            (&mut entry.0.league, league, "league"),
+            (&mut entry.0.broadcaster, broadcaster, "broadcaster"),
+        ] {
             match (slot.as_ref(), value) {
                 (Some(old), Some(new)) if *old != new => {
-                    return Err(invalid(line, format!("{what} `{new}` differs from `{old}` given earlier for video `{video}`")));
+                    return Err(invalid(
+                        line,
+                        format!(
+                            "{what} `{new}` differs from `{old}` given earlier for video `{video}`"
+                        ),
+                    ));
                 }
                 (None, Some(new)) => *slot = Some(new),
                 _ => {}

@@ -21,7 +21,9 @@ pub fn read_json(path: impl AsRef<Path>) -> Result<Vec<Segments>, LabelError> {
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| syntax(path, &e))?;
     // Parse from text (not the Value) so shape errors keep their line numbers.
     let parsed = match value {
-        serde_json::Value::Array(_) => serde_json::from_str::<Vec<Segments>>(&text).map(OneOrMany::Many),
+        serde_json::Value::Array(_) => {
+            serde_json::from_str::<Vec<Segments>>(&text).map(OneOrMany::Many)
+        }
         _ => serde_json::from_str::<Segments>(&text).map(OneOrMany::One),
     }
     .map_err(|e| syntax(path, &e))?;
@@ -31,7 +33,11 @@ pub fn read_json(path: impl AsRef<Path>) -> Result<Vec<Segments>, LabelError> {
     };
     let mut out = Vec::with_capacity(list.len());
     for (vi, mut s) in list.into_iter().enumerate() {
-        let prefix = if many { format!("[{vi}].") } else { String::new() };
+        let prefix = if many {
+            format!("[{vi}].")
+        } else {
+            String::new()
+        };
         if s.video.trim().is_empty() {
             return Err(LabelError::Invalid {
                 path: path.to_path_buf(),

@@ -71,7 +71,10 @@ pub enum LabelError {
 /// (SoccerNet, videos `1_224p.mkv` / `2_224p.mkv` beside it), `*.json`, `*.csv`.
 pub fn read_labels(path: impl AsRef<Path>) -> Result<Vec<Segments>, LabelError> {
     let path = path.as_ref();
-    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     if name == "labels-cameras.json" {
         read_soccernet_cameras(path, "_224p.mkv")
     } else if name.ends_with(".json") {
@@ -79,7 +82,9 @@ pub fn read_labels(path: impl AsRef<Path>) -> Result<Vec<Segments>, LabelError> 
     } else if name.ends_with(".csv") {
         read_csv(path)
     } else {
-        Err(LabelError::UnknownFormat { path: path.to_path_buf() })
+        Err(LabelError::UnknownFormat {
+            path: path.to_path_buf(),
+        })
     }
 }
 
@@ -103,10 +108,16 @@ pub(crate) fn check_segment(path: &Path, at: &str, s: &Segment) -> Result<(), La
         return bad("start and end must be finite numbers of seconds".into());
     }
     if s.start < 0.0 {
-        return bad(format!("start {} is negative; times are seconds from the video start", s.start));
+        return bad(format!(
+            "start {} is negative; times are seconds from the video start",
+            s.start
+        ));
     }
     if s.end <= s.start {
-        return bad(format!("end {} is not after start {}; a segment needs end > start", s.end, s.start));
+        return bad(format!(
+            "end {} is not after start {}; a segment needs end > start",
+            s.end, s.start
+        ));
     }
     Ok(())
 }
@@ -114,7 +125,7 @@ pub(crate) fn check_segment(path: &Path, at: &str, s: &Segment) -> Result<(), La
 /// Sorts segments and rejects overlaps; `name(i)` names the i-th input segment.
 pub(crate) fn sort_and_check_overlaps(
     path: &Path,
-    segs: &mut Vec<(Segment, String)>,
+    segs: &mut [(Segment, String)],
 ) -> Result<(), LabelError> {
     segs.sort_by(|a, b| a.0.start.total_cmp(&b.0.start));
     for w in segs.windows(2) {

@@ -31,14 +31,22 @@ struct Change {
 /// that has annotations, with `video` = the label file's folder joined with
 /// `"{half}{video_suffix}"` (e.g. `_224p.mkv` gives `1_224p.mkv`). The league
 /// is taken from the SoccerNet folder layout `league/season/game/` when present.
-pub fn read_soccernet_cameras(path: impl AsRef<Path>, video_suffix: &str) -> Result<Vec<Segments>, LabelError> {
+pub fn read_soccernet_cameras(
+    path: impl AsRef<Path>,
+    video_suffix: &str,
+) -> Result<Vec<Segments>, LabelError> {
     let path = path.as_ref();
     let text = read_text(path)?;
     let file: File = serde_json::from_str(&text).map_err(|e| LabelError::Syntax {
         path: path.to_path_buf(),
         line: e.line(),
         column: e.column(),
-        message: e.to_string().split(" at line ").next().unwrap_or_default().to_string(),
+        message: e
+            .to_string()
+            .split(" at line ")
+            .next()
+            .unwrap_or_default()
+            .to_string(),
     })?;
     let annotations = file.annotations.ok_or_else(|| LabelError::Invalid {
         path: path.to_path_buf(),
@@ -66,7 +74,10 @@ pub fn read_soccernet_cameras(path: impl AsRef<Path>, video_suffix: &str) -> Res
             half = Some(c.half);
             open = None;
             out.push(Segments {
-                video: dir.join(format!("{}{video_suffix}", c.half)).to_string_lossy().into_owned(),
+                video: dir
+                    .join(format!("{}{video_suffix}", c.half))
+                    .to_string_lossy()
+                    .into_owned(),
                 fps: None,
                 league: league.clone(),
                 broadcaster: None,
@@ -78,7 +89,10 @@ pub fn read_soccernet_cameras(path: impl AsRef<Path>, video_suffix: &str) -> Res
             (true, None) => open = Some(secs),
             (false, Some(start)) => {
                 if secs > start {
-                    out.last_mut().expect("pushed above").segments.push(Segment { start, end: secs });
+                    out.last_mut()
+                        .expect("pushed above")
+                        .segments
+                        .push(Segment { start, end: secs });
                 }
                 open = None;
             }
@@ -94,27 +108,56 @@ fn parse_change(path: &Path, i: usize, a: &serde_json::Value) -> Result<Change, 
         location: format!("annotations[{i}].{field}"),
         message,
     };
-    let game_time = a
-        .get("gameTime")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| bad("gameTime", "missing or not a string; expected e.g. \"1 - 05:23\"".into()))?;
+    let game_time = a.get("gameTime").and_then(|v| v.as_str()).ok_or_else(|| {
+        bad(
+            "gameTime",
+            "missing or not a string; expected e.g. \"1 - 05:23\"".into(),
+        )
+    })?;
     let half: u32 = game_time
         .split_once('-')
         .and_then(|(h, _)| h.trim().parse().ok())
         .filter(|h| *h >= 1)
-        .ok_or_else(|| bad("gameTime", format!("`{game_time}` does not start with a half number; expected e.g. \"1 - 05:23\"")))?;
+        .ok_or_else(|| {
+            bad(
+                "gameTime",
+                format!(
+                    "`{game_time}` does not start with a half number; expected e.g. \"1 - 05:23\""
+                ),
+            )
+        })?;
     let ms = match a.get("position") {
         Some(serde_json::Value::String(s)) => s.trim().parse::<f64>().ok(),
         Some(serde_json::Value::Number(n)) => n.as_f64(),
         _ => None,
     }
     .filter(|v| v.is_finite() && *v >= 0.0)
-    .ok_or_else(|| bad("position", "missing or not a non-negative number of milliseconds".into()))?;
-    let replay = match a.get("replay").and_then(|v| v.as_str()).map(str::to_lowercase).as_deref() {
+    .ok_or_else(|| {
+        bad(
+            "position",
+            "missing or not a non-negative number of milliseconds".into(),
+        )
+    })?;
+    let replay = match a
+        .get("replay")
+        .and_then(|v| v.as_str())
+        .map(str::to_lowercase)
+        .as_deref()
+    {
         Some("replay") => true,
         Some("real-time" | "realtime" | "live") => false,
-        Some(other) => return Err(bad("replay", format!("`{other}` is neither \"replay\" nor \"real-time\""))),
-        None => return Err(bad("replay", "missing; expected \"replay\" or \"real-time\"".into())),
+        Some(other) => {
+            return Err(bad(
+                "replay",
+                format!("`{other}` is neither \"replay\" nor \"real-time\""),
+            ));
+        }
+        None => {
+            return Err(bad(
+                "replay",
+                "missing; expected \"replay\" or \"real-time\"".into(),
+            ));
+        }
     };
     Ok(Change { half, ms, replay })
 }

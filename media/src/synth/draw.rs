@@ -111,7 +111,15 @@ impl Canvas<'_> {
             return;
         }
         let (nx, ny) = (-dy / len * wd / 2.0, dx / len * wd / 2.0);
-        self.fill_polygon(&[(a.0 + nx, a.1 + ny), (b.0 + nx, b.1 + ny), (b.0 - nx, b.1 - ny), (a.0 - nx, a.1 - ny)], c);
+        self.fill_polygon(
+            &[
+                (a.0 + nx, a.1 + ny),
+                (b.0 + nx, b.1 + ny),
+                (b.0 - nx, b.1 - ny),
+                (a.0 - nx, a.1 - ny),
+            ],
+            c,
+        );
     }
 
     /// An arrow from `a` to `b` with a triangular head.
@@ -127,7 +135,14 @@ impl Canvas<'_> {
         self.line(a, if head { base } else { b }, wd, c);
         if head {
             let hw = wd * 2.2;
-            self.fill_polygon(&[b, (base.0 - uy * hw, base.1 + ux * hw), (base.0 + uy * hw, base.1 - ux * hw)], c);
+            self.fill_polygon(
+                &[
+                    b,
+                    (base.0 - uy * hw, base.1 + ux * hw),
+                    (base.0 + uy * hw, base.1 - ux * hw),
+                ],
+                c,
+            );
         }
     }
 

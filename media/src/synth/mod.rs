@@ -26,10 +26,12 @@ use serde::{Deserialize, Serialize};
 
 pub use render::{Renderer, scoreboard_rect};
 pub use style::{
-    DistractorStyle, FieldStyle, GraphicStyle, LogoShape, ReplayStyle, Rgb, ScoreboardStyle, Sport, Style, WipeShape,
-    find_style, styles,
+    DistractorStyle, FieldStyle, GraphicStyle, LogoShape, ReplayStyle, Rgb, ScoreboardStyle, Sport,
+    Style, WipeShape, find_style, styles,
 };
-pub use truth::{DistractorTruth, EventTruth, GROUND_TRUTH_VERSION, GroundTruth, ReplayTruth, Span, VideoMeta};
+pub use truth::{
+    DistractorTruth, EventTruth, GROUND_TRUTH_VERSION, GroundTruth, ReplayTruth, Span, VideoMeta,
+};
 
 use crate::encode::Encoder;
 
@@ -108,7 +110,12 @@ pub struct VideoSpec {
 
 impl VideoSpec {
     /// A spec from a preset.
-    pub fn from_preset(name: impl Into<String>, style: Style, preset: Preset, seed: u64) -> VideoSpec {
+    pub fn from_preset(
+        name: impl Into<String>,
+        style: Style,
+        preset: Preset,
+        seed: u64,
+    ) -> VideoSpec {
         let (width, height, fps, duration) = preset.dimensions();
         VideoSpec {
             name: name.into(),
@@ -128,14 +135,24 @@ impl VideoSpec {
                 reason,
             })
         };
-        if !(32..=4096).contains(&self.width) || !(32..=4096).contains(&self.height) || self.width % 2 == 1 || self.height % 2 == 1 {
-            return bad(format!("size {}x{} must be even and between 32 and 4096", self.width, self.height));
+        if !(32..=4096).contains(&self.width)
+            || !(32..=4096).contains(&self.height)
+            || self.width % 2 == 1
+            || self.height % 2 == 1
+        {
+            return bad(format!(
+                "size {}x{} must be even and between 32 and 4096",
+                self.width, self.height
+            ));
         }
         if !(self.fps.is_finite() && (1.0..=120.0).contains(&self.fps)) {
             return bad(format!("fps {} must be between 1 and 120", self.fps));
         }
         if !(self.duration.is_finite() && self.duration >= 1.0 && self.duration <= 6.0 * 3600.0) {
-            return bad(format!("duration {} s must be between 1 s and 6 h", self.duration));
+            return bad(format!(
+                "duration {} s must be between 1 s and 6 h",
+                self.duration
+            ));
         }
         Ok(())
     }
@@ -181,11 +198,18 @@ pub struct SynthSpec {
 impl SynthSpec {
     /// The catalog styles this spec selects, in catalog order.
     pub fn matching_styles(&self) -> Result<Vec<Style>, SynthError> {
-        let all: Vec<Style> = styles().into_iter().filter(|s| s.sport == self.sport).collect();
+        let all: Vec<Style> = styles()
+            .into_iter()
+            .filter(|s| s.sport == self.sport)
+            .collect();
         let matched: Vec<Style> = all
             .iter()
             .filter(|s| self.league.as_ref().is_none_or(|l| &s.league == l))
-            .filter(|s| self.broadcaster.as_ref().is_none_or(|b| &s.broadcaster == b))
+            .filter(|s| {
+                self.broadcaster
+                    .as_ref()
+                    .is_none_or(|b| &s.broadcaster == b)
+            })
             .filter(|s| self.season.as_ref().is_none_or(|y| &s.season == y))
             .cloned()
             .collect();
@@ -198,7 +222,11 @@ impl SynthSpec {
                     self.broadcaster.as_deref().unwrap_or("*"),
                     self.season.as_deref().unwrap_or("*")
                 ),
-                available: all.iter().map(|s| format!("`{}`", s.name)).collect::<Vec<_>>().join(", "),
+                available: all
+                    .iter()
+                    .map(|s| format!("`{}`", s.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
         Ok(matched)
@@ -213,7 +241,10 @@ impl SynthSpec {
                 let style = matched[i % matched.len()].clone();
                 let seed = rng::Rng::fork(self.seed, 1000 + i as u64).next_u64();
                 VideoSpec {
-                    name: format!("{}-{}-{}-{}-{:04}", style.league, style.broadcaster, style.season, self.seed, i),
+                    name: format!(
+                        "{}-{}-{}-{}-{:04}",
+                        style.league, style.broadcaster, style.season, self.seed, i
+                    ),
                     style,
                     width: self.width.unwrap_or(w),
                     height: self.height.unwrap_or(h),
@@ -267,7 +298,10 @@ pub fn generate_set(
         path: out_dir.to_path_buf(),
         source,
     })?;
-    let total: u64 = videos.iter().map(|v| (v.duration * v.fps).round() as u64).sum();
+    let total: u64 = videos
+        .iter()
+        .map(|v| (v.duration * v.fps).round() as u64)
+        .sum();
     let mut base = 0;
     let mut out = Vec::with_capacity(videos.len());
     for v in &videos {

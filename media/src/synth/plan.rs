@@ -35,9 +35,15 @@ pub(crate) fn plan(style: &Style, fps: f64, frames: u64, seed: u64) -> Plan {
     let secs = |s: f64| (s * fps).round().max(1.0) as u64;
     let duration = frames as f64 / fps;
     let pace = if duration < 40.0 {
-        Pace { gap: (1.0, 2.0), event: (1.0, 1.6) }
+        Pace {
+            gap: (1.0, 2.0),
+            event: (1.0, 1.6),
+        }
     } else {
-        Pace { gap: (4.0, 12.0), event: (2.0, 4.0) }
+        Pace {
+            gap: (4.0, 12.0),
+            event: (2.0, 4.0),
+        }
     };
     let tail = secs(0.5);
     let mut out = Plan {
@@ -52,7 +58,14 @@ pub(crate) fn plan(style: &Style, fps: f64, frames: u64, seed: u64) -> Plan {
         let ev_len = secs(rng.range(pace.event.0, pace.event.1)).max(4);
         let ev_start = f + gap;
         if ev_start + ev_len + tail > frames {
-            place_distractors(&mut rng, style, fps, f, frames.saturating_sub(tail).max(f), &mut out.distractors);
+            place_distractors(
+                &mut rng,
+                style,
+                fps,
+                f,
+                frames.saturating_sub(tail).max(f),
+                &mut out.distractors,
+            );
             break;
         }
         place_distractors(&mut rng, style, fps, f, ev_start, &mut out.distractors);
@@ -80,10 +93,9 @@ pub(crate) fn plan(style: &Style, fps: f64, frames: u64, seed: u64) -> Plan {
         let reverse = rng.chance(style.replay.reverse_angle);
         let drawings = rng.chance(style.replay.pundit_drawings);
         let popup = rng.chance(style.distractors.score_popup);
-        let (open, close) = style
-            .graphics
-            .as_ref()
-            .map_or((0, 0), |g| (g.opening_frames as u64, g.closing_frames as u64));
+        let (open, close) = style.graphics.as_ref().map_or((0, 0), |g| {
+            (g.opening_frames as u64, g.closing_frames as u64)
+        });
         let wanted_content = (ev_len as f64 / speed).ceil() as u64;
         let room = frames.saturating_sub(f + delay + open + close + tail);
         let content = wanted_content.min(room);
@@ -121,7 +133,14 @@ pub(crate) fn plan(style: &Style, fps: f64, frames: u64, seed: u64) -> Plan {
 }
 
 /// Puts ad banners, lower thirds and live cuts into the live stretch `[a, b)`.
-fn place_distractors(rng: &mut Rng, style: &Style, fps: f64, a: u64, b: u64, out: &mut Vec<DistractorTruth>) {
+fn place_distractors(
+    rng: &mut Rng,
+    style: &Style,
+    fps: f64,
+    a: u64,
+    b: u64,
+    out: &mut Vec<DistractorTruth>,
+) {
     let d = &style.distractors;
     let stretch = (b.saturating_sub(a)) as f64 / fps;
     let weight = (stretch / 6.0).min(1.0);

@@ -78,7 +78,13 @@ impl Renderer {
     /// Plans the timeline of `spec` and prepares the world.
     pub fn new(spec: &VideoSpec) -> Result<Renderer, SynthError> {
         let (plan, truth) = plan_with_truth(spec)?;
-        let world = World::new(spec.style.sport, &spec.style.field, spec.seed, &plan.events, spec.fps);
+        let world = World::new(
+            spec.style.sport,
+            &spec.style.field,
+            spec.seed,
+            &plan.events,
+            spec.fps,
+        );
         let len = spec.width as usize * spec.height as usize * 3;
         Ok(Renderer {
             width: spec.width as usize,
@@ -111,7 +117,11 @@ impl Renderer {
 
     /// Draws frame `f` (RGB24) into `out`, which must be [`Renderer::frame_len`] bytes.
     pub fn render(&mut self, f: u64, out: &mut [u8]) {
-        assert_eq!(out.len(), self.frame_len(), "frame buffer has the wrong size");
+        assert_eq!(
+            out.len(),
+            self.frame_len(),
+            "frame buffer has the wrong size"
+        );
         let replay = self.truth.replays.iter().position(|r| r.span.contains(f));
         let Some(ri) = replay else {
             let shot = self.live_shot(f);
@@ -138,7 +148,14 @@ impl Renderer {
                 let mut new = std::mem::take(&mut self.new);
                 let last = r.content.frames().saturating_sub(1);
                 let live = self.live_shot(f);
-                self.draw_shot(&mut old, Shot::Replay { replay: ri, k: last }, f);
+                self.draw_shot(
+                    &mut old,
+                    Shot::Replay {
+                        replay: ri,
+                        k: last,
+                    },
+                    f,
+                );
                 self.draw_shot(&mut new, live, f);
                 transition(out, &old, &new, self.width, self.height, g, p, false);
                 self.old = old;
@@ -192,7 +209,9 @@ impl Renderer {
             Shot::Replay { replay, k } => {
                 let r = &self.truth.replays[replay];
                 let t = self.replay_time(r, k);
-                let cam = self.world.tight_camera(t, LIVE_VIEW / r.zoom, r.reverse_angle);
+                let cam = self
+                    .world
+                    .tight_camera(t, LIVE_VIEW / r.zoom, r.reverse_angle);
                 self.world.render(&mut cv, &cam, t, cols);
                 if r.drawings {
                     self.drawings(&mut cv, r, k, t, &cam);
@@ -212,7 +231,13 @@ impl Renderer {
         let dh = bh * 0.7;
         let dy = y0 + (bh - dh) / 2.0;
         let chip = bh * 0.45;
-        cv.fill_rect(x0 + bh * 0.3, dy, x0 + bh * 0.3 + chip, dy + dh, self.style.field.home);
+        cv.fill_rect(
+            x0 + bh * 0.3,
+            dy,
+            x0 + bh * 0.3 + chip,
+            dy + dh,
+            self.style.field.home,
+        );
         let (home, away) = self.score(f);
         let mut x = x0 + bh * 0.3 + chip + bh * 0.25;
         cv.digit(x, dy, dh, home, sb.text);
@@ -224,7 +249,10 @@ impl Renderer {
         cv.fill_rect(x, dy, x + chip, dy + dh, self.style.field.away);
         x += chip + bh * 0.35;
         let secs = (f as f64 / self.fps) as u32 + 17 * 60;
-        for (i, d) in [secs / 600 % 10, secs / 60 % 10, secs / 10 % 6, secs % 10].into_iter().enumerate() {
+        for (i, d) in [secs / 600 % 10, secs / 60 % 10, secs / 10 % 6, secs % 10]
+            .into_iter()
+            .enumerate()
+        {
             if x + dh * 0.6 > x1 {
                 break;
             }
@@ -257,13 +285,31 @@ impl Renderer {
                     let right = w * 0.65 * slide;
                     cv.fill_rect(right - w * 0.6, h * 0.70, right, h * 0.80, sb.background);
                     cv.fill_rect(right - w * 0.6, h * 0.80, right, h * 0.82, sb.accent);
-                    cv.fill_rect(right - w * 0.55, h * 0.73, right - w * 0.2, h * 0.77, sb.text);
+                    cv.fill_rect(
+                        right - w * 0.55,
+                        h * 0.73,
+                        right - w * 0.2,
+                        h * 0.77,
+                        sb.text,
+                    );
                 }
                 "score-popup" => {
                     let (px0, py0) = (x0, y1 + h * 0.02);
                     cv.fill_rect(px0, py0, px0 + w * 0.3, py0 + h * 0.12, sb.accent);
-                    cv.digit(px0 + w * 0.05, py0 + h * 0.015, h * 0.09, home, sb.background);
-                    cv.digit(px0 + w * 0.18, py0 + h * 0.015, h * 0.09, away, sb.background);
+                    cv.digit(
+                        px0 + w * 0.05,
+                        py0 + h * 0.015,
+                        h * 0.09,
+                        home,
+                        sb.background,
+                    );
+                    cv.digit(
+                        px0 + w * 0.18,
+                        py0 + h * 0.015,
+                        h * 0.09,
+                        away,
+                        sb.background,
+                    );
                 }
                 _ => {}
             }
@@ -272,7 +318,12 @@ impl Renderer {
 
     fn score(&self, f: u64) -> (u32, u32) {
         let mut s = (0, 0);
-        for e in self.plan.events.iter().filter(|e| e.goal && e.truth.live.end_frame <= f) {
+        for e in self
+            .plan
+            .events
+            .iter()
+            .filter(|e| e.goal && e.truth.live.end_frame <= f)
+        {
             if e.team == 0 {
                 s.0 += 1;
             } else {
@@ -294,7 +345,14 @@ impl Renderer {
         let stroke = (w as f64 / 60.0).max(1.5);
         let b = World::to_screen(cam, w, h, self.world.ball(t));
         let rad = w as f64 * 0.11;
-        cv.ring(b.0, b.1, rad - stroke, rad, ink, Some((-1.2, q * std::f64::consts::TAU)));
+        cv.ring(
+            b.0,
+            b.1,
+            rad - stroke,
+            rad,
+            ink,
+            Some((-1.2, q * std::f64::consts::TAU)),
+        );
         let mut best = (f64::MAX, b);
         for i in 0..self.world.player_count() {
             let p = World::to_screen(cam, w, h, self.world.player(i, t));
@@ -315,7 +373,16 @@ impl Renderer {
 
 /// Blends `old` into `new` through the league's wipe at progress `p` in [0, 1).
 #[allow(clippy::too_many_arguments)]
-fn transition(out: &mut [u8], old: &[u8], new: &[u8], w: usize, h: usize, g: &GraphicStyle, p: f64, opening: bool) {
+fn transition(
+    out: &mut [u8],
+    old: &[u8],
+    new: &[u8],
+    w: usize,
+    h: usize,
+    g: &GraphicStyle,
+    p: f64,
+    opening: bool,
+) {
     let (wf, hf) = (w as f64, h as f64);
     let logo_r = hf.min(wf) * 0.2;
     match g.wipe {
@@ -325,14 +392,22 @@ fn transition(out: &mut [u8], old: &[u8], new: &[u8], w: usize, h: usize, g: &Gr
             let extent = if diag { wf + hf } else { wf };
             let travel = extent + band;
             // Opening sweeps forward, closing sweeps back.
-            let pos = if opening { -band / 2.0 + p * travel } else { extent + band / 2.0 - p * travel };
+            let pos = if opening {
+                -band / 2.0 + p * travel
+            } else {
+                extent + band / 2.0 - p * travel
+            };
             for y in 0..h {
                 for x in 0..w {
                     let coord = x as f64 + 0.5 + if diag { y as f64 + 0.5 } else { 0.0 };
                     let v = coord - pos;
                     let i = (y * w + x) * 3;
                     let c: [u8; 3] = if v.abs() <= band / 2.0 {
-                        if (v.abs() - band * 0.4).abs() < band * 0.05 { g.secondary } else { g.primary }
+                        if (v.abs() - band * 0.4).abs() < band * 0.05 {
+                            g.secondary
+                        } else {
+                            g.primary
+                        }
                     } else {
                         let behind = if opening { v < 0.0 } else { v > 0.0 };
                         let src = if behind { new } else { old };
@@ -341,7 +416,11 @@ fn transition(out: &mut [u8], old: &[u8], new: &[u8], w: usize, h: usize, g: &Gr
                     out[i..i + 3].copy_from_slice(&c);
                 }
             }
-            let (lx, ly) = if diag { (pos / 2.0, pos / 2.0) } else { (pos, hf / 2.0) };
+            let (lx, ly) = if diag {
+                (pos / 2.0, pos / 2.0)
+            } else {
+                (pos, hf / 2.0)
+            };
             let mut cv = Canvas { buf: out, w, h };
             cv.logo(g.logo, lx, ly, logo_r, g.secondary, g.primary);
         }
@@ -354,7 +433,14 @@ fn transition(out: &mut [u8], old: &[u8], new: &[u8], w: usize, h: usize, g: &Gr
             let mut cv = Canvas { buf: out, w, h };
             cv.fill_disc(wf / 2.0, hf / 2.0, r, g.primary);
             cv.ring(wf / 2.0, hf / 2.0, r * 0.88, r, g.secondary, None);
-            cv.logo(g.logo, wf / 2.0, hf / 2.0, (r * 0.5).min(logo_r * 1.3), g.secondary, g.primary);
+            cv.logo(
+                g.logo,
+                wf / 2.0,
+                hf / 2.0,
+                (r * 0.5).min(logo_r * 1.3),
+                g.secondary,
+                g.primary,
+            );
         }
         WipeShape::LogoZoom => {
             let src = if p < 0.5 { old } else { new };
@@ -363,7 +449,14 @@ fn transition(out: &mut [u8], old: &[u8], new: &[u8], w: usize, h: usize, g: &Gr
             let mut cv = Canvas { buf: out, w, h };
             if tri > 0.75 {
                 cv.fill_rect(0.0, 0.0, wf, hf, g.primary);
-                cv.logo(g.logo, wf / 2.0, hf / 2.0, logo_r * 1.4, g.secondary, g.primary);
+                cv.logo(
+                    g.logo,
+                    wf / 2.0,
+                    hf / 2.0,
+                    logo_r * 1.4,
+                    g.secondary,
+                    g.primary,
+                );
             } else {
                 let r = wf.max(hf) * 1.6 * tri * tri;
                 cv.logo(g.logo, wf / 2.0, hf / 2.0, r, g.primary, g.secondary);

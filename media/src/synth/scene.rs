@@ -46,10 +46,21 @@ pub(crate) struct World {
 }
 
 impl World {
-    pub fn new(sport: Sport, field: &FieldStyle, seed: u64, events: &[EventPlan], fps: f64) -> World {
+    pub fn new(
+        sport: Sport,
+        field: &FieldStyle,
+        seed: u64,
+        events: &[EventPlan],
+        fps: f64,
+    ) -> World {
         let mut rng = Rng::fork(seed, 2);
         let texture = paint_texture(sport, field, seed as u32);
-        let ball_phase = [rng.range(0.0, 6.3), rng.range(0.0, 6.3), rng.range(0.0, 6.3), rng.range(0.0, 6.3)];
+        let ball_phase = [
+            rng.range(0.0, 6.3),
+            rng.range(0.0, 6.3),
+            rng.range(0.0, 6.3),
+            rng.range(0.0, 6.3),
+        ];
         let mut players = Vec::new();
         for team in 0..2 {
             for i in 0..PLAYERS_PER_TEAM {
@@ -71,7 +82,11 @@ impl World {
             .iter()
             .map(|e| {
                 let goal_x = if e.team == 0 { FX1 - 10.0 } else { FX0 + 10.0 };
-                let miss = if e.goal { 0.0 } else { rng.range(50.0, 90.0) * if rng.chance(0.5) { 1.0 } else { -1.0 } };
+                let miss = if e.goal {
+                    0.0
+                } else {
+                    rng.range(50.0, 90.0) * if rng.chance(0.5) { 1.0 } else { -1.0 }
+                };
                 (
                     e.truth.live.start_frame as f64 / fps,
                     e.truth.live.end_frame as f64 / fps,
@@ -135,7 +150,10 @@ impl World {
     pub fn to_screen(cam: &Camera, w: usize, h: usize, p: (f64, f64)) -> (f64, f64) {
         let s = w as f64 / cam.view;
         let dx = (p.0 - cam.cx) * s;
-        (w as f64 / 2.0 + if cam.flip { -dx } else { dx }, h as f64 / 2.0 + (p.1 - cam.cy) * s)
+        (
+            w as f64 / 2.0 + if cam.flip { -dx } else { dx },
+            h as f64 / 2.0 + (p.1 - cam.cy) * s,
+        )
     }
 
     /// Player positions at time `t`, team 0 first.
@@ -174,7 +192,11 @@ impl World {
         let r = (11.0 * s).max(1.5);
         for i in 0..self.players.len() {
             let p = World::to_screen(cam, w, h, self.player(i, t));
-            let shirt = if i < PLAYERS_PER_TEAM { self.field.home } else { self.field.away };
+            let shirt = if i < PLAYERS_PER_TEAM {
+                self.field.home
+            } else {
+                self.field.away
+            };
             canvas.fill_disc(p.0, p.1, r, darken(shirt));
             canvas.fill_disc(p.0, p.1, (r - 1.0).max(1.0), shirt);
         }
@@ -200,13 +222,19 @@ fn paint_texture(sport: Sport, f: &FieldStyle, seed: u32) -> Vec<u8> {
             let inside = (FX0..FX1).contains(&xf) && (FY0..FY1).contains(&yf);
             let c = if inside {
                 let band = match sport {
-                    Sport::Soccer => ((xf - FX0) / 50.0) as u32 % 2 == 0,
-                    Sport::Basketball => ((yf / 18.0) as u32 + hash2((yf / 18.0) as u32, (xf / 150.0) as u32, seed) % 2) % 2 == 0,
-                    Sport::IceHockey => hash2(x as u32 / 40, y as u32 / 3, seed) % 7 == 0,
+                    Sport::Soccer => (((xf - FX0) / 50.0) as u32).is_multiple_of(2),
+                    Sport::Basketball => ((yf / 18.0) as u32
+                        + hash2((yf / 18.0) as u32, (xf / 150.0) as u32, seed) % 2)
+                        .is_multiple_of(2),
+                    Sport::IceHockey => hash2(x as u32 / 40, y as u32 / 3, seed).is_multiple_of(7),
                 };
                 let base = if band { f.stripe } else { f.base };
                 let j = (n % 13) as i32 - 6;
-                [clamp(base[0] as i32 + j), clamp(base[1] as i32 + j), clamp(base[2] as i32 + j)]
+                [
+                    clamp(base[0] as i32 + j),
+                    clamp(base[1] as i32 + j),
+                    clamp(base[2] as i32 + j),
+                ]
             } else {
                 // The stands: dark with coloured speckles of the crowd.
                 let k = n % 16;
@@ -253,8 +281,22 @@ fn paint_texture(sport: Sport, f: &FieldStyle, seed: u32) -> Vec<u8> {
             let paint = darken(f.home);
             cv.fill_rect(FX0, 270.0, FX0 + 190.0, 430.0, paint);
             cv.fill_rect(FX1 - 190.0, 270.0, FX1, 430.0, paint);
-            cv.ring(FX0 + 20.0, 350.0, 236.0, 240.0, l, Some((-std::f64::consts::FRAC_PI_2, std::f64::consts::PI)));
-            cv.ring(FX1 - 20.0, 350.0, 236.0, 240.0, l, Some((std::f64::consts::FRAC_PI_2, std::f64::consts::PI)));
+            cv.ring(
+                FX0 + 20.0,
+                350.0,
+                236.0,
+                240.0,
+                l,
+                Some((-std::f64::consts::FRAC_PI_2, std::f64::consts::PI)),
+            );
+            cv.ring(
+                FX1 - 20.0,
+                350.0,
+                236.0,
+                240.0,
+                l,
+                Some((std::f64::consts::FRAC_PI_2, std::f64::consts::PI)),
+            );
             cv.ring(FX0 + 40.0, 350.0, 8.0, 12.0, [255, 110, 0], None);
             cv.ring(FX1 - 40.0, 350.0, 8.0, 12.0, [255, 110, 0], None);
         }
@@ -262,7 +304,12 @@ fn paint_texture(sport: Sport, f: &FieldStyle, seed: u32) -> Vec<u8> {
             cv.fill_rect(596.0, FY0, 604.0, FY1, [200, 30, 40]);
             cv.fill_rect(420.0, FY0, 432.0, FY1, [30, 60, 200]);
             cv.fill_rect(768.0, FY0, 780.0, FY1, [30, 60, 200]);
-            for (cx, cy) in [(250.0, 220.0), (250.0, 480.0), (950.0, 220.0), (950.0, 480.0)] {
+            for (cx, cy) in [
+                (250.0, 220.0),
+                (250.0, 480.0),
+                (950.0, 220.0),
+                (950.0, 480.0),
+            ] {
                 cv.ring(cx, cy, 56.0, 60.0, [200, 30, 40], None);
                 cv.fill_disc(cx, cy, 7.0, [200, 30, 40]);
             }

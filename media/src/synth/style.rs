@@ -44,7 +44,9 @@ impl std::str::FromStr for Sport {
         Sport::ALL
             .into_iter()
             .find(|sp| sp.as_str() == s)
-            .ok_or_else(|| format!("unknown sport `{s}`; expected one of `soccer`, `basketball`, `ice-hockey`"))
+            .ok_or_else(|| {
+                format!("unknown sport `{s}`; expected one of `soccer`, `basketball`, `ice-hockey`")
+            })
     }
 }
 
@@ -250,19 +252,100 @@ fn leagues(sport: Sport) -> [League; 3] {
     };
     match sport {
         Sport::Soccer => [
-            l("premier-north", Horizontal, Star, [90, 20, 140], [255, 255, 255], 18, 16, 0.7),
-            l("liga-sur", Iris, Roundel, [230, 60, 20], [255, 220, 0], 24, 22, 0.6),
-            l("coppa-est", Diagonal, Diamond, [0, 110, 200], [240, 240, 240], 14, 14, 0.65),
+            l(
+                "premier-north",
+                Horizontal,
+                Star,
+                [90, 20, 140],
+                [255, 255, 255],
+                18,
+                16,
+                0.7,
+            ),
+            l(
+                "liga-sur",
+                Iris,
+                Roundel,
+                [230, 60, 20],
+                [255, 220, 0],
+                24,
+                22,
+                0.6,
+            ),
+            l(
+                "coppa-est",
+                Diagonal,
+                Diamond,
+                [0, 110, 200],
+                [240, 240, 240],
+                14,
+                14,
+                0.65,
+            ),
         ],
         Sport::Basketball => [
-            l("hoops-pro", LogoZoom, Hexagon, [200, 20, 60], [20, 30, 90], 20, 18, 0.6),
-            l("court-league", Horizontal, Roundel, [250, 120, 0], [10, 10, 10], 16, 16, 0.55),
-            l("baltic-bl", Diagonal, Star, [0, 150, 110], [250, 250, 250], 28, 24, 0.5),
+            l(
+                "hoops-pro",
+                LogoZoom,
+                Hexagon,
+                [200, 20, 60],
+                [20, 30, 90],
+                20,
+                18,
+                0.6,
+            ),
+            l(
+                "court-league",
+                Horizontal,
+                Roundel,
+                [250, 120, 0],
+                [10, 10, 10],
+                16,
+                16,
+                0.55,
+            ),
+            l(
+                "baltic-bl",
+                Diagonal,
+                Star,
+                [0, 150, 110],
+                [250, 250, 250],
+                28,
+                24,
+                0.5,
+            ),
         ],
         Sport::IceHockey => [
-            l("ice-premier", Iris, Diamond, [0, 60, 160], [200, 220, 255], 22, 20, 0.6),
-            l("nordic-hl", LogoZoom, Star, [160, 0, 30], [255, 210, 60], 30, 26, 0.55),
-            l("puck-cup", Horizontal, Hexagon, [40, 40, 40], [0, 200, 230], 13, 12, 0.7),
+            l(
+                "ice-premier",
+                Iris,
+                Diamond,
+                [0, 60, 160],
+                [200, 220, 255],
+                22,
+                20,
+                0.6,
+            ),
+            l(
+                "nordic-hl",
+                LogoZoom,
+                Star,
+                [160, 0, 30],
+                [255, 210, 60],
+                30,
+                26,
+                0.55,
+            ),
+            l(
+                "puck-cup",
+                Horizontal,
+                Hexagon,
+                [40, 40, 40],
+                [0, 200, 230],
+                13,
+                12,
+                0.7,
+            ),
         ],
     }
 }
@@ -281,16 +364,64 @@ fn broadcasters(sport: Sport) -> [Broadcaster; 2] {
     };
     match sport {
         Sport::Soccer => [
-            b("skyline-tv", [16, 24, 64], [255, 255, 255], [255, 200, 0], 0, [0, 90, 200], 0.5),
-            b("canal-uno", [180, 0, 40], [255, 255, 255], [0, 220, 120], 4, [220, 40, 40], 0.35),
+            b(
+                "skyline-tv",
+                [16, 24, 64],
+                [255, 255, 255],
+                [255, 200, 0],
+                0,
+                [0, 90, 200],
+                0.5,
+            ),
+            b(
+                "canal-uno",
+                [180, 0, 40],
+                [255, 255, 255],
+                [0, 220, 120],
+                4,
+                [220, 40, 40],
+                0.35,
+            ),
         ],
         Sport::Basketball => [
-            b("net-one", [10, 10, 10], [255, 170, 0], [0, 200, 255], 0, [120, 0, 160], 0.5),
-            b("dunk-tv", [0, 80, 60], [255, 255, 255], [255, 80, 80], 3, [0, 140, 90], 0.4),
+            b(
+                "net-one",
+                [10, 10, 10],
+                [255, 170, 0],
+                [0, 200, 255],
+                0,
+                [120, 0, 160],
+                0.5,
+            ),
+            b(
+                "dunk-tv",
+                [0, 80, 60],
+                [255, 255, 255],
+                [255, 80, 80],
+                3,
+                [0, 140, 90],
+                0.4,
+            ),
         ],
         Sport::IceHockey => [
-            b("frost-tv", [0, 40, 90], [220, 240, 255], [255, 255, 0], 0, [0, 70, 140], 0.45),
-            b("rink-cast", [70, 70, 80], [255, 255, 255], [255, 100, 0], 5, [200, 90, 0], 0.4),
+            b(
+                "frost-tv",
+                [0, 40, 90],
+                [220, 240, 255],
+                [255, 255, 0],
+                0,
+                [0, 70, 140],
+                0.45,
+            ),
+            b(
+                "rink-cast",
+                [70, 70, 80],
+                [255, 255, 255],
+                [255, 100, 0],
+                5,
+                [200, 90, 0],
+                0.4,
+            ),
         ],
     }
 }
@@ -370,15 +501,33 @@ pub fn styles() -> Vec<Style> {
         ..drift_2023
     };
     for bc in &broadcasters(Sport::Soccer) {
-        out.push(build(Sport::Soccer, &drift_2023, bc, "2023", "season drift: graphics change in 2024"));
-        out.push(build(Sport::Soccer, &drift_2024, bc, "2024", "season drift: new logo-zoom graphics"));
+        out.push(build(
+            Sport::Soccer,
+            &drift_2023,
+            bc,
+            "2023",
+            "season drift: graphics change in 2024",
+        ));
+        out.push(build(
+            Sport::Soccer,
+            &drift_2024,
+            bc,
+            "2024",
+            "season drift: new logo-zoom graphics",
+        ));
     }
     let bare = League {
         name: "bare-league",
         ..leagues(Sport::IceHockey)[0]
     };
     for bc in &broadcasters(Sport::IceHockey) {
-        let mut s = build(Sport::IceHockey, &bare, bc, "2024", "no replay graphics: only slow motion and angle mark replays");
+        let mut s = build(
+            Sport::IceHockey,
+            &bare,
+            bc,
+            "2024",
+            "no replay graphics: only slow motion and angle mark replays",
+        );
         s.graphics = None;
         out.push(s);
     }
@@ -387,7 +536,13 @@ pub fn styles() -> Vec<Style> {
         ..leagues(Sport::Basketball)[1]
     };
     for bc in &broadcasters(Sport::Basketball) {
-        let mut s = build(Sport::Basketball, &ink, bc, "2024", "pundit drawings on most replays");
+        let mut s = build(
+            Sport::Basketball,
+            &ink,
+            bc,
+            "2024",
+            "pundit drawings on most replays",
+        );
         s.replay.pundit_drawings = 0.9;
         out.push(s);
     }
@@ -395,7 +550,12 @@ pub fn styles() -> Vec<Style> {
 }
 
 /// Finds a catalog style. `season: None` picks the latest season.
-pub fn find_style(sport: Sport, league: &str, broadcaster: &str, season: Option<&str>) -> Option<Style> {
+pub fn find_style(
+    sport: Sport,
+    league: &str,
+    broadcaster: &str,
+    season: Option<&str>,
+) -> Option<Style> {
     styles()
         .into_iter()
         .filter(|s| s.sport == sport && s.league == league && s.broadcaster == broadcaster)

@@ -22,13 +22,28 @@ pub fn ffmpeg(args: &[&str]) {
         .args(args)
         .output()
         .expect("ffmpeg runs");
-    assert!(out.status.success(), "ffmpeg {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A 3 s, 10 fps, 112x112 test pattern encoded by ffmpeg itself.
 pub fn testsrc(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let out = dir.join(name);
-    let mut args = vec!["-f", "lavfi", "-i", "testsrc=size=112x112:rate=10", "-t", "3", "-c:v", "libx264", "-pix_fmt", "yuv420p"];
+    let mut args = vec![
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=112x112:rate=10",
+        "-t",
+        "3",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+    ];
     args.extend_from_slice(extra);
     args.push(out.to_str().unwrap());
     ffmpeg(&args);
@@ -37,5 +52,8 @@ pub fn testsrc(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
 
 /// Mean absolute difference between two RGB values.
 pub fn rgb_dist(a: [u8; 3], b: [u8; 3]) -> u32 {
-    (0..3).map(|i| (a[i] as i32 - b[i] as i32).unsigned_abs()).sum::<u32>() / 3
+    (0..3)
+        .map(|i| (a[i] as i32 - b[i] as i32).unsigned_abs())
+        .sum::<u32>()
+        / 3
 }
