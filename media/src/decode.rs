@@ -75,6 +75,9 @@ pub struct Frame {
 
 impl Frame {
     /// The RGB value at `(x, y)`.
+    ///
+    /// # Panics
+    /// When `(x, y)` lies outside the frame.
     pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
         let i = ((y * self.width + x) * 3) as usize;
         [self.data[i], self.data[i + 1], self.data[i + 2]]

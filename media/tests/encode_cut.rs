@@ -161,3 +161,12 @@ fn cut_outside_the_video_is_rejected() {
         "{msg}"
     );
 }
+
+#[test]
+fn readers_encoders_and_renderers_can_move_to_worker_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<FrameReader>();
+    assert_send::<Encoder>();
+    assert_send::<media::synth::Renderer>();
+    assert_send::<Error>();
+}

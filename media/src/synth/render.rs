@@ -115,7 +115,10 @@ impl Renderer {
         &self.truth
     }
 
-    /// Draws frame `f` (RGB24) into `out`, which must be [`Renderer::frame_len`] bytes.
+    /// Draws frame `f` (RGB24) into `out`. Frames past the end show live play.
+    ///
+    /// # Panics
+    /// When `out` is not [`Renderer::frame_len`] bytes long.
     pub fn render(&mut self, f: u64, out: &mut [u8]) {
         assert_eq!(
             out.len(),
