@@ -1,0 +1,432 @@
+//! `engine`: the command line. Parsing and printing only; the work is in
+//! engine-core.
+
+mod progress;
+mod show;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use engine_core::compile::{self, Pipeline};
+use engine_core::diag::Diagnostics;
+use engine_core::plan::{self, Plan};
+use engine_core::scheduler::{self, RunOptions};
+use engine_core::stage::Registry;
+use engine_core::store::Store;
+use engine_core::template::{self, RenderRequest};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const DEFAULT_STORE: &str = "fs://.engine/store";
+
+#[derive(Parser)]
+#[command(name = "engine", version, about = "Declarative pipelines for continual learning of video models")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print the rendered YAML of a pipeline template.
+    Render(PipelineArgs),
+    /// Check a pipeline and report every problem at once.
+    Validate(PipelineArgs),
+    /// Show the tasks in order, what would run and why, what is cached.
+    Plan {
+        #[command(flatten)]
+        p: PipelineArgs,
+        #[command(flatten)]
+        cache: CacheArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw the task graph (DOT or Mermaid), coloured by state with `--run`.
+    Dag {
+        #[command(flatten)]
+        p: PipelineArgs,
+        #[arg(long, value_enum, default_value = "dot")]
+        format: DagFormat,
+        /// Colour tasks by their state in this run (id, prefix or `latest`).
+        #[arg(long)]
+        run: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Run a pipeline.
+    Run {
+        #[command(flatten)]
+        p: PipelineArgs,
+        #[command(flatten)]
+        cache: CacheArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Where tasks run.
+        #[arg(long, default_value = "local")]
+        executor: String,
+        /// Print events and the summary as JSON lines (for CI).
+        #[arg(long)]
+        json: bool,
+        /// Print every task's log lines as they come.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// List runs, newest first.
+    Runs {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a run (`RUN`), one task (`RUN/TASK`, with its log), or an
+    /// artifact (digest, prefix or ref) with its lineage.
+    Show {
+        what: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Named pointers to artifacts, with history (the model registry).
+    Ref {
+        #[command(subcommand)]
+        cmd: RefCmd,
+    },
+    /// Print or check the JSON Schema of pipeline files.
+    Schema {
+        /// Fail if this file differs from the generated schema.
+        #[arg(long)]
+        check: Option<PathBuf>,
+        /// Write the schema to this file.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
+    /// List the stage kinds `uses:` accepts.
+    Stages,
+}
+
+#[derive(Subcommand)]
+enum RefCmd {
+    /// Point NAME (e.g. `models/basketball@production`) at an artifact.
+    Set {
+        name: String,
+        /// Digest, unique digest prefix, or another ref.
+        target: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print the digest NAME points at.
+    Get {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print NAME's history, newest first.
+    Log {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum DagFormat {
+    Dot,
+    Mermaid,
+}
+
+#[derive(Args, Clone)]
+struct PipelineArgs {
+    /// The pipeline file (`*.yaml`, or a `*.yaml.j2` template).
+    pipeline: PathBuf,
+    /// Values files for the template, merged in order.
+    #[arg(long = "values", short = 'f')]
+    values: Vec<PathBuf>,
+    /// Override one value: `--set sport=hockey`, `--set train.epochs=5`.
+    #[arg(long = "set")]
+    sets: Vec<String>,
+}
+
+#[derive(Args, Clone)]
+struct CacheArgs {
+    /// Run this stage even when cached (repeatable).
+    #[arg(long)]
+    force: Vec<String>,
+    /// Run every task; results are still stored for later runs.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+#[derive(Args, Clone)]
+struct StoreArgs {
+    /// Store URL: `fs://DIR`, `memory://`, `s3://BUCKET/PREFIX`. Default:
+    /// the pipeline's `store:`, else `fs://.engine/store`.
+    #[arg(long, env = "ENGINE_STORE")]
+    store: Option<String>,
+}
+
+/// A failure already printed for the user.
+#[derive(Debug)]
+struct Reported(u8);
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+impl std::error::Error for Reported {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: Failed to start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if let Some(Reported(code)) = e.downcast_ref::<Reported>() {
+                return ExitCode::from(*code);
+            }
+            if let Some(d) = e.downcast_ref::<Diagnostics>() {
+                eprintln!("{}", d.render());
+                return ExitCode::from(1);
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn registry() -> Registry {
+    let mut r = Registry::with_builtins();
+    stages::register(&mut r);
+    r
+}
+
+fn render(p: &PipelineArgs) -> Result<template::Rendered> {
+    let req = RenderRequest { path: p.pipeline.clone(), values_files: p.values.clone(), sets: p.sets.clone() };
+    template::render(&req).map_err(anyhow::Error::new)
+}
+
+fn load(p: &PipelineArgs) -> Result<(Pipeline, template::Rendered)> {
+    let r = render(p)?;
+    let pipeline = compile::compile(&r.file, &r.text, &registry()).map_err(anyhow::Error::new)?;
+    Ok((pipeline, r))
+}
+
+fn open_store(flag: &StoreArgs, pipeline: Option<&Pipeline>) -> Result<Store> {
+    let url = flag
+        .store
+        .clone()
+        .or_else(|| pipeline.and_then(|p| p.store.clone()))
+        .unwrap_or_else(|| DEFAULT_STORE.to_string());
+    let cwd = std::env::current_dir().context("Failed to read the current folder")?;
+    Store::open(&url, &cwd).map_err(|e| anyhow!(e))
+}
+
+fn check_forced(pipeline: &Pipeline, force: &[String]) -> Result<()> {
+    for f in force {
+        if pipeline.stage_index(f).is_none() {
+            let hint = engine_core::diag::suggest(f, pipeline.stages.iter().map(|s| s.name.as_str()))
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            bail!("`--force {f}`: the pipeline has no stage `{f}`{hint}");
+        }
+    }
+    Ok(())
+}
+
+async fn dispatch(cli: Cli) -> Result<u8> {
+    match cli.cmd {
+        Cmd::Render(p) => {
+            print!("{}", render(&p)?.text);
+            Ok(0)
+        }
+        Cmd::Validate(p) => {
+            let (pipeline, _) = load(&p)?;
+            let plan = plan::plan(&pipeline);
+            println!(
+                "{}: ok ({} stages, {} tasks after matrix expansion)",
+                pipeline.file,
+                pipeline.stages.len(),
+                plan.tasks.len()
+            );
+            Ok(0)
+        }
+        Cmd::Plan { p, cache, store, json } => {
+            let (pipeline, _) = load(&p)?;
+            check_forced(&pipeline, &cache.force)?;
+            let plan = plan::plan(&pipeline);
+            let store = open_store(&store, Some(&pipeline))?;
+            let decisions = scheduler::explain(&pipeline, &plan, &store, &cache.force, cache.no_cache).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&decisions)?);
+            } else {
+                show::print_plan(&pipeline, &decisions, store.url());
+            }
+            Ok(0)
+        }
+        Cmd::Dag { p, format, run, store } => {
+            let (pipeline, _) = load(&p)?;
+            let plan = plan::plan(&pipeline);
+            let record = match run {
+                Some(r) => {
+                    let store = open_store(&store, Some(&pipeline))?;
+                    Some(
+                        engine_core::records::find_run(&store, &r)
+                            .await?
+                            .ok_or_else(|| anyhow!("no run `{r}` in store `{}`; list runs with `engine runs`", store.url()))?,
+                    )
+                }
+                None => None,
+            };
+            let out = match format {
+                DagFormat::Dot => engine_core::dag::dot(&pipeline, &plan, record.as_ref()),
+                DagFormat::Mermaid => engine_core::dag::mermaid(&pipeline, &plan, record.as_ref()),
+            };
+            print!("{out}");
+            Ok(0)
+        }
+        Cmd::Run { p, cache, store, executor, json, verbose } => {
+            if executor != "local" {
+                bail!("executor `{executor}` is not available in this build; use `--executor local`");
+            }
+            let (pipeline, rendered) = load(&p)?;
+            check_forced(&pipeline, &cache.force)?;
+            let plan = plan::plan(&pipeline);
+            let store = open_store(&store, Some(&pipeline))?;
+            run(pipeline, plan, store, rendered, cache, json, verbose).await
+        }
+        Cmd::Runs { store, limit, json } => {
+            let store = open_store(&store, None)?;
+            show::print_runs(&store, limit, json).await?;
+            Ok(0)
+        }
+        Cmd::Show { what, store, json } => {
+            let store = open_store(&store, None)?;
+            show::show(&store, &what, json).await?;
+            Ok(0)
+        }
+        Cmd::Ref { cmd } => show::refs(cmd_to_ref(cmd)?).await.map(|_| 0),
+        Cmd::Schema { check, write } => {
+            let schema = engine_core::schema::pipeline_schema();
+            if let Some(path) = check {
+                let current = std::fs::read_to_string(&path)
+                    .with_context(|| format!("Failed to read `{}`", path.display()))?;
+                if current != schema {
+                    eprintln!(
+                        "error: `{}` is stale: it differs from the schema the spec types generate; run `engine schema --write {}` and commit it",
+                        path.display(),
+                        path.display()
+                    );
+                    return Ok(1);
+                }
+                println!("{}: up to date", path.display());
+            } else if let Some(path) = write {
+                std::fs::write(&path, &schema).with_context(|| format!("Failed to write `{}`", path.display()))?;
+                println!("wrote {}", path.display());
+            } else {
+                print!("{schema}");
+            }
+            Ok(0)
+        }
+        Cmd::Stages => {
+            for k in registry().kinds() {
+                println!("{:<20} {}", k.name, k.summary);
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn cmd_to_ref(cmd: RefCmd) -> Result<show::RefAction> {
+    Ok(match cmd {
+        RefCmd::Set { name, target, note, store } => show::RefAction::Set { store: open_store(&store, None)?, name, target, note },
+        RefCmd::Get { name, store } => show::RefAction::Get { store: open_store(&store, None)?, name },
+        RefCmd::Log { name, store } => show::RefAction::Log { store: open_store(&store, None)?, name },
+    })
+}
+
+async fn run(
+    pipeline: Pipeline,
+    plan: Plan,
+    store: Store,
+    rendered: template::Rendered,
+    cache: CacheArgs,
+    json: bool,
+    verbose: bool,
+) -> Result<u8> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut opts = RunOptions {
+        force: cache.force.clone(),
+        no_cache: cache.no_cache,
+        events: engine_core::events::EventSink::new(tx),
+        values: rendered.values.clone(),
+        git_commit: engine_core::records::git_commit(pipeline_dir(Path::new(&pipeline.file))),
+        ..RunOptions::default()
+    };
+    opts.scratch_root = std::env::temp_dir().join(format!("engine-{}", std::process::id()));
+    let cancel = opts.cancel.clone();
+    tokio::spawn(async move {
+        watch_signals(cancel).await;
+    });
+    let display = progress::Display::new(json, verbose, plan.tasks.len());
+    let printer = tokio::spawn(display.consume(rx));
+    let pipeline = Arc::new(pipeline);
+    let plan = Arc::new(plan);
+    let scratch = opts.scratch_root.clone();
+    let record = scheduler::run(pipeline, plan, store.clone(), opts).await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let record = record?;
+    let _ = printer.await;
+    if json {
+        println!("{}", serde_json::json!({"event": "summary", "run": record.id, "status": record.status, "counts": record.counts(), "seconds": record.seconds, "store": record.store}));
+    } else {
+        show::print_summary(&record);
+    }
+    Ok(match record.status {
+        engine_core::records::RunStatus::Succeeded => 0,
+        engine_core::records::RunStatus::Cancelled => 130,
+        _ => 1,
+    })
+}
+
+fn pipeline_dir(file: &Path) -> &Path {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// First Ctrl-C or SIGTERM cancels cleanly; a second one exits at once.
+async fn watch_signals(cancel: tokio_util_cancel::Token) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("\ncancelling: stopping running tasks; finished tasks are kept and a rerun resumes from them (press Ctrl-C again to quit now)");
+    cancel.cancel();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    std::process::exit(130);
+}
+
+mod tokio_util_cancel {
+    pub type Token = tokio_util::sync::CancellationToken;
+}

@@ -1,0 +1,139 @@
+//! Live progress: bars on a terminal, plain lines otherwise, JSON lines
+//! with `--json`.
+
+use engine_core::events::Event;
+use engine_core::records::TaskStatus;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+pub enum Display {
+    Json { verbose: bool },
+    Plain { verbose: bool },
+    Bars { verbose: bool, total: usize },
+}
+
+impl Display {
+    pub fn new(json: bool, verbose: bool, total: usize) -> Self {
+        if json {
+            Display::Json { verbose }
+        } else if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
+            Display::Bars { verbose, total }
+        } else {
+            Display::Plain { verbose }
+        }
+    }
+
+    pub async fn consume(self, mut rx: UnboundedReceiver<Event>) {
+        match self {
+            Display::Json { verbose } => {
+                while let Some(e) = rx.recv().await {
+                    if matches!(e, Event::Log { .. } | Event::Progress { .. }) && !verbose {
+                        continue;
+                    }
+                    if let Ok(s) = serde_json::to_string(&e) {
+                        println!("{s}");
+                    }
+                }
+            }
+            Display::Plain { verbose } => {
+                let mut last_progress: HashMap<String, u64> = HashMap::new();
+                while let Some(e) = rx.recv().await {
+                    match e {
+                        Event::RunStarted { run, pipeline, tasks, store } => {
+                            eprintln!("run {run}: pipeline `{pipeline}`, {tasks} tasks, store {store}")
+                        }
+                        Event::TaskStarted { task, attempt } if attempt > 1 => eprintln!("start    {task} (attempt {attempt})"),
+                        Event::TaskStarted { task, .. } => eprintln!("start    {task}"),
+                        Event::TaskRetry { task, attempt, error, delay_ms } => {
+                            eprintln!("retry    {task}: attempt {attempt} failed: {error}; next in {delay_ms} ms")
+                        }
+                        Event::TaskFinished { task, status, seconds, reason, error } => {
+                            eprintln!("{}", finished_line(&task, status, seconds, &reason, error.as_deref()))
+                        }
+                        Event::Progress { task, done, total } => {
+                            // At most about ten lines per task.
+                            let step = (total / 10).max(1);
+                            let last = last_progress.entry(task.clone()).or_insert(0);
+                            if done == total || done >= *last + step {
+                                *last = done;
+                                if total > 0 {
+                                    eprintln!("progress {task}: {done}/{total} items");
+                                }
+                            }
+                        }
+                        Event::Log { task, line } if verbose => eprintln!("[{task}] {line}"),
+                        _ => {}
+                    }
+                }
+            }
+            Display::Bars { verbose, total } => {
+                let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+                let main = mp.add(ProgressBar::new(total as u64));
+                main.set_style(
+                    ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                main.enable_steady_tick(Duration::from_millis(100));
+                let mut running: HashMap<String, ProgressBar> = HashMap::new();
+                let task_style = ProgressStyle::with_template("  {spinner} {prefix} {wide_msg} {pos}/{len}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
+                while let Some(e) = rx.recv().await {
+                    match e {
+                        Event::RunStarted { run, pipeline, .. } => main.set_message(format!("{pipeline} ({run})")),
+                        Event::TaskStarted { task, .. } => {
+                            let pb = running.entry(task.clone()).or_insert_with(|| {
+                                let pb = mp.add(ProgressBar::new(0));
+                                pb.set_style(task_style.clone());
+                                pb.set_prefix(task.clone());
+                                pb.enable_steady_tick(Duration::from_millis(120));
+                                pb
+                            });
+                            pb.set_message("running");
+                        }
+                        Event::Progress { task, done, total } => {
+                            if let Some(pb) = running.get(&task) {
+                                pb.set_length(total);
+                                pb.set_position(done);
+                                pb.set_message("items");
+                            }
+                        }
+                        Event::TaskRetry { task, attempt, error, .. } => {
+                            let _ = mp.println(format!("retry    {task}: attempt {attempt} failed: {error}"));
+                        }
+                        Event::TaskFinished { task, status, seconds, reason, error } => {
+                            if let Some(pb) = running.remove(&task) {
+                                pb.finish_and_clear();
+                                mp.remove(&pb);
+                            }
+                            main.inc(1);
+                            let _ = mp.println(finished_line(&task, status, seconds, &reason, error.as_deref()));
+                        }
+                        Event::Log { task, line } if verbose => {
+                            let _ = mp.println(format!("[{task}] {line}"));
+                        }
+                        Event::RunFinished { .. } => main.finish_and_clear(),
+                        _ => {}
+                    }
+                }
+                let _ = mp.clear();
+            }
+        }
+    }
+}
+
+fn finished_line(task: &str, status: TaskStatus, seconds: f64, reason: &str, error: Option<&str>) -> String {
+    let mut s = format!("{:<8} {task}", status.as_str());
+    if matches!(status, TaskStatus::Done | TaskStatus::Failed) {
+        s.push_str(&format!(" ({seconds:.2}s)"));
+    }
+    if !reason.is_empty() {
+        s.push_str(&format!(": {reason}"));
+    }
+    if let Some(e) = error {
+        s.push_str(&format!("\n         error: {}", e.replace('\n', "\n         ")));
+    }
+    s
+}

@@ -1,0 +1,237 @@
+//! Reading the store back: plans, runs, tasks, artifacts, refs.
+
+use anyhow::{Result, anyhow};
+use engine_core::compile::Pipeline;
+use engine_core::digest::Digest;
+use engine_core::records::{self, RunRecord, TaskStatus};
+use engine_core::scheduler::Decision;
+use engine_core::store::Store;
+
+pub fn print_plan(p: &Pipeline, decisions: &[Decision], store: &str) {
+    println!("pipeline `{}`: {} tasks (store {store})", p.name, decisions.len());
+    let width = decisions.iter().map(|d| d.task.len()).max().unwrap_or(4).min(60);
+    let mut run = 0;
+    for d in decisions {
+        if d.action == "run" {
+            run += 1;
+        }
+        let items = d
+            .items
+            .map(|c| format!(" [{} of {} items to run, {} cached]", c.run, c.total, c.cached))
+            .unwrap_or_default();
+        println!("  {:<6} {:<width$}  {:<18} {}{items}", d.action, d.task, d.kind, d.reason);
+    }
+    println!("{run} to run, {} cached", decisions.len() - run);
+}
+
+pub fn print_summary(r: &RunRecord) {
+    let counts: Vec<String> = r.counts().iter().map(|(k, v)| format!("{v} {k}")).collect();
+    eprintln!("run {} {} in {:.2}s: {}", r.id, r.status.as_str(), r.seconds, counts.join(", "));
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+    for t in r.tasks.iter().filter(|t| t.status == TaskStatus::Failed) {
+        eprintln!("failed: {}: {}", t.task, t.error.as_deref().unwrap_or("(no message)"));
+        eprintln!("  see its log: engine show {}/{}", r.id, t.task);
+    }
+}
+
+pub async fn print_runs(store: &Store, limit: usize, json: bool) -> Result<()> {
+    let ids = records::list_runs(store).await?;
+    let mut rows = vec![];
+    for id in ids.iter().take(limit) {
+        if let Some(r) = records::load_run(store, id).await? {
+            rows.push(r);
+        }
+    }
+    if json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|r| serde_json::json!({"id": r.id, "pipeline": r.pipeline, "status": r.status, "started": r.started, "seconds": r.seconds, "counts": r.counts()}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no runs in store {}", store.url());
+        return Ok(());
+    }
+    println!("{:<24} {:<20} {:<10} {:>8}  tasks", "RUN", "PIPELINE", "STATUS", "SECONDS");
+    for r in rows {
+        let counts: Vec<String> = r.counts().iter().map(|(k, v)| format!("{v} {k}")).collect();
+        println!("{:<24} {:<20} {:<10} {:>8.2}  {}", r.id, r.pipeline, r.status.as_str(), r.seconds, counts.join(", "));
+    }
+    Ok(())
+}
+
+pub async fn show(store: &Store, what: &str, json: bool) -> Result<()> {
+    let (run_part, task_part) = match what.split_once('/') {
+        Some((r, t)) => (r, Some(t)),
+        None => (what, None),
+    };
+    if let Some(run) = records::find_run(store, run_part).await? {
+        return match task_part {
+            None => show_run(&run, json),
+            Some(t) => show_task(store, &run, t, json).await,
+        };
+    }
+    let digest = store.resolve(what).await.map_err(|_| {
+        anyhow!("`{what}` is neither a run, a ref nor an artifact digest in store {}; list runs with `engine runs`", store.url())
+    })?;
+    show_artifact(store, &digest, json).await
+}
+
+fn show_run(r: &RunRecord, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    println!("run       {}", r.id);
+    println!("pipeline  {} ({})", r.pipeline, r.file);
+    println!("status    {} in {:.2}s", r.status.as_str(), r.seconds);
+    println!("started   {}", r.started);
+    println!("engine    {} on {}", r.engine_version, r.host);
+    println!("git       {}", r.git_commit.as_deref().unwrap_or("(not in a git repository)"));
+    println!("spec      {}", r.pipeline_digest.short());
+    println!("store     {}", r.store);
+    if r.values.as_object().is_some_and(|m| !m.is_empty()) {
+        println!("values    {}", r.values);
+    }
+    println!();
+    let width = r.tasks.iter().map(|t| t.task.len()).max().unwrap_or(4).min(60);
+    for t in &r.tasks {
+        let outs: Vec<String> = t.outputs.iter().map(|(k, v)| format!("{k}={}", v.short())).collect();
+        let items = t.items.map(|c| format!(" items {}/{} run, {} cached", c.run, c.total, c.cached)).unwrap_or_default();
+        println!(
+            "  {:<9} {:<width$} {:>7.2}s  {}{items}  {}",
+            t.status.as_str(),
+            t.task,
+            t.seconds(),
+            t.reason,
+            outs.join(" ")
+        );
+        if let Some(e) = &t.error {
+            println!("            error: {e}");
+        }
+    }
+    Ok(())
+}
+
+async fn show_task(store: &Store, r: &RunRecord, label: &str, json: bool) -> Result<()> {
+    let t = r.task(label).ok_or_else(|| {
+        let names: Vec<&str> = r.tasks.iter().map(|t| t.task.as_str()).collect();
+        let hint = engine_core::diag::suggest(label, names.iter().copied()).unwrap_or_default();
+        anyhow!("run {} has no task `{label}` {hint}", r.id)
+    })?;
+    let log = match &t.log {
+        Some(d) => String::from_utf8_lossy(&store.get_blob(d).await?).into_owned(),
+        None => String::new(),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"task": t, "log_text": log}))?);
+        return Ok(());
+    }
+    println!("task      {} (stage `{}`, kind `{}`) in run {}", t.task, t.stage, t.kind, r.id);
+    println!("status    {} after {} attempt(s), {:.2}s: {}", t.status.as_str(), t.attempts, t.seconds(), t.reason);
+    if let Some(fp) = &t.fingerprint {
+        println!("fingerprint {}", fp);
+    }
+    if let Some(e) = &t.error {
+        println!("error     {e}");
+    }
+    if let Some(c) = t.items {
+        println!("items     {} total, {} run, {} cached", c.total, c.run, c.cached);
+    }
+    println!("inputs:");
+    for i in &t.inputs {
+        let from = match records::load_lineage(store, &i.digest).await? {
+            Some(l) => format!("from run {} task {}", l.run, l.task),
+            None => "origin unknown".into(),
+        };
+        println!("  {}  {}  ({from})", i.digest.short(), i.name);
+    }
+    println!("outputs:");
+    for (k, v) in &t.outputs {
+        println!("  {}  {k}", v.short());
+    }
+    if !t.values.is_empty() {
+        println!("values    {}", serde_json::to_string(&t.values)?);
+    }
+    println!("log:");
+    for line in log.lines() {
+        println!("  {line}");
+    }
+    Ok(())
+}
+
+async fn show_artifact(store: &Store, d: &Digest, json: bool) -> Result<()> {
+    let m = store.get_manifest(d).await?;
+    let lineage = records::load_lineage(store, d).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"digest": d, "manifest": m, "lineage": lineage}))?);
+        return Ok(());
+    }
+    println!("artifact  {d} ({:?})", m.kind);
+    for (name, b) in &m.files {
+        println!("  file  {name}  {} bytes  {}", b.size, b.digest.short());
+    }
+    if !m.items.is_empty() {
+        println!("  {} items: {}{}", m.items.len(), m.items.iter().take(5).map(|i| i.key.as_str()).collect::<Vec<_>>().join(", "), if m.items.len() > 5 { ", ..." } else { "" });
+    }
+    if !m.meta.is_null() {
+        println!("  meta  {}", m.meta);
+    }
+    println!("lineage:");
+    let mut frontier = vec![(d.clone(), 0usize)];
+    let mut seen = std::collections::HashSet::new();
+    while let Some((dig, depth)) = frontier.pop() {
+        if depth > 12 || !seen.insert(dig.clone()) {
+            continue;
+        }
+        let pad = "  ".repeat(depth + 1);
+        match records::load_lineage(store, &dig).await? {
+            Some(l) => {
+                println!("{pad}{} <- {} `{}` ({}) in run {}", dig.short(), l.output, l.task, l.kind, l.run);
+                for i in l.inputs.iter().rev() {
+                    frontier.push((i.digest.clone(), depth + 1));
+                }
+            }
+            None => println!("{pad}{} (no lineage recorded)", dig.short()),
+        }
+    }
+    Ok(())
+}
+
+pub enum RefAction {
+    Set { store: Store, name: String, target: String, note: String },
+    Get { store: Store, name: String },
+    Log { store: Store, name: String },
+}
+
+fn ref_name(name: &str) -> String {
+    name.replace('@', "/")
+}
+
+pub async fn refs(a: RefAction) -> Result<()> {
+    match a {
+        RefAction::Set { store, name, target, note } => {
+            let d = store.resolve(&target).await.map_err(|_| anyhow!("`{target}` is not an artifact digest, prefix or ref in store {}", store.url()))?;
+            let doc = store.set_ref(&ref_name(&name), &d, &note).await?;
+            println!("{name} -> {d} ({} moves)", doc.history.len());
+        }
+        RefAction::Get { store, name } => {
+            let doc = store.get_ref(&ref_name(&name)).await?.ok_or_else(|| anyhow!("no ref `{name}` in store {}", store.url()))?;
+            match doc.current() {
+                Some(d) => println!("{d}"),
+                None => return Err(anyhow!("ref `{name}` has no target")),
+            }
+        }
+        RefAction::Log { store, name } => {
+            let doc = store.get_ref(&ref_name(&name)).await?.ok_or_else(|| anyhow!("no ref `{name}` in store {}", store.url()))?;
+            for e in doc.history.iter().rev() {
+                println!("{}  {}  {}", e.at, e.digest, e.note);
+            }
+        }
+    }
+    Ok(())
+}

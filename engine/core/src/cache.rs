@@ -1,0 +1,120 @@
+//! Fingerprints and cache entries. A task's fingerprint is the blake3 of a
+//! serialisable struct: stage kind and version, params, input digests and
+//! the engine's cache version. Resource settings are left out on purpose:
+//! the same work on more cores gives the same result.
+
+use crate::digest::{Digest, canonical_json};
+use crate::store::{Item, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// What decides a task's outputs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskFingerprint {
+    pub cache_version: u32,
+    pub kind: String,
+    pub stage_version: u32,
+    /// Params (after matrix expansion), as canonical JSON.
+    pub params: String,
+    /// `stage/task/output` -> artifact digest, for every input.
+    pub inputs: BTreeMap<String, Digest>,
+}
+
+impl TaskFingerprint {
+    pub fn new(kind: &str, stage_version: u32, params: &Value, inputs: BTreeMap<String, Digest>) -> Self {
+        TaskFingerprint {
+            cache_version: crate::CACHE_VERSION,
+            kind: kind.into(),
+            stage_version,
+            params: canonical_json(params),
+            inputs,
+        }
+    }
+    pub fn digest(&self) -> Digest {
+        Digest::of(canonical_json(&serde_json::to_value(self).expect("fingerprints serialise")).as_bytes())
+    }
+
+    /// Why this fingerprint differs from an earlier one of the same task.
+    pub fn why_changed(&self, before: &TaskFingerprint) -> String {
+        if self.kind != before.kind || self.stage_version != before.stage_version || self.cache_version != before.cache_version {
+            return format!("stage `{}` changed version", self.kind);
+        }
+        if self.params != before.params {
+            return "params changed".into();
+        }
+        let changed: Vec<&str> = self
+            .inputs
+            .iter()
+            .filter(|(k, v)| before.inputs.get(*k) != Some(v))
+            .map(|(k, _)| k.as_str())
+            .chain(before.inputs.keys().filter(|k| !self.inputs.contains_key(*k)).map(|k| k.as_str()))
+            .collect();
+        if changed.is_empty() {
+            "no cache entry".into()
+        } else {
+            format!("input changed: {}", changed.join(", "))
+        }
+    }
+}
+
+/// The fingerprint of one item of a map stage.
+pub fn item_fingerprint(kind: &str, stage_version: u32, params: &Value, item: &Item) -> Digest {
+    let v = serde_json::json!({
+        "cache_version": crate::CACHE_VERSION,
+        "kind": kind,
+        "stage_version": stage_version,
+        "params": canonical_json(params),
+        "item": item.digest(),
+    });
+    Digest::of(canonical_json(&v).as_bytes())
+}
+
+/// A task's cached result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CacheEntry {
+    pub outputs: BTreeMap<String, Digest>,
+    #[serde(default)]
+    pub values: BTreeMap<String, Value>,
+    pub run: String,
+    pub task: String,
+    pub at: String,
+}
+
+/// An item's cached result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemEntry {
+    pub item: Item,
+    pub run: String,
+}
+
+pub fn task_path(fp: &Digest) -> String {
+    format!("cache/tasks/{}/{}.json", &fp.as_str()[..2], fp.as_str())
+}
+
+pub fn item_path(fp: &Digest) -> String {
+    format!("cache/items/{}/{}.json", &fp.as_str()[..2], fp.as_str())
+}
+
+/// Where the last fingerprint of a task is kept, to explain cache misses.
+pub fn last_path(pipeline: &str, task: &str) -> String {
+    format!("cache/last/{pipeline}/{}.json", Digest::of(task.as_bytes()).short())
+}
+
+/// A usable cache entry: it exists and every output manifest it names is
+/// still in the store.
+pub async fn lookup(store: &Store, fp: &Digest) -> Result<Option<CacheEntry>, StoreError> {
+    let Some(entry) = store.get_json::<CacheEntry>(&task_path(fp)).await? else {
+        return Ok(None);
+    };
+    for d in entry.outputs.values() {
+        if !store.exists(&Store::manifest_path(d)).await? {
+            return Ok(None);
+        }
+    }
+    Ok(Some(entry))
+}
+
+pub async fn lookup_item(store: &Store, fp: &Digest) -> Result<Option<ItemEntry>, StoreError> {
+    store.get_json::<ItemEntry>(&item_path(fp)).await
+}

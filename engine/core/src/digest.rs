@@ -1,0 +1,61 @@
+//! Content digests: blake3, hex-encoded.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A blake3 digest in lowercase hex (64 characters).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Digest(String);
+
+impl Digest {
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest(blake3::hash(bytes).to_hex().to_string())
+    }
+
+    pub fn from_hasher(h: &blake3::Hasher) -> Digest {
+        Digest(h.finalize().to_hex().to_string())
+    }
+
+    /// Parses a full hex digest; `None` when it is not 64 hex characters.
+    pub fn parse(s: &str) -> Option<Digest> {
+        (s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            .then(|| Digest(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first 12 characters, for display.
+    pub fn short(&self) -> &str {
+        &self.0[..12.min(self.0.len())]
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// JSON with object keys sorted at every level, so equal values hash equal
+/// whatever order they were written in.
+pub fn canonical_json(v: &serde_json::Value) -> String {
+    fn sort(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                let mut out = serde_json::Map::new();
+                for k in keys {
+                    out.insert(k.clone(), sort(&m[k]));
+                }
+                serde_json::Value::Object(out)
+            }
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_string(&sort(v)).expect("JSON values always serialise")
+}

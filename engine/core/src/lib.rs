@@ -1,0 +1,35 @@
+//! engine-core: the declarative pipeline engine.
+//!
+//! Data flows one way, one module per arrow:
+//!
+//! YAML text -> [`template`] (minijinja) -> [`spec`] (typed, located) ->
+//! [`compile`] (every error at once) -> [`plan`] (petgraph DAG of tasks) ->
+//! [`scheduler`] (tokio, [`resources`]) -> [`store`] (content-addressed
+//! artifacts, refs) -> [`records`] (run records with lineage).
+//!
+//! Stages plug in through the [`stage`] API; [`builtin`] and [`shell`] are
+//! the stages that ship with the core.
+
+pub mod builtin;
+pub mod cache;
+pub mod compile;
+pub mod dag;
+pub mod diag;
+pub mod digest;
+pub mod events;
+pub mod plan;
+pub mod records;
+pub mod resources;
+pub mod scheduler;
+pub mod schema;
+pub mod shell;
+pub mod spec;
+pub mod stage;
+pub mod store;
+pub mod template;
+
+/// The engine's version, recorded in every run record.
+pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Bumped when the cache key layout changes, so old entries stop matching.
+pub const CACHE_VERSION: u32 = 1;

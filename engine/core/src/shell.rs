@@ -1,0 +1,241 @@
+//! The `shell` stage: runs a command in a work folder with its inputs
+//! materialised as files, streams its output to the task log and collects
+//! the outputs it declares.
+//!
+//! Inputs appear under `inputs/STAGE/OUTPUT/` (for a matrix upstream,
+//! `inputs/STAGE/TASK/OUTPUT/`), items of a collection under their key.
+
+use crate::stage::{OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params};
+use crate::store::{BlobRef, Item, check_rel_path};
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+pub fn register(r: &mut Registry) {
+    r.add("shell", "run a command; inputs as files, declared outputs collected", |v| {
+        let cfg: ShellConfig = parse_params(v)?;
+        cfg.check()?;
+        Ok(StageImpl::Task(Arc::new(Shell(cfg))))
+    });
+}
+
+/// Params of `shell`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShellConfig {
+    /// The command, run by `bash -c` in the task's work folder. Environment:
+    /// `ENGINE_TASK`, `ENGINE_THREADS`, `ENGINE_ATTEMPT`, `ENGINE_INPUTS`,
+    /// and `MATRIX_KEY` for each matrix key (dots become `_`).
+    pub run: String,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Artifact outputs: name -> a file or folder the command writes,
+    /// relative to the work folder.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+    /// Collection outputs: name -> a folder; each file or sub-folder in it
+    /// becomes one item, keyed by its name.
+    #[serde(default)]
+    pub collections: BTreeMap<String, String>,
+}
+
+impl ShellConfig {
+    fn check(&self) -> Result<(), String> {
+        if self.run.trim().is_empty() {
+            return Err("`run` is empty; give the command to run".into());
+        }
+        for (name, path) in self.outputs.iter().chain(&self.collections) {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return Err(format!("output name `{name}` must use letters, digits, `_` and `-`"));
+            }
+            check_rel_path(path).map_err(|e| format!("output `{name}`: {e}"))?;
+        }
+        if let Some(dup) = self.outputs.keys().find(|k| self.collections.contains_key(*k)) {
+            return Err(format!("`{dup}` is both in `outputs` and in `collections`"));
+        }
+        Ok(())
+    }
+}
+
+struct Shell(ShellConfig);
+
+/// Kills the command's whole process group unless it exited by itself, so
+/// a timeout or Ctrl-C leaves nothing running.
+struct KillGroup(Option<i32>);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // SAFETY: killpg only sends a signal; a stale pgid fails harmlessly.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn env_key(k: &str) -> String {
+    k.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+}
+
+#[async_trait]
+impl Stage for Shell {
+    fn version(&self) -> u32 {
+        1
+    }
+    fn outputs(&self) -> Vec<OutputDecl> {
+        let mut v: Vec<OutputDecl> = self.0.outputs.keys().map(|k| OutputDecl::artifact(k)).collect();
+        v.extend(self.0.collections.keys().map(|k| OutputDecl::collection(k)));
+        v
+    }
+
+    async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
+        let work = ctx.scratch_dir()?.join("work");
+        tokio::fs::create_dir_all(&work).await.map_err(|e| StageError::io("create", &work, e))?;
+        let inputs_dir = work.join("inputs");
+        for input in ctx.inputs().to_vec() {
+            let mut dir = inputs_dir.join(&input.stage);
+            if input.task != input.stage {
+                dir = dir.join(sanitize(&input.task));
+            }
+            ctx.materialize(&input, &dir.join(&input.output)).await?;
+        }
+        let shell = if Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" };
+        let mut cmd = tokio::process::Command::new(shell);
+        cmd.arg("-c")
+            .arg(&self.0.run)
+            .current_dir(&work)
+            .env("ENGINE_TASK", ctx.task())
+            .env("ENGINE_THREADS", ctx.threads().to_string())
+            .env("OMP_NUM_THREADS", ctx.threads().to_string())
+            .env("ENGINE_ATTEMPT", ctx.attempt().to_string())
+            .env("ENGINE_INPUTS", &inputs_dir)
+            .envs(ctx.matrix().iter().map(|(k, v)| {
+                let s = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (format!("MATRIX_{}", env_key(k)), s)
+            }))
+            .envs(&self.0.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| StageError::msg(format!("Failed to start `{shell}` for task `{}`: {e}", ctx.task())))?;
+        let mut guard = KillGroup(child.id().map(|p| p as i32));
+        let tail = Arc::new(std::sync::Mutex::new(VecDeque::<String>::new()));
+        let pump = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>, prefix: &'static str| {
+            let log = ctx.log.clone();
+            let tail = tail.clone();
+            async move {
+                let Some(s) = stream else { return };
+                let mut lines = BufReader::new(s).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    log.line(&format!("{prefix}{line}"));
+                    let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+                    t.push_back(line);
+                    if t.len() > 5 {
+                        t.pop_front();
+                    }
+                }
+            }
+        };
+        let out = child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
+        let err = child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
+        let (_, _, status) = tokio::join!(pump(out, ""), pump(err, "stderr: "), child.wait());
+        let status = status.map_err(|e| StageError::msg(format!("Failed to wait for the command of task `{}`: {e}", ctx.task())))?;
+        guard.0 = None;
+        if !status.success() {
+            let code = status.code().map(|c| c.to_string()).unwrap_or_else(|| "a signal".into());
+            let last: Vec<String> = tail.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+            let mut msg = format!("command exited with status {code}");
+            if !last.is_empty() {
+                msg.push_str(&format!("; its last output:\n  {}", last.join("\n  ")));
+            }
+            return Err(StageError::msg(msg));
+        }
+        for (name, rel) in &self.0.outputs {
+            let path = work.join(rel);
+            let files = collect_files(&path, name, rel)?;
+            if files.is_empty() {
+                // An empty folder is a valid, empty artifact.
+                ctx.set_meta(name, serde_json::json!({ "empty": true }))?;
+            }
+            for (relname, abs) in files {
+                ctx.put_file_from(name, &relname, &abs).await?;
+            }
+        }
+        for (name, rel) in &self.0.collections {
+            let dir = work.join(rel);
+            let meta = tokio::fs::symlink_metadata(&dir).await.map_err(|_| {
+                StageError::msg(format!("the command did not write collection `{name}`: folder `{rel}` is missing"))
+            })?;
+            if !meta.is_dir() {
+                return Err(StageError::msg(format!("collection `{name}`: `{rel}` is not a folder")));
+            }
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map_err(|e| StageError::io("list", &dir, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            entries.sort();
+            for entry in entries {
+                let key = file_name(&entry);
+                let mut files: BTreeMap<String, BlobRef> = BTreeMap::new();
+                for (relname, abs) in collect_files(&entry, name, rel)? {
+                    files.insert(relname, ctx.put_blob_file(&abs).await?);
+                }
+                ctx.add_item(name, Item { key, files, meta: Value::Null })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn sanitize(label: &str) -> String {
+    label.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.=,".contains(c) { c } else { '_' }).collect()
+}
+
+/// Files under `path`, relative to it (a file is its own name). Symlinks
+/// are refused: an output must not point outside the work folder.
+fn collect_files(path: &Path, name: &str, rel: &str) -> Result<Vec<(String, PathBuf)>, StageError> {
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|_| StageError::msg(format!("the command did not write output `{name}`: `{rel}` is missing")))?;
+    if meta.file_type().is_symlink() {
+        return Err(StageError::msg(format!("output `{name}`: `{}` is a symlink; write real files", path.display())));
+    }
+    if meta.is_file() {
+        return Ok(vec![(file_name(path), path.to_path_buf())]);
+    }
+    let mut out = vec![];
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).map_err(|e| StageError::io("list", &dir, e))? {
+            let e = e.map_err(|e| StageError::io("list", &dir, e))?;
+            let p = e.path();
+            let ft = e.file_type().map_err(|e| StageError::io("stat", &p, e))?;
+            if ft.is_symlink() {
+                return Err(StageError::msg(format!("output `{name}`: `{}` is a symlink; write real files", p.display())));
+            } else if ft.is_dir() {
+                stack.push(p);
+            } else {
+                let r = p.strip_prefix(path).unwrap_or(&p).to_string_lossy().into_owned();
+                out.push((r, p));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,451 @@
+//! The store: content-addressed blobs, artifact manifests, cache entries,
+//! refs and run records, in any object store OpenDAL reaches.
+//!
+//! Layout under the store root:
+//!
+//! ```text
+//! blobs/ab/abcdef…            file contents, named by blake3
+//! artifacts/ab/abcdef….json   manifests, named by the digest of their JSON
+//! cache/tasks/<fp>.json       task fingerprint -> output artifact digests
+//! cache/items/<fp>.json       item fingerprint -> one output item
+//! lineage/<digest>.json       which run and task first produced an artifact
+//! refs/<name>.json            named pointers with history
+//! runs/<run-id>.json          run records
+//! ```
+//!
+//! Blobs are written before the manifest that lists them, and every write
+//! goes through a temporary name (fs) or a single PUT (s3), so a crash never
+//! leaves a manifest pointing at missing data.
+
+mod url;
+
+pub use url::StoreUrl;
+
+use crate::digest::{Digest, canonical_json};
+use opendal::{ErrorKind, Operator};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use tokio::io::AsyncReadExt;
+
+/// A stored file: its digest and size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRef {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// Whether an artifact is a set of named files or a collection of items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactKind {
+    #[default]
+    Artifact,
+    Collection,
+}
+
+/// One item of a collection: a key, its files and small metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub key: String,
+    #[serde(default)]
+    pub files: BTreeMap<String, BlobRef>,
+    #[serde(default)]
+    pub meta: Value,
+}
+
+impl Item {
+    /// The digest of the item's key, files and metadata: what per-item
+    /// caching keys on.
+    pub fn digest(&self) -> Digest {
+        Digest::of(canonical_json(&serde_json::to_value(self).expect("items serialise")).as_bytes())
+    }
+}
+
+/// An artifact: the manifest whose digest is the artifact's version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Manifest {
+    pub kind: ArtifactKind,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, BlobRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<Item>,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub meta: Value,
+}
+
+impl Manifest {
+    pub fn digest(&self) -> Digest {
+        Digest::of(self.canonical().as_bytes())
+    }
+
+    fn canonical(&self) -> String {
+        canonical_json(&serde_json::to_value(self).expect("manifests serialise"))
+    }
+}
+
+/// Store failures; each names the object and the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Failed to open store `{url}`: {reason}")]
+    Open { url: String, reason: String },
+    #[error("Failed to {op} `{path}` in store `{url}`: {source}")]
+    Io {
+        op: &'static str,
+        path: String,
+        url: String,
+        #[source]
+        source: opendal::Error,
+    },
+    #[error("Failed to {op} local file `{path}`: {source}")]
+    Local {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{path}` not found in store `{url}`")]
+    NotFound { path: String, url: String },
+    #[error(
+        "`{path}` in store `{url}` is corrupt: its content hashes to `{actual}`, not `{expected}`; delete it and rerun the task that produced it"
+    )]
+    Corrupt { path: String, url: String, expected: String, actual: String },
+    #[error("Failed to decode `{path}` in store `{url}`: {reason}")]
+    Decode { path: String, url: String, reason: String },
+    #[error("invalid name `{name}`: {why}")]
+    BadName { name: String, why: String },
+}
+
+/// One pointer move in a ref's history.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RefEvent {
+    pub digest: Digest,
+    pub at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Digest>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+/// A named, mutable pointer to an artifact, with its history (newest last).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct RefDoc {
+    pub name: String,
+    pub history: Vec<RefEvent>,
+}
+
+impl RefDoc {
+    pub fn current(&self) -> Option<&Digest> {
+        self.history.last().map(|e| &e.digest)
+    }
+}
+
+const CHUNK: usize = 1 << 20;
+
+/// A handle on one store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    op: Operator,
+    url: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.url)
+    }
+}
+
+impl Store {
+    /// Opens the store a URL names; relative `fs://` paths resolve from `base`.
+    pub fn open(url: &str, base: &Path) -> Result<Store, StoreError> {
+        let parsed = StoreUrl::parse(url).map_err(|reason| StoreError::Open { url: url.into(), reason })?;
+        let op = parsed.operator(base).map_err(|reason| StoreError::Open { url: url.into(), reason })?;
+        Ok(Store { op, url: parsed.display() })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn io(&self, op: &'static str, path: &str) -> impl FnOnce(opendal::Error) -> StoreError + '_ {
+        let path = path.to_string();
+        move |source| {
+            if source.kind() == ErrorKind::NotFound {
+                StoreError::NotFound { path, url: self.url.clone() }
+            } else {
+                StoreError::Io { op, path, url: self.url.clone(), source }
+            }
+        }
+    }
+
+    pub fn blob_path(d: &Digest) -> String {
+        format!("blobs/{}/{}", &d.as_str()[..2], d.as_str())
+    }
+
+    pub fn manifest_path(d: &Digest) -> String {
+        format!("artifacts/{}/{}.json", &d.as_str()[..2], d.as_str())
+    }
+
+    pub async fn exists(&self, path: &str) -> Result<bool, StoreError> {
+        self.op.exists(path).await.map_err(self.io("check", path))
+    }
+
+    /// Writes bytes under `path`, replacing what was there, in one step.
+    pub async fn write(&self, path: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.op.write(path, bytes).await.map(|_| ()).map_err(self.io("write", path))
+    }
+
+    pub async fn read(&self, path: &str) -> Result<Vec<u8>, StoreError> {
+        Ok(self.op.read(path).await.map_err(self.io("read", path))?.to_vec())
+    }
+
+    /// Stores bytes as a blob (a no-op when the blob exists).
+    pub async fn put_blob(&self, bytes: Vec<u8>) -> Result<BlobRef, StoreError> {
+        let digest = Digest::of(&bytes);
+        let size = bytes.len() as u64;
+        let path = Self::blob_path(&digest);
+        if !self.exists(&path).await? {
+            self.write(&path, bytes).await?;
+        }
+        Ok(BlobRef { digest, size })
+    }
+
+    /// Stores a local file as a blob, streaming: memory stays bounded by
+    /// the chunk size whatever the file's size.
+    pub async fn put_blob_file(&self, file: &Path) -> Result<BlobRef, StoreError> {
+        let local = |op, source| StoreError::Local { op, path: file.display().to_string(), source };
+        let mut hasher = blake3::Hasher::new();
+        let mut f = tokio::fs::File::open(file).await.map_err(|e| local("open", e))?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut size = 0u64;
+        loop {
+            let n = f.read(&mut buf).await.map_err(|e| local("read", e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        let digest = Digest::from_hasher(&hasher);
+        let path = Self::blob_path(&digest);
+        if self.exists(&path).await? {
+            return Ok(BlobRef { digest, size });
+        }
+        if size as usize <= CHUNK {
+            let bytes = tokio::fs::read(file).await.map_err(|e| local("read", e))?;
+            if Digest::of(&bytes) != digest {
+                return Err(local("read", std::io::Error::other("file changed while it was stored")));
+            }
+            self.write(&path, bytes).await?;
+            return Ok(BlobRef { digest, size });
+        }
+        let mut w = self.op.writer(&path).await.map_err(self.io("write", &path))?;
+        let mut f = tokio::fs::File::open(file).await.map_err(|e| local("open", e))?;
+        let mut check = blake3::Hasher::new();
+        loop {
+            let n = f.read(&mut buf).await.map_err(|e| local("read", e))?;
+            if n == 0 {
+                break;
+            }
+            check.update(&buf[..n]);
+            w.write(buf[..n].to_vec()).await.map_err(self.io("write", &path))?;
+        }
+        if Digest::from_hasher(&check) != digest {
+            let _ = w.abort().await;
+            return Err(local("read", std::io::Error::other("file changed while it was stored")));
+        }
+        w.close().await.map_err(self.io("write", &path))?;
+        Ok(BlobRef { digest, size })
+    }
+
+    /// Reads a blob and checks its digest.
+    pub async fn get_blob(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let path = Self::blob_path(digest);
+        let bytes = self.read(&path).await?;
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(StoreError::Corrupt {
+                path,
+                url: self.url.clone(),
+                expected: digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Copies a blob to a local file, verifying it; the file appears under
+    /// its name only once complete and verified.
+    pub async fn get_blob_to_file(&self, digest: &Digest, dest: &Path) -> Result<(), StoreError> {
+        let bytes = self.get_blob(digest).await?;
+        let local = |op, source| StoreError::Local { op, path: dest.display().to_string(), source };
+        if let Some(parent) = dest.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(|e| local("create folder for", e))?;
+        }
+        let tmp = dest.with_extension("engine-partial");
+        tokio::fs::write(&tmp, &bytes).await.map_err(|e| local("write", e))?;
+        tokio::fs::rename(&tmp, dest).await.map_err(|e| local("rename", e))?;
+        Ok(())
+    }
+
+    /// Publishes a manifest after checking that every blob it lists exists.
+    pub async fn put_manifest(&self, m: &Manifest) -> Result<Digest, StoreError> {
+        let text = m.canonical();
+        let digest = Digest::of(text.as_bytes());
+        let path = Self::manifest_path(&digest);
+        if self.exists(&path).await? {
+            return Ok(digest);
+        }
+        let blobs = m.files.values().chain(m.items.iter().flat_map(|i| i.files.values()));
+        for b in blobs {
+            let bp = Self::blob_path(&b.digest);
+            if !self.exists(&bp).await? {
+                return Err(StoreError::NotFound { path: bp, url: self.url.clone() });
+            }
+        }
+        self.write(&path, text.into_bytes()).await?;
+        Ok(digest)
+    }
+
+    /// Reads a manifest and checks its digest.
+    pub async fn get_manifest(&self, digest: &Digest) -> Result<Manifest, StoreError> {
+        let path = Self::manifest_path(digest);
+        let bytes = self.read(&path).await?;
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(StoreError::Corrupt {
+                path,
+                url: self.url.clone(),
+                expected: digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::Decode { path, url: self.url.clone(), reason: e.to_string() })
+    }
+
+    pub async fn put_json<T: Serialize>(&self, path: &str, v: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec_pretty(v).expect("store documents serialise");
+        self.write(path, bytes).await
+    }
+
+    /// Reads a JSON document; `Ok(None)` when it does not exist.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, StoreError> {
+        match self.read(path).await {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Decode { path: path.into(), url: self.url.clone(), reason: e.to_string() }),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Names of the entries directly under a folder (files and folders).
+    pub async fn list(&self, dir: &str) -> Result<Vec<String>, StoreError> {
+        let dir = if dir.ends_with('/') { dir.to_string() } else { format!("{dir}/") };
+        match self.op.list(&dir).await {
+            Ok(entries) => Ok(entries
+                .into_iter()
+                .map(|e| e.path().trim_start_matches(&dir).trim_end_matches('/').to_string())
+                .filter(|n| !n.is_empty())
+                .collect()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(vec![]),
+            Err(e) => Err(self.io("list", &dir)(e)),
+        }
+    }
+
+    // ---- refs ----
+
+    fn ref_path(name: &str) -> Result<String, StoreError> {
+        check_ref_name(name)?;
+        Ok(format!("refs/{name}.json"))
+    }
+
+    pub async fn get_ref(&self, name: &str) -> Result<Option<RefDoc>, StoreError> {
+        self.get_json(&Self::ref_path(name)?).await
+    }
+
+    /// Moves a ref to an artifact that exists, recording the move.
+    pub async fn set_ref(&self, name: &str, digest: &Digest, note: &str) -> Result<RefDoc, StoreError> {
+        let path = Self::ref_path(name)?;
+        if !self.exists(&Self::manifest_path(digest)).await? {
+            return Err(StoreError::NotFound { path: Self::manifest_path(digest), url: self.url.clone() });
+        }
+        let mut doc = self.get_json::<RefDoc>(&path).await?.unwrap_or_else(|| RefDoc { name: name.into(), history: vec![] });
+        let previous = doc.current().cloned();
+        doc.history.push(RefEvent { digest: digest.clone(), at: now_rfc3339(), previous, note: note.into() });
+        self.put_json(&path, &doc).await?;
+        Ok(doc)
+    }
+
+    /// Resolves `name@alias` or a plain ref name, or a digest (full or a
+    /// unique prefix of at least 8 characters among manifests).
+    pub async fn resolve(&self, what: &str) -> Result<Digest, StoreError> {
+        if let Some(d) = Digest::parse(what) {
+            return Ok(d);
+        }
+        let name = what.replace('@', "/");
+        if check_ref_name(&name).is_ok()
+            && let Some(doc) = self.get_ref(&name).await?
+            && let Some(d) = doc.current()
+        {
+            return Ok(d.clone());
+        }
+        if what.len() >= 8 && what.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let matches: Vec<String> = self
+                .list(&format!("artifacts/{}", &what[..2]))
+                .await?
+                .into_iter()
+                .filter(|n| n.starts_with(what))
+                .collect();
+            if matches.len() == 1
+                && let Some(d) = Digest::parse(matches[0].trim_end_matches(".json"))
+            {
+                return Ok(d);
+            }
+        }
+        Err(StoreError::NotFound { path: what.into(), url: self.url.clone() })
+    }
+}
+
+/// Ref names: `a-z A-Z 0-9 . _ - /` and `@`, no empty segment, no `..`.
+pub fn check_ref_name(name: &str) -> Result<(), StoreError> {
+    let bad = |why: &str| Err(StoreError::BadName { name: name.into(), why: why.into() });
+    if name.is_empty() || name.len() > 200 {
+        return bad("a ref name has 1 to 200 characters");
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c)) {
+        return bad("use letters, digits, `.`, `_`, `-` and `/` (and `@` before an alias)");
+    }
+    if name.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return bad("no empty, `.` or `..` path segment");
+    }
+    Ok(())
+}
+
+/// A relative path for a file inside an artifact: no `..`, not absolute.
+pub fn check_rel_path(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("an output name cannot be empty".into());
+    }
+    if name.starts_with('/') || name.starts_with('\\') || name.contains('\0') {
+        return Err(format!("`{name}` is an absolute path; outputs are named by relative paths"));
+    }
+    if name.split(['/', '\\']).any(|s| s == "..") {
+        return Err(format!("`{name}` contains `..`; outputs must stay inside the task's folder"));
+    }
+    Ok(())
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+impl From<StoreError> for String {
+    fn from(e: StoreError) -> String {
+        e.to_string()
+    }
+}

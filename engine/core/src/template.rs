@@ -1,0 +1,199 @@
+//! Templates: one `*.yaml.j2` pipeline, many variants through values files
+//! and `--set` overrides. Undefined values are errors that name the value.
+
+use crate::diag::{Diagnostic, Diagnostics, Loc};
+use minijinja::{Environment, UndefinedBehavior};
+use serde_json::Value;
+use std::path::{Component, Path, PathBuf};
+
+/// Everything that decides the rendered text of a pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct RenderRequest {
+    /// The pipeline file: `*.j2` is rendered, anything else is used as is.
+    pub path: PathBuf,
+    /// Values files (YAML or JSON), merged left to right.
+    pub values_files: Vec<PathBuf>,
+    /// `key.path=value` overrides, applied last; values parse as YAML scalars.
+    pub sets: Vec<String>,
+}
+
+/// The rendered pipeline with the values that produced it.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub file: String,
+    pub text: String,
+    pub values: Value,
+}
+
+/// Reads, merges values, and renders. Errors name the file and value.
+pub fn render(req: &RenderRequest) -> Result<Rendered, Diagnostics> {
+    let file = req.path.display().to_string();
+    let one = |d: Diagnostic, src: Option<String>| Diagnostics { items: vec![d], source: src };
+    let source = std::fs::read_to_string(&req.path).map_err(|e| {
+        one(
+            Diagnostic::new(&file, Loc::default(), format!("Failed to read pipeline file: {e}"))
+                .with_hint("check the path; pipelines are `*.yaml` or `*.yaml.j2` files"),
+            None,
+        )
+    })?;
+    let values = load_values(&req.values_files, &req.sets)?;
+    if !file.ends_with(".j2") {
+        return Ok(Rendered { file, text: source, values });
+    }
+    let text = render_str(&file, &source, &values, req.path.parent())
+        .map_err(|d| one(d, Some(source.clone())))?;
+    Ok(Rendered { file, text, values })
+}
+
+/// Merges values files and `--set` overrides into one JSON object.
+pub fn load_values(files: &[PathBuf], sets: &[String]) -> Result<Value, Diagnostics> {
+    let mut merged = Value::Object(Default::default());
+    for path in files {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| Diagnostics {
+            items: vec![Diagnostic::new(&name, Loc::default(), format!("Failed to read values file: {e}"))],
+            source: None,
+        })?;
+        let v: Value = if text.trim().is_empty() {
+            Value::Object(Default::default())
+        } else {
+            serde_saphyr::from_str(&text).map_err(|e| {
+                let loc = e.location().map(|l| Loc { line: l.line(), column: l.column() }).unwrap_or_default();
+                Diagnostics {
+                    items: vec![Diagnostic::new(&name, loc, format!("Failed to parse values file: {}", e.without_snippet()))],
+                    source: Some(text.clone()),
+                }
+            })?
+        };
+        if !v.is_object() {
+            return Err(Diagnostics {
+                items: vec![Diagnostic::new(&name, Loc { line: 1, column: 1 }, "values file must be a mapping of names to values")],
+                source: Some(text),
+            });
+        }
+        merge(&mut merged, v);
+    }
+    for set in sets {
+        let Some((key, raw)) = set.split_once('=') else {
+            return Err(Diagnostics {
+                items: vec![Diagnostic::new("--set", Loc::default(), format!("`{set}` is not `key=value`"))
+                    .with_hint("write e.g. `--set sport=basketball` or `--set train.epochs=5`")],
+                source: None,
+            });
+        };
+        let value: Value = if raw.is_empty() {
+            Value::String(String::new())
+        } else {
+            serde_saphyr::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
+        };
+        set_path(&mut merged, key, value).map_err(|m| Diagnostics {
+            items: vec![Diagnostic::new("--set", Loc::default(), m)],
+            source: None,
+        })?;
+    }
+    Ok(merged)
+}
+
+/// Deep merge: objects merge key by key, anything else replaces.
+pub fn merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                match a.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        a.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// Sets `a.b.c` in an object, creating intermediate objects.
+pub fn set_path(root: &mut Value, path: &str, value: Value) -> Result<(), String> {
+    let parts: Vec<&str> = path.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("`{path}` is not a valid key path (empty segment)"));
+    }
+    let mut cur = root;
+    for (i, part) in parts.iter().enumerate() {
+        let Value::Object(map) = cur else {
+            return Err(format!("cannot set `{path}`: `{}` is not a mapping", parts[..i].join(".")));
+        };
+        if i == parts.len() - 1 {
+            map.insert(part.to_string(), value);
+            return Ok(());
+        }
+        cur = map.entry(part.to_string()).or_insert_with(|| Value::Object(Default::default()));
+    }
+    Ok(())
+}
+
+/// Renders template text with strict undefined; includes resolve relative
+/// to `dir` and may not leave it.
+pub fn render_str(file: &str, source: &str, values: &Value, dir: Option<&Path>) -> Result<String, Diagnostic> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build() {
+        env.set_syntax(syntax);
+    }
+    let base = dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    env.set_loader(move |name| {
+        let rel = Path::new(name);
+        if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
+            return Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("include `{name}` must be a relative path inside the template's folder"),
+            ));
+        }
+        match std::fs::read_to_string(base.join(rel)) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("Failed to read include `{name}`: {e}"),
+            )),
+        }
+    });
+    let mut render = || -> Result<String, minijinja::Error> {
+        env.add_template(file, source)?;
+        env.get_template(file)?.render(minijinja::Value::from(minijinja::value::Serde(values)))
+    };
+    render().map_err(|e| template_diagnostic(file, source, &e))
+}
+
+fn template_diagnostic(file: &str, source: &str, e: &minijinja::Error) -> Diagnostic {
+    let in_file = e.name().unwrap_or(file).to_string();
+    let line = e.line().unwrap_or(0) as u64;
+    let mut column = 0;
+    let mut snippet = None;
+    if let Some(range) = e.range()
+        && in_file == file
+        && range.end <= source.len()
+    {
+        snippet = Some(source[range.clone()].trim().to_string());
+        let line_start = source[..range.start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+        column = (source[line_start..range.start].chars().count() + 1) as u64;
+    }
+    let detail = e.detail().unwrap_or("").to_string();
+    let (message, hint) = match e.kind() {
+        minijinja::ErrorKind::UndefinedError => {
+            let what = snippet.clone().unwrap_or_else(|| "a value".into());
+            (
+                format!("undefined value `{what}`"),
+                Some("define it in a values file (`--values FILE`) or with `--set key=value`".to_string()),
+            )
+        }
+        minijinja::ErrorKind::TemplateNotFound => (format!("template not found: {detail}"), None),
+        minijinja::ErrorKind::SyntaxError => (format!("template syntax error: {detail}"), None),
+        _ => (
+            if detail.is_empty() { e.kind().to_string() } else { format!("{}: {detail}", e.kind()) },
+            None,
+        ),
+    };
+    let mut d = Diagnostic::new(&in_file, Loc { line, column }, message);
+    d.hint = hint;
+    d
+}

@@ -1,0 +1,1 @@
+pub fn register(_r: &mut engine_core::stage::Registry) {}
