@@ -17,7 +17,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         let mut spec = VideoSpec::from_preset("still", style.clone(), Preset::Demo, 7);
-        spec.duration = 60.0;
         let mut r = Renderer::new(&spec)?;
         let truth = r.ground_truth().clone();
         let Some(rep) = truth
@@ -37,8 +36,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "replay",
             rep.content.start_frame + rep.content.frames() * 3 / 4,
         ));
-        if let Some(d) = truth.distractors.first() {
-            picks.push((d.kind.as_str(), d.span.start_frame + d.span.frames() / 2));
+        let mut kinds = Vec::new();
+        for d in &truth.distractors {
+            if !kinds.contains(&d.kind) {
+                kinds.push(d.kind.clone());
+                picks.push((d.kind.as_str(), d.span.start_frame + d.span.frames() / 2));
+            }
         }
         let mut buf = vec![0u8; r.frame_len()];
         for (what, f) in picks {
