@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if !wanted.is_empty() && !wanted.contains(&style.name.as_str()) {
             continue;
         }
-        let mut spec = VideoSpec::from_preset("still", style.clone(), Preset::Demo, 7);
+        let spec = VideoSpec::from_preset("still", style.clone(), Preset::Demo, 7);
         let mut r = Renderer::new(&spec)?;
         let truth = r.ground_truth().clone();
         let Some(rep) = truth
@@ -27,20 +27,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         else {
             continue;
         };
-        let mut picks = vec![("live", rep.live.start_frame + rep.live.frames() / 2)];
+        let mut picks = vec![(
+            "live".to_string(),
+            rep.live.start_frame + rep.live.frames() / 2,
+        )];
         if let Some(o) = rep.opening {
-            picks.push(("opening", o.start_frame + o.frames() / 2));
-            picks.push(("opening-early", o.start_frame + o.frames() / 4));
+            picks.push(("opening".to_string(), o.start_frame + o.frames() / 2));
+            picks.push(("opening-early".to_string(), o.start_frame + o.frames() / 4));
         }
         picks.push((
-            "replay",
+            "replay".to_string(),
             rep.content.start_frame + rep.content.frames() * 3 / 4,
         ));
         let mut kinds = Vec::new();
         for d in &truth.distractors {
             if !kinds.contains(&d.kind) {
-                kinds.push(d.kind.clone());
-                picks.push((d.kind.as_str(), d.span.start_frame + d.span.frames() / 2));
+                kinds.push(d.kind);
+                let name = serde_json::to_value(d.kind)?;
+                let name = name.as_str().unwrap_or("distractor").to_string();
+                picks.push((name, d.span.start_frame + d.span.frames() / 2));
             }
         }
         let mut buf = vec![0u8; r.frame_len()];

@@ -12,6 +12,8 @@
 //! Errors of the video I/O are [`Error`]; every message names the file and
 //! says what to do next.
 
+#![warn(missing_docs)]
+
 mod cut;
 mod decode;
 mod encode;

@@ -26,8 +26,15 @@ fn stalled_decoder_times_out() {
     let t = Instant::now();
     let mut reader = FrameReader::open(&src, &opts).unwrap();
     let err = reader.next_frame().unwrap_err();
-    assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("t.mp4") && msg.contains("made no progress"), "{msg}");
+    assert!(
+        msg.contains("t.mp4") && msg.contains("made no progress"),
+        "{msg}"
+    );
 }

@@ -30,7 +30,8 @@ pub use style::{
     Style, WipeShape, find_style, styles,
 };
 pub use truth::{
-    DistractorTruth, EventTruth, GROUND_TRUTH_VERSION, GroundTruth, ReplayTruth, Span, VideoMeta,
+    DistractorKind, DistractorTruth, EventKind, EventTruth, GROUND_TRUTH_VERSION, GroundTruth,
+    ReplayTruth, Span, VideoMeta,
 };
 
 use crate::encode::Encoder;

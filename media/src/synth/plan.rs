@@ -4,7 +4,7 @@
 
 use super::rng::Rng;
 use super::style::Style;
-use super::truth::{DistractorTruth, EventTruth, ReplayTruth, Span};
+use super::truth::{DistractorKind, DistractorTruth, EventKind, EventTruth, ReplayTruth, Span};
 
 /// Internal facts about an event that the renderer needs.
 #[derive(Clone, Debug)]
@@ -76,7 +76,11 @@ pub(crate) fn plan(style: &Style, fps: f64, frames: u64, seed: u64) -> Plan {
         out.events.push(EventPlan {
             truth: EventTruth {
                 id,
-                kind: if goal { "goal" } else { "chance" }.to_string(),
+                kind: if goal {
+                    EventKind::Goal
+                } else {
+                    EventKind::Chance
+                },
                 live,
             },
             team,
@@ -122,7 +126,7 @@ pub(crate) fn plan(style: &Style, fps: f64, frames: u64, seed: u64) -> Plan {
             let len = secs(2.0).min(frames - f);
             if len > 0 {
                 out.distractors.push(DistractorTruth {
-                    kind: "score-popup".into(),
+                    kind: DistractorKind::ScorePopup,
                     span: Span::new(f, f + len, fps),
                 });
             }
@@ -145,9 +149,9 @@ fn place_distractors(
     let stretch = (b.saturating_sub(a)) as f64 / fps;
     let weight = (stretch / 6.0).min(1.0);
     for (kind, p, len_s) in [
-        ("ad-banner", d.ad_banner, (2.0, 5.0)),
-        ("lower-third", d.lower_third, (2.0, 4.0)),
-        ("live-cut", d.live_cut, (1.0, 3.0)),
+        (DistractorKind::AdBanner, d.ad_banner, (2.0, 5.0)),
+        (DistractorKind::LowerThird, d.lower_third, (2.0, 4.0)),
+        (DistractorKind::LiveCut, d.live_cut, (1.0, 3.0)),
     ] {
         let roll = rng.chance(p * weight);
         let len_pick = rng.range(len_s.0, len_s.1);
@@ -158,7 +162,7 @@ fn place_distractors(
         let len = ((len_pick * fps).round() as u64).clamp(1, b - a);
         let start = a + ((b - a - len) as f64 * pos_pick) as u64;
         out.push(DistractorTruth {
-            kind: kind.into(),
+            kind,
             span: Span::new(start, start + len, fps),
         });
     }

@@ -5,7 +5,7 @@ use super::draw::Canvas;
 use super::plan::{Plan, plan};
 use super::scene::{Camera, LIVE_VIEW, World};
 use super::style::{GraphicStyle, Rgb, WipeShape};
-use super::truth::{GROUND_TRUTH_VERSION, GroundTruth, ReplayTruth, VideoMeta};
+use super::truth::{DistractorKind, GROUND_TRUTH_VERSION, GroundTruth, ReplayTruth, VideoMeta};
 use super::{SynthError, VideoSpec};
 
 /// Where the score box is drawn: `[x0, y0, x1, y1]` in pixels (exclusive
@@ -176,7 +176,7 @@ impl Renderer {
             .truth
             .distractors
             .iter()
-            .any(|d| d.kind == "live-cut" && d.span.contains(f));
+            .any(|d| d.kind == DistractorKind::LiveCut && d.span.contains(f));
         Shot::Live {
             t: f as f64 / self.fps,
             view: if cut { LIVE_VIEW / 1.8 } else { LIVE_VIEW },
@@ -275,8 +275,8 @@ impl Renderer {
         for d in self.truth.distractors.iter().filter(|d| d.span.contains(f)) {
             let k = (f - d.span.start_frame) as f64;
             let slide = (k / 6.0).min(1.0);
-            match d.kind.as_str() {
-                "ad-banner" => {
+            match d.kind {
+                DistractorKind::AdBanner => {
                     let left = w * (1.0 - slide) + w * 0.04;
                     cv.fill_rect(left, h * 0.86, left + w * 0.92, h * 0.97, dcol);
                     for i in 0..4 {
@@ -284,7 +284,7 @@ impl Renderer {
                         cv.fill_rect(bx, h * 0.89, bx + w * 0.15, h * 0.94, [250, 250, 250]);
                     }
                 }
-                "lower-third" => {
+                DistractorKind::LowerThird => {
                     let right = w * 0.65 * slide;
                     cv.fill_rect(right - w * 0.6, h * 0.70, right, h * 0.80, sb.background);
                     cv.fill_rect(right - w * 0.6, h * 0.80, right, h * 0.82, sb.accent);
@@ -296,7 +296,7 @@ impl Renderer {
                         sb.text,
                     );
                 }
-                "score-popup" => {
+                DistractorKind::ScorePopup => {
                     let (px0, py0) = (x0, y1 + h * 0.02);
                     cv.fill_rect(px0, py0, px0 + w * 0.3, py0 + h * 0.12, sb.accent);
                     cv.digit(
@@ -314,7 +314,7 @@ impl Renderer {
                         sb.background,
                     );
                 }
-                _ => {}
+                DistractorKind::LiveCut => {}
             }
         }
     }

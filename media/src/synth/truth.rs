@@ -74,14 +74,48 @@ pub struct VideoMeta {
     pub seed: u64,
 }
 
+/// What happened in an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// The ball ends in the goal; the score changes.
+    Goal,
+    /// The ball goes just wide.
+    Chance,
+}
+
+/// A non-replay graphic or cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DistractorKind {
+    /// A sponsor banner slides in along the bottom.
+    AdBanner,
+    /// A name bar slides in at the lower left.
+    LowerThird,
+    /// A score / statistics box pops up under the score box.
+    ScorePopup,
+    /// A hard cut to a tight second live camera (normal speed).
+    LiveCut,
+}
+
+impl DistractorKind {
+    /// All kinds.
+    pub const ALL: [DistractorKind; 4] = [
+        DistractorKind::AdBanner,
+        DistractorKind::LowerThird,
+        DistractorKind::ScorePopup,
+        DistractorKind::LiveCut,
+    ];
+}
+
 /// Something that happened in live play and may be replayed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventTruth {
     /// 0-based id within the video.
     pub id: u32,
-    /// `goal` or `chance`.
-    pub kind: String,
+    /// Goal or chance.
+    pub kind: EventKind,
     /// Where the event is shown live.
     pub live: Span,
 }
@@ -121,8 +155,8 @@ pub struct ReplayTruth {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DistractorTruth {
-    /// `ad-banner`, `lower-third`, `score-popup` or `live-cut`.
-    pub kind: String,
+    /// What it is.
+    pub kind: DistractorKind,
     /// Where it is on screen.
     pub span: Span,
 }
