@@ -38,6 +38,10 @@ fn catalog_has_three_sports_three_leagues_two_broadcasters() {
         );
     }
     let names: BTreeSet<_> = all.iter().map(|s| &s.name).collect();
+    for s in &all {
+        assert_eq!(media::synth::style_by_name(&s.name).as_ref(), Some(s));
+    }
+    assert!(media::synth::style_by_name("soccer/nope").is_none());
     assert_eq!(names.len(), all.len(), "style names are unique");
 }
 

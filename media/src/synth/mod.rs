@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 pub use render::{Renderer, scoreboard_rect};
 pub use style::{
     DistractorStyle, FieldStyle, GraphicStyle, LogoShape, ReplayStyle, Rgb, ScoreboardStyle, Sport,
-    Style, WipeShape, find_style, styles,
+    Style, WipeShape, find_style, style_by_name, styles,
 };
 pub use truth::{
     DistractorKind, DistractorTruth, EventKind, EventTruth, GROUND_TRUTH_VERSION, GroundTruth,

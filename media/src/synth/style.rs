@@ -562,3 +562,8 @@ pub fn find_style(
         .filter(|s| season.is_none_or(|want| s.season == want))
         .max_by(|a, b| a.season.cmp(&b.season))
 }
+
+/// Finds a catalog style by its full name, e.g. `soccer/premier-north/skyline-tv/2024`.
+pub fn style_by_name(name: &str) -> Option<Style> {
+    styles().into_iter().find(|s| s.name == name)
+}
