@@ -123,26 +123,21 @@ fn check(c: &mut Checker, spec: &PipelineSpec, file: &str, text: &str, registry:
     check_name(c, &spec.name, "pipeline");
     let classes = check_classes(c, spec);
     let names: HashMap<&str, usize> = spec.stages.keys().enumerate().map(|(i, k)| (k.value.as_str(), i)).collect();
+    let ordered: Vec<&str> = spec.stages.keys().map(|k| k.value.as_str()).collect();
     for key in spec.stages.keys() {
         check_name(c, key, "stage");
     }
     if spec.stages.is_empty() {
         c.error(spec.name.loc, "pipeline has no stages", Some("add a `stages:` mapping with at least one stage".into()));
     }
-    let mut stages = vec![];
+    let mut built: Vec<Option<CompiledStage>> = vec![];
     for (key, st) in &spec.stages {
-        if let Some(s) = check_stage(c, key, st, &names, &classes, registry) {
-            stages.push(s);
-        }
+        built.push(check_stage(c, key, st, &names, &ordered, &classes, registry));
     }
-    if stages.len() != spec.stages.len() {
-        // Later checks need every stage built; report what we have.
-        check_cycles(c, spec, &names);
-        return None;
-    }
-    check_maps(c, spec, &mut stages);
+    check_maps(c, spec, &mut built);
     check_cycles(c, spec, &names);
-    check_whens(c, spec, &stages);
+    check_whens(c, spec, &built);
+    let stages: Vec<CompiledStage> = built.into_iter().collect::<Option<Vec<_>>>()?;
     Some(Pipeline {
         name: spec.name.value.clone(),
         file: file.into(),
@@ -220,6 +215,7 @@ fn check_stage(
     key: &Located<String>,
     st: &StageSpec,
     names: &HashMap<&str, usize>,
+    ordered: &[&str],
     classes: &[ResourceClass],
     registry: &Registry,
 ) -> Option<CompiledStage> {
@@ -239,7 +235,7 @@ fn check_stage(
             None => c.error(
                 n.loc,
                 format!("stage `{name}` needs `{}`, which is not a stage of this pipeline", n.value),
-                suggest(&n.value, names.keys().copied()),
+                suggest(&n.value, ordered.iter().copied().filter(|o| o != name)),
             ),
         }
     }
@@ -299,7 +295,11 @@ fn check_stage(
     let imp = match (kind.build)(&probe) {
         Ok(imp) => imp,
         Err(m) => {
-            c.error(params_loc, format!("invalid params for `{}` in stage `{name}`: {m}", st.uses.value), None);
+            let (m, hint) = match m.split_once("; did you mean") {
+                Some((m, rest)) => (m.to_string(), Some(format!("did you mean{rest}"))),
+                None => (m, None),
+            };
+            c.error(params_loc, format!("invalid params for `{}` in stage `{name}`: {m}", st.uses.value), hint);
             return None;
         }
     };
@@ -344,8 +344,13 @@ fn check_stage(
     Some(stage)
 }
 
-fn check_maps(c: &mut Checker, spec: &PipelineSpec, stages: &mut [CompiledStage]) {
-    let outputs: Vec<(String, Vec<OutputDecl>)> = stages.iter().map(|s| (s.name.clone(), s.outputs.clone())).collect();
+fn check_maps(c: &mut Checker, spec: &PipelineSpec, stages: &mut [Option<CompiledStage>]) {
+    let outputs: Vec<(String, Option<Vec<OutputDecl>>)> = spec
+        .stages
+        .keys()
+        .zip(stages.iter())
+        .map(|(k, s)| (k.value.clone(), s.as_ref().map(|s| s.outputs.clone())))
+        .collect();
     for (i, (key, st)) in spec.stages.iter().enumerate() {
         let Some(m) = &st.map else { continue };
         let over = &m.value.over;
@@ -361,7 +366,9 @@ fn check_maps(c: &mut Checker, spec: &PipelineSpec, stages: &mut [CompiledStage]
             );
             continue;
         };
-        let collections: Vec<&str> = outputs[j].1.iter().filter(|d| d.kind == ArtifactKind::Collection).map(|d| d.name.as_str()).collect();
+        // A stage that failed to build has its own error; its outputs are unknown.
+        let Some(decls) = &outputs[j].1 else { continue };
+        let collections: Vec<&str> = decls.iter().filter(|d| d.kind == ArtifactKind::Collection).map(|d| d.name.as_str()).collect();
         if !collections.contains(&out) {
             let hint = if collections.is_empty() {
                 Some(format!("stage `{up}` produces no collection"))
@@ -375,10 +382,12 @@ fn check_maps(c: &mut Checker, spec: &PipelineSpec, stages: &mut [CompiledStage]
             c.error(over.loc, format!("stage `{}` cannot map over its own output", key.value), None);
             continue;
         }
-        if !stages[i].needs.contains(&j) {
-            stages[i].needs.push(j);
+        if let Some(s) = stages[i].as_mut() {
+            if !s.needs.contains(&j) {
+                s.needs.push(j);
+            }
+            s.map = Some(MapOver { stage: j, output: out.into(), batch: m.value.batch.max(1) });
         }
-        stages[i].map = Some(MapOver { stage: j, output: out.into(), batch: m.value.batch.max(1) });
     }
 }
 
@@ -452,25 +461,43 @@ fn cycle_path(start: usize, members: &[usize], adj: &[Vec<usize>]) -> Vec<usize>
     vec![start, start]
 }
 
-fn check_whens(c: &mut Checker, spec: &PipelineSpec, stages: &[CompiledStage]) {
+fn check_whens(c: &mut Checker, spec: &PipelineSpec, built: &[Option<CompiledStage>]) {
     let env = when_env();
+    let names: HashMap<&str, usize> = spec.stages.keys().enumerate().map(|(i, k)| (k.value.as_str(), i)).collect();
+    // Needs by index, from the spec (so stages that failed to build still count).
+    let needs: Vec<Vec<usize>> = spec
+        .stages
+        .values()
+        .enumerate()
+        .map(|(i, st)| {
+            let mut n: Vec<usize> = st.needs.iter().filter_map(|x| names.get(x.value.as_str()).copied()).collect();
+            if let Some(Some(s)) = built.get(i) {
+                n.extend(s.needs.iter().copied());
+            }
+            n
+        })
+        .collect();
+    let stage_names: Vec<&str> = spec.stages.keys().map(|k| k.value.as_str()).collect();
     for (i, st) in spec.stages.values().enumerate() {
         let Some(w) = &st.when else { continue };
+        let name = stage_names[i];
         let expr = match env.compile_expression(&w.value) {
             Ok(e) => e,
             Err(e) => {
-                c.error(w.loc, format!("`when` of stage `{}` is not a valid expression: {}", stages[i].name, e.detail().unwrap_or(&e.to_string())), Some("write e.g. `evaluate.passed` or `evaluate.f1 > 0.9`".into()));
+                c.error(w.loc, format!("`when` of stage `{name}` is not a valid expression: {}", e.detail().unwrap_or(&e.to_string())), Some("write e.g. `evaluate.passed` or `evaluate.f1 > 0.9`".into()));
                 continue;
             }
         };
-        let ancestors = ancestors(stages, i);
-        for var in expr.undeclared_variables(false) {
-            let ok = ancestors.iter().any(|&a| when_name(&stages[a].name) == var);
+        let ancestors = ancestors_of(&needs, i);
+        let mut vars: Vec<String> = expr.undeclared_variables(false).into_iter().collect();
+        vars.sort();
+        for var in vars {
+            let ok = ancestors.iter().any(|&a| when_name(stage_names[a]) == var);
             if !ok {
                 c.error(
                     w.loc,
-                    format!("`when` of stage `{}` reads `{var}`, which is not an upstream stage", stages[i].name),
-                    Some(format!("add `{var}` to `needs` of `{}` (stage names with `-` are written with `_` here)", stages[i].name)),
+                    format!("`when` of stage `{name}` reads `{var}`, which is not an upstream stage"),
+                    Some(format!("add `{var}` to `needs` of `{name}` (stage names with `-` are written with `_` here)")),
                 );
             }
         }
@@ -491,14 +518,19 @@ pub fn when_name(stage: &str) -> String {
 
 /// Every stage `i` transitively needs.
 pub fn ancestors(stages: &[CompiledStage], i: usize) -> Vec<usize> {
-    let mut seen = vec![false; stages.len()];
-    let mut stack = stages[i].needs.clone();
+    let needs: Vec<Vec<usize>> = stages.iter().map(|s| s.needs.clone()).collect();
+    ancestors_of(&needs, i)
+}
+
+fn ancestors_of(needs: &[Vec<usize>], i: usize) -> Vec<usize> {
+    let mut seen = vec![false; needs.len()];
+    let mut stack = needs[i].clone();
     let mut out = vec![];
     while let Some(n) = stack.pop() {
         if n < seen.len() && !seen[n] {
             seen[n] = true;
             out.push(n);
-            stack.extend(stages[n].needs.iter().copied());
+            stack.extend(needs[n].iter().copied());
         }
     }
     out

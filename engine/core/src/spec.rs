@@ -179,7 +179,8 @@ pub fn parse(file: &str, text: &str) -> Result<PipelineSpec, Diagnostics> {
     budget.max_depth = 64;
     budget.max_aliases = 10_000;
     budget.max_anchors = 10_000;
-    budget.max_nodes = 2_000_000;
+    budget.max_nodes = 200_000;
+    budget.max_events = 200_000;
     budget.max_documents = 1;
     budget.max_total_scalar_bytes = MAX_SPEC_BYTES;
     let mut options = serde_saphyr::Options::default();
@@ -196,27 +197,38 @@ pub fn parse(file: &str, text: &str) -> Result<PipelineSpec, Diagnostics> {
 /// Turns a parser error into a diagnostic with a hint where we have one.
 fn yaml_diagnostic(file: &str, loc: Loc, e: &serde_saphyr::Error) -> Diagnostic {
     let raw = e.without_snippet().to_string();
-    // The parser's own text sometimes repeats the position; keep the message.
     let mut message = raw.lines().next().unwrap_or("").trim().to_string();
     if let Some(idx) = message.find(" at line ") {
         message.truncate(idx);
     }
     let message = message.trim_start_matches("error: ").to_string();
+    if let Some(detail) = message.strip_prefix("budget breached: ") {
+        let what = detail.split([' ', '{']).next().unwrap_or(detail);
+        let (msg, hint) = match what {
+            "Depth" => ("nesting is deeper than 64 levels".to_string(), "flatten the structure"),
+            "Aliases" | "Anchors" | "Nodes" | "Events" | "RecordedAnchorEvents" | "RecordedAnchorBytes" => (
+                format!("the YAML expands to too much data ({detail}); this looks like an alias bomb"),
+                "write the data out without repeated aliases, or move it into a file",
+            ),
+            _ => (format!("the YAML exceeds a parser safety limit ({detail})"), "simplify the file"),
+        };
+        return Diagnostic::new(file, loc, msg).with_hint(hint);
+    }
     let mut d = Diagnostic::new(file, loc, message.clone());
     if let Some(rest) = message.strip_prefix("unknown field `")
         && let Some((name, expected)) = rest.split_once('`')
     {
-        let candidates: Vec<&str> = expected
-            .split('`')
-            .enumerate()
-            .filter(|(i, _)| i % 2 == 1)
-            .map(|(_, s)| s)
-            .collect();
+        let expected = expected
+            .trim_start_matches(',')
+            .trim()
+            .trim_start_matches("expected one of")
+            .trim_start_matches("expected");
+        let candidates: Vec<&str> = expected.split(',').map(|c| c.trim().trim_matches('`')).filter(|c| !c.is_empty()).collect();
         if let Some(c) = crate::diag::closest(name, candidates.iter().copied()) {
             d = d.with_hint(format!("did you mean `{c}`?"));
         }
-    } else if message.contains("budget") || message.contains("limit") {
-        d = d.with_hint("the file exceeds a parser safety limit (aliases, nesting or size); simplify it");
+    } else if ["invalid u32", "invalid u64", "invalid usize", "invalid i64"].contains(&message.as_str()) {
+        d = d.with_hint("expected a whole number (0 or more)");
     }
     d
 }

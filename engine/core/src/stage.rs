@@ -153,7 +153,8 @@ pub fn parse_params<T: DeserializeOwned>(v: &Value) -> Result<T, String> {
     serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        let mut msg = if path == "." || path.is_empty() { inner.clone() } else { format!("`{path}`: {inner}") };
+        let top_level = path == "." || path.is_empty() || (inner.starts_with("unknown field") && !path.contains('.'));
+        let mut msg = if top_level { inner.clone() } else { format!("`{path}`: {inner}") };
         if let Some(rest) = inner.strip_prefix("unknown field `")
             && let Some((name, expected)) = rest.split_once('`')
         {

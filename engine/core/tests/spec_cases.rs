@@ -1,0 +1,74 @@
+//! Table-driven spec cases: every `cases/valid-*.yaml` compiles; every
+//! `cases/invalid-*.yaml` fails with exactly the errors its header lists
+//! (`# error: LINE:COL: message` lines; the file name is left out).
+//! Run with `UPDATE_CASES=1` to rewrite the headers from actual output.
+
+use engine_core::compile::compile;
+use engine_core::stage::Registry;
+use std::path::Path;
+
+fn cases(prefix: &str) -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
+    let mut v: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .collect();
+    v.sort();
+    v
+}
+
+fn body(text: &str) -> String {
+    text.lines().skip_while(|l| l.starts_with("# error: ") || l.starts_with("#   help: ")).map(|l| format!("{l}\n")).collect()
+}
+
+#[test]
+fn valid_cases_compile() {
+    let reg = Registry::with_builtins();
+    let files = cases("valid-");
+    assert!(files.len() >= 2);
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        if let Err(d) = compile("case.yaml", &text, &reg) {
+            panic!("{} should compile:\n{}", f.display(), d.render());
+        }
+    }
+}
+
+#[test]
+fn invalid_cases_report_exact_errors() {
+    let reg = Registry::with_builtins();
+    let files = cases("invalid-");
+    assert!(files.len() >= 10, "expected the invalid cases to be there");
+    let update = std::env::var_os("UPDATE_CASES").is_some();
+    let mut failures = vec![];
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let spec = body(&text);
+        let expected: Vec<String> = text.lines().take_while(|l| l.starts_with("# error: ") || l.starts_with("#   help: ")).map(str::to_string).collect();
+        let d = match compile("case.yaml", &spec, &reg) {
+            Ok(_) => {
+                failures.push(format!("{}: compiled, but should fail", f.display()));
+                continue;
+            }
+            Err(d) => d,
+        };
+        let mut actual = vec![];
+        for item in &d.items {
+            assert_eq!(item.file, "case.yaml");
+            actual.push(format!("# error: {}:{}: {}", item.line, item.column, item.message));
+            if let Some(h) = &item.hint {
+                actual.push(format!("#   help: {h}"));
+            }
+        }
+        // Rendering never panics and shows the source line.
+        let rendered = d.render();
+        assert!(rendered.contains("error"), "{rendered}");
+        if update {
+            std::fs::write(&f, format!("{}\n{spec}", actual.join("\n"))).unwrap();
+        } else if actual != expected {
+            failures.push(format!("{}:\n  expected:\n    {}\n  actual:\n    {}", f.display(), expected.join("\n    "), actual.join("\n    ")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
