@@ -44,11 +44,7 @@ pub fn cut(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let temp = dir.join(format!(
-        ".{}.partial-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
+    let temp = process::temp_path(&dir, file_name);
     let mut cmd = Tool::Ffmpeg.command();
     cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
         .arg("-ss")

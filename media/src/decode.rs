@@ -164,7 +164,12 @@ impl FrameReader {
             )));
         }
 
-        let mut filters = vec![format!("fps={fps}")];
+        // The probed rate stays an exact fraction (30000/1001), not a rounded float.
+        let rate = match opts.fps {
+            Some(f) => format!("{f}"),
+            None => info.fps.to_string(),
+        };
+        let mut filters = vec![format!("fps={rate}")];
         if (width, height) != (info.width, info.height) {
             match opts.resize {
                 Resize::Letterbox => {

@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,8 +14,6 @@ use crate::process::{self, StderrTail, Tool, Watchdog};
 const STALL: Duration = Duration::from_secs(60);
 /// How long `finish` waits for ffmpeg to flush and write the index.
 const FINISH: Duration = Duration::from_secs(300);
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Writes RGB24 frames to an H.264 (`libx264`, `yuv420p`) mp4.
 ///
@@ -89,12 +86,7 @@ impl Encoder {
         let file_name = path.file_name().ok_or_else(|| {
             invalid("the path has no file name; pass a path like `out/clip.mp4`".into())
         })?;
-        let temp = dir.join(format!(
-            ".{}.partial-{}-{}",
-            file_name.to_string_lossy(),
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        let temp = process::temp_path(&dir, file_name);
         let rate = Rational::from_f64(fps);
         let mut cmd = Tool::Ffmpeg.command();
         cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])

@@ -266,6 +266,19 @@ pub(crate) fn run(tool: Tool, mut cmd: Command, path: &Path, limit: Duration) ->
     }
 }
 
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A hidden temporary name beside `dir/file_name`, unique within this machine's
+/// processes, for writing a file that is renamed into place when complete.
+pub(crate) fn temp_path(dir: &Path, file_name: &std::ffi::OsStr) -> std::path::PathBuf {
+    dir.join(format!(
+        ".{}.partial-{}-{}",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
 /// Checks that `path` exists and is not empty, before any tool sees it.
 pub(crate) fn check_input(path: &Path) -> Result<()> {
     match std::fs::metadata(path) {
