@@ -53,6 +53,10 @@ fn check(t: &GroundTruth, has_graphics: bool) {
             r.live.end_frame <= s.start_frame,
             "a replay follows its event"
         );
+        assert_eq!(r.shown.start_frame, r.live.start_frame);
+        assert!(r.shown.end_frame <= r.live.end_frame && r.shown.frames() > 0);
+        let expected = (r.content.frames() as f64 * r.speed).ceil() as u64;
+        assert_eq!(r.shown.frames(), expected.min(r.live.frames()));
     }
     for (i, e) in t.events.iter().enumerate() {
         assert_eq!(e.id as usize, i);

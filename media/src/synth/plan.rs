@@ -115,6 +115,11 @@ pub(crate) fn plan(style: &Style, fps: f64, frames: u64, seed: u64) -> Plan {
                 closing: (close > 0).then(|| Span::new(content_span.end_frame, end, fps)),
                 content: content_span,
                 live,
+                shown: Span::new(
+                    live.start_frame,
+                    (live.start_frame + (content as f64 * speed).ceil() as u64).min(live.end_frame),
+                    fps,
+                ),
                 speed,
                 zoom,
                 reverse_angle: reverse,

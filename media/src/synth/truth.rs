@@ -139,6 +139,9 @@ pub struct ReplayTruth {
     pub content: Span,
     /// The live span it repeats (same as the event's).
     pub live: Span,
+    /// The live frames the slow motion actually re-shows: all of `live`, or
+    /// its beginning when the replay was shortened to fit the video.
+    pub shown: Span,
     /// Playback speed (0.25..0.5).
     pub speed: f64,
     /// Replay camera zoom relative to the live camera.
