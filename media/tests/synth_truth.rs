@@ -145,3 +145,46 @@ fn invalid_sizes_are_rejected() {
     spec.fps = 0.0;
     assert!(ground_truth(&spec).unwrap_err().to_string().contains("fps"));
 }
+
+#[test]
+fn extreme_specs_render_without_panicking() {
+    use media::synth::Renderer;
+    for (w, h, fps, duration) in [
+        (32, 32, 1.0, 1.0),
+        (32, 32, 120.0, 3.0),
+        (640, 32, 7.5, 20.0),
+        (32, 480, 25.0, 30.0),
+    ] {
+        for style in styles().into_iter().step_by(5) {
+            let spec = VideoSpec {
+                name: "x".into(),
+                style,
+                width: w,
+                height: h,
+                fps,
+                duration,
+                seed: 1,
+            };
+            let mut r = Renderer::new(&spec).unwrap();
+            let t = r.ground_truth().clone();
+            check_basic(&t);
+            let mut buf = vec![0u8; r.frame_len()];
+            let n = r.frame_count();
+            for f in (0..n)
+                .step_by(((n / 40) as usize).max(1))
+                .chain([n.saturating_sub(1), n + 5])
+            {
+                r.render(f, &mut buf);
+            }
+        }
+    }
+}
+
+fn check_basic(t: &GroundTruth) {
+    for r in &t.replays {
+        assert!(r.span.end_frame <= t.video.frames);
+    }
+    for d in &t.distractors {
+        assert!(d.span.end_frame <= t.video.frames && d.span.frames() > 0);
+    }
+}
