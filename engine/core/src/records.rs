@@ -92,6 +92,10 @@ pub struct TaskRecord {
     pub started_ms: Option<f64>,
     #[serde(default)]
     pub finished_ms: Option<f64>,
+    /// When the task held its resource grant, per attempt (ms since the
+    /// run started): what concurrency is measured from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_ms: Vec<[f64; 2]>,
     #[serde(default)]
     pub fingerprint: Option<Digest>,
     #[serde(default)]

@@ -141,6 +141,7 @@ pub async fn run(pipeline: Arc<Pipeline>, plan: Arc<Plan>, store: Store, opts: R
                     matrix: s.matrix.iter().zip(&t.combo).map(|((k, v), &i)| (k.clone(), v[i].clone())).collect(),
                     started_ms: None,
                     finished_ms: None,
+                    held_ms: vec![],
                     fingerprint: None,
                     inputs: vec![],
                     outputs: BTreeMap::new(),
@@ -613,8 +614,10 @@ async fn run_task(
             threads: grant.threads(),
             attempt,
         };
+        let held_from = sh.ms();
         let res = guarded(stage.timeout, &cancel, s.run(&mut ctx)).await;
         ctx.cancel.cancel();
+        rec.held_ms.push([held_from, sh.ms()]);
         drop(grant);
         let _ = tokio::fs::remove_dir_all(&scratch).await;
         match res {

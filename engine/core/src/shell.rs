@@ -33,9 +33,9 @@ pub struct ShellConfig {
     /// `ENGINE_TASK`, `ENGINE_THREADS`, `ENGINE_ATTEMPT`, `ENGINE_INPUTS`,
     /// and `MATRIX_KEY` for each matrix key (dots become `_`).
     pub run: String,
-    /// Extra environment variables.
+    /// Extra environment variables (strings, numbers or booleans).
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, Value>,
     /// Artifact outputs: name -> a file or folder the command writes,
     /// relative to the work folder.
     #[serde(default)]
@@ -56,6 +56,9 @@ impl ShellConfig {
                 return Err(format!("output name `{name}` must use letters, digits, `_` and `-`"));
             }
             check_rel_path(path).map_err(|e| format!("output `{name}`: {e}"))?;
+        }
+        if let Some((k, _)) = self.env.iter().find(|(_, v)| v.is_object() || v.is_array() || v.is_null()) {
+            return Err(format!("`env.{k}` must be a string, number or boolean"));
         }
         if let Some(dup) = self.outputs.keys().find(|k| self.collections.contains_key(*k)) {
             return Err(format!("`{dup}` is both in `outputs` and in `collections`"));
@@ -117,14 +120,8 @@ impl Stage for Shell {
             .env("OMP_NUM_THREADS", ctx.threads().to_string())
             .env("ENGINE_ATTEMPT", ctx.attempt().to_string())
             .env("ENGINE_INPUTS", &inputs_dir)
-            .envs(ctx.matrix().iter().map(|(k, v)| {
-                let s = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                (format!("MATRIX_{}", env_key(k)), s)
-            }))
-            .envs(&self.0.env)
+            .envs(ctx.matrix().iter().map(|(k, v)| (format!("MATRIX_{}", env_key(k)), scalar(v))))
+            .envs(self.0.env.iter().map(|(k, v)| (k.clone(), scalar(v))))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -197,6 +194,13 @@ impl Stage for Shell {
             }
         }
         Ok(())
+    }
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 

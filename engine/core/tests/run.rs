@@ -1,0 +1,471 @@
+//! End-to-end runs of the engine, in process, on `memory://` and `fs://`
+//! stores (and `s3://` when `ENGINE_TEST_S3_ENDPOINT` is set).
+
+use engine_core::compile::compile;
+use engine_core::plan::plan;
+use engine_core::records::{RunRecord, RunStatus, TaskStatus};
+use engine_core::resources::Machine;
+use engine_core::scheduler::{self, RunOptions};
+use engine_core::stage::Registry;
+use engine_core::store::{Store, StoreError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn opts(cpus: u32) -> RunOptions {
+    RunOptions {
+        machine: Machine { cpus, memory: 8 << 30, gpus: 0 },
+        retry_backoff: Duration::from_millis(5),
+        scratch_root: std::env::temp_dir().join(format!("engine-test-{}", std::process::id())),
+        ..RunOptions::default()
+    }
+}
+
+fn mem_store(name: &str) -> Store {
+    Store::open(&format!("memory://{name}"), std::path::Path::new(".")).unwrap()
+}
+
+async fn run_with(yaml: &str, store: &Store, o: RunOptions) -> RunRecord {
+    let p = compile("test.yaml", yaml, &Registry::with_builtins()).unwrap_or_else(|d| panic!("{}", d.render()));
+    let pl = plan(&p);
+    scheduler::run(Arc::new(p), Arc::new(pl), store.clone(), o).await.unwrap()
+}
+
+async fn run(yaml: &str, store: &Store) -> RunRecord {
+    run_with(yaml, store, opts(4)).await
+}
+
+fn status(r: &RunRecord, task: &str) -> TaskStatus {
+    r.task(task).unwrap_or_else(|| panic!("no task {task}")).status
+}
+
+/// Most intervals open at once, from the resource-holding intervals.
+fn max_overlap(r: &RunRecord, stage: &str) -> usize {
+    let mut ev: Vec<(f64, i32)> = vec![];
+    for t in r.tasks.iter().filter(|t| t.stage == stage) {
+        for [a, b] in &t.held_ms {
+            ev.push((*a, 1));
+            ev.push((*b, -1));
+        }
+    }
+    ev.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+    let (mut cur, mut max) = (0, 0);
+    for (_, d) in ev {
+        cur += d;
+        max = max.max(cur);
+    }
+    max as usize
+}
+
+const SLEEPERS: &str = r#"
+name: sleepers
+resources:
+  two: { cpus: 1, slots: 2 }
+  wide: { cpus: 2 }
+  one: { cpus: 1 }
+stages:
+  slotted:
+    uses: builtin.sleep
+    resources: two
+    with: { ms: 120 }
+    matrix: { tag: [1, 2, 3, 4, 5, 6] }
+  wide:
+    uses: builtin.sleep
+    needs: [slotted]
+    resources: wide
+    with: { ms: 120 }
+    matrix: { tag: [1, 2, 3, 4] }
+  narrow:
+    uses: builtin.sleep
+    needs: [wide]
+    resources: one
+    with: { ms: 120 }
+    matrix: { tag: [1, 2, 3, 4, 5, 6] }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resource_classes_limit_concurrency() {
+    let store = mem_store("classes");
+    let r = run_with(SLEEPERS, &store, opts(4)).await;
+    assert_eq!(r.status, RunStatus::Succeeded);
+    // slots: 2 caps the class although 4 cpus are free.
+    assert_eq!(max_overlap(&r, "slotted"), 2);
+    // cpus: 2 on a 4-cpu machine: two at once.
+    assert_eq!(max_overlap(&r, "wide"), 2);
+    // cpus: 1, no slots: the machine's 4 cpus are the limit, and are used.
+    assert_eq!(max_overlap(&r, "narrow"), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn independent_tasks_run_in_parallel_and_classes_bigger_than_the_machine_run_alone() {
+    let yaml = r#"
+name: par
+resources:
+  huge: { cpus: 64 }
+stages:
+  a: { uses: builtin.sleep, with: { ms: 150, tag: a } }
+  b: { uses: builtin.sleep, with: { ms: 150, tag: b } }
+  c: { uses: builtin.sleep, with: { ms: 150, tag: c } }
+  big:
+    uses: builtin.sleep
+    resources: huge
+    with: { ms: 50 }
+    matrix: { tag: [1, 2, 3] }
+"#;
+    let store = mem_store("par");
+    let r = run_with(yaml, &store, opts(4)).await;
+    assert_eq!(r.status, RunStatus::Succeeded);
+    assert!(r.warnings.iter().any(|w| w.contains("`huge`")), "{:?}", r.warnings);
+    assert_eq!(max_overlap(&r, "big"), 1);
+    let starts: Vec<f64> = ["a", "b", "c"].iter().map(|t| r.task(t).unwrap().held_ms[0][0]).collect();
+    let ends: Vec<f64> = ["a", "b", "c"].iter().map(|t| r.task(t).unwrap().held_ms[0][1]).collect();
+    let latest_start = starts.iter().cloned().fold(0.0, f64::max);
+    let earliest_end = ends.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(latest_start < earliest_end, "a, b and c should overlap: {starts:?} {ends:?}");
+}
+
+const HELLO: &str = r#"
+name: hello
+stages:
+  make:
+    uses: builtin.items
+    with: { count: COUNT }
+  shout:
+    uses: builtin.upper
+    map: { over: make.items, batch: 4 }
+  gather:
+    uses: builtin.concat
+    needs: [shout]
+"#;
+
+#[tokio::test]
+async fn rerun_hits_the_cache_and_reuses_outputs() {
+    let store = mem_store("rerun");
+    let yaml = HELLO.replace("COUNT", "6");
+    let first = run(&yaml, &store).await;
+    assert_eq!(first.status, RunStatus::Succeeded);
+    assert!(first.tasks.iter().all(|t| t.status == TaskStatus::Done));
+    let second = run(&yaml, &store).await;
+    assert!(second.tasks.iter().all(|t| t.status == TaskStatus::Cached), "{:?}", second.counts());
+    assert_eq!(first.task("gather").unwrap().outputs, second.task("gather").unwrap().outputs);
+    let d = &second.task("gather").unwrap().outputs["out"];
+    let m = store.get_manifest(d).await.unwrap();
+    let text = String::from_utf8(store.get_blob(&m.files["concat.txt"].digest).await.unwrap()).unwrap();
+    assert!(text.starts_with("ITEM-0000\nITEM-0001\n"), "{text}");
+}
+
+#[tokio::test]
+async fn map_stages_cache_per_item() {
+    let store = mem_store("per-item");
+    let r = run(&HELLO.replace("COUNT", "20"), &store).await;
+    let c = r.task("shout").unwrap().items.unwrap();
+    assert_eq!((c.total, c.run, c.cached), (20, 20, 0));
+    let r = run(&HELLO.replace("COUNT", "25"), &store).await;
+    assert_eq!(status(&r, "make"), TaskStatus::Done);
+    let c = r.task("shout").unwrap().items.unwrap();
+    assert_eq!((c.total, c.run, c.cached), (25, 5, 20));
+    assert_eq!(status(&r, "gather"), TaskStatus::Done);
+}
+
+#[tokio::test]
+async fn a_params_change_reruns_only_the_task_and_its_dependants() {
+    let store = mem_store("params");
+    let yaml = r#"
+name: params
+stages:
+  a: { uses: builtin.echo, with: { text: TEXT } }
+  b: { uses: builtin.concat, needs: [a] }
+  c: { uses: builtin.echo, with: { text: constant } }
+"#;
+    run(&yaml.replace("TEXT", "one"), &store).await;
+    let r = run(&yaml.replace("TEXT", "two"), &store).await;
+    assert_eq!(status(&r, "a"), TaskStatus::Done);
+    assert_eq!(r.task("a").unwrap().reason, "params changed");
+    assert_eq!(status(&r, "b"), TaskStatus::Done);
+    assert!(r.task("b").unwrap().reason.starts_with("input changed: a/a/out"), "{}", r.task("b").unwrap().reason);
+    assert_eq!(status(&r, "c"), TaskStatus::Cached);
+}
+
+#[tokio::test]
+async fn retries_then_success_and_failure_skips_dependants_only() {
+    let store = mem_store("retry");
+    let yaml = r#"
+name: retry
+stages:
+  flaky: { uses: builtin.flaky, with: { fail_attempts: 2 }, retries: 2 }
+  broken: { uses: builtin.flaky, with: { fail_attempts: 3 }, retries: 1 }
+  after_broken: { uses: builtin.concat, needs: [broken] }
+  after_flaky: { uses: builtin.concat, needs: [flaky] }
+"#;
+    let r = run(yaml, &store).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    let f = r.task("flaky").unwrap();
+    assert_eq!((f.status, f.attempts), (TaskStatus::Done, 3));
+    let b = r.task("broken").unwrap();
+    assert_eq!((b.status, b.attempts), (TaskStatus::Failed, 2));
+    assert!(b.error.as_deref().unwrap().contains("flaky failure on attempt 2"));
+    assert_eq!(status(&r, "after_broken"), TaskStatus::Skipped);
+    assert_eq!(r.task("after_broken").unwrap().reason, "upstream `broken` failed");
+    assert_eq!(status(&r, "after_flaky"), TaskStatus::Done);
+    // The log of a failed task is stored and names each attempt.
+    let log = store.get_blob(b.log.as_ref().unwrap()).await.unwrap();
+    assert!(String::from_utf8_lossy(&log).contains("attempt 1 failed"));
+}
+
+#[tokio::test]
+async fn a_stage_timeout_fails_the_task_quickly() {
+    let store = mem_store("timeout");
+    let yaml = r#"
+name: timeout
+stages:
+  slow: { uses: builtin.sleep, with: { ms: 20000 }, timeout: 200ms }
+"#;
+    let t0 = Instant::now();
+    let r = run(yaml, &store).await;
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(status(&r, "slow"), TaskStatus::Failed);
+    assert!(r.task("slow").unwrap().error.as_deref().unwrap().contains("timed out after 200ms"));
+}
+
+#[tokio::test]
+async fn when_conditions_gate_stages() {
+    let store = mem_store("when");
+    let yaml = r#"
+name: gates
+stages:
+  evaluate: { uses: builtin.value, with: { values: { passed: PASSED, f1: 0.93 } } }
+  deploy:
+    uses: builtin.echo
+    needs: [evaluate]
+    when: evaluate.passed and evaluate.f1 > 0.9
+    with: { text: deployed }
+  announce: { uses: builtin.concat, needs: [deploy] }
+"#;
+    let r = run(&yaml.replace("PASSED", "true"), &store).await;
+    assert_eq!(status(&r, "deploy"), TaskStatus::Done);
+    assert_eq!(status(&r, "announce"), TaskStatus::Done);
+    let r = run(&yaml.replace("PASSED", "false"), &store).await;
+    assert_eq!(r.status, RunStatus::Succeeded);
+    assert_eq!(status(&r, "deploy"), TaskStatus::Skipped);
+    assert_eq!(r.task("deploy").unwrap().reason, "condition `evaluate.passed and evaluate.f1 > 0.9` is false");
+    assert_eq!(status(&r, "announce"), TaskStatus::Skipped);
+}
+
+#[tokio::test]
+async fn a_corrupted_blob_is_detected_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open("fs://store", dir.path()).unwrap();
+    let yaml = r#"
+name: corrupt
+stages:
+  a: { uses: builtin.echo, with: { text: precious } }
+  b: { uses: builtin.concat, needs: [a] }
+"#;
+    let r = run(yaml, &store).await;
+    let m = store.get_manifest(&r.task("a").unwrap().outputs["out"]).await.unwrap();
+    let blob = &m.files["text.txt"].digest;
+    let path = dir.path().join("store").join(Store::blob_path(blob));
+    std::fs::write(&path, b"tampered").unwrap();
+    match store.get_blob(blob).await {
+        Err(StoreError::Corrupt { path, .. }) => assert!(path.contains(blob.as_str())),
+        other => panic!("expected a corruption error, got {other:?}"),
+    }
+    let mut o = opts(2);
+    o.force = vec!["b".into()];
+    let r = run_with(yaml, &store, o).await;
+    assert_eq!(status(&r, "b"), TaskStatus::Failed);
+    let err = r.task("b").unwrap().error.clone().unwrap();
+    assert!(err.contains("is corrupt") && err.contains(blob.as_str()), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_runs_at_once_do_not_corrupt_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open("fs://store", dir.path()).unwrap();
+    let yaml = HELLO.replace("COUNT", "40");
+    let (a, b) = tokio::join!(run(&yaml, &store), run(&yaml, &store));
+    assert_eq!(a.status, RunStatus::Succeeded);
+    assert_eq!(b.status, RunStatus::Succeeded);
+    assert_eq!(a.task("gather").unwrap().outputs, b.task("gather").unwrap().outputs);
+    // Every manifest and every blob it lists reads back and verifies.
+    let mut checked = 0;
+    for shard in store.list("artifacts").await.unwrap() {
+        for name in store.list(&format!("artifacts/{shard}")).await.unwrap() {
+            let d = engine_core::digest::Digest::parse(name.trim_end_matches(".json")).unwrap();
+            let m = store.get_manifest(&d).await.unwrap();
+            for b in m.files.values().chain(m.items.iter().flat_map(|i| i.files.values())) {
+                store.get_blob(&b.digest).await.unwrap();
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 80, "checked {checked} blobs");
+}
+
+#[tokio::test]
+async fn output_and_item_names_cannot_escape() {
+    let store = mem_store("escape");
+    for (yaml, needle) in [
+        ("name: e1\nstages:\n  w: { uses: builtin.write, with: { files: { '../evil.txt': x } } }\n", "contains `..`"),
+        ("name: e2\nstages:\n  w: { uses: builtin.write, with: { files: { /etc/evil: x } } }\n", "absolute path"),
+        ("name: e3\nstages:\n  w: { uses: builtin.items, with: { count: 0, keys: ['ok', '../../x'] } }\n", "contains `..`"),
+    ] {
+        let r = run(yaml, &store).await;
+        let t = &r.tasks[0];
+        assert_eq!(t.status, TaskStatus::Failed, "{yaml}");
+        assert!(t.error.as_deref().unwrap().contains(needle), "{:?}", t.error);
+    }
+}
+
+#[tokio::test]
+async fn a_failing_item_fails_its_map_task_with_the_item_named() {
+    let store = mem_store("item-fail");
+    let yaml = r#"
+name: itemfail
+stages:
+  make: { uses: builtin.items, with: { count: 5 } }
+  up: { uses: builtin.upper, map: { over: make.items }, with: { fail_key: item-0003 } }
+"#;
+    let r = run(yaml, &store).await;
+    assert_eq!(status(&r, "up"), TaskStatus::Failed);
+    assert!(r.task("up").unwrap().error.as_deref().unwrap().contains("item `item-0003`"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_running_tasks_publishes_nothing_and_a_rerun_resumes() {
+    let store = mem_store("cancel");
+    let yaml = r#"
+name: cancel
+stages:
+  quick: { uses: builtin.echo, with: { text: fast } }
+  slow: { uses: builtin.sleep, needs: [quick], with: { ms: MS } }
+  after: { uses: builtin.concat, needs: [slow] }
+"#;
+    let o = opts(2);
+    let cancel = o.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.cancel();
+    });
+    let t0 = Instant::now();
+    let r = run_with(&yaml.replace("MS", "30000"), &store, o).await;
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(r.status, RunStatus::Cancelled);
+    assert_eq!(status(&r, "quick"), TaskStatus::Done);
+    assert_eq!(status(&r, "slow"), TaskStatus::Cancelled);
+    assert_eq!(status(&r, "after"), TaskStatus::Skipped);
+    // Nothing of the cancelled task was published as a result.
+    let fp = r.task("slow").unwrap().fingerprint.clone().unwrap();
+    assert!(!store.exists(&engine_core::cache::task_path(&fp)).await.unwrap());
+    // The rerun resumes: `quick` comes from the cache.
+    let r2 = run(&yaml.replace("MS", "10"), &store).await;
+    assert_eq!(status(&r2, "quick"), TaskStatus::Cached);
+    assert_eq!(status(&r2, "slow"), TaskStatus::Done);
+}
+
+#[tokio::test]
+async fn shell_stage_materialises_inputs_and_collects_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open("fs://store", dir.path()).unwrap();
+    let yaml = r#"
+name: shell
+stages:
+  make:
+    uses: shell
+    matrix: { env.N: [2, 3] }
+    with:
+      run: |
+        mkdir -p out/clips
+        for i in $(seq 1 $N); do echo "clip $i of $MATRIX_ENV_N" > out/clips/c$i.txt; done
+        echo "made $N clips"
+      collections: { clips: out/clips }
+  count:
+    uses: shell
+    needs: [make]
+    with:
+      run: |
+        mkdir -p out
+        cat inputs/make/*/clips/*/*.txt | wc -l | tr -d ' ' > out/total.txt
+      outputs: { total: out/total.txt }
+  bad:
+    uses: shell
+    with:
+      run: |
+        echo "about to fail"
+        exit 3
+      outputs: { x: out/x.txt }
+"#;
+    let r = run(yaml, &store).await;
+    assert_eq!(status(&r, "make[env.N=2]"), TaskStatus::Done);
+    let clips = store.get_manifest(&r.task("make[env.N=3]").unwrap().outputs["clips"]).await.unwrap();
+    let keys: Vec<&str> = clips.items.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(keys, ["c1.txt", "c2.txt", "c3.txt"]);
+    let m = store.get_manifest(&r.task("count").unwrap().outputs["total"]).await.unwrap();
+    assert_eq!(store.get_blob(&m.files["total.txt"].digest).await.unwrap(), b"5\n");
+    let bad = r.task("bad").unwrap();
+    assert_eq!(bad.status, TaskStatus::Failed);
+    let err = bad.error.as_deref().unwrap();
+    assert!(err.contains("exited with status 3") && err.contains("about to fail"), "{err}");
+    let log = store.get_blob(r.task("make[env.N=3]").unwrap().log.as_ref().unwrap()).await.unwrap();
+    assert!(String::from_utf8_lossy(&log).contains("made 3 clips"));
+}
+
+#[tokio::test]
+async fn lineage_and_refs() {
+    let store = mem_store("lineage");
+    let r = run(&HELLO.replace("COUNT", "3"), &store).await;
+    let out = r.task("gather").unwrap().outputs["out"].clone();
+    let l = engine_core::records::load_lineage(&store, &out).await.unwrap().unwrap();
+    assert_eq!((l.run.as_str(), l.task.as_str()), (r.id.as_str(), "gather"));
+    assert_eq!(l.inputs[0].digest, r.task("shout").unwrap().outputs["items"]);
+    store.set_ref("models/demo/production", &out, "first").await.unwrap();
+    let other = r.task("make").unwrap().outputs["items"].clone();
+    let doc = store.set_ref("models/demo/production", &other, "second").await.unwrap();
+    assert_eq!(doc.current(), Some(&other));
+    assert_eq!(doc.history.len(), 2);
+    assert_eq!(doc.history[1].previous.as_ref(), Some(&out));
+    assert_eq!(store.resolve("models/demo@production").await.unwrap(), other);
+    assert_eq!(store.resolve(&out.as_str()[..10]).await.unwrap(), out);
+    assert!(matches!(store.set_ref("../etc", &out, "").await, Err(StoreError::BadName { .. })));
+}
+
+#[tokio::test]
+async fn plan_explains_what_would_run_and_why() {
+    let store = mem_store("explain");
+    let yaml = HELLO.replace("COUNT", "8");
+    let reg = Registry::with_builtins();
+    let p = compile("t.yaml", &yaml, &reg).unwrap();
+    let pl = plan(&p);
+    let d = scheduler::explain(&p, &pl, &store, &[], false).await.unwrap();
+    assert_eq!(d[0].reason, "no cache entry");
+    assert_eq!(d[1].reason, "upstream `make` will run");
+    run(&yaml, &store).await;
+    let d = scheduler::explain(&p, &pl, &store, &["gather".into()], false).await.unwrap();
+    assert_eq!(d[0].action, "cached");
+    assert_eq!(d[2].action, "run");
+    assert_eq!(d[2].reason, "forced");
+    let yaml12 = HELLO.replace("COUNT", "12");
+    let p12 = compile("t.yaml", &yaml12, &reg).unwrap();
+    let d = scheduler::explain(&p12, &plan(&p12), &store, &[], false).await.unwrap();
+    assert_eq!(d[0].reason, "params changed");
+    // `make` would rerun, so the map's item counts are not known yet.
+    assert_eq!(d[1].reason, "upstream `make` will run");
+}
+
+#[tokio::test]
+async fn s3_store_runs_and_caches() {
+    let Ok(endpoint) = std::env::var("ENGINE_TEST_S3_ENDPOINT") else {
+        assert!(std::env::var_os("CI").is_none(), "CI must provide ENGINE_TEST_S3_ENDPOINT (an S3 server)");
+        eprintln!("skipped: set ENGINE_TEST_S3_ENDPOINT to test s3://");
+        return;
+    };
+    let bucket = std::env::var("ENGINE_TEST_S3_BUCKET").unwrap_or_else(|_| "engine-test".into());
+    let prefix = format!("run-{}", std::process::id());
+    let store = Store::open(&format!("s3://{bucket}/{prefix}?endpoint={endpoint}"), std::path::Path::new(".")).unwrap();
+    let yaml = HELLO.replace("COUNT", "5");
+    let a = run(&yaml, &store).await;
+    assert_eq!(a.status, RunStatus::Succeeded, "{:?}", a.tasks.iter().map(|t| &t.error).collect::<Vec<_>>());
+    let b = run(&yaml, &store).await;
+    assert!(b.tasks.iter().all(|t| t.status == TaskStatus::Cached));
+    let runs = engine_core::records::list_runs(&store).await.unwrap();
+    assert_eq!(runs.len(), 2);
+}
