@@ -16,7 +16,7 @@ pub fn scoreboard_rect(width: u32, height: u32) -> [u32; 4] {
     [
         (w * 0.03).round() as u32,
         (h * 0.03).round() as u32,
-        (w * 0.58).round() as u32,
+        (w * 0.62).round() as u32,
         (h * 0.03 + (h * 0.1).max(8.0)).round() as u32,
     ]
 }
