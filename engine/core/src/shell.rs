@@ -127,6 +127,15 @@ impl Stage for Shell {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        // If the engine itself is killed, the shell dies with it.
+        // SAFETY: prctl is async-signal-safe and touches no Rust state.
+        #[cfg(target_os = "linux")]
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn().map_err(|e| StageError::msg(format!("Failed to start `{shell}` for task `{}`: {e}", ctx.task())))?;
         let mut guard = KillGroup(child.id().map(|p| p as i32));
         let tail = Arc::new(std::sync::Mutex::new(VecDeque::<String>::new()));

@@ -136,9 +136,17 @@ pub fn set_path(root: &mut Value, path: &str, value: Value) -> Result<(), String
 pub fn render_str(file: &str, source: &str, values: &Value, dir: Option<&Path>) -> Result<String, Diagnostic> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
-    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build() {
+    // YAML templates: keep the final newline, drop the line breaks of block
+    // tags, and never escape (minijinja would JSON-quote `*.yaml` output).
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+    {
         env.set_syntax(syntax);
     }
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     let base = dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     env.set_loader(move |name| {
         let rel = Path::new(name);
