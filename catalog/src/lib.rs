@@ -1,0 +1,25 @@
+//! The video catalog: videos, replay labels, model predictions and human
+//! reviews in one SQL database, through sqlx.
+//!
+//! - [`Catalog::open`]: a SQLite file (the default, [`DEFAULT_DB`], created
+//!   and migrated on first use) or PostgreSQL (`postgres://...`), same schema
+//!   (`migrations/sqlite`, `migrations/postgres`).
+//! - [`Catalog::import_dir`]: a folder of videos and their label files ([`import`]).
+//! - [`Catalog::list`], [`Catalog::labels_for`], [`Catalog::add_prediction`],
+//!   [`Catalog::add_review`], [`Catalog::set_labels`]: typed reads and writes ([`db`]).
+//! - [`Catalog::query`], [`Catalog::query_named`]: any read-only SELECT, rows as JSON ([`query`]).
+//! - [`item_key`], [`content_identity`]: for pipeline items that point at videos ([`identity`]).
+//! - [`CatalogError`]: every failure, naming the database, file or SQL.
+
+pub mod db;
+pub mod error;
+pub mod identity;
+pub mod import;
+pub mod model;
+pub mod query;
+
+pub use db::{Catalog, DEFAULT_DB, prepare_default};
+pub use error::{CatalogError, Result};
+pub use identity::{ContentIdentity, content_identity, item_key, unique_item_key};
+pub use model::*;
+pub use query::{Table, bind_named};

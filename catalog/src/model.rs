@@ -1,0 +1,220 @@
+//! Rows and inputs of the catalog's tables.
+
+use serde::{Deserialize, Serialize};
+
+/// One catalogued video (`videos` table) and how many labels it has.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VideoRow {
+    pub id: i64,
+    /// Absolute path of the file.
+    pub uri: String,
+    pub sport: Option<String>,
+    pub league: Option<String>,
+    pub broadcaster: Option<String>,
+    pub season: Option<String>,
+    pub duration_s: f64,
+    pub fps: f64,
+    pub width: i64,
+    pub height: i64,
+    /// RFC 3339 UTC.
+    pub added_at: String,
+    /// Label rows of any source.
+    pub labels: i64,
+}
+
+/// A video to insert or update, keyed by `uri`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewVideo {
+    pub uri: String,
+    pub sport: Option<String>,
+    pub league: Option<String>,
+    pub broadcaster: Option<String>,
+    pub season: Option<String>,
+    pub duration_s: f64,
+    pub fps: f64,
+    pub width: i64,
+    pub height: i64,
+}
+
+/// Which videos [`crate::Catalog::list`] returns; `None` matches anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VideoFilter {
+    pub sport: Option<String>,
+    pub league: Option<String>,
+    pub broadcaster: Option<String>,
+    pub season: Option<String>,
+}
+
+/// A video by row id or by uri.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VideoKey {
+    Id(i64),
+    Uri(String),
+}
+
+impl From<i64> for VideoKey {
+    fn from(id: i64) -> Self {
+        VideoKey::Id(id)
+    }
+}
+impl From<&str> for VideoKey {
+    fn from(uri: &str) -> Self {
+        VideoKey::Uri(uri.to_string())
+    }
+}
+impl From<String> for VideoKey {
+    fn from(uri: String) -> Self {
+        VideoKey::Uri(uri)
+    }
+}
+impl From<&VideoRow> for VideoKey {
+    fn from(v: &VideoRow) -> Self {
+        VideoKey::Id(v.id)
+    }
+}
+
+impl std::fmt::Display for VideoKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VideoKey::Id(id) => write!(f, "id {id}"),
+            VideoKey::Uri(uri) => write!(f, "`{uri}`"),
+        }
+    }
+}
+
+/// Where a label came from: a person (or exact synthetic ground truth) or a
+/// teacher model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelSource {
+    Human,
+    Teacher,
+}
+
+impl LabelSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LabelSource::Human => "human",
+            LabelSource::Teacher => "teacher",
+        }
+    }
+}
+
+/// One replay span to store as a label.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewLabel {
+    pub start_s: f64,
+    pub end_s: f64,
+    /// A teacher's confidence; `None` for human labels.
+    pub confidence: Option<f64>,
+}
+
+/// One row of `labels`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabelRow {
+    pub id: i64,
+    pub video_id: i64,
+    pub start_s: f64,
+    pub end_s: f64,
+    /// `human` or `teacher`.
+    pub source: String,
+    pub confidence: Option<f64>,
+    pub created_at: String,
+}
+
+/// A model's predicted replay span.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewPrediction {
+    pub video_id: i64,
+    pub model_version: String,
+    pub start_s: f64,
+    pub end_s: f64,
+    pub score: f64,
+}
+
+/// A reviewer's verdict on a prediction, or a replay the model missed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The prediction is a replay.
+    Correct,
+    /// The prediction is not a replay.
+    FalsePositive,
+    /// A replay no prediction covers (needs `start_s` / `end_s`).
+    Missed,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Correct => "correct",
+            Verdict::FalsePositive => "false_positive",
+            Verdict::Missed => "missed",
+        }
+    }
+}
+
+impl std::str::FromStr for Verdict {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "correct" => Ok(Verdict::Correct),
+            "false_positive" => Ok(Verdict::FalsePositive),
+            "missed" => Ok(Verdict::Missed),
+            _ => Err(format!("unknown verdict `{s}`; expected `correct`, `false_positive` or `missed`")),
+        }
+    }
+}
+
+/// A review to record. `correct` and `false_positive` name a prediction;
+/// `missed` gives the missed replay's span instead.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewReview {
+    pub prediction_id: Option<i64>,
+    pub video_id: i64,
+    pub verdict: Verdict,
+    pub start_s: Option<f64>,
+    pub end_s: Option<f64>,
+    pub reviewer: String,
+}
+
+/// What [`crate::Catalog::import_dir`] did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImportReport {
+    /// Video files found.
+    pub found: usize,
+    /// Videos new to the catalog.
+    pub added: usize,
+    /// Videos already there (uri seen before), updated.
+    pub updated: usize,
+    /// Videos whose labels came from a label file.
+    pub labelled: usize,
+    /// Label spans written.
+    pub labels: usize,
+    /// Videos that could not be imported, with why.
+    pub failed: Vec<ImportFailure>,
+    /// Problems that did not stop a video's import (an unreadable label file, ...).
+    pub warnings: Vec<String>,
+}
+
+/// A video file that was not imported.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImportFailure {
+    pub path: String,
+    pub error: String,
+}
+
+impl std::fmt::Display for ImportReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} video file(s): {} added, {} updated, {} failed; {} with labels ({} spans)",
+            self.found,
+            self.added,
+            self.updated,
+            self.failed.len(),
+            self.labelled,
+            self.labels
+        )
+    }
+}
