@@ -474,7 +474,10 @@ async fn execute(
         StageImpl::Task(s) => run_task(&sh, stage, &label, s.clone(), &inputs, &task_matrix(stage, &task.combo), &log, &mut rec).await,
         StageImpl::Map(m) => run_map(&sh, task.stage, &label, m.clone(), &params, &inputs, &log, &mut rec, use_cache).await,
     };
-    if let Ok(b) = sh.store.put_blob(log.text().into_bytes()).await {
+    let log_text = log.text();
+    if !log_text.is_empty()
+        && let Ok(b) = sh.store.put_blob(log_text.into_bytes()).await
+    {
         rec.log = Some(b.digest);
     }
     let (outputs, values) = match outcome {

@@ -1,6 +1,9 @@
 //! Store URLs: `fs://DIR`, `memory://NAME`, `s3://BUCKET/PREFIX?endpoint=…&region=…`.
 
+use crate::digest::Digest;
 use opendal::Operator;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -99,5 +102,81 @@ impl StoreUrl {
                 Operator::new(b).map_err(|e| e.to_string())
             }
         }
+    }
+}
+
+/// A local store root. Writes go to a temporary file under `.tmp/` and are
+/// renamed into place, so a reader never sees a partial file.
+pub struct FsRoot {
+    root: PathBuf,
+    tmp: PathBuf,
+    counter: AtomicU64,
+    /// Folders known to exist, to skip `create_dir_all` on every write.
+    dirs: Mutex<std::collections::HashSet<PathBuf>>,
+}
+
+impl FsRoot {
+    pub fn open(p: &Path, base: &Path) -> Result<FsRoot, String> {
+        let root = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let tmp = root.join(".tmp");
+        std::fs::create_dir_all(&tmp).map_err(|e| format!("Failed to create folder `{}`: {e}", tmp.display()))?;
+        Ok(FsRoot { root, tmp, counter: AtomicU64::new(0), dirs: Mutex::new(Default::default()) })
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    fn tmp_name(&self) -> PathBuf {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        self.tmp.join(format!("{}-{:?}-{n}", std::process::id(), std::thread::current().id()).replace(['(', ')'], ""))
+    }
+
+    fn publish(&self, tmp: &Path, rel: &str) -> std::io::Result<()> {
+        let dest = self.path(rel);
+        if let Some(parent) = dest.parent() {
+            let known = self.dirs.lock().unwrap_or_else(|p| p.into_inner()).contains(parent);
+            if !known {
+                std::fs::create_dir_all(parent)?;
+                self.dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(parent.to_path_buf());
+            }
+        }
+        std::fs::rename(tmp, dest)
+    }
+
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let tmp = self.tmp_name();
+        let res = std::fs::write(&tmp, bytes).and_then(|_| self.publish(&tmp, rel));
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        res
+    }
+
+    /// Copies a local file in, hashing what it copies; returns that digest.
+    pub fn copy_in(&self, src: &Path, rel: &str) -> std::io::Result<Digest> {
+        let tmp = self.tmp_name();
+        let res = (|| {
+            let mut input = std::fs::File::open(src)?;
+            let mut out = std::fs::File::create(&tmp)?;
+            let mut hasher = blake3::Hasher::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = input.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                out.write_all(&buf[..n])?;
+            }
+            out.flush()?;
+            drop(out);
+            self.publish(&tmp, rel)?;
+            Ok(Digest::from_hasher(&hasher))
+        })();
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        res
     }
 }

@@ -1,0 +1,86 @@
+# Shared set-up steps for demo.sh and test.sh. Each step checks first and
+# installs only what is missing, saying what it does.
+set -euo pipefail
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+TOOLS="${ENGINE_TOOLS_DIR:-$HOME/.cache/engine-tools}"
+APT_UPDATED=0
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    say "apt-get update"
+    $sudo apt-get update -qq
+    APT_UPDATED=1
+  fi
+  say "installing ${missing[*]} (Debian packages)"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+need_ffmpeg() {
+  command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null && return 0
+  apt_install ffmpeg
+}
+
+need_rust() {
+  command -v cargo >/dev/null && return 0
+  echo "error: cargo was not found; install Rust 1.91 or newer (https://rustup.rs) and rerun" >&2
+  exit 1
+}
+
+# An S3 server for the s3:// store tests: s3s-fs, built once into the tools cache.
+need_s3_server() {
+  S3S_BIN="$TOOLS/s3s-fs-0.14.1/bin/s3s-fs"
+  if [ ! -x "$S3S_BIN" ]; then
+    say "building the s3s-fs S3 server once into $TOOLS (about 2-3 minutes)"
+    cargo install --quiet --locked s3s-fs@0.14.1 --features binary --root "$TOOLS/s3s-fs-0.14.1"
+  fi
+}
+
+start_s3_server() {
+  need_s3_server
+  local dir port
+  dir="$(mktemp -d /tmp/engine-s3.XXXXXX)"
+  mkdir -p "$dir/engine-test"
+  port="${ENGINE_TEST_S3_PORT:-9321}"
+  say "starting s3s-fs on 127.0.0.1:$port (data in $dir)"
+  "$S3S_BIN" --host 127.0.0.1 --port "$port" --access-key engine --secret-key engine-secret "$dir" \
+    >"$dir.log" 2>&1 &
+  S3_PID=$!
+  for _ in $(seq 1 50); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  export ENGINE_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+  export ENGINE_TEST_S3_BUCKET="engine-test"
+  export AWS_ACCESS_KEY_ID=engine AWS_SECRET_ACCESS_KEY=engine-secret AWS_REGION=us-east-1
+}
+
+# PostgreSQL for the catalog tests: Debian's server on loopback, password auth.
+start_postgres() {
+  apt_install postgresql
+  local ver
+  ver="$(ls /usr/lib/postgresql | sort -n | tail -1)"
+  if ! pg_lsclusters -h | grep -q "^$ver main"; then
+    say "creating PostgreSQL $ver cluster"
+    pg_createcluster "$ver" main >/dev/null
+  fi
+  if ! pg_lsclusters -h | awk -v v="$ver" '$1==v && $2=="main" {print $4}' | grep -q online; then
+    say "starting PostgreSQL $ver"
+    pg_ctlcluster "$ver" main start
+  fi
+  local port
+  port="$(pg_lsclusters -h | awk -v v="$ver" '$1==v && $2=="main" {print $3}')"
+  su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='engine'\"" | grep -q 1 ||
+    su postgres -c "psql -qc \"CREATE ROLE engine LOGIN PASSWORD 'engine' CREATEDB\""
+  su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='engine_test'\"" | grep -q 1 ||
+    su postgres -c "psql -qc \"CREATE DATABASE engine_test OWNER engine\""
+  export ENGINE_TEST_PG_URL="postgres://engine:engine@127.0.0.1:$port/engine_test"
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test against real components: ffmpeg, PostgreSQL and an S3
+# server on loopback. Installs and starts what is missing.
+#   ./scripts/test.sh [extra nextest args]
+source "$(dirname "$0")/lib.sh"
+cd "$(dirname "$0")/.."
+need_rust
+need_ffmpeg
+start_postgres
+start_s3_server
+trap '[ -n "${S3_PID:-}" ] && kill "$S3_PID" 2>/dev/null || true' EXIT
+command -v cargo-nextest >/dev/null || { say "installing cargo-nextest"; cargo install --quiet --locked cargo-nextest; }
+say "checking formatting of the committed JSON Schema"
+cargo run --quiet --bin engine -- schema --check schemas/pipeline.schema.json
+say "running the tests"
+cargo nextest run --workspace --no-fail-fast "$@"
+say "spec parser fuzz smoke run"
+cargo run --quiet --release -p bench --bin fuzz_spec -- 5000
