@@ -8,15 +8,17 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 use crate::error::{CatalogError, Result, redact};
 use crate::model::*;
 
 /// Where the catalog lives when no URL is given (relative to the working directory).
 pub const DEFAULT_DB: &str = ".engine/catalog.db";
+
+const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) enum Pool {
     Sqlite(SqlitePool),
@@ -89,18 +91,24 @@ pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
 }
 
 /// Applies pending migrations. Two processes opening a new SQLite file at
-/// once can both see it unmigrated; the loser's attempt fails, and a second
+/// once can both see it unmigrated; the loser's attempt fails, and a later
 /// attempt sees the winner's tables. (PostgreSQL takes a lock instead.)
 async fn migrate<'a, A>(m: &sqlx::migrate::Migrator, pool: A, url: &str) -> Result<()>
 where
     A: sqlx::Acquire<'a> + Copy,
     <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
 {
-    if m.run(pool).await.is_ok() {
-        return Ok(());
+    let mut tries = 0;
+    loop {
+        match m.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(_) if tries < 3 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100 * tries)).await;
+            }
+            Err(source) => return Err(CatalogError::Migrate { url: url.into(), source }),
+        }
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    m.run(pool).await.map_err(|source| CatalogError::Migrate { url: url.into(), source })
 }
 
 impl Catalog {
@@ -110,16 +118,30 @@ impl Catalog {
         let shown = redact(url);
         let pool = match parse_url(url)? {
             Target::Postgres => {
+                let connect_err = |source| CatalogError::Connect {
+                    url: shown.clone(),
+                    hint: "check that PostgreSQL is running and reachable at that host and port, and that the user, password and database exist",
+                    source,
+                };
+                let opts = PgConnectOptions::from_str(url).map_err(connect_err)?;
+                // One plain connection first: the pool would retry a refused
+                // connection until its timeout; this fails at once.
+                match tokio::time::timeout(PG_CONNECT_TIMEOUT, PgConnection::connect_with(&opts)).await {
+                    Ok(Ok(c)) => {
+                        let _ = c.close().await;
+                    }
+                    Ok(Err(e)) => return Err(connect_err(e)),
+                    Err(_) => {
+                        let e = std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {PG_CONNECT_TIMEOUT:?}"));
+                        return Err(connect_err(sqlx::Error::Io(e)));
+                    }
+                }
                 let pool = PgPoolOptions::new()
                     .max_connections(4)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .connect(url)
+                    .acquire_timeout(PG_CONNECT_TIMEOUT)
+                    .connect_with(opts)
                     .await
-                    .map_err(|source| CatalogError::Connect {
-                        url: shown.clone(),
-                        hint: "check that PostgreSQL is running and reachable at that host and port, and that the user, password and database exist",
-                        source,
-                    })?;
+                    .map_err(connect_err)?;
                 migrate(&sqlx::migrate!("migrations/postgres"), &pool, &shown).await?;
                 Pool::Postgres(pool)
             }

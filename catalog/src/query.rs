@@ -69,7 +69,7 @@ impl Catalog {
         &self,
         sql: &str,
         rows: &[R],
-        convert: fn(&R, usize) -> std::result::Result<Value, (String, String)>,
+        convert: fn(&R, usize) -> Converted,
     ) -> Result<Table> {
         let Some(first) = rows.first() else {
             return Ok(Table::default());

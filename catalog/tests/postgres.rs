@@ -56,4 +56,11 @@ async fn postgres_scenario_and_types() {
     let e = cat.query("SELECT '1 day'::interval AS span", &[]).await.unwrap_err().to_string();
     assert!(e.contains("column `span` of type `INTERVAL`") && e.contains("::text"), "{e}");
     cat.close().await;
+
+    // A wrong password: PostgreSQL's message, the password hidden.
+    let bad = url.replacen("://engine:engine@", "://engine:wrong@", 1);
+    if bad != url {
+        let e = Catalog::open(&bad).await.err().unwrap().to_string();
+        assert!(e.contains("password authentication failed") && !e.contains("wrong"), "{e}");
+    }
 }

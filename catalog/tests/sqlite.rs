@@ -78,3 +78,16 @@ async fn labels_for_another_video_are_a_warning() {
     assert!(r.warnings.iter().any(|w| w.contains("no entry for `match-01.mp4`")), "{r:?}");
     assert!(r.warnings.iter().any(|w| w.contains("match-02.csv")), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_opens_of_one_file_all_succeed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("c.db").display().to_string();
+    let opens: Vec<_> = (0..6).map(|_| tokio::spawn({
+        let db = db.clone();
+        async move { Catalog::open(&db).await.map(|c| c.backend()) }
+    })).collect();
+    for o in opens {
+        assert_eq!(o.await.unwrap().unwrap(), "sqlite");
+    }
+}

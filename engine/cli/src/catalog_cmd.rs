@@ -59,7 +59,7 @@ pub async fn run(cmd: CatalogCmd) -> anyhow::Result<u8> {
                 eprintln!("warning: {w}");
             }
             for f in &report.failed {
-                eprintln!("error: Failed to import `{}`: {}", f.path, f.error);
+                eprintln!("error: {} (`{}` skipped)", f.error, f.path);
             }
             println!("{report} into `{}`", cat.url());
             cat.close().await;
