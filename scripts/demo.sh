@@ -18,4 +18,5 @@ $ENGINE run pipelines/broadcasts.yaml.j2 -f "pipelines/sports/$SPORT.yaml"
 say "running it again: everything comes from the cache"
 $ENGINE run pipelines/broadcasts.yaml.j2 -f "pipelines/sports/$SPORT.yaml"
 $ENGINE runs --limit 2
-say "the report: open .engine/report-$SPORT.html"
+$ENGINE get latest/report ".engine/report-$SPORT"
+say "done: open .engine/report-$SPORT/report.html (per-league table and chart)"

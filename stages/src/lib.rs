@@ -1,1 +1,19 @@
-pub fn register(_r: &mut engine_core::stage::Registry) {}
+//! The built-in stage plugins, one module per family. Each module has a
+//! `register` that adds its kinds to the engine's table.
+
+#[cfg(feature = "video")]
+pub mod report;
+#[cfg(feature = "video")]
+pub mod video;
+
+use engine_core::stage::Registry;
+
+/// Adds every stage kind this build has.
+pub fn register(r: &mut Registry) {
+    #[cfg(feature = "video")]
+    {
+        video::register(r);
+        report::register(r);
+    }
+    let _ = r;
+}

@@ -92,6 +92,41 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Copy an artifact's files into a folder: `RUN/TASK[/OUTPUT]`, a ref,
+    /// or a digest (prefix). Items of a collection go under `KEY/`.
+    Get {
+        what: String,
+        dest: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Generate synthetic broadcasts (mp4 + ground-truth JSON) into a folder.
+    Synth {
+        /// `soccer`, `basketball` or `ice-hockey`; `--styles` lists them.
+        #[arg(long, required_unless_present = "styles")]
+        sport: Option<String>,
+        #[arg(long)]
+        league: Option<String>,
+        #[arg(long)]
+        broadcaster: Option<String>,
+        #[arg(long)]
+        season: Option<String>,
+        /// `small` (seconds, 112x112 @ 10 fps) or `demo` (minutes, 224x224 @ 25 fps).
+        #[arg(long, default_value = "small")]
+        preset: String,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Length of each video in seconds (overrides the preset).
+        #[arg(long)]
+        duration: Option<f64>,
+        #[arg(long, default_value = "synth")]
+        out: PathBuf,
+        /// List the built-in styles and exit.
+        #[arg(long)]
+        styles: bool,
+    },
     /// Named pointers to artifacts, with history (the model registry).
     Ref {
         #[command(subcommand)]
@@ -318,6 +353,40 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Cmd::Ref { cmd } => show::refs(cmd_to_ref(cmd)?).await.map(|_| 0),
+        Cmd::Get { what, dest, store } => {
+            let store = open_store(&store, None)?;
+            show::get(&store, &what, &dest).await?;
+            Ok(0)
+        }
+        Cmd::Synth { sport, league, broadcaster, season, preset, count, seed, duration, out, styles } => {
+            if styles {
+                for s in media::synth::styles() {
+                    println!("{:<44} {}", s.name, s.note);
+                }
+                return Ok(0);
+            }
+            let spec = serde_json::json!({
+                "sport": sport, "league": league, "broadcaster": broadcaster, "season": season,
+                "preset": preset, "count": count, "seed": seed, "duration": duration,
+            });
+            let spec: media::synth::SynthSpec = serde_json::from_value(spec).context("Failed to read the synth options")?;
+            let n = spec.videos().map_err(|e| anyhow!("{e}"))?.len();
+            eprintln!("generating {n} videos into `{}`", out.display());
+            let bar = progress::bar(n as u64);
+            let t0 = std::time::Instant::now();
+            let mut done = 0u64;
+            let truths = media::synth::generate_set(&spec, &out, &mut |frame, frames| {
+                if frame == frames {
+                    done += 1;
+                    bar.set_position(done);
+                }
+            })
+            .map_err(|e| anyhow!("{e}"))?;
+            bar.finish_and_clear();
+            let replays: usize = truths.iter().map(|t| t.replays.len()).sum();
+            eprintln!("wrote {} videos with {replays} replays in {:.1}s", truths.len(), t0.elapsed().as_secs_f64());
+            Ok(0)
+        }
         Cmd::Schema { check, write } => {
             let schema = engine_core::schema::pipeline_schema();
             if let Some(path) = check {

@@ -137,3 +137,16 @@ fn finished_line(task: &str, status: TaskStatus, seconds: f64, reason: &str, err
     }
     s
 }
+
+/// A plain bar for one-off commands; hidden when stderr is not a terminal.
+pub fn bar(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb
+}

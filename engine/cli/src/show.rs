@@ -235,3 +235,48 @@ pub async fn refs(a: RefAction) -> Result<()> {
     }
     Ok(())
 }
+
+/// Copies an artifact's files into `dest`: `RUN/TASK[/OUTPUT]`, a ref or
+/// a digest (prefix).
+pub async fn get(store: &Store, what: &str, dest: &std::path::Path) -> Result<()> {
+    let parts: Vec<&str> = what.split('/').collect();
+    let mut digest = None;
+    if parts.len() >= 2
+        && let Some(run) = records::find_run(store, parts[0]).await?
+    {
+        let t = run.task(parts[1]).ok_or_else(|| anyhow!("run {} has no task `{}`", run.id, parts[1]))?;
+        let d = match parts.get(2) {
+            Some(o) => t.outputs.get(*o).ok_or_else(|| anyhow!("task `{}` has no output `{o}`", t.task))?,
+            None if t.outputs.len() == 1 => t.outputs.values().next().expect("one output"),
+            None => {
+                let names: Vec<&str> = t.outputs.keys().map(String::as_str).collect();
+                return Err(anyhow!("task `{}` has outputs {}; name one: `{what}/OUTPUT`", t.task, names.join(", ")));
+            }
+        };
+        digest = Some(d.clone());
+    }
+    let digest = match digest {
+        Some(d) => d,
+        None => store
+            .resolve(what)
+            .await
+            .map_err(|_| anyhow!("`{what}` is neither RUN/TASK[/OUTPUT], a ref nor an artifact digest in store {}", store.url()))?,
+    };
+    let m = store.get_manifest(&digest).await?;
+    let mut n = 0;
+    for (name, b) in &m.files {
+        engine_core::store::check_rel_path(name).map_err(|e| anyhow!(e))?;
+        store.get_blob_to_file(&b.digest, &dest.join(name)).await?;
+        n += 1;
+    }
+    for item in &m.items {
+        engine_core::store::check_rel_path(&item.key).map_err(|e| anyhow!(e))?;
+        for (name, b) in &item.files {
+            engine_core::store::check_rel_path(name).map_err(|e| anyhow!(e))?;
+            store.get_blob_to_file(&b.digest, &dest.join(&item.key).join(name)).await?;
+            n += 1;
+        }
+    }
+    println!("{n} files of {} into {}", digest.short(), dest.display());
+    Ok(())
+}

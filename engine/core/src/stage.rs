@@ -440,6 +440,16 @@ impl ItemCtx {
         self.files.insert(name.into(), blob.clone());
         Ok(blob)
     }
+    /// Keeps an existing blob (e.g. an input file) as file `name` of this
+    /// item's output, without copying it.
+    pub fn attach(&mut self, name: &str, blob: BlobRef) -> Result<(), StageError> {
+        check_rel_path(name).map_err(StageError::msg)?;
+        self.files.insert(name.into(), blob);
+        Ok(())
+    }
+    pub fn progress_log(&self) -> &Log {
+        &self.log
+    }
     /// Sets this item's output metadata.
     pub fn set_meta(&mut self, meta: Value) {
         self.meta = meta;

@@ -1,0 +1,139 @@
+//! Video stages: the synthetic broadcast generator and probing, on top of
+//! the `media` crate (ffmpeg CLI).
+
+use async_trait::async_trait;
+use engine_core::stage::{ItemCtx, MapStage, OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params};
+use engine_core::store::Item;
+use media::synth::SynthSpec;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub fn register(r: &mut Registry) {
+    r.add("synth.broadcast", "generate synthetic broadcasts with exact replay ground truth", |v| {
+        let spec: SynthSpec = parse_params(v)?;
+        spec.videos().map_err(|e| e.to_string())?;
+        Ok(StageImpl::Task(Arc::new(SynthBroadcast(spec))))
+    });
+    r.add("video.probe", "per video: duration, fps, size and codec (ffprobe)", |v| {
+        let _: Empty = parse_params(v)?;
+        Ok(StageImpl::Map(Arc::new(Probe)))
+    });
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+/// `synth.broadcast`: params are a `media::synth::SynthSpec` (sport,
+/// league, broadcaster, season, preset, count, seed, size overrides).
+/// Output: collection `videos`, one item per video with `video.mp4` and
+/// `truth.json`, and the video's metadata as item meta.
+struct SynthBroadcast(SynthSpec);
+
+#[async_trait]
+impl Stage for SynthBroadcast {
+    fn version(&self) -> u32 {
+        1
+    }
+    fn outputs(&self) -> Vec<OutputDecl> {
+        vec![OutputDecl::collection("videos")]
+    }
+    async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
+        let dir = ctx.scratch_dir()?.join("videos");
+        let spec = self.0.clone();
+        let out = dir.clone();
+        let cancel = ctx.cancel_token();
+        let truths = ctx
+            .blocking(move || {
+                std::fs::create_dir_all(&out).map_err(|e| StageError::io("create", &out, e))?;
+                let mut progress = |_: u64, _: u64| {};
+                let mut all = vec![];
+                // One video at a time, so a cancel stops between videos.
+                for (i, v) in spec.videos().map_err(|e| StageError::msg(e.to_string()))?.into_iter().enumerate() {
+                    if cancel.is_cancelled() {
+                        return Err(StageError::Cancelled);
+                    }
+                    let name = v.name.clone();
+                    let t = media::synth::generate_video(
+                        &v,
+                        &out.join(format!("{name}.mp4")),
+                        &out.join(format!("{name}.json")),
+                        &mut progress,
+                    )
+                    .map_err(|e| StageError::msg(format!("Failed to generate video {i} (`{name}`): {e}")))?;
+                    all.push(t);
+                }
+                Ok(all)
+            })
+            .await?;
+        let total = truths.len() as u64;
+        for (i, t) in truths.iter().enumerate() {
+            let name = &t.video.name;
+            let video = ctx.put_blob_file(&dir.join(format!("{name}.mp4"))).await?;
+            let truth = ctx.put_blob_file(&dir.join(format!("{name}.json"))).await?;
+            let mut files = BTreeMap::new();
+            files.insert("video.mp4".to_string(), video);
+            files.insert("truth.json".to_string(), truth);
+            let meta = json!({
+                "sport": t.video.sport,
+                "league": t.video.league,
+                "broadcaster": t.video.broadcaster,
+                "season": t.video.season,
+                "style": t.video.style,
+                "duration": t.video.duration,
+                "fps": t.video.fps,
+                "replays": t.replays.len(),
+                "replay_seconds": t.replays.iter().map(|r| r.span.end - r.span.start).sum::<f64>(),
+            });
+            ctx.add_item("videos", Item { key: name.clone(), files, meta })?;
+            ctx.progress(i as u64 + 1, total);
+        }
+        ctx.log(format!("generated {total} videos"));
+        Ok(())
+    }
+}
+
+/// `video.probe`: keeps the item's files, adds `probe` (duration, fps,
+/// size, codec) to its meta. A video ffprobe cannot read fails the item with
+/// ffprobe's message.
+struct Probe;
+
+#[async_trait]
+impl MapStage for Probe {
+    fn version(&self) -> u32 {
+        1
+    }
+    fn output(&self) -> String {
+        "videos".into()
+    }
+    async fn run_item(&self, item: &Item, ctx: &mut ItemCtx) -> Result<(), StageError> {
+        let (name, blob) = item
+            .files
+            .iter()
+            .find(|(n, _)| n.ends_with(".mp4") || n.ends_with(".mkv") || n.ends_with(".webm"))
+            .ok_or_else(|| StageError::msg(format!("item `{}` has no video file (.mp4, .mkv or .webm)", item.key)))?;
+        let path = ctx.scratch_dir()?.join(name);
+        ctx.fetch(blob, &path).await?;
+        let info = ctx
+            .blocking(move || media::probe(&path).map_err(|e| StageError::msg(e.to_string())))
+            .await?;
+        for (n, b) in &item.files {
+            ctx.attach(n, b.clone())?;
+        }
+        let mut meta = item.meta.clone();
+        if !meta.is_object() {
+            meta = json!({});
+        }
+        meta["probe"] = json!({
+            "duration": info.duration,
+            "fps": info.fps_f64(),
+            "width": info.width,
+            "height": info.height,
+            "codec": info.codec,
+            "frames": info.frames,
+        });
+        ctx.set_meta(meta);
+        Ok(())
+    }
+}
