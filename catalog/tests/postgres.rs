@@ -63,4 +63,10 @@ async fn postgres_scenario_and_types() {
         let e = Catalog::open(&bad).await.err().unwrap().to_string();
         assert!(e.contains("password authentication failed") && !e.contains("wrong"), "{e}");
     }
+    // TLS is built in: `sslmode=require` on a server without TLS is refused clearly.
+    let sep = if url.contains('?') { '&' } else { '?' };
+    match Catalog::open(&format!("{url}{sep}sslmode=require")).await {
+        Ok(c) => c.close().await, // the server has TLS
+        Err(e) => assert!(e.to_string().contains("Failed to open the catalog"), "{e}"),
+    }
 }

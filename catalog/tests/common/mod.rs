@@ -16,29 +16,42 @@ pub struct Generated {
     pub truths: Vec<GroundTruth>,
 }
 
+/// The synthetic set is deterministic, so it is made once into the target
+/// folder's tmp and reused by every test process (nextest runs each test in
+/// its own): made in a private folder, then renamed into place.
 pub fn generated() -> &'static Generated {
     static GEN: OnceLock<Generated> = OnceLock::new();
     GEN.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("catalog-synth-").tempdir().unwrap().keep();
-        let mut truths = vec![];
-        for (sport, league, seed) in
-            [(Sport::Soccer, "liga-sur", 1), (Sport::Soccer, "premier-north", 2), (Sport::IceHockey, "puck-cup", 3)]
-        {
-            let spec = SynthSpec {
-                sport,
-                league: Some(league.into()),
-                broadcaster: None,
-                season: None,
-                preset: Preset::Small,
-                width: None,
-                height: None,
-                fps: None,
-                duration: None,
-                seed,
-                count: 1,
-            };
-            truths.extend(synth::generate_set(&spec, &dir, &mut |_, _| {}).unwrap());
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("catalog-synth-v1");
+        if !dir.join("truths.json").is_file() {
+            let tmp = tempfile::Builder::new().prefix(".catalog-synth-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+            let mut truths = vec![];
+            for (sport, league, seed) in
+                [(Sport::Soccer, "liga-sur", 1), (Sport::Soccer, "premier-north", 2), (Sport::IceHockey, "puck-cup", 3)]
+            {
+                let spec = SynthSpec {
+                    sport,
+                    league: Some(league.into()),
+                    broadcaster: None,
+                    season: None,
+                    preset: Preset::Small,
+                    width: None,
+                    height: None,
+                    fps: None,
+                    duration: None,
+                    seed,
+                    count: 1,
+                };
+                truths.extend(synth::generate_set(&spec, tmp.path(), &mut |_, _| {}).unwrap());
+            }
+            std::fs::write(tmp.path().join("truths.json"), serde_json::to_vec(&truths).unwrap()).unwrap();
+            // Another process may have won the race; its files are the same.
+            let kept = tmp.keep();
+            if std::fs::rename(&kept, &dir).is_err() {
+                let _ = std::fs::remove_dir_all(&kept);
+            }
         }
+        let truths = serde_json::from_slice(&std::fs::read(dir.join("truths.json")).unwrap()).unwrap();
         Generated { dir, truths }
     })
 }
