@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use catalog::{Catalog, CatalogError};
+use ::catalog::{Catalog, CatalogError};
 use engine_core::stage::{OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params};
 use engine_core::store::Item;
 use schemars::JsonSchema;
@@ -47,7 +47,7 @@ pub struct CatalogQueryConfig {
 }
 
 fn default_db() -> String {
-    catalog::DEFAULT_DB.into()
+    ::catalog::DEFAULT_DB.into()
 }
 
 fn default_sql() -> String {
@@ -59,7 +59,7 @@ struct CatalogQuery(CatalogQueryConfig);
 impl CatalogQuery {
     fn build(config: CatalogQueryConfig) -> Result<Self, String> {
         // Placeholder typos fail when the pipeline is compiled, not at run time.
-        catalog::bind_named(&config.sql, &config.params).map_err(|e| match e {
+        ::catalog::bind_named(&config.sql, &config.params).map_err(|e| match e {
             CatalogError::Params { message, .. } => format!("`sql` / `params`: {message}"),
             other => other.to_string(),
         })?;
@@ -80,7 +80,7 @@ impl Stage for CatalogQuery {
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
         let c = &self.0;
         let fail = |e: CatalogError| StageError::msg(e.to_string());
-        catalog::prepare_default(&c.db).map_err(fail)?;
+        ::catalog::prepare_default(&c.db).map_err(fail)?;
         let db = Catalog::open(&c.db).await.map_err(fail)?;
         let result = self.collect(&db, ctx).await;
         db.close().await;
@@ -126,7 +126,7 @@ impl CatalogQuery {
                 .blocking({
                     let path = path.clone();
                     move || {
-                        catalog::content_identity(&path).map_err(|e| {
+                        ::catalog::content_identity(&path).map_err(|e| {
                             StageError::msg(format!(
                                 "catalog.query: Failed to read video `{}` listed in the catalog: {e}; re-import its folder (`engine catalog import DIR`) or remove it from the catalog",
                                 path.display()
@@ -137,7 +137,7 @@ impl CatalogQuery {
                 .await?;
             row.insert("labels".into(), Value::Array(labels));
             row.insert("content".into(), serde_json::to_value(content).unwrap_or(Value::Null));
-            let key = catalog::unique_item_key(&uri, &taken);
+            let key = ::catalog::unique_item_key(&uri, &taken);
             taken.insert(key.clone());
             ctx.add_item("videos", Item { key, files: BTreeMap::new(), meta: Value::Object(row) })?;
             ctx.progress(n as u64 + 1, total);

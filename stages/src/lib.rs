@@ -2,7 +2,13 @@
 //! `register` that adds its kinds to the engine's table.
 
 #[cfg(feature = "video")]
+pub mod clips;
+#[cfg(feature = "video")]
 pub mod report;
+#[cfg(feature = "video")]
+pub mod split;
+#[cfg(feature = "video")]
+pub mod teacher;
 #[cfg(feature = "video")]
 pub mod video;
 
@@ -14,6 +20,9 @@ pub fn register(r: &mut Registry) {
     {
         video::register(r);
         report::register(r);
+        teacher::register(r);
+        clips::register(r);
+        split::register(r);
     }
     let _ = r;
 }
