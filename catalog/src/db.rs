@@ -164,6 +164,14 @@ impl Catalog {
                 let max = if memory { 1 } else { 4 };
                 let pool = SqlitePoolOptions::new()
                     .max_connections(max)
+                    // `query` turns `query_only` on and off around a SELECT;
+                    // a cancelled query must not leave a read-only connection behind.
+                    .before_acquire(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::query("PRAGMA query_only = OFF").execute(&mut *conn).await?;
+                            Ok(true)
+                        })
+                    })
                     .idle_timeout(None)
                     .max_lifetime(None)
                     .connect_with(opts)
