@@ -180,3 +180,30 @@ fn table(head: &[String], rows: &[Vec<String>]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn params_parse_as_json_scalars_or_text() {
+        let p = parse_params(&["n=10".into(), "x=1.5".into(), ":league=liga-sur".into(), "s=\"10\"".into(), "b=true".into(), "o={}".into()])
+            .unwrap();
+        assert_eq!(p["n"], json!(10));
+        assert_eq!(p["x"], json!(1.5));
+        assert_eq!(p["league"], json!("liga-sur"));
+        assert_eq!(p["s"], json!("10"));
+        assert_eq!(p["b"], json!(true));
+        assert_eq!(p["o"], json!("{}"));
+        let e = parse_params(&["nope".into()]).unwrap_err().to_string();
+        assert!(e.contains("expected `NAME=VALUE`"), "{e}");
+    }
+
+    #[test]
+    fn tables_align_all_but_the_last_column() {
+        let head = ["id".to_string(), "league".into(), "uri".into()];
+        let rows = vec![vec!["1".to_string(), "liga-sur".into(), "/a.mp4".into()], vec!["10".into(), "-".into(), "/b.mp4".into()]];
+        assert_eq!(table(&head, &rows), "id  league    uri\n1   liga-sur  /a.mp4\n10  -         /b.mp4\n");
+    }
+}
