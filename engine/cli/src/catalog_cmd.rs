@@ -67,6 +67,7 @@ pub async fn run(cmd: CatalogCmd) -> anyhow::Result<u8> {
         }
         CatalogCmd::Ls { db, sport, league, json } => {
             let cat = open(&db).await?;
+            let filtered = sport.is_some() || league.is_some();
             let videos = cat.list(&VideoFilter { sport, league, ..Default::default() }).await?;
             cat.close().await;
             if json {
@@ -74,7 +75,11 @@ pub async fn run(cmd: CatalogCmd) -> anyhow::Result<u8> {
                 return Ok(0);
             }
             if videos.is_empty() {
-                println!("no videos; add some with `engine catalog import DIR`");
+                if filtered {
+                    println!("no videos match; `engine catalog ls` lists them all");
+                } else {
+                    println!("no videos; add some with `engine catalog import DIR`");
+                }
                 return Ok(0);
             }
             let head = ["id", "sport", "league", "broadcaster", "season", "duration", "fps", "size", "labels", "uri"];
