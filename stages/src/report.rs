@@ -2,16 +2,20 @@
 //! reads, as JSON and as an HTML page with a bar chart.
 
 use async_trait::async_trait;
-use engine_core::stage::{OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params};
+use engine_core::stage::{
+    OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub fn register(r: &mut Registry) {
-    r.add("dataset.report", "per-league summary of video collections (JSON + HTML)", |v| {
-        Ok(StageImpl::Task(Arc::new(Report(parse_params(v)?))))
-    });
+    r.add(
+        "dataset.report",
+        "per-league summary of video collections (JSON + HTML)",
+        |v| Ok(StageImpl::Task(Arc::new(Report(parse_params(v)?)))),
+    );
 }
 
 /// Params of `dataset.report`.
@@ -40,7 +44,10 @@ struct Row {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[async_trait]
@@ -56,15 +63,27 @@ impl Stage for Report {
         for input in ctx.inputs() {
             for item in &input.manifest.items {
                 let m = &item.meta;
-                let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("unknown").to_string();
+                let s = |k: &str| {
+                    m.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown")
+                        .to_string()
+                };
                 let row = rows.entry(s("league")).or_default();
                 row.sport = s("sport");
                 row.broadcasters.insert(s("broadcaster"));
                 row.videos += 1;
-                let dur = m.pointer("/probe/duration").or_else(|| m.get("duration")).and_then(Value::as_f64).unwrap_or(0.0);
+                let dur = m
+                    .pointer("/probe/duration")
+                    .or_else(|| m.get("duration"))
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0);
                 row.seconds += dur;
                 row.replays += m.get("replays").and_then(Value::as_u64).unwrap_or(0);
-                row.replay_seconds += m.get("replay_seconds").and_then(Value::as_f64).unwrap_or(0.0);
+                row.replay_seconds += m
+                    .get("replay_seconds")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0);
             }
         }
         if rows.is_empty() {
@@ -122,8 +141,10 @@ impl Stage for Report {
             t = esc(&self.0.title),
             task = esc(ctx.task()),
         );
-        ctx.put_file("report", "report.html", html.into_bytes()).await?;
-        let summary = serde_json::to_vec_pretty(&summary).map_err(|e| StageError::msg(e.to_string()))?;
+        ctx.put_file("report", "report.html", html.into_bytes())
+            .await?;
+        let summary =
+            serde_json::to_vec_pretty(&summary).map_err(|e| StageError::msg(e.to_string()))?;
         ctx.put_file("report", "summary.json", summary).await?;
         ctx.set_value("videos", json!(videos));
         ctx.set_value("replays", json!(replays));

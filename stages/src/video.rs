@@ -2,7 +2,9 @@
 //! the `media` crate (ffmpeg CLI).
 
 use async_trait::async_trait;
-use engine_core::stage::{ItemCtx, MapStage, OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params};
+use engine_core::stage::{
+    ItemCtx, MapStage, OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
+};
 use engine_core::store::Item;
 use media::synth::SynthSpec;
 use serde_json::json;
@@ -10,15 +12,23 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub fn register(r: &mut Registry) {
-    r.add("synth.broadcast", "generate synthetic broadcasts with exact replay ground truth", |v| {
-        let spec: SynthSpec = parse_params(v)?;
-        spec.videos().map_err(|e| e.to_string())?;
-        Ok(StageImpl::Task(Arc::new(SynthBroadcast(spec))))
-    });
-    r.add("video.probe", "per video: duration, fps, size and codec (ffprobe)", |v| {
-        let _: Empty = parse_params(v)?;
-        Ok(StageImpl::Map(Arc::new(Probe)))
-    });
+    r.add(
+        "synth.broadcast",
+        "generate synthetic broadcasts with exact replay ground truth",
+        |v| {
+            let spec: SynthSpec = parse_params(v)?;
+            spec.videos().map_err(|e| e.to_string())?;
+            Ok(StageImpl::Task(Arc::new(SynthBroadcast(spec))))
+        },
+    );
+    r.add(
+        "video.probe",
+        "per video: duration, fps, size and codec (ffprobe)",
+        |v| {
+            let _: Empty = parse_params(v)?;
+            Ok(StageImpl::Map(Arc::new(Probe)))
+        },
+    );
 }
 
 #[derive(serde::Deserialize)]
@@ -50,7 +60,12 @@ impl Stage for SynthBroadcast {
                 let mut progress = |_: u64, _: u64| {};
                 let mut all = vec![];
                 // One video at a time, so a cancel stops between videos.
-                for (i, v) in spec.videos().map_err(|e| StageError::msg(e.to_string()))?.into_iter().enumerate() {
+                for (i, v) in spec
+                    .videos()
+                    .map_err(|e| StageError::msg(e.to_string()))?
+                    .into_iter()
+                    .enumerate()
+                {
                     if cancel.is_cancelled() {
                         return Err(StageError::Cancelled);
                     }
@@ -61,7 +76,9 @@ impl Stage for SynthBroadcast {
                         &out.join(format!("{name}.json")),
                         &mut progress,
                     )
-                    .map_err(|e| StageError::msg(format!("Failed to generate video {i} (`{name}`): {e}")))?;
+                    .map_err(|e| {
+                        StageError::msg(format!("Failed to generate video {i} (`{name}`): {e}"))
+                    })?;
                     all.push(t);
                 }
                 Ok(all)
@@ -86,7 +103,14 @@ impl Stage for SynthBroadcast {
                 "replays": t.replays.len(),
                 "replay_seconds": t.replays.iter().map(|r| r.span.end - r.span.start).sum::<f64>(),
             });
-            ctx.add_item("videos", Item { key: name.clone(), files, meta })?;
+            ctx.add_item(
+                "videos",
+                Item {
+                    key: name.clone(),
+                    files,
+                    meta,
+                },
+            )?;
             ctx.progress(i as u64 + 1, total);
         }
         ctx.log(format!("generated {total} videos"));
@@ -112,7 +136,12 @@ impl MapStage for Probe {
             .files
             .iter()
             .find(|(n, _)| n.ends_with(".mp4") || n.ends_with(".mkv") || n.ends_with(".webm"))
-            .ok_or_else(|| StageError::msg(format!("item `{}` has no video file (.mp4, .mkv or .webm)", item.key)))?;
+            .ok_or_else(|| {
+                StageError::msg(format!(
+                    "item `{}` has no video file (.mp4, .mkv or .webm)",
+                    item.key
+                ))
+            })?;
         let path = ctx.scratch_dir()?.join(name);
         ctx.fetch(blob, &path).await?;
         let info = ctx

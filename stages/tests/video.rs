@@ -18,7 +18,14 @@ fn registry() -> Registry {
 async fn run(yaml: &str, store: &Store) -> RunRecord {
     let p = compile("t.yaml", yaml, &registry()).unwrap_or_else(|d| panic!("{}", d.render()));
     let pl = plan(&p);
-    scheduler::run(Arc::new(p), Arc::new(pl), store.clone(), RunOptions::default()).await.unwrap()
+    scheduler::run(
+        Arc::new(p),
+        Arc::new(pl),
+        store.clone(),
+        RunOptions::default(),
+    )
+    .await
+    .unwrap()
 }
 
 const PIPELINE: &str = r#"
@@ -40,8 +47,19 @@ stages:
 async fn generate_probe_report_and_cache_per_video() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open("fs://store", dir.path()).unwrap();
-    let r = run(&PIPELINE.replace("LEAGUES", "[hoops-pro, ink-league]"), &store).await;
-    assert!(r.tasks.iter().all(|t| t.status == TaskStatus::Done), "{:?}", r.tasks.iter().map(|t| (&t.task, &t.error)).collect::<Vec<_>>());
+    let r = run(
+        &PIPELINE.replace("LEAGUES", "[hoops-pro, ink-league]"),
+        &store,
+    )
+    .await;
+    assert!(
+        r.tasks.iter().all(|t| t.status == TaskStatus::Done),
+        "{:?}",
+        r.tasks
+            .iter()
+            .map(|t| (&t.task, &t.error))
+            .collect::<Vec<_>>()
+    );
     let probe = r.task("probe").unwrap();
     assert_eq!(probe.items.unwrap().run, 2);
     let m = store.get_manifest(&probe.outputs["videos"]).await.unwrap();
@@ -51,14 +69,33 @@ async fn generate_probe_report_and_cache_per_video() {
         assert_eq!(item.meta["probe"]["codec"], "h264");
         assert!(item.files.contains_key("video.mp4") && item.files.contains_key("truth.json"));
     }
-    let report = store.get_manifest(&r.task("report").unwrap().outputs["report"]).await.unwrap();
-    let html = String::from_utf8(store.get_blob(&report.files["report.html"].digest).await.unwrap()).unwrap();
+    let report = store
+        .get_manifest(&r.task("report").unwrap().outputs["report"])
+        .await
+        .unwrap();
+    let html = String::from_utf8(
+        store
+            .get_blob(&report.files["report.html"].digest)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert!(html.contains("<svg") && html.contains("ink-league") && html.contains("hoops-pro"));
 
     // A third league: only its video is generated and probed.
-    let r = run(&PIPELINE.replace("LEAGUES", "[hoops-pro, ink-league, baltic-bl]"), &store).await;
-    assert_eq!(r.task("generate[league=hoops-pro]").unwrap().status, TaskStatus::Cached);
-    assert_eq!(r.task("generate[league=baltic-bl]").unwrap().status, TaskStatus::Done);
+    let r = run(
+        &PIPELINE.replace("LEAGUES", "[hoops-pro, ink-league, baltic-bl]"),
+        &store,
+    )
+    .await;
+    assert_eq!(
+        r.task("generate[league=hoops-pro]").unwrap().status,
+        TaskStatus::Cached
+    );
+    assert_eq!(
+        r.task("generate[league=baltic-bl]").unwrap().status,
+        TaskStatus::Done
+    );
     let c = r.task("probe").unwrap().items.unwrap();
     assert_eq!((c.total, c.run, c.cached), (3, 1, 2));
 }

@@ -18,7 +18,10 @@ fn child_peak_mib() -> f64 {
 
 fn main() {
     let minutes: Vec<u64> = {
-        let v: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+        let v: Vec<u64> = std::env::args()
+            .skip(1)
+            .filter_map(|a| a.parse().ok())
+            .collect();
         if v.is_empty() { vec![1, 30] } else { v }
     };
     if let Some(path) = std::env::var_os("DECODE_MEMORY_VIDEO") {
@@ -30,15 +33,33 @@ fn main() {
     for m in minutes {
         let video = dir.path().join(format!("{m}min.mp4"));
         let t = Instant::now();
-    let ok = Command::new("ffmpeg")
-        .args(["-v", "error", "-f", "lavfi", "-i", "testsrc2=size=224x224:rate=25", "-t"])
-        .arg((m * 60).to_string())
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
-        .arg(&video)
-        .status()
-        .expect("ffmpeg runs");
+        let ok = Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=224x224:rate=25",
+                "-t",
+            ])
+            .arg((m * 60).to_string())
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .arg(&video)
+            .status()
+            .expect("ffmpeg runs");
         assert!(ok.success());
-        eprintln!("encoded the {m}-minute test video in {:.1} s", t.elapsed().as_secs_f64());
+        eprintln!(
+            "encoded the {m}-minute test video in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
         let out = Command::new(std::env::current_exe().expect("own path"))
             .arg(m.to_string())
             .env("DECODE_MEMORY_VIDEO", &video)
@@ -51,7 +72,13 @@ fn main() {
 
 fn decode(video: &std::path::Path, m: u64) {
     let base = bench::peak_rss_mib();
-    let opts = DecodeOptions { fps: Some(5.0), width: Some(112), height: Some(112), resize: Resize::Letterbox, ..DecodeOptions::default() };
+    let opts = DecodeOptions {
+        fps: Some(5.0),
+        width: Some(112),
+        height: Some(112),
+        resize: Resize::Letterbox,
+        ..DecodeOptions::default()
+    };
     let t = Instant::now();
     let mut reader = FrameReader::open(video, &opts).expect("open");
     let mut frames = 0u64;

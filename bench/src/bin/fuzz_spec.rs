@@ -20,12 +20,45 @@ impl Rng {
 }
 
 const TOKENS: &[&str] = &[
-    ":", "-", "[", "]", "{", "}", "&a", "*a", "!!str", "\n", "  ", "needs:", "map:", "over:", "matrix:", "when:", "uses:", "with:",
-    "..", "'", "\"", "#", "~", "null", "1e999", "-1", "builtin.items", "shell", "\t", "\u{feff}", "é", "<<: *a",
+    ":",
+    "-",
+    "[",
+    "]",
+    "{",
+    "}",
+    "&a",
+    "*a",
+    "!!str",
+    "\n",
+    "  ",
+    "needs:",
+    "map:",
+    "over:",
+    "matrix:",
+    "when:",
+    "uses:",
+    "with:",
+    "..",
+    "'",
+    "\"",
+    "#",
+    "~",
+    "null",
+    "1e999",
+    "-1",
+    "builtin.items",
+    "shell",
+    "\t",
+    "\u{feff}",
+    "é",
+    "<<: *a",
 ];
 
 fn main() {
-    let iterations: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20_000);
+    let iterations: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20_000);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/core/tests/cases");
     let mut seeds: Vec<String> = std::fs::read_dir(&dir)
         .expect("cases folder")
@@ -33,7 +66,12 @@ fn main() {
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
         .collect();
     seeds.sort();
-    seeds.push(std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello.yaml")).expect("example"));
+    seeds.push(
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello.yaml"),
+        )
+        .expect("example"),
+    );
     let reg = Registry::with_builtins();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut ok, mut errors) = (0usize, 0usize);
@@ -63,7 +101,10 @@ fn main() {
         match compile("fuzz.yaml", &text, &reg) {
             Ok(_) => ok += 1,
             Err(d) => {
-                assert!(!d.items.is_empty(), "an error report with no errors for:\n{text}");
+                assert!(
+                    !d.items.is_empty(),
+                    "an error report with no errors for:\n{text}"
+                );
                 let _ = d.render();
                 errors += 1;
             }

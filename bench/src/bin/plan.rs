@@ -6,11 +6,17 @@ use engine_core::{compile::compile, plan::plan, stage::Registry};
 use std::time::Instant;
 
 fn main() {
-    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     if sizes.len() > 1 {
         for n in sizes {
             let exe = std::env::current_exe().expect("own path");
-            let out = std::process::Command::new(exe).arg(n.to_string()).output().expect("child runs");
+            let out = std::process::Command::new(exe)
+                .arg(n.to_string())
+                .output()
+                .expect("child runs");
             print!("{}", String::from_utf8_lossy(&out.stdout));
         }
         return;

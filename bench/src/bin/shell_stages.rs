@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(500);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(500);
     let mut yaml = String::from("name: shells\nstages:\n");
     for i in 0..n {
         yaml.push_str(&format!(
@@ -20,18 +23,27 @@ fn main() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open("fs://store", dir.path()).expect("store");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let p = Arc::new(compile("bench.yaml", &yaml, &Registry::with_builtins()).expect("valid"));
     let pl = Arc::new(plan(&p));
     // Baseline: the same number of bare `bash -c` spawns, one at a time.
     let t = Instant::now();
     for i in 0..n {
-        let ok = std::process::Command::new("bash").arg("-c").arg(format!("echo {i} > /dev/null")).status().expect("bash");
+        let ok = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("echo {i} > /dev/null"))
+            .status()
+            .expect("bash");
         assert!(ok.success());
     }
     let bare = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let r = rt.block_on(scheduler::run(p, pl, store, RunOptions::default())).expect("run");
+    let r = rt
+        .block_on(scheduler::run(p, pl, store, RunOptions::default()))
+        .expect("run");
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(r.counts().get("done"), Some(&n));
     println!(

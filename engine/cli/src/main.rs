@@ -20,7 +20,11 @@ use std::sync::Arc;
 const DEFAULT_STORE: &str = "fs://.engine/store";
 
 #[derive(Parser)]
-#[command(name = "engine", version, about = "Declarative pipelines for continual learning of video models")]
+#[command(
+    name = "engine",
+    version,
+    about = "Declarative pipelines for continual learning of video models"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -219,7 +223,10 @@ impl std::error::Error for Reported {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: Failed to start the async runtime: {e}");
@@ -249,7 +256,11 @@ fn registry() -> Registry {
 }
 
 fn render(p: &PipelineArgs) -> Result<template::Rendered> {
-    let req = RenderRequest { path: p.pipeline.clone(), values_files: p.values.clone(), sets: p.sets.clone() };
+    let req = RenderRequest {
+        path: p.pipeline.clone(),
+        values_files: p.values.clone(),
+        sets: p.sets.clone(),
+    };
     template::render(&req).map_err(anyhow::Error::new)
 }
 
@@ -272,9 +283,10 @@ fn open_store(flag: &StoreArgs, pipeline: Option<&Pipeline>) -> Result<Store> {
 fn check_forced(pipeline: &Pipeline, force: &[String]) -> Result<()> {
     for f in force {
         if pipeline.stage_index(f).is_none() {
-            let hint = engine_core::diag::suggest(f, pipeline.stages.iter().map(|s| s.name.as_str()))
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default();
+            let hint =
+                engine_core::diag::suggest(f, pipeline.stages.iter().map(|s| s.name.as_str()))
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
             bail!("`--force {f}`: the pipeline has no stage `{f}`{hint}");
         }
     }
@@ -298,12 +310,18 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             );
             Ok(0)
         }
-        Cmd::Plan { p, cache, store, json } => {
+        Cmd::Plan {
+            p,
+            cache,
+            store,
+            json,
+        } => {
             let (pipeline, _) = load(&p)?;
             check_forced(&pipeline, &cache.force)?;
             let plan = plan::plan(&pipeline);
             let store = open_store(&store, Some(&pipeline))?;
-            let decisions = scheduler::explain(&pipeline, &plan, &store, &cache.force, cache.no_cache).await?;
+            let decisions =
+                scheduler::explain(&pipeline, &plan, &store, &cache.force, cache.no_cache).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&decisions)?);
             } else {
@@ -311,7 +329,12 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
-        Cmd::Dag { p, format, run, store } => {
+        Cmd::Dag {
+            p,
+            format,
+            run,
+            store,
+        } => {
             let (pipeline, _) = load(&p)?;
             let plan = plan::plan(&pipeline);
             let record = match run {
@@ -320,7 +343,12 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                     Some(
                         engine_core::records::find_run(&store, &r)
                             .await?
-                            .ok_or_else(|| anyhow!("no run `{r}` in store `{}`; list runs with `engine runs`", store.url()))?,
+                            .ok_or_else(|| {
+                                anyhow!(
+                                    "no run `{r}` in store `{}`; list runs with `engine runs`",
+                                    store.url()
+                                )
+                            })?,
                     )
                 }
                 None => None,
@@ -332,9 +360,18 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             print!("{out}");
             Ok(0)
         }
-        Cmd::Run { p, cache, store, executor, json, verbose } => {
+        Cmd::Run {
+            p,
+            cache,
+            store,
+            executor,
+            json,
+            verbose,
+        } => {
             if executor != "local" {
-                bail!("executor `{executor}` is not available in this build; use `--executor local`");
+                bail!(
+                    "executor `{executor}` is not available in this build; use `--executor local`"
+                );
             }
             let (pipeline, rendered) = load(&p)?;
             check_forced(&pipeline, &cache.force)?;
@@ -358,7 +395,18 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             show::get(&store, &what, &dest).await?;
             Ok(0)
         }
-        Cmd::Synth { sport, league, broadcaster, season, preset, count, seed, duration, out, styles } => {
+        Cmd::Synth {
+            sport,
+            league,
+            broadcaster,
+            season,
+            preset,
+            count,
+            seed,
+            duration,
+            out,
+            styles,
+        } => {
             if styles {
                 for s in media::synth::styles() {
                     println!("{:<44} {}", s.name, s.note);
@@ -369,7 +417,8 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                 "sport": sport, "league": league, "broadcaster": broadcaster, "season": season,
                 "preset": preset, "count": count, "seed": seed, "duration": duration,
             });
-            let spec: media::synth::SynthSpec = serde_json::from_value(spec).context("Failed to read the synth options")?;
+            let spec: media::synth::SynthSpec =
+                serde_json::from_value(spec).context("Failed to read the synth options")?;
             let n = spec.videos().map_err(|e| anyhow!("{e}"))?.len();
             eprintln!("generating {n} videos into `{}`", out.display());
             let bar = progress::bar(n as u64);
@@ -384,7 +433,11 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             .map_err(|e| anyhow!("{e}"))?;
             bar.finish_and_clear();
             let replays: usize = truths.iter().map(|t| t.replays.len()).sum();
-            eprintln!("wrote {} videos with {replays} replays in {:.1}s", truths.len(), t0.elapsed().as_secs_f64());
+            eprintln!(
+                "wrote {} videos with {replays} replays in {:.1}s",
+                truths.len(),
+                t0.elapsed().as_secs_f64()
+            );
             Ok(0)
         }
         Cmd::Schema { check, write } => {
@@ -402,7 +455,8 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                 }
                 println!("{}: up to date", path.display());
             } else if let Some(path) = write {
-                std::fs::write(&path, &schema).with_context(|| format!("Failed to write `{}`", path.display()))?;
+                std::fs::write(&path, &schema)
+                    .with_context(|| format!("Failed to write `{}`", path.display()))?;
                 println!("wrote {}", path.display());
             } else {
                 print!("{schema}");
@@ -420,9 +474,25 @@ async fn dispatch(cli: Cli) -> Result<u8> {
 
 fn cmd_to_ref(cmd: RefCmd) -> Result<show::RefAction> {
     Ok(match cmd {
-        RefCmd::Set { name, target, note, store } => show::RefAction::Set { store: open_store(&store, None)?, name, target, note },
-        RefCmd::Get { name, store } => show::RefAction::Get { store: open_store(&store, None)?, name },
-        RefCmd::Log { name, store } => show::RefAction::Log { store: open_store(&store, None)?, name },
+        RefCmd::Set {
+            name,
+            target,
+            note,
+            store,
+        } => show::RefAction::Set {
+            store: open_store(&store, None)?,
+            name,
+            target,
+            note,
+        },
+        RefCmd::Get { name, store } => show::RefAction::Get {
+            store: open_store(&store, None)?,
+            name,
+        },
+        RefCmd::Log { name, store } => show::RefAction::Log {
+            store: open_store(&store, None)?,
+            name,
+        },
     })
 }
 
@@ -459,7 +529,10 @@ async fn run(
     let record = record?;
     let _ = printer.await;
     if json {
-        println!("{}", serde_json::json!({"event": "summary", "run": record.id, "status": record.status, "counts": record.counts(), "seconds": record.seconds, "store": record.store}));
+        println!(
+            "{}",
+            serde_json::json!({"event": "summary", "run": record.id, "status": record.status, "counts": record.counts(), "seconds": record.seconds, "store": record.store})
+        );
     } else {
         show::print_summary(&record);
     }
@@ -487,7 +560,9 @@ async fn watch_signals(cancel: tokio_util_cancel::Token) {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    eprintln!("\ncancelling: stopping running tasks; finished tasks are kept and a rerun resumes from them (press Ctrl-C again to quit now)");
+    eprintln!(
+        "\ncancelling: stopping running tasks; finished tasks are kept and a rerun resumes from them (press Ctrl-C again to quit now)"
+    );
     cancel.cancel();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

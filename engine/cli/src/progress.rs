@@ -42,16 +42,41 @@ impl Display {
                 let mut last_progress: HashMap<String, u64> = HashMap::new();
                 while let Some(e) = rx.recv().await {
                     match e {
-                        Event::RunStarted { run, pipeline, tasks, store } => {
-                            eprintln!("run {run}: pipeline `{pipeline}`, {tasks} tasks, store {store}")
+                        Event::RunStarted {
+                            run,
+                            pipeline,
+                            tasks,
+                            store,
+                        } => {
+                            eprintln!(
+                                "run {run}: pipeline `{pipeline}`, {tasks} tasks, store {store}"
+                            )
                         }
-                        Event::TaskStarted { task, attempt } if attempt > 1 => eprintln!("start    {task} (attempt {attempt})"),
+                        Event::TaskStarted { task, attempt } if attempt > 1 => {
+                            eprintln!("start    {task} (attempt {attempt})")
+                        }
                         Event::TaskStarted { task, .. } => eprintln!("start    {task}"),
-                        Event::TaskRetry { task, attempt, error, delay_ms } => {
-                            eprintln!("retry    {task}: attempt {attempt} failed: {error}; next in {delay_ms} ms")
+                        Event::TaskRetry {
+                            task,
+                            attempt,
+                            error,
+                            delay_ms,
+                        } => {
+                            eprintln!(
+                                "retry    {task}: attempt {attempt} failed: {error}; next in {delay_ms} ms"
+                            )
                         }
-                        Event::TaskFinished { task, status, seconds, reason, error } => {
-                            eprintln!("{}", finished_line(&task, status, seconds, &reason, error.as_deref()))
+                        Event::TaskFinished {
+                            task,
+                            status,
+                            seconds,
+                            reason,
+                            error,
+                        } => {
+                            eprintln!(
+                                "{}",
+                                finished_line(&task, status, seconds, &reason, error.as_deref())
+                            )
                         }
                         Event::Progress { task, done, total } => {
                             // At most about ten lines per task.
@@ -73,16 +98,21 @@ impl Display {
                 let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
                 let main = mp.add(ProgressBar::new(total as u64));
                 main.set_style(
-                    ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks {msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    ProgressStyle::with_template(
+                        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks {msg}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
                 );
                 main.enable_steady_tick(Duration::from_millis(100));
                 let mut running: HashMap<String, ProgressBar> = HashMap::new();
-                let task_style = ProgressStyle::with_template("  {spinner} {prefix} {wide_msg} {pos}/{len}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar());
+                let task_style =
+                    ProgressStyle::with_template("  {spinner} {prefix} {wide_msg} {pos}/{len}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar());
                 while let Some(e) = rx.recv().await {
                     match e {
-                        Event::RunStarted { run, pipeline, .. } => main.set_message(format!("{pipeline} ({run})")),
+                        Event::RunStarted { run, pipeline, .. } => {
+                            main.set_message(format!("{pipeline} ({run})"))
+                        }
                         Event::TaskStarted { task, .. } => {
                             let pb = running.entry(task.clone()).or_insert_with(|| {
                                 let pb = mp.add(ProgressBar::new(0));
@@ -100,16 +130,35 @@ impl Display {
                                 pb.set_message("items");
                             }
                         }
-                        Event::TaskRetry { task, attempt, error, .. } => {
-                            let _ = mp.println(format!("retry    {task}: attempt {attempt} failed: {error}"));
+                        Event::TaskRetry {
+                            task,
+                            attempt,
+                            error,
+                            ..
+                        } => {
+                            let _ = mp.println(format!(
+                                "retry    {task}: attempt {attempt} failed: {error}"
+                            ));
                         }
-                        Event::TaskFinished { task, status, seconds, reason, error } => {
+                        Event::TaskFinished {
+                            task,
+                            status,
+                            seconds,
+                            reason,
+                            error,
+                        } => {
                             if let Some(pb) = running.remove(&task) {
                                 pb.finish_and_clear();
                                 mp.remove(&pb);
                             }
                             main.inc(1);
-                            let _ = mp.println(finished_line(&task, status, seconds, &reason, error.as_deref()));
+                            let _ = mp.println(finished_line(
+                                &task,
+                                status,
+                                seconds,
+                                &reason,
+                                error.as_deref(),
+                            ));
                         }
                         Event::Log { task, line } if verbose => {
                             let _ = mp.println(format!("[{task}] {line}"));
@@ -124,7 +173,13 @@ impl Display {
     }
 }
 
-fn finished_line(task: &str, status: TaskStatus, seconds: f64, reason: &str, error: Option<&str>) -> String {
+fn finished_line(
+    task: &str,
+    status: TaskStatus,
+    seconds: f64,
+    reason: &str,
+    error: Option<&str>,
+) -> String {
     let mut s = format!("{:<8} {task}", status.as_str());
     if matches!(status, TaskStatus::Done | TaskStatus::Failed) {
         s.push_str(&format!(" ({seconds:.2}s)"));
@@ -133,7 +188,10 @@ fn finished_line(task: &str, status: TaskStatus, seconds: f64, reason: &str, err
         s.push_str(&format!(": {reason}"));
     }
     if let Some(e) = error {
-        s.push_str(&format!("\n         error: {}", e.replace('\n', "\n         ")));
+        s.push_str(&format!(
+            "\n         error: {}",
+            e.replace('\n', "\n         ")
+        ));
     }
     s
 }

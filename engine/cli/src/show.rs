@@ -8,8 +8,17 @@ use engine_core::scheduler::Decision;
 use engine_core::store::Store;
 
 pub fn print_plan(p: &Pipeline, decisions: &[Decision], store: &str) {
-    println!("pipeline `{}`: {} tasks (store {store})", p.name, decisions.len());
-    let width = decisions.iter().map(|d| d.task.len()).max().unwrap_or(4).min(60);
+    println!(
+        "pipeline `{}`: {} tasks (store {store})",
+        p.name,
+        decisions.len()
+    );
+    let width = decisions
+        .iter()
+        .map(|d| d.task.len())
+        .max()
+        .unwrap_or(4)
+        .min(60);
     let mut run = 0;
     for d in decisions {
         if d.action == "run" {
@@ -17,21 +26,39 @@ pub fn print_plan(p: &Pipeline, decisions: &[Decision], store: &str) {
         }
         let items = d
             .items
-            .map(|c| format!(" [{} of {} items to run, {} cached]", c.run, c.total, c.cached))
+            .map(|c| {
+                format!(
+                    " [{} of {} items to run, {} cached]",
+                    c.run, c.total, c.cached
+                )
+            })
             .unwrap_or_default();
-        println!("  {:<6} {:<width$}  {:<18} {}{items}", d.action, d.task, d.kind, d.reason);
+        println!(
+            "  {:<6} {:<width$}  {:<18} {}{items}",
+            d.action, d.task, d.kind, d.reason
+        );
     }
     println!("{run} to run, {} cached", decisions.len() - run);
 }
 
 pub fn print_summary(r: &RunRecord) {
     let counts: Vec<String> = r.counts().iter().map(|(k, v)| format!("{v} {k}")).collect();
-    eprintln!("run {} {} in {:.2}s: {}", r.id, r.status.as_str(), r.seconds, counts.join(", "));
+    eprintln!(
+        "run {} {} in {:.2}s: {}",
+        r.id,
+        r.status.as_str(),
+        r.seconds,
+        counts.join(", ")
+    );
     for w in &r.warnings {
         eprintln!("warning: {w}");
     }
     for t in r.tasks.iter().filter(|t| t.status == TaskStatus::Failed) {
-        eprintln!("failed: {}: {}", t.task, t.error.as_deref().unwrap_or("(no message)"));
+        eprintln!(
+            "failed: {}: {}",
+            t.task,
+            t.error.as_deref().unwrap_or("(no message)")
+        );
         eprintln!("  see its log: engine show {}/{}", r.id, t.task);
     }
 }
@@ -56,10 +83,20 @@ pub async fn print_runs(store: &Store, limit: usize, json: bool) -> Result<()> {
         println!("no runs in store {}", store.url());
         return Ok(());
     }
-    println!("{:<24} {:<20} {:<10} {:>8}  tasks", "RUN", "PIPELINE", "STATUS", "SECONDS");
+    println!(
+        "{:<24} {:<20} {:<10} {:>8}  tasks",
+        "RUN", "PIPELINE", "STATUS", "SECONDS"
+    );
     for r in rows {
         let counts: Vec<String> = r.counts().iter().map(|(k, v)| format!("{v} {k}")).collect();
-        println!("{:<24} {:<20} {:<10} {:>8.2}  {}", r.id, r.pipeline, r.status.as_str(), r.seconds, counts.join(", "));
+        println!(
+            "{:<24} {:<20} {:<10} {:>8.2}  {}",
+            r.id,
+            r.pipeline,
+            r.status.as_str(),
+            r.seconds,
+            counts.join(", ")
+        );
     }
     Ok(())
 }
@@ -91,17 +128,35 @@ fn show_run(r: &RunRecord, json: bool) -> Result<()> {
     println!("status    {} in {:.2}s", r.status.as_str(), r.seconds);
     println!("started   {}", r.started);
     println!("engine    {} on {}", r.engine_version, r.host);
-    println!("git       {}", r.git_commit.as_deref().unwrap_or("(not in a git repository)"));
+    println!(
+        "git       {}",
+        r.git_commit
+            .as_deref()
+            .unwrap_or("(not in a git repository)")
+    );
     println!("spec      {}", r.pipeline_digest.short());
     println!("store     {}", r.store);
     if r.values.as_object().is_some_and(|m| !m.is_empty()) {
         println!("values    {}", r.values);
     }
     println!();
-    let width = r.tasks.iter().map(|t| t.task.len()).max().unwrap_or(4).min(60);
+    let width = r
+        .tasks
+        .iter()
+        .map(|t| t.task.len())
+        .max()
+        .unwrap_or(4)
+        .min(60);
     for t in &r.tasks {
-        let outs: Vec<String> = t.outputs.iter().map(|(k, v)| format!("{k}={}", v.short())).collect();
-        let items = t.items.map(|c| format!(" items {}/{} run, {} cached", c.run, c.total, c.cached)).unwrap_or_default();
+        let outs: Vec<String> = t
+            .outputs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.short()))
+            .collect();
+        let items = t
+            .items
+            .map(|c| format!(" items {}/{} run, {} cached", c.run, c.total, c.cached))
+            .unwrap_or_default();
         println!(
             "  {:<9} {:<width$} {:>7.2}s  {}{items}  {}",
             t.status.as_str(),
@@ -128,11 +183,23 @@ async fn show_task(store: &Store, r: &RunRecord, label: &str, json: bool) -> Res
         None => String::new(),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"task": t, "log_text": log}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"task": t, "log_text": log}))?
+        );
         return Ok(());
     }
-    println!("task      {} (stage `{}`, kind `{}`) in run {}", t.task, t.stage, t.kind, r.id);
-    println!("status    {} after {} attempt(s), {:.2}s: {}", t.status.as_str(), t.attempts, t.seconds(), t.reason);
+    println!(
+        "task      {} (stage `{}`, kind `{}`) in run {}",
+        t.task, t.stage, t.kind, r.id
+    );
+    println!(
+        "status    {} after {} attempt(s), {:.2}s: {}",
+        t.status.as_str(),
+        t.attempts,
+        t.seconds(),
+        t.reason
+    );
     if let Some(fp) = &t.fingerprint {
         println!("fingerprint {}", fp);
     }
@@ -140,7 +207,10 @@ async fn show_task(store: &Store, r: &RunRecord, label: &str, json: bool) -> Res
         println!("error     {e}");
     }
     if let Some(c) = t.items {
-        println!("items     {} total, {} run, {} cached", c.total, c.run, c.cached);
+        println!(
+            "items     {} total, {} run, {} cached",
+            c.total, c.run, c.cached
+        );
     }
     println!("inputs:");
     for i in &t.inputs {
@@ -168,7 +238,12 @@ async fn show_artifact(store: &Store, d: &Digest, json: bool) -> Result<()> {
     let m = store.get_manifest(d).await?;
     let lineage = records::load_lineage(store, d).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"digest": d, "manifest": m, "lineage": lineage}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"digest": d, "manifest": m, "lineage": lineage})
+            )?
+        );
         return Ok(());
     }
     println!("artifact  {d} ({:?})", m.kind);
@@ -176,7 +251,17 @@ async fn show_artifact(store: &Store, d: &Digest, json: bool) -> Result<()> {
         println!("  file  {name}  {} bytes  {}", b.size, b.digest.short());
     }
     if !m.items.is_empty() {
-        println!("  {} items: {}{}", m.items.len(), m.items.iter().take(5).map(|i| i.key.as_str()).collect::<Vec<_>>().join(", "), if m.items.len() > 5 { ", ..." } else { "" });
+        println!(
+            "  {} items: {}{}",
+            m.items.len(),
+            m.items
+                .iter()
+                .take(5)
+                .map(|i| i.key.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if m.items.len() > 5 { ", ..." } else { "" }
+        );
     }
     if !m.meta.is_null() {
         println!("  meta  {}", m.meta);
@@ -191,7 +276,14 @@ async fn show_artifact(store: &Store, d: &Digest, json: bool) -> Result<()> {
         let pad = "  ".repeat(depth + 1);
         match records::load_lineage(store, &dig).await? {
             Some(l) => {
-                println!("{pad}{} <- {} `{}` ({}) in run {}", dig.short(), l.output, l.task, l.kind, l.run);
+                println!(
+                    "{pad}{} <- {} `{}` ({}) in run {}",
+                    dig.short(),
+                    l.output,
+                    l.task,
+                    l.kind,
+                    l.run
+                );
                 for i in l.inputs.iter().rev() {
                     frontier.push((i.digest.clone(), depth + 1));
                 }
@@ -203,9 +295,20 @@ async fn show_artifact(store: &Store, d: &Digest, json: bool) -> Result<()> {
 }
 
 pub enum RefAction {
-    Set { store: Store, name: String, target: String, note: String },
-    Get { store: Store, name: String },
-    Log { store: Store, name: String },
+    Set {
+        store: Store,
+        name: String,
+        target: String,
+        note: String,
+    },
+    Get {
+        store: Store,
+        name: String,
+    },
+    Log {
+        store: Store,
+        name: String,
+    },
 }
 
 fn ref_name(name: &str) -> String {
@@ -214,20 +317,36 @@ fn ref_name(name: &str) -> String {
 
 pub async fn refs(a: RefAction) -> Result<()> {
     match a {
-        RefAction::Set { store, name, target, note } => {
-            let d = store.resolve(&target).await.map_err(|_| anyhow!("`{target}` is not an artifact digest, prefix or ref in store {}", store.url()))?;
+        RefAction::Set {
+            store,
+            name,
+            target,
+            note,
+        } => {
+            let d = store.resolve(&target).await.map_err(|_| {
+                anyhow!(
+                    "`{target}` is not an artifact digest, prefix or ref in store {}",
+                    store.url()
+                )
+            })?;
             let doc = store.set_ref(&ref_name(&name), &d, &note).await?;
             println!("{name} -> {d} ({} moves)", doc.history.len());
         }
         RefAction::Get { store, name } => {
-            let doc = store.get_ref(&ref_name(&name)).await?.ok_or_else(|| anyhow!("no ref `{name}` in store {}", store.url()))?;
+            let doc = store
+                .get_ref(&ref_name(&name))
+                .await?
+                .ok_or_else(|| anyhow!("no ref `{name}` in store {}", store.url()))?;
             match doc.current() {
                 Some(d) => println!("{d}"),
                 None => return Err(anyhow!("ref `{name}` has no target")),
             }
         }
         RefAction::Log { store, name } => {
-            let doc = store.get_ref(&ref_name(&name)).await?.ok_or_else(|| anyhow!("no ref `{name}` in store {}", store.url()))?;
+            let doc = store
+                .get_ref(&ref_name(&name))
+                .await?
+                .ok_or_else(|| anyhow!("no ref `{name}` in store {}", store.url()))?;
             for e in doc.history.iter().rev() {
                 println!("{}  {}  {}", e.at, e.digest, e.note);
             }
@@ -244,23 +363,34 @@ pub async fn get(store: &Store, what: &str, dest: &std::path::Path) -> Result<()
     if parts.len() >= 2
         && let Some(run) = records::find_run(store, parts[0]).await?
     {
-        let t = run.task(parts[1]).ok_or_else(|| anyhow!("run {} has no task `{}`", run.id, parts[1]))?;
+        let t = run
+            .task(parts[1])
+            .ok_or_else(|| anyhow!("run {} has no task `{}`", run.id, parts[1]))?;
         let d = match parts.get(2) {
-            Some(o) => t.outputs.get(*o).ok_or_else(|| anyhow!("task `{}` has no output `{o}`", t.task))?,
+            Some(o) => t
+                .outputs
+                .get(*o)
+                .ok_or_else(|| anyhow!("task `{}` has no output `{o}`", t.task))?,
             None if t.outputs.len() == 1 => t.outputs.values().next().expect("one output"),
             None => {
                 let names: Vec<&str> = t.outputs.keys().map(String::as_str).collect();
-                return Err(anyhow!("task `{}` has outputs {}; name one: `{what}/OUTPUT`", t.task, names.join(", ")));
+                return Err(anyhow!(
+                    "task `{}` has outputs {}; name one: `{what}/OUTPUT`",
+                    t.task,
+                    names.join(", ")
+                ));
             }
         };
         digest = Some(d.clone());
     }
     let digest = match digest {
         Some(d) => d,
-        None => store
-            .resolve(what)
-            .await
-            .map_err(|_| anyhow!("`{what}` is neither RUN/TASK[/OUTPUT], a ref nor an artifact digest in store {}", store.url()))?,
+        None => store.resolve(what).await.map_err(|_| {
+            anyhow!(
+                "`{what}` is neither RUN/TASK[/OUTPUT], a ref nor an artifact digest in store {}",
+                store.url()
+            )
+        })?,
     };
     let m = store.get_manifest(&digest).await?;
     let mut n = 0;
@@ -273,7 +403,9 @@ pub async fn get(store: &Store, what: &str, dest: &std::path::Path) -> Result<()
         engine_core::store::check_rel_path(&item.key).map_err(|e| anyhow!(e))?;
         for (name, b) in &item.files {
             engine_core::store::check_rel_path(name).map_err(|e| anyhow!(e))?;
-            store.get_blob_to_file(&b.digest, &dest.join(&item.key).join(name)).await?;
+            store
+                .get_blob_to_file(&b.digest, &dest.join(&item.key).join(name))
+                .await?;
             n += 1;
         }
     }

@@ -12,11 +12,16 @@ fn engine() -> Command {
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn run_in(dir: &Path, args: &[&str]) -> Output {
@@ -32,8 +37,11 @@ fn filters(s: &str) -> String {
     for line in s.lines() {
         let mut l = line.to_string();
         // Run ids, digests and timings vary between runs.
-        for word in line.split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',' || c == '=') {
-            let is_run = word.len() == 24 && word.chars().nth(8) == Some('-') && word.starts_with("20");
+        for word in
+            line.split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',' || c == '=')
+        {
+            let is_run =
+                word.len() == 24 && word.chars().nth(8) == Some('-') && word.starts_with("20");
             let is_hex = word.len() >= 12 && word.chars().all(|c| c.is_ascii_hexdigit());
             if is_run {
                 l = l.replace(word, "[RUN]");
@@ -49,7 +57,11 @@ fn filters(s: &str) -> String {
 
 #[test]
 fn validate_reports_every_error_with_locations() {
-    let o = engine().arg("validate").arg(fixture("invalid.yaml")).output().unwrap();
+    let o = engine()
+        .arg("validate")
+        .arg(fixture("invalid.yaml"))
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     insta::assert_snapshot!(filters(&text(&o.stderr)));
 }
@@ -59,7 +71,14 @@ fn render_and_validate_a_template_variant() {
     let dir = repo().join("examples/templated");
     let o = engine()
         .current_dir(&dir)
-        .args(["render", "pipeline.yaml.j2", "-f", "values/hockey.yaml", "--set", "batch=3"])
+        .args([
+            "render",
+            "pipeline.yaml.j2",
+            "-f",
+            "values/hockey.yaml",
+            "--set",
+            "batch=3",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
@@ -67,7 +86,11 @@ fn render_and_validate_a_template_variant() {
     assert!(out.contains("name: clips-hockey"));
     assert!(out.contains("batch: 3"));
     assert!(out.contains("matrix: { env.HIDDEN: [32, 64, 128] }"));
-    let o = engine().current_dir(&dir).args(["validate", "pipeline.yaml.j2"]).output().unwrap();
+    let o = engine()
+        .current_dir(&dir)
+        .args(["validate", "pipeline.yaml.j2"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     insta::assert_snapshot!(text(&o.stderr));
 }
@@ -79,7 +102,14 @@ fn dag_snapshots() {
     insta::assert_snapshot!("dag_dot", text(&dot.stdout));
     let t = repo().join("examples/templated/pipeline.yaml.j2");
     let vals = repo().join("examples/templated/values/basketball.yaml");
-    let mm = engine().arg("dag").arg(&t).arg("-f").arg(&vals).args(["--format", "mermaid"]).output().unwrap();
+    let mm = engine()
+        .arg("dag")
+        .arg(&t)
+        .arg("-f")
+        .arg(&vals)
+        .args(["--format", "mermaid"])
+        .output()
+        .unwrap();
     insta::assert_snapshot!("dag_mermaid", text(&mm.stdout));
 }
 
@@ -94,12 +124,19 @@ fn run_plan_show_runs_and_refs() {
 
     let o = run_in(dir.path(), &["run", h, "--json"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let events: Vec<serde_json::Value> = text(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<serde_json::Value> = text(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let summary = events.last().unwrap();
     assert_eq!(summary["event"], "summary");
     assert_eq!(summary["status"], "succeeded");
     assert_eq!(summary["counts"]["done"], 4);
-    assert!(events.iter().any(|e| e["event"] == "task_finished" && e["task"] == "shout"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "task_finished" && e["task"] == "shout")
+    );
     let run_id = summary["run"].as_str().unwrap().to_string();
 
     let plan = run_in(dir.path(), &["plan", h]);
@@ -113,10 +150,18 @@ fn run_plan_show_runs_and_refs() {
     assert_eq!(text(&runs.stdout).lines().count(), 3);
     let show = run_in(dir.path(), &["show", &run_id]);
     let s = text(&show.stdout);
-    assert!(s.contains("status    succeeded") && s.contains("shout") && s.contains("items 5/5 run, 0 cached"), "{s}");
+    assert!(
+        s.contains("status    succeeded")
+            && s.contains("shout")
+            && s.contains("items 5/5 run, 0 cached"),
+        "{s}"
+    );
     let task = run_in(dir.path(), &["show", &format!("{run_id}/report")]);
     let t = text(&task.stdout);
-    assert!(t.contains("from run") && t.contains("5 inputs/gather/out/concat.txt"), "{t}");
+    assert!(
+        t.contains("from run") && t.contains("5 inputs/gather/out/concat.txt"),
+        "{t}"
+    );
 
     // An artifact by digest prefix shows its lineage back to the first stage.
     let json = run_in(dir.path(), &["show", &format!("{run_id}/gather"), "--json"]);
@@ -124,9 +169,22 @@ fn run_plan_show_runs_and_refs() {
     let digest = v["task"]["outputs"]["out"].as_str().unwrap().to_string();
     let art = run_in(dir.path(), &["show", &digest[..12]]);
     let a = text(&art.stdout);
-    assert!(a.contains("<- out `gather`") && a.contains("<- items `make`"), "{a}");
+    assert!(
+        a.contains("<- out `gather`") && a.contains("<- items `make`"),
+        "{a}"
+    );
 
-    let set = run_in(dir.path(), &["ref", "set", "models/hello@production", &digest[..12], "--note", "first"]);
+    let set = run_in(
+        dir.path(),
+        &[
+            "ref",
+            "set",
+            "models/hello@production",
+            &digest[..12],
+            "--note",
+            "first",
+        ],
+    );
     assert!(set.status.success(), "{}", text(&set.stderr));
     let get = run_in(dir.path(), &["ref", "get", "models/hello@production"]);
     assert_eq!(text(&get.stdout).trim(), digest);
@@ -140,11 +198,20 @@ fn run_plan_show_runs_and_refs() {
 #[test]
 fn a_failed_run_exits_1_and_names_the_task() {
     let dir = tempfile::tempdir().unwrap();
-    let o = run_in(dir.path(), &["run", fixture("failing.yaml").to_str().unwrap()]);
+    let o = run_in(
+        dir.path(),
+        &["run", fixture("failing.yaml").to_str().unwrap()],
+    );
     assert_eq!(o.status.code(), Some(1));
     let e = text(&o.stderr);
-    assert!(e.contains("failed: broken: the model file `weights.pt` is missing"), "{e}");
-    assert!(e.contains("skipped  after: upstream `broken` failed"), "{e}");
+    assert!(
+        e.contains("failed: broken: the model file `weights.pt` is missing"),
+        "{e}"
+    );
+    assert!(
+        e.contains("skipped  after: upstream `broken` failed"),
+        "{e}"
+    );
     assert!(e.contains("see its log: engine show"), "{e}");
 }
 
@@ -213,12 +280,26 @@ fn ctrl_c_cancels_cleanly_and_exits_130() {
     assert!(t0.elapsed() < Duration::from_secs(10));
     assert_eq!(o.status.code(), Some(130), "{}", text(&o.stderr));
     let e = text(&o.stderr);
-    assert!(e.contains("cancelled nap") || e.contains("cancelled"), "{e}");
+    assert!(
+        e.contains("cancelled nap") || e.contains("cancelled"),
+        "{e}"
+    );
     let runs = run_in(dir.path(), &["runs"]);
-    assert!(text(&runs.stdout).contains("cancelled"), "{}", text(&runs.stdout));
+    assert!(
+        text(&runs.stdout).contains("cancelled"),
+        "{}",
+        text(&runs.stdout)
+    );
     // No sleeping process was left behind.
-    let ps = Command::new("pgrep").args(["-f", "sleep 61"]).output().unwrap();
-    assert!(text(&ps.stdout).trim().is_empty(), "left running: {}", text(&ps.stdout));
+    let ps = Command::new("pgrep")
+        .args(["-f", "sleep 61"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&ps.stdout).trim().is_empty(),
+        "left running: {}",
+        text(&ps.stdout)
+    );
 }
 
 unsafe extern "C" {
@@ -242,8 +323,20 @@ fn every_example_runs() {
             for v in std::fs::read_dir(p.join("values")).unwrap() {
                 let v = v.unwrap().path();
                 let dir = tempfile::tempdir().unwrap();
-                let o = engine().current_dir(dir.path()).arg("run").arg(&t).arg("-f").arg(&v).output().unwrap();
-                assert!(o.status.success(), "{name} with {}: {}", v.display(), text(&o.stderr));
+                let o = engine()
+                    .current_dir(dir.path())
+                    .arg("run")
+                    .arg(&t)
+                    .arg("-f")
+                    .arg(&v)
+                    .output()
+                    .unwrap();
+                assert!(
+                    o.status.success(),
+                    "{name} with {}: {}",
+                    v.display(),
+                    text(&o.stderr)
+                );
                 ran += 1;
             }
             continue;
@@ -254,7 +347,11 @@ fn every_example_runs() {
         let dir = tempfile::tempdir().unwrap();
         args.push("--store".into());
         args.push("fs://store".into());
-        let o = engine().current_dir(dir.path()).args(&args).output().unwrap();
+        let o = engine()
+            .current_dir(dir.path())
+            .args(&args)
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{name}: {}", text(&o.stderr));
         ran += 1;
     }
@@ -263,19 +360,58 @@ fn every_example_runs() {
 
 #[test]
 fn the_committed_schema_is_current() {
-    let o = engine().arg("schema").arg("--check").arg(repo().join("schemas/pipeline.schema.json")).output().unwrap();
+    let o = engine()
+        .arg("schema")
+        .arg("--check")
+        .arg(repo().join("schemas/pipeline.schema.json"))
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
 }
 
 #[test]
 fn bad_command_line_input_is_a_clear_error() {
-    let o = engine().args(["validate", "/nonexistent/pipeline.yaml"]).output().unwrap();
+    let o = engine()
+        .args(["validate", "/nonexistent/pipeline.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("/nonexistent/pipeline.yaml: Failed to read pipeline file"));
-    let o = engine().args(["run", fixture("failing.yaml").to_str().unwrap(), "--force", "brokn"]).output().unwrap();
-    assert!(text(&o.stderr).contains("the pipeline has no stage `brokn` (did you mean `broken`?)"), "{}", text(&o.stderr));
-    let o = engine().args(["runs", "--store", "ftp://x"]).output().unwrap();
-    assert!(text(&o.stderr).contains("unknown store scheme `ftp://`"), "{}", text(&o.stderr));
-    let o = engine().args(["render", fixture("napping.yaml.j2").to_str().unwrap(), "--set", "novalue"]).output().unwrap();
-    assert!(text(&o.stderr).contains("`novalue` is not `key=value`"), "{}", text(&o.stderr));
+    let o = engine()
+        .args([
+            "run",
+            fixture("failing.yaml").to_str().unwrap(),
+            "--force",
+            "brokn",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        text(&o.stderr).contains("the pipeline has no stage `brokn` (did you mean `broken`?)"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = engine()
+        .args(["runs", "--store", "ftp://x"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&o.stderr).contains("unknown store scheme `ftp://`"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = engine()
+        .args([
+            "render",
+            fixture("napping.yaml.j2").to_str().unwrap(),
+            "--set",
+            "novalue",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        text(&o.stderr).contains("`novalue` is not `key=value`"),
+        "{}",
+        text(&o.stderr)
+    );
 }

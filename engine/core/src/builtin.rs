@@ -1,7 +1,9 @@
 //! `builtin.*`: tiny in-process stages, so the engine is tested (and
 //! benchmarked) without ML or subprocesses.
 
-use crate::stage::{MapStage, OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, ItemCtx, parse_params};
+use crate::stage::{
+    ItemCtx, MapStage, OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
+};
 use crate::store::Item;
 use async_trait::async_trait;
 use schemars::JsonSchema;
@@ -12,32 +14,52 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub fn register(r: &mut Registry) {
-    r.add("builtin.items", "produce a collection of N small items", |v| {
-        Ok(StageImpl::Task(Arc::new(Items(parse_params(v)?))))
+    r.add(
+        "builtin.items",
+        "produce a collection of N small items",
+        |v| Ok(StageImpl::Task(Arc::new(Items(parse_params(v)?)))),
+    );
+    r.add(
+        "builtin.upper",
+        "per item: upper-case each file (a map stage)",
+        |v| Ok(StageImpl::Map(Arc::new(Upper(parse_params(v)?)))),
+    );
+    r.add(
+        "builtin.concat",
+        "concatenate every input file and item into one file",
+        |v| {
+            let _: Empty = parse_params(v)?;
+            Ok(StageImpl::Task(Arc::new(Concat)))
+        },
+    );
+    r.add(
+        "builtin.echo",
+        "write `text` to file `text.txt` of output `out`",
+        |v| Ok(StageImpl::Task(Arc::new(Echo(parse_params(v)?)))),
+    );
+    r.add(
+        "builtin.value",
+        "set values for downstream `when:` expressions",
+        |v| Ok(StageImpl::Task(Arc::new(SetValues(parse_params(v)?)))),
+    );
+    r.add(
+        "builtin.sleep",
+        "sleep, then write a marker (for scheduling tests)",
+        |v| Ok(StageImpl::Task(Arc::new(Sleep(parse_params(v)?)))),
+    );
+    r.add(
+        "builtin.flaky",
+        "fail the first N attempts, then succeed",
+        |v| Ok(StageImpl::Task(Arc::new(Flaky(parse_params(v)?)))),
+    );
+    r.add("builtin.fail", "always fail with `message`", |v| {
+        Ok(StageImpl::Task(Arc::new(Fail(parse_params(v)?))))
     });
-    r.add("builtin.upper", "per item: upper-case each file (a map stage)", |v| {
-        Ok(StageImpl::Map(Arc::new(Upper(parse_params(v)?))))
-    });
-    r.add("builtin.concat", "concatenate every input file and item into one file", |v| {
-        let _: Empty = parse_params(v)?;
-        Ok(StageImpl::Task(Arc::new(Concat)))
-    });
-    r.add("builtin.echo", "write `text` to file `text.txt` of output `out`", |v| {
-        Ok(StageImpl::Task(Arc::new(Echo(parse_params(v)?))))
-    });
-    r.add("builtin.value", "set values for downstream `when:` expressions", |v| {
-        Ok(StageImpl::Task(Arc::new(SetValues(parse_params(v)?))))
-    });
-    r.add("builtin.sleep", "sleep, then write a marker (for scheduling tests)", |v| {
-        Ok(StageImpl::Task(Arc::new(Sleep(parse_params(v)?))))
-    });
-    r.add("builtin.flaky", "fail the first N attempts, then succeed", |v| {
-        Ok(StageImpl::Task(Arc::new(Flaky(parse_params(v)?))))
-    });
-    r.add("builtin.fail", "always fail with `message`", |v| Ok(StageImpl::Task(Arc::new(Fail(parse_params(v)?)))));
-    r.add("builtin.write", "write the given files to output `out` (names are checked)", |v| {
-        Ok(StageImpl::Task(Arc::new(Write(parse_params(v)?))))
-    });
+    r.add(
+        "builtin.write",
+        "write the given files to output `out` (names are checked)",
+        |v| Ok(StageImpl::Task(Arc::new(Write(parse_params(v)?)))),
+    );
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -77,15 +99,26 @@ impl Stage for Items {
     }
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
         let keys: Vec<String> = if self.0.keys.is_empty() {
-            (0..self.0.count).map(|i| format!("{}-{i:04}", self.0.prefix)).collect()
+            (0..self.0.count)
+                .map(|i| format!("{}-{i:04}", self.0.prefix))
+                .collect()
         } else {
             self.0.keys.clone()
         };
         for key in keys {
-            let blob = ctx.put_blob(format!("{key}{}\n", self.0.salt).into_bytes()).await?;
+            let blob = ctx
+                .put_blob(format!("{key}{}\n", self.0.salt).into_bytes())
+                .await?;
             let mut files = BTreeMap::new();
             files.insert("data.txt".to_string(), blob);
-            ctx.add_item("items", Item { key, files, meta: Value::Null })?;
+            ctx.add_item(
+                "items",
+                Item {
+                    key,
+                    files,
+                    meta: Value::Null,
+                },
+            )?;
         }
         Ok(())
     }
@@ -115,7 +148,10 @@ impl MapStage for Upper {
     }
     async fn run_item(&self, item: &Item, ctx: &mut ItemCtx) -> Result<(), StageError> {
         if self.0.fail_key.as_deref() == Some(item.key.as_str()) {
-            return Err(StageError::msg(format!("refusing item `{}` (fail_key)", item.key)));
+            return Err(StageError::msg(format!(
+                "refusing item `{}` (fail_key)",
+                item.key
+            )));
         }
         if self.0.sleep_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.0.sleep_ms)).await;
@@ -264,9 +300,17 @@ impl Stage for Flaky {
     }
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
         if ctx.attempt() <= self.0.fail_attempts {
-            return Err(StageError::msg(format!("flaky failure on attempt {}", ctx.attempt())));
+            return Err(StageError::msg(format!(
+                "flaky failure on attempt {}",
+                ctx.attempt()
+            )));
         }
-        ctx.put_file("out", "ok.txt", format!("succeeded on attempt {}\n", ctx.attempt()).into_bytes()).await?;
+        ctx.put_file(
+            "out",
+            "ok.txt",
+            format!("succeeded on attempt {}\n", ctx.attempt()).into_bytes(),
+        )
+        .await?;
         Ok(())
     }
 }
@@ -318,7 +362,8 @@ impl Stage for Write {
     }
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
         for (name, content) in &self.0.files {
-            ctx.put_file("out", name, content.clone().into_bytes()).await?;
+            ctx.put_file("out", name, content.clone().into_bytes())
+                .await?;
         }
         Ok(())
     }

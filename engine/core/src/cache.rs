@@ -22,7 +22,12 @@ pub struct TaskFingerprint {
 }
 
 impl TaskFingerprint {
-    pub fn new(kind: &str, stage_version: u32, params: &Value, inputs: BTreeMap<String, Digest>) -> Self {
+    pub fn new(
+        kind: &str,
+        stage_version: u32,
+        params: &Value,
+        inputs: BTreeMap<String, Digest>,
+    ) -> Self {
         TaskFingerprint {
             cache_version: crate::CACHE_VERSION,
             kind: kind.into(),
@@ -32,12 +37,17 @@ impl TaskFingerprint {
         }
     }
     pub fn digest(&self) -> Digest {
-        Digest::of(canonical_json(&serde_json::to_value(self).expect("fingerprints serialise")).as_bytes())
+        Digest::of(
+            canonical_json(&serde_json::to_value(self).expect("fingerprints serialise")).as_bytes(),
+        )
     }
 
     /// Why this fingerprint differs from an earlier one of the same task.
     pub fn why_changed(&self, before: &TaskFingerprint) -> String {
-        if self.kind != before.kind || self.stage_version != before.stage_version || self.cache_version != before.cache_version {
+        if self.kind != before.kind
+            || self.stage_version != before.stage_version
+            || self.cache_version != before.cache_version
+        {
             return format!("stage `{}` changed version", self.kind);
         }
         if self.params != before.params {
@@ -48,7 +58,13 @@ impl TaskFingerprint {
             .iter()
             .filter(|(k, v)| before.inputs.get(*k) != Some(v))
             .map(|(k, _)| k.as_str())
-            .chain(before.inputs.keys().filter(|k| !self.inputs.contains_key(*k)).map(|k| k.as_str()))
+            .chain(
+                before
+                    .inputs
+                    .keys()
+                    .filter(|k| !self.inputs.contains_key(*k))
+                    .map(|k| k.as_str()),
+            )
             .collect();
         if changed.is_empty() {
             "no cache entry".into()
@@ -98,7 +114,10 @@ pub fn item_path(fp: &Digest) -> String {
 
 /// Where the last fingerprint of a task is kept, to explain cache misses.
 pub fn last_path(pipeline: &str, task: &str) -> String {
-    format!("cache/last/{pipeline}/{}.json", Digest::of(task.as_bytes()).short())
+    format!(
+        "cache/last/{pipeline}/{}.json",
+        Digest::of(task.as_bytes()).short()
+    )
 }
 
 /// A usable cache entry: it exists and every output manifest it names is

@@ -58,7 +58,11 @@ impl CompiledStage {
     }
 
     fn params_with(params: &Value, matrix: &[(String, Vec<Value>)], combo: &[usize]) -> Value {
-        let mut p = if params.is_null() { Value::Object(Default::default()) } else { params.clone() };
+        let mut p = if params.is_null() {
+            Value::Object(Default::default())
+        } else {
+            params.clone()
+        };
         for ((key, values), &i) in matrix.iter().zip(combo) {
             if let Some(v) = values.get(i) {
                 let _ = crate::template::set_path(&mut p, key, v.clone());
@@ -68,7 +72,11 @@ impl CompiledStage {
     }
     /// Number of tasks the matrix expands to.
     pub fn task_count(&self) -> usize {
-        self.matrix.iter().map(|(_, v)| v.len()).product::<usize>().max(1)
+        self.matrix
+            .iter()
+            .map(|(_, v)| v.len())
+            .product::<usize>()
+            .max(1)
     }
 }
 
@@ -107,32 +115,56 @@ impl Checker<'_> {
 /// Parses and validates; all problems come back together, sorted by place.
 pub fn compile(file: &str, text: &str, registry: &Registry) -> Result<Pipeline, Diagnostics> {
     let spec = spec::parse(file, text)?;
-    let mut c = Checker { file, errors: vec![] };
+    let mut c = Checker {
+        file,
+        errors: vec![],
+    };
     let pipeline = check(&mut c, &spec, file, text, registry);
     if c.errors.is_empty()
         && let Some(p) = pipeline
     {
         return Ok(p);
     }
-    c.errors.sort_by(|a, b| (a.line, a.column, &a.message).cmp(&(b.line, b.column, &b.message)));
+    c.errors
+        .sort_by(|a, b| (a.line, a.column, &a.message).cmp(&(b.line, b.column, &b.message)));
     c.errors.dedup();
-    Err(Diagnostics { items: c.errors, source: Some(text.to_string()) })
+    Err(Diagnostics {
+        items: c.errors,
+        source: Some(text.to_string()),
+    })
 }
 
-fn check(c: &mut Checker, spec: &PipelineSpec, file: &str, text: &str, registry: &Registry) -> Option<Pipeline> {
+fn check(
+    c: &mut Checker,
+    spec: &PipelineSpec,
+    file: &str,
+    text: &str,
+    registry: &Registry,
+) -> Option<Pipeline> {
     check_name(c, &spec.name, "pipeline");
     let classes = check_classes(c, spec);
-    let names: HashMap<&str, usize> = spec.stages.keys().enumerate().map(|(i, k)| (k.value.as_str(), i)).collect();
+    let names: HashMap<&str, usize> = spec
+        .stages
+        .keys()
+        .enumerate()
+        .map(|(i, k)| (k.value.as_str(), i))
+        .collect();
     let ordered: Vec<&str> = spec.stages.keys().map(|k| k.value.as_str()).collect();
     for key in spec.stages.keys() {
         check_name(c, key, "stage");
     }
     if spec.stages.is_empty() {
-        c.error(spec.name.loc, "pipeline has no stages", Some("add a `stages:` mapping with at least one stage".into()));
+        c.error(
+            spec.name.loc,
+            "pipeline has no stages",
+            Some("add a `stages:` mapping with at least one stage".into()),
+        );
     }
     let mut built: Vec<Option<CompiledStage>> = vec![];
     for (key, st) in &spec.stages {
-        built.push(check_stage(c, key, st, &names, &ordered, &classes, registry));
+        built.push(check_stage(
+            c, key, st, &names, &ordered, &classes, registry,
+        ));
     }
     check_maps(c, spec, &mut built);
     check_cycles(c, spec, &names);
@@ -153,8 +185,11 @@ fn check_name(c: &mut Checker, name: &Located<String>, what: &str) {
     let n = &name.value;
     let ok = !n.is_empty()
         && n.len() <= 100
-        && n.chars().next().is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
-        && n.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
+        && n.chars()
+            .next()
+            .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+        && n.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
     if !ok {
         c.error(
             name.loc,
@@ -167,24 +202,48 @@ fn check_name(c: &mut Checker, name: &Located<String>, what: &str) {
 fn check_classes(c: &mut Checker, spec: &PipelineSpec) -> Vec<ResourceClass> {
     let mut classes = vec![];
     if !spec.resources.contains_key("default") {
-        classes.push(ResourceClass { name: "default".into(), cpus: 1, memory: 0, gpus: 0, slots: None });
+        classes.push(ResourceClass {
+            name: "default".into(),
+            cpus: 1,
+            memory: 0,
+            gpus: 0,
+            slots: None,
+        });
     }
     for (name, rc) in &spec.resources {
         let r = &rc.value;
         if r.cpus == 0 {
-            c.error(rc.loc, format!("resource class `{name}` has `cpus: 0`"), Some("a task needs at least 1 cpu".into()));
+            c.error(
+                rc.loc,
+                format!("resource class `{name}` has `cpus: 0`"),
+                Some("a task needs at least 1 cpu".into()),
+            );
         }
         if r.slots == Some(0) {
-            c.error(rc.loc, format!("resource class `{name}` has `slots: 0`, so nothing could run"), None);
+            c.error(
+                rc.loc,
+                format!("resource class `{name}` has `slots: 0`, so nothing could run"),
+                None,
+            );
         }
         let memory = match &r.memory {
             None => 0,
             Some(m) => parse_bytes(m).unwrap_or_else(|| {
-                c.error(rc.loc, format!("resource class `{name}`: `{m}` is not a memory size"), Some("write e.g. `512MiB`, `2GiB` or `4G`".into()));
+                c.error(
+                    rc.loc,
+                    format!("resource class `{name}`: `{m}` is not a memory size"),
+                    Some("write e.g. `512MiB`, `2GiB` or `4G`".into()),
+                );
                 0
             }),
         };
-        classes.push(ResourceClass { name: name.clone(), cpus: r.cpus.max(1), memory, gpus: r.gpus, slots: r.slots });
+        classes.push(ResourceClass {
+            name: name.clone(),
+            cpus: r.cpus.max(1),
+            memory,
+            gpus: r.gpus,
+            slots: r.slots,
+        });
     }
     classes
 }
@@ -192,7 +251,9 @@ fn check_classes(c: &mut Checker, spec: &PipelineSpec) -> Vec<ResourceClass> {
 /// `512MiB`, `2GiB`, `4G`, `100MB`, `1024` (bytes).
 pub fn parse_bytes(s: &str) -> Option<u64> {
     let s = s.trim();
-    let split = s.find(|ch: char| !(ch.is_ascii_digit() || ch == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().ok()?;
     let mult: u64 = match unit.trim() {
@@ -207,7 +268,7 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
         "TiB" => 1 << 40,
         _ => return None,
     };
-    (n >= 0.0 && n.is_finite()).then(|| (n * mult as f64) as u64)
+    (n >= 0.0 && n.is_finite()).then_some((n * mult as f64) as u64)
 }
 
 fn check_stage(
@@ -225,7 +286,11 @@ fn check_stage(
         match names.get(n.value.as_str()) {
             Some(&i) if n.value == *name => {
                 let _ = i;
-                c.error(n.loc, format!("stage `{name}` needs itself"), Some("remove it from `needs`".into()));
+                c.error(
+                    n.loc,
+                    format!("stage `{name}` needs itself"),
+                    Some("remove it from `needs`".into()),
+                );
             }
             Some(&i) => {
                 if !needs.contains(&i) {
@@ -234,7 +299,10 @@ fn check_stage(
             }
             None => c.error(
                 n.loc,
-                format!("stage `{name}` needs `{}`, which is not a stage of this pipeline", n.value),
+                format!(
+                    "stage `{name}` needs `{}`, which is not a stage of this pipeline",
+                    n.value
+                ),
                 suggest(&n.value, ordered.iter().copied().filter(|o| o != name)),
             ),
         }
@@ -246,7 +314,10 @@ fn check_stage(
             if found.is_none() {
                 c.error(
                     r.loc,
-                    format!("stage `{name}` uses resource class `{}`, which is not defined", r.value),
+                    format!(
+                        "stage `{name}` uses resource class `{}`, which is not defined",
+                        r.value
+                    ),
                     suggest(&r.value, classes.iter().map(|cl| cl.name.as_str()))
                         .or(Some("define it under `resources:`".into())),
                 );
@@ -254,40 +325,68 @@ fn check_stage(
             found
         }
     };
-    let timeout = st.timeout.as_ref().and_then(|t| match humantime::parse_duration(&t.value) {
-        Ok(d) if !d.is_zero() => Some(d),
-        _ => {
-            c.error(t.loc, format!("stage `{name}`: `{}` is not a timeout", t.value), Some("write e.g. `90s`, `10m` or `2h`".into()));
-            None
-        }
-    });
+    let timeout = st
+        .timeout
+        .as_ref()
+        .and_then(|t| match humantime::parse_duration(&t.value) {
+            Ok(d) if !d.is_zero() => Some(d),
+            _ => {
+                c.error(
+                    t.loc,
+                    format!("stage `{name}`: `{}` is not a timeout", t.value),
+                    Some("write e.g. `90s`, `10m` or `2h`".into()),
+                );
+                None
+            }
+        });
     let mut matrix = vec![];
     if let Some(m) = &st.matrix {
         if m.value.is_empty() {
-            c.error(m.loc, format!("stage `{name}` has an empty `matrix`"), Some("list at least one key with values, or remove `matrix`".into()));
+            c.error(
+                m.loc,
+                format!("stage `{name}` has an empty `matrix`"),
+                Some("list at least one key with values, or remove `matrix`".into()),
+            );
         }
         for (k, vals) in &m.value {
             if vals.is_empty() {
-                c.error(m.loc, format!("matrix key `{k}` of stage `{name}` has no values"), None);
+                c.error(
+                    m.loc,
+                    format!("matrix key `{k}` of stage `{name}` has no values"),
+                    None,
+                );
             }
             if k.split('.').any(str::is_empty) {
-                c.error(m.loc, format!("matrix key `{k}` of stage `{name}` is not a key path"), Some("write `key` or `a.b`".into()));
+                c.error(
+                    m.loc,
+                    format!("matrix key `{k}` of stage `{name}` is not a key path"),
+                    Some("write `key` or `a.b`".into()),
+                );
             }
             matrix.push((k.clone(), vals.clone()));
         }
     }
-    let params = st.params.as_ref().map(|p| p.value.clone()).unwrap_or(Value::Null);
+    let params = st
+        .params
+        .as_ref()
+        .map(|p| p.value.clone())
+        .unwrap_or(Value::Null);
     let params_loc = st.params.as_ref().map(|p| p.loc).unwrap_or(st.uses.loc);
     let Some(kind) = registry.get(&st.uses.value) else {
         c.error(
             st.uses.loc,
             format!("unknown stage kind `{}` in stage `{name}`", st.uses.value),
-            suggest(&st.uses.value, registry.names()).or(Some("run `engine stages` to list the kinds".into())),
+            suggest(&st.uses.value, registry.names())
+                .or(Some("run `engine stages` to list the kinds".into())),
         );
         return None;
     };
     if !(params.is_null() || params.is_object()) {
-        c.error(params_loc, format!("`with` of stage `{name}` must be a mapping of params"), None);
+        c.error(
+            params_loc,
+            format!("`with` of stage `{name}` must be a mapping of params"),
+            None,
+        );
         return None;
     }
     let first: Vec<usize> = vec![0; matrix.len()];
@@ -299,7 +398,14 @@ fn check_stage(
                 Some((m, rest)) => (m.to_string(), Some(format!("did you mean{rest}"))),
                 None => (m, None),
             };
-            c.error(params_loc, format!("invalid params for `{}` in stage `{name}`: {m}", st.uses.value), hint);
+            c.error(
+                params_loc,
+                format!(
+                    "invalid params for `{}` in stage `{name}`: {m}",
+                    st.uses.value
+                ),
+                hint,
+            );
             return None;
         }
     };
@@ -336,7 +442,11 @@ fn check_stage(
     if let Some(m) = &st.map
         && m.value.batch == 0
     {
-        c.error(m.loc, format!("`map.batch` of stage `{name}` must be at least 1"), None);
+        c.error(
+            m.loc,
+            format!("`map.batch` of stage `{name}` must be at least 1"),
+            None,
+        );
     }
     if class.is_none() || (st.timeout.is_some() && timeout.is_none()) {
         return None;
@@ -355,38 +465,67 @@ fn check_maps(c: &mut Checker, spec: &PipelineSpec, stages: &mut [Option<Compile
         let Some(m) = &st.map else { continue };
         let over = &m.value.over;
         let Some((up, out)) = over.value.split_once('.') else {
-            c.error(over.loc, format!("`map.over` of stage `{}` is `{}`, not `STAGE.COLLECTION`", key.value, over.value), None);
+            c.error(
+                over.loc,
+                format!(
+                    "`map.over` of stage `{}` is `{}`, not `STAGE.COLLECTION`",
+                    key.value, over.value
+                ),
+                None,
+            );
             continue;
         };
         let Some(j) = outputs.iter().position(|(n, _)| n == up) else {
             c.error(
                 over.loc,
-                format!("`map.over` of stage `{}` names stage `{up}`, which does not exist", key.value),
+                format!(
+                    "`map.over` of stage `{}` names stage `{up}`, which does not exist",
+                    key.value
+                ),
                 suggest(up, outputs.iter().map(|(n, _)| n.as_str())),
             );
             continue;
         };
         // A stage that failed to build has its own error; its outputs are unknown.
         let Some(decls) = &outputs[j].1 else { continue };
-        let collections: Vec<&str> = decls.iter().filter(|d| d.kind == ArtifactKind::Collection).map(|d| d.name.as_str()).collect();
+        let collections: Vec<&str> = decls
+            .iter()
+            .filter(|d| d.kind == ArtifactKind::Collection)
+            .map(|d| d.name.as_str())
+            .collect();
         if !collections.contains(&out) {
             let hint = if collections.is_empty() {
                 Some(format!("stage `{up}` produces no collection"))
             } else {
                 suggest(out, collections.iter().copied())
             };
-            c.error(over.loc, format!("`map.over` of stage `{}`: stage `{up}` has no collection output `{out}`", key.value), hint);
+            c.error(
+                over.loc,
+                format!(
+                    "`map.over` of stage `{}`: stage `{up}` has no collection output `{out}`",
+                    key.value
+                ),
+                hint,
+            );
             continue;
         }
         if j == i {
-            c.error(over.loc, format!("stage `{}` cannot map over its own output", key.value), None);
+            c.error(
+                over.loc,
+                format!("stage `{}` cannot map over its own output", key.value),
+                None,
+            );
             continue;
         }
         if let Some(s) = stages[i].as_mut() {
             if !s.needs.contains(&j) {
                 s.needs.push(j);
             }
-            s.map = Some(MapOver { stage: j, output: out.into(), batch: m.value.batch.max(1) });
+            s.map = Some(MapOver {
+                stage: j,
+                output: out.into(),
+                batch: m.value.batch.max(1),
+            });
         }
     }
 }
@@ -398,7 +537,11 @@ fn check_cycles(c: &mut Checker, spec: &PipelineSpec, names: &HashMap<&str, usiz
     let nodes: Vec<_> = (0..keys.len()).map(|i| g.add_node(i)).collect();
     let mut adj: Vec<Vec<usize>> = vec![vec![]; keys.len()];
     for (i, st) in spec.stages.values().enumerate() {
-        let mut deps: Vec<usize> = st.needs.iter().filter_map(|n| names.get(n.value.as_str()).copied()).collect();
+        let mut deps: Vec<usize> = st
+            .needs
+            .iter()
+            .filter_map(|n| names.get(n.value.as_str()).copied())
+            .collect();
         if let Some(m) = &st.map
             && let Some((up, _)) = m.value.over.value.split_once('.')
             && let Some(&j) = names.get(up)
@@ -437,7 +580,11 @@ fn cycle_path(start: usize, members: &[usize], adj: &[Vec<usize>]) -> Vec<usize>
     let mut prev: BTreeMap<usize, usize> = BTreeMap::new();
     let mut queue = std::collections::VecDeque::from([start]);
     while let Some(n) = queue.pop_front() {
-        let mut next: Vec<usize> = adj[n].iter().copied().filter(|m| members.contains(m)).collect();
+        let mut next: Vec<usize> = adj[n]
+            .iter()
+            .copied()
+            .filter(|m| members.contains(m))
+            .collect();
         next.sort();
         for m in next {
             if m == start {
@@ -463,14 +610,23 @@ fn cycle_path(start: usize, members: &[usize], adj: &[Vec<usize>]) -> Vec<usize>
 
 fn check_whens(c: &mut Checker, spec: &PipelineSpec, built: &[Option<CompiledStage>]) {
     let env = when_env();
-    let names: HashMap<&str, usize> = spec.stages.keys().enumerate().map(|(i, k)| (k.value.as_str(), i)).collect();
+    let names: HashMap<&str, usize> = spec
+        .stages
+        .keys()
+        .enumerate()
+        .map(|(i, k)| (k.value.as_str(), i))
+        .collect();
     // Needs by index, from the spec (so stages that failed to build still count).
     let needs: Vec<Vec<usize>> = spec
         .stages
         .values()
         .enumerate()
         .map(|(i, st)| {
-            let mut n: Vec<usize> = st.needs.iter().filter_map(|x| names.get(x.value.as_str()).copied()).collect();
+            let mut n: Vec<usize> = st
+                .needs
+                .iter()
+                .filter_map(|x| names.get(x.value.as_str()).copied())
+                .collect();
             if let Some(Some(s)) = built.get(i) {
                 n.extend(s.needs.iter().copied());
             }
@@ -484,7 +640,14 @@ fn check_whens(c: &mut Checker, spec: &PipelineSpec, built: &[Option<CompiledSta
         let expr = match env.compile_expression(&w.value) {
             Ok(e) => e,
             Err(e) => {
-                c.error(w.loc, format!("`when` of stage `{name}` is not a valid expression: {}", e.detail().unwrap_or(&e.to_string())), Some("write e.g. `evaluate.passed` or `evaluate.f1 > 0.9`".into()));
+                c.error(
+                    w.loc,
+                    format!(
+                        "`when` of stage `{name}` is not a valid expression: {}",
+                        e.detail().unwrap_or(&e.to_string())
+                    ),
+                    Some("write e.g. `evaluate.passed` or `evaluate.f1 > 0.9`".into()),
+                );
                 continue;
             }
         };

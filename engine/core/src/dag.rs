@@ -36,7 +36,10 @@ fn status_of(run: Option<&RunRecord>, label: &str) -> Option<TaskStatus> {
 }
 
 pub fn dot(p: &Pipeline, plan: &Plan, run: Option<&RunRecord>) -> String {
-    let mut s = format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fillcolor=\"#ffffff\", fontname=\"Helvetica\"];\n", p.name);
+    let mut s = format!(
+        "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fillcolor=\"#ffffff\", fontname=\"Helvetica\"];\n",
+        p.name
+    );
     for (i, t) in plan.tasks.iter().enumerate() {
         let kind = &p.stages[t.stage].kind;
         let label = t.label.replace('"', "\\\"");
@@ -64,7 +67,11 @@ pub fn mermaid(p: &Pipeline, plan: &Plan, run: Option<&RunRecord>) -> String {
         let label = t.label.replace('"', "'");
         match status_of(run, &t.label) {
             Some(st) => {
-                s.push_str(&format!("  t{i}[\"{label}<br/>{kind}<br/>{}\"]:::{}\n", st.as_str(), st.as_str()));
+                s.push_str(&format!(
+                    "  t{i}[\"{label}<br/>{kind}<br/>{}\"]:::{}\n",
+                    st.as_str(),
+                    st.as_str()
+                ));
                 used.insert(st);
             }
             None => s.push_str(&format!("  t{i}[\"{label}<br/>{kind}\"]\n")),

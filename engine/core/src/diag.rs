@@ -38,7 +38,10 @@ impl Diagnostic {
         if self.line == 0 {
             format!("{}: {}", self.file, self.message)
         } else {
-            format!("{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+            format!(
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            )
         }
     }
 
@@ -90,8 +93,11 @@ pub struct Diagnostics {
 
 impl Diagnostics {
     pub fn render(&self) -> String {
-        let mut parts: Vec<String> =
-            self.items.iter().map(|d| d.render(self.source.as_deref())).collect();
+        let mut parts: Vec<String> = self
+            .items
+            .iter()
+            .map(|d| d.render(self.source.as_deref()))
+            .collect();
         parts.push(format!(
             "{} error{} found",
             self.items.len(),
@@ -120,7 +126,10 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 }
 
 /// A hint naming the closest candidate, or listing them all when few.
-pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str> + Clone) -> Option<String> {
+pub fn suggest<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str> + Clone,
+) -> Option<String> {
     if let Some(c) = closest(name, candidates.clone()) {
         return Some(format!("did you mean `{c}`?"));
     }
@@ -130,7 +139,10 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str> + C
     } else if all.len() <= 8 {
         Some(format!(
             "expected one of {}",
-            all.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+            all.iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     } else {
         None

@@ -19,8 +19,10 @@ impl Digest {
 
     /// Parses a full hex digest; `None` when it is not 64 hex characters.
     pub fn parse(s: &str) -> Option<Digest> {
-        (s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-            .then(|| Digest(s.to_string()))
+        (s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| Digest(s.to_string()))
     }
 
     pub fn as_str(&self) -> &str {

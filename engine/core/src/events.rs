@@ -6,13 +6,44 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    RunStarted { run: String, pipeline: String, tasks: usize, store: String },
-    TaskStarted { task: String, attempt: u32 },
-    TaskRetry { task: String, attempt: u32, error: String, delay_ms: u64 },
-    TaskFinished { task: String, status: crate::records::TaskStatus, seconds: f64, reason: String, error: Option<String> },
-    Progress { task: String, done: u64, total: u64 },
-    Log { task: String, line: String },
-    RunFinished { run: String, status: crate::records::RunStatus, seconds: f64, counts: std::collections::BTreeMap<String, usize> },
+    RunStarted {
+        run: String,
+        pipeline: String,
+        tasks: usize,
+        store: String,
+    },
+    TaskStarted {
+        task: String,
+        attempt: u32,
+    },
+    TaskRetry {
+        task: String,
+        attempt: u32,
+        error: String,
+        delay_ms: u64,
+    },
+    TaskFinished {
+        task: String,
+        status: crate::records::TaskStatus,
+        seconds: f64,
+        reason: String,
+        error: Option<String>,
+    },
+    Progress {
+        task: String,
+        done: u64,
+        total: u64,
+    },
+    Log {
+        task: String,
+        line: String,
+    },
+    RunFinished {
+        run: String,
+        status: crate::records::RunStatus,
+        seconds: f64,
+        counts: std::collections::BTreeMap<String, usize>,
+    },
 }
 
 /// Where events go; dropping events when nobody listens is fine.

@@ -57,12 +57,20 @@ pub fn plan(p: &Pipeline) -> Plan {
         let s = &p.stages[si];
         let start = tasks.len();
         if s.matrix.is_empty() {
-            tasks.push(Task { stage: si, combo: vec![], label: s.name.clone() });
+            tasks.push(Task {
+                stage: si,
+                combo: vec![],
+                label: s.name.clone(),
+            });
         } else {
             let sizes: Vec<usize> = s.matrix.iter().map(|(_, v)| v.len()).collect();
             let mut combo = vec![0usize; sizes.len()];
             'outer: loop {
-                tasks.push(Task { stage: si, combo: combo.clone(), label: matrix_label(&s.name, &s.matrix, &combo) });
+                tasks.push(Task {
+                    stage: si,
+                    combo: combo.clone(),
+                    label: matrix_label(&s.name, &s.matrix, &combo),
+                });
                 for k in (0..combo.len()).rev() {
                     combo[k] += 1;
                     if combo[k] < sizes[k] {
@@ -75,7 +83,12 @@ pub fn plan(p: &Pipeline) -> Plan {
         }
         stage_tasks[si] = start..tasks.len();
     }
-    Plan { tasks, stage_tasks, stage_order, dependants }
+    Plan {
+        tasks,
+        stage_tasks,
+        stage_order,
+        dependants,
+    }
 }
 
 /// `train[hidden=64,lr=0.001]`.

@@ -193,7 +193,10 @@ pub async fn save_run(store: &Store, r: &RunRecord) -> Result<(), StoreError> {
 
 pub async fn load_run(store: &Store, id: &str) -> Result<Option<RunRecord>, StoreError> {
     if id.contains('/') || id.contains("..") {
-        return Err(StoreError::BadName { name: id.into(), why: "run ids have no `/`".into() });
+        return Err(StoreError::BadName {
+            name: id.into(),
+            why: "run ids have no `/`".into(),
+        });
     }
     store.get_json(&run_path(id)).await
 }
@@ -218,7 +221,11 @@ pub async fn find_run(store: &Store, what: &str) -> Result<Option<RunRecord>, St
         ids.first().cloned()
     } else {
         let m: Vec<&String> = ids.iter().filter(|i| i.starts_with(what)).collect();
-        if m.len() == 1 { Some(m[0].clone()) } else { ids.iter().find(|i| *i == what).cloned() }
+        if m.len() == 1 {
+            Some(m[0].clone())
+        } else {
+            ids.iter().find(|i| *i == what).cloned()
+        }
     };
     match id {
         Some(id) => load_run(store, &id).await,
@@ -234,16 +241,28 @@ pub async fn load_lineage(store: &Store, d: &Digest) -> Result<Option<Lineage>, 
 /// sort by start time.
 pub fn new_run_id() -> String {
     let now = time::OffsetDateTime::now_utc();
-    let fmt = time::macros::format_description!("[year][month][day]-[hour][minute][second]-[subsecond digits:3]");
+    let fmt = time::macros::format_description!(
+        "[year][month][day]-[hour][minute][second]-[subsecond digits:3]"
+    );
     let stamp = now.format(&fmt).unwrap_or_default();
-    let seed = format!("{}-{}-{:?}", now.unix_timestamp_nanos(), std::process::id(), std::thread::current().id());
+    let seed = format!(
+        "{}-{}-{:?}",
+        now.unix_timestamp_nanos(),
+        std::process::id(),
+        std::thread::current().id()
+    );
     format!("{stamp}-{}", &Digest::of(seed.as_bytes()).as_str()[..4])
 }
 
 /// The commit of the git repository holding `dir`, with `-dirty` when the
 /// work tree has changes; `None` outside a repository.
 pub fn git_commit(dir: &std::path::Path) -> Option<String> {
-    let out = std::process::Command::new("git").arg("-C").arg(dir).args(["rev-parse", "HEAD"]).output().ok()?;
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }

@@ -17,13 +17,19 @@ impl Machine {
     /// The machine's cores, memory (from /proc/meminfo) and GPUs (from
     /// `ENGINE_GPUS`, else `CUDA_VISIBLE_DEVICES`, else 0).
     pub fn detect() -> Machine {
-        let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1);
         let memory = std::fs::read_to_string("/proc/meminfo")
             .ok()
             .and_then(|t| {
                 t.lines()
                     .find(|l| l.starts_with("MemTotal:"))
-                    .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<u64>().ok()))
+                    .and_then(|l| {
+                        l.split_whitespace()
+                            .nth(1)
+                            .and_then(|k| k.parse::<u64>().ok())
+                    })
             })
             .map(|kib| kib * 1024)
             .unwrap_or(u64::MAX);
@@ -31,9 +37,11 @@ impl Machine {
             .ok()
             .and_then(|v| v.parse().ok())
             .or_else(|| {
-                std::env::var("CUDA_VISIBLE_DEVICES")
-                    .ok()
-                    .map(|v| v.split(',').filter(|s| !s.trim().is_empty() && s.trim() != "-1").count() as u32)
+                std::env::var("CUDA_VISIBLE_DEVICES").ok().map(|v| {
+                    v.split(',')
+                        .filter(|s| !s.trim().is_empty() && s.trim() != "-1")
+                        .count() as u32
+                })
             })
             .unwrap_or(0);
         Machine { cpus, memory, gpus }
@@ -119,7 +127,12 @@ impl Pool {
         let n = classes.len();
         Arc::new(Pool {
             classes,
-            state: Mutex::new(State { cpus: machine.cpus.max(1), memory: machine.memory, gpus: machine.gpus, slots_used: vec![0; n] }),
+            state: Mutex::new(State {
+                cpus: machine.cpus.max(1),
+                memory: machine.memory,
+                gpus: machine.gpus,
+                slots_used: vec![0; n],
+            }),
             notify: Notify::new(),
             clamped,
         })
@@ -147,7 +160,10 @@ impl Pool {
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.try_take(class) {
-                return Grant { pool: self.clone(), class };
+                return Grant {
+                    pool: self.clone(),
+                    class,
+                };
             }
             notified.await;
         }

@@ -9,7 +9,9 @@ use crate::compile::{CompiledStage, Pipeline, when_name};
 use crate::digest::Digest;
 use crate::events::{Event, EventSink};
 use crate::plan::Plan;
-use crate::records::{self, InputRef, ItemCounts, Lineage, RunRecord, RunStatus, TaskRecord, TaskStatus};
+use crate::records::{
+    self, InputRef, ItemCounts, Lineage, RunRecord, RunStatus, TaskRecord, TaskStatus,
+};
 use crate::resources::{Machine, Pool};
 use crate::stage::{Input, ItemCtx, Log, MapStage, Stage, StageError, StageImpl, TaskCtx};
 use crate::store::{ArtifactKind, Item, Manifest, Store, StoreError, now_rfc3339};
@@ -85,11 +87,19 @@ impl Shared {
         self.opts.force.iter().any(|f| f == stage)
     }
     async fn manifest(&self, d: &Digest) -> Result<Arc<Manifest>, StoreError> {
-        if let Some(m) = self.manifests.lock().unwrap_or_else(|p| p.into_inner()).get(d) {
+        if let Some(m) = self
+            .manifests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(d)
+        {
             return Ok(m.clone());
         }
         let m = Arc::new(self.store.get_manifest(d).await?);
-        self.manifests.lock().unwrap_or_else(|p| p.into_inner()).insert(d.clone(), m.clone());
+        self.manifests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(d.clone(), m.clone());
         Ok(m)
     }
 }
@@ -105,7 +115,12 @@ struct InputSpec {
 
 /// Runs the plan to the end (or to cancellation) and returns its record,
 /// which is also saved in the store.
-pub async fn run(pipeline: Arc<Pipeline>, plan: Arc<Plan>, store: Store, opts: RunOptions) -> Result<RunRecord, StoreError> {
+pub async fn run(
+    pipeline: Arc<Pipeline>,
+    plan: Arc<Plan>,
+    store: Store,
+    opts: RunOptions,
+) -> Result<RunRecord, StoreError> {
     let pool = Pool::new(&pipeline.classes, opts.machine);
     let mut record = RunRecord {
         id: opts.run_id.clone(),
@@ -116,7 +131,9 @@ pub async fn run(pipeline: Arc<Pipeline>, plan: Arc<Plan>, store: Store, opts: R
         finished: None,
         seconds: 0.0,
         engine_version: crate::ENGINE_VERSION.into(),
-        host: hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
+        host: hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         git_commit: opts.git_commit.clone(),
         pipeline_digest: pipeline.digest.clone(),
         spec: pipeline.text.clone(),
@@ -138,7 +155,12 @@ pub async fn run(pipeline: Arc<Pipeline>, plan: Arc<Plan>, store: Store, opts: R
                     status: TaskStatus::Waiting,
                     reason: String::new(),
                     attempts: 0,
-                    matrix: s.matrix.iter().zip(&t.combo).map(|((k, v), &i)| (k.clone(), v[i].clone())).collect(),
+                    matrix: s
+                        .matrix
+                        .iter()
+                        .zip(&t.combo)
+                        .map(|((k, v), &i)| (k.clone(), v[i].clone()))
+                        .collect(),
                     started_ms: None,
                     finished_ms: None,
                     held_ms: vec![],
@@ -174,7 +196,12 @@ pub async fn run(pipeline: Arc<Pipeline>, plan: Arc<Plan>, store: Store, opts: R
     let mut stage_left: Vec<usize> = plan.stage_tasks.iter().map(|r| r.len()).collect();
     let mut needs_left: Vec<usize> = pipeline.stages.iter().map(|s| s.needs.len()).collect();
     let mut done: Vec<Option<Done>> = vec![None; plan.tasks.len()];
-    let mut ready: VecDeque<usize> = plan.stage_order.iter().copied().filter(|&s| needs_left[s] == 0).collect();
+    let mut ready: VecDeque<usize> = plan
+        .stage_order
+        .iter()
+        .copied()
+        .filter(|&s| needs_left[s] == 0)
+        .collect();
     let mut join: JoinSet<(usize, TaskRecord, Option<Done>)> = JoinSet::new();
     let mut last_save = Instant::now();
     let mut completed_stages = 0;
@@ -228,7 +255,11 @@ pub async fn run(pipeline: Arc<Pipeline>, plan: Arc<Plan>, store: Store, opts: R
                     }
                     vals.push(Value::Object(d.values.clone().into_iter().collect()));
                 }
-                let v = if vals.len() == 1 { vals.pop().unwrap_or(Value::Null) } else { Value::Array(vals) };
+                let v = if vals.len() == 1 {
+                    vals.pop().unwrap_or(Value::Null)
+                } else {
+                    Value::Array(vals)
+                };
                 when_ctx.insert(when_name(&up.name), v);
             }
             if stage.when.is_some() {
@@ -240,9 +271,17 @@ pub async fn run(pipeline: Arc<Pipeline>, plan: Arc<Plan>, store: Store, opts: R
                     }
                     let vals: Vec<Value> = plan.stage_tasks[a]
                         .clone()
-                        .filter_map(|u| done[u].as_ref().map(|d| Value::Object(d.values.clone().into_iter().collect())))
+                        .filter_map(|u| {
+                            done[u]
+                                .as_ref()
+                                .map(|d| Value::Object(d.values.clone().into_iter().collect()))
+                        })
                         .collect();
-                    let v = if vals.len() == 1 { vals[0].clone() } else { Value::Array(vals) };
+                    let v = if vals.len() == 1 {
+                        vals[0].clone()
+                    } else {
+                        Value::Array(vals)
+                    };
                     when_ctx.insert(key, v);
                 }
             }
@@ -257,7 +296,10 @@ pub async fn run(pipeline: Arc<Pipeline>, plan: Arc<Plan>, store: Store, opts: R
                     use futures::FutureExt;
                     let fallback = rec.clone();
                     let ms = sh.ms();
-                    match std::panic::AssertUnwindSafe(execute(sh, t, rec, inputs, when_ctx)).catch_unwind().await {
+                    match std::panic::AssertUnwindSafe(execute(sh, t, rec, inputs, when_ctx))
+                        .catch_unwind()
+                        .await
+                    {
                         Ok((rec, d)) => (t, rec, d),
                         Err(p) => {
                             let what = p
@@ -268,7 +310,10 @@ pub async fn run(pipeline: Arc<Pipeline>, plan: Arc<Plan>, store: Store, opts: R
                             let mut r = fallback;
                             r.status = TaskStatus::Failed;
                             r.finished_ms = Some(ms);
-                            r.error = Some(format!("the stage panicked (a bug in stage `{}`): {what}", r.kind));
+                            r.error = Some(format!(
+                                "the stage panicked (a bug in stage `{}`): {what}",
+                                r.kind
+                            ));
                             (t, r, None)
                         }
                     }
@@ -278,7 +323,9 @@ pub async fn run(pipeline: Arc<Pipeline>, plan: Arc<Plan>, store: Store, opts: R
         if join.is_empty() {
             break;
         }
-        let Some(joined) = join.join_next().await else { break };
+        let Some(joined) = join.join_next().await else {
+            break;
+        };
         // Panics are caught inside the task; a join error means it was aborted.
         let Ok((t, rec, d)) = joined else { continue };
         let si = plan.tasks[t].stage;
@@ -308,7 +355,12 @@ pub async fn run(pipeline: Arc<Pipeline>, plan: Arc<Plan>, store: Store, opts: R
     }
     record.status = if record.tasks.iter().any(|t| t.status == TaskStatus::Failed) {
         RunStatus::Failed
-    } else if opts.cancel.is_cancelled() || record.tasks.iter().any(|t| t.status == TaskStatus::Cancelled) {
+    } else if opts.cancel.is_cancelled()
+        || record
+            .tasks
+            .iter()
+            .any(|t| t.status == TaskStatus::Cancelled)
+    {
         RunStatus::Cancelled
     } else {
         RunStatus::Succeeded
@@ -326,14 +378,23 @@ pub async fn run(pipeline: Arc<Pipeline>, plan: Arc<Plan>, store: Store, opts: R
 }
 
 /// Why a stage cannot run: an upstream task failed, was cancelled or skipped.
-fn upstream_problem(p: &Pipeline, plan: &Plan, rec: &RunRecord, stage: &CompiledStage) -> Option<String> {
+fn upstream_problem(
+    p: &Pipeline,
+    plan: &Plan,
+    rec: &RunRecord,
+    stage: &CompiledStage,
+) -> Option<String> {
     for &n in &stage.needs {
         for t in plan.stage_tasks[n].clone() {
             let r = &rec.tasks[t];
             match r.status {
                 TaskStatus::Failed => return Some(format!("upstream `{}` failed", r.task)),
-                TaskStatus::Cancelled => return Some(format!("upstream `{}` was cancelled", r.task)),
-                TaskStatus::Skipped => return Some(format!("upstream `{}` was skipped", p.stages[n].name)),
+                TaskStatus::Cancelled => {
+                    return Some(format!("upstream `{}` was cancelled", r.task));
+                }
+                TaskStatus::Skipped => {
+                    return Some(format!("upstream `{}` was skipped", p.stages[n].name));
+                }
                 _ => {}
             }
         }
@@ -341,7 +402,13 @@ fn upstream_problem(p: &Pipeline, plan: &Plan, rec: &RunRecord, stage: &Compiled
     None
 }
 
-fn finish(sh: &Shared, mut rec: TaskRecord, status: TaskStatus, reason: Option<String>, error: Option<String>) -> TaskRecord {
+fn finish(
+    sh: &Shared,
+    mut rec: TaskRecord,
+    status: TaskStatus,
+    reason: Option<String>,
+    error: Option<String>,
+) -> TaskRecord {
     rec.status = status;
     if let Some(r) = reason {
         rec.reason = r;
@@ -362,7 +429,16 @@ fn finish(sh: &Shared, mut rec: TaskRecord, status: TaskStatus, reason: Option<S
 }
 
 fn sanitize(label: &str) -> String {
-    label.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect()
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 async fn execute(
@@ -377,7 +453,10 @@ async fn execute(
     rec.started_ms = Some(sh.ms());
     rec.inputs = input_specs
         .iter()
-        .map(|i| InputRef { name: format!("{}/{}/{}", i.stage, i.task, i.output), digest: i.digest.clone() })
+        .map(|i| InputRef {
+            name: format!("{}/{}/{}", i.stage, i.task, i.output),
+            digest: i.digest.clone(),
+        })
         .collect();
 
     if let Some(expr) = &stage.when {
@@ -389,12 +468,30 @@ async fn execute(
         match verdict {
             Ok(true) => {}
             Ok(false) => {
-                let r = finish(&sh, rec, TaskStatus::Skipped, Some(format!("condition `{expr}` is false")), None);
+                let r = finish(
+                    &sh,
+                    rec,
+                    TaskStatus::Skipped,
+                    Some(format!("condition `{expr}` is false")),
+                    None,
+                );
                 return (r, None);
             }
             Err(e) => {
-                let msg = format!("Failed to evaluate `when: {expr}` of stage `{}`: {e}", stage.name);
-                return (finish(&sh, rec, TaskStatus::Failed, Some("condition error".into()), Some(msg)), None);
+                let msg = format!(
+                    "Failed to evaluate `when: {expr}` of stage `{}`: {e}",
+                    stage.name
+                );
+                return (
+                    finish(
+                        &sh,
+                        rec,
+                        TaskStatus::Failed,
+                        Some("condition error".into()),
+                        Some(msg),
+                    ),
+                    None,
+                );
             }
         }
     }
@@ -410,8 +507,20 @@ async fn execute(
                 manifest: m,
             }),
             Err(e) => {
-                let msg = format!("Failed to load input `{}.{}` of task `{}`: {e}", i.stage, i.output, rec.task);
-                return (finish(&sh, rec, TaskStatus::Failed, Some("input missing".into()), Some(msg)), None);
+                let msg = format!(
+                    "Failed to load input `{}.{}` of task `{}`: {e}",
+                    i.stage, i.output, rec.task
+                );
+                return (
+                    finish(
+                        &sh,
+                        rec,
+                        TaskStatus::Failed,
+                        Some("input missing".into()),
+                        Some(msg),
+                    ),
+                    None,
+                );
             }
         }
     }
@@ -423,8 +532,20 @@ async fn execute(
         match (stage.build)(&params) {
             Ok(i) => i,
             Err(m) => {
-                let msg = format!("invalid params for `{}` in task `{}`: {m}", stage.kind, rec.task);
-                return (finish(&sh, rec, TaskStatus::Failed, Some("invalid params".into()), Some(msg)), None);
+                let msg = format!(
+                    "invalid params for `{}` in task `{}`: {m}",
+                    stage.kind, rec.task
+                );
+                return (
+                    finish(
+                        &sh,
+                        rec,
+                        TaskStatus::Failed,
+                        Some("invalid params".into()),
+                        Some(msg),
+                    ),
+                    None,
+                );
             }
         }
     };
@@ -432,7 +553,10 @@ async fn execute(
         &stage.kind,
         imp.version(),
         &params,
-        rec.inputs.iter().map(|i| (i.name.clone(), i.digest.clone())).collect(),
+        rec.inputs
+            .iter()
+            .map(|i| (i.name.clone(), i.digest.clone()))
+            .collect(),
     );
     let fpd = fp.digest();
     rec.fingerprint = Some(fpd.clone());
@@ -443,14 +567,32 @@ async fn execute(
             Ok(Some(entry)) => {
                 rec.outputs = entry.outputs.clone();
                 rec.values = entry.values.clone();
-                let d = Done { outputs: entry.outputs, values: entry.values };
-                let r = finish(&sh, rec, TaskStatus::Cached, Some(format!("cached from run {}", entry.run)), None);
+                let d = Done {
+                    outputs: entry.outputs,
+                    values: entry.values,
+                };
+                let r = finish(
+                    &sh,
+                    rec,
+                    TaskStatus::Cached,
+                    Some(format!("cached from run {}", entry.run)),
+                    None,
+                );
                 return (r, Some(d));
             }
             Ok(None) => {}
             Err(e) => {
                 let msg = format!("Failed to read the cache for task `{}`: {e}", rec.task);
-                return (finish(&sh, rec, TaskStatus::Failed, Some("cache unreadable".into()), Some(msg)), None);
+                return (
+                    finish(
+                        &sh,
+                        rec,
+                        TaskStatus::Failed,
+                        Some("cache unreadable".into()),
+                        Some(msg),
+                    ),
+                    None,
+                );
             }
         }
     }
@@ -471,8 +613,33 @@ async fn execute(
     let log = Log::new(&rec.task, sh.opts.events.clone());
     let label = rec.task.clone();
     let outcome = match &imp {
-        StageImpl::Task(s) => run_task(&sh, stage, &label, s.clone(), &inputs, &task_matrix(stage, &task.combo), &log, &mut rec).await,
-        StageImpl::Map(m) => run_map(&sh, task.stage, &label, m.clone(), &params, &inputs, &log, &mut rec, use_cache).await,
+        StageImpl::Task(s) => {
+            run_task(
+                &sh,
+                stage,
+                &label,
+                s.clone(),
+                &inputs,
+                &task_matrix(stage, &task.combo),
+                &log,
+                &mut rec,
+            )
+            .await
+        }
+        StageImpl::Map(m) => {
+            run_map(
+                &sh,
+                task.stage,
+                &label,
+                m.clone(),
+                &params,
+                &inputs,
+                &log,
+                &mut rec,
+                use_cache,
+            )
+            .await
+        }
     };
     let log_text = log.text();
     if !log_text.is_empty()
@@ -482,7 +649,18 @@ async fn execute(
     }
     let (outputs, values) = match outcome {
         Ok(x) => x,
-        Err(StageError::Cancelled) => return (finish(&sh, rec, TaskStatus::Cancelled, None, Some("cancelled".into())), None),
+        Err(StageError::Cancelled) => {
+            return (
+                finish(
+                    &sh,
+                    rec,
+                    TaskStatus::Cancelled,
+                    None,
+                    Some("cancelled".into()),
+                ),
+                None,
+            );
+        }
         Err(e) => {
             let msg = e.to_string();
             return (finish(&sh, rec, TaskStatus::Failed, None, Some(msg)), None);
@@ -493,7 +671,10 @@ async fn execute(
             let _ = sh.store.put_json(&last_path, &fp).await;
             rec.outputs = digests.clone();
             rec.values = values.clone();
-            let d = Done { outputs: digests, values };
+            let d = Done {
+                outputs: digests,
+                values,
+            };
             (finish(&sh, rec, TaskStatus::Done, None, None), Some(d))
         }
         Err(e) => {
@@ -504,7 +685,12 @@ async fn execute(
 }
 
 fn task_matrix(stage: &CompiledStage, combo: &[usize]) -> BTreeMap<String, Value> {
-    stage.matrix.iter().zip(combo).map(|((k, v), &i)| (k.clone(), v[i].clone())).collect()
+    stage
+        .matrix
+        .iter()
+        .zip(combo)
+        .map(|((k, v), &i)| (k.clone(), v[i].clone()))
+        .collect()
 }
 
 /// Manifests after blobs, lineage, then the cache entry last.
@@ -520,8 +706,16 @@ async fn publish(
     for decl in &stage.outputs {
         let m = match outputs.remove(&decl.name) {
             Some(m) => m,
-            None if decl.kind == ArtifactKind::Collection => Manifest { kind: ArtifactKind::Collection, ..Default::default() },
-            None => return Err(format!("the stage did not write its declared output `{}`", decl.name)),
+            None if decl.kind == ArtifactKind::Collection => Manifest {
+                kind: ArtifactKind::Collection,
+                ..Default::default()
+            },
+            None => {
+                return Err(format!(
+                    "the stage did not write its declared output `{}`",
+                    decl.name
+                ));
+            }
         };
         let d = sh.store.put_manifest(&m).await.map_err(|e| e.to_string())?;
         let lpath = records::lineage_path(&d);
@@ -537,7 +731,10 @@ async fn publish(
                 inputs: rec.inputs.clone(),
                 at: now_rfc3339(),
             };
-            sh.store.put_json(&lpath, &l).await.map_err(|e| e.to_string())?;
+            sh.store
+                .put_json(&lpath, &l)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         digests.insert(decl.name.clone(), d);
     }
@@ -549,7 +746,10 @@ async fn publish(
             task: rec.task.clone(),
             at: now_rfc3339(),
         };
-        sh.store.put_json(&cache::task_path(fp), &entry).await.map_err(|e| e.to_string())?;
+        sh.store
+            .put_json(&cache::task_path(fp), &entry)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(digests)
 }
@@ -566,9 +766,12 @@ async fn guarded<F: std::future::Future<Output = Result<(), StageError>>>(
 ) -> Result<(), StageError> {
     let timed = async {
         match timeout {
-            Some(d) => tokio::time::timeout(d, fut)
-                .await
-                .unwrap_or_else(|_| Err(StageError::msg(format!("timed out after {}", humantime::format_duration(d))))),
+            Some(d) => tokio::time::timeout(d, fut).await.unwrap_or_else(|_| {
+                Err(StageError::msg(format!(
+                    "timed out after {}",
+                    humantime::format_duration(d)
+                )))
+            }),
             None => fut.await,
         }
     };
@@ -601,8 +804,16 @@ async fn run_task(
         if attempt == 1 {
             rec.started_ms = Some(sh.ms());
         }
-        sh.opts.events.emit(Event::TaskStarted { task: label.into(), attempt });
-        let scratch = sh.opts.scratch_root.join(&sh.opts.run_id).join(sanitize(label)).join(format!("attempt-{attempt}"));
+        sh.opts.events.emit(Event::TaskStarted {
+            task: label.into(),
+            attempt,
+        });
+        let scratch = sh
+            .opts
+            .scratch_root
+            .join(&sh.opts.run_id)
+            .join(sanitize(label))
+            .join(format!("attempt-{attempt}"));
         let mut ctx = TaskCtx {
             store: sh.store.clone(),
             task: label.into(),
@@ -628,8 +839,16 @@ async fn run_task(
             Err(StageError::Cancelled) => return Err(StageError::Cancelled),
             Err(e) if attempt <= stage.retries => {
                 let delay = backoff(sh.opts.retry_backoff, attempt);
-                log.line(&format!("attempt {attempt} failed: {e}; retrying in {}", humantime::format_duration(delay)));
-                sh.opts.events.emit(Event::TaskRetry { task: label.into(), attempt, error: e.to_string(), delay_ms: delay.as_millis() as u64 });
+                log.line(&format!(
+                    "attempt {attempt} failed: {e}; retrying in {}",
+                    humantime::format_duration(delay)
+                ));
+                sh.opts.events.emit(Event::TaskRetry {
+                    task: label.into(),
+                    attempt,
+                    error: e.to_string(),
+                    delay_ms: delay.as_millis() as u64,
+                });
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = cancel.cancelled() => return Err(StageError::Cancelled),
@@ -656,14 +875,23 @@ async fn run_map(
     use_cache: bool,
 ) -> Result<(BTreeMap<String, Manifest>, BTreeMap<String, Value>), StageError> {
     let stage = &sh.pipeline.stages[stage_idx];
-    let over = stage.map.as_ref().ok_or_else(|| StageError::msg(format!("stage `{}` has no `map`", stage.name)))?;
+    let over = stage
+        .map
+        .as_ref()
+        .ok_or_else(|| StageError::msg(format!("stage `{}` has no `map`", stage.name)))?;
     let up = &sh.pipeline.stages[over.stage].name;
     let mut items: Vec<Item> = vec![];
     let mut keys = HashSet::new();
-    for i in inputs.iter().filter(|i| &i.stage == up && i.output == over.output) {
+    for i in inputs
+        .iter()
+        .filter(|i| &i.stage == up && i.output == over.output)
+    {
         for it in &i.manifest.items {
             if !keys.insert(it.key.clone()) {
-                return Err(StageError::msg(format!("collection `{up}.{}` has two items with key `{}`", over.output, it.key)));
+                return Err(StageError::msg(format!(
+                    "collection `{up}.{}` has two items with key `{}`",
+                    over.output, it.key
+                )));
             }
             items.push(it.clone());
         }
@@ -672,9 +900,14 @@ async fn run_map(
     let total = items.len();
     let version = m.version();
     let cancel = sh.opts.cancel.child_token();
-    let mut join: JoinSet<Result<Vec<(usize, Item, bool)>, StageError>> = JoinSet::new();
+    // Each batch returns (item index, output item, came from cache).
+    type BatchResult = Result<Vec<(usize, Item, bool)>, StageError>;
+    let mut join: JoinSet<BatchResult> = JoinSet::new();
     rec.started_ms = Some(sh.ms());
-    sh.opts.events.emit(Event::TaskStarted { task: label.into(), attempt: 1 });
+    sh.opts.events.emit(Event::TaskStarted {
+        task: label.into(),
+        attempt: 1,
+    });
     let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
     log.progress(0, total as u64);
     let batch = over.batch.max(1);
@@ -709,9 +942,13 @@ async fn run_map(
                         });
                     }
                     let threads = grant.as_ref().map(|g| g.threads()).unwrap_or(1);
-                    let it = run_item(&sh, stage, &label, &m, item, i, threads, &cancel, &log).await?;
+                    let it =
+                        run_item(&sh, stage, &label, &m, item, i, threads, &cancel, &log).await?;
                     if stage.cache {
-                        let entry = ItemEntry { item: it.clone(), run: sh.opts.run_id.clone() };
+                        let entry = ItemEntry {
+                            item: it.clone(),
+                            run: sh.opts.run_id.clone(),
+                        };
                         sh.store.put_json(&cache::item_path(&fp), &entry).await?;
                     }
                     out.push((i, it, false));
@@ -723,13 +960,21 @@ async fn run_map(
         });
     }
     let mut results: Vec<Option<Item>> = vec![None; total];
-    let mut counts = ItemCounts { total, run: 0, cached: 0 };
+    let mut counts = ItemCounts {
+        total,
+        run: 0,
+        cached: 0,
+    };
     let mut first_err = None;
     while let Some(j) = join.join_next().await {
         match j {
             Ok(Ok(v)) => {
                 for (i, it, cached) in v {
-                    if cached { counts.cached += 1 } else { counts.run += 1 }
+                    if cached {
+                        counts.cached += 1
+                    } else {
+                        counts.run += 1
+                    }
                     results[i] = Some(it);
                 }
             }
@@ -785,7 +1030,12 @@ async fn run_item(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let scratch = sh.opts.scratch_root.join(&sh.opts.run_id).join(sanitize(label)).join(format!("item-{index}-{attempt}"));
+        let scratch = sh
+            .opts
+            .scratch_root
+            .join(&sh.opts.run_id)
+            .join(sanitize(label))
+            .join(format!("item-{index}-{attempt}"));
         let mut ctx = ItemCtx {
             store: sh.store.clone(),
             task: label.into(),
@@ -799,11 +1049,20 @@ async fn run_item(
         let res = guarded(stage.timeout, cancel, m.run_item(item, &mut ctx)).await;
         let _ = tokio::fs::remove_dir_all(&scratch).await;
         match res {
-            Ok(()) => return Ok(Item { key: item.key.clone(), files: ctx.files, meta: ctx.meta }),
+            Ok(()) => {
+                return Ok(Item {
+                    key: item.key.clone(),
+                    files: ctx.files,
+                    meta: ctx.meta,
+                });
+            }
             Err(StageError::Cancelled) => return Err(StageError::Cancelled),
             Err(e) if attempt <= stage.retries => {
                 let delay = backoff(sh.opts.retry_backoff, attempt);
-                log.line(&format!("item `{}` attempt {attempt} failed: {e}; retrying", item.key));
+                log.line(&format!(
+                    "item `{}` attempt {attempt} failed: {e}; retrying",
+                    item.key
+                ));
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = cancel.cancelled() => return Err(StageError::Cancelled),
@@ -828,12 +1087,25 @@ pub struct Decision {
 }
 
 /// Decides, without running anything, what a run would do.
-pub async fn explain(pipeline: &Pipeline, plan: &Plan, store: &Store, force: &[String], no_cache: bool) -> Result<Vec<Decision>, StoreError> {
+pub async fn explain(
+    pipeline: &Pipeline,
+    plan: &Plan,
+    store: &Store,
+    force: &[String],
+    no_cache: bool,
+) -> Result<Vec<Decision>, StoreError> {
     let mut known: Vec<Option<BTreeMap<String, Digest>>> = vec![None; plan.tasks.len()];
     let mut out = Vec::with_capacity(plan.tasks.len());
     for (t, task) in plan.tasks.iter().enumerate() {
         let stage = &pipeline.stages[task.stage];
-        let mut d = Decision { task: task.label.clone(), stage: stage.name.clone(), kind: stage.kind.clone(), action: "run".into(), reason: String::new(), items: None };
+        let mut d = Decision {
+            task: task.label.clone(),
+            stage: stage.name.clone(),
+            kind: stage.kind.clone(),
+            action: "run".into(),
+            reason: String::new(),
+            items: None,
+        };
         let mut inputs = BTreeMap::new();
         let mut upstream_unknown = None;
         for &n in &stage.needs {
@@ -841,7 +1113,13 @@ pub async fn explain(pipeline: &Pipeline, plan: &Plan, store: &Store, force: &[S
                 match &known[u] {
                     Some(outs) => {
                         for (o, dig) in outs {
-                            inputs.insert(format!("{}/{}/{}", pipeline.stages[n].name, plan.tasks[u].label, o), dig.clone());
+                            inputs.insert(
+                                format!(
+                                    "{}/{}/{}",
+                                    pipeline.stages[n].name, plan.tasks[u].label, o
+                                ),
+                                dig.clone(),
+                            );
                         }
                     }
                     None => upstream_unknown = Some(pipeline.stages[n].name.clone()),
@@ -856,7 +1134,11 @@ pub async fn explain(pipeline: &Pipeline, plan: &Plan, store: &Store, force: &[S
             continue;
         }
         let params = stage.params_for(&task.combo);
-        let version = if task.combo.is_empty() { stage.imp.version() } else { (stage.build)(&params).map(|i| i.version()).unwrap_or(0) };
+        let version = if task.combo.is_empty() {
+            stage.imp.version()
+        } else {
+            (stage.build)(&params).map(|i| i.version()).unwrap_or(0)
+        };
         let fp = TaskFingerprint::new(&stage.kind, version, &params, inputs.clone());
         let fpd = fp.digest();
         let use_cache = stage.cache && !no_cache && !forced;
@@ -874,7 +1156,10 @@ pub async fn explain(pipeline: &Pipeline, plan: &Plan, store: &Store, force: &[S
         } else if !stage.cache {
             "cache: false".into()
         } else {
-            match store.get_json::<TaskFingerprint>(&cache::last_path(&pipeline.name, &task.label)).await? {
+            match store
+                .get_json::<TaskFingerprint>(&cache::last_path(&pipeline.name, &task.label))
+                .await?
+            {
                 Some(before) => fp.why_changed(&before),
                 None => "no cache entry".into(),
             }

@@ -18,11 +18,15 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 pub fn register(r: &mut Registry) {
-    r.add("shell", "run a command; inputs as files, declared outputs collected", |v| {
-        let cfg: ShellConfig = parse_params(v)?;
-        cfg.check()?;
-        Ok(StageImpl::Task(Arc::new(Shell(cfg))))
-    });
+    r.add(
+        "shell",
+        "run a command; inputs as files, declared outputs collected",
+        |v| {
+            let cfg: ShellConfig = parse_params(v)?;
+            cfg.check()?;
+            Ok(StageImpl::Task(Arc::new(Shell(cfg))))
+        },
+    );
 }
 
 /// Params of `shell`.
@@ -52,15 +56,29 @@ impl ShellConfig {
             return Err("`run` is empty; give the command to run".into());
         }
         for (name, path) in self.outputs.iter().chain(&self.collections) {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                return Err(format!("output name `{name}` must use letters, digits, `_` and `-`"));
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(format!(
+                    "output name `{name}` must use letters, digits, `_` and `-`"
+                ));
             }
             check_rel_path(path).map_err(|e| format!("output `{name}`: {e}"))?;
         }
-        if let Some((k, _)) = self.env.iter().find(|(_, v)| v.is_object() || v.is_array() || v.is_null()) {
+        if let Some((k, _)) = self
+            .env
+            .iter()
+            .find(|(_, v)| v.is_object() || v.is_array() || v.is_null())
+        {
             return Err(format!("`env.{k}` must be a string, number or boolean"));
         }
-        if let Some(dup) = self.outputs.keys().find(|k| self.collections.contains_key(*k)) {
+        if let Some(dup) = self
+            .outputs
+            .keys()
+            .find(|k| self.collections.contains_key(*k))
+        {
             return Err(format!("`{dup}` is both in `outputs` and in `collections`"));
         }
         Ok(())
@@ -85,7 +103,15 @@ impl Drop for KillGroup {
 }
 
 fn env_key(k: &str) -> String {
-    k.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+    k.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -94,14 +120,21 @@ impl Stage for Shell {
         1
     }
     fn outputs(&self) -> Vec<OutputDecl> {
-        let mut v: Vec<OutputDecl> = self.0.outputs.keys().map(|k| OutputDecl::artifact(k)).collect();
+        let mut v: Vec<OutputDecl> = self
+            .0
+            .outputs
+            .keys()
+            .map(|k| OutputDecl::artifact(k))
+            .collect();
         v.extend(self.0.collections.keys().map(|k| OutputDecl::collection(k)));
         v
     }
 
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
         let work = ctx.scratch_dir()?.join("work");
-        tokio::fs::create_dir_all(&work).await.map_err(|e| StageError::io("create", &work, e))?;
+        tokio::fs::create_dir_all(&work)
+            .await
+            .map_err(|e| StageError::io("create", &work, e))?;
         let inputs_dir = work.join("inputs");
         for input in ctx.inputs().to_vec() {
             let mut dir = inputs_dir.join(&input.stage);
@@ -110,7 +143,11 @@ impl Stage for Shell {
             }
             ctx.materialize(&input, &dir.join(&input.output)).await?;
         }
-        let shell = if Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" };
+        let shell = if Path::new("/bin/bash").exists() {
+            "/bin/bash"
+        } else {
+            "/bin/sh"
+        };
         let mut cmd = tokio::process::Command::new(shell);
         cmd.arg("-c")
             .arg(&self.0.run)
@@ -120,7 +157,11 @@ impl Stage for Shell {
             .env("OMP_NUM_THREADS", ctx.threads().to_string())
             .env("ENGINE_ATTEMPT", ctx.attempt().to_string())
             .env("ENGINE_INPUTS", &inputs_dir)
-            .envs(ctx.matrix().iter().map(|(k, v)| (format!("MATRIX_{}", env_key(k)), scalar(v))))
+            .envs(
+                ctx.matrix()
+                    .iter()
+                    .map(|(k, v)| (format!("MATRIX_{}", env_key(k)), scalar(v))),
+            )
             .envs(self.0.env.iter().map(|(k, v)| (k.clone(), scalar(v))))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -136,10 +177,16 @@ impl Stage for Shell {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(|e| StageError::msg(format!("Failed to start `{shell}` for task `{}`: {e}", ctx.task())))?;
+        let mut child = cmd.spawn().map_err(|e| {
+            StageError::msg(format!(
+                "Failed to start `{shell}` for task `{}`: {e}",
+                ctx.task()
+            ))
+        })?;
         let mut guard = KillGroup(child.id().map(|p| p as i32));
         let tail = Arc::new(std::sync::Mutex::new(VecDeque::<String>::new()));
-        let pump = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>, prefix: &'static str| {
+        let pump = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>,
+                    prefix: &'static str| {
             let log = ctx.log.clone();
             let tail = tail.clone();
             async move {
@@ -155,14 +202,33 @@ impl Stage for Shell {
                 }
             }
         };
-        let out = child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
-        let err = child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
+        let out = child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
+        let err = child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
         let (_, _, status) = tokio::join!(pump(out, ""), pump(err, "stderr: "), child.wait());
-        let status = status.map_err(|e| StageError::msg(format!("Failed to wait for the command of task `{}`: {e}", ctx.task())))?;
+        let status = status.map_err(|e| {
+            StageError::msg(format!(
+                "Failed to wait for the command of task `{}`: {e}",
+                ctx.task()
+            ))
+        })?;
         guard.0 = None;
         if !status.success() {
-            let code = status.code().map(|c| c.to_string()).unwrap_or_else(|| "a signal".into());
-            let last: Vec<String> = tail.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+            let code = status
+                .code()
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "a signal".into());
+            let last: Vec<String> = tail
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned()
+                .collect();
             let mut msg = format!("command exited with status {code}");
             if !last.is_empty() {
                 msg.push_str(&format!("; its last output:\n  {}", last.join("\n  ")));
@@ -183,10 +249,14 @@ impl Stage for Shell {
         for (name, rel) in &self.0.collections {
             let dir = work.join(rel);
             let meta = tokio::fs::symlink_metadata(&dir).await.map_err(|_| {
-                StageError::msg(format!("the command did not write collection `{name}`: folder `{rel}` is missing"))
+                StageError::msg(format!(
+                    "the command did not write collection `{name}`: folder `{rel}` is missing"
+                ))
             })?;
             if !meta.is_dir() {
-                return Err(StageError::msg(format!("collection `{name}`: `{rel}` is not a folder")));
+                return Err(StageError::msg(format!(
+                    "collection `{name}`: `{rel}` is not a folder"
+                )));
             }
             let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .map_err(|e| StageError::io("list", &dir, e))?
@@ -199,7 +269,14 @@ impl Stage for Shell {
                 for (relname, abs) in collect_files(&entry, name, rel)? {
                     files.insert(relname, ctx.put_blob_file(&abs).await?);
                 }
-                ctx.add_item(name, Item { key, files, meta: Value::Null })?;
+                ctx.add_item(
+                    name,
+                    Item {
+                        key,
+                        files,
+                        meta: Value::Null,
+                    },
+                )?;
             }
         }
         Ok(())
@@ -214,20 +291,37 @@ fn scalar(v: &Value) -> String {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn sanitize(label: &str) -> String {
-    label.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.=,".contains(c) { c } else { '_' }).collect()
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.=,".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Files under `path`, relative to it (a file is its own name). Symlinks
 /// are refused: an output must not point outside the work folder.
 fn collect_files(path: &Path, name: &str, rel: &str) -> Result<Vec<(String, PathBuf)>, StageError> {
-    let meta = std::fs::symlink_metadata(path)
-        .map_err(|_| StageError::msg(format!("the command did not write output `{name}`: `{rel}` is missing")))?;
+    let meta = std::fs::symlink_metadata(path).map_err(|_| {
+        StageError::msg(format!(
+            "the command did not write output `{name}`: `{rel}` is missing"
+        ))
+    })?;
     if meta.file_type().is_symlink() {
-        return Err(StageError::msg(format!("output `{name}`: `{}` is a symlink; write real files", path.display())));
+        return Err(StageError::msg(format!(
+            "output `{name}`: `{}` is a symlink; write real files",
+            path.display()
+        )));
     }
     if meta.is_file() {
         return Ok(vec![(file_name(path), path.to_path_buf())]);
@@ -240,11 +334,18 @@ fn collect_files(path: &Path, name: &str, rel: &str) -> Result<Vec<(String, Path
             let p = e.path();
             let ft = e.file_type().map_err(|e| StageError::io("stat", &p, e))?;
             if ft.is_symlink() {
-                return Err(StageError::msg(format!("output `{name}`: `{}` is a symlink; write real files", p.display())));
+                return Err(StageError::msg(format!(
+                    "output `{name}`: `{}` is a symlink; write real files",
+                    p.display()
+                )));
             } else if ft.is_dir() {
                 stack.push(p);
             } else {
-                let r = p.strip_prefix(path).unwrap_or(&p).to_string_lossy().into_owned();
+                let r = p
+                    .strip_prefix(path)
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .into_owned();
                 out.push((r, p));
             }
         }

@@ -28,7 +28,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Located<T> {
         let s = serde_saphyr::Spanned::<T>::deserialize(d)?;
         Ok(Located {
             value: s.value,
-            loc: Loc { line: s.referenced.line(), column: s.referenced.column() },
+            loc: Loc {
+                line: s.referenced.line(),
+                column: s.referenced.column(),
+            },
         })
     }
 }
@@ -164,13 +167,20 @@ pub const MAX_SPEC_BYTES: usize = 4 << 20;
 /// Parses rendered YAML into a spec. Syntax, type and unknown-field errors
 /// come back located in `file`.
 pub fn parse(file: &str, text: &str) -> Result<PipelineSpec, Diagnostics> {
-    let fail = |d: Diagnostic| Diagnostics { items: vec![d], source: Some(text.to_string()) };
+    let fail = |d: Diagnostic| Diagnostics {
+        items: vec![d],
+        source: Some(text.to_string()),
+    };
     if text.len() > MAX_SPEC_BYTES {
         return Err(fail(
             Diagnostic::new(
                 file,
                 Loc::default(),
-                format!("pipeline is {} bytes; the limit is {} bytes", text.len(), MAX_SPEC_BYTES),
+                format!(
+                    "pipeline is {} bytes; the limit is {} bytes",
+                    text.len(),
+                    MAX_SPEC_BYTES
+                ),
             )
             .with_hint("split the pipeline, or move data out of the spec into files"),
         ));
@@ -188,7 +198,10 @@ pub fn parse(file: &str, text: &str) -> Result<PipelineSpec, Diagnostics> {
     serde_saphyr::from_str_with_options::<PipelineSpec>(text, options).map_err(|e| {
         let loc = e
             .location()
-            .map(|l| Loc { line: l.line(), column: l.column() })
+            .map(|l| Loc {
+                line: l.line(),
+                column: l.column(),
+            })
             .unwrap_or_default();
         fail(yaml_diagnostic(file, loc, &e))
     })
@@ -205,12 +218,25 @@ fn yaml_diagnostic(file: &str, loc: Loc, e: &serde_saphyr::Error) -> Diagnostic 
     if let Some(detail) = message.strip_prefix("budget breached: ") {
         let what = detail.split([' ', '{']).next().unwrap_or(detail);
         let (msg, hint) = match what {
-            "Depth" => ("nesting is deeper than 64 levels".to_string(), "flatten the structure"),
-            "Aliases" | "Anchors" | "Nodes" | "Events" | "RecordedAnchorEvents" | "RecordedAnchorBytes" => (
-                format!("the YAML expands to too much data ({detail}); this looks like an alias bomb"),
+            "Depth" => (
+                "nesting is deeper than 64 levels".to_string(),
+                "flatten the structure",
+            ),
+            "Aliases"
+            | "Anchors"
+            | "Nodes"
+            | "Events"
+            | "RecordedAnchorEvents"
+            | "RecordedAnchorBytes" => (
+                format!(
+                    "the YAML expands to too much data ({detail}); this looks like an alias bomb"
+                ),
                 "write the data out without repeated aliases, or move it into a file",
             ),
-            _ => (format!("the YAML exceeds a parser safety limit ({detail})"), "simplify the file"),
+            _ => (
+                format!("the YAML exceeds a parser safety limit ({detail})"),
+                "simplify the file",
+            ),
         };
         return Diagnostic::new(file, loc, msg).with_hint(hint);
     }
@@ -223,11 +249,17 @@ fn yaml_diagnostic(file: &str, loc: Loc, e: &serde_saphyr::Error) -> Diagnostic 
             .trim()
             .trim_start_matches("expected one of")
             .trim_start_matches("expected");
-        let candidates: Vec<&str> = expected.split(',').map(|c| c.trim().trim_matches('`')).filter(|c| !c.is_empty()).collect();
+        let candidates: Vec<&str> = expected
+            .split(',')
+            .map(|c| c.trim().trim_matches('`'))
+            .filter(|c| !c.is_empty())
+            .collect();
         if let Some(c) = crate::diag::closest(name, candidates.iter().copied()) {
             d = d.with_hint(format!("did you mean `{c}`?"));
         }
-    } else if ["invalid u32", "invalid u64", "invalid usize", "invalid i64"].contains(&message.as_str()) {
+    } else if ["invalid u32", "invalid u64", "invalid usize", "invalid i64"]
+        .contains(&message.as_str())
+    {
         d = d.with_hint("expected a whole number (0 or more)");
     }
     d

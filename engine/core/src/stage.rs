@@ -25,10 +25,16 @@ pub struct OutputDecl {
 
 impl OutputDecl {
     pub fn artifact(name: &str) -> Self {
-        OutputDecl { name: name.into(), kind: ArtifactKind::Artifact }
+        OutputDecl {
+            name: name.into(),
+            kind: ArtifactKind::Artifact,
+        }
     }
     pub fn collection(name: &str) -> Self {
-        OutputDecl { name: name.into(), kind: ArtifactKind::Collection }
+        OutputDecl {
+            name: name.into(),
+            kind: ArtifactKind::Collection,
+        }
     }
 }
 
@@ -40,7 +46,7 @@ pub enum StageError {
     #[error("cancelled")]
     Cancelled,
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(Box<StoreError>),
     #[error("Failed to {op} `{path}`: {source}")]
     Io {
         op: &'static str,
@@ -50,12 +56,22 @@ pub enum StageError {
     },
 }
 
+impl From<StoreError> for StageError {
+    fn from(e: StoreError) -> Self {
+        StageError::Store(Box::new(e))
+    }
+}
+
 impl StageError {
     pub fn msg(m: impl Into<String>) -> Self {
         StageError::Failed(m.into())
     }
     pub fn io(op: &'static str, path: &Path, source: std::io::Error) -> Self {
-        StageError::Io { op, path: path.display().to_string(), source }
+        StageError::Io {
+            op,
+            path: path.display().to_string(),
+            source,
+        }
     }
 }
 
@@ -134,7 +150,14 @@ impl Registry {
         r
     }
     pub fn add(&mut self, name: &'static str, summary: &'static str, build: BuildFn) {
-        self.kinds.insert(name, KindInfo { name, summary, build });
+        self.kinds.insert(
+            name,
+            KindInfo {
+                name,
+                summary,
+                build,
+            },
+        );
     }
     pub fn get(&self, name: &str) -> Option<&KindInfo> {
         self.kinds.get(name)
@@ -149,16 +172,31 @@ impl Registry {
 
 /// Deserialises typed params, naming the offending field.
 pub fn parse_params<T: DeserializeOwned>(v: &Value) -> Result<T, String> {
-    let v = if v.is_null() { Value::Object(Default::default()) } else { v.clone() };
+    let v = if v.is_null() {
+        Value::Object(Default::default())
+    } else {
+        v.clone()
+    };
     serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        let top_level = path == "." || path.is_empty() || (inner.starts_with("unknown field") && !path.contains('.'));
-        let mut msg = if top_level { inner.clone() } else { format!("`{path}`: {inner}") };
+        let top_level = path == "."
+            || path.is_empty()
+            || (inner.starts_with("unknown field") && !path.contains('.'));
+        let mut msg = if top_level {
+            inner.clone()
+        } else {
+            format!("`{path}`: {inner}")
+        };
         if let Some(rest) = inner.strip_prefix("unknown field `")
             && let Some((name, expected)) = rest.split_once('`')
         {
-            let cands: Vec<&str> = expected.split('`').enumerate().filter(|(i, _)| i % 2 == 1).map(|(_, s)| s).collect();
+            let cands: Vec<&str> = expected
+                .split('`')
+                .enumerate()
+                .filter(|(i, _)| i % 2 == 1)
+                .map(|(_, s)| s)
+                .collect();
             if let Some(c) = crate::diag::closest(name, cands.iter().copied()) {
                 msg.push_str(&format!("; did you mean `{c}`?"));
             }
@@ -192,7 +230,11 @@ const LOG_LIMIT: usize = 8 << 20;
 
 impl Log {
     pub fn new(task: &str, events: EventSink) -> Self {
-        Log { task: task.into(), buf: Default::default(), events }
+        Log {
+            task: task.into(),
+            buf: Default::default(),
+            events,
+        }
     }
     pub fn line(&self, line: &str) {
         let mut b = self.buf.lock().unwrap_or_else(|p| p.into_inner());
@@ -204,13 +246,20 @@ impl Log {
             }
         }
         drop(b);
-        self.events.emit(Event::Log { task: self.task.clone(), line: line.into() });
+        self.events.emit(Event::Log {
+            task: self.task.clone(),
+            line: line.into(),
+        });
     }
     pub fn text(&self) -> String {
         self.buf.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
     pub fn progress(&self, done: u64, total: u64) {
-        self.events.emit(Event::Progress { task: self.task.clone(), done, total });
+        self.events.emit(Event::Progress {
+            task: self.task.clone(),
+            done,
+            total,
+        });
     }
 }
 
@@ -245,7 +294,11 @@ impl TaskCtx {
     }
     /// The one output `output` of upstream stage `stage`.
     pub fn input(&self, stage: &str, output: &str) -> Result<&Input, StageError> {
-        let found: Vec<&Input> = self.inputs.iter().filter(|i| i.stage == stage && i.output == output).collect();
+        let found: Vec<&Input> = self
+            .inputs
+            .iter()
+            .filter(|i| i.stage == stage && i.output == output)
+            .collect();
         match found.as_slice() {
             [one] => Ok(one),
             [] => Err(StageError::msg(format!(
@@ -281,7 +334,8 @@ impl TaskCtx {
     }
     /// A private folder for this attempt, removed afterwards.
     pub fn scratch_dir(&self) -> Result<&Path, StageError> {
-        std::fs::create_dir_all(&self.scratch).map_err(|e| StageError::io("create", &self.scratch, e))?;
+        std::fs::create_dir_all(&self.scratch)
+            .map_err(|e| StageError::io("create", &self.scratch, e))?;
         Ok(&self.scratch)
     }
     pub fn store(&self) -> &Store {
@@ -316,7 +370,11 @@ impl TaskCtx {
         Ok(written)
     }
 
-    fn output_mut(&mut self, output: &str, kind: ArtifactKind) -> Result<&mut Manifest, StageError> {
+    fn output_mut(
+        &mut self,
+        output: &str,
+        kind: ArtifactKind,
+    ) -> Result<&mut Manifest, StageError> {
         let Some(decl) = self.declared.iter().find(|d| d.name == output) else {
             let names: Vec<&str> = self.declared.iter().map(|d| d.name.as_str()).collect();
             return Err(StageError::msg(format!(
@@ -326,24 +384,47 @@ impl TaskCtx {
             )));
         };
         if decl.kind != kind {
-            return Err(StageError::msg(format!("output `{output}` of task `{}` is a {:?}, not a {kind:?}", self.task, decl.kind)));
+            return Err(StageError::msg(format!(
+                "output `{output}` of task `{}` is a {:?}, not a {kind:?}",
+                self.task, decl.kind
+            )));
         }
-        Ok(self.outputs.entry(output.into()).or_insert_with(|| Manifest { kind, ..Default::default() }))
+        Ok(self
+            .outputs
+            .entry(output.into())
+            .or_insert_with(|| Manifest {
+                kind,
+                ..Default::default()
+            }))
     }
 
     /// Stores bytes as file `name` of artifact output `output`.
-    pub async fn put_file(&mut self, output: &str, name: &str, bytes: Vec<u8>) -> Result<BlobRef, StageError> {
+    pub async fn put_file(
+        &mut self,
+        output: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<BlobRef, StageError> {
         check_rel_path(name).map_err(StageError::msg)?;
         let blob = self.store.put_blob(bytes).await?;
-        self.output_mut(output, ArtifactKind::Artifact)?.files.insert(name.into(), blob.clone());
+        self.output_mut(output, ArtifactKind::Artifact)?
+            .files
+            .insert(name.into(), blob.clone());
         Ok(blob)
     }
 
     /// Stores a local file as file `name` of artifact output `output`.
-    pub async fn put_file_from(&mut self, output: &str, name: &str, path: &Path) -> Result<BlobRef, StageError> {
+    pub async fn put_file_from(
+        &mut self,
+        output: &str,
+        name: &str,
+        path: &Path,
+    ) -> Result<BlobRef, StageError> {
         check_rel_path(name).map_err(StageError::msg)?;
         let blob = self.store.put_blob_file(path).await?;
-        self.output_mut(output, ArtifactKind::Artifact)?.files.insert(name.into(), blob.clone());
+        self.output_mut(output, ArtifactKind::Artifact)?
+            .files
+            .insert(name.into(), blob.clone());
         Ok(blob)
     }
 
@@ -363,7 +444,10 @@ impl TaskCtx {
         }
         let m = self.output_mut(output, ArtifactKind::Collection)?;
         if m.items.iter().any(|i| i.key == item.key) {
-            return Err(StageError::msg(format!("collection `{output}` already has an item `{}`", item.key)));
+            return Err(StageError::msg(format!(
+                "collection `{output}` already has an item `{}`",
+                item.key
+            )));
         }
         m.items.push(item);
         Ok(())
@@ -371,7 +455,12 @@ impl TaskCtx {
 
     /// Sets the small JSON metadata of an output (metrics, counts).
     pub fn set_meta(&mut self, output: &str, meta: Value) -> Result<(), StageError> {
-        let kind = self.declared.iter().find(|d| d.name == output).map(|d| d.kind).unwrap_or_default();
+        let kind = self
+            .declared
+            .iter()
+            .find(|d| d.name == output)
+            .map(|d| d.kind)
+            .unwrap_or_default();
         self.output_mut(output, kind)?.meta = meta;
         Ok(())
     }
@@ -386,9 +475,12 @@ impl TaskCtx {
         &self,
         f: impl FnOnce() -> Result<T, StageError> + Send + 'static,
     ) -> Result<T, StageError> {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| StageError::msg(format!("worker thread of task `{}` panicked: {e}", self.task)))?
+        tokio::task::spawn_blocking(f).await.map_err(|e| {
+            StageError::msg(format!(
+                "worker thread of task `{}` panicked: {e}",
+                self.task
+            ))
+        })?
     }
 }
 
@@ -418,7 +510,8 @@ impl ItemCtx {
         self.log.line(line.as_ref())
     }
     pub fn scratch_dir(&self) -> Result<&Path, StageError> {
-        std::fs::create_dir_all(&self.scratch).map_err(|e| StageError::io("create", &self.scratch, e))?;
+        std::fs::create_dir_all(&self.scratch)
+            .map_err(|e| StageError::io("create", &self.scratch, e))?;
         Ok(&self.scratch)
     }
     pub async fn read(&self, blob: &BlobRef) -> Result<Vec<u8>, StageError> {
@@ -458,8 +551,11 @@ impl ItemCtx {
         &self,
         f: impl FnOnce() -> Result<T, StageError> + Send + 'static,
     ) -> Result<T, StageError> {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| StageError::msg(format!("worker thread of task `{}` panicked: {e}", self.task)))?
+        tokio::task::spawn_blocking(f).await.map_err(|e| {
+            StageError::msg(format!(
+                "worker thread of task `{}` panicked: {e}",
+                self.task
+            ))
+        })?
     }
 }

@@ -28,17 +28,28 @@ pub struct Rendered {
 /// Reads, merges values, and renders. Errors name the file and value.
 pub fn render(req: &RenderRequest) -> Result<Rendered, Diagnostics> {
     let file = req.path.display().to_string();
-    let one = |d: Diagnostic, src: Option<String>| Diagnostics { items: vec![d], source: src };
+    let one = |d: Diagnostic, src: Option<String>| Diagnostics {
+        items: vec![d],
+        source: src,
+    };
     let source = std::fs::read_to_string(&req.path).map_err(|e| {
         one(
-            Diagnostic::new(&file, Loc::default(), format!("Failed to read pipeline file: {e}"))
-                .with_hint("check the path; pipelines are `*.yaml` or `*.yaml.j2` files"),
+            Diagnostic::new(
+                &file,
+                Loc::default(),
+                format!("Failed to read pipeline file: {e}"),
+            )
+            .with_hint("check the path; pipelines are `*.yaml` or `*.yaml.j2` files"),
             None,
         )
     })?;
     let values = load_values(&req.values_files, &req.sets)?;
     if !file.ends_with(".j2") {
-        return Ok(Rendered { file, text: source, values });
+        return Ok(Rendered {
+            file,
+            text: source,
+            values,
+        });
     }
     let text = render_str(&file, &source, &values, req.path.parent())
         .map_err(|d| one(d, Some(source.clone())))?;
@@ -51,23 +62,41 @@ pub fn load_values(files: &[PathBuf], sets: &[String]) -> Result<Value, Diagnost
     for path in files {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| Diagnostics {
-            items: vec![Diagnostic::new(&name, Loc::default(), format!("Failed to read values file: {e}"))],
+            items: vec![Diagnostic::new(
+                &name,
+                Loc::default(),
+                format!("Failed to read values file: {e}"),
+            )],
             source: None,
         })?;
         let v: Value = if text.trim().is_empty() {
             Value::Object(Default::default())
         } else {
             serde_saphyr::from_str(&text).map_err(|e| {
-                let loc = e.location().map(|l| Loc { line: l.line(), column: l.column() }).unwrap_or_default();
+                let loc = e
+                    .location()
+                    .map(|l| Loc {
+                        line: l.line(),
+                        column: l.column(),
+                    })
+                    .unwrap_or_default();
                 Diagnostics {
-                    items: vec![Diagnostic::new(&name, loc, format!("Failed to parse values file: {}", e.without_snippet()))],
+                    items: vec![Diagnostic::new(
+                        &name,
+                        loc,
+                        format!("Failed to parse values file: {}", e.without_snippet()),
+                    )],
                     source: Some(text.clone()),
                 }
             })?
         };
         if !v.is_object() {
             return Err(Diagnostics {
-                items: vec![Diagnostic::new(&name, Loc { line: 1, column: 1 }, "values file must be a mapping of names to values")],
+                items: vec![Diagnostic::new(
+                    &name,
+                    Loc { line: 1, column: 1 },
+                    "values file must be a mapping of names to values",
+                )],
                 source: Some(text),
             });
         }
@@ -76,8 +105,14 @@ pub fn load_values(files: &[PathBuf], sets: &[String]) -> Result<Value, Diagnost
     for set in sets {
         let Some((key, raw)) = set.split_once('=') else {
             return Err(Diagnostics {
-                items: vec![Diagnostic::new("--set", Loc::default(), format!("`{set}` is not `key=value`"))
-                    .with_hint("write e.g. `--set sport=basketball` or `--set train.epochs=5`")],
+                items: vec![
+                    Diagnostic::new(
+                        "--set",
+                        Loc::default(),
+                        format!("`{set}` is not `key=value`"),
+                    )
+                    .with_hint("write e.g. `--set sport=basketball` or `--set train.epochs=5`"),
+                ],
                 source: None,
             });
         };
@@ -120,20 +155,30 @@ pub fn set_path(root: &mut Value, path: &str, value: Value) -> Result<(), String
     let mut cur = root;
     for (i, part) in parts.iter().enumerate() {
         let Value::Object(map) = cur else {
-            return Err(format!("cannot set `{path}`: `{}` is not a mapping", parts[..i].join(".")));
+            return Err(format!(
+                "cannot set `{path}`: `{}` is not a mapping",
+                parts[..i].join(".")
+            ));
         };
         if i == parts.len() - 1 {
             map.insert(part.to_string(), value);
             return Ok(());
         }
-        cur = map.entry(part.to_string()).or_insert_with(|| Value::Object(Default::default()));
+        cur = map
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(Default::default()));
     }
     Ok(())
 }
 
 /// Renders template text with strict undefined; includes resolve relative
 /// to `dir` and may not leave it.
-pub fn render_str(file: &str, source: &str, values: &Value, dir: Option<&Path>) -> Result<String, Diagnostic> {
+pub fn render_str(
+    file: &str,
+    source: &str,
+    values: &Value,
+    dir: Option<&Path>,
+) -> Result<String, Diagnostic> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // YAML templates: keep the final newline, drop the line breaks of block
@@ -147,7 +192,9 @@ pub fn render_str(file: &str, source: &str, values: &Value, dir: Option<&Path>) 
         env.set_syntax(syntax);
     }
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-    let base = dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let base = dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     env.set_loader(move |name| {
         let rel = Path::new(name);
         if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
@@ -167,7 +214,8 @@ pub fn render_str(file: &str, source: &str, values: &Value, dir: Option<&Path>) 
     });
     let mut render = || -> Result<String, minijinja::Error> {
         env.add_template(file, source)?;
-        env.get_template(file)?.render(minijinja::Value::from(minijinja::value::Serde(values)))
+        env.get_template(file)?
+            .render(minijinja::Value::from(minijinja::value::Serde(values)))
     };
     render().map_err(|e| template_diagnostic(file, source, &e))
 }
@@ -182,7 +230,10 @@ fn template_diagnostic(file: &str, source: &str, e: &minijinja::Error) -> Diagno
         && range.end <= source.len()
     {
         snippet = Some(source[range.clone()].trim().to_string());
-        let line_start = source[..range.start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let line_start = source[..range.start]
+            .rfind('\n')
+            .map(|i| i + 1)
+            .unwrap_or(0);
         column = (source[line_start..range.start].chars().count() + 1) as u64;
     }
     let detail = e.detail().unwrap_or("").to_string();
@@ -191,13 +242,20 @@ fn template_diagnostic(file: &str, source: &str, e: &minijinja::Error) -> Diagno
             let what = snippet.clone().unwrap_or_else(|| "a value".into());
             (
                 format!("undefined value `{what}`"),
-                Some("define it in a values file (`--values FILE`) or with `--set key=value`".to_string()),
+                Some(
+                    "define it in a values file (`--values FILE`) or with `--set key=value`"
+                        .to_string(),
+                ),
             )
         }
         minijinja::ErrorKind::TemplateNotFound => (format!("template not found: {detail}"), None),
         minijinja::ErrorKind::SyntaxError => (format!("template syntax error: {detail}"), None),
         _ => (
-            if detail.is_empty() { e.kind().to_string() } else { format!("{}: {detail}", e.kind()) },
+            if detail.is_empty() {
+                e.kind().to_string()
+            } else {
+                format!("{}: {detail}", e.kind())
+            },
             None,
         ),
     };

@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 
 fn opts(cpus: u32) -> RunOptions {
     RunOptions {
-        machine: Machine { cpus, memory: 8 << 30, gpus: 0 },
+        machine: Machine {
+            cpus,
+            memory: 8 << 30,
+            gpus: 0,
+        },
         retry_backoff: Duration::from_millis(5),
         scratch_root: std::env::temp_dir().join(format!("engine-test-{}", std::process::id())),
         ..RunOptions::default()
@@ -25,9 +29,12 @@ fn mem_store(name: &str) -> Store {
 }
 
 async fn run_with(yaml: &str, store: &Store, o: RunOptions) -> RunRecord {
-    let p = compile("test.yaml", yaml, &Registry::with_builtins()).unwrap_or_else(|d| panic!("{}", d.render()));
+    let p = compile("test.yaml", yaml, &Registry::with_builtins())
+        .unwrap_or_else(|d| panic!("{}", d.render()));
     let pl = plan(&p);
-    scheduler::run(Arc::new(p), Arc::new(pl), store.clone(), o).await.unwrap()
+    scheduler::run(Arc::new(p), Arc::new(pl), store.clone(), o)
+        .await
+        .unwrap()
 }
 
 async fn run(yaml: &str, store: &Store) -> RunRecord {
@@ -35,7 +42,9 @@ async fn run(yaml: &str, store: &Store) -> RunRecord {
 }
 
 fn status(r: &RunRecord, task: &str) -> TaskStatus {
-    r.task(task).unwrap_or_else(|| panic!("no task {task}")).status
+    r.task(task)
+        .unwrap_or_else(|| panic!("no task {task}"))
+        .status
 }
 
 /// Most intervals open at once, from the resource-holding intervals.
@@ -114,13 +123,26 @@ stages:
     let store = mem_store("par");
     let r = run_with(yaml, &store, opts(4)).await;
     assert_eq!(r.status, RunStatus::Succeeded);
-    assert!(r.warnings.iter().any(|w| w.contains("`huge`")), "{:?}", r.warnings);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("`huge`")),
+        "{:?}",
+        r.warnings
+    );
     assert_eq!(max_overlap(&r, "big"), 1);
-    let starts: Vec<f64> = ["a", "b", "c"].iter().map(|t| r.task(t).unwrap().held_ms[0][0]).collect();
-    let ends: Vec<f64> = ["a", "b", "c"].iter().map(|t| r.task(t).unwrap().held_ms[0][1]).collect();
+    let starts: Vec<f64> = ["a", "b", "c"]
+        .iter()
+        .map(|t| r.task(t).unwrap().held_ms[0][0])
+        .collect();
+    let ends: Vec<f64> = ["a", "b", "c"]
+        .iter()
+        .map(|t| r.task(t).unwrap().held_ms[0][1])
+        .collect();
     let latest_start = starts.iter().cloned().fold(0.0, f64::max);
     let earliest_end = ends.iter().cloned().fold(f64::MAX, f64::min);
-    assert!(latest_start < earliest_end, "a, b and c should overlap: {starts:?} {ends:?}");
+    assert!(
+        latest_start < earliest_end,
+        "a, b and c should overlap: {starts:?} {ends:?}"
+    );
 }
 
 const HELLO: &str = r#"
@@ -145,11 +167,19 @@ async fn rerun_hits_the_cache_and_reuses_outputs() {
     assert_eq!(first.status, RunStatus::Succeeded);
     assert!(first.tasks.iter().all(|t| t.status == TaskStatus::Done));
     let second = run(&yaml, &store).await;
-    assert!(second.tasks.iter().all(|t| t.status == TaskStatus::Cached), "{:?}", second.counts());
-    assert_eq!(first.task("gather").unwrap().outputs, second.task("gather").unwrap().outputs);
+    assert!(
+        second.tasks.iter().all(|t| t.status == TaskStatus::Cached),
+        "{:?}",
+        second.counts()
+    );
+    assert_eq!(
+        first.task("gather").unwrap().outputs,
+        second.task("gather").unwrap().outputs
+    );
     let d = &second.task("gather").unwrap().outputs["out"];
     let m = store.get_manifest(d).await.unwrap();
-    let text = String::from_utf8(store.get_blob(&m.files["concat.txt"].digest).await.unwrap()).unwrap();
+    let text =
+        String::from_utf8(store.get_blob(&m.files["concat.txt"].digest).await.unwrap()).unwrap();
     assert!(text.starts_with("ITEM-0000\nITEM-0001\n"), "{text}");
 }
 
@@ -181,7 +211,14 @@ stages:
     assert_eq!(status(&r, "a"), TaskStatus::Done);
     assert_eq!(r.task("a").unwrap().reason, "params changed");
     assert_eq!(status(&r, "b"), TaskStatus::Done);
-    assert!(r.task("b").unwrap().reason.starts_with("input changed: a/a/out"), "{}", r.task("b").unwrap().reason);
+    assert!(
+        r.task("b")
+            .unwrap()
+            .reason
+            .starts_with("input changed: a/a/out"),
+        "{}",
+        r.task("b").unwrap().reason
+    );
     assert_eq!(status(&r, "c"), TaskStatus::Cached);
 }
 
@@ -202,9 +239,17 @@ stages:
     assert_eq!((f.status, f.attempts), (TaskStatus::Done, 3));
     let b = r.task("broken").unwrap();
     assert_eq!((b.status, b.attempts), (TaskStatus::Failed, 2));
-    assert!(b.error.as_deref().unwrap().contains("flaky failure on attempt 2"));
+    assert!(
+        b.error
+            .as_deref()
+            .unwrap()
+            .contains("flaky failure on attempt 2")
+    );
     assert_eq!(status(&r, "after_broken"), TaskStatus::Skipped);
-    assert_eq!(r.task("after_broken").unwrap().reason, "upstream `broken` failed");
+    assert_eq!(
+        r.task("after_broken").unwrap().reason,
+        "upstream `broken` failed"
+    );
     assert_eq!(status(&r, "after_flaky"), TaskStatus::Done);
     // The log of a failed task is stored and names each attempt.
     let log = store.get_blob(b.log.as_ref().unwrap()).await.unwrap();
@@ -223,7 +268,14 @@ stages:
     let r = run(yaml, &store).await;
     assert!(t0.elapsed() < Duration::from_secs(5));
     assert_eq!(status(&r, "slow"), TaskStatus::Failed);
-    assert!(r.task("slow").unwrap().error.as_deref().unwrap().contains("timed out after 200ms"));
+    assert!(
+        r.task("slow")
+            .unwrap()
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("timed out after 200ms")
+    );
 }
 
 #[tokio::test]
@@ -246,7 +298,10 @@ stages:
     let r = run(&yaml.replace("PASSED", "false"), &store).await;
     assert_eq!(r.status, RunStatus::Succeeded);
     assert_eq!(status(&r, "deploy"), TaskStatus::Skipped);
-    assert_eq!(r.task("deploy").unwrap().reason, "condition `evaluate.passed and evaluate.f1 > 0.9` is false");
+    assert_eq!(
+        r.task("deploy").unwrap().reason,
+        "condition `evaluate.passed and evaluate.f1 > 0.9` is false"
+    );
     assert_eq!(status(&r, "announce"), TaskStatus::Skipped);
 }
 
@@ -261,7 +316,10 @@ stages:
   b: { uses: builtin.concat, needs: [a] }
 "#;
     let r = run(yaml, &store).await;
-    let m = store.get_manifest(&r.task("a").unwrap().outputs["out"]).await.unwrap();
+    let m = store
+        .get_manifest(&r.task("a").unwrap().outputs["out"])
+        .await
+        .unwrap();
     let blob = &m.files["text.txt"].digest;
     let path = dir.path().join("store").join(Store::blob_path(blob));
     std::fs::write(&path, b"tampered").unwrap();
@@ -274,7 +332,10 @@ stages:
     let r = run_with(yaml, &store, o).await;
     assert_eq!(status(&r, "b"), TaskStatus::Failed);
     let err = r.task("b").unwrap().error.clone().unwrap();
-    assert!(err.contains("is corrupt") && err.contains(blob.as_str()), "{err}");
+    assert!(
+        err.contains("is corrupt") && err.contains(blob.as_str()),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -285,14 +346,21 @@ async fn two_runs_at_once_do_not_corrupt_the_store() {
     let (a, b) = tokio::join!(run(&yaml, &store), run(&yaml, &store));
     assert_eq!(a.status, RunStatus::Succeeded);
     assert_eq!(b.status, RunStatus::Succeeded);
-    assert_eq!(a.task("gather").unwrap().outputs, b.task("gather").unwrap().outputs);
+    assert_eq!(
+        a.task("gather").unwrap().outputs,
+        b.task("gather").unwrap().outputs
+    );
     // Every manifest and every blob it lists reads back and verifies.
     let mut checked = 0;
     for shard in store.list("artifacts").await.unwrap() {
         for name in store.list(&format!("artifacts/{shard}")).await.unwrap() {
             let d = engine_core::digest::Digest::parse(name.trim_end_matches(".json")).unwrap();
             let m = store.get_manifest(&d).await.unwrap();
-            for b in m.files.values().chain(m.items.iter().flat_map(|i| i.files.values())) {
+            for b in m
+                .files
+                .values()
+                .chain(m.items.iter().flat_map(|i| i.files.values()))
+            {
                 store.get_blob(&b.digest).await.unwrap();
                 checked += 1;
             }
@@ -305,14 +373,27 @@ async fn two_runs_at_once_do_not_corrupt_the_store() {
 async fn output_and_item_names_cannot_escape() {
     let store = mem_store("escape");
     for (yaml, needle) in [
-        ("name: e1\nstages:\n  w: { uses: builtin.write, with: { files: { '../evil.txt': x } } }\n", "contains `..`"),
-        ("name: e2\nstages:\n  w: { uses: builtin.write, with: { files: { /etc/evil: x } } }\n", "absolute path"),
-        ("name: e3\nstages:\n  w: { uses: builtin.items, with: { count: 0, keys: ['ok', '../../x'] } }\n", "contains `..`"),
+        (
+            "name: e1\nstages:\n  w: { uses: builtin.write, with: { files: { '../evil.txt': x } } }\n",
+            "contains `..`",
+        ),
+        (
+            "name: e2\nstages:\n  w: { uses: builtin.write, with: { files: { /etc/evil: x } } }\n",
+            "absolute path",
+        ),
+        (
+            "name: e3\nstages:\n  w: { uses: builtin.items, with: { count: 0, keys: ['ok', '../../x'] } }\n",
+            "contains `..`",
+        ),
     ] {
         let r = run(yaml, &store).await;
         let t = &r.tasks[0];
         assert_eq!(t.status, TaskStatus::Failed, "{yaml}");
-        assert!(t.error.as_deref().unwrap().contains(needle), "{:?}", t.error);
+        assert!(
+            t.error.as_deref().unwrap().contains(needle),
+            "{:?}",
+            t.error
+        );
     }
 }
 
@@ -327,7 +408,14 @@ stages:
 "#;
     let r = run(yaml, &store).await;
     assert_eq!(status(&r, "up"), TaskStatus::Failed);
-    assert!(r.task("up").unwrap().error.as_deref().unwrap().contains("item `item-0003`"));
+    assert!(
+        r.task("up")
+            .unwrap()
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("item `item-0003`")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,7 +443,12 @@ stages:
     assert_eq!(status(&r, "after"), TaskStatus::Skipped);
     // Nothing of the cancelled task was published as a result.
     let fp = r.task("slow").unwrap().fingerprint.clone().unwrap();
-    assert!(!store.exists(&engine_core::cache::task_path(&fp)).await.unwrap());
+    assert!(
+        !store
+            .exists(&engine_core::cache::task_path(&fp))
+            .await
+            .unwrap()
+    );
     // The rerun resumes: `quick` comes from the cache.
     let r2 = run(&yaml.replace("MS", "10"), &store).await;
     assert_eq!(status(&r2, "quick"), TaskStatus::Cached);
@@ -396,16 +489,31 @@ stages:
 "#;
     let r = run(yaml, &store).await;
     assert_eq!(status(&r, "make[env.N=2]"), TaskStatus::Done);
-    let clips = store.get_manifest(&r.task("make[env.N=3]").unwrap().outputs["clips"]).await.unwrap();
+    let clips = store
+        .get_manifest(&r.task("make[env.N=3]").unwrap().outputs["clips"])
+        .await
+        .unwrap();
     let keys: Vec<&str> = clips.items.iter().map(|i| i.key.as_str()).collect();
     assert_eq!(keys, ["c1.txt", "c2.txt", "c3.txt"]);
-    let m = store.get_manifest(&r.task("count").unwrap().outputs["total"]).await.unwrap();
-    assert_eq!(store.get_blob(&m.files["total.txt"].digest).await.unwrap(), b"5\n");
+    let m = store
+        .get_manifest(&r.task("count").unwrap().outputs["total"])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_blob(&m.files["total.txt"].digest).await.unwrap(),
+        b"5\n"
+    );
     let bad = r.task("bad").unwrap();
     assert_eq!(bad.status, TaskStatus::Failed);
     let err = bad.error.as_deref().unwrap();
-    assert!(err.contains("exited with status 3") && err.contains("about to fail"), "{err}");
-    let log = store.get_blob(r.task("make[env.N=3]").unwrap().log.as_ref().unwrap()).await.unwrap();
+    assert!(
+        err.contains("exited with status 3") && err.contains("about to fail"),
+        "{err}"
+    );
+    let log = store
+        .get_blob(r.task("make[env.N=3]").unwrap().log.as_ref().unwrap())
+        .await
+        .unwrap();
     assert!(String::from_utf8_lossy(&log).contains("made 3 clips"));
 }
 
@@ -414,18 +522,36 @@ async fn lineage_and_refs() {
     let store = mem_store("lineage");
     let r = run(&HELLO.replace("COUNT", "3"), &store).await;
     let out = r.task("gather").unwrap().outputs["out"].clone();
-    let l = engine_core::records::load_lineage(&store, &out).await.unwrap().unwrap();
+    let l = engine_core::records::load_lineage(&store, &out)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((l.run.as_str(), l.task.as_str()), (r.id.as_str(), "gather"));
-    assert_eq!(l.inputs[0].digest, r.task("shout").unwrap().outputs["items"]);
-    store.set_ref("models/demo/production", &out, "first").await.unwrap();
+    assert_eq!(
+        l.inputs[0].digest,
+        r.task("shout").unwrap().outputs["items"]
+    );
+    store
+        .set_ref("models/demo/production", &out, "first")
+        .await
+        .unwrap();
     let other = r.task("make").unwrap().outputs["items"].clone();
-    let doc = store.set_ref("models/demo/production", &other, "second").await.unwrap();
+    let doc = store
+        .set_ref("models/demo/production", &other, "second")
+        .await
+        .unwrap();
     assert_eq!(doc.current(), Some(&other));
     assert_eq!(doc.history.len(), 2);
     assert_eq!(doc.history[1].previous.as_ref(), Some(&out));
-    assert_eq!(store.resolve("models/demo@production").await.unwrap(), other);
+    assert_eq!(
+        store.resolve("models/demo@production").await.unwrap(),
+        other
+    );
     assert_eq!(store.resolve(&out.as_str()[..10]).await.unwrap(), out);
-    assert!(matches!(store.set_ref("../etc", &out, "").await, Err(StoreError::BadName { .. })));
+    assert!(matches!(
+        store.set_ref("../etc", &out, "").await,
+        Err(StoreError::BadName { .. })
+    ));
 }
 
 #[tokio::test]
@@ -435,17 +561,23 @@ async fn plan_explains_what_would_run_and_why() {
     let reg = Registry::with_builtins();
     let p = compile("t.yaml", &yaml, &reg).unwrap();
     let pl = plan(&p);
-    let d = scheduler::explain(&p, &pl, &store, &[], false).await.unwrap();
+    let d = scheduler::explain(&p, &pl, &store, &[], false)
+        .await
+        .unwrap();
     assert_eq!(d[0].reason, "no cache entry");
     assert_eq!(d[1].reason, "upstream `make` will run");
     run(&yaml, &store).await;
-    let d = scheduler::explain(&p, &pl, &store, &["gather".into()], false).await.unwrap();
+    let d = scheduler::explain(&p, &pl, &store, &["gather".into()], false)
+        .await
+        .unwrap();
     assert_eq!(d[0].action, "cached");
     assert_eq!(d[2].action, "run");
     assert_eq!(d[2].reason, "forced");
     let yaml12 = HELLO.replace("COUNT", "12");
     let p12 = compile("t.yaml", &yaml12, &reg).unwrap();
-    let d = scheduler::explain(&p12, &plan(&p12), &store, &[], false).await.unwrap();
+    let d = scheduler::explain(&p12, &plan(&p12), &store, &[], false)
+        .await
+        .unwrap();
     assert_eq!(d[0].reason, "params changed");
     // `make` would rerun, so the map's item counts are not known yet.
     assert_eq!(d[1].reason, "upstream `make` will run");
@@ -454,16 +586,28 @@ async fn plan_explains_what_would_run_and_why() {
 #[tokio::test]
 async fn s3_store_runs_and_caches() {
     let Ok(endpoint) = std::env::var("ENGINE_TEST_S3_ENDPOINT") else {
-        assert!(std::env::var_os("CI").is_none(), "CI must provide ENGINE_TEST_S3_ENDPOINT (an S3 server)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide ENGINE_TEST_S3_ENDPOINT (an S3 server)"
+        );
         eprintln!("skipped: set ENGINE_TEST_S3_ENDPOINT to test s3://");
         return;
     };
     let bucket = std::env::var("ENGINE_TEST_S3_BUCKET").unwrap_or_else(|_| "engine-test".into());
     let prefix = format!("run-{}", std::process::id());
-    let store = Store::open(&format!("s3://{bucket}/{prefix}?endpoint={endpoint}"), std::path::Path::new(".")).unwrap();
+    let store = Store::open(
+        &format!("s3://{bucket}/{prefix}?endpoint={endpoint}"),
+        std::path::Path::new("."),
+    )
+    .unwrap();
     let yaml = HELLO.replace("COUNT", "5");
     let a = run(&yaml, &store).await;
-    assert_eq!(a.status, RunStatus::Succeeded, "{:?}", a.tasks.iter().map(|t| &t.error).collect::<Vec<_>>());
+    assert_eq!(
+        a.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        a.tasks.iter().map(|t| &t.error).collect::<Vec<_>>()
+    );
     let b = run(&yaml, &store).await;
     assert!(b.tasks.iter().all(|t| t.status == TaskStatus::Cached));
     let runs = engine_core::records::list_runs(&store).await.unwrap();

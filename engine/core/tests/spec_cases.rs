@@ -19,7 +19,10 @@ fn cases(prefix: &str) -> Vec<std::path::PathBuf> {
 }
 
 fn body(text: &str) -> String {
-    text.lines().skip_while(|l| l.starts_with("# error: ") || l.starts_with("#   help: ")).map(|l| format!("{l}\n")).collect()
+    text.lines()
+        .skip_while(|l| l.starts_with("# error: ") || l.starts_with("#   help: "))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 #[test]
@@ -45,7 +48,11 @@ fn invalid_cases_report_exact_errors() {
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
         let spec = body(&text);
-        let expected: Vec<String> = text.lines().take_while(|l| l.starts_with("# error: ") || l.starts_with("#   help: ")).map(str::to_string).collect();
+        let expected: Vec<String> = text
+            .lines()
+            .take_while(|l| l.starts_with("# error: ") || l.starts_with("#   help: "))
+            .map(str::to_string)
+            .collect();
         let d = match compile("case.yaml", &spec, &reg) {
             Ok(_) => {
                 failures.push(format!("{}: compiled, but should fail", f.display()));
@@ -56,7 +63,10 @@ fn invalid_cases_report_exact_errors() {
         let mut actual = vec![];
         for item in &d.items {
             assert_eq!(item.file, "case.yaml");
-            actual.push(format!("# error: {}:{}: {}", item.line, item.column, item.message));
+            actual.push(format!(
+                "# error: {}:{}: {}",
+                item.line, item.column, item.message
+            ));
             if let Some(h) = &item.hint {
                 actual.push(format!("#   help: {h}"));
             }
@@ -67,7 +77,12 @@ fn invalid_cases_report_exact_errors() {
         if update {
             std::fs::write(&f, format!("{}\n{spec}", actual.join("\n"))).unwrap();
         } else if actual != expected {
-            failures.push(format!("{}:\n  expected:\n    {}\n  actual:\n    {}", f.display(), expected.join("\n    "), actual.join("\n    ")));
+            failures.push(format!(
+                "{}:\n  expected:\n    {}\n  actual:\n    {}",
+                f.display(),
+                expected.join("\n    "),
+                actual.join("\n    ")
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

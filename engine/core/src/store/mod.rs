@@ -97,7 +97,7 @@ pub enum StoreError {
         path: String,
         url: String,
         #[source]
-        source: opendal::Error,
+        source: Box<opendal::Error>,
     },
     #[error("Failed to {op} local file `{path}`: {source}")]
     Local {
@@ -111,9 +111,18 @@ pub enum StoreError {
     #[error(
         "`{path}` in store `{url}` is corrupt: its content hashes to `{actual}`, not `{expected}`; delete it and rerun the task that produced it"
     )]
-    Corrupt { path: String, url: String, expected: String, actual: String },
+    Corrupt {
+        path: String,
+        url: String,
+        expected: String,
+        actual: String,
+    },
     #[error("Failed to decode `{path}` in store `{url}`: {reason}")]
-    Decode { path: String, url: String, reason: String },
+    Decode {
+        path: String,
+        url: String,
+        reason: String,
+    },
     #[error("invalid name `{name}`: {why}")]
     BadName { name: String, why: String },
 }
@@ -170,13 +179,22 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens the store a URL names; relative `fs://` paths resolve from `base`.
     pub fn open(url: &str, base: &Path) -> Result<Store, StoreError> {
-        let parsed = StoreUrl::parse(url).map_err(|reason| StoreError::Open { url: url.into(), reason })?;
-        let open = |reason| StoreError::Open { url: url.into(), reason };
+        let parsed = StoreUrl::parse(url).map_err(|reason| StoreError::Open {
+            url: url.into(),
+            reason,
+        })?;
+        let open = |reason| StoreError::Open {
+            url: url.into(),
+            reason,
+        };
         let backend = match &parsed {
             StoreUrl::Fs(p) => Backend::Fs(Arc::new(url::FsRoot::open(p, base).map_err(open)?)),
             _ => Backend::Dal(parsed.operator(base).map_err(open)?),
         };
-        Ok(Store { backend, url: parsed.display() })
+        Ok(Store {
+            backend,
+            url: parsed.display(),
+        })
     }
 
     pub fn url(&self) -> &str {
@@ -187,9 +205,17 @@ impl Store {
         let path = path.to_string();
         move |source| {
             if source.kind() == ErrorKind::NotFound {
-                StoreError::NotFound { path, url: self.url.clone() }
+                StoreError::NotFound {
+                    path,
+                    url: self.url.clone(),
+                }
             } else {
-                StoreError::Io { op, path, url: self.url.clone(), source }
+                StoreError::Io {
+                    op,
+                    path,
+                    url: self.url.clone(),
+                    source: Box::new(source),
+                }
             }
         }
     }
@@ -204,9 +230,16 @@ impl Store {
 
     fn local_io(&self, op: &'static str, path: &str, e: std::io::Error) -> StoreError {
         if e.kind() == std::io::ErrorKind::NotFound {
-            StoreError::NotFound { path: path.into(), url: self.url.clone() }
+            StoreError::NotFound {
+                path: path.into(),
+                url: self.url.clone(),
+            }
         } else {
-            StoreError::Local { op, path: format!("{}/{path}", self.url), source: e }
+            StoreError::Local {
+                op,
+                path: format!("{}/{path}", self.url),
+                source: e,
+            }
         }
     }
 
@@ -220,15 +253,23 @@ impl Store {
     /// Writes bytes under `path`, replacing what was there, in one step.
     pub async fn write(&self, path: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Dal(op) => op.write(path, bytes).await.map(|_| ()).map_err(self.io("write", path)),
-            Backend::Fs(fs) => fs.write(path, &bytes).map_err(|e| self.local_io("write", path, e)),
+            Backend::Dal(op) => op
+                .write(path, bytes)
+                .await
+                .map(|_| ())
+                .map_err(self.io("write", path)),
+            Backend::Fs(fs) => fs
+                .write(path, &bytes)
+                .map_err(|e| self.local_io("write", path, e)),
         }
     }
 
     pub async fn read(&self, path: &str) -> Result<Vec<u8>, StoreError> {
         match &self.backend {
             Backend::Dal(op) => Ok(op.read(path).await.map_err(self.io("read", path))?.to_vec()),
-            Backend::Fs(fs) => std::fs::read(fs.path(path)).map_err(|e| self.local_io("read", path, e)),
+            Backend::Fs(fs) => {
+                std::fs::read(fs.path(path)).map_err(|e| self.local_io("read", path, e))
+            }
         }
     }
 
@@ -246,9 +287,15 @@ impl Store {
     /// Stores a local file as a blob, streaming: memory stays bounded by
     /// the chunk size whatever the file's size.
     pub async fn put_blob_file(&self, file: &Path) -> Result<BlobRef, StoreError> {
-        let local = |op, source| StoreError::Local { op, path: file.display().to_string(), source };
+        let local = |op, source| StoreError::Local {
+            op,
+            path: file.display().to_string(),
+            source,
+        };
         let mut hasher = blake3::Hasher::new();
-        let mut f = tokio::fs::File::open(file).await.map_err(|e| local("open", e))?;
+        let mut f = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| local("open", e))?;
         let mut buf = vec![0u8; CHUNK];
         let mut size = 0u64;
         loop {
@@ -277,7 +324,10 @@ impl Store {
                         Backend::Fs(fs) => fs.path(&path),
                         Backend::Dal(_) => unreachable!(),
                     });
-                    return Err(local("read", std::io::Error::other("file changed while it was stored")));
+                    return Err(local(
+                        "read",
+                        std::io::Error::other("file changed while it was stored"),
+                    ));
                 }
                 return Ok(BlobRef { digest, size });
             }
@@ -285,13 +335,18 @@ impl Store {
         if size as usize <= CHUNK {
             let bytes = tokio::fs::read(file).await.map_err(|e| local("read", e))?;
             if Digest::of(&bytes) != digest {
-                return Err(local("read", std::io::Error::other("file changed while it was stored")));
+                return Err(local(
+                    "read",
+                    std::io::Error::other("file changed while it was stored"),
+                ));
             }
             self.write(&path, bytes).await?;
             return Ok(BlobRef { digest, size });
         }
         let mut w = op.writer(&path).await.map_err(self.io("write", &path))?;
-        let mut f = tokio::fs::File::open(file).await.map_err(|e| local("open", e))?;
+        let mut f = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| local("open", e))?;
         let mut check = blake3::Hasher::new();
         loop {
             let n = f.read(&mut buf).await.map_err(|e| local("read", e))?;
@@ -299,11 +354,16 @@ impl Store {
                 break;
             }
             check.update(&buf[..n]);
-            w.write(buf[..n].to_vec()).await.map_err(self.io("write", &path))?;
+            w.write(buf[..n].to_vec())
+                .await
+                .map_err(self.io("write", &path))?;
         }
         if Digest::from_hasher(&check) != digest {
             let _ = w.abort().await;
-            return Err(local("read", std::io::Error::other("file changed while it was stored")));
+            return Err(local(
+                "read",
+                std::io::Error::other("file changed while it was stored"),
+            ));
         }
         w.close().await.map_err(self.io("write", &path))?;
         Ok(BlobRef { digest, size })
@@ -329,13 +389,23 @@ impl Store {
     /// its name only once complete and verified.
     pub async fn get_blob_to_file(&self, digest: &Digest, dest: &Path) -> Result<(), StoreError> {
         let bytes = self.get_blob(digest).await?;
-        let local = |op, source| StoreError::Local { op, path: dest.display().to_string(), source };
+        let local = |op, source| StoreError::Local {
+            op,
+            path: dest.display().to_string(),
+            source,
+        };
         if let Some(parent) = dest.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| local("create folder for", e))?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| local("create folder for", e))?;
         }
         let tmp = dest.with_extension("engine-partial");
-        tokio::fs::write(&tmp, &bytes).await.map_err(|e| local("write", e))?;
-        tokio::fs::rename(&tmp, dest).await.map_err(|e| local("rename", e))?;
+        tokio::fs::write(&tmp, &bytes)
+            .await
+            .map_err(|e| local("write", e))?;
+        tokio::fs::rename(&tmp, dest)
+            .await
+            .map_err(|e| local("rename", e))?;
         Ok(())
     }
 
@@ -347,11 +417,17 @@ impl Store {
         if self.exists(&path).await? {
             return Ok(digest);
         }
-        let blobs = m.files.values().chain(m.items.iter().flat_map(|i| i.files.values()));
+        let blobs = m
+            .files
+            .values()
+            .chain(m.items.iter().flat_map(|i| i.files.values()));
         for b in blobs {
             let bp = Self::blob_path(&b.digest);
             if !self.exists(&bp).await? {
-                return Err(StoreError::NotFound { path: bp, url: self.url.clone() });
+                return Err(StoreError::NotFound {
+                    path: bp,
+                    url: self.url.clone(),
+                });
             }
         }
         self.write(&path, text.into_bytes()).await?;
@@ -371,8 +447,11 @@ impl Store {
                 actual: actual.to_string(),
             });
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::Decode { path, url: self.url.clone(), reason: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Decode {
+            path,
+            url: self.url.clone(),
+            reason: e.to_string(),
+        })
     }
 
     pub async fn put_json<T: Serialize>(&self, path: &str, v: &T) -> Result<(), StoreError> {
@@ -385,7 +464,11 @@ impl Store {
         match self.read(path).await {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| StoreError::Decode { path: path.into(), url: self.url.clone(), reason: e.to_string() }),
+                .map_err(|e| StoreError::Decode {
+                    path: path.into(),
+                    url: self.url.clone(),
+                    reason: e.to_string(),
+                }),
             Err(StoreError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -393,12 +476,20 @@ impl Store {
 
     /// Names of the entries directly under a folder (files and folders).
     pub async fn list(&self, dir: &str) -> Result<Vec<String>, StoreError> {
-        let dir = if dir.ends_with('/') { dir.to_string() } else { format!("{dir}/") };
+        let dir = if dir.ends_with('/') {
+            dir.to_string()
+        } else {
+            format!("{dir}/")
+        };
         let op = match &self.backend {
             Backend::Dal(op) => op,
             Backend::Fs(fs) => {
                 return match std::fs::read_dir(fs.path(&dir)) {
-                    Ok(rd) => Ok(rd.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned())).collect()),
+                    Ok(rd) => Ok(rd
+                        .filter_map(|e| {
+                            e.ok().map(|e| e.file_name().to_string_lossy().into_owned())
+                        })
+                        .collect()),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
                     Err(e) => Err(self.local_io("list", &dir, e)),
                 };
@@ -407,7 +498,12 @@ impl Store {
         match op.list(&dir).await {
             Ok(entries) => Ok(entries
                 .into_iter()
-                .map(|e| e.path().trim_start_matches(&dir).trim_end_matches('/').to_string())
+                .map(|e| {
+                    e.path()
+                        .trim_start_matches(&dir)
+                        .trim_end_matches('/')
+                        .to_string()
+                })
                 .filter(|n| !n.is_empty())
                 .collect()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(vec![]),
@@ -427,14 +523,33 @@ impl Store {
     }
 
     /// Moves a ref to an artifact that exists, recording the move.
-    pub async fn set_ref(&self, name: &str, digest: &Digest, note: &str) -> Result<RefDoc, StoreError> {
+    pub async fn set_ref(
+        &self,
+        name: &str,
+        digest: &Digest,
+        note: &str,
+    ) -> Result<RefDoc, StoreError> {
         let path = Self::ref_path(name)?;
         if !self.exists(&Self::manifest_path(digest)).await? {
-            return Err(StoreError::NotFound { path: Self::manifest_path(digest), url: self.url.clone() });
+            return Err(StoreError::NotFound {
+                path: Self::manifest_path(digest),
+                url: self.url.clone(),
+            });
         }
-        let mut doc = self.get_json::<RefDoc>(&path).await?.unwrap_or_else(|| RefDoc { name: name.into(), history: vec![] });
+        let mut doc = self
+            .get_json::<RefDoc>(&path)
+            .await?
+            .unwrap_or_else(|| RefDoc {
+                name: name.into(),
+                history: vec![],
+            });
         let previous = doc.current().cloned();
-        doc.history.push(RefEvent { digest: digest.clone(), at: now_rfc3339(), previous, note: note.into() });
+        doc.history.push(RefEvent {
+            digest: digest.clone(),
+            at: now_rfc3339(),
+            previous,
+            note: note.into(),
+        });
         self.put_json(&path, &doc).await?;
         Ok(doc)
     }
@@ -465,20 +580,34 @@ impl Store {
                 return Ok(d);
             }
         }
-        Err(StoreError::NotFound { path: what.into(), url: self.url.clone() })
+        Err(StoreError::NotFound {
+            path: what.into(),
+            url: self.url.clone(),
+        })
     }
 }
 
 /// Ref names: `a-z A-Z 0-9 . _ - /` and `@`, no empty segment, no `..`.
 pub fn check_ref_name(name: &str) -> Result<(), StoreError> {
-    let bad = |why: &str| Err(StoreError::BadName { name: name.into(), why: why.into() });
+    let bad = |why: &str| {
+        Err(StoreError::BadName {
+            name: name.into(),
+            why: why.into(),
+        })
+    };
     if name.is_empty() || name.len() > 200 {
         return bad("a ref name has 1 to 200 characters");
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c)) {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
+    {
         return bad("use letters, digits, `.`, `_`, `-` and `/` (and `@` before an alias)");
     }
-    if name.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+    if name
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
         return bad("no empty, `.` or `..` path segment");
     }
     Ok(())
@@ -490,10 +619,14 @@ pub fn check_rel_path(name: &str) -> Result<(), String> {
         return Err("an output name cannot be empty".into());
     }
     if name.starts_with('/') || name.starts_with('\\') || name.contains('\0') {
-        return Err(format!("`{name}` is an absolute path; outputs are named by relative paths"));
+        return Err(format!(
+            "`{name}` is an absolute path; outputs are named by relative paths"
+        ));
     }
     if name.split(['/', '\\']).any(|s| s == "..") {
-        return Err(format!("`{name}` contains `..`; outputs must stay inside the task's folder"));
+        return Err(format!(
+            "`{name}` contains `..`; outputs must stay inside the task's folder"
+        ));
     }
     Ok(())
 }

@@ -2,10 +2,10 @@
 
 use crate::digest::Digest;
 use opendal::Operator;
-use std::io::{Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// A parsed store URL.
@@ -13,7 +13,11 @@ use std::sync::{Mutex, OnceLock};
 pub enum StoreUrl {
     Fs(PathBuf),
     Memory(String),
-    S3 { bucket: String, prefix: String, params: Vec<(String, String)> },
+    S3 {
+        bucket: String,
+        prefix: String,
+        params: Vec<(String, String)>,
+    },
 }
 
 impl StoreUrl {
@@ -35,17 +39,27 @@ impl StoreUrl {
             }
             let mut params = vec![];
             for pair in query.split('&').filter(|p| !p.is_empty()) {
-                let (k, v) = pair.split_once('=').ok_or_else(|| format!("query part `{pair}` is not `key=value`"))?;
+                let (k, v) = pair
+                    .split_once('=')
+                    .ok_or_else(|| format!("query part `{pair}` is not `key=value`"))?;
                 if !["endpoint", "region"].contains(&k) {
-                    return Err(format!("unknown s3 option `{k}`; known: `endpoint`, `region`"));
+                    return Err(format!(
+                        "unknown s3 option `{k}`; known: `endpoint`, `region`"
+                    ));
                 }
                 params.push((k.to_string(), v.to_string()));
             }
-            return Ok(StoreUrl::S3 { bucket: bucket.into(), prefix: prefix.trim_matches('/').into(), params });
+            return Ok(StoreUrl::S3 {
+                bucket: bucket.into(),
+                prefix: prefix.trim_matches('/').into(),
+                params,
+            });
         }
         if url.contains("://") {
             let scheme = url.split("://").next().unwrap_or("");
-            return Err(format!("unknown store scheme `{scheme}://`; use `fs://`, `memory://` or `s3://`"));
+            return Err(format!(
+                "unknown store scheme `{scheme}://`; use `fs://`, `memory://` or `s3://`"
+            ));
         }
         Ok(StoreUrl::Fs(PathBuf::from(url)))
     }
@@ -62,7 +76,11 @@ impl StoreUrl {
     pub fn operator(&self, base: &Path) -> Result<Operator, String> {
         match self {
             StoreUrl::Fs(p) => {
-                let root = if p.is_absolute() { p.clone() } else { base.join(p) };
+                let root = if p.is_absolute() {
+                    p.clone()
+                } else {
+                    base.join(p)
+                };
                 std::fs::create_dir_all(&root)
                     .map_err(|e| format!("Failed to create folder `{}`: {e}", root.display()))?;
                 let tmp = root.join(".tmp");
@@ -76,17 +94,32 @@ impl StoreUrl {
             StoreUrl::Memory(name) => {
                 // One operator per name per process, so two opens share data.
                 static MEM: OnceLock<Mutex<HashMap<String, Operator>>> = OnceLock::new();
-                let mut map = MEM.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+                let mut map = MEM
+                    .get_or_init(Default::default)
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
                 if let Some(op) = map.get(name) {
                     return Ok(op.clone());
                 }
-                let op = Operator::new(opendal::services::Memory::default()).map_err(|e| e.to_string())?;
+                let op = Operator::new(opendal::services::Memory::default())
+                    .map_err(|e| e.to_string())?;
                 map.insert(name.clone(), op.clone());
                 Ok(op)
             }
-            StoreUrl::S3 { bucket, prefix, params } => {
-                let get = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone());
-                let mut b = opendal::services::S3::default().bucket(bucket).root(&format!("/{prefix}"));
+            StoreUrl::S3 {
+                bucket,
+                prefix,
+                params,
+            } => {
+                let get = |k: &str| {
+                    params
+                        .iter()
+                        .find(|(pk, _)| pk == k)
+                        .map(|(_, v)| v.clone())
+                };
+                let mut b = opendal::services::S3::default()
+                    .bucket(bucket)
+                    .root(&format!("/{prefix}"));
                 let endpoint = get("endpoint").or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
                 if let Some(e) = endpoint {
                     b = b.endpoint(&e);
@@ -96,7 +129,10 @@ impl StoreUrl {
                     .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
                     .unwrap_or_else(|| "us-east-1".into());
                 b = b.region(&region);
-                if let (Ok(k), Ok(s)) = (std::env::var("AWS_ACCESS_KEY_ID"), std::env::var("AWS_SECRET_ACCESS_KEY")) {
+                if let (Ok(k), Ok(s)) = (
+                    std::env::var("AWS_ACCESS_KEY_ID"),
+                    std::env::var("AWS_SECRET_ACCESS_KEY"),
+                ) {
                     b = b.access_key_id(&k).secret_access_key(&s);
                 }
                 Operator::new(b).map_err(|e| e.to_string())
@@ -117,10 +153,20 @@ pub struct FsRoot {
 
 impl FsRoot {
     pub fn open(p: &Path, base: &Path) -> Result<FsRoot, String> {
-        let root = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let root = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        };
         let tmp = root.join(".tmp");
-        std::fs::create_dir_all(&tmp).map_err(|e| format!("Failed to create folder `{}`: {e}", tmp.display()))?;
-        Ok(FsRoot { root, tmp, counter: AtomicU64::new(0), dirs: Mutex::new(Default::default()) })
+        std::fs::create_dir_all(&tmp)
+            .map_err(|e| format!("Failed to create folder `{}`: {e}", tmp.display()))?;
+        Ok(FsRoot {
+            root,
+            tmp,
+            counter: AtomicU64::new(0),
+            dirs: Mutex::new(Default::default()),
+        })
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -129,16 +175,30 @@ impl FsRoot {
 
     fn tmp_name(&self) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        self.tmp.join(format!("{}-{:?}-{n}", std::process::id(), std::thread::current().id()).replace(['(', ')'], ""))
+        self.tmp.join(
+            format!(
+                "{}-{:?}-{n}",
+                std::process::id(),
+                std::thread::current().id()
+            )
+            .replace(['(', ')'], ""),
+        )
     }
 
     fn publish(&self, tmp: &Path, rel: &str) -> std::io::Result<()> {
         let dest = self.path(rel);
         if let Some(parent) = dest.parent() {
-            let known = self.dirs.lock().unwrap_or_else(|p| p.into_inner()).contains(parent);
+            let known = self
+                .dirs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(parent);
             if !known {
                 std::fs::create_dir_all(parent)?;
-                self.dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(parent.to_path_buf());
+                self.dirs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(parent.to_path_buf());
             }
         }
         std::fs::rename(tmp, dest)
