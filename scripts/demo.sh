@@ -1,22 +1,39 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults: local filesystem store (.engine/store),
-# SQLite catalog, local executor, generated data. Installs what is missing.
-#   ./scripts/demo.sh [SPORT]        (basketball, soccer or hockey)
+# SQLite catalog (.engine/catalog.db), local executor, generated data.
+# Installs what is missing.
+#   ./scripts/demo.sh [basketball|soccer|hockey]
 source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 SPORT="${1:-basketball}"
+case "$SPORT" in
+  basketball|soccer) SYNTH_SPORT="$SPORT" ;;
+  hockey|ice-hockey) SPORT=hockey; SYNTH_SPORT=ice-hockey ;;
+  *) echo "error: unknown sport \`$SPORT\`; use basketball, soccer or hockey" >&2; exit 2 ;;
+esac
+VALUES="pipelines/sports/$SPORT.yaml"
 need_rust
 need_ffmpeg
 say "building the engine (release)"
 cargo build --release --quiet --bin engine
 ENGINE=target/release/engine
-say "validating and planning pipelines/broadcasts.yaml.j2 for $SPORT"
-$ENGINE validate pipelines/broadcasts.yaml.j2 -f "pipelines/sports/$SPORT.yaml"
-$ENGINE plan pipelines/broadcasts.yaml.j2 -f "pipelines/sports/$SPORT.yaml"
+if [ ! -d ".engine/videos/$SPORT" ]; then
+  say "generating synthetic $SPORT broadcasts (every league and broadcaster style, with drift styles)"
+  $ENGINE synth --sport "$SYNTH_SPORT" --count 12 --seed 7 --out ".engine/videos/$SPORT"
+fi
+say "importing them into the SQLite catalog .engine/catalog.db"
+$ENGINE catalog import ".engine/videos/$SPORT"
+$ENGINE catalog ls --sport "$SYNTH_SPORT" | tail -3
+say "validating and planning pipelines/catalog-report.yaml.j2"
+$ENGINE validate pipelines/catalog-report.yaml.j2 -f "$VALUES"
+$ENGINE plan pipelines/catalog-report.yaml.j2 -f "$VALUES"
 say "running it"
-$ENGINE run pipelines/broadcasts.yaml.j2 -f "pipelines/sports/$SPORT.yaml"
-say "running it again: everything comes from the cache"
-$ENGINE run pipelines/broadcasts.yaml.j2 -f "pipelines/sports/$SPORT.yaml"
-$ENGINE runs --limit 2
-$ENGINE get latest/report ".engine/report-$SPORT"
-say "done: open .engine/report-$SPORT/report.html (per-league table and chart)"
+$ENGINE run pipelines/catalog-report.yaml.j2 -f "$VALUES"
+say "running it again: the query reruns, every video comes from the cache"
+$ENGINE run pipelines/catalog-report.yaml.j2 -f "$VALUES"
+say "generating inside a pipeline: four leagues in parallel (pipelines/broadcasts.yaml.j2)"
+$ENGINE run pipelines/broadcasts.yaml.j2 -f "$VALUES"
+$ENGINE runs --limit 3
+$ENGINE show latest --html ".engine/run-timeline.html" >/dev/null
+$ENGINE get "$(ls -1 .engine/store/runs | sort | tail -2 | head -1 | sed 's/.json$//')/report" ".engine/report-$SPORT" >/dev/null
+say "done: open .engine/report-$SPORT/report.html (per-league table and chart) and .engine/run-timeline.html"

@@ -72,6 +72,11 @@ impl Stage for CatalogQuery {
     fn version(&self) -> u32 {
         1
     }
+    /// The database changes under the same params: query it every run.
+    /// Downstream stages stay cached per item when the rows are the same.
+    fn always_run(&self) -> bool {
+        true
+    }
 
     fn outputs(&self) -> Vec<OutputDecl> {
         vec![OutputDecl::collection("videos")]

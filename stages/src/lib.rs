@@ -1,6 +1,7 @@
 //! The built-in stage plugins, one module per family. Each module has a
 //! `register` that adds its kinds to the engine's table.
 
+pub mod catalog;
 #[cfg(feature = "video")]
 pub mod clips;
 #[cfg(feature = "video")]
@@ -16,6 +17,7 @@ use engine_core::stage::Registry;
 
 /// Adds every stage kind this build has.
 pub fn register(r: &mut Registry) {
+    catalog::register(r);
     #[cfg(feature = "video")]
     {
         video::register(r);

@@ -53,7 +53,7 @@ fn esc(s: &str) -> String {
 #[async_trait]
 impl Stage for Report {
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn outputs(&self) -> Vec<OutputDecl> {
         vec![OutputDecl::artifact("report")]
@@ -79,11 +79,25 @@ impl Stage for Report {
                     .and_then(Value::as_f64)
                     .unwrap_or(0.0);
                 row.seconds += dur;
-                row.replays += m.get("replays").and_then(Value::as_u64).unwrap_or(0);
-                row.replay_seconds += m
-                    .get("replay_seconds")
-                    .and_then(Value::as_f64)
-                    .unwrap_or(0.0);
+                // Generator items carry `replays`; catalog rows carry `labels`.
+                let labels = m.get("labels").and_then(Value::as_array);
+                row.replays += m
+                    .get("replays")
+                    .and_then(Value::as_u64)
+                    .or_else(|| labels.map(|l| l.len() as u64))
+                    .unwrap_or(0);
+                row.replay_seconds += m.get("replay_seconds").and_then(Value::as_f64).unwrap_or_else(|| {
+                    labels
+                        .map(|l| {
+                            l.iter()
+                                .map(|x| {
+                                    x.get("end_s").and_then(Value::as_f64).unwrap_or(0.0)
+                                        - x.get("start_s").and_then(Value::as_f64).unwrap_or(0.0)
+                                })
+                                .sum()
+                        })
+                        .unwrap_or(0.0)
+                });
             }
         }
         if rows.is_empty() {

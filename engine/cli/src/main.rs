@@ -1,6 +1,7 @@
 //! `engine`: the command line. Parsing and printing only; the work is in
 //! engine-core.
 
+mod catalog_cmd;
 mod progress;
 mod show;
 
@@ -95,6 +96,9 @@ enum Cmd {
         store: StoreArgs,
         #[arg(long)]
         json: bool,
+        /// Write a run's timeline (a Gantt chart of its tasks) as HTML.
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// Copy an artifact's files into a folder: `RUN/TASK[/OUTPUT]`, a ref,
     /// or a digest (prefix). Items of a collection go under `KEY/`.
@@ -130,6 +134,11 @@ enum Cmd {
         /// List the built-in styles and exit.
         #[arg(long)]
         styles: bool,
+    },
+    /// The video catalog: import, list and query videos.
+    Catalog {
+        #[command(subcommand)]
+        cmd: catalog_cmd::CatalogCmd,
     },
     /// Named pointers to artifacts, with history (the model registry).
     Ref {
@@ -384,11 +393,21 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             show::print_runs(&store, limit, json).await?;
             Ok(0)
         }
-        Cmd::Show { what, store, json } => {
+        Cmd::Show { what, store, json, html } => {
             let store = open_store(&store, None)?;
-            show::show(&store, &what, json).await?;
+            match html {
+                Some(path) => {
+                    let run = engine_core::records::find_run(&store, &what)
+                        .await?
+                        .ok_or_else(|| anyhow!("no run `{what}` in store {}; list runs with `engine runs`", store.url()))?;
+                    std::fs::write(&path, show::timeline_html(&run)).with_context(|| format!("Failed to write `{}`", path.display()))?;
+                    println!("wrote {}", path.display());
+                }
+                None => show::show(&store, &what, json).await?,
+            }
             Ok(0)
         }
+        Cmd::Catalog { cmd } => catalog_cmd::run(cmd).await,
         Cmd::Ref { cmd } => show::refs(cmd_to_ref(cmd)?).await.map(|_| 0),
         Cmd::Get { what, dest, store } => {
             let store = open_store(&store, None)?;

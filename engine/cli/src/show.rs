@@ -412,3 +412,81 @@ pub async fn get(store: &Store, what: &str, dest: &std::path::Path) -> Result<()
     println!("{n} files of {} into {}", digest.short(), dest.display());
     Ok(())
 }
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A run as an HTML page: a Gantt chart of when each task held its
+/// resources, coloured by status, and the task table.
+pub fn timeline_html(r: &RunRecord) -> String {
+    let end = r
+        .tasks
+        .iter()
+        .filter_map(|t| t.finished_ms)
+        .fold(1.0f64, f64::max);
+    let row = 18;
+    let label_w = 260.0;
+    let width = 900.0;
+    let scale = (width - label_w - 20.0) / end;
+    let colour = |s: TaskStatus| match s {
+        TaskStatus::Done => "#4caf50",
+        TaskStatus::Cached => "#64b5f6",
+        TaskStatus::Failed => "#e53935",
+        TaskStatus::Cancelled => "#fb8c00",
+        _ => "#bdbdbd",
+    };
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"11\">",
+        r.tasks.len() * row + 30
+    );
+    for (i, t) in r.tasks.iter().enumerate() {
+        let y = i * row + 4;
+        svg.push_str(&format!("<text x=\"0\" y=\"{}\">{}</text>", y + 12, esc(&t.task)));
+        let spans: Vec<[f64; 2]> = if t.held_ms.is_empty() {
+            match (t.started_ms, t.finished_ms) {
+                (Some(a), Some(b)) => vec![[a, b]],
+                _ => vec![],
+            }
+        } else {
+            t.held_ms.clone()
+        };
+        for [a, b] in spans {
+            svg.push_str(&format!(
+                "<rect x=\"{:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"{}\" fill=\"{}\"><title>{} {}: {:.0}-{:.0} ms</title></rect>",
+                label_w + a * scale,
+                ((b - a) * scale).max(1.5),
+                row - 4,
+                colour(t.status),
+                esc(&t.task),
+                t.status.as_str(),
+                a,
+                b
+            ));
+        }
+    }
+    let axis_y = r.tasks.len() * row + 20;
+    svg.push_str(&format!(
+        "<text x=\"{label_w}\" y=\"{axis_y}\">0 s</text><text x=\"{:.0}\" y=\"{axis_y}\" text-anchor=\"end\">{:.2} s</text></svg>",
+        width - 20.0,
+        end / 1000.0
+    ));
+    let mut rows = String::new();
+    for t in &r.tasks {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td></tr>",
+            esc(&t.task),
+            t.status.as_str(),
+            t.seconds(),
+            esc(&t.reason),
+            esc(t.error.as_deref().unwrap_or(""))
+        ));
+    }
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>run {id}</title><style>body{{font-family:sans-serif;margin:2em}}td,th{{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}}</style></head><body><h1>Run {id}</h1><p>pipeline <b>{p}</b>, {st} in {secs:.2} s; green done, blue cached, red failed, orange cancelled, grey skipped.</p>{svg}<table><tr><th>task</th><th>status</th><th>seconds</th><th>reason</th><th>error</th></tr>{rows}</table></body></html>\n",
+        id = esc(&r.id),
+        p = esc(&r.pipeline),
+        st = r.status.as_str(),
+        secs = r.seconds
+    )
+}

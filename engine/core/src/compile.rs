@@ -420,7 +420,7 @@ fn check_stage(
         when: st.when.as_ref().map(|w| w.value.clone()),
         matrix,
         map: None,
-        cache: st.cache,
+        cache: st.cache && !imp.always_run(),
         outputs: imp.outputs(),
         imp,
         build: kind.build,

@@ -602,7 +602,7 @@ async fn execute(
     } else if sh.opts.no_cache {
         "cache disabled (--no-cache)".into()
     } else if !stage.cache {
-        "cache: false".into()
+        if stage.imp.always_run() { "runs every time (reads outside state)".into() } else { "cache: false".into() }
     } else {
         match sh.store.get_json::<TaskFingerprint>(&last_path).await {
             Ok(Some(before)) => fp.why_changed(&before),

@@ -82,6 +82,12 @@ pub trait Stage: Send + Sync {
     fn version(&self) -> u32;
     /// Declared outputs, by name.
     fn outputs(&self) -> Vec<OutputDecl>;
+    /// Stages that read the outside world (a database, a clock) return true:
+    /// their result is not decided by params and inputs, so the engine runs
+    /// them every time, as if `cache: false` were set.
+    fn always_run(&self) -> bool {
+        false
+    }
     /// The work. CPU-heavy code goes through [`TaskCtx::blocking`].
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError>;
 }
@@ -118,6 +124,9 @@ impl StageImpl {
             StageImpl::Task(s) => s.outputs(),
             StageImpl::Map(s) => vec![OutputDecl::collection(&s.output())],
         }
+    }
+    pub fn always_run(&self) -> bool {
+        matches!(self, StageImpl::Task(s) if s.always_run())
     }
     pub fn is_map(&self) -> bool {
         matches!(self, StageImpl::Map(_))

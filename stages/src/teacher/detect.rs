@@ -1,0 +1,456 @@
+//! The graphic-detection teacher: frame-level cues only, no temporal model.
+//!
+//! A replay wipe paints a large share of the picture in the league's
+//! graphic colours, which live play almost never shows. Per video we take
+//! the median colour histogram over all frames (live play is the majority,
+//! so the median is the live look), call a colour bin *rare* when its median
+//! share is tiny, and score each frame by the share of its pixels in rare
+//! bins. A burst of frames above `threshold` is one boundary. The teacher
+//! cannot tell an opening wipe from a closing one: consecutive boundaries
+//! are paired into proposed replay segments.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Colour levels per channel (3 bits): 512 histogram bins.
+const LEVELS: usize = 8;
+const BINS: usize = LEVELS * LEVELS * LEVELS;
+
+/// Tunable knobs of the teacher (also the `with:` params of `teacher.tag`).
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DetectParams {
+    /// Frames per second the video is decoded at for analysis.
+    #[serde(default = "d_fps")]
+    pub fps: f64,
+    /// Side of the square the frames are scaled to (pixels).
+    #[serde(default = "d_size")]
+    pub size: u32,
+    /// A colour bin is rare when its median share over the video is below this.
+    #[serde(default = "d_rare")]
+    pub rare_share: f64,
+    /// A frame is a graphic frame when its rare-colour share exceeds this.
+    #[serde(default = "d_threshold")]
+    pub threshold: f64,
+    /// Rare-colour share at which a boundary gets full confidence.
+    #[serde(default = "d_strong")]
+    pub strong: f64,
+    /// Bursts closer than this (seconds) merge into one.
+    #[serde(default = "d_merge_gap")]
+    pub merge_gap: f64,
+    /// Bursts shorter than this (seconds) are dropped.
+    #[serde(default = "d_min_burst")]
+    pub min_burst: f64,
+    /// Bursts longer than this (seconds) are not wipes (e.g. a graphic studio
+    /// shot) and are dropped.
+    #[serde(default = "d_max_burst")]
+    pub max_burst: f64,
+    /// Shortest replay (seconds between two paired boundaries).
+    #[serde(default = "d_min_replay")]
+    pub min_replay: f64,
+    /// Longest replay; boundaries farther apart are not paired.
+    #[serde(default = "d_max_replay")]
+    pub max_replay: f64,
+}
+
+fn d_fps() -> f64 {
+    10.0
+}
+fn d_size() -> u32 {
+    64
+}
+fn d_rare() -> f64 {
+    0.002
+}
+fn d_threshold() -> f64 {
+    0.12
+}
+fn d_strong() -> f64 {
+    0.3
+}
+fn d_merge_gap() -> f64 {
+    0.25
+}
+fn d_min_burst() -> f64 {
+    0.15
+}
+fn d_max_burst() -> f64 {
+    6.0
+}
+fn d_min_replay() -> f64 {
+    1.0
+}
+fn d_max_replay() -> f64 {
+    90.0
+}
+
+impl Default for DetectParams {
+    fn default() -> Self {
+        serde_json::from_value(serde_json::json!({})).expect("defaults deserialise")
+    }
+}
+
+impl DetectParams {
+    pub fn check(&self) -> Result<(), String> {
+        let pos = |n: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("`{n}` must be a positive number, got {v}"))
+            }
+        };
+        pos("fps", self.fps)?;
+        pos("threshold", self.threshold)?;
+        pos("strong", self.strong)?;
+        pos("max_burst", self.max_burst)?;
+        pos("max_replay", self.max_replay)?;
+        if !(8..=512).contains(&self.size) {
+            return Err(format!(
+                "`size` must be between 8 and 512, got {}",
+                self.size
+            ));
+        }
+        if !(0.0..1.0).contains(&self.rare_share) {
+            return Err(format!(
+                "`rare_share` must be in [0, 1), got {}",
+                self.rare_share
+            ));
+        }
+        if self.strong <= self.threshold {
+            return Err(format!(
+                "`strong` ({}) must be above `threshold` ({})",
+                self.strong, self.threshold
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Per-frame cues.
+#[derive(Clone, Debug)]
+pub struct FrameCues {
+    /// Pixel counts per colour bin.
+    pub hist: Vec<u16>,
+    /// Mean absolute difference to the previous frame, 0..1.
+    pub diff: f32,
+}
+
+/// The frame cues of a whole video, at `fps`.
+#[derive(Clone, Debug)]
+pub struct VideoCues {
+    pub fps: f64,
+    pub pixels: u32,
+    pub frames: Vec<FrameCues>,
+}
+
+/// One candidate graphic boundary: a burst of graphic frames.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Boundary {
+    /// Middle of the burst (seconds): the boundary's time.
+    pub time: f64,
+    /// First graphic frame (seconds).
+    pub start: f64,
+    /// End of the last graphic frame (seconds).
+    pub end: f64,
+    /// Highest rare-colour share in the burst.
+    pub peak: f64,
+    /// 0..1.
+    pub confidence: f64,
+}
+
+/// A proposed replay: two consecutive boundaries, open and close.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub start: f64,
+    pub end: f64,
+    pub confidence: f64,
+}
+
+/// What the teacher says about one video.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    pub boundaries: Vec<Boundary>,
+    pub segments: Vec<Proposal>,
+    /// Boundaries no partner could be found for.
+    pub unpaired: usize,
+    /// 0..1: how much the teacher trusts its own tags for this video.
+    pub confidence: f64,
+    /// Analysed frames and rate.
+    pub frames: usize,
+    pub fps: f64,
+}
+
+/// Decodes `path` at the analysis rate and size and computes the cues,
+/// streaming (memory grows with frames x 1 KiB, not with pixels).
+pub fn cues_from_video(
+    path: &Path,
+    p: &DetectParams,
+    cancel: &dyn Fn() -> bool,
+) -> Result<VideoCues, String> {
+    let opts = media::DecodeOptions {
+        fps: Some(p.fps),
+        width: Some(p.size),
+        height: Some(p.size),
+        resize: media::Resize::Stretch,
+        ..Default::default()
+    };
+    let mut reader = media::FrameReader::open(path, &opts).map_err(|e| e.to_string())?;
+    let fps = reader.fps();
+    let mut frame = media::Frame::default();
+    let mut prev: Vec<u8> = vec![];
+    let mut frames = vec![];
+    while reader.read_frame(&mut frame).map_err(|e| e.to_string())? {
+        if cancel() {
+            return Err("cancelled".into());
+        }
+        frames.push(cues_of_frame(&frame.data, &prev));
+        std::mem::swap(&mut prev, &mut frame.data);
+    }
+    Ok(VideoCues {
+        fps,
+        pixels: p.size * p.size,
+        frames,
+    })
+}
+
+/// The cues of one RGB24 frame, given the previous one (empty for the first).
+pub fn cues_of_frame(rgb: &[u8], prev: &[u8]) -> FrameCues {
+    let mut hist = vec![0u16; BINS];
+    for px in rgb.chunks_exact(3) {
+        let b = (px[0] as usize >> 5) * LEVELS * LEVELS
+            + (px[1] as usize >> 5) * LEVELS
+            + (px[2] as usize >> 5);
+        hist[b] = hist[b].saturating_add(1);
+    }
+    let diff = if prev.len() == rgb.len() && !rgb.is_empty() {
+        let s: u64 = rgb
+            .iter()
+            .zip(prev)
+            .map(|(a, b)| a.abs_diff(*b) as u64)
+            .sum();
+        s as f32 / (rgb.len() as f32 * 255.0)
+    } else {
+        0.0
+    };
+    FrameCues { hist, diff }
+}
+
+/// Rare-colour share per frame.
+pub fn graphic_signal(c: &VideoCues, p: &DetectParams) -> Vec<f64> {
+    let n = c.frames.len();
+    if n == 0 {
+        return vec![];
+    }
+    let px = c.pixels.max(1) as f64;
+    let mut rare = vec![false; BINS];
+    let mut col = vec![0u16; n];
+    for (b, r) in rare.iter_mut().enumerate() {
+        for (t, f) in c.frames.iter().enumerate() {
+            col[t] = f.hist[b];
+        }
+        let mid = n / 2;
+        let (_, med, _) = col.select_nth_unstable(mid);
+        *r = (*med as f64) / px < p.rare_share;
+    }
+    c.frames
+        .iter()
+        .map(|f| {
+            f.hist
+                .iter()
+                .zip(&rare)
+                .filter(|(_, r)| **r)
+                .map(|(h, _)| *h as f64)
+                .sum::<f64>()
+                / px
+        })
+        .collect()
+}
+
+/// Runs the teacher on a video's cues.
+pub fn detect(c: &VideoCues, p: &DetectParams) -> Detection {
+    let s = graphic_signal(c, p);
+    let fps = c.fps;
+    let dt = 1.0 / fps;
+    // Runs of graphic frames, merged across short gaps.
+    let mut runs: Vec<(usize, usize)> = vec![];
+    for (t, v) in s.iter().enumerate() {
+        if *v <= p.threshold {
+            continue;
+        }
+        match runs.last_mut() {
+            Some((_, e)) if (t - *e) as f64 * dt <= p.merge_gap + 1e-9 => *e = t + 1,
+            _ => runs.push((t, t + 1)),
+        }
+    }
+    let boundaries: Vec<Boundary> = runs
+        .into_iter()
+        .filter_map(|(a, b)| {
+            let len = (b - a) as f64 * dt;
+            if len + 1e-9 < p.min_burst || len > p.max_burst {
+                return None;
+            }
+            let peak = s[a..b].iter().cloned().fold(0.0, f64::max);
+            let strength = ((peak - p.threshold) / (p.strong - p.threshold)).clamp(0.0, 1.0);
+            let confidence = 0.5 + 0.5 * strength;
+            let (start, end) = (a as f64 * dt, b as f64 * dt);
+            Some(Boundary {
+                time: (start + end) / 2.0,
+                start,
+                end,
+                peak,
+                confidence,
+            })
+        })
+        .collect();
+    let (segments, unpaired) = pair(&boundaries, p);
+    let confidence = video_confidence(&boundaries, unpaired);
+    Detection {
+        boundaries,
+        segments,
+        unpaired,
+        confidence,
+        frames: s.len(),
+        fps,
+    }
+}
+
+/// Pairs consecutive boundaries (open, close) whose distance is a plausible
+/// replay length; a boundary without a partner is skipped.
+pub fn pair(b: &[Boundary], p: &DetectParams) -> (Vec<Proposal>, usize) {
+    let mut out = vec![];
+    let mut unpaired = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if i + 1 < b.len() {
+            let gap = b[i + 1].time - b[i].time;
+            if gap >= p.min_replay && gap <= p.max_replay {
+                out.push(Proposal {
+                    start: b[i].start,
+                    end: b[i + 1].end,
+                    confidence: b[i].confidence.min(b[i + 1].confidence),
+                });
+                i += 2;
+                continue;
+            }
+        }
+        unpaired += 1;
+        i += 1;
+    }
+    (out, unpaired)
+}
+
+/// No boundary at all: the video may have no replays or no graphics (a
+/// human decides). Otherwise the weakest boundary, halved by every boundary
+/// left without a partner.
+pub fn video_confidence(b: &[Boundary], unpaired: usize) -> f64 {
+    if b.is_empty() {
+        return 0.0;
+    }
+    let weakest = b.iter().map(|x| x.confidence).fold(1.0, f64::min);
+    weakest * 0.5f64.powi(unpaired as i32)
+}
+
+/// True boundaries of a generated video: the middle of every opening and
+/// closing wipe (leagues without graphics have none).
+pub fn truth_boundaries(t: &media::synth::GroundTruth) -> Vec<f64> {
+    let mut v: Vec<f64> = t
+        .replays
+        .iter()
+        .flat_map(|r| [r.opening, r.closing])
+        .flatten()
+        .map(|s| (s.start + s.end) / 2.0)
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// One-to-one matches between detected and true times within `tol` seconds
+/// (greedy by distance): the number of true times found.
+pub fn matched(detected: &[f64], truth: &[f64], tol: f64) -> usize {
+    let mut pairs: Vec<(f64, usize, usize)> = vec![];
+    for (i, d) in detected.iter().enumerate() {
+        for (j, t) in truth.iter().enumerate() {
+            let e = (d - t).abs();
+            if e <= tol + 1e-9 {
+                pairs.push((e, i, j));
+            }
+        }
+    }
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (mut ud, mut ut) = (vec![false; detected.len()], vec![false; truth.len()]);
+    let mut n = 0;
+    for (_, i, j) in pairs {
+        if !ud[i] && !ut[j] {
+            ud[i] = true;
+            ut[j] = true;
+            n += 1;
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(t: f64, c: f64) -> Boundary {
+        Boundary {
+            time: t,
+            start: t - 0.5,
+            end: t + 0.5,
+            peak: 0.5,
+            confidence: c,
+        }
+    }
+
+    #[test]
+    fn pairs_consecutive_boundaries_and_counts_the_odd_one() {
+        let p = DetectParams::default();
+        let (s, u) = pair(&[b(2.0, 1.0), b(8.0, 0.8), b(200.0, 1.0)], &p);
+        assert_eq!(s.len(), 1);
+        assert_eq!((s[0].start, s[0].end, s[0].confidence), (1.5, 8.5, 0.8));
+        assert_eq!(u, 1);
+        assert_eq!(
+            video_confidence(&[b(2.0, 1.0), b(8.0, 0.8), b(200.0, 1.0)], 1),
+            0.4
+        );
+        assert_eq!(video_confidence(&[], 0), 0.0);
+    }
+
+    #[test]
+    fn matching_is_one_to_one() {
+        assert_eq!(matched(&[1.0, 1.1], &[1.05], 0.5), 1);
+        assert_eq!(matched(&[1.0, 5.0], &[1.4, 4.0], 0.5), 1);
+    }
+
+    #[test]
+    fn a_burst_of_rare_colour_is_one_boundary() {
+        let px = 16 * 16;
+        let live = |_: usize| -> Vec<u8> { [20u8, 140, 30].repeat(px) };
+        let wipe = |_: usize| -> Vec<u8> { [230u8, 60, 20].repeat(px) };
+        let frames: Vec<Vec<u8>> = (0..100)
+            .map(|t| {
+                if (40..50).contains(&t) {
+                    wipe(t)
+                } else {
+                    live(t)
+                }
+            })
+            .collect();
+        let mut prev = vec![];
+        let mut cues = vec![];
+        for f in &frames {
+            cues.push(cues_of_frame(f, &prev));
+            prev = f.clone();
+        }
+        let c = VideoCues {
+            fps: 10.0,
+            pixels: px as u32,
+            frames: cues,
+        };
+        let d = detect(&c, &DetectParams::default());
+        assert_eq!(d.boundaries.len(), 1);
+        assert!((d.boundaries[0].time - 4.5).abs() < 1e-9);
+        assert_eq!(d.unpaired, 1);
+    }
+}

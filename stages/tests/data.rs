@@ -1,0 +1,1 @@
+//! Data-creation stages end to end (written below).
