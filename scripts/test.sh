@@ -10,7 +10,7 @@ start_postgres
 start_s3_server
 trap '[ -n "${S3_PID:-}" ] && kill "$S3_PID" 2>/dev/null || true' EXIT
 command -v cargo-nextest >/dev/null || { say "installing cargo-nextest"; cargo install --quiet --locked cargo-nextest; }
-say "checking formatting of the committed JSON Schema"
+say "checking that the committed JSON Schema is current"
 cargo run --quiet --bin engine -- schema --check schemas/pipeline.schema.json
 say "running the tests"
 cargo nextest run --workspace --no-fail-fast "$@"

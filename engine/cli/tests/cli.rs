@@ -415,3 +415,22 @@ fn bad_command_line_input_is_a_clear_error() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn every_pipeline_template_validates_for_every_sport() {
+    let dir = repo().join("pipelines");
+    let mut checked = 0;
+    for t in std::fs::read_dir(&dir).unwrap() {
+        let t = t.unwrap().path();
+        if !t.to_string_lossy().ends_with(".yaml.j2") {
+            continue;
+        }
+        for v in std::fs::read_dir(dir.join("sports")).unwrap() {
+            let v = v.unwrap().path();
+            let o = engine().arg("validate").arg(&t).arg("-f").arg(&v).output().unwrap();
+            assert!(o.status.success(), "{} with {}: {}", t.display(), v.display(), text(&o.stderr));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "checked {checked}");
+}
