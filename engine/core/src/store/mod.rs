@@ -369,20 +369,25 @@ impl Store {
         Ok(BlobRef { digest, size })
     }
 
-    /// Reads a blob and checks its digest.
-    pub async fn get_blob(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
-        let path = Self::blob_path(digest);
-        let bytes = self.read(&path).await?;
+    /// Reads a content-addressed object; an error names it when its bytes
+    /// do not hash to the digest it is stored under.
+    async fn read_verified(&self, path: &str, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let bytes = self.read(path).await?;
         let actual = Digest::of(&bytes);
         if &actual != digest {
             return Err(StoreError::Corrupt {
-                path,
+                path: path.to_string(),
                 url: self.url.clone(),
                 expected: digest.to_string(),
                 actual: actual.to_string(),
             });
         }
         Ok(bytes)
+    }
+
+    /// Reads a blob and checks its digest.
+    pub async fn get_blob(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        self.read_verified(&Self::blob_path(digest), digest).await
     }
 
     /// Copies a blob to a local file, verifying it; the file appears under
@@ -437,16 +442,7 @@ impl Store {
     /// Reads a manifest and checks its digest.
     pub async fn get_manifest(&self, digest: &Digest) -> Result<Manifest, StoreError> {
         let path = Self::manifest_path(digest);
-        let bytes = self.read(&path).await?;
-        let actual = Digest::of(&bytes);
-        if &actual != digest {
-            return Err(StoreError::Corrupt {
-                path,
-                url: self.url.clone(),
-                expected: digest.to_string(),
-                actual: actual.to_string(),
-            });
-        }
+        let bytes = self.read_verified(&path, digest).await?;
         serde_json::from_slice(&bytes).map_err(|e| StoreError::Decode {
             path,
             url: self.url.clone(),
