@@ -34,10 +34,14 @@ fn main() {
         .join("teacher-bench")
         .join(format!("{preset:?}").to_lowercase());
     std::fs::create_dir_all(&dir).unwrap();
-    let p = DetectParams::default();
+    let p: DetectParams = match std::env::var("TEACHER_PARAMS") {
+        Ok(j) => serde_json::from_str(&j).expect("TEACHER_PARAMS is DetectParams JSON"),
+        Err(_) => DetectParams::default(),
+    };
 
     let mut jobs = vec![];
-    for s in styles() {
+    let only = std::env::var("TEACHER_STYLE").unwrap_or_default();
+    for s in styles().into_iter().filter(|s| s.name.contains(&only)) {
         for i in 0..per_style {
             let name = format!("{}-{i}", s.name.replace('/', "_"));
             jobs.push(VideoSpec::from_preset(
@@ -79,7 +83,7 @@ fn main() {
                             .iter()
                             .enumerate()
                             .filter(|(_, v)| **v > p.threshold * 0.5)
-                            .map(|(t, v)| format!("{:.1}:{v:.2}", t as f64 / cues.fps))
+                            .map(|(t, v)| format!("{:.1}:{v:.2}/{:.2}", t as f64 / cues.fps, cues.frames[t].diff))
                             .collect();
                         eprintln!(
                             "{}: want {want:?} found {found:?}\n   signal {}",

@@ -29,6 +29,10 @@ pub struct DetectParams {
     /// A colour bin is rare when its median share over the video is below this.
     #[serde(default = "d_rare")]
     pub rare_share: f64,
+    /// A frame whose most common colour exceeds its median share by more
+    /// than this is a full-frame graphic (scored by the excess above it).
+    #[serde(default = "d_uniform_floor")]
+    pub uniform_floor: f64,
     /// A frame is a graphic frame when its rare-colour share exceeds this.
     #[serde(default = "d_threshold")]
     pub threshold: f64,
@@ -62,6 +66,9 @@ fn d_size() -> u32 {
 fn d_rare() -> f64 {
     0.002
 }
+fn d_uniform_floor() -> f64 {
+    0.4
+}
 fn d_threshold() -> f64 {
     0.12
 }
@@ -69,7 +76,7 @@ fn d_strong() -> f64 {
     0.3
 }
 fn d_merge_gap() -> f64 {
-    0.25
+    0.45
 }
 fn d_min_burst() -> f64 {
     0.15
@@ -242,26 +249,28 @@ pub fn graphic_signal(c: &VideoCues, p: &DetectParams) -> Vec<f64> {
         return vec![];
     }
     let px = c.pixels.max(1) as f64;
-    let mut rare = vec![false; BINS];
+    // Median count of the rare bins (`None`: one of the live look's colours).
+    let mut base: Vec<Option<f64>> = vec![None; BINS];
+    let mut meds = vec![0.0; BINS];
     let mut col = vec![0u16; n];
-    for (b, r) in rare.iter_mut().enumerate() {
+    for (b, r) in base.iter_mut().enumerate() {
         for (t, f) in c.frames.iter().enumerate() {
             col[t] = f.hist[b];
         }
         let mid = n / 2;
         let (_, med, _) = col.select_nth_unstable(mid);
-        *r = (*med as f64) / px < p.rare_share;
+        let med = *med as f64;
+        meds[b] = med;
+        *r = (med / px < p.rare_share).then_some(med);
     }
     c.frames
         .iter()
         .map(|f| {
-            f.hist
-                .iter()
-                .zip(&rare)
-                .filter(|(_, r)| **r)
-                .map(|(h, _)| *h as f64)
-                .sum::<f64>()
-                / px
+            let excess: f64 = f.hist.iter().zip(&base).filter_map(|(h, m)| m.map(|m| (*h as f64 - m).max(0.0))).sum();
+            // A full-frame graphic in a colour live play also shows (an
+            // iris wipe at full cover): one bin far above its median.
+            let uniform = f.hist.iter().zip(&meds).map(|(h, m)| *h as f64 - m).fold(0.0, f64::max);
+            (excess / px).max(uniform / px - p.uniform_floor)
         })
         .collect()
 }
@@ -292,7 +301,12 @@ pub fn detect(c: &VideoCues, p: &DetectParams) -> Detection {
             let peak = s[a..b].iter().cloned().fold(0.0, f64::max);
             let strength = ((peak - p.threshold) / (p.strong - p.threshold)).clamp(0.0, 1.0);
             let confidence = 0.5 + 0.5 * strength;
-            let (start, end) = (a as f64 * dt, b as f64 * dt);
+            // The wipe is the part above half the peak: a run can start
+            // early on a plateau of rare colour (a zoomed replay shot).
+            let half = peak / 2.0;
+            let first = (a..b).find(|&t| s[t] >= half).unwrap_or(a);
+            let last = (a..b).rev().find(|&t| s[t] >= half).unwrap_or(b - 1);
+            let (start, end) = (first as f64 * dt, (last + 1) as f64 * dt);
             Some(Boundary {
                 time: (start + end) / 2.0,
                 start,
