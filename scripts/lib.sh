@@ -84,3 +84,64 @@ start_postgres() {
     su postgres -c "psql -qc \"CREATE DATABASE engine_test OWNER engine\""
   export ENGINE_TEST_PG_URL="postgres://engine:engine@127.0.0.1:$port/engine_test"
 }
+
+# Slurm for the executor tests: a single-node slurmctld + slurmd on this
+# machine (no cgroups, no accounting), configured in a temporary folder.
+start_slurm() {
+  apt_install slurm-wlm slurmctld slurmd munge slurm-client
+  local dir host cpus mem
+  dir="$(mktemp -d /tmp/engine-slurm.XXXXXX)"
+  host="$(hostname -s)"
+  cpus="$(nproc)"
+  mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 512 ))
+  mkdir -p "$dir/state" "$dir/spool" "$dir/log"
+  cat > "$dir/slurm.conf" <<CONF
+ClusterName=engine
+SlurmctldHost=$host
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+StateSaveLocation=$dir/state
+SlurmdSpoolDir=$dir/spool
+SlurmctldPidFile=$dir/slurmctld.pid
+SlurmdPidFile=$dir/slurmd.pid
+SlurmctldLogFile=$dir/log/slurmctld.log
+SlurmdLogFile=$dir/log/slurmd.log
+SlurmctldPort=${ENGINE_TEST_SLURMCTLD_PORT:-6917}
+SlurmdPort=${ENGINE_TEST_SLURMD_PORT:-6918}
+ReturnToService=2
+MpiDefault=none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SchedulerType=sched/backfill
+NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
+PartitionName=main Nodes=$host Default=YES MaxTime=INFINITE State=UP
+CONF
+  if [ ! -s /etc/munge/munge.key ]; then
+    (mungekey -c -f 2>/dev/null || create-munge-key -f) >/dev/null
+  fi
+  chown munge:munge /etc/munge/munge.key
+  mkdir -p /run/munge /var/log/munge /var/lib/munge && chown munge:munge /run/munge /var/log/munge /var/lib/munge
+  pgrep -x munged >/dev/null || su munge -s /bin/sh -c /usr/sbin/munged
+  pkill -x slurmctld 2>/dev/null || true
+  pkill -x slurmd 2>/dev/null || true
+  sleep 0.5
+  say "starting slurmctld and slurmd (single node \`$host\`, config $dir/slurm.conf)"
+  slurmctld -f "$dir/slurm.conf"
+  slurmd -f "$dir/slurm.conf" -N "$host"
+  export SLURM_CONF="$dir/slurm.conf"
+  for _ in $(seq 1 50); do
+    if sinfo -h -o %t 2>/dev/null | grep -q idle; then
+      export ENGINE_TEST_SLURM=1
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "error: Slurm did not come up; logs in $dir/log" >&2
+  tail -20 "$dir/log/"*.log >&2 || true
+  return 1
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test against real components: ffmpeg, PostgreSQL and an S3
-# server on loopback. Installs and starts what is missing.
+# Runs every test against real components: ffmpeg, PostgreSQL, an S3
+# server on loopback and a single-node Slurm cluster. Installs and starts what is missing.
 #   ./scripts/test.sh [extra nextest args]
 source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
@@ -8,6 +8,7 @@ need_rust
 need_ffmpeg
 start_postgres
 start_s3_server
+start_slurm
 trap '[ -n "${S3_PID:-}" ] && kill "$S3_PID" 2>/dev/null || true' EXIT
 command -v cargo-nextest >/dev/null || { say "installing cargo-nextest"; cargo install --quiet --locked cargo-nextest; }
 say "checking that the committed JSON Schema is current"

@@ -65,10 +65,21 @@ pub async fn run(cmd: CatalogCmd) -> anyhow::Result<u8> {
             cat.close().await;
             Ok(if report.failed.is_empty() { 0 } else { 1 })
         }
-        CatalogCmd::Ls { db, sport, league, json } => {
+        CatalogCmd::Ls {
+            db,
+            sport,
+            league,
+            json,
+        } => {
             let cat = open(&db).await?;
             let filtered = sport.is_some() || league.is_some();
-            let videos = cat.list(&VideoFilter { sport, league, ..Default::default() }).await?;
+            let videos = cat
+                .list(&VideoFilter {
+                    sport,
+                    league,
+                    ..Default::default()
+                })
+                .await?;
             cat.close().await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&videos)?);
@@ -82,7 +93,18 @@ pub async fn run(cmd: CatalogCmd) -> anyhow::Result<u8> {
                 }
                 return Ok(0);
             }
-            let head = ["id", "sport", "league", "broadcaster", "season", "duration", "fps", "size", "labels", "uri"];
+            let head = [
+                "id",
+                "sport",
+                "league",
+                "broadcaster",
+                "season",
+                "duration",
+                "fps",
+                "size",
+                "labels",
+                "uri",
+            ];
             let rows = videos
                 .iter()
                 .map(|v| {
@@ -94,7 +116,10 @@ pub async fn run(cmd: CatalogCmd) -> anyhow::Result<u8> {
                         opt(&v.broadcaster),
                         opt(&v.season),
                         format!("{:.1}s", v.duration_s),
-                        format!("{:.3}", v.fps).trim_end_matches('0').trim_end_matches('.').to_string(),
+                        format!("{:.3}", v.fps)
+                            .trim_end_matches('0')
+                            .trim_end_matches('.')
+                            .to_string(),
                         format!("{}x{}", v.width, v.height),
                         v.labels.to_string(),
                         v.uri.clone(),
@@ -105,7 +130,12 @@ pub async fn run(cmd: CatalogCmd) -> anyhow::Result<u8> {
             println!("{} video(s)", videos.len());
             Ok(0)
         }
-        CatalogCmd::Query { sql, db, params, json } => {
+        CatalogCmd::Query {
+            sql,
+            db,
+            params,
+            json,
+        } => {
             let params = parse_params(&params)?;
             let cat = open(&db).await?;
             let result = cat.query_named(&sql, &params).await;
@@ -123,10 +153,19 @@ pub async fn run(cmd: CatalogCmd) -> anyhow::Result<u8> {
             let rows = t
                 .rows
                 .iter()
-                .map(|r| t.columns.iter().map(|c| cell(r.get(c).unwrap_or(&Value::Null))).collect())
+                .map(|r| {
+                    t.columns
+                        .iter()
+                        .map(|c| cell(r.get(c).unwrap_or(&Value::Null)))
+                        .collect()
+                })
                 .collect::<Vec<Vec<String>>>();
             print!("{}", table(&t.columns, &rows));
-            println!("({} row{})", rows.len(), if rows.len() == 1 { "" } else { "s" });
+            println!(
+                "({} row{})",
+                rows.len(),
+                if rows.len() == 1 { "" } else { "s" }
+            );
             Ok(0)
         }
     }
@@ -193,8 +232,15 @@ mod tests {
 
     #[test]
     fn params_parse_as_json_scalars_or_text() {
-        let p = parse_params(&["n=10".into(), "x=1.5".into(), ":league=liga-sur".into(), "s=\"10\"".into(), "b=true".into(), "o={}".into()])
-            .unwrap();
+        let p = parse_params(&[
+            "n=10".into(),
+            "x=1.5".into(),
+            ":league=liga-sur".into(),
+            "s=\"10\"".into(),
+            "b=true".into(),
+            "o={}".into(),
+        ])
+        .unwrap();
         assert_eq!(p["n"], json!(10));
         assert_eq!(p["x"], json!(1.5));
         assert_eq!(p["league"], json!("liga-sur"));
@@ -208,7 +254,13 @@ mod tests {
     #[test]
     fn tables_align_all_but_the_last_column() {
         let head = ["id".to_string(), "league".into(), "uri".into()];
-        let rows = vec![vec!["1".to_string(), "liga-sur".into(), "/a.mp4".into()], vec!["10".into(), "-".into(), "/b.mp4".into()]];
-        assert_eq!(table(&head, &rows), "id  league    uri\n1   liga-sur  /a.mp4\n10  -         /b.mp4\n");
+        let rows = vec![
+            vec!["1".to_string(), "liga-sur".into(), "/a.mp4".into()],
+            vec!["10".into(), "-".into(), "/b.mp4".into()],
+        ];
+        assert_eq!(
+            table(&head, &rows),
+            "id  league    uri\n1   liga-sur  /a.mp4\n10  -         /b.mp4\n"
+        );
     }
 }

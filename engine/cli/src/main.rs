@@ -69,7 +69,8 @@ enum Cmd {
         cache: CacheArgs,
         #[command(flatten)]
         store: StoreArgs,
-        /// Where tasks run.
+        /// Where tasks run: `local`, or `slurm` (each task an `sbatch` job;
+        /// the store must be reachable from the nodes).
         #[arg(long, default_value = "local")]
         executor: String,
         /// Print events and the summary as JSON lines (for CI).
@@ -156,6 +157,27 @@ enum Cmd {
     },
     /// List the stage kinds `uses:` accepts.
     Stages,
+    /// What executors run on worker machines.
+    #[command(hide = true)]
+    Task {
+        #[command(subcommand)]
+        cmd: TaskCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TaskCmd {
+    /// Run one task attempt of a run from the store (what a Slurm job runs).
+    Exec {
+        #[arg(long)]
+        store: String,
+        #[arg(long)]
+        run: String,
+        #[arg(long)]
+        task: String,
+        #[arg(long, default_value_t = 1)]
+        attempt: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -377,30 +399,44 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             json,
             verbose,
         } => {
-            if executor != "local" {
-                bail!(
-                    "executor `{executor}` is not available in this build; use `--executor local`"
-                );
+            if executor != "local" && executor != "slurm" {
+                bail!("unknown executor `{executor}`; use `local` or `slurm`");
             }
             let (pipeline, rendered) = load(&p)?;
             check_forced(&pipeline, &cache.force)?;
             let plan = plan::plan(&pipeline);
             let store = open_store(&store, Some(&pipeline))?;
-            run(pipeline, plan, store, rendered, cache, json, verbose).await
+            let slurm = if executor == "slurm" {
+                Some(slurm_config(&store)?)
+            } else {
+                None
+            };
+            run(pipeline, plan, store, rendered, cache, json, verbose, slurm).await
         }
         Cmd::Runs { store, limit, json } => {
             let store = open_store(&store, None)?;
             show::print_runs(&store, limit, json).await?;
             Ok(0)
         }
-        Cmd::Show { what, store, json, html } => {
+        Cmd::Show {
+            what,
+            store,
+            json,
+            html,
+        } => {
             let store = open_store(&store, None)?;
             match html {
                 Some(path) => {
                     let run = engine_core::records::find_run(&store, &what)
                         .await?
-                        .ok_or_else(|| anyhow!("no run `{what}` in store {}; list runs with `engine runs`", store.url()))?;
-                    std::fs::write(&path, show::timeline_html(&run)).with_context(|| format!("Failed to write `{}`", path.display()))?;
+                        .ok_or_else(|| {
+                            anyhow!(
+                                "no run `{what}` in store {}; list runs with `engine runs`",
+                                store.url()
+                            )
+                        })?;
+                    std::fs::write(&path, show::timeline_html(&run))
+                        .with_context(|| format!("Failed to write `{}`", path.display()))?;
                     println!("wrote {}", path.display());
                 }
                 None => show::show(&store, &what, json).await?,
@@ -482,6 +518,29 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
+        Cmd::Task {
+            cmd:
+                TaskCmd::Exec {
+                    store,
+                    run,
+                    task,
+                    attempt,
+                },
+        } => {
+            let cwd = std::env::current_dir().context("Failed to read the current folder")?;
+            let store = Store::open(&store, &cwd).map_err(|e| anyhow!(e))?;
+            let r = engine_core::slurm::exec_task(&store, &registry(), &run, &task, attempt)
+                .await
+                .map_err(|e| anyhow!(e))?;
+            eprint!("{}", r.log);
+            match r.error {
+                None => Ok(0),
+                Some(e) => {
+                    eprintln!("error: task `{task}` failed: {e}");
+                    Ok(1)
+                }
+            }
+        }
         Cmd::Stages => {
             for k in registry().kinds() {
                 println!("{:<20} {}", k.name, k.summary);
@@ -515,6 +574,20 @@ fn cmd_to_ref(cmd: RefCmd) -> Result<show::RefAction> {
     })
 }
 
+fn slurm_config(store: &Store) -> Result<engine_core::slurm::SlurmConfig> {
+    let store_url = store.worker_url().map(str::to_string).ok_or_else(|| {
+        anyhow!("the slurm executor needs a store the nodes can reach (`fs://` on a shared disk, or `s3://`), not `{}`", store.url())
+    })?;
+    let cwd = std::env::current_dir().context("Failed to read the current folder")?;
+    Ok(engine_core::slurm::SlurmConfig {
+        engine_bin: std::env::current_exe().context("Failed to find the engine binary")?,
+        store_url,
+        log_dir: cwd.join(".engine/slurm"),
+        poll: std::time::Duration::from_millis(200),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run(
     pipeline: Pipeline,
     plan: Plan,
@@ -523,6 +596,7 @@ async fn run(
     cache: CacheArgs,
     json: bool,
     verbose: bool,
+    slurm: Option<engine_core::slurm::SlurmConfig>,
 ) -> Result<u8> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let mut opts = RunOptions {
@@ -531,8 +605,22 @@ async fn run(
         events: engine_core::events::EventSink::new(tx),
         values: rendered.values.clone(),
         git_commit: engine_core::records::git_commit(pipeline_dir(Path::new(&pipeline.file))),
+        executor: if slurm.is_some() {
+            "slurm".into()
+        } else {
+            "local".into()
+        },
         ..RunOptions::default()
     };
+    if slurm.is_some() {
+        // The cluster schedules cpus, memory and gpus; classes keep their slots.
+        opts.machine = engine_core::resources::Machine {
+            cpus: u32::MAX / 4,
+            memory: u64::MAX / 4,
+            gpus: u32::MAX / 4,
+        };
+    }
+    opts.slurm = slurm;
     opts.scratch_root = std::env::temp_dir().join(format!("engine-{}", std::process::id()));
     let cancel = opts.cancel.clone();
     tokio::spawn(async move {

@@ -414,7 +414,10 @@ pub async fn get(store: &Store, what: &str, dest: &std::path::Path) -> Result<()
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A run as an HTML page: a Gantt chart of when each task held its
@@ -442,7 +445,11 @@ pub fn timeline_html(r: &RunRecord) -> String {
     );
     for (i, t) in r.tasks.iter().enumerate() {
         let y = i * row + 4;
-        svg.push_str(&format!("<text x=\"0\" y=\"{}\">{}</text>", y + 12, esc(&t.task)));
+        svg.push_str(&format!(
+            "<text x=\"0\" y=\"{}\">{}</text>",
+            y + 12,
+            esc(&t.task)
+        ));
         let spans: Vec<[f64; 2]> = if t.held_ms.is_empty() {
             match (t.started_ms, t.finished_ms) {
                 (Some(a), Some(b)) => vec![[a, b]],

@@ -427,8 +427,20 @@ fn every_pipeline_template_validates_for_every_sport() {
         }
         for v in std::fs::read_dir(dir.join("sports")).unwrap() {
             let v = v.unwrap().path();
-            let o = engine().arg("validate").arg(&t).arg("-f").arg(&v).output().unwrap();
-            assert!(o.status.success(), "{} with {}: {}", t.display(), v.display(), text(&o.stderr));
+            let o = engine()
+                .arg("validate")
+                .arg(&t)
+                .arg("-f")
+                .arg(&v)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "{} with {}: {}",
+                t.display(),
+                v.display(),
+                text(&o.stderr)
+            );
             checked += 1;
         }
     }

@@ -20,6 +20,8 @@ pub struct ResourceClass {
     pub memory: u64,
     pub gpus: u32,
     pub slots: Option<u32>,
+    /// Slurm partition, for the Slurm executor.
+    pub partition: Option<String>,
 }
 
 /// `map:` resolved: the upstream stage index and its collection output.
@@ -208,6 +210,7 @@ fn check_classes(c: &mut Checker, spec: &PipelineSpec) -> Vec<ResourceClass> {
             memory: 0,
             gpus: 0,
             slots: None,
+            partition: None,
         });
     }
     for (name, rc) in &spec.resources {
@@ -243,6 +246,7 @@ fn check_classes(c: &mut Checker, spec: &PipelineSpec) -> Vec<ResourceClass> {
             memory,
             gpus: r.gpus,
             slots: r.slots,
+            partition: r.partition.clone(),
         });
     }
     classes

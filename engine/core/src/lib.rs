@@ -23,6 +23,7 @@ pub mod resources;
 pub mod scheduler;
 pub mod schema;
 pub mod shell;
+pub mod slurm;
 pub mod spec;
 pub mod stage;
 pub mod store;

@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub scratch_root: PathBuf,
     /// First retry delay; doubles each retry, at most 10 s.
     pub retry_backoff: Duration,
+    /// Run whole-task stages as Slurm jobs instead of in this process.
+    pub slurm: Option<crate::slurm::SlurmConfig>,
 }
 
 impl Default for RunOptions {
@@ -58,6 +60,7 @@ impl Default for RunOptions {
             git_commit: None,
             scratch_root: std::env::temp_dir().join("engine-scratch"),
             retry_backoff: Duration::from_millis(200),
+            slurm: None,
         }
     }
 }
@@ -602,7 +605,11 @@ async fn execute(
     } else if sh.opts.no_cache {
         "cache disabled (--no-cache)".into()
     } else if !stage.cache {
-        if stage.imp.always_run() { "runs every time (reads outside state)".into() } else { "cache: false".into() }
+        if stage.imp.always_run() {
+            "runs every time (reads outside state)".into()
+        } else {
+            "cache: false".into()
+        }
     } else {
         match sh.store.get_json::<TaskFingerprint>(&last_path).await {
             Ok(Some(before)) => fp.why_changed(&before),
@@ -829,7 +836,29 @@ async fn run_task(
             attempt,
         };
         let held_from = sh.ms();
-        let res = guarded(stage.timeout, &cancel, s.run(&mut ctx)).await;
+        let res = match &sh.opts.slurm {
+            Some(cfg) => {
+                let class = sh.pool.class(stage.class).clone();
+                let remote = async {
+                    let (o, v) = crate::slurm::run_attempt(
+                        cfg,
+                        &sh.store,
+                        &class,
+                        &sh.opts.run_id,
+                        label,
+                        attempt,
+                        inputs,
+                        log,
+                    )
+                    .await?;
+                    ctx.outputs = o;
+                    ctx.values = v;
+                    Ok(())
+                };
+                guarded(stage.timeout, &cancel, remote).await
+            }
+            None => guarded(stage.timeout, &cancel, s.run(&mut ctx)).await,
+        };
         ctx.cancel.cancel();
         rec.held_ms.push([held_from, sh.ms()]);
         drop(grant);

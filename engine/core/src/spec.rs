@@ -96,6 +96,10 @@ pub struct ResourceClassSpec {
     /// beyond the machine's totals.
     #[serde(default)]
     pub slots: Option<u32>,
+    /// Slurm partition for tasks of this class (`--executor slurm`).
+    /// Default: the cluster's default partition.
+    #[serde(default)]
+    pub partition: Option<String>,
 }
 
 fn one() -> u32 {

@@ -158,6 +158,8 @@ const CHUNK: usize = 1 << 20;
 pub struct Store {
     backend: Backend,
     url: String,
+    /// The URL another machine uses to open this store (absolute for fs).
+    worker_url: Option<String>,
 }
 
 /// `fs://` goes straight to the file system: through OpenDAL's fs service a
@@ -187,18 +189,36 @@ impl Store {
             url: url.into(),
             reason,
         };
-        let backend = match &parsed {
-            StoreUrl::Fs(p) => Backend::Fs(Arc::new(url::FsRoot::open(p, base).map_err(open)?)),
-            _ => Backend::Dal(parsed.operator(base).map_err(open)?),
+        let (backend, worker_url) = match &parsed {
+            StoreUrl::Fs(p) => {
+                let root = url::FsRoot::open(p, base).map_err(open)?;
+                let abs = format!("fs://{}", root.path("").display());
+                (
+                    Backend::Fs(Arc::new(root)),
+                    Some(abs.trim_end_matches('/').to_string()),
+                )
+            }
+            StoreUrl::Memory(_) => (Backend::Dal(parsed.operator(base).map_err(open)?), None),
+            StoreUrl::S3 { .. } => (
+                Backend::Dal(parsed.operator(base).map_err(open)?),
+                Some(url.to_string()),
+            ),
         };
         Ok(Store {
             backend,
             url: parsed.display(),
+            worker_url,
         })
     }
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The URL a worker on another machine opens this store with; `None`
+    /// for `memory://`, which lives in this process only.
+    pub fn worker_url(&self) -> Option<&str> {
+        self.worker_url.as_deref()
     }
 
     fn io(&self, op: &'static str, path: &str) -> impl FnOnce(opendal::Error) -> StoreError + '_ {

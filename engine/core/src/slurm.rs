@@ -1,0 +1,359 @@
+//! The Slurm executor: each whole-task stage attempt becomes an `sbatch`
+//! job running `engine task exec`, which rebuilds the task from the run
+//! record in the shared store, runs it on the node, publishes its outputs
+//! and writes a result document the scheduler waits for. A resource class
+//! maps to `--cpus-per-task`, `--mem`, `--gres=gpu:N` and `--partition`.
+//!
+//! Map stages keep running their items on the submitting machine: one job
+//! per item would drown a cluster's scheduler in tiny jobs.
+
+use crate::compile::{Pipeline, ResourceClass};
+use crate::digest::Digest;
+use crate::plan::Plan;
+use crate::records;
+use crate::stage::{Input, Log, StageError, StageImpl, TaskCtx};
+use crate::store::{Manifest, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How to reach Slurm.
+#[derive(Debug, Clone)]
+pub struct SlurmConfig {
+    /// The `engine` binary the jobs run (must be reachable on the nodes).
+    pub engine_bin: PathBuf,
+    /// The store URL as the nodes see it (an absolute `fs://` path on a
+    /// shared disk, or `s3://`).
+    pub store_url: String,
+    /// Where job output files (`slurm-JOBID.out`) go.
+    pub log_dir: PathBuf,
+    /// How often to look for results.
+    pub poll: Duration,
+}
+
+/// An input as the job receives it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InputDoc {
+    pub stage: String,
+    pub task: String,
+    pub output: String,
+    pub digest: Digest,
+}
+
+/// What the scheduler asks of a job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskRequest {
+    pub run: String,
+    pub task: String,
+    pub attempt: u32,
+    pub threads: usize,
+    pub inputs: Vec<InputDoc>,
+}
+
+/// What a job reports back, written last.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub ok: bool,
+    #[serde(default)]
+    pub outputs: BTreeMap<String, Digest>,
+    #[serde(default)]
+    pub values: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub log: String,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub host: String,
+}
+
+fn task_key(task: &str) -> String {
+    Digest::of(task.as_bytes()).short().to_string()
+}
+
+pub fn request_path(run: &str, task: &str, attempt: u32) -> String {
+    format!("runs/{run}/tasks/{}-{attempt}.request.json", task_key(task))
+}
+
+pub fn result_path(run: &str, task: &str, attempt: u32) -> String {
+    format!("runs/{run}/tasks/{}-{attempt}.result.json", task_key(task))
+}
+
+/// Cancels a job unless it finished by itself.
+struct Scancel(Option<String>);
+
+impl Drop for Scancel {
+    fn drop(&mut self) {
+        if let Some(id) = self.0.take() {
+            let _ = std::process::Command::new("scancel").arg(&id).status();
+        }
+    }
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Submits one attempt of a task and waits for its result. Dropping the
+/// future (timeout, Ctrl-C) cancels the job.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_attempt(
+    cfg: &SlurmConfig,
+    store: &Store,
+    class: &ResourceClass,
+    run: &str,
+    task: &str,
+    attempt: u32,
+    inputs: &[Input],
+    log: &Log,
+) -> Result<(BTreeMap<String, Manifest>, BTreeMap<String, Value>), StageError> {
+    let req = TaskRequest {
+        run: run.into(),
+        task: task.into(),
+        attempt,
+        threads: class.cpus as usize,
+        inputs: inputs
+            .iter()
+            .map(|i| InputDoc {
+                stage: i.stage.clone(),
+                task: i.task.clone(),
+                output: i.output.clone(),
+                digest: i.digest.clone(),
+            })
+            .collect(),
+    };
+    store
+        .put_json(&request_path(run, task, attempt), &req)
+        .await?;
+    std::fs::create_dir_all(&cfg.log_dir).map_err(|e| StageError::io("create", &cfg.log_dir, e))?;
+    let wrap = format!(
+        "exec {} task exec --store {} --run {} --task {} --attempt {attempt}",
+        quote(&cfg.engine_bin.to_string_lossy()),
+        quote(&cfg.store_url),
+        quote(run),
+        quote(task)
+    );
+    let mut cmd = tokio::process::Command::new("sbatch");
+    cmd.arg("--parsable")
+        .arg(format!("--job-name=engine:{task}"))
+        .arg(format!("--cpus-per-task={}", class.cpus.max(1)))
+        .arg(format!("--output={}/slurm-%j.out", cfg.log_dir.display()));
+    if class.memory > 0 {
+        cmd.arg(format!("--mem={}M", class.memory.div_ceil(1 << 20)));
+    }
+    if class.gpus > 0 {
+        cmd.arg(format!("--gres=gpu:{}", class.gpus));
+    }
+    if let Some(p) = &class.partition {
+        cmd.arg(format!("--partition={p}"));
+    }
+    cmd.arg("--wrap").arg(&wrap);
+    let out = cmd.output().await.map_err(|e| {
+        StageError::msg(format!("Failed to run `sbatch` for task `{task}`: {e}; is Slurm installed and `SLURM_CONF` set?"))
+    })?;
+    if !out.status.success() {
+        return Err(StageError::msg(format!(
+            "`sbatch` refused task `{task}`: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let job = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    log.line(&format!("submitted Slurm job {job} (attempt {attempt})"));
+    let mut guard = Scancel(Some(job.clone()));
+    let result_at = result_path(run, task, attempt);
+    loop {
+        if let Some(r) = store.get_json::<TaskResult>(&result_at).await? {
+            guard.0 = None;
+            return finish(store, task, &job, r, log).await;
+        }
+        let q = tokio::process::Command::new("squeue")
+            .args(["-h", "-j", &job, "-o", "%T"])
+            .output()
+            .await;
+        let gone = match q {
+            Ok(o) => o.status.success() && String::from_utf8_lossy(&o.stdout).trim().is_empty(),
+            Err(_) => false,
+        };
+        if gone {
+            // The job left the queue; its result may have landed just now.
+            if let Some(r) = store.get_json::<TaskResult>(&result_at).await? {
+                guard.0 = None;
+                return finish(store, task, &job, r, log).await;
+            }
+            guard.0 = None;
+            let out = std::fs::read_to_string(cfg.log_dir.join(format!("slurm-{job}.out")))
+                .unwrap_or_default();
+            let tail: Vec<&str> = out
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            return Err(StageError::msg(format!(
+                "Slurm job {job} of task `{task}` ended without a result; its last output:\n  {}",
+                tail.join("\n  ")
+            )));
+        }
+        tokio::time::sleep(cfg.poll).await;
+    }
+}
+
+async fn finish(
+    store: &Store,
+    task: &str,
+    job: &str,
+    r: TaskResult,
+    log: &Log,
+) -> Result<(BTreeMap<String, Manifest>, BTreeMap<String, Value>), StageError> {
+    for line in r.log.lines() {
+        log.line(line);
+    }
+    log.line(&format!("Slurm job {job} finished on `{}`", r.host));
+    if !r.ok {
+        return Err(StageError::msg(r.error.unwrap_or_else(|| {
+            format!("task `{task}` failed in Slurm job {job}")
+        })));
+    }
+    let mut outputs = BTreeMap::new();
+    for (name, d) in r.outputs {
+        outputs.insert(name, store.get_manifest(&d).await?);
+    }
+    Ok((outputs, r.values))
+}
+
+/// `engine task exec`: runs one task attempt on this machine from the run
+/// record and request in the store, and writes its result document.
+pub async fn exec_task(
+    store: &Store,
+    registry: &crate::stage::Registry,
+    run: &str,
+    task: &str,
+    attempt: u32,
+) -> Result<TaskResult, String> {
+    let rec = records::load_run(store, run)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("run `{run}` is not in store {}", store.url()))?;
+    let pipeline: Pipeline =
+        crate::compile::compile(&rec.file, &rec.spec, registry).map_err(|d| d.render())?;
+    let plan: Plan = crate::plan::plan(&pipeline);
+    let ti = plan
+        .task_index(task)
+        .ok_or_else(|| format!("run `{run}` has no task `{task}`"))?;
+    let t = &plan.tasks[ti];
+    let stage = &pipeline.stages[t.stage];
+    let req: TaskRequest = store
+        .get_json(&request_path(run, task, attempt))
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no request for task `{task}` attempt {attempt} in run `{run}`"))?;
+    let mut inputs = vec![];
+    for i in &req.inputs {
+        let m = store
+            .get_manifest(&i.digest)
+            .await
+            .map_err(|e| e.to_string())?;
+        inputs.push(Input {
+            stage: i.stage.clone(),
+            task: i.task.clone(),
+            output: i.output.clone(),
+            digest: i.digest.clone(),
+            manifest: std::sync::Arc::new(m),
+        });
+    }
+    let params = stage.params_for(&t.combo);
+    let imp = (stage.build)(&params)?;
+    let StageImpl::Task(s) = imp else {
+        return Err(format!(
+            "stage `{}` is a map stage; map stages run on the submitting machine",
+            stage.name
+        ));
+    };
+    let log = Log::new(task, crate::events::EventSink::none());
+    let scratch = std::env::temp_dir().join(format!(
+        "engine-job-{}-{}",
+        std::process::id(),
+        task_key(task)
+    ));
+    let mut ctx = TaskCtx {
+        store: store.clone(),
+        task: task.into(),
+        inputs,
+        matrix: stage
+            .matrix
+            .iter()
+            .zip(&t.combo)
+            .map(|((k, v), &i)| (k.clone(), v[i].clone()))
+            .collect(),
+        declared: stage.outputs.clone(),
+        outputs: BTreeMap::new(),
+        values: BTreeMap::new(),
+        log: log.clone(),
+        cancel: CancellationToken::new(),
+        scratch: scratch.clone(),
+        threads: req.threads.max(1),
+        attempt,
+    };
+    let res = s.run(&mut ctx).await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let host = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut result = TaskResult {
+        ok: false,
+        outputs: BTreeMap::new(),
+        values: BTreeMap::new(),
+        log: String::new(),
+        error: None,
+        host,
+    };
+    match res {
+        Ok(()) => {
+            let mut failed = None;
+            for decl in &stage.outputs {
+                let m = match ctx.outputs.remove(&decl.name) {
+                    Some(m) => m,
+                    None if decl.kind == crate::store::ArtifactKind::Collection => Manifest {
+                        kind: decl.kind,
+                        ..Default::default()
+                    },
+                    None => {
+                        failed = Some(format!(
+                            "the stage did not write its declared output `{}`",
+                            decl.name
+                        ));
+                        break;
+                    }
+                };
+                match store.put_manifest(&m).await {
+                    Ok(d) => {
+                        result.outputs.insert(decl.name.clone(), d);
+                    }
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            result.ok = failed.is_none();
+            result.error = failed;
+            result.values = ctx.values;
+        }
+        Err(e) => result.error = Some(e.to_string()),
+    }
+    result.log = log.text();
+    store
+        .put_json(&result_path(run, task, attempt), &result)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(result)
+}
