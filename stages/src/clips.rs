@@ -1,5 +1,374 @@
-//! Placeholder: filled in by the data-creation work (issue 5).
+//! `clips.cut`: cuts each tagged video into training samples around its
+//! replay segments (a map stage: cached per video).
+//!
+//! One output item per video holds ALL its clips as `clips.json` (a list of
+//! spans with kind and label) next to the video it points into; the clip
+//! mp4 files are written only with `write_video: true`. Why: the next stage
+//! (frame features) decodes the source video at the clip spans anyway, so
+//! re-encoding thousands of small mp4s would only cost time and storage;
+//! and a map stage emits exactly one item per input item.
 
-use engine_core::stage::Registry;
+use crate::split::stable_hash;
+use async_trait::async_trait;
+use engine_core::stage::{ItemCtx, MapStage, Registry, StageError, StageImpl, parse_params};
+use engine_core::store::Item;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-pub fn register(_r: &mut Registry) {}
+pub fn register(r: &mut Registry) {
+    r.add("clips.cut", "per video: replay start/end/content clips and negatives (clips.json)", |v| {
+        let c: CutConfig = parse_params(v)?;
+        c.check()?;
+        Ok(StageImpl::Map(Arc::new(Cut(c))))
+    });
+}
+
+/// Where the replay segments come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelSource {
+    /// `tags.json` from `teacher.tag`: human labels when the video had them,
+    /// else the teacher's proposed segments.
+    #[default]
+    Auto,
+    /// The generator's exact `truth.json` (to evaluate on synthetic data only).
+    Truth,
+}
+
+/// Params of `clips.cut`.
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CutConfig {
+    /// Clip length in seconds.
+    #[serde(default = "default_window")]
+    pub window: f64,
+    /// Step between replay-content clips and between live candidates (seconds).
+    #[serde(default = "default_stride")]
+    pub stride: f64,
+    /// Negatives per positive clip (hard negatives first, then live play).
+    #[serde(default = "default_ratio")]
+    pub negative_ratio: f64,
+    /// Seed of the negative sampling (mixed with the video key).
+    #[serde(default)]
+    pub seed: u64,
+    /// Where the replay segments come from: `auto` or `truth`.
+    #[serde(default)]
+    pub labels: LabelSource,
+    /// Also cut every clip into `clips/<id>.mp4` (slow; off by default).
+    #[serde(default)]
+    pub write_video: bool,
+}
+
+fn default_window() -> f64 {
+    2.0
+}
+fn default_stride() -> f64 {
+    1.0
+}
+fn default_ratio() -> f64 {
+    1.0
+}
+
+impl CutConfig {
+    fn check(&self) -> Result<(), String> {
+        for (n, v) in [("window", self.window), ("stride", self.stride)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("`{n}` must be a positive number of seconds, got {v}"));
+            }
+        }
+        if !(self.negative_ratio.is_finite() && self.negative_ratio >= 0.0) {
+            return Err(format!("`negative_ratio` must be 0 or more, got {}", self.negative_ratio));
+        }
+        Ok(())
+    }
+}
+
+/// What a clip shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClipKind {
+    ReplayStart,
+    ReplayEnd,
+    ReplayContent,
+    Negative,
+}
+
+impl ClipKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClipKind::ReplayStart => "replay_start",
+            ClipKind::ReplayEnd => "replay_end",
+            ClipKind::ReplayContent => "replay_content",
+            ClipKind::Negative => "negative",
+        }
+    }
+}
+
+/// Which kind of negative.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NegativeKind {
+    /// Plain live play.
+    Live,
+    /// A non-replay graphic (ad banner, lower third, score pop-up, or an
+    /// unpaired teacher boundary).
+    DistractorGraphic,
+    /// A hard cut to another live camera.
+    HardCut,
+}
+
+/// One sample: a span of the source video.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Clip {
+    /// Unique within the video, in time order.
+    pub id: String,
+    pub start: f64,
+    pub end: f64,
+    pub kind: ClipKind,
+    /// For negatives: which kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative: Option<NegativeKind>,
+    /// 1 for the replay kinds, 0 for negatives.
+    pub label: u8,
+    /// `human`, `teacher` or `truth`.
+    pub source: String,
+}
+
+/// The `clips.json` file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClipSet {
+    pub version: u32,
+    pub video: String,
+    pub duration: f64,
+    pub window: f64,
+    pub source: String,
+    pub segments: Vec<(f64, f64)>,
+    pub clips: Vec<Clip>,
+}
+
+/// What the cutter knows about one video.
+pub struct VideoLabels {
+    pub duration: f64,
+    pub segments: Vec<(f64, f64)>,
+    /// Times of non-replay graphics (hard negatives).
+    pub graphics: Vec<f64>,
+    /// Times of hard cuts.
+    pub cuts: Vec<f64>,
+    pub source: String,
+}
+
+/// The clip plan of one video. Deterministic from (config, key, labels).
+pub fn plan_clips(c: &CutConfig, key: &str, v: &VideoLabels) -> Vec<Clip> {
+    let w = c.window.min(v.duration);
+    if w <= 0.0 {
+        return vec![];
+    }
+    // A window of length `w` around `t`, kept inside the video.
+    let around = |t: f64| {
+        let s = (t - w / 2.0).clamp(0.0, (v.duration - w).max(0.0));
+        (s, s + w)
+    };
+    let mut out: Vec<(f64, f64, ClipKind, Option<NegativeKind>)> = vec![];
+    for &(s, e) in &v.segments {
+        let (a, b) = around(s);
+        out.push((a, b, ClipKind::ReplayStart, None));
+        let (a, b) = around(e);
+        out.push((a, b, ClipKind::ReplayEnd, None));
+        let mut t = s + w / 2.0;
+        let mut any = false;
+        while t + w <= e - w / 2.0 + 1e-9 {
+            out.push((t, t + w, ClipKind::ReplayContent, None));
+            any = true;
+            t += c.stride;
+        }
+        if !any && e - s >= w {
+            let (a, b) = around((s + e) / 2.0);
+            out.push((a, b, ClipKind::ReplayContent, None));
+        }
+    }
+    let positives = out.len();
+    let wanted = (positives as f64 * c.negative_ratio).round() as usize;
+    // Negatives keep half a window away from every replay.
+    let clear = |a: f64, b: f64| v.segments.iter().all(|&(s, e)| b <= s - w / 2.0 || a >= e + w / 2.0);
+    let mut hard: Vec<(f64, f64, ClipKind, Option<NegativeKind>)> = vec![];
+    for (times, kind) in [(&v.graphics, NegativeKind::DistractorGraphic), (&v.cuts, NegativeKind::HardCut)] {
+        for &t in times {
+            let (a, b) = around(t);
+            if clear(a, b) && !hard.iter().any(|h| (h.0 - a).abs() < w / 2.0) {
+                hard.push((a, b, ClipKind::Negative, Some(kind)));
+            }
+        }
+    }
+    let mut live = vec![];
+    let mut t = 0.0;
+    while t + w <= v.duration + 1e-9 {
+        if clear(t, t + w) && !hard.iter().any(|h| (h.0 - t).abs() < w) {
+            live.push((t, t + w, ClipKind::Negative, Some(NegativeKind::Live)));
+        }
+        t += c.stride;
+    }
+    let salt = stable_hash(c.seed, key);
+    let order = |list: &mut Vec<(f64, f64, ClipKind, Option<NegativeKind>)>| {
+        list.sort_by_key(|x| stable_hash(salt, &format!("{:.3}", x.0)));
+    };
+    order(&mut hard);
+    order(&mut live);
+    out.extend(hard.into_iter().chain(live).take(wanted));
+    out.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.2.cmp(&b.2)));
+    out.into_iter()
+        .enumerate()
+        .map(|(i, (start, end, kind, negative))| Clip {
+            id: format!("{i:04}"),
+            start,
+            end,
+            kind,
+            negative,
+            label: u8::from(kind != ClipKind::Negative),
+            source: v.source.clone(),
+        })
+        .collect()
+}
+
+struct Cut(CutConfig);
+
+async fn read_json<T: serde::de::DeserializeOwned>(ctx: &ItemCtx, item: &Item, name: &str) -> Result<Option<T>, StageError> {
+    let Some(blob) = item.files.get(name) else { return Ok(None) };
+    let bytes = ctx.read(blob).await?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| StageError::msg(format!("Failed to parse `{name}` of video `{}`: {e}", item.key)))
+}
+
+impl Cut {
+    async fn labels(&self, item: &Item, ctx: &ItemCtx) -> Result<VideoLabels, StageError> {
+        let meta_duration = item
+            .meta
+            .get("duration")
+            .or_else(|| item.meta.pointer("/probe/duration"))
+            .and_then(Value::as_f64);
+        match self.0.labels {
+            LabelSource::Truth => {
+                let t: media::synth::GroundTruth = read_json(ctx, item, "truth.json").await?.ok_or_else(|| {
+                    StageError::msg(format!("video `{}` has no `truth.json`; `labels: truth` is for generated videos only", item.key))
+                })?;
+                use media::synth::DistractorKind as D;
+                let at = |k: &[D]| -> Vec<f64> {
+                    t.distractors.iter().filter(|d| k.contains(&d.kind)).map(|d| d.span.start).collect()
+                };
+                Ok(VideoLabels {
+                    duration: t.video.duration,
+                    segments: t.replays.iter().map(|r| (r.span.start, r.span.end)).collect(),
+                    graphics: at(&[D::AdBanner, D::LowerThird, D::ScorePopup]),
+                    cuts: at(&[D::LiveCut]),
+                    source: "truth".into(),
+                })
+            }
+            LabelSource::Auto => {
+                let tags: crate::teacher::Tags = read_json(ctx, item, "tags.json").await?.ok_or_else(|| {
+                    StageError::msg(format!("video `{}` has no `tags.json`; put `teacher.tag` (and `review.route`) before `clips.cut`", item.key))
+                })?;
+                let segments: Vec<(f64, f64)> = tags.segments.iter().map(|s| (s.start, s.end)).collect();
+                // Teacher boundaries outside every proposed replay: graphics
+                // that are not replay wipes.
+                let graphics = tags
+                    .boundaries
+                    .iter()
+                    .filter(|b| segments.iter().all(|&(s, e)| b.time < s || b.time > e))
+                    .map(|b| b.time)
+                    .collect();
+                let duration = tags.duration.or(meta_duration).unwrap_or_else(|| segments.last().map(|s| s.1).unwrap_or(0.0));
+                Ok(VideoLabels { duration, segments, graphics, cuts: vec![], source: tags.source })
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl MapStage for Cut {
+    fn version(&self) -> u32 {
+        1
+    }
+    fn output(&self) -> String {
+        "clips".into()
+    }
+    async fn run_item(&self, item: &Item, ctx: &mut ItemCtx) -> Result<(), StageError> {
+        let labels = self.labels(item, ctx).await?;
+        let clips = plan_clips(&self.0, &item.key, &labels);
+        for (n, b) in &item.files {
+            ctx.attach(n, b.clone())?;
+        }
+        if self.0.write_video && !clips.is_empty() {
+            let (name, blob) = item
+                .files
+                .iter()
+                .find(|(n, _)| n.ends_with(".mp4") || n.ends_with(".mkv") || n.ends_with(".webm"))
+                .ok_or_else(|| StageError::msg(format!("video `{}` has no video file to cut", item.key)))?;
+            let dir = ctx.scratch_dir()?.to_path_buf();
+            let src = dir.join(name);
+            ctx.fetch(blob, &src).await?;
+            let spans: Vec<(String, f64, f64)> = clips.iter().map(|c| (c.id.clone(), c.start, c.end)).collect();
+            let out = dir.clone();
+            let cancel = ctx.cancel_token();
+            ctx.blocking(move || {
+                for (id, s, e) in spans {
+                    if cancel.is_cancelled() {
+                        return Err(StageError::Cancelled);
+                    }
+                    media::cut(&src, s, e - s, out.join(format!("clip-{id}.mp4"))).map_err(|e| StageError::msg(e.to_string()))?;
+                }
+                Ok(())
+            })
+            .await?;
+            for c in &clips {
+                ctx.put_file_from(&format!("clips/{}.mp4", c.id), &dir.join(format!("clip-{}.mp4", c.id))).await?;
+            }
+        }
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for c in &clips {
+            *counts.entry(c.kind.as_str()).or_default() += 1;
+        }
+        let set = ClipSet {
+            version: 1,
+            video: item.key.clone(),
+            duration: labels.duration,
+            window: self.0.window,
+            source: labels.source.clone(),
+            segments: labels.segments.clone(),
+            clips,
+        };
+        let bytes = serde_json::to_vec_pretty(&set).map_err(|e| StageError::msg(e.to_string()))?;
+        ctx.put_file("clips.json", bytes).await?;
+        let mut meta = if item.meta.is_object() { item.meta.clone() } else { json!({}) };
+        meta["clips"] = json!({ "total": set.clips.len(), "kinds": counts, "source": labels.source });
+        ctx.set_meta(meta);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> CutConfig {
+        serde_json::from_value(json!({})).unwrap()
+    }
+
+    #[test]
+    fn clips_cover_start_end_content_and_balanced_negatives() {
+        let v = VideoLabels { duration: 30.0, segments: vec![(10.0, 18.0)], graphics: vec![25.0], cuts: vec![], source: "truth".into() };
+        let clips = plan_clips(&cfg(), "k", &v);
+        let n = |k: ClipKind| clips.iter().filter(|c| c.kind == k).count();
+        assert_eq!(n(ClipKind::ReplayStart), 1);
+        assert_eq!(n(ClipKind::ReplayEnd), 1);
+        assert!(n(ClipKind::ReplayContent) >= 4);
+        let pos = clips.len() - n(ClipKind::Negative);
+        assert_eq!(n(ClipKind::Negative), pos);
+        assert!(clips.iter().any(|c| c.negative == Some(NegativeKind::DistractorGraphic)));
+        for c in clips.iter().filter(|c| c.kind == ClipKind::Negative) {
+            assert!(c.end <= 9.0 || c.start >= 19.0, "{c:?}");
+        }
+        assert_eq!(clips, plan_clips(&cfg(), "k", &v), "deterministic");
+    }
+}

@@ -1,7 +1,282 @@
-//! Placeholder: filled in by the data-creation work (issue 5).
+//! `teacher.tag`: the cheap graphic-detection teacher, per video (a map
+//! stage, so the engine caches per video); `review.route`: splits its
+//! output into videos tagged automatically and videos a human must review.
+//!
+//! Why two stages: a map stage produces exactly one collection, and per-video
+//! caching matters more than saving one tiny task. `teacher.tag` marks each
+//! item with `route: auto | review`; `review.route` splits on it.
 
 pub mod detect;
 
-use engine_core::stage::Registry;
+use async_trait::async_trait;
+use detect::{DetectParams, Detection};
+use engine_core::stage::{ItemCtx, MapStage, OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params};
+use engine_core::store::Item;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-pub fn register(_r: &mut Registry) {}
+pub fn register(r: &mut Registry) {
+    r.add("teacher.tag", "per video: graphic boundaries, proposed replays and a confidence (tags.json)", |v| {
+        let c: TagConfig = parse_params(v)?;
+        c.check()?;
+        Ok(StageImpl::Map(Arc::new(Tag(c))))
+    });
+    r.add("review.route", "split tagged videos into `tagged` (auto) and `review` (low confidence)", |v| {
+        let c: RouteConfig = parse_params(v)?;
+        Ok(StageImpl::Task(Arc::new(Route(c))))
+    });
+}
+
+/// Params of `teacher.tag`.
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagConfig {
+    /// Videos whose confidence is below this go to manual review.
+    #[serde(default = "default_review_below")]
+    pub review_below: f64,
+    /// Detector knobs (analysis rate and size, thresholds, pairing).
+    #[serde(default)]
+    pub detector: DetectParams,
+}
+
+fn default_review_below() -> f64 {
+    0.5
+}
+
+impl TagConfig {
+    fn check(&self) -> Result<(), String> {
+        if !(self.review_below.is_finite() && (0.0..=1.0).contains(&self.review_below)) {
+            return Err(format!("`review_below` must be between 0 and 1, got {}", self.review_below));
+        }
+        self.detector.check().map_err(|e| format!("`detector`: {e}"))
+    }
+}
+
+/// Where a tagged video goes next.
+pub const ROUTE_AUTO: &str = "auto";
+pub const ROUTE_REVIEW: &str = "review";
+
+/// The `tags.json` file of a tagged video.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Tags {
+    pub version: u32,
+    pub video: String,
+    /// `teacher` or `human` (a `human_labels.json` file wins).
+    pub source: String,
+    /// `auto` or `review`.
+    pub route: String,
+    pub confidence: f64,
+    /// Seconds, when known.
+    #[serde(default)]
+    pub duration: Option<f64>,
+    /// Candidate graphic boundaries (teacher only).
+    #[serde(default)]
+    pub boundaries: Vec<detect::Boundary>,
+    /// Replay segments: the teacher's proposals or the human labels.
+    pub segments: Vec<detect::Proposal>,
+    /// Why the video could not be tagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+pub const TAGS_VERSION: u32 = 1;
+
+struct Tag(TagConfig);
+
+fn video_file(item: &Item) -> Option<(&String, &engine_core::store::BlobRef)> {
+    item.files
+        .iter()
+        .find(|(n, _)| n.as_str() == "video.mp4")
+        .or_else(|| item.files.iter().find(|(n, _)| n.ends_with(".mp4") || n.ends_with(".mkv") || n.ends_with(".webm")))
+}
+
+#[async_trait]
+impl MapStage for Tag {
+    fn version(&self) -> u32 {
+        1
+    }
+    fn output(&self) -> String {
+        "tagged".into()
+    }
+    async fn run_item(&self, item: &Item, ctx: &mut ItemCtx) -> Result<(), StageError> {
+        for (n, b) in &item.files {
+            ctx.attach(n, b.clone())?;
+        }
+        let duration = item.meta.get("duration").and_then(Value::as_f64);
+        let tags = match item.files.get("human_labels.json") {
+            Some(blob) => human_tags(item, ctx, blob, duration).await,
+            None => self.teacher_tags(item, ctx, duration).await?,
+        };
+        let mut meta = if item.meta.is_object() { item.meta.clone() } else { json!({}) };
+        meta["route"] = json!(tags.route);
+        meta["label_source"] = json!(tags.source);
+        meta["teacher"] = json!({
+            "confidence": tags.confidence,
+            "boundaries": tags.boundaries.len(),
+            "segments": tags.segments.len(),
+        });
+        if let Some(e) = &tags.error {
+            meta["error"] = json!(e);
+            ctx.log(format!("video `{}` goes to review: {e}", item.key));
+        }
+        let bytes = serde_json::to_vec_pretty(&tags).map_err(|e| StageError::msg(e.to_string()))?;
+        ctx.put_file("tags.json", bytes).await?;
+        ctx.set_meta(meta);
+        Ok(())
+    }
+}
+
+impl Tag {
+    async fn teacher_tags(&self, item: &Item, ctx: &mut ItemCtx, duration: Option<f64>) -> Result<Tags, StageError> {
+        let failed = |e: String| Tags {
+            version: TAGS_VERSION,
+            video: item.key.clone(),
+            source: "teacher".into(),
+            route: ROUTE_REVIEW.into(),
+            confidence: 0.0,
+            duration,
+            boundaries: vec![],
+            segments: vec![],
+            error: Some(e),
+        };
+        let Some((name, blob)) = video_file(item) else {
+            return Ok(failed("no video file (.mp4, .mkv or .webm) in the item".into()));
+        };
+        let path = ctx.scratch_dir()?.join(name);
+        ctx.fetch(blob, &path).await?;
+        let params = self.0.detector.clone();
+        let cancel = ctx.cancel_token();
+        let res = ctx
+            .blocking(move || {
+                let cues = detect::cues_from_video(&path, &params, &|| cancel.is_cancelled());
+                if cancel.is_cancelled() {
+                    return Err(StageError::Cancelled);
+                }
+                Ok(cues.map(|c| {
+                    let d = detect::detect(&c, &params);
+                    (d, c.frames.len() as f64 / c.fps)
+                }))
+            })
+            .await?;
+        let (d, analysed): (Detection, f64) = match res {
+            Ok(x) => x,
+            Err(e) => return Ok(failed(format!("Failed to decode `{name}`: {e}"))),
+        };
+        if d.frames == 0 {
+            return Ok(failed(format!("`{name}` has no frames")));
+        }
+        let route = if d.confidence >= self.0.review_below { ROUTE_AUTO } else { ROUTE_REVIEW };
+        Ok(Tags {
+            version: TAGS_VERSION,
+            video: item.key.clone(),
+            source: "teacher".into(),
+            route: route.into(),
+            confidence: d.confidence,
+            duration: duration.or(Some(analysed)),
+            boundaries: d.boundaries,
+            segments: d.segments,
+            error: None,
+        })
+    }
+}
+
+/// Human labels win: route auto, confidence 1. Bad label files go to review.
+async fn human_tags(item: &Item, ctx: &mut ItemCtx, blob: &engine_core::store::BlobRef, duration: Option<f64>) -> Tags {
+    let mut t = Tags {
+        version: TAGS_VERSION,
+        video: item.key.clone(),
+        source: "human".into(),
+        route: ROUTE_AUTO.into(),
+        confidence: 1.0,
+        duration,
+        boundaries: vec![],
+        segments: vec![],
+        error: None,
+    };
+    let read = async {
+        let path = ctx.scratch_dir()?.join("human_labels.json");
+        ctx.fetch(blob, &path).await?;
+        media::labels::read_json(&path).map_err(|e| StageError::msg(e.to_string()))
+    };
+    match read.await {
+        Ok(list) => {
+            t.segments = list
+                .iter()
+                .flat_map(|s| &s.segments)
+                .map(|s| detect::Proposal { start: s.start, end: s.end, confidence: 1.0 })
+                .collect();
+        }
+        Err(e) => {
+            t.source = "human".into();
+            t.route = ROUTE_REVIEW.into();
+            t.confidence = 0.0;
+            t.error = Some(format!("Failed to read `human_labels.json`: {e}"));
+        }
+    }
+    t
+}
+
+/// Params of `review.route`.
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The collection to split, as `stage.output`; default: every input
+    /// collection.
+    #[serde(default)]
+    pub from: Option<String>,
+}
+
+struct Route(RouteConfig);
+
+#[async_trait]
+impl Stage for Route {
+    fn version(&self) -> u32 {
+        1
+    }
+    fn outputs(&self) -> Vec<OutputDecl> {
+        vec![OutputDecl::collection("tagged"), OutputDecl::collection("review")]
+    }
+    async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
+        let mut items: Vec<Item> = vec![];
+        for input in ctx.inputs() {
+            if let Some(from) = &self.0.from
+                && from != &format!("{}.{}", input.stage, input.output)
+            {
+                continue;
+            }
+            items.extend(input.manifest.items.iter().cloned());
+        }
+        // Both outputs exist even when empty.
+        ctx.set_meta("tagged", json!({}))?;
+        ctx.set_meta("review", json!({}))?;
+        if items.is_empty() {
+            ctx.log("review.route: no videos in the inputs; `tagged` and `review` are empty");
+        }
+        let (mut auto, mut review) = (0u64, 0u64);
+        let mut per_league: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for item in items {
+            let league = item.meta.get("league").and_then(Value::as_str).unwrap_or("unknown").to_string();
+            let to_auto = item.meta.get("route").and_then(Value::as_str) == Some(ROUTE_AUTO);
+            let e = per_league.entry(league).or_default();
+            if to_auto {
+                auto += 1;
+                e.0 += 1;
+                ctx.add_item("tagged", item)?;
+            } else {
+                review += 1;
+                e.1 += 1;
+                ctx.add_item("review", item)?;
+            }
+        }
+        let leagues: BTreeMap<&String, Value> =
+            per_league.iter().map(|(l, (a, r))| (l, json!({ "auto_tagged": a, "to_review": r }))).collect();
+        ctx.set_meta("tagged", json!({ "videos": auto, "leagues": leagues }))?;
+        ctx.set_meta("review", json!({ "videos": review, "leagues": leagues }))?;
+        ctx.set_value("auto_tagged", json!(auto));
+        ctx.set_value("to_review", json!(review));
+        ctx.log(format!("{auto} videos tagged automatically, {review} to review"));
+        Ok(())
+    }
+}
