@@ -111,6 +111,8 @@ impl StoreUrl {
                 prefix,
                 params,
             } => {
+                // The HTTP client OpenDAL's S3 service talks through.
+                opendal::install_default();
                 let get = |k: &str| {
                     params
                         .iter()
