@@ -16,4 +16,4 @@ cargo run --quiet --bin engine -- schema --check schemas/pipeline.schema.json
 say "running the tests"
 cargo nextest run --workspace --no-fail-fast "$@"
 say "spec parser fuzz smoke run"
-cargo run --quiet --release -p bench --bin fuzz_spec -- 5000
+cargo run --quiet -p bench --bin fuzz_spec -- 3000
