@@ -279,7 +279,7 @@ impl Cut {
                     .map(|b| b.time)
                     .collect();
                 let duration = tags.duration.or(meta_duration).unwrap_or_else(|| segments.last().map(|s| s.1).unwrap_or(0.0));
-                Ok(VideoLabels { duration, segments, graphics, cuts: vec![], source: tags.source })
+                Ok(VideoLabels { duration, segments, graphics, cuts: tags.cuts, source: tags.source })
             }
         }
     }

@@ -74,6 +74,9 @@ pub struct Tags {
     /// Candidate graphic boundaries (teacher only).
     #[serde(default)]
     pub boundaries: Vec<detect::Boundary>,
+    /// Hard cuts the teacher saw (seconds; teacher only).
+    #[serde(default)]
+    pub cuts: Vec<f64>,
     /// Replay segments: the teacher's proposals or the human labels.
     pub segments: Vec<detect::Proposal>,
     /// Why the video could not be tagged.
@@ -116,6 +119,7 @@ impl MapStage for Tag {
             "confidence": tags.confidence,
             "boundaries": tags.boundaries.len(),
             "segments": tags.segments.len(),
+            "cuts": tags.cuts.len(),
         });
         if let Some(e) = &tags.error {
             meta["error"] = json!(e);
@@ -138,6 +142,7 @@ impl Tag {
             confidence: 0.0,
             duration,
             boundaries: vec![],
+            cuts: vec![],
             segments: vec![],
             error: Some(e),
         };
@@ -176,6 +181,7 @@ impl Tag {
             confidence: d.confidence,
             duration: duration.or(Some(analysed)),
             boundaries: d.boundaries,
+            cuts: d.cuts,
             segments: d.segments,
             error: None,
         })
@@ -192,6 +198,7 @@ async fn human_tags(item: &Item, ctx: &mut ItemCtx, blob: &engine_core::store::B
         confidence: 1.0,
         duration,
         boundaries: vec![],
+        cuts: vec![],
         segments: vec![],
         error: None,
     };

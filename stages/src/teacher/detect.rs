@@ -39,6 +39,10 @@ pub struct DetectParams {
     /// Rare-colour share at which a boundary gets full confidence.
     #[serde(default = "d_strong")]
     pub strong: f64,
+    /// A boundary's extent is the part of its burst above this share of
+    /// the burst's peak (its time is the middle of that part).
+    #[serde(default = "d_core")]
+    pub core: f64,
     /// Bursts closer than this (seconds) merge into one.
     #[serde(default = "d_merge_gap")]
     pub merge_gap: f64,
@@ -49,6 +53,13 @@ pub struct DetectParams {
     /// shot) and are dropped.
     #[serde(default = "d_max_burst")]
     pub max_burst: f64,
+    /// A frame difference (0..1) above this, and `cut_ratio` times its
+    /// neighbours', outside graphics, is a hard cut.
+    #[serde(default = "d_cut_diff")]
+    pub cut_diff: f64,
+    /// How far a cut's difference must stand above its neighbours'.
+    #[serde(default = "d_cut_ratio")]
+    pub cut_ratio: f64,
     /// Shortest replay (seconds between two paired boundaries).
     #[serde(default = "d_min_replay")]
     pub min_replay: f64,
@@ -70,10 +81,13 @@ fn d_uniform_floor() -> f64 {
     0.4
 }
 fn d_threshold() -> f64 {
-    0.12
+    0.2
 }
 fn d_strong() -> f64 {
-    0.3
+    0.4
+}
+fn d_core() -> f64 {
+    0.8
 }
 fn d_merge_gap() -> f64 {
     0.45
@@ -83,6 +97,12 @@ fn d_min_burst() -> f64 {
 }
 fn d_max_burst() -> f64 {
     6.0
+}
+fn d_cut_diff() -> f64 {
+    0.08
+}
+fn d_cut_ratio() -> f64 {
+    2.5
 }
 fn d_min_replay() -> f64 {
     1.0
@@ -178,6 +198,9 @@ pub struct Proposal {
 pub struct Detection {
     pub boundaries: Vec<Boundary>,
     pub segments: Vec<Proposal>,
+    /// Hard cuts (seconds): abrupt changes that are not graphics.
+    #[serde(default)]
+    pub cuts: Vec<f64>,
     /// Boundaries no partner could be found for.
     pub unpaired: usize,
     /// 0..1: how much the teacher trusts its own tags for this video.
@@ -301,9 +324,9 @@ pub fn detect(c: &VideoCues, p: &DetectParams) -> Detection {
             let peak = s[a..b].iter().cloned().fold(0.0, f64::max);
             let strength = ((peak - p.threshold) / (p.strong - p.threshold)).clamp(0.0, 1.0);
             let confidence = 0.5 + 0.5 * strength;
-            // The wipe is the part above half the peak: a run can start
-            // early on a plateau of rare colour (a zoomed replay shot).
-            let half = peak / 2.0;
+            // The wipe is the part of the run near its peak: a run can
+            // start early on a plateau of rare colour (a zoomed replay shot).
+            let half = peak * p.core;
             let first = (a..b).find(|&t| s[t] >= half).unwrap_or(a);
             let last = (a..b).rev().find(|&t| s[t] >= half).unwrap_or(b - 1);
             let (start, end) = (first as f64 * dt, (last + 1) as f64 * dt);
@@ -316,10 +339,13 @@ pub fn detect(c: &VideoCues, p: &DetectParams) -> Detection {
             })
         })
         .collect();
-    let (segments, unpaired) = pair(&boundaries, p);
-    let confidence = video_confidence(&boundaries, unpaired);
+    let cuts = hard_cuts(c, &s, &boundaries, p);
+    let (segments, left) = pair(&boundaries, p);
+    let confidence = video_confidence(&boundaries, &segments, &left);
+    let unpaired = left.len();
     Detection {
         boundaries,
+        cuts,
         segments,
         unpaired,
         confidence,
@@ -328,40 +354,87 @@ pub fn detect(c: &VideoCues, p: &DetectParams) -> Detection {
     }
 }
 
-/// Pairs consecutive boundaries (open, close) whose distance is a plausible
-/// replay length; a boundary without a partner is skipped.
-pub fn pair(b: &[Boundary], p: &DetectParams) -> (Vec<Proposal>, usize) {
+/// Isolated spikes of frame difference away from any graphic burst.
+pub fn hard_cuts(c: &VideoCues, s: &[f64], boundaries: &[Boundary], p: &DetectParams) -> Vec<f64> {
+    let d: Vec<f64> = c.frames.iter().map(|f| f.diff as f64).collect();
+    let dt = 1.0 / c.fps;
     let mut out = vec![];
-    let mut unpaired = 0;
+    for t in 1..d.len() {
+        if d[t] <= p.cut_diff || s[t] > p.threshold {
+            continue;
+        }
+        let lo = t.saturating_sub(3);
+        let hi = (t + 4).min(d.len());
+        // Repeated frames (slow motion) differ by ~0: leave them out, or
+        // every moving frame between two repeats looks like a cut.
+        let mut around: Vec<f64> = (lo..hi).filter(|&u| u != t && d[u] > 0.005).map(|u| d[u]).collect();
+        around.sort_by(f64::total_cmp);
+        let med = around.get(around.len() / 2).copied().unwrap_or(0.0);
+        let time = t as f64 * dt;
+        let near_graphic = boundaries.iter().any(|b| time >= b.start - 0.5 && time <= b.end + 0.5);
+        if d[t] >= p.cut_ratio * med.max(0.01) && !near_graphic {
+            out.push(time);
+        }
+    }
+    out
+}
+
+/// Pairs consecutive boundaries (open, close) whose distance is a plausible
+/// replay length. When not every boundary can be paired, the pairing that
+/// leaves out the least confidence wins (dynamic programming: each boundary
+/// is left out or closes with one of the next three, leaving out those in
+/// between), so a weak false boundary is the one dropped. Returns the
+/// proposals and the indices left out.
+pub fn pair(b: &[Boundary], p: &DetectParams) -> (Vec<Proposal>, Vec<usize>) {
+    let n = b.len();
+    let fits = |i: usize, j: usize| (p.min_replay..=p.max_replay).contains(&(b[j].time - b[i].time));
+    // cost[i]: least confidence left out among b[i..]; partner[i]: the
+    // boundary b[i] closes with (up to two left out in between).
+    let mut cost = vec![0.0; n + 1];
+    let mut partner: Vec<Option<usize>> = vec![None; n];
+    for i in (0..n).rev() {
+        cost[i] = cost[i + 1] + b[i].confidence;
+        let mut between = 0.0;
+        for j in (i + 1)..n.min(i + 4) {
+            if fits(i, j) && cost[j + 1] + between <= cost[i] + 1e-12 {
+                cost[i] = cost[j + 1] + between;
+                partner[i] = Some(j);
+            }
+            between += b[j].confidence;
+        }
+    }
+    let (mut out, mut left) = (vec![], vec![]);
     let mut i = 0;
-    while i < b.len() {
-        if i + 1 < b.len() {
-            let gap = b[i + 1].time - b[i].time;
-            if gap >= p.min_replay && gap <= p.max_replay {
-                out.push(Proposal {
-                    start: b[i].start,
-                    end: b[i + 1].end,
-                    confidence: b[i].confidence.min(b[i + 1].confidence),
-                });
-                i += 2;
-                continue;
+    while i < n {
+        match partner[i] {
+            Some(j) => {
+                out.push(Proposal { start: b[i].start, end: b[j].end, confidence: b[i].confidence.min(b[j].confidence) });
+                left.extend(i + 1..j);
+                i = j + 1;
+            }
+            None => {
+                left.push(i);
+                i += 1;
             }
         }
-        unpaired += 1;
-        i += 1;
     }
-    (out, unpaired)
+    (out, left)
 }
 
 /// No boundary at all: the video may have no replays or no graphics (a
-/// human decides). Otherwise the weakest boundary, halved by every boundary
-/// left without a partner.
-pub fn video_confidence(b: &[Boundary], unpaired: usize) -> f64 {
+/// human decides). Otherwise the weakest paired boundary, lowered by every
+/// boundary left without a partner (more for a confident one: a real wipe
+/// without its partner means a missed wipe).
+pub fn video_confidence(b: &[Boundary], segments: &[Proposal], left: &[usize]) -> f64 {
     if b.is_empty() {
         return 0.0;
     }
-    let weakest = b.iter().map(|x| x.confidence).fold(1.0, f64::min);
-    weakest * 0.5f64.powi(unpaired as i32)
+    let base = if segments.is_empty() {
+        0.5 * b.iter().map(|x| x.confidence).fold(1.0, f64::min)
+    } else {
+        segments.iter().map(|s| s.confidence).fold(1.0, f64::min)
+    };
+    left.iter().fold(base, |c, &i| c * (1.0 - 0.5 * b[i].confidence))
 }
 
 /// True boundaries of a generated video: the middle of every opening and
@@ -418,17 +491,21 @@ mod tests {
     }
 
     #[test]
-    fn pairs_consecutive_boundaries_and_counts_the_odd_one() {
+    fn pairs_consecutive_boundaries_and_leaves_out_the_weakest() {
         let p = DetectParams::default();
-        let (s, u) = pair(&[b(2.0, 1.0), b(8.0, 0.8), b(200.0, 1.0)], &p);
+        let bs = [b(2.0, 1.0), b(8.0, 0.8), b(200.0, 1.0)];
+        let (s, left) = pair(&bs, &p);
         assert_eq!(s.len(), 1);
         assert_eq!((s[0].start, s[0].end, s[0].confidence), (1.5, 8.5, 0.8));
-        assert_eq!(u, 1);
-        assert_eq!(
-            video_confidence(&[b(2.0, 1.0), b(8.0, 0.8), b(200.0, 1.0)], 1),
-            0.4
-        );
-        assert_eq!(video_confidence(&[], 0), 0.0);
+        assert_eq!(left, vec![2]);
+        assert!((video_confidence(&bs, &s, &left) - 0.4).abs() < 1e-9);
+        // A weak false boundary between two strong wipes is the one left out.
+        let bs = [b(2.0, 1.0), b(5.0, 0.5), b(8.0, 1.0)];
+        let (s, left) = pair(&bs, &p);
+        assert_eq!((s.len(), left.as_slice()), (1, &[1usize][..]));
+        assert_eq!((s[0].start, s[0].end), (1.5, 8.5));
+        assert!((video_confidence(&bs, &s, &left) - 0.75).abs() < 1e-9);
+        assert_eq!(video_confidence(&[], &[], &[]), 0.0);
     }
 
     #[test]
