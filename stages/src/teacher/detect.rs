@@ -363,13 +363,17 @@ pub fn hard_cuts(c: &VideoCues, s: &[f64], boundaries: &[Boundary], p: &DetectPa
         if d[t] <= p.cut_diff || s[t] > p.threshold {
             continue;
         }
-        let lo = t.saturating_sub(3);
-        let hi = (t + 4).min(d.len());
+        let lo = t.saturating_sub(5);
+        let hi = (t + 6).min(d.len());
         // Repeated frames (slow motion) differ by ~0: leave them out, or
-        // every moving frame between two repeats looks like a cut.
+        // every moving frame between two repeats looks like a cut; with
+        // too few moving neighbours there is nothing to compare with.
         let mut around: Vec<f64> = (lo..hi).filter(|&u| u != t && d[u] > 0.005).map(|u| d[u]).collect();
+        if around.len() < 4 {
+            continue;
+        }
         around.sort_by(f64::total_cmp);
-        let med = around.get(around.len() / 2).copied().unwrap_or(0.0);
+        let med = around[around.len() / 2];
         let time = t as f64 * dt;
         let near_graphic = boundaries.iter().any(|b| time >= b.start - 0.5 && time <= b.end + 0.5);
         if d[t] >= p.cut_ratio * med.max(0.01) && !near_graphic {
