@@ -132,32 +132,7 @@ impl MapStage for Probe {
         "videos".into()
     }
     async fn run_item(&self, item: &Item, ctx: &mut ItemCtx) -> Result<(), StageError> {
-        let attached = item
-            .files
-            .iter()
-            .find(|(n, _)| n.ends_with(".mp4") || n.ends_with(".mkv") || n.ends_with(".webm"));
-        let path = match (attached, item.meta.get("uri").and_then(|u| u.as_str())) {
-            (Some((name, blob)), _) => {
-                let path = ctx.scratch_dir()?.join(name);
-                ctx.fetch(blob, &path).await?;
-                path
-            }
-            // Catalog rows name the video by uri (a local path) instead.
-            (None, Some(uri)) => {
-                let p = std::path::PathBuf::from(uri.strip_prefix("file://").unwrap_or(uri));
-                if !p.exists() {
-                    return Err(StageError::msg(format!(
-                        "video `{uri}` does not exist; re-import the catalog or fix the uri"
-                    )));
-                }
-                p
-            }
-            (None, None) => {
-                return Err(StageError::msg(
-                    "no video file (.mp4, .mkv or .webm) and no `uri` in the item".to_string(),
-                ));
-            }
-        };
+        let path = local_video(item, ctx).await?;
         let info = ctx
             .blocking(move || media::probe(&path).map_err(|e| StageError::msg(e.to_string())))
             .await?;
@@ -178,5 +153,34 @@ impl MapStage for Probe {
         });
         ctx.set_meta(meta);
         Ok(())
+    }
+}
+
+/// A local path to an item's video: its attached `.mp4`/`.mkv`/`.webm`
+/// file (fetched into scratch space), or the local file its `uri` names
+/// (catalog rows carry a uri instead of the bytes).
+pub async fn local_video(item: &Item, ctx: &ItemCtx) -> Result<std::path::PathBuf, StageError> {
+    let attached = item
+        .files
+        .iter()
+        .find(|(n, _)| n.ends_with(".mp4") || n.ends_with(".mkv") || n.ends_with(".webm"));
+    match (attached, item.meta.get("uri").and_then(|u| u.as_str())) {
+        (Some((name, blob)), _) => {
+            let path = ctx.scratch_dir()?.join(name);
+            ctx.fetch(blob, &path).await?;
+            Ok(path)
+        }
+        (None, Some(uri)) => {
+            let p = std::path::PathBuf::from(uri.strip_prefix("file://").unwrap_or(uri));
+            if !p.exists() {
+                return Err(StageError::msg(format!(
+                    "video `{uri}` does not exist; re-import the catalog or fix the uri"
+                )));
+            }
+            Ok(p)
+        }
+        (None, None) => Err(StageError::msg(
+            "no video file (.mp4, .mkv or .webm) and no `uri` in the item".to_string(),
+        )),
     }
 }
