@@ -216,7 +216,6 @@ async fn human_tags(item: &Item, ctx: &mut ItemCtx, blob: &engine_core::store::B
                 .collect();
         }
         Err(e) => {
-            t.source = "human".into();
             t.route = ROUTE_REVIEW.into();
             t.confidence = 0.0;
             t.error = Some(format!("Failed to read `human_labels.json`: {e}"));
@@ -259,7 +258,8 @@ impl Stage for Route {
         ctx.set_meta("tagged", json!({}))?;
         ctx.set_meta("review", json!({}))?;
         if items.is_empty() {
-            ctx.log("review.route: no videos in the inputs; `tagged` and `review` are empty");
+            let what = self.0.from.as_deref().map(|f| format!("`{f}`")).unwrap_or_else(|| "the inputs".into());
+            ctx.log(format!("review.route: no videos in {what}; `tagged` and `review` are empty"));
         }
         let (mut auto, mut review) = (0u64, 0u64);
         let mut per_league: BTreeMap<String, (u64, u64)> = BTreeMap::new();

@@ -263,3 +263,37 @@ fn bad_params_are_reported_at_validation() {
         assert!(err.render().contains(want), "{kind} {with}: {}", err.render());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truth_labels_and_clip_videos_for_generated_broadcasts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open("fs://store", dir.path()).unwrap();
+    let yaml = r#"
+name: truth-clips
+stages:
+  generate:
+    uses: synth.broadcast
+    with: { sport: soccer, league: liga-sur, preset: small, count: 1, seed: 9, duration: 10 }
+  cut:
+    uses: clips.cut
+    map: { over: generate.videos }
+    with: { labels: truth, window: 1.0, negative_ratio: 0.5, write_video: true }
+"#;
+    let r = run(yaml, &store).await;
+    let videos = store.get_manifest(&r.task("generate").unwrap().outputs["videos"]).await.unwrap();
+    let truth: media::synth::GroundTruth = serde_json::from_slice(&store.get_blob(&videos.items[0].files["truth.json"].digest).await.unwrap()).unwrap();
+    let m = store.get_manifest(&r.task("cut").unwrap().outputs["clips"]).await.unwrap();
+    let item = &m.items[0];
+    let set: Value = serde_json::from_slice(&store.get_blob(&item.files["clips.json"].digest).await.unwrap()).unwrap();
+    assert_eq!(set["source"], "truth");
+    let spans: Vec<Value> = truth.replays.iter().map(|r| json!([r.span.start, r.span.end])).collect();
+    assert_eq!(set["segments"], json!(spans));
+    let clips = set["clips"].as_array().unwrap();
+    assert!(clips.iter().any(|c| c["kind"] == "replay_start"));
+    for c in clips {
+        let f = format!("clips/{}.mp4", c["id"].as_str().unwrap());
+        let blob = item.files.get(&f).unwrap_or_else(|| panic!("no `{f}`"));
+        assert!(blob.size > 0);
+    }
+    assert_eq!(item.meta["clips"]["total"].as_u64().unwrap() as usize, clips.len());
+}
