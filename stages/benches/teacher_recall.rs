@@ -11,7 +11,9 @@
 //! `TEACHER_DEBUG=1` prints the signal of every video with a miss.
 
 use media::synth::{DistractorKind, GroundTruth, Preset, VideoSpec, generate_video, styles};
-use stages::teacher::detect::{DetectParams, cues_from_video, detect, graphic_signal, matched, truth_boundaries};
+use stages::teacher::detect::{
+    DetectParams, cues_from_video, detect, graphic_signal, matched, truth_boundaries,
+};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -51,7 +53,11 @@ impl Row {
 }
 
 fn ratio(a: usize, b: usize) -> String {
-    if b == 0 { "-".into() } else { format!("{:.3}", a as f64 / b as f64) }
+    if b == 0 {
+        "-".into()
+    } else {
+        format!("{:.3}", a as f64 / b as f64)
+    }
 }
 
 fn iou(a: (f64, f64), b: (f64, f64)) -> f64 {
@@ -61,7 +67,10 @@ fn iou(a: (f64, f64), b: (f64, f64)) -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let per_style: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(3);
     let preset = match args.get(1).map(String::as_str) {
         Some("demo") => Preset::Demo,
@@ -73,27 +82,40 @@ fn main() {
         Ok(j) => serde_json::from_str(&j).expect("TEACHER_PARAMS is DetectParams JSON"),
         Err(_) => DetectParams::default(),
     };
-    let root = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    let dir = root.join("teacher-bench").join(format!("{preset:?}").to_lowercase());
+    let root = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = root
+        .join("teacher-bench")
+        .join(format!("{preset:?}").to_lowercase());
     std::fs::create_dir_all(&dir).unwrap();
 
     let mut jobs = vec![];
     for s in styles().into_iter().filter(|s| s.name.contains(&only)) {
         for i in 0..per_style {
             let name = format!("{}-{i}", s.name.replace('/', "_"));
-            jobs.push(VideoSpec::from_preset(name, s.clone(), preset, 1000 + i as u64 * 7919));
+            jobs.push(VideoSpec::from_preset(
+                name,
+                s.clone(),
+                preset,
+                1000 + i as u64 * 7919,
+            ));
         }
     }
     let order: Vec<String> = jobs.iter().map(|v| v.style.name.clone()).collect();
     let started = std::time::Instant::now();
     let jobs = Mutex::new(jobs);
     let results: Mutex<Vec<(String, Row)>> = Mutex::new(vec![]);
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     std::thread::scope(|sc| {
         for _ in 0..threads {
             sc.spawn(|| {
                 loop {
-                    let Some(v) = jobs.lock().unwrap().pop() else { break };
+                    let Some(v) = jobs.lock().unwrap().pop() else {
+                        break;
+                    };
                     let mp4 = dir.join(format!("{}.mp4", v.name));
                     let json = dir.join(format!("{}.json", v.name));
                     let truth: GroundTruth = if mp4.exists() && json.exists() {
@@ -106,9 +128,17 @@ fn main() {
                     let found: Vec<f64> = d.boundaries.iter().map(|b| b.time).collect();
                     let want = truth_boundaries(&truth);
                     let hit = matched(&found, &want, TOL);
-                    let spans: Vec<(f64, f64)> = truth.replays.iter().map(|r| (r.span.start, r.span.end)).collect();
-                    let props: Vec<(f64, f64)> = d.segments.iter().map(|s| (s.start, s.end)).collect();
-                    let seg_hit = spans.iter().filter(|t| props.iter().any(|p| iou(**t, *p) >= 0.5)).count();
+                    let spans: Vec<(f64, f64)> = truth
+                        .replays
+                        .iter()
+                        .map(|r| (r.span.start, r.span.end))
+                        .collect();
+                    let props: Vec<(f64, f64)> =
+                        d.segments.iter().map(|s| (s.start, s.end)).collect();
+                    let seg_hit = spans
+                        .iter()
+                        .filter(|t| props.iter().any(|p| iou(**t, *p) >= 0.5))
+                        .count();
                     let cuts: Vec<f64> = truth
                         .distractors
                         .iter()
@@ -122,9 +152,19 @@ fn main() {
                             .iter()
                             .enumerate()
                             .filter(|(_, x)| **x > p.threshold * 0.5)
-                            .map(|(t, x)| format!("{:.1}:{x:.2}/{:.2}", t as f64 / cues.fps, cues.frames[t].diff))
+                            .map(|(t, x)| {
+                                format!(
+                                    "{:.1}:{x:.2}/{:.2}",
+                                    t as f64 / cues.fps,
+                                    cues.frames[t].diff
+                                )
+                            })
                             .collect();
-                        eprintln!("{}: want {want:?} found {found:?}\n   signal {}", v.name, top.join(" "));
+                        eprintln!(
+                            "{}: want {want:?} found {found:?}\n   signal {}",
+                            v.name,
+                            top.join(" ")
+                        );
                     }
                     let row = Row {
                         videos: 1,
@@ -158,7 +198,17 @@ fn main() {
     );
     println!(
         "{:<40} {:>6} {:>7} {:>7} {:>5} {:>5} | {:>7} {:>7} | {:>5} | {:>7} {:>7}",
-        "style", "videos", "recall", "prec", "true", "found", "seg rec", "seg prc", "auto", "cut rec", "cut prc"
+        "style",
+        "videos",
+        "recall",
+        "prec",
+        "true",
+        "found",
+        "seg rec",
+        "seg prc",
+        "auto",
+        "cut rec",
+        "cut prc"
     );
     let mut all = Row::default();
     for (style, r) in &by_style {

@@ -18,15 +18,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub fn register(r: &mut Registry) {
-    r.add("clips.cut", "per video: replay start/end/content clips and negatives (clips.json)", |v| {
-        let c: CutConfig = parse_params(v)?;
-        c.check()?;
-        Ok(StageImpl::Map(Arc::new(Cut(c))))
-    });
+    r.add(
+        "clips.cut",
+        "per video: replay start/end/content clips and negatives (clips.json)",
+        |v| {
+            let c: CutConfig = parse_params(v)?;
+            c.check()?;
+            Ok(StageImpl::Map(Arc::new(Cut(c))))
+        },
+    );
 }
 
 /// Where the replay segments come from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LabelSource {
     /// `tags.json` from `teacher.tag`: human labels when the video had them,
@@ -75,11 +81,16 @@ impl CutConfig {
     fn check(&self) -> Result<(), String> {
         for (n, v) in [("window", self.window), ("stride", self.stride)] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(format!("`{n}` must be a positive number of seconds, got {v}"));
+                return Err(format!(
+                    "`{n}` must be a positive number of seconds, got {v}"
+                ));
             }
         }
         if !(self.negative_ratio.is_finite() && self.negative_ratio >= 0.0) {
-            return Err(format!("`negative_ratio` must be 0 or more, got {}", self.negative_ratio));
+            return Err(format!(
+                "`negative_ratio` must be 0 or more, got {}",
+                self.negative_ratio
+            ));
         }
         Ok(())
     }
@@ -191,9 +202,16 @@ pub fn plan_clips(c: &CutConfig, key: &str, v: &VideoLabels) -> Vec<Clip> {
     let positives = out.len();
     let wanted = (positives as f64 * c.negative_ratio).round() as usize;
     // Negatives keep half a window away from every replay.
-    let clear = |a: f64, b: f64| v.segments.iter().all(|&(s, e)| b <= s - w / 2.0 || a >= e + w / 2.0);
+    let clear = |a: f64, b: f64| {
+        v.segments
+            .iter()
+            .all(|&(s, e)| b <= s - w / 2.0 || a >= e + w / 2.0)
+    };
     let mut hard: Vec<(f64, f64, ClipKind, Option<NegativeKind>)> = vec![];
-    for (times, kind) in [(&v.graphics, NegativeKind::DistractorGraphic), (&v.cuts, NegativeKind::HardCut)] {
+    for (times, kind) in [
+        (&v.graphics, NegativeKind::DistractorGraphic),
+        (&v.cuts, NegativeKind::HardCut),
+    ] {
         for &t in times {
             let (a, b) = around(t);
             if clear(a, b) && !hard.iter().any(|h| (h.0 - a).abs() < w / 2.0) {
@@ -233,12 +251,21 @@ pub fn plan_clips(c: &CutConfig, key: &str, v: &VideoLabels) -> Vec<Clip> {
 
 struct Cut(CutConfig);
 
-async fn read_json<T: serde::de::DeserializeOwned>(ctx: &ItemCtx, item: &Item, name: &str) -> Result<Option<T>, StageError> {
-    let Some(blob) = item.files.get(name) else { return Ok(None) };
+async fn read_json<T: serde::de::DeserializeOwned>(
+    ctx: &ItemCtx,
+    item: &Item,
+    name: &str,
+) -> Result<Option<T>, StageError> {
+    let Some(blob) = item.files.get(name) else {
+        return Ok(None);
+    };
     let bytes = ctx.read(blob).await?;
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| StageError::msg(format!("Failed to parse `{name}` of video `{}`: {e}", item.key)))
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        StageError::msg(format!(
+            "Failed to parse `{name}` of video `{}`: {e}",
+            item.key
+        ))
+    })
 }
 
 impl Cut {
@@ -255,11 +282,19 @@ impl Cut {
                 })?;
                 use media::synth::DistractorKind as D;
                 let at = |k: &[D]| -> Vec<f64> {
-                    t.distractors.iter().filter(|d| k.contains(&d.kind)).map(|d| d.span.start).collect()
+                    t.distractors
+                        .iter()
+                        .filter(|d| k.contains(&d.kind))
+                        .map(|d| d.span.start)
+                        .collect()
                 };
                 Ok(VideoLabels {
                     duration: t.video.duration,
-                    segments: t.replays.iter().map(|r| (r.span.start, r.span.end)).collect(),
+                    segments: t
+                        .replays
+                        .iter()
+                        .map(|r| (r.span.start, r.span.end))
+                        .collect(),
                     graphics: at(&[D::AdBanner, D::LowerThird, D::ScorePopup]),
                     cuts: at(&[D::LiveCut]),
                     source: "truth".into(),
@@ -269,7 +304,8 @@ impl Cut {
                 let tags: crate::teacher::Tags = read_json(ctx, item, "tags.json").await?.ok_or_else(|| {
                     StageError::msg(format!("video `{}` has no `tags.json`; put `teacher.tag` (and `review.route`) before `clips.cut`", item.key))
                 })?;
-                let segments: Vec<(f64, f64)> = tags.segments.iter().map(|s| (s.start, s.end)).collect();
+                let segments: Vec<(f64, f64)> =
+                    tags.segments.iter().map(|s| (s.start, s.end)).collect();
                 // Teacher boundaries outside every proposed replay: graphics
                 // that are not replay wipes.
                 let graphics = tags
@@ -278,8 +314,17 @@ impl Cut {
                     .filter(|b| segments.iter().all(|&(s, e)| b.time < s || b.time > e))
                     .map(|b| b.time)
                     .collect();
-                let duration = tags.duration.or(meta_duration).unwrap_or_else(|| segments.last().map(|s| s.1).unwrap_or(0.0));
-                Ok(VideoLabels { duration, segments, graphics, cuts: tags.cuts, source: tags.source })
+                let duration = tags
+                    .duration
+                    .or(meta_duration)
+                    .unwrap_or_else(|| segments.last().map(|s| s.1).unwrap_or(0.0));
+                Ok(VideoLabels {
+                    duration,
+                    segments,
+                    graphics,
+                    cuts: tags.cuts,
+                    source: tags.source,
+                })
             }
         }
     }
@@ -304,11 +349,16 @@ impl MapStage for Cut {
                 .files
                 .iter()
                 .find(|(n, _)| n.ends_with(".mp4") || n.ends_with(".mkv") || n.ends_with(".webm"))
-                .ok_or_else(|| StageError::msg(format!("video `{}` has no video file to cut", item.key)))?;
+                .ok_or_else(|| {
+                    StageError::msg(format!("video `{}` has no video file to cut", item.key))
+                })?;
             let dir = ctx.scratch_dir()?.to_path_buf();
             let src = dir.join(name);
             ctx.fetch(blob, &src).await?;
-            let spans: Vec<(String, f64, f64)> = clips.iter().map(|c| (c.id.clone(), c.start, c.end)).collect();
+            let spans: Vec<(String, f64, f64)> = clips
+                .iter()
+                .map(|c| (c.id.clone(), c.start, c.end))
+                .collect();
             let out = dir.clone();
             let cancel = ctx.cancel_token();
             ctx.blocking(move || {
@@ -316,13 +366,18 @@ impl MapStage for Cut {
                     if cancel.is_cancelled() {
                         return Err(StageError::Cancelled);
                     }
-                    media::cut(&src, s, e - s, out.join(format!("clip-{id}.mp4"))).map_err(|e| StageError::msg(e.to_string()))?;
+                    media::cut(&src, s, e - s, out.join(format!("clip-{id}.mp4")))
+                        .map_err(|e| StageError::msg(e.to_string()))?;
                 }
                 Ok(())
             })
             .await?;
             for c in &clips {
-                ctx.put_file_from(&format!("clips/{}.mp4", c.id), &dir.join(format!("clip-{}.mp4", c.id))).await?;
+                ctx.put_file_from(
+                    &format!("clips/{}.mp4", c.id),
+                    &dir.join(format!("clip-{}.mp4", c.id)),
+                )
+                .await?;
             }
         }
         let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -340,8 +395,13 @@ impl MapStage for Cut {
         };
         let bytes = serde_json::to_vec_pretty(&set).map_err(|e| StageError::msg(e.to_string()))?;
         ctx.put_file("clips.json", bytes).await?;
-        let mut meta = if item.meta.is_object() { item.meta.clone() } else { json!({}) };
-        meta["clips"] = json!({ "total": set.clips.len(), "kinds": counts, "source": labels.source });
+        let mut meta = if item.meta.is_object() {
+            item.meta.clone()
+        } else {
+            json!({})
+        };
+        meta["clips"] =
+            json!({ "total": set.clips.len(), "kinds": counts, "source": labels.source });
         ctx.set_meta(meta);
         Ok(())
     }
@@ -357,7 +417,13 @@ mod tests {
 
     #[test]
     fn clips_cover_start_end_content_and_balanced_negatives() {
-        let v = VideoLabels { duration: 30.0, segments: vec![(10.0, 18.0)], graphics: vec![25.0], cuts: vec![], source: "truth".into() };
+        let v = VideoLabels {
+            duration: 30.0,
+            segments: vec![(10.0, 18.0)],
+            graphics: vec![25.0],
+            cuts: vec![],
+            source: "truth".into(),
+        };
         let clips = plan_clips(&cfg(), "k", &v);
         let n = |k: ClipKind| clips.iter().filter(|c| c.kind == k).count();
         assert_eq!(n(ClipKind::ReplayStart), 1);
@@ -365,7 +431,11 @@ mod tests {
         assert!(n(ClipKind::ReplayContent) >= 4);
         let pos = clips.len() - n(ClipKind::Negative);
         assert_eq!(n(ClipKind::Negative), pos);
-        assert!(clips.iter().any(|c| c.negative == Some(NegativeKind::DistractorGraphic)));
+        assert!(
+            clips
+                .iter()
+                .any(|c| c.negative == Some(NegativeKind::DistractorGraphic))
+        );
         for c in clips.iter().filter(|c| c.kind == ClipKind::Negative) {
             assert!(c.end <= 9.0 || c.start >= 19.0, "{c:?}");
         }

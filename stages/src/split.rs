@@ -11,7 +11,9 @@
 //! leaks: we chose stability.
 
 use async_trait::async_trait;
-use engine_core::stage::{OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params};
+use engine_core::stage::{
+    OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
+};
 use engine_core::store::Item;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -19,11 +21,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub fn register(r: &mut Registry) {
-    r.add("dataset.split", "train/test/validation by video (stable hash, no leakage), per-league counts", |v| {
-        let c: SplitConfig = parse_params(v)?;
-        c.check()?;
-        Ok(StageImpl::Task(Arc::new(Split(c))))
-    });
+    r.add(
+        "dataset.split",
+        "train/test/validation by video (stable hash, no leakage), per-league counts",
+        |v| {
+            let c: SplitConfig = parse_params(v)?;
+            c.check()?;
+            Ok(StageImpl::Task(Arc::new(Split(c))))
+        },
+    );
 }
 
 /// A stable 64-bit hash of (seed, text): FNV-1a then the SplitMix64
@@ -75,11 +81,15 @@ impl SplitConfig {
     fn check(&self) -> Result<(), String> {
         let all = [self.train, self.test, self.validation];
         if all.iter().any(|f| !(f.is_finite() && *f >= 0.0)) {
-            return Err(format!("`train`, `test` and `validation` must be 0 or more, got {all:?}"));
+            return Err(format!(
+                "`train`, `test` and `validation` must be 0 or more, got {all:?}"
+            ));
         }
         let sum: f64 = all.iter().sum();
         if (sum - 1.0).abs() > 1e-6 {
-            return Err(format!("`train` + `test` + `validation` must be 1, got {sum}"));
+            return Err(format!(
+                "`train` + `test` + `validation` must be 1, got {sum}"
+            ));
         }
         Ok(())
     }
@@ -105,7 +115,10 @@ impl Stage for Split {
         1
     }
     fn outputs(&self) -> Vec<OutputDecl> {
-        vec![OutputDecl::artifact("dataset"), OutputDecl::collection("clips")]
+        vec![
+            OutputDecl::artifact("dataset"),
+            OutputDecl::collection("clips"),
+        ]
     }
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
         let mut items: Vec<Item> = vec![];
@@ -115,11 +128,20 @@ impl Stage for Split {
             {
                 continue;
             }
-            items.extend(input.manifest.items.iter().filter(|i| i.files.contains_key("clips.json")).cloned());
+            items.extend(
+                input
+                    .manifest
+                    .items
+                    .iter()
+                    .filter(|i| i.files.contains_key("clips.json"))
+                    .cloned(),
+            );
         }
         items.sort_by(|a, b| a.key.cmp(&b.key));
         if items.is_empty() {
-            ctx.log("dataset.split: no videos with `clips.json` in the inputs; the dataset is empty");
+            ctx.log(
+                "dataset.split: no videos with `clips.json` in the inputs; the dataset is empty",
+            );
         }
         ctx.set_meta("clips", json!({}))?;
         let mut splits: BTreeMap<&str, Vec<Value>> = SPLITS.iter().map(|s| (*s, vec![])).collect();
@@ -129,10 +151,20 @@ impl Stage for Split {
         let mut totals: BTreeMap<&str, (u64, u64)> = SPLITS.iter().map(|s| (*s, (0, 0))).collect();
         for mut item in items {
             let split = self.0.split_of(&item.key);
-            let league = item.meta.get("league").and_then(Value::as_str).unwrap_or("unknown").to_string();
+            let league = item
+                .meta
+                .get("league")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_string();
             let blob = &item.files["clips.json"];
             let set: crate::clips::ClipSet = serde_json::from_slice(&ctx.read(blob).await?)
-                .map_err(|e| StageError::msg(format!("Failed to parse `clips.json` of video `{}`: {e}", item.key)))?;
+                .map_err(|e| {
+                    StageError::msg(format!(
+                        "Failed to parse `clips.json` of video `{}`: {e}",
+                        item.key
+                    ))
+                })?;
             let video_digest = item.files.get("video.mp4").map(|b| b.digest.to_string());
             for c in &set.clips {
                 splits.get_mut(split).expect("known split").push(json!({
@@ -142,7 +174,11 @@ impl Stage for Split {
                 }));
             }
             let n = set.clips.len() as u64;
-            let e = counts.entry(league.clone()).or_default().entry(split).or_default();
+            let e = counts
+                .entry(league.clone())
+                .or_default()
+                .entry(split)
+                .or_default();
             e.0 += 1;
             e.1 += n;
             let t = totals.get_mut(split).expect("known split");
@@ -159,9 +195,23 @@ impl Stage for Split {
             ctx.add_item("clips", item)?;
         }
         let count_json = |m: &BTreeMap<&str, (u64, u64)>| -> Value {
-            SPLITS.iter().map(|s| (s.to_string(), m.get(s).map(|(v, c)| json!({ "videos": v, "clips": c })).unwrap_or(json!({ "videos": 0, "clips": 0 })))).collect::<serde_json::Map<_, _>>().into()
+            SPLITS
+                .iter()
+                .map(|s| {
+                    (
+                        s.to_string(),
+                        m.get(s)
+                            .map(|(v, c)| json!({ "videos": v, "clips": c }))
+                            .unwrap_or(json!({ "videos": 0, "clips": 0 })),
+                    )
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into()
         };
-        let leagues: serde_json::Map<String, Value> = counts.iter().map(|(l, m)| (l.clone(), count_json(m))).collect();
+        let leagues: serde_json::Map<String, Value> = counts
+            .iter()
+            .map(|(l, m)| (l.clone(), count_json(m)))
+            .collect();
         let meta = json!({
             "seed": self.0.seed,
             "fractions": { "train": self.0.train, "test": self.0.test, "validation": self.0.validation },
@@ -176,7 +226,8 @@ impl Stage for Split {
             "splits": splits,
             "counts": { "totals": meta["totals"], "leagues": meta["leagues"] },
         });
-        let bytes = serde_json::to_vec_pretty(&dataset).map_err(|e| StageError::msg(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec_pretty(&dataset).map_err(|e| StageError::msg(e.to_string()))?;
         ctx.put_file("dataset", "dataset.json", bytes).await?;
         ctx.set_meta("dataset", meta.clone())?;
         ctx.set_meta("clips", meta)?;
@@ -186,7 +237,11 @@ impl Stage for Split {
         ctx.log(format!(
             "split {} videos: {}",
             videos.len(),
-            SPLITS.iter().map(|s| format!("{s} {} videos / {} clips", totals[s].0, totals[s].1)).collect::<Vec<_>>().join(", ")
+            SPLITS
+                .iter()
+                .map(|s| format!("{s} {} videos / {} clips", totals[s].0, totals[s].1))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
         Ok(())
     }

@@ -10,7 +10,9 @@ pub mod detect;
 
 use async_trait::async_trait;
 use detect::{DetectParams, Detection};
-use engine_core::stage::{ItemCtx, MapStage, OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params};
+use engine_core::stage::{
+    ItemCtx, MapStage, OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
+};
 use engine_core::store::Item;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -18,15 +20,23 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub fn register(r: &mut Registry) {
-    r.add("teacher.tag", "per video: graphic boundaries, proposed replays and a confidence (tags.json)", |v| {
-        let c: TagConfig = parse_params(v)?;
-        c.check()?;
-        Ok(StageImpl::Map(Arc::new(Tag(c))))
-    });
-    r.add("review.route", "split tagged videos into `tagged` (auto) and `review` (low confidence)", |v| {
-        let c: RouteConfig = parse_params(v)?;
-        Ok(StageImpl::Task(Arc::new(Route(c))))
-    });
+    r.add(
+        "teacher.tag",
+        "per video: graphic boundaries, proposed replays and a confidence (tags.json)",
+        |v| {
+            let c: TagConfig = parse_params(v)?;
+            c.check()?;
+            Ok(StageImpl::Map(Arc::new(Tag(c))))
+        },
+    );
+    r.add(
+        "review.route",
+        "split tagged videos into `tagged` (auto) and `review` (low confidence)",
+        |v| {
+            let c: RouteConfig = parse_params(v)?;
+            Ok(StageImpl::Task(Arc::new(Route(c))))
+        },
+    );
 }
 
 /// Params of `teacher.tag`.
@@ -48,9 +58,14 @@ fn default_review_below() -> f64 {
 impl TagConfig {
     fn check(&self) -> Result<(), String> {
         if !(self.review_below.is_finite() && (0.0..=1.0).contains(&self.review_below)) {
-            return Err(format!("`review_below` must be between 0 and 1, got {}", self.review_below));
+            return Err(format!(
+                "`review_below` must be between 0 and 1, got {}",
+                self.review_below
+            ));
         }
-        self.detector.check().map_err(|e| format!("`detector`: {e}"))
+        self.detector
+            .check()
+            .map_err(|e| format!("`detector`: {e}"))
     }
 }
 
@@ -92,7 +107,11 @@ fn video_file(item: &Item) -> Option<(&String, &engine_core::store::BlobRef)> {
     item.files
         .iter()
         .find(|(n, _)| n.as_str() == "video.mp4")
-        .or_else(|| item.files.iter().find(|(n, _)| n.ends_with(".mp4") || n.ends_with(".mkv") || n.ends_with(".webm")))
+        .or_else(|| {
+            item.files
+                .iter()
+                .find(|(n, _)| n.ends_with(".mp4") || n.ends_with(".mkv") || n.ends_with(".webm"))
+        })
 }
 
 #[async_trait]
@@ -112,7 +131,11 @@ impl MapStage for Tag {
             Some(blob) => human_tags(item, ctx, blob, duration).await,
             None => self.teacher_tags(item, ctx, duration).await?,
         };
-        let mut meta = if item.meta.is_object() { item.meta.clone() } else { json!({}) };
+        let mut meta = if item.meta.is_object() {
+            item.meta.clone()
+        } else {
+            json!({})
+        };
         meta["route"] = json!(tags.route);
         meta["label_source"] = json!(tags.source);
         meta["teacher"] = json!({
@@ -133,7 +156,12 @@ impl MapStage for Tag {
 }
 
 impl Tag {
-    async fn teacher_tags(&self, item: &Item, ctx: &mut ItemCtx, duration: Option<f64>) -> Result<Tags, StageError> {
+    async fn teacher_tags(
+        &self,
+        item: &Item,
+        ctx: &mut ItemCtx,
+        duration: Option<f64>,
+    ) -> Result<Tags, StageError> {
         let failed = |e: String| Tags {
             version: TAGS_VERSION,
             video: item.key.clone(),
@@ -147,7 +175,9 @@ impl Tag {
             error: Some(e),
         };
         let Some((name, blob)) = video_file(item) else {
-            return Ok(failed("no video file (.mp4, .mkv or .webm) in the item".into()));
+            return Ok(failed(
+                "no video file (.mp4, .mkv or .webm) in the item".into(),
+            ));
         };
         let path = ctx.scratch_dir()?.join(name);
         ctx.fetch(blob, &path).await?;
@@ -172,7 +202,11 @@ impl Tag {
         if d.frames == 0 {
             return Ok(failed(format!("`{name}` has no frames")));
         }
-        let route = if d.confidence >= self.0.review_below { ROUTE_AUTO } else { ROUTE_REVIEW };
+        let route = if d.confidence >= self.0.review_below {
+            ROUTE_AUTO
+        } else {
+            ROUTE_REVIEW
+        };
         Ok(Tags {
             version: TAGS_VERSION,
             video: item.key.clone(),
@@ -189,7 +223,12 @@ impl Tag {
 }
 
 /// Human labels win: route auto, confidence 1. Bad label files go to review.
-async fn human_tags(item: &Item, ctx: &mut ItemCtx, blob: &engine_core::store::BlobRef, duration: Option<f64>) -> Tags {
+async fn human_tags(
+    item: &Item,
+    ctx: &mut ItemCtx,
+    blob: &engine_core::store::BlobRef,
+    duration: Option<f64>,
+) -> Tags {
     let mut t = Tags {
         version: TAGS_VERSION,
         video: item.key.clone(),
@@ -212,7 +251,11 @@ async fn human_tags(item: &Item, ctx: &mut ItemCtx, blob: &engine_core::store::B
             t.segments = list
                 .iter()
                 .flat_map(|s| &s.segments)
-                .map(|s| detect::Proposal { start: s.start, end: s.end, confidence: 1.0 })
+                .map(|s| detect::Proposal {
+                    start: s.start,
+                    end: s.end,
+                    confidence: 1.0,
+                })
                 .collect();
         }
         Err(e) => {
@@ -242,7 +285,10 @@ impl Stage for Route {
         1
     }
     fn outputs(&self) -> Vec<OutputDecl> {
-        vec![OutputDecl::collection("tagged"), OutputDecl::collection("review")]
+        vec![
+            OutputDecl::collection("tagged"),
+            OutputDecl::collection("review"),
+        ]
     }
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
         let mut items: Vec<Item> = vec![];
@@ -258,13 +304,25 @@ impl Stage for Route {
         ctx.set_meta("tagged", json!({}))?;
         ctx.set_meta("review", json!({}))?;
         if items.is_empty() {
-            let what = self.0.from.as_deref().map(|f| format!("`{f}`")).unwrap_or_else(|| "the inputs".into());
-            ctx.log(format!("review.route: no videos in {what}; `tagged` and `review` are empty"));
+            let what = self
+                .0
+                .from
+                .as_deref()
+                .map(|f| format!("`{f}`"))
+                .unwrap_or_else(|| "the inputs".into());
+            ctx.log(format!(
+                "review.route: no videos in {what}; `tagged` and `review` are empty"
+            ));
         }
         let (mut auto, mut review) = (0u64, 0u64);
         let mut per_league: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for item in items {
-            let league = item.meta.get("league").and_then(Value::as_str).unwrap_or("unknown").to_string();
+            let league = item
+                .meta
+                .get("league")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_string();
             let to_auto = item.meta.get("route").and_then(Value::as_str) == Some(ROUTE_AUTO);
             let e = per_league.entry(league).or_default();
             if to_auto {
@@ -277,13 +335,17 @@ impl Stage for Route {
                 ctx.add_item("review", item)?;
             }
         }
-        let leagues: BTreeMap<&String, Value> =
-            per_league.iter().map(|(l, (a, r))| (l, json!({ "auto_tagged": a, "to_review": r }))).collect();
+        let leagues: BTreeMap<&String, Value> = per_league
+            .iter()
+            .map(|(l, (a, r))| (l, json!({ "auto_tagged": a, "to_review": r })))
+            .collect();
         ctx.set_meta("tagged", json!({ "videos": auto, "leagues": leagues }))?;
         ctx.set_meta("review", json!({ "videos": review, "leagues": leagues }))?;
         ctx.set_value("auto_tagged", json!(auto));
         ctx.set_value("to_review", json!(review));
-        ctx.log(format!("{auto} videos tagged automatically, {review} to review"));
+        ctx.log(format!(
+            "{auto} videos tagged automatically, {review} to review"
+        ));
         Ok(())
     }
 }

@@ -21,22 +21,41 @@ fn registry() -> Registry {
 }
 
 async fn run(yaml: &str, store: &Store) -> RunRecord {
-    let p = compile("t.yaml", yaml, &registry()).unwrap_or_else(|d| panic!("{}\n{yaml}", d.render()));
+    let p =
+        compile("t.yaml", yaml, &registry()).unwrap_or_else(|d| panic!("{}\n{yaml}", d.render()));
     let pl = plan(&p);
-    let r = scheduler::run(Arc::new(p), Arc::new(pl), store.clone(), RunOptions::default()).await.unwrap();
-    let bad: Vec<_> = r.tasks.iter().filter(|t| !matches!(t.status, TaskStatus::Done | TaskStatus::Cached)).map(|t| (&t.task, &t.error)).collect();
+    let r = scheduler::run(
+        Arc::new(p),
+        Arc::new(pl),
+        store.clone(),
+        RunOptions::default(),
+    )
+    .await
+    .unwrap();
+    let bad: Vec<_> = r
+        .tasks
+        .iter()
+        .filter(|t| !matches!(t.status, TaskStatus::Done | TaskStatus::Cached))
+        .map(|t| (&t.task, &t.error))
+        .collect();
     assert!(bad.is_empty(), "{bad:?}");
     r
 }
 
 async fn json_file(store: &Store, r: &RunRecord, task: &str, output: &str, file: &str) -> Value {
-    let m = store.get_manifest(&r.task(task).unwrap().outputs[output]).await.unwrap();
+    let m = store
+        .get_manifest(&r.task(task).unwrap().outputs[output])
+        .await
+        .unwrap();
     serde_json::from_slice(&store.get_blob(&m.files[file].digest).await.unwrap()).unwrap()
 }
 
 /// The real pipeline template for one sport.
 fn replay_data(leagues: &[&str], extra: Value) -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines/replay-data.yaml.j2");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../pipelines/replay-data.yaml.j2"
+    );
     let src = std::fs::read_to_string(path).unwrap();
     let mut values = json!({ "sport": "basketball", "leagues": leagues, "videos_per_league": 1 });
     for (k, v) in extra.as_object().unwrap() {
@@ -48,12 +67,12 @@ fn replay_data(leagues: &[&str], extra: Value) -> String {
 #[test]
 fn teacher_recall_is_at_least_95_percent_on_graphic_styles() {
     let styles = [
-        "soccer/liga-sur/canal-uno/2024",           // iris
-        "basketball/hoops-pro/dunk-tv/2024",        // logo zoom
-        "ice-hockey/puck-cup/frost-tv/2024",        // horizontal, dark grey
-        "basketball/baltic-bl/net-one/2024",        // diagonal
-        "soccer/aurora-league/canal-uno/2024",      // season drift
-        "basketball/ink-league/net-one/2024",       // pundit drawings
+        "soccer/liga-sur/canal-uno/2024",      // iris
+        "basketball/hoops-pro/dunk-tv/2024",   // logo zoom
+        "ice-hockey/puck-cup/frost-tv/2024",   // horizontal, dark grey
+        "basketball/baltic-bl/net-one/2024",   // diagonal
+        "soccer/aurora-league/canal-uno/2024", // season drift
+        "basketball/ink-league/net-one/2024",  // pundit drawings
     ];
     let dir = tempfile::tempdir().unwrap();
     let p = DetectParams::default();
@@ -66,13 +85,28 @@ fn teacher_recall_is_at_least_95_percent_on_graphic_styles() {
                 s.spawn(move || {
                     let (mut want, mut hit) = (0, 0);
                     for seed in [11, 12] {
-                        let spec = VideoSpec::from_preset(format!("{}-{seed}", name.replace('/', "_")), style_by_name(name).unwrap(), Preset::Small, seed);
+                        let spec = VideoSpec::from_preset(
+                            format!("{}-{seed}", name.replace('/', "_")),
+                            style_by_name(name).unwrap(),
+                            Preset::Small,
+                            seed,
+                        );
                         let mp4 = dir.join(format!("{}.mp4", spec.name));
-                        let truth = generate_video(&spec, &mp4, &dir.join(format!("{}.json", spec.name)), &mut |_, _| {}).unwrap();
+                        let truth = generate_video(
+                            &spec,
+                            &mp4,
+                            &dir.join(format!("{}.json", spec.name)),
+                            &mut |_, _| {},
+                        )
+                        .unwrap();
                         let d = detect(&cues_from_video(&mp4, p, &|| false).unwrap(), p);
                         let t = truth_boundaries(&truth);
                         want += t.len();
-                        hit += matched(&d.boundaries.iter().map(|b| b.time).collect::<Vec<_>>(), &t, 0.5);
+                        hit += matched(
+                            &d.boundaries.iter().map(|b| b.time).collect::<Vec<_>>(),
+                            &t,
+                            0.5,
+                        );
                     }
                     (name, want, hit)
                 })
@@ -81,7 +115,10 @@ fn teacher_recall_is_at_least_95_percent_on_graphic_styles() {
         for h in handles {
             let (name, want, hit) = h.join().unwrap();
             assert!(want > 0);
-            assert!(hit as f64 >= 0.95 * want as f64, "{name}: recall {hit}/{want}");
+            assert!(
+                hit as f64 >= 0.95 * want as f64,
+                "{name}: recall {hit}/{want}"
+            );
         }
     });
 }
@@ -92,25 +129,45 @@ async fn full_chain_caches_per_video_and_keeps_splits_stable() {
     let store = Store::open("fs://store", dir.path()).unwrap();
     let r1 = run(&replay_data(&["baltic-bl", "hoops-pro"], json!({})), &store).await;
     let route = &r1.task("route").unwrap().values;
-    let (auto1, review1) = (route["auto_tagged"].as_u64().unwrap(), route["to_review"].as_u64().unwrap());
+    let (auto1, review1) = (
+        route["auto_tagged"].as_u64().unwrap(),
+        route["to_review"].as_u64().unwrap(),
+    );
     assert_eq!(auto1 + review1, 2);
     let ds1 = json_file(&store, &r1, "split", "dataset", "dataset.json").await;
     assert_no_leakage(&ds1);
     let split = r1.task("split").unwrap();
-    let total: u64 = ["train", "test", "validation"].iter().map(|s| split.values[*s].as_u64().unwrap()).sum();
-    let clips: u64 = ds1["videos"].as_array().unwrap().iter().map(|v| v["clips"].as_u64().unwrap()).sum();
+    let total: u64 = ["train", "test", "validation"]
+        .iter()
+        .map(|s| split.values[*s].as_u64().unwrap())
+        .sum();
+    let clips: u64 = ds1["videos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["clips"].as_u64().unwrap())
+        .sum();
     assert_eq!(total, clips);
     if auto1 > 0 {
         assert!(clips > 0);
     }
 
     // One more league: only its video is tagged and cut; old splits stay.
-    let r2 = run(&replay_data(&["baltic-bl", "hoops-pro", "court-league"], json!({})), &store).await;
+    let r2 = run(
+        &replay_data(&["baltic-bl", "hoops-pro", "court-league"], json!({})),
+        &store,
+    )
+    .await;
     let t = r2.task("tag").unwrap().items.unwrap();
     assert_eq!((t.total, t.run, t.cached), (3, 1, 2));
-    let auto2 = r2.task("route").unwrap().values["auto_tagged"].as_u64().unwrap();
+    let auto2 = r2.task("route").unwrap().values["auto_tagged"]
+        .as_u64()
+        .unwrap();
     let c = r2.task("cut").unwrap().items.unwrap();
-    assert_eq!((c.total as u64, c.run as u64, c.cached as u64), (auto2, auto2 - auto1, auto1));
+    assert_eq!(
+        (c.total as u64, c.run as u64, c.cached as u64),
+        (auto2, auto2 - auto1, auto1)
+    );
     let ds2 = json_file(&store, &r2, "split", "dataset", "dataset.json").await;
     assert_no_leakage(&ds2);
     let before = video_splits(&ds1);
@@ -121,7 +178,17 @@ async fn full_chain_caches_per_video_and_keeps_splits_stable() {
 }
 
 fn video_splits(ds: &Value) -> BTreeMap<String, String> {
-    ds["videos"].as_array().unwrap().iter().map(|v| (v["video"].as_str().unwrap().to_string(), v["split"].as_str().unwrap().to_string())).collect()
+    ds["videos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["video"].as_str().unwrap().to_string(),
+                v["split"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
 }
 
 fn assert_no_leakage(ds: &Value) {
@@ -182,7 +249,10 @@ stages:
         let mut expect_auto = 0;
         let mut keys = BTreeSet::new();
         for task in ["tag", "tag_files"] {
-            let m = store.get_manifest(&r.task(task).unwrap().outputs["tagged"]).await.unwrap();
+            let m = store
+                .get_manifest(&r.task(task).unwrap().outputs["tagged"])
+                .await
+                .unwrap();
             for item in &m.items {
                 keys.insert(item.key.clone());
                 let route = item.meta["route"].as_str().unwrap();
@@ -190,14 +260,28 @@ stages:
                 match item.key.as_str() {
                     "broken" => {
                         assert_eq!(route, "review");
-                        assert!(item.meta["error"].as_str().unwrap().contains("video.mp4"), "{}", item.meta);
+                        assert!(
+                            item.meta["error"].as_str().unwrap().contains("video.mp4"),
+                            "{}",
+                            item.meta
+                        );
                     }
                     "labelled" => {
-                        assert_eq!((route, item.meta["label_source"].as_str().unwrap()), ("auto", "human"));
+                        assert_eq!(
+                            (route, item.meta["label_source"].as_str().unwrap()),
+                            ("auto", "human")
+                        );
                     }
-                    _ => assert_eq!(route == "auto", conf >= threshold, "{} at {threshold}", item.meta),
+                    _ => assert_eq!(
+                        route == "auto",
+                        conf >= threshold,
+                        "{} at {threshold}",
+                        item.meta
+                    ),
                 }
-                assert!(item.files.contains_key("tags.json") && item.files.contains_key("video.mp4"));
+                assert!(
+                    item.files.contains_key("tags.json") && item.files.contains_key("video.mp4")
+                );
                 expect_auto += usize::from(route == "auto");
             }
         }
@@ -206,15 +290,33 @@ stages:
         assert_eq!(v["auto_tagged"].as_u64().unwrap() as usize, expect_auto);
         assert_eq!(v["to_review"].as_u64().unwrap() as usize, 4 - expect_auto);
         if threshold == 0.0 {
-            assert_eq!(expect_auto, 3, "every decodable video is auto at threshold 0");
+            assert_eq!(
+                expect_auto, 3,
+                "every decodable video is auto at threshold 0"
+            );
         }
         // The human-labelled video is cut from its labels.
-        let cut = store.get_manifest(&r.task("cut").unwrap().outputs["clips"]).await.unwrap();
+        let cut = store
+            .get_manifest(&r.task("cut").unwrap().outputs["clips"])
+            .await
+            .unwrap();
         let item = cut.items.iter().find(|i| i.key == "labelled").unwrap();
-        let set: Value = serde_json::from_slice(&store.get_blob(&item.files["clips.json"].digest).await.unwrap()).unwrap();
+        let set: Value = serde_json::from_slice(
+            &store
+                .get_blob(&item.files["clips.json"].digest)
+                .await
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(set["source"], "human");
         assert_eq!(set["segments"], json!([[4.0, 9.0]]));
-        assert!(set["clips"].as_array().unwrap().iter().any(|c| c["kind"] == "replay_start" && c["start"].as_f64().unwrap() == 3.0));
+        assert!(
+            set["clips"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["kind"] == "replay_start" && c["start"].as_f64().unwrap() == 3.0)
+        );
     }
 }
 
@@ -253,14 +355,22 @@ stages:
 fn bad_params_are_reported_at_validation() {
     for (kind, with, want) in [
         ("teacher.tag", "{ review_below: 2 }", "review_below"),
-        ("teacher.tag", "{ detector: { treshold: 0.1 } }", "threshold"),
+        (
+            "teacher.tag",
+            "{ detector: { treshold: 0.1 } }",
+            "threshold",
+        ),
         ("clips.cut", "{ window: 0 }", "window"),
         ("clips.cut", "{ labels: magic }", "magic"),
         ("dataset.split", "{ train: 0.9 }", "must be 1"),
     ] {
         let yaml = format!("name: x\nstages:\n  s:\n    uses: {kind}\n    with: {with}\n");
         let err = compile("t.yaml", &yaml, &registry()).err().unwrap();
-        assert!(err.render().contains(want), "{kind} {with}: {}", err.render());
+        assert!(
+            err.render().contains(want),
+            "{kind} {with}: {}",
+            err.render()
+        );
     }
 }
 
@@ -280,13 +390,35 @@ stages:
     with: { labels: truth, window: 1.0, negative_ratio: 0.5, write_video: true }
 "#;
     let r = run(yaml, &store).await;
-    let videos = store.get_manifest(&r.task("generate").unwrap().outputs["videos"]).await.unwrap();
-    let truth: media::synth::GroundTruth = serde_json::from_slice(&store.get_blob(&videos.items[0].files["truth.json"].digest).await.unwrap()).unwrap();
-    let m = store.get_manifest(&r.task("cut").unwrap().outputs["clips"]).await.unwrap();
+    let videos = store
+        .get_manifest(&r.task("generate").unwrap().outputs["videos"])
+        .await
+        .unwrap();
+    let truth: media::synth::GroundTruth = serde_json::from_slice(
+        &store
+            .get_blob(&videos.items[0].files["truth.json"].digest)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let m = store
+        .get_manifest(&r.task("cut").unwrap().outputs["clips"])
+        .await
+        .unwrap();
     let item = &m.items[0];
-    let set: Value = serde_json::from_slice(&store.get_blob(&item.files["clips.json"].digest).await.unwrap()).unwrap();
+    let set: Value = serde_json::from_slice(
+        &store
+            .get_blob(&item.files["clips.json"].digest)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(set["source"], "truth");
-    let spans: Vec<Value> = truth.replays.iter().map(|r| json!([r.span.start, r.span.end])).collect();
+    let spans: Vec<Value> = truth
+        .replays
+        .iter()
+        .map(|r| json!([r.span.start, r.span.end]))
+        .collect();
     assert_eq!(set["segments"], json!(spans));
     let clips = set["clips"].as_array().unwrap();
     assert!(clips.iter().any(|c| c["kind"] == "replay_start"));
@@ -295,5 +427,8 @@ stages:
         let blob = item.files.get(&f).unwrap_or_else(|| panic!("no `{f}`"));
         assert!(blob.size > 0);
     }
-    assert_eq!(item.meta["clips"]["total"].as_u64().unwrap() as usize, clips.len());
+    assert_eq!(
+        item.meta["clips"]["total"].as_u64().unwrap() as usize,
+        clips.len()
+    );
 }

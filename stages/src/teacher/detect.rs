@@ -289,10 +289,20 @@ pub fn graphic_signal(c: &VideoCues, p: &DetectParams) -> Vec<f64> {
     c.frames
         .iter()
         .map(|f| {
-            let excess: f64 = f.hist.iter().zip(&base).filter_map(|(h, m)| m.map(|m| (*h as f64 - m).max(0.0))).sum();
+            let excess: f64 = f
+                .hist
+                .iter()
+                .zip(&base)
+                .filter_map(|(h, m)| m.map(|m| (*h as f64 - m).max(0.0)))
+                .sum();
             // A full-frame graphic in a colour live play also shows (an
             // iris wipe at full cover): one bin far above its median.
-            let uniform = f.hist.iter().zip(&meds).map(|(h, m)| *h as f64 - m).fold(0.0, f64::max);
+            let uniform = f
+                .hist
+                .iter()
+                .zip(&meds)
+                .map(|(h, m)| *h as f64 - m)
+                .fold(0.0, f64::max);
             (excess / px).max(uniform / px - p.uniform_floor)
         })
         .collect()
@@ -368,14 +378,19 @@ pub fn hard_cuts(c: &VideoCues, s: &[f64], boundaries: &[Boundary], p: &DetectPa
         // Repeated frames (slow motion) differ by ~0: leave them out, or
         // every moving frame between two repeats looks like a cut; with
         // too few moving neighbours there is nothing to compare with.
-        let mut around: Vec<f64> = (lo..hi).filter(|&u| u != t && d[u] > 0.005).map(|u| d[u]).collect();
+        let mut around: Vec<f64> = (lo..hi)
+            .filter(|&u| u != t && d[u] > 0.005)
+            .map(|u| d[u])
+            .collect();
         if around.len() < 4 {
             continue;
         }
         around.sort_by(f64::total_cmp);
         let med = around[around.len() / 2];
         let time = t as f64 * dt;
-        let near_graphic = boundaries.iter().any(|b| time >= b.start - 0.5 && time <= b.end + 0.5);
+        let near_graphic = boundaries
+            .iter()
+            .any(|b| time >= b.start - 0.5 && time <= b.end + 0.5);
         if d[t] >= p.cut_ratio * med.max(0.01) && !near_graphic {
             out.push(time);
         }
@@ -391,7 +406,8 @@ pub fn hard_cuts(c: &VideoCues, s: &[f64], boundaries: &[Boundary], p: &DetectPa
 /// proposals and the indices left out.
 pub fn pair(b: &[Boundary], p: &DetectParams) -> (Vec<Proposal>, Vec<usize>) {
     let n = b.len();
-    let fits = |i: usize, j: usize| (p.min_replay..=p.max_replay).contains(&(b[j].time - b[i].time));
+    let fits =
+        |i: usize, j: usize| (p.min_replay..=p.max_replay).contains(&(b[j].time - b[i].time));
     // cost[i]: least confidence left out among b[i..]; partner[i]: the
     // boundary b[i] closes with (up to two left out in between).
     let mut cost = vec![0.0; n + 1];
@@ -412,7 +428,11 @@ pub fn pair(b: &[Boundary], p: &DetectParams) -> (Vec<Proposal>, Vec<usize>) {
     while i < n {
         match partner[i] {
             Some(j) => {
-                out.push(Proposal { start: b[i].start, end: b[j].end, confidence: b[i].confidence.min(b[j].confidence) });
+                out.push(Proposal {
+                    start: b[i].start,
+                    end: b[j].end,
+                    confidence: b[i].confidence.min(b[j].confidence),
+                });
                 left.extend(i + 1..j);
                 i = j + 1;
             }
@@ -438,7 +458,8 @@ pub fn video_confidence(b: &[Boundary], segments: &[Proposal], left: &[usize]) -
     } else {
         segments.iter().map(|s| s.confidence).fold(1.0, f64::min)
     };
-    left.iter().fold(base, |c, &i| c * (1.0 - 0.5 * b[i].confidence))
+    left.iter()
+        .fold(base, |c, &i| c * (1.0 - 0.5 * b[i].confidence))
 }
 
 /// True boundaries of a generated video: the middle of every opening and
