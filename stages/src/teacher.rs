@@ -144,6 +144,9 @@ impl MapStage for Tag {
             "segments": tags.segments.len(),
             "cuts": tags.cuts.len(),
         });
+        if let Some(check) = truth_check(item, ctx, &tags).await {
+            meta["teacher"]["truth_check"] = check;
+        }
         if let Some(e) = &tags.error {
             meta["error"] = json!(e);
             ctx.log(format!("video `{}` goes to review: {e}", item.key));
@@ -220,6 +223,30 @@ impl Tag {
             error: None,
         })
     }
+}
+
+/// On generated videos (a `truth.json` with replay graphics), how well the
+/// teacher did: boundary recall and precision at +-0.5 s of each wipe's
+/// middle. For monitoring per league; routing never looks at the truth.
+async fn truth_check(item: &Item, ctx: &ItemCtx, tags: &Tags) -> Option<Value> {
+    if tags.source != "teacher" || tags.error.is_some() {
+        return None;
+    }
+    let bytes = ctx.read(item.files.get("truth.json")?).await.ok()?;
+    let truth: media::synth::GroundTruth = serde_json::from_slice(&bytes).ok()?;
+    let want = detect::truth_boundaries(&truth);
+    if want.is_empty() {
+        return None;
+    }
+    let found: Vec<f64> = tags.boundaries.iter().map(|b| b.time).collect();
+    let hit = detect::matched(&found, &want, 0.5);
+    Some(json!({
+        "true": want.len(),
+        "found": found.len(),
+        "matched": hit,
+        "recall": hit as f64 / want.len() as f64,
+        "precision": if found.is_empty() { Value::Null } else { json!(hit as f64 / found.len() as f64) },
+    }))
 }
 
 /// Human labels win: route auto, confidence 1. Bad label files go to review.
@@ -316,6 +343,8 @@ impl Stage for Route {
         }
         let (mut auto, mut review) = (0u64, 0u64);
         let mut per_league: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        // league -> (true boundaries, matched) on videos with a truth check
+        let mut checked: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for item in items {
             let league = item
                 .meta
@@ -324,6 +353,11 @@ impl Stage for Route {
                 .unwrap_or("unknown")
                 .to_string();
             let to_auto = item.meta.get("route").and_then(Value::as_str) == Some(ROUTE_AUTO);
+            if let Some(c) = item.meta.pointer("/teacher/truth_check") {
+                let e = checked.entry(league.clone()).or_default();
+                e.0 += c["true"].as_u64().unwrap_or(0);
+                e.1 += c["matched"].as_u64().unwrap_or(0);
+            }
             let e = per_league.entry(league).or_default();
             if to_auto {
                 auto += 1;
@@ -337,7 +371,13 @@ impl Stage for Route {
         }
         let leagues: BTreeMap<&String, Value> = per_league
             .iter()
-            .map(|(l, (a, r))| (l, json!({ "auto_tagged": a, "to_review": r })))
+            .map(|(l, (a, r))| {
+                let mut v = json!({ "auto_tagged": a, "to_review": r });
+                if let Some((t, m)) = checked.get(l).filter(|(t, _)| *t > 0) {
+                    v["teacher_recall"] = json!(*m as f64 / *t as f64);
+                }
+                (l, v)
+            })
             .collect();
         ctx.set_meta("tagged", json!({ "videos": auto, "leagues": leagues }))?;
         ctx.set_meta("review", json!({ "videos": review, "leagues": leagues }))?;
@@ -346,6 +386,11 @@ impl Stage for Route {
         ctx.log(format!(
             "{auto} videos tagged automatically, {review} to review"
         ));
+        for (l, (t, m)) in checked.iter().filter(|(_, (t, _))| *t > 0) {
+            ctx.log(format!(
+                "league `{l}`: teacher recall {m}/{t} on videos with ground truth"
+            ));
+        }
         Ok(())
     }
 }

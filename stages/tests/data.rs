@@ -151,6 +151,17 @@ async fn full_chain_caches_per_video_and_keeps_splits_stable() {
     if auto1 > 0 {
         assert!(clips > 0);
     }
+    // Generated videos carry the teacher's own check against the truth.
+    let tagged = store
+        .get_manifest(&r1.task("tag").unwrap().outputs["tagged"])
+        .await
+        .unwrap();
+    for item in &tagged.items {
+        let recall = item.meta["teacher"]["truth_check"]["recall"]
+            .as_f64()
+            .unwrap();
+        assert!(recall >= 0.5, "{}", item.meta);
+    }
 
     // One more league: only its video is tagged and cut; old splits stay.
     let r2 = run(
