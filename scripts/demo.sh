@@ -31,6 +31,8 @@ say "running it"
 $ENGINE run pipelines/catalog-report.yaml.j2 -f "$VALUES"
 say "running it again: the query reruns, every video comes from the cache"
 $ENGINE run pipelines/catalog-report.yaml.j2 -f "$VALUES"
+say "replay training data from the catalog: teacher tags, review queue, clips, split (pipelines/replay-data.yaml.j2)"
+$ENGINE run pipelines/replay-data.yaml.j2 -f "$VALUES" --set source=catalog
 say "generating inside a pipeline: four leagues in parallel (pipelines/broadcasts.yaml.j2)"
 $ENGINE run pipelines/broadcasts.yaml.j2 -f "$VALUES"
 $ENGINE runs --limit 3

@@ -10,9 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use ::catalog::{Catalog, CatalogError};
-use engine_core::stage::{OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params};
+use async_trait::async_trait;
+use engine_core::stage::{
+    OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
+};
 use engine_core::store::Item;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -96,8 +98,14 @@ impl Stage for CatalogQuery {
 impl CatalogQuery {
     async fn collect(&self, db: &Catalog, ctx: &mut TaskCtx) -> Result<(), StageError> {
         let c = &self.0;
-        let table = db.query_named(&c.sql, &c.params).await.map_err(|e| StageError::msg(e.to_string()))?;
-        ctx.set_meta("videos", json!({ "db": db.url(), "sql": c.sql, "params": c.params, "count": table.rows.len() }))?;
+        let table = db
+            .query_named(&c.sql, &c.params)
+            .await
+            .map_err(|e| StageError::msg(e.to_string()))?;
+        ctx.set_meta(
+            "videos",
+            json!({ "db": db.url(), "sql": c.sql, "params": c.params, "count": table.rows.len() }),
+        )?;
         if table.rows.is_empty() {
             ctx.log(format!("catalog.query: the query returned no videos from `{}`; collection `videos` is empty", db.url()));
             return Ok(());
@@ -115,7 +123,11 @@ impl CatalogQuery {
                 return Err(StageError::Cancelled);
             }
             let Some(uri) = row.get("uri").and_then(Value::as_str).map(str::to_string) else {
-                return Err(StageError::msg(format!("catalog.query: row {} has no text `uri`: {}", n + 1, Value::Object(row))));
+                return Err(StageError::msg(format!(
+                    "catalog.query: row {} has no text `uri`: {}",
+                    n + 1,
+                    Value::Object(row)
+                )));
             };
             let labels = match db.labels_for(uri.as_str()).await {
                 Ok(labels) => labels
@@ -141,13 +153,26 @@ impl CatalogQuery {
                 })
                 .await?;
             row.insert("labels".into(), Value::Array(labels));
-            row.insert("content".into(), serde_json::to_value(content).unwrap_or(Value::Null));
+            row.insert(
+                "content".into(),
+                serde_json::to_value(content).unwrap_or(Value::Null),
+            );
             let key = ::catalog::unique_item_key(&uri, &taken);
             taken.insert(key.clone());
-            ctx.add_item("videos", Item { key, files: BTreeMap::new(), meta: Value::Object(row) })?;
+            ctx.add_item(
+                "videos",
+                Item {
+                    key,
+                    files: BTreeMap::new(),
+                    meta: Value::Object(row),
+                },
+            )?;
             ctx.progress(n as u64 + 1, total);
         }
-        ctx.log(format!("catalog.query: {total} video(s) from `{}`", db.url()));
+        ctx.log(format!(
+            "catalog.query: {total} video(s) from `{}`",
+            db.url()
+        ));
         Ok(())
     }
 }

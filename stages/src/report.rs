@@ -86,18 +86,23 @@ impl Stage for Report {
                     .and_then(Value::as_u64)
                     .or_else(|| labels.map(|l| l.len() as u64))
                     .unwrap_or(0);
-                row.replay_seconds += m.get("replay_seconds").and_then(Value::as_f64).unwrap_or_else(|| {
-                    labels
-                        .map(|l| {
-                            l.iter()
-                                .map(|x| {
-                                    x.get("end_s").and_then(Value::as_f64).unwrap_or(0.0)
-                                        - x.get("start_s").and_then(Value::as_f64).unwrap_or(0.0)
-                                })
-                                .sum()
-                        })
-                        .unwrap_or(0.0)
-                });
+                row.replay_seconds += m
+                    .get("replay_seconds")
+                    .and_then(Value::as_f64)
+                    .unwrap_or_else(|| {
+                        labels
+                            .map(|l| {
+                                l.iter()
+                                    .map(|x| {
+                                        x.get("end_s").and_then(Value::as_f64).unwrap_or(0.0)
+                                            - x.get("start_s")
+                                                .and_then(Value::as_f64)
+                                                .unwrap_or(0.0)
+                                    })
+                                    .sum()
+                            })
+                            .unwrap_or(0.0)
+                    });
             }
         }
         if rows.is_empty() {

@@ -103,17 +103,6 @@ pub const TAGS_VERSION: u32 = 1;
 
 struct Tag(TagConfig);
 
-fn video_file(item: &Item) -> Option<(&String, &engine_core::store::BlobRef)> {
-    item.files
-        .iter()
-        .find(|(n, _)| n.as_str() == "video.mp4")
-        .or_else(|| {
-            item.files
-                .iter()
-                .find(|(n, _)| n.ends_with(".mp4") || n.ends_with(".mkv") || n.ends_with(".webm"))
-        })
-}
-
 #[async_trait]
 impl MapStage for Tag {
     fn version(&self) -> u32 {
@@ -177,13 +166,16 @@ impl Tag {
             segments: vec![],
             error: Some(e),
         };
-        let Some((name, blob)) = video_file(item) else {
-            return Ok(failed(
-                "no video file (.mp4, .mkv or .webm) in the item".into(),
-            ));
+        // An attached video, or the local file a catalog row's `uri` names.
+        let path = match crate::video::local_video(item, ctx).await {
+            Ok(p) => p,
+            Err(StageError::Failed(m)) => return Ok(failed(m)),
+            Err(e) => return Err(e),
         };
-        let path = ctx.scratch_dir()?.join(name);
-        ctx.fetch(blob, &path).await?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let params = self.0.detector.clone();
         let cancel = ctx.cancel_token();
         let res = ctx
