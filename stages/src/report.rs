@@ -60,50 +60,46 @@ impl Stage for Report {
     }
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
         let mut rows: BTreeMap<String, Row> = BTreeMap::new();
-        for input in ctx.inputs() {
-            for item in &input.manifest.items {
-                let m = &item.meta;
-                let s = |k: &str| {
-                    m.get(k)
-                        .and_then(Value::as_str)
-                        .unwrap_or("unknown")
-                        .to_string()
-                };
-                let row = rows.entry(s("league")).or_default();
-                row.sport = s("sport");
-                row.broadcasters.insert(s("broadcaster"));
-                row.videos += 1;
-                let dur = m
-                    .pointer("/probe/duration")
-                    .or_else(|| m.get("duration"))
-                    .and_then(Value::as_f64)
-                    .unwrap_or(0.0);
-                row.seconds += dur;
-                // Generator items carry `replays`; catalog rows carry `labels`.
-                let labels = m.get("labels").and_then(Value::as_array);
-                row.replays += m
-                    .get("replays")
-                    .and_then(Value::as_u64)
-                    .or_else(|| labels.map(|l| l.len() as u64))
-                    .unwrap_or(0);
-                row.replay_seconds += m
-                    .get("replay_seconds")
-                    .and_then(Value::as_f64)
-                    .unwrap_or_else(|| {
-                        labels
-                            .map(|l| {
-                                l.iter()
-                                    .map(|x| {
-                                        x.get("end_s").and_then(Value::as_f64).unwrap_or(0.0)
-                                            - x.get("start_s")
-                                                .and_then(Value::as_f64)
-                                                .unwrap_or(0.0)
-                                    })
-                                    .sum()
-                            })
-                            .unwrap_or(0.0)
-                    });
-            }
+        for item in ctx.input_items(None) {
+            let m = &item.meta;
+            let s = |k: &str| {
+                m.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+                    .to_string()
+            };
+            let row = rows.entry(s("league")).or_default();
+            row.sport = s("sport");
+            row.broadcasters.insert(s("broadcaster"));
+            row.videos += 1;
+            let dur = m
+                .pointer("/probe/duration")
+                .or_else(|| m.get("duration"))
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            row.seconds += dur;
+            // Generator items carry `replays`; catalog rows carry `labels`.
+            let labels = m.get("labels").and_then(Value::as_array);
+            row.replays += m
+                .get("replays")
+                .and_then(Value::as_u64)
+                .or_else(|| labels.map(|l| l.len() as u64))
+                .unwrap_or(0);
+            row.replay_seconds += m
+                .get("replay_seconds")
+                .and_then(Value::as_f64)
+                .unwrap_or_else(|| {
+                    labels
+                        .map(|l| {
+                            l.iter()
+                                .map(|x| {
+                                    x.get("end_s").and_then(Value::as_f64).unwrap_or(0.0)
+                                        - x.get("start_s").and_then(Value::as_f64).unwrap_or(0.0)
+                                })
+                                .sum()
+                        })
+                        .unwrap_or(0.0)
+                });
         }
         if rows.is_empty() {
             ctx.log("no videos in the inputs: the report is empty");

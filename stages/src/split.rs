@@ -121,22 +121,11 @@ impl Stage for Split {
         ]
     }
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
-        let mut items: Vec<Item> = vec![];
-        for input in ctx.inputs() {
-            if let Some(from) = &self.0.from
-                && from != &format!("{}.{}", input.stage, input.output)
-            {
-                continue;
-            }
-            items.extend(
-                input
-                    .manifest
-                    .items
-                    .iter()
-                    .filter(|i| i.files.contains_key("clips.json"))
-                    .cloned(),
-            );
-        }
+        let mut items: Vec<Item> = ctx
+            .input_items(self.0.from.as_deref())
+            .filter(|i| i.files.contains_key("clips.json"))
+            .cloned()
+            .collect();
         items.sort_by(|a, b| a.key.cmp(&b.key));
         if items.is_empty() {
             ctx.log(

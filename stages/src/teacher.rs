@@ -310,15 +310,7 @@ impl Stage for Route {
         ]
     }
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
-        let mut items: Vec<Item> = vec![];
-        for input in ctx.inputs() {
-            if let Some(from) = &self.0.from
-                && from != &format!("{}.{}", input.stage, input.output)
-            {
-                continue;
-            }
-            items.extend(input.manifest.items.iter().cloned());
-        }
+        let items: Vec<Item> = ctx.input_items(self.0.from.as_deref()).cloned().collect();
         // Both outputs exist even when empty.
         ctx.set_meta("tagged", json!({}))?;
         ctx.set_meta("review", json!({}))?;

@@ -301,6 +301,19 @@ impl TaskCtx {
     pub fn inputs_of(&self, stage: &str) -> Vec<&Input> {
         self.inputs.iter().filter(|i| i.stage == stage).collect()
     }
+    /// Every item of every input collection, in input order; with `from`
+    /// (`STAGE.OUTPUT`), only that output's items.
+    pub fn input_items<'a>(&'a self, from: Option<&'a str>) -> impl Iterator<Item = &'a Item> + 'a {
+        self.inputs
+            .iter()
+            .filter(move |i| {
+                from.is_none_or(|f| {
+                    f.split_once('.') == Some((i.stage.as_str(), i.output.as_str()))
+                })
+            })
+            .flat_map(|i| i.manifest.items.iter())
+    }
+
     /// The one output `output` of upstream stage `stage`.
     pub fn input(&self, stage: &str, output: &str) -> Result<&Input, StageError> {
         let found: Vec<&Input> = self
@@ -343,9 +356,7 @@ impl TaskCtx {
     }
     /// A private folder for this attempt, removed afterwards.
     pub fn scratch_dir(&self) -> Result<&Path, StageError> {
-        std::fs::create_dir_all(&self.scratch)
-            .map_err(|e| StageError::io("create", &self.scratch, e))?;
-        Ok(&self.scratch)
+        ensure_dir(&self.scratch)
     }
     pub fn store(&self) -> &Store {
         &self.store
@@ -484,12 +495,7 @@ impl TaskCtx {
         &self,
         f: impl FnOnce() -> Result<T, StageError> + Send + 'static,
     ) -> Result<T, StageError> {
-        tokio::task::spawn_blocking(f).await.map_err(|e| {
-            StageError::msg(format!(
-                "worker thread of task `{}` panicked: {e}",
-                self.task
-            ))
-        })?
+        on_blocking_pool(&self.task, f).await
     }
 }
 
@@ -519,9 +525,7 @@ impl ItemCtx {
         self.log.line(line.as_ref())
     }
     pub fn scratch_dir(&self) -> Result<&Path, StageError> {
-        std::fs::create_dir_all(&self.scratch)
-            .map_err(|e| StageError::io("create", &self.scratch, e))?;
-        Ok(&self.scratch)
+        ensure_dir(&self.scratch)
     }
     pub async fn read(&self, blob: &BlobRef) -> Result<Vec<u8>, StageError> {
         Ok(self.store.get_blob(&blob.digest).await?)
@@ -560,11 +564,22 @@ impl ItemCtx {
         &self,
         f: impl FnOnce() -> Result<T, StageError> + Send + 'static,
     ) -> Result<T, StageError> {
-        tokio::task::spawn_blocking(f).await.map_err(|e| {
-            StageError::msg(format!(
-                "worker thread of task `{}` panicked: {e}",
-                self.task
-            ))
-        })?
+        on_blocking_pool(&self.task, f).await
     }
+}
+
+fn ensure_dir(dir: &Path) -> Result<&Path, StageError> {
+    std::fs::create_dir_all(dir).map_err(|e| StageError::io("create", dir, e))?;
+    Ok(dir)
+}
+
+/// Runs `f` on tokio's blocking pool; a panic there becomes an error
+/// naming the task.
+async fn on_blocking_pool<T: Send + 'static>(
+    task: &str,
+    f: impl FnOnce() -> Result<T, StageError> + Send + 'static,
+) -> Result<T, StageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StageError::msg(format!("worker thread of task `{task}` panicked: {e}")))?
 }
