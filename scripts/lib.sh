@@ -145,3 +145,24 @@ CONF
   tail -20 "$dir/log/"*.log >&2 || true
   return 1
 }
+
+# libtorch for the `torch` feature (tch 0.26 pairs with PyTorch 2.13.0): a venv
+# in the tools cache, keyed by the torch version, so a fresh clone reuses it.
+# Exports what the tch build needs; the binaries get an rpath to torch/lib
+# (see .cargo/config.toml), so they run without LD_LIBRARY_PATH.
+TORCH_VERSION=2.13.0
+need_torch() {
+  TORCH_VENV="$TOOLS/torch-$TORCH_VERSION"
+  if [ ! -f "$TORCH_VENV/.complete" ]; then
+    say "installing PyTorch $TORCH_VERSION into $TORCH_VENV once (libtorch for tch; about 70 s, 4.7 GB)"
+    rm -rf "$TORCH_VENV"
+    python3 -m venv "$TORCH_VENV"
+    "$TORCH_VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
+    touch "$TORCH_VENV/.complete"
+  fi
+  export PATH="$TORCH_VENV/bin:$PATH"
+  export LIBTORCH_USE_PYTORCH=1
+  export LIBTORCH_BYPASS_VERSION_CHECK="${LIBTORCH_BYPASS_VERSION_CHECK:-0}"
+  TORCH_LIB="$("$TORCH_VENV/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
+  export TORCH_LIB
+}

@@ -2,6 +2,9 @@
 //! `register` that adds its kinds to the engine's table.
 
 pub mod catalog;
+#[cfg(feature = "torch")]
+pub mod model;
+pub mod replay;
 #[cfg(feature = "video")]
 pub mod clips;
 #[cfg(feature = "video")]
@@ -26,5 +29,7 @@ pub fn register(r: &mut Registry) {
         clips::register(r);
         split::register(r);
     }
+    #[cfg(feature = "torch")]
+    model::register(r);
     let _ = r;
 }

@@ -159,15 +159,15 @@ impl MapStage for Probe {
 /// A local path to an item's video: its attached `.mp4`/`.mkv`/`.webm`
 /// file (fetched into scratch space), or the local file its `uri` names
 /// (catalog rows carry a uri instead of the bytes).
-pub async fn local_video(item: &Item, ctx: &ItemCtx) -> Result<std::path::PathBuf, StageError> {
+pub async fn local_video(item: &Item, ctx: &impl VideoSource) -> Result<std::path::PathBuf, StageError> {
     let attached = item
         .files
         .iter()
         .find(|(n, _)| n.ends_with(".mp4") || n.ends_with(".mkv") || n.ends_with(".webm"));
     match (attached, item.meta.get("uri").and_then(|u| u.as_str())) {
         (Some((name, blob)), _) => {
-            let path = ctx.scratch_dir()?.join(name);
-            ctx.fetch(blob, &path).await?;
+            let path = ctx.scratch()?.join(&item.key).join(name);
+            ctx.fetch_to(blob, &path).await?;
             Ok(path)
         }
         (None, Some(uri)) => {
@@ -182,5 +182,32 @@ pub async fn local_video(item: &Item, ctx: &ItemCtx) -> Result<std::path::PathBu
         (None, None) => Err(StageError::msg(
             "no video file (.mp4, .mkv or .webm) and no `uri` in the item".to_string(),
         )),
+    }
+}
+
+/// Where [`local_video`] fetches attached videos to: both stage contexts.
+#[async_trait]
+pub trait VideoSource: Sync {
+    fn scratch(&self) -> Result<&std::path::Path, StageError>;
+    async fn fetch_to(&self, blob: &engine_core::store::BlobRef, dest: &std::path::Path) -> Result<(), StageError>;
+}
+
+#[async_trait]
+impl VideoSource for ItemCtx {
+    fn scratch(&self) -> Result<&std::path::Path, StageError> {
+        self.scratch_dir()
+    }
+    async fn fetch_to(&self, blob: &engine_core::store::BlobRef, dest: &std::path::Path) -> Result<(), StageError> {
+        self.fetch(blob, dest).await
+    }
+}
+
+#[async_trait]
+impl VideoSource for engine_core::stage::TaskCtx {
+    fn scratch(&self) -> Result<&std::path::Path, StageError> {
+        self.scratch_dir()
+    }
+    async fn fetch_to(&self, blob: &engine_core::store::BlobRef, dest: &std::path::Path) -> Result<(), StageError> {
+        self.fetch(blob, dest).await
     }
 }

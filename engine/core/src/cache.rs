@@ -86,6 +86,24 @@ pub fn item_fingerprint(kind: &str, stage_version: u32, params: &Value, item: &I
     Digest::of(canonical_json(&v).as_bytes())
 }
 
+/// The params an item fingerprint hashes: the stage's params, plus the
+/// digests of its side inputs (inputs other than the mapped collection, such
+/// as a model) when it has any, so a new model re-runs every item. Without
+/// side inputs this is the params unchanged, so old entries keep matching.
+pub fn item_params<'a>(
+    params: &Value,
+    side: impl Iterator<Item = (&'a str, &'a str, &'a Digest)>,
+) -> Value {
+    let side: BTreeMap<String, String> = side
+        .map(|(task, output, d)| (format!("{task}.{output}"), d.to_string()))
+        .collect();
+    if side.is_empty() {
+        params.clone()
+    } else {
+        serde_json::json!({ "params": params, "side_inputs": side })
+    }
+}
+
 /// A task's cached result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CacheEntry {

@@ -928,6 +928,10 @@ async fn run_map(
     let items = Arc::new(items);
     let total = items.len();
     let version = m.version();
+    // Inputs from stages other than the mapped one (a model, a config) are
+    // part of every item's fingerprint and visible to every item.
+    let side: Arc<Vec<Input>> = Arc::new(inputs.iter().filter(|i| &i.stage != up).cloned().collect());
+    let params = &cache::item_params(params, side.iter().map(|i| (i.task.as_str(), i.output.as_str(), &i.digest)));
     let cancel = sh.opts.cancel.child_token();
     // Each batch returns (item index, output item, came from cache).
     type BatchResult = Result<Vec<(usize, Item, bool)>, StageError>;
@@ -942,7 +946,7 @@ async fn run_map(
     let batch = over.batch.max(1);
     for start in (0..total).step_by(batch) {
         let end = (start + batch).min(total);
-        let (sh, m, items, cancel, log, label, params, progress) = (
+        let (sh, m, items, cancel, log, label, params, progress, side) = (
             sh.clone(),
             m.clone(),
             items.clone(),
@@ -951,6 +955,7 @@ async fn run_map(
             label.to_string(),
             params.clone(),
             progress.clone(),
+            side.clone(),
         );
         join.spawn(async move {
             let stage = &sh.pipeline.stages[stage_idx];
@@ -972,7 +977,8 @@ async fn run_map(
                     }
                     let threads = grant.as_ref().map(|g| g.threads()).unwrap_or(1);
                     let it =
-                        run_item(&sh, stage, &label, &m, item, i, threads, &cancel, &log).await?;
+                        run_item(&sh, stage, &label, &m, item, i, threads, &cancel, &log, &side)
+                            .await?;
                     if stage.cache {
                         let entry = ItemEntry {
                             item: it.clone(),
@@ -1055,6 +1061,7 @@ async fn run_item(
     threads: usize,
     cancel: &CancellationToken,
     log: &Log,
+    side: &Arc<Vec<Input>>,
 ) -> Result<Item, StageError> {
     let mut attempt = 0;
     loop {
@@ -1074,6 +1081,7 @@ async fn run_item(
             cancel: cancel.child_token(),
             scratch: scratch.clone(),
             threads,
+            inputs: side.clone(),
         };
         let res = guarded(stage.timeout, cancel, m.run_item(item, &mut ctx)).await;
         let _ = tokio::fs::remove_dir_all(&scratch).await;
@@ -1194,7 +1202,15 @@ pub async fn explain(
             }
         };
         if let (Some(over), StageImpl::Map(m)) = (&stage.map, &stage.imp) {
-            let up = &pipeline.stages[over.stage].name;
+            let mut side = vec![];
+            for &n in stage.needs.iter().filter(|&&n| n != over.stage) {
+                for u in plan.stage_tasks[n].clone() {
+                    for (o, dig) in known[u].iter().flatten() {
+                        side.push((plan.tasks[u].label.as_str(), o.as_str(), dig));
+                    }
+                }
+            }
+            let params = cache::item_params(&params, side.into_iter());
             let mut counts = ItemCounts::default();
             for u in plan.stage_tasks[over.stage].clone() {
                 if let Some(dig) = known[u].as_ref().and_then(|o| o.get(&over.output)) {
@@ -1210,7 +1226,6 @@ pub async fn explain(
                     }
                 }
             }
-            let _ = up;
             d.items = Some(counts);
         }
         out.push(d);

@@ -351,6 +351,10 @@ impl TaskCtx {
     pub fn log(&self, line: impl AsRef<str>) {
         self.log.line(line.as_ref())
     }
+    /// The task log, for blocking code that logs from another thread.
+    pub fn log_handle(&self) -> Log {
+        self.log.clone()
+    }
     pub fn progress(&self, done: u64, total: u64) {
         self.log.progress(done, total)
     }
@@ -509,9 +513,16 @@ pub struct ItemCtx {
     pub(crate) cancel: CancellationToken,
     pub(crate) scratch: PathBuf,
     pub(crate) threads: usize,
+    /// Inputs from stages other than the mapped one (e.g. a model).
+    pub(crate) inputs: Arc<Vec<Input>>,
 }
 
 impl ItemCtx {
+    /// The stage's inputs other than the mapped collection (a model, a
+    /// config): the same for every item, and part of each item's fingerprint.
+    pub fn inputs(&self) -> &[Input] {
+        &self.inputs
+    }
     pub fn task(&self) -> &str {
         &self.task
     }

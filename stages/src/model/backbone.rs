@@ -1,0 +1,336 @@
+//! `backbone.train` (the small frame CNN, trained on frame classes from the
+//! labels) and `backbone.import` (a user's TorchScript or ResNet-18
+//! safetensors file). Either output is a frozen backbone artifact.
+
+use super::data::{DatasetVideo, dataset_videos};
+use super::frames::{Sampling, decode_all};
+use super::net::{Arch, BACKBONE_KIND, Backbone, BackboneInfo, SmallCnn};
+use super::train::{FitParams, accuracy, fit};
+use super::{device, torch_err};
+use crate::replay::targets::{FRAME_CLASSES, frame_classes};
+use crate::video::local_video;
+use async_trait::async_trait;
+use engine_core::stage::{OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params};
+use serde::Deserialize;
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+pub fn register(r: &mut Registry) {
+    r.add(
+        "backbone.train",
+        "a small frame CNN trained on live/transition/replay frames of the train split",
+        |v| {
+            let c: TrainConfig = parse_params(v)?;
+            c.fit().check()?;
+            Ok(StageImpl::Task(Arc::new(TrainBackbone(c))))
+        },
+    );
+    r.add(
+        "backbone.import",
+        "a user-supplied backbone: TorchScript file or ResNet-18 safetensors",
+        |v| {
+            let c: ImportConfig = parse_params(v)?;
+            Ok(StageImpl::Task(Arc::new(Import(c))))
+        },
+    );
+}
+
+/// Params of `backbone.train`.
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Frames per second sampled from the videos (also for extraction).
+    #[serde(default = "default_fps")]
+    pub fps: f64,
+    /// Frames are resized to `size` x `size`.
+    #[serde(default = "default_size")]
+    pub size: u32,
+    /// Feature dimension.
+    #[serde(default = "default_dim")]
+    pub dim: i64,
+    /// Seconds after a replay's start and before its end labelled `transition`.
+    #[serde(default = "default_transition")]
+    pub transition: f64,
+    /// Adam learning rate.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// Most epochs.
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// Early-stopping patience in epochs.
+    #[serde(default = "default_patience")]
+    pub patience: usize,
+    /// Frames per mini-batch.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Seed.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// The dataset collection, as `stage.output`; default: every input
+    /// collection with `clips.json` items.
+    #[serde(default)]
+    pub from: Option<String>,
+}
+
+fn default_fps() -> f64 {
+    5.0
+}
+fn default_size() -> u32 {
+    64
+}
+fn default_dim() -> i64 {
+    64
+}
+fn default_transition() -> f64 {
+    0.6
+}
+fn default_lr() -> f64 {
+    2e-3
+}
+fn default_epochs() -> usize {
+    12
+}
+fn default_patience() -> usize {
+    3
+}
+fn default_batch() -> usize {
+    128
+}
+fn default_seed() -> u64 {
+    7
+}
+
+impl TrainConfig {
+    fn fit(&self) -> FitParams {
+        FitParams { lr: self.lr, epochs: self.epochs, patience: self.patience, batch: self.batch, seed: self.seed }
+    }
+    pub fn sampling(&self) -> Sampling {
+        Sampling { fps: self.fps, width: self.size, height: self.size }
+    }
+}
+
+/// Frames inside the clips of `videos` (each frame once) with their class.
+pub async fn clip_frames(
+    ctx: &TaskCtx,
+    videos: &[DatasetVideo],
+    s: Sampling,
+    transition: f64,
+) -> Result<(Tensor, Tensor), StageError> {
+    let mut xs = vec![];
+    let mut ys = vec![];
+    for v in videos {
+        let path = local_video(&v.item, ctx).await?;
+        let set = v.set.clone();
+        let (x, y) = ctx
+            .blocking(move || {
+                let frames = decode_all(&path, s)?;
+                let n = frames.size()[0] as usize;
+                let classes = frame_classes(n, s.fps, &set.segments, transition);
+                let mut keep = vec![false; n];
+                for c in &set.clips {
+                    let a = ((c.start * s.fps).floor() as usize).min(n);
+                    let b = ((c.end * s.fps).ceil() as usize).min(n);
+                    keep[a..b].iter_mut().for_each(|k| *k = true);
+                }
+                let idx: Vec<i64> = (0..n as i64).filter(|&i| keep[i as usize]).collect();
+                let idx_t = Tensor::from_slice(&idx);
+                let y: Vec<i64> = idx.iter().map(|&i| classes[i as usize]).collect();
+                Ok((frames.index_select(0, &idx_t), Tensor::from_slice(&y)))
+            })
+            .await?;
+        xs.push(x);
+        ys.push(y);
+    }
+    if xs.is_empty() {
+        return Ok((Tensor::zeros([0, s.height as i64, s.width as i64, 3], (Kind::Uint8, Device::Cpu)), Tensor::zeros([0], (Kind::Int64, Device::Cpu))));
+    }
+    Ok((Tensor::cat(&xs, 0), Tensor::cat(&ys, 0)))
+}
+
+struct TrainBackbone(TrainConfig);
+
+#[async_trait]
+impl Stage for TrainBackbone {
+    fn version(&self) -> u32 {
+        1
+    }
+    fn outputs(&self) -> Vec<OutputDecl> {
+        vec![OutputDecl::artifact("backbone")]
+    }
+    async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
+        let c = self.0.clone();
+        let videos = dataset_videos(ctx, c.from.as_deref()).await?;
+        let of = |split: &str| videos.iter().filter(|v| v.split == split).cloned().collect::<Vec<_>>();
+        let (train, val) = (of("train"), of("validation"));
+        if train.is_empty() || val.is_empty() {
+            return Err(StageError::msg(format!(
+                "backbone.train needs videos in the train and validation splits, got {} and {} (of {} videos); add videos or change the split fractions",
+                train.len(),
+                val.len(),
+                videos.len()
+            )));
+        }
+        let s = c.sampling();
+        let (xt, yt) = clip_frames(ctx, &train, s, c.transition).await?;
+        let (xv, yv) = clip_frames(ctx, &val, s, c.transition).await?;
+        ctx.log(format!("backbone.train: {} train frames, {} validation frames", xt.size()[0], xv.size()[0]));
+        let dir = ctx.scratch_dir()?.join("backbone");
+        std::fs::create_dir_all(&dir).map_err(|e| StageError::io("create", &dir, e))?;
+        let threads = ctx.threads();
+        let cancel = ctx.cancel_token();
+        let log = ctx_log(ctx);
+        let out = dir.join("backbone.safetensors");
+        let out2 = out.clone();
+        let (acc, curves, counts) = ctx
+            .blocking(move || {
+                tch::set_num_threads(threads as i32);
+                tch::manual_seed(c.seed as i64);
+                let dev = device();
+                let vs = nn::VarStore::new(dev);
+                let net = SmallCnn::new(&vs.root(), c.dim, FRAME_CLASSES.len() as i64);
+                let counts: Vec<i64> = (0..3).map(|k| yt.eq(k).sum(Kind::Int64).int64_value(&[])).collect();
+                let total: i64 = counts.iter().sum();
+                // Inverse-frequency class weights: transitions are rare.
+                let w: Vec<f32> = counts.iter().map(|&n| total as f32 / (3.0 * n.max(1) as f32)).collect();
+                let w = Tensor::from_slice(&w).to_device(dev);
+                let to_x = |x: &Tensor| x.permute([0, 3, 1, 2]).to_kind(Kind::Float).to_device(dev) / 255.0;
+                let logits = |x: &Tensor| net.head.forward(&net.features(&to_x(x)));
+                let loss_of = |x: &Tensor, y: &Tensor| {
+                    logits(x).cross_entropy_loss::<&Tensor>(&y.to_device(dev), Some(&w), tch::Reduction::Mean, -100, 0.0)
+                };
+                let curves = fit(
+                    &vs,
+                    xt.size()[0] as usize,
+                    &c.fit(),
+                    "backbone",
+                    |idx| {
+                        let i = Tensor::from_slice(idx);
+                        loss_of(&xt.index_select(0, &i), &yt.index_select(0, &i))
+                    },
+                    || loss_of(&xv, &yv).double_value(&[]),
+                    &cancel,
+                    &log,
+                )?;
+                let acc = tch::no_grad(|| accuracy(&logits(&xv), &yv.to_device(dev)));
+                vs.save(&out2).map_err(torch_err(format!("Failed to save `{}`", out2.display())))?;
+                Ok((acc, curves, counts))
+            })
+            .await?;
+        let info = BackboneInfo {
+            kind: BACKBONE_KIND.into(),
+            arch: Arch::SmallCnn,
+            width: self.0.size,
+            height: self.0.size,
+            dim: self.0.dim,
+            fps: self.0.fps,
+            weights: "backbone.safetensors".into(),
+            origin: json!({
+                "stage": "backbone.train",
+                "train_videos": train.len(), "validation_videos": val.len(),
+                "frames_per_class": { "live": counts[0], "transition": counts[1], "replay": counts[2] },
+                "validation_accuracy": acc, "epochs": curves.train_loss.len(), "best_epoch": curves.best_epoch,
+                "train_loss": curves.train_loss, "validation_loss": curves.val_loss, "seconds": curves.seconds,
+            }),
+        };
+        ctx.put_file_from("backbone", "backbone.safetensors", &out).await?;
+        ctx.put_file("backbone", "backbone.json", to_json(&info)?).await?;
+        ctx.set_meta("backbone", json!({ "arch": "small-cnn", "dim": info.dim, "validation_accuracy": acc }))?;
+        ctx.set_value("validation_accuracy", json!(acc));
+        ctx.set_value("seconds", json!(curves.seconds));
+        ctx.log(format!("backbone.train: validation frame accuracy {acc:.3} in {:.1} s", curves.seconds));
+        Ok(())
+    }
+}
+
+pub fn to_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StageError> {
+    serde_json::to_vec_pretty(v).map_err(|e| StageError::msg(e.to_string()))
+}
+
+/// A logger for blocking code (the task log is shared and thread-safe).
+pub fn ctx_log(ctx: &TaskCtx) -> impl Fn(String) + Send + 'static {
+    let log = ctx.log_handle();
+    move |line: String| log.line(&line)
+}
+
+/// Params of `backbone.import`.
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportConfig {
+    /// The file: a TorchScript module (`.pt`) or ResNet-18 weights (`.safetensors`).
+    pub path: PathBuf,
+    /// `torchscript` or `resnet18`.
+    pub arch: Arch,
+    /// Frame size the network takes.
+    #[serde(default = "default_import_size")]
+    pub size: u32,
+    /// Frames per second to sample.
+    #[serde(default = "default_fps")]
+    pub fps: f64,
+}
+
+fn default_import_size() -> u32 {
+    112
+}
+
+struct Import(ImportConfig);
+
+#[async_trait]
+impl Stage for Import {
+    fn version(&self) -> u32 {
+        1
+    }
+    fn outputs(&self) -> Vec<OutputDecl> {
+        vec![OutputDecl::artifact("backbone")]
+    }
+    async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
+        let c = self.0.clone();
+        if c.arch == Arch::SmallCnn {
+            return Err(StageError::msg("backbone.import takes `torchscript` or `resnet18`; a `small-cnn` comes from `backbone.train`"));
+        }
+        if !c.path.is_file() {
+            return Err(StageError::msg(format!("backbone file `{}` does not exist", c.path.display())));
+        }
+        let weights = match c.arch {
+            Arch::Torchscript => "backbone.pt",
+            _ => "backbone.safetensors",
+        };
+        let dir = ctx.scratch_dir()?.join("import");
+        std::fs::create_dir_all(&dir).map_err(|e| StageError::io("create", &dir, e))?;
+        std::fs::copy(&c.path, dir.join(weights)).map_err(|e| StageError::io("copy", &c.path, e))?;
+        let mut info = BackboneInfo {
+            kind: BACKBONE_KIND.into(),
+            arch: c.arch,
+            width: c.size,
+            height: c.size,
+            dim: 0,
+            fps: c.fps,
+            weights: weights.into(),
+            origin: json!({ "stage": "backbone.import", "file": c.path.display().to_string() }),
+        };
+        let (probe_info, d) = (info.clone(), dir.clone());
+        let path = c.path.clone();
+        let dim = ctx
+            .blocking(move || {
+                let b = Backbone::load(&probe_info, &d, Device::Cpu)?;
+                let x = Tensor::zeros([2, probe_info.height as i64, probe_info.width as i64, 3], (Kind::Uint8, Device::Cpu));
+                let f = b.features(&x).map_err(|e| StageError::msg(format!("backbone `{}` failed on a test batch: {e}", path.display())))?;
+                match f.size().as_slice() {
+                    [2, d] => Ok(*d),
+                    s => Err(StageError::msg(format!(
+                        "backbone `{}` returned shape {s:?} for 2 frames; it must return [batch, features]",
+                        path.display()
+                    ))),
+                }
+            })
+            .await?;
+        info.dim = dim;
+        ctx.put_file_from("backbone", weights, &dir.join(weights)).await?;
+        ctx.put_file("backbone", "backbone.json", to_json(&info)?).await?;
+        ctx.set_meta("backbone", json!({ "arch": info.arch, "dim": dim }))?;
+        ctx.log(format!("backbone.import: `{}` ({:?}, {dim} features)", c.path.display(), c.arch));
+        Ok(())
+    }
+}

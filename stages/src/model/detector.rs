@@ -1,0 +1,278 @@
+//! The replay detector: a frozen backbone, the temporal model and the
+//! post-processing rule, stored together as one artifact. Evaluation,
+//! `engine detect` and the `detect` stage all run it through
+//! [`Detector::detect_video`] or [`Detector::segments_of`], so what is
+//! measured is what runs in production.
+
+use super::extract::fetch_artifact;
+use super::frames::{Sampling, video_features};
+use super::net::{Backbone, BackboneInfo, Temporal, TemporalConfig};
+use super::{device, read_json, torch_err};
+use crate::replay::metrics::Evaluation;
+use crate::replay::postprocess::{Detection, PostProcess};
+use crate::video::local_video;
+use async_trait::async_trait;
+use engine_core::stage::{Input, ItemCtx, MapStage, Registry, StageError, StageImpl, parse_params};
+use engine_core::store::Item;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use tch::{Device, Tensor, nn};
+
+pub const DETECTOR_KIND: &str = "replay-detector";
+
+/// `model.json`: everything needed to run a detector.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorInfo {
+    /// Always `replay-detector`.
+    pub kind: String,
+    pub backbone: BackboneInfo,
+    /// Digest of the backbone artifact the features came from.
+    pub backbone_digest: String,
+    pub temporal: TemporalConfig,
+    pub postprocess: PostProcess,
+    /// `train.sweep` or `train.joint`.
+    pub trainer: String,
+    /// The trainer's params.
+    #[serde(default)]
+    pub params: Value,
+    /// Test-split figures and curves.
+    #[serde(default)]
+    pub metrics: Value,
+}
+
+/// A loaded detector (one per worker thread: tensors are not Sync).
+pub struct Detector {
+    pub info: DetectorInfo,
+    backbone: Backbone,
+    _vs: nn::VarStore,
+    temporal: Temporal,
+    device: Device,
+}
+
+/// What a detector found in one video.
+#[derive(Clone, Debug, Serialize)]
+pub struct VideoDetections {
+    pub frames: usize,
+    pub fps: f64,
+    pub segments: Vec<Detection>,
+}
+
+impl Detector {
+    /// Loads a detector artifact's files from `dir`.
+    pub fn load(dir: &Path) -> Result<Detector, StageError> {
+        let json = dir.join("model.json");
+        if !json.exists() {
+            let what = if dir.join("backbone.json").exists() {
+                "a backbone, not a replay detector (use the output of `train.sweep`, `train.joint` or `model.select`)"
+            } else {
+                "not a model artifact (no `model.json`)"
+            };
+            return Err(StageError::msg(format!("`{}` is {what}", dir.display())));
+        }
+        let info: DetectorInfo = read_json(&json, "model description")?;
+        if info.kind != DETECTOR_KIND {
+            return Err(StageError::msg(format!(
+                "`{}` is a `{}` model, not a `{DETECTOR_KIND}`",
+                json.display(),
+                info.kind
+            )));
+        }
+        info.postprocess.check().map_err(|e| StageError::msg(format!("`{}`: {e}", json.display())))?;
+        let dev = device();
+        let backbone = Backbone::load(&info.backbone, dir, dev)?;
+        let mut vs = nn::VarStore::new(dev);
+        let temporal = Temporal::new(&vs.root(), info.temporal.clone());
+        let w = dir.join("temporal.safetensors");
+        vs.load(&w).map_err(torch_err(format!(
+            "Failed to load the temporal model `{}` (does it match the sizes in model.json?)",
+            w.display()
+        )))?;
+        if info.temporal.dim != info.backbone.dim {
+            return Err(StageError::msg(format!(
+                "`{}`: the temporal model takes {} features but the backbone gives {}",
+                json.display(),
+                info.temporal.dim,
+                info.backbone.dim
+            )));
+        }
+        Ok(Detector { info, backbone, _vs: vs, temporal, device: dev })
+    }
+
+    pub fn sampling(&self) -> Sampling {
+        Sampling { fps: self.info.backbone.fps, width: self.info.backbone.width, height: self.info.backbone.height }
+    }
+
+    /// Segments from a video's feature sequence `[frames, dim]`.
+    pub fn segments_of(&self, feats: &Tensor) -> Vec<Detection> {
+        segments_of(&self.temporal, &self.info.postprocess, feats, self.info.backbone.fps, self.device)
+    }
+
+    /// Streams a video through backbone, temporal model and post-processing.
+    pub fn detect_video(
+        &self,
+        path: &Path,
+        progress: impl FnMut(u64),
+        stop: impl Fn() -> bool,
+    ) -> Result<VideoDetections, StageError> {
+        let s = self.sampling();
+        let f = video_features(&self.backbone, path, s, 64, self.device, progress, stop)?;
+        Ok(VideoDetections { frames: f.size()[0] as usize, fps: s.fps, segments: self.segments_of(&f) })
+    }
+}
+
+/// The shared inference path: temporal model over `feats`, then the rule.
+pub fn segments_of(t: &Temporal, pp: &PostProcess, feats: &Tensor, fps: f64, dev: Device) -> Vec<Detection> {
+    let probs = t.probs(&feats.to_device(dev));
+    pp.segments(&probs, fps)
+}
+
+/// Figures per video, league, broadcaster and overall.
+#[derive(Default)]
+pub struct EvalReport {
+    pub overall: Evaluation,
+    pub leagues: BTreeMap<String, Evaluation>,
+    pub broadcasters: BTreeMap<String, Evaluation>,
+    pub videos: Vec<Value>,
+}
+
+impl EvalReport {
+    #[allow(clippy::too_many_arguments)]
+    pub fn add(
+        &mut self,
+        video: &str,
+        league: &str,
+        broadcaster: &str,
+        pred: &[Detection],
+        truth: &[(f64, f64)],
+        frames: usize,
+        fps: f64,
+    ) {
+        let p: Vec<(f64, f64)> = pred.iter().map(|d| (d.start, d.end)).collect();
+        let e = Evaluation::of_video(&p, truth, frames, fps);
+        self.overall.add(&e);
+        self.leagues.entry(league.into()).or_default().add(&e);
+        self.broadcasters.entry(broadcaster.into()).or_default().add(&e);
+        self.videos.push(json!({
+            "video": video, "league": league, "broadcaster": broadcaster,
+            "truth": truth, "predicted": pred, "segment_f1": e.segment_f1(),
+        }));
+    }
+
+    pub fn to_json(&self) -> Value {
+        let group = |m: &BTreeMap<String, Evaluation>| -> Value {
+            m.iter().map(|(k, e)| (k.clone(), json!(e.summary()))).collect::<serde_json::Map<_, _>>().into()
+        };
+        json!({
+            "overall": self.overall.summary(),
+            "leagues": group(&self.leagues),
+            "broadcasters": group(&self.broadcasters),
+            "videos": self.videos,
+        })
+    }
+}
+
+/// The one replay-detector artifact among a stage's inputs.
+pub fn find_model<'a>(inputs: &'a [Input], stage: &str) -> Result<&'a Input, StageError> {
+    let all: Vec<&Input> = inputs.iter().filter(|i| i.manifest.files.contains_key("model.json")).collect();
+    match all.as_slice() {
+        [one] => Ok(one),
+        [] => Err(StageError::msg(format!(
+            "{stage} needs a replay detector: add `model.select`, `train.sweep` or `train.joint` to its `needs`"
+        ))),
+        many => Err(StageError::msg(format!(
+            "{stage} got {} models (from {}); put `model.select` in between to pick one",
+            many.len(),
+            many.iter().map(|i| i.task.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+pub fn register(r: &mut Registry) {
+    r.add(
+        "detect",
+        "per video: replay segments from a detector (predictions.json), optionally recorded in the catalog",
+        |v| {
+            let c: DetectConfig = parse_params(v)?;
+            Ok(StageImpl::Map(Arc::new(Detect(c))))
+        },
+    );
+}
+
+/// Params of `detect`.
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DetectConfig {
+    /// Catalog URL (SQLite path or postgres://) to record the predictions
+    /// in, for videos that came from the catalog (their `uri`).
+    #[serde(default)]
+    pub catalog: Option<String>,
+}
+
+struct Detect(DetectConfig);
+
+#[async_trait]
+impl MapStage for Detect {
+    fn version(&self) -> u32 {
+        1
+    }
+    fn output(&self) -> String {
+        "predictions".into()
+    }
+    async fn run_item(&self, item: &Item, ctx: &mut ItemCtx) -> Result<(), StageError> {
+        let model = find_model(ctx.inputs(), "detect")?.clone();
+        let dir = ctx.scratch_dir()?.join("model");
+        fetch_artifact(&model, &dir, &*ctx).await?;
+        let video = local_video(item, ctx).await?;
+        let (threads, cancel) = (ctx.threads(), ctx.cancel_token());
+        let found = ctx
+            .blocking(move || {
+                tch::set_num_threads(threads as i32);
+                let d = Detector::load(&dir)?;
+                d.detect_video(&video, |_| {}, || cancel.is_cancelled())
+            })
+            .await?;
+        let doc = json!({
+            "video": item.key, "model": model.digest.to_string(),
+            "fps": found.fps, "frames": found.frames, "segments": found.segments,
+        });
+        let bytes = serde_json::to_vec_pretty(&doc).map_err(|e| StageError::msg(e.to_string()))?;
+        ctx.put_file("predictions.json", bytes).await?;
+        if let Some(url) = &self.0.catalog {
+            let uri = item.meta.get("uri").and_then(Value::as_str).ok_or_else(|| {
+                StageError::msg(format!(
+                    "video `{}` has no catalog `uri`; `catalog:` needs videos from `catalog.query`",
+                    item.key
+                ))
+            })?;
+            record_predictions(url, uri, &model.digest.to_string(), &found.segments).await?;
+        }
+        let mut meta = if item.meta.is_object() { item.meta.clone() } else { json!({}) };
+        meta["replays"] = json!(found.segments.len());
+        ctx.set_meta(meta);
+        Ok(())
+    }
+}
+
+/// Adds a model's segments for one video to the catalog's predictions.
+pub async fn record_predictions(url: &str, uri: &str, model: &str, segs: &[Detection]) -> Result<(), StageError> {
+    let fail = |e: catalog::CatalogError| StageError::msg(format!("catalog `{url}`: {e}"));
+    let cat = catalog::Catalog::open(url).await.map_err(fail)?;
+    let id = cat.video_id(uri).await.map_err(fail)?;
+    for s in segs {
+        cat.add_prediction(&catalog::NewPrediction {
+            video_id: id,
+            model_version: model.to_string(),
+            start_s: s.start,
+            end_s: s.end,
+            score: s.score,
+        })
+        .await
+        .map_err(fail)?;
+    }
+    cat.close().await;
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! `features.extract`: the frozen backbone over every sampled frame of each
+//! video of the dataset (a map stage: one item per video, cached per item,
+//! keyed by the video's clips and bytes, the backbone's digest and the
+//! params). One safetensors file per video holds the whole sequence
+//! (`video`, `[frames, dim]`) and one tensor per clip (`clip.<id>`), so
+//! training reads clips and evaluation reads whole videos from one file.
+
+use super::data::{ClipFrames, FeatureInfo, clip_first};
+use super::frames::{Sampling, video_features};
+use super::net::{Backbone, BackboneInfo};
+use super::{device, read_json, torch_err};
+use crate::clips::ClipSet;
+use crate::video::local_video;
+use async_trait::async_trait;
+use engine_core::stage::{Input, ItemCtx, MapStage, Registry, StageError, StageImpl, parse_params};
+use engine_core::store::Item;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::Arc;
+use tch::Tensor;
+
+pub fn register(r: &mut Registry) {
+    r.add(
+        "features.extract",
+        "per video: frozen-backbone features of every sampled frame and of each clip (safetensors)",
+        |v| {
+            let c: ExtractConfig = parse_params(v)?;
+            if c.batch == 0 {
+                return Err("`batch` must be at least 1".into());
+            }
+            Ok(StageImpl::Map(Arc::new(Extract(c))))
+        },
+    );
+}
+
+/// Params of `features.extract`.
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractConfig {
+    /// Frames per forward pass.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Overrides the backbone's sampling rate (frames per second).
+    #[serde(default)]
+    pub fps: Option<f64>,
+}
+
+fn default_batch() -> usize {
+    64
+}
+
+struct Extract(ExtractConfig);
+
+/// The one backbone artifact among a stage's inputs.
+pub fn find_backbone<'a>(inputs: &'a [Input], stage: &str) -> Result<&'a Input, StageError> {
+    let all: Vec<&Input> = inputs.iter().filter(|i| i.manifest.files.contains_key("backbone.json")).collect();
+    match all.as_slice() {
+        [one] => Ok(one),
+        [] => Err(StageError::msg(format!(
+            "{stage} needs a backbone: add the `backbone.train` or `backbone.import` stage to its `needs`"
+        ))),
+        many => Err(StageError::msg(format!(
+            "{stage} got {} backbones (from {}); keep one in its `needs`",
+            many.len(),
+            many.iter().map(|i| i.task.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// Fetches an artifact's files into `dir`.
+pub async fn fetch_artifact(
+    input: &Input,
+    dir: &Path,
+    fetch: impl AsyncFetch,
+) -> Result<(), StageError> {
+    std::fs::create_dir_all(dir).map_err(|e| StageError::io("create", dir, e))?;
+    for (name, blob) in &input.manifest.files {
+        fetch.fetch(blob, &dir.join(name)).await?;
+    }
+    Ok(())
+}
+
+/// Either context's `fetch`.
+#[async_trait]
+pub trait AsyncFetch: Send + Sync {
+    async fn fetch(&self, blob: &engine_core::store::BlobRef, dest: &Path) -> Result<(), StageError>;
+}
+#[async_trait]
+impl AsyncFetch for &ItemCtx {
+    async fn fetch(&self, blob: &engine_core::store::BlobRef, dest: &Path) -> Result<(), StageError> {
+        ItemCtx::fetch(self, blob, dest).await
+    }
+}
+#[async_trait]
+impl AsyncFetch for &engine_core::stage::TaskCtx {
+    async fn fetch(&self, blob: &engine_core::store::BlobRef, dest: &Path) -> Result<(), StageError> {
+        engine_core::stage::TaskCtx::fetch(self, blob, dest).await
+    }
+}
+
+#[async_trait]
+impl MapStage for Extract {
+    fn version(&self) -> u32 {
+        1
+    }
+    fn output(&self) -> String {
+        "features".into()
+    }
+    async fn run_item(&self, item: &Item, ctx: &mut ItemCtx) -> Result<(), StageError> {
+        let bb = find_backbone(ctx.inputs(), "features.extract")?.clone();
+        let clips_blob = item.files.get("clips.json").ok_or_else(|| {
+            StageError::msg(format!(
+                "video `{}` has no `clips.json`; map `features.extract` over `dataset.split`'s `clips`",
+                item.key
+            ))
+        })?;
+        let set: ClipSet = serde_json::from_slice(&ctx.read(clips_blob).await?)
+            .map_err(|e| StageError::msg(format!("Failed to parse `clips.json` of video `{}`: {e}", item.key)))?;
+        let bdir = ctx.scratch_dir()?.join("backbone");
+        fetch_artifact(&bb, &bdir, &*ctx).await?;
+        let info: BackboneInfo = read_json(&bdir.join("backbone.json"), "backbone description")?;
+        let video = local_video(item, ctx).await?;
+        let s = Sampling { fps: self.0.fps.unwrap_or(info.fps), width: info.width, height: info.height };
+        let window = ((set.window * s.fps).round() as i64).max(1);
+        let out = ctx.scratch_dir()?.join("features.safetensors");
+        let (threads, batch, cancel) = (ctx.threads(), self.0.batch, ctx.cancel_token());
+        let (out2, key) = (out.clone(), item.key.clone());
+        let clips = set.clips.clone();
+        let (frames, dim, refs) = ctx
+            .blocking(move || {
+                tch::set_num_threads(threads as i32);
+                let dev = device();
+                let backbone = Backbone::load(&info, &bdir, dev)?;
+                let f = video_features(&backbone, &video, s, batch, dev, |_| {}, || cancel.is_cancelled())?;
+                let (n, d) = (f.size()[0], f.size()[1]);
+                let mut named: Vec<(String, Tensor)> = vec![("video".into(), f.shallow_clone())];
+                let mut refs = vec![];
+                for c in &clips {
+                    let first = clip_first(c.start, s.fps, window, n);
+                    let len = window.min(n - first);
+                    named.push((format!("clip.{}", c.id), f.narrow(0, first, len).contiguous()));
+                    refs.push(ClipFrames { id: c.id.clone(), kind: c.kind.as_str().into(), label: c.label, first });
+                }
+                Tensor::write_safetensors(&named, &out2)
+                    .map_err(torch_err(format!("Failed to write the features of `{key}`")))?;
+                Ok((n, d, refs))
+            })
+            .await?;
+        let str_of = |k: &str| item.meta.get(k).and_then(Value::as_str).unwrap_or("unknown").to_string();
+        let fi = FeatureInfo {
+            backbone: bb.digest.to_string(),
+            dim,
+            fps: s.fps,
+            frames,
+            window,
+            split: str_of("split"),
+            league: str_of("league"),
+            broadcaster: str_of("broadcaster"),
+            segments: set.segments.clone(),
+            source: set.source.clone(),
+            clips: refs,
+        };
+        ctx.put_file_from("features.safetensors", &out).await?;
+        ctx.attach("clips.json", clips_blob.clone())?;
+        let mut meta = if item.meta.is_object() { item.meta.clone() } else { json!({}) };
+        meta["features"] = serde_json::to_value(&fi).map_err(|e| StageError::msg(e.to_string()))?;
+        ctx.set_meta(meta);
+        Ok(())
+    }
+}

@@ -1,0 +1,146 @@
+//! Frames of a video for the networks: streamed from ffmpeg at the
+//! backbone's rate and size, in batches, on a decoder thread that runs
+//! ahead of the network by at most two batches (decode overlaps compute,
+//! memory stays flat with video length).
+
+use super::net::Backbone;
+use engine_core::stage::StageError;
+use std::path::Path;
+use std::sync::mpsc;
+use tch::{Device, Kind, Tensor};
+
+/// How frames are sampled from a video.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampling {
+    pub fps: f64,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Sampling {
+    fn options(&self) -> media::DecodeOptions {
+        media::DecodeOptions {
+            fps: Some(self.fps),
+            width: Some(self.width),
+            height: Some(self.height),
+            resize: media::Resize::Stretch,
+            ..Default::default()
+        }
+    }
+    pub fn frame_bytes(&self) -> usize {
+        self.width as usize * self.height as usize * 3
+    }
+}
+
+/// One batch of RGB24 frames, back to back.
+pub struct Batch {
+    pub data: Vec<u8>,
+    pub frames: usize,
+}
+
+/// Starts decoding `path` on its own thread; batches arrive on the channel.
+pub fn stream(path: &Path, s: Sampling, batch: usize) -> mpsc::Receiver<Result<Batch, StageError>> {
+    let (tx, rx) = mpsc::sync_channel(2);
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let mut reader = match media::FrameReader::open(&path, &s.options()) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Err(decode_error(&path, e)));
+                return;
+            }
+        };
+        let mut frame = media::Frame::default();
+        loop {
+            let mut b = Batch { data: Vec::with_capacity(batch * s.frame_bytes()), frames: 0 };
+            while b.frames < batch {
+                match reader.read_frame(&mut frame) {
+                    Ok(true) => {
+                        b.data.extend_from_slice(&frame.data);
+                        b.frames += 1;
+                    }
+                    Ok(false) => break,
+                    Err(e) => {
+                        let _ = tx.send(Err(decode_error(&path, e)));
+                        return;
+                    }
+                }
+            }
+            let last = b.frames < batch;
+            if b.frames > 0 && tx.send(Ok(b)).is_err() {
+                return; // the consumer stopped
+            }
+            if last {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn decode_error(path: &Path, e: media::Error) -> StageError {
+    StageError::msg(format!("Failed to decode video `{}`: {e}", path.display()))
+}
+
+/// A batch as a `[B, H, W, 3]` u8 tensor.
+pub fn batch_tensor(b: &Batch, s: Sampling) -> Tensor {
+    Tensor::from_slice(&b.data).view([b.frames as i64, s.height as i64, s.width as i64, 3])
+}
+
+/// Every frame of a video as one `[N, H, W, 3]` u8 tensor (training reads
+/// short clips' videos whole; inference streams instead).
+pub fn decode_all(path: &Path, s: Sampling) -> Result<Tensor, StageError> {
+    let mut parts = vec![];
+    for b in stream(path, s, 256) {
+        parts.push(batch_tensor(&b?, s));
+    }
+    if parts.is_empty() {
+        return Err(StageError::msg(format!(
+            "video `{}` has no frames at {} fps",
+            path.display(),
+            s.fps
+        )));
+    }
+    Ok(Tensor::cat(&parts, 0))
+}
+
+/// The backbone features of every sampled frame of a video, `[N, D]` on
+/// the CPU. `progress` gets the frame count after each batch; `stop`
+/// returning true aborts (cancellation).
+pub fn video_features(
+    backbone: &Backbone,
+    path: &Path,
+    s: Sampling,
+    batch: usize,
+    device: Device,
+    mut progress: impl FnMut(u64),
+    stop: impl Fn() -> bool,
+) -> Result<Tensor, StageError> {
+    let mut parts = vec![];
+    let mut n = 0u64;
+    for b in stream(path, s, batch) {
+        if stop() {
+            return Err(StageError::Cancelled);
+        }
+        let b = b?;
+        let f = backbone.features(&batch_tensor(&b, s).to_device(device))?;
+        parts.push(f.to_device(Device::Cpu).to_kind(Kind::Float));
+        n += b.frames as u64;
+        progress(n);
+    }
+    if parts.is_empty() {
+        return Err(StageError::msg(format!(
+            "video `{}` has no frames at {} fps",
+            path.display(),
+            s.fps
+        )));
+    }
+    let f = Tensor::cat(&parts, 0);
+    if f.isnan().any().int64_value(&[]) != 0 {
+        return Err(StageError::msg(format!(
+            "the backbone produced NaN features on `{}`; its weights are broken",
+            path.display()
+        )));
+    }
+    Ok(f)
+}

@@ -1,0 +1,386 @@
+//! `train.sweep`: the LSTM over cached features (one trial per task; the
+//! grid is the stage's `matrix:`, so trials run in parallel under the
+//! stage's resource class), and `model.select`: the best trial on the test
+//! split becomes the model.
+
+use super::backbone::{ctx_log, to_json};
+use super::data::FeatureInfo;
+use super::detector::{DETECTOR_KIND, DetectorInfo, EvalReport, segments_of};
+use super::extract::{fetch_artifact, find_backbone};
+use super::net::{BackboneInfo, Temporal, TemporalConfig};
+use super::train::{FitParams, fit, frame_loss};
+use super::{device, read_json, torch_err};
+use crate::replay::postprocess::PostProcess;
+use crate::replay::targets::temporal_targets;
+use async_trait::async_trait;
+use engine_core::stage::{OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params};
+use engine_core::store::Item;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tch::{Device, Kind, Tensor, nn};
+
+pub fn register(r: &mut Registry) {
+    r.add(
+        "train.sweep",
+        "an LSTM over cached features, one trial per matrix task, evaluated on the test split",
+        |v| {
+            let c: SweepConfig = parse_params(v)?;
+            c.check()?;
+            Ok(StageImpl::Task(Arc::new(Sweep(c))))
+        },
+    );
+    r.add(
+        "model.select",
+        "the best of its input models by a test-split metric",
+        |v| {
+            let c: SelectConfig = parse_params(v)?;
+            Ok(StageImpl::Task(Arc::new(Select(c))))
+        },
+    );
+}
+
+/// The temporal model's shape and training targets (shared with `train.joint`).
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    /// LSTM hidden size.
+    #[serde(default = "default_hidden")]
+    pub hidden: i64,
+    /// LSTM layers.
+    #[serde(default = "default_layers")]
+    pub layers: i64,
+    /// Read the sequence both ways.
+    #[serde(default = "default_true")]
+    pub bidirectional: bool,
+    /// Start/end targets are 1 within this many seconds of the boundary.
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+    /// Weight of positive start/end frames in the loss.
+    #[serde(default = "default_pos_weight")]
+    pub pos_weight: f64,
+    /// Adam learning rate.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// Most epochs.
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// Early stopping: epochs without a better validation loss.
+    #[serde(default = "default_patience")]
+    pub patience: usize,
+    /// Clips per mini-batch.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Seed of initialisation and shuffling.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// From per-frame signals to segments.
+    #[serde(default)]
+    pub postprocess: PostProcess,
+    /// The input collection, as `stage.output`; default: every input
+    /// collection with features.
+    #[serde(default)]
+    pub from: Option<String>,
+}
+
+fn default_hidden() -> i64 {
+    64
+}
+fn default_layers() -> i64 {
+    1
+}
+fn default_true() -> bool {
+    true
+}
+fn default_tolerance() -> f64 {
+    0.4
+}
+fn default_pos_weight() -> f64 {
+    4.0
+}
+fn default_lr() -> f64 {
+    3e-3
+}
+fn default_epochs() -> usize {
+    60
+}
+fn default_patience() -> usize {
+    8
+}
+fn default_batch() -> usize {
+    32
+}
+fn default_seed() -> u64 {
+    7
+}
+
+impl SweepConfig {
+    pub fn fit(&self) -> FitParams {
+        FitParams { lr: self.lr, epochs: self.epochs, patience: self.patience, batch: self.batch, seed: self.seed }
+    }
+    pub fn check(&self) -> Result<(), String> {
+        self.fit().check()?;
+        self.postprocess.check()?;
+        if self.hidden < 1 || self.layers < 1 {
+            return Err(format!("`hidden` and `layers` must be at least 1, got {} and {}", self.hidden, self.layers));
+        }
+        if !(self.tolerance.is_finite() && self.tolerance >= 0.0 && self.pos_weight.is_finite() && self.pos_weight > 0.0) {
+            return Err("`tolerance` must be 0 or more and `pos_weight` positive".into());
+        }
+        Ok(())
+    }
+    pub fn temporal(&self, dim: i64, window: i64) -> TemporalConfig {
+        TemporalConfig { dim, hidden: self.hidden, layers: self.layers, bidirectional: self.bidirectional, window }
+    }
+}
+
+/// One video's features, loaded.
+struct Loaded {
+    key: String,
+    info: FeatureInfo,
+    feats: Tensor,
+}
+
+/// Clip windows of `videos`: inputs `[N, W, D]` and targets `[N, W, 3]`.
+fn windows(videos: &[&Loaded], window: i64, tolerance: f64) -> (Tensor, Tensor) {
+    let mut xs = vec![];
+    let mut ys = vec![];
+    for v in videos {
+        let n = v.info.frames;
+        let y: Vec<f32> = temporal_targets(n as usize, v.info.fps, &v.info.segments, tolerance).concat();
+        let y = Tensor::from_slice(&y).view([n, 3]);
+        for c in &v.info.clips {
+            if c.first + window <= n {
+                xs.push(v.feats.narrow(0, c.first, window));
+                ys.push(y.narrow(0, c.first, window));
+            }
+        }
+    }
+    if xs.is_empty() {
+        return (Tensor::zeros([0], (Kind::Float, Device::Cpu)), Tensor::zeros([0], (Kind::Float, Device::Cpu)));
+    }
+    (Tensor::stack(&xs, 0), Tensor::stack(&ys, 0))
+}
+
+struct Sweep(SweepConfig);
+
+#[async_trait]
+impl Stage for Sweep {
+    fn version(&self) -> u32 {
+        1
+    }
+    fn outputs(&self) -> Vec<OutputDecl> {
+        vec![OutputDecl::artifact("model")]
+    }
+    async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
+        let c = self.0.clone();
+        let bb = find_backbone(ctx.inputs(), "train.sweep")?.clone();
+        let mut items: Vec<Item> = ctx
+            .input_items(c.from.as_deref())
+            .filter(|i| i.files.contains_key("features.safetensors"))
+            .cloned()
+            .collect();
+        items.sort_by(|a, b| a.key.cmp(&b.key));
+        if items.is_empty() {
+            return Err(StageError::msg(
+                "train.sweep found no features among its inputs; put `features.extract` in its `needs`",
+            ));
+        }
+        let scratch = ctx.scratch_dir()?.to_path_buf();
+        let bdir = scratch.join("backbone");
+        fetch_artifact(&bb, &bdir, &*ctx).await?;
+        let binfo: BackboneInfo = read_json(&bdir.join("backbone.json"), "backbone description")?;
+        let mut files = vec![];
+        for (i, item) in items.iter().enumerate() {
+            let info = FeatureInfo::of(item)?;
+            if info.backbone != bb.digest.to_string() {
+                return Err(StageError::msg(format!(
+                    "the features of video `{}` come from backbone {}, but this sweep's backbone is {}; rerun `features.extract` with the same backbone",
+                    item.key,
+                    &info.backbone[..12.min(info.backbone.len())],
+                    &bb.digest.to_string()[..12]
+                )));
+            }
+            if info.dim != binfo.dim {
+                return Err(StageError::msg(format!(
+                    "the features of video `{}` have {} dimensions, the backbone gives {}",
+                    item.key, info.dim, binfo.dim
+                )));
+            }
+            let path = scratch.join(format!("features-{i}.safetensors"));
+            ctx.fetch(&item.files["features.safetensors"], &path).await?;
+            files.push((item.key.clone(), info, path));
+        }
+        let (threads, cancel, log, task) = (ctx.threads(), ctx.cancel_token(), ctx_log(ctx), ctx.task().to_string());
+        let out = scratch.join("temporal.safetensors");
+        let out2 = out.clone();
+        let cc = c.clone();
+        let (temporal_cfg, curves, report, counts) = ctx
+            .blocking(move || {
+                tch::set_num_threads(threads as i32);
+                let mut loaded = vec![];
+                for (key, info, path) in files {
+                    let named = Tensor::read_safetensors(&path)
+                        .map_err(torch_err(format!("Failed to read the features of video `{key}`")))?;
+                    let feats = named
+                        .into_iter()
+                        .find(|(n, _)| n == "video")
+                        .map(|(_, t)| t.to_kind(Kind::Float))
+                        .ok_or_else(|| StageError::msg(format!("the features of video `{key}` have no `video` tensor")))?;
+                    if feats.size() != [info.frames, info.dim] {
+                        return Err(StageError::msg(format!(
+                            "the features of video `{key}` have shape {:?}, their meta says [{}, {}]",
+                            feats.size(),
+                            info.frames,
+                            info.dim
+                        )));
+                    }
+                    if feats.isnan().any().int64_value(&[]) != 0 {
+                        return Err(StageError::msg(format!("the features of video `{key}` contain NaNs; rerun `features.extract`")));
+                    }
+                    loaded.push(Loaded { key, info, feats });
+                }
+                let of = |s: &str| loaded.iter().filter(|v| v.info.split == s).collect::<Vec<_>>();
+                let (train, val, test) = (of("train"), of("validation"), of("test"));
+                for (name, set) in [("train", &train), ("validation", &val), ("test", &test)] {
+                    if set.is_empty() {
+                        return Err(StageError::msg(format!(
+                            "the {name} split has no videos ({} videos in all); add videos or change `dataset.split`'s fractions",
+                            loaded.len()
+                        )));
+                    }
+                }
+                let window = loaded[0].info.window;
+                let (xt, yt) = windows(&train, window, cc.tolerance);
+                let (xv, yv) = windows(&val, window, cc.tolerance);
+                if xt.numel() == 0 || xv.numel() == 0 {
+                    return Err(StageError::msg("no clips in the train or validation split; check `clips.cut`"));
+                }
+                tch::manual_seed(cc.seed as i64);
+                let dev = device();
+                let vs = nn::VarStore::new(dev);
+                let tcfg = cc.temporal(binfo.dim, window);
+                let mut temporal = Temporal::new(&vs.root(), tcfg.clone());
+                temporal.set_norm(&Tensor::cat(&train.iter().map(|v| v.feats.shallow_clone()).collect::<Vec<_>>(), 0).to_device(dev));
+                let (xt, yt, xv, yv) = (xt.to_device(dev), yt.to_device(dev), xv.to_device(dev), yv.to_device(dev));
+                let curves = fit(
+                    &vs,
+                    xt.size()[0] as usize,
+                    &cc.fit(),
+                    &format!("trial {task}"),
+                    |idx| {
+                        let i = Tensor::from_slice(idx).to_device(dev);
+                        frame_loss(&temporal.forward(&xt.index_select(0, &i)), &yt.index_select(0, &i), cc.pos_weight)
+                    },
+                    || frame_loss(&temporal.forward(&xv), &yv, cc.pos_weight).double_value(&[]),
+                    &cancel,
+                    &log,
+                )?;
+                let mut report = EvalReport::default();
+                for v in &test {
+                    let segs = segments_of(&temporal, &cc.postprocess, &v.feats, v.info.fps, dev);
+                    report.add(&v.key, &v.info.league, &v.info.broadcaster, &segs, &v.info.segments, v.info.frames as usize, v.info.fps);
+                }
+                vs.save(&out2).map_err(torch_err(format!("Failed to save `{}`", out2.display())))?;
+                let counts = json!({
+                    "videos": { "train": train.len(), "validation": val.len(), "test": test.len() },
+                    "clips": { "train": xt.size()[0], "validation": xv.size()[0] },
+                });
+                Ok((tcfg, curves, report, counts))
+            })
+            .await?;
+        let summary = report.overall.summary();
+        let metrics = json!({
+            "test": summary, "leagues": report.to_json()["leagues"], "broadcasters": report.to_json()["broadcasters"],
+            "curves": curves, "data": counts, "train_seconds": curves.seconds,
+        });
+        let info = DetectorInfo {
+            kind: DETECTOR_KIND.into(),
+            backbone: binfo.clone(),
+            backbone_digest: bb.digest.to_string(),
+            temporal: temporal_cfg,
+            postprocess: c.postprocess.clone(),
+            trainer: "train.sweep".into(),
+            params: serde_json::to_value(&c).unwrap_or(Value::Null),
+            metrics: metrics.clone(),
+        };
+        ctx.put_file_from("model", &binfo.weights, &bdir.join(&binfo.weights)).await?;
+        ctx.put_file_from("model", "temporal.safetensors", &out).await?;
+        ctx.put_file("model", "model.json", to_json(&info)?).await?;
+        ctx.put_file("model", "report.json", to_json(&report.to_json())?).await?;
+        ctx.set_meta("model", json!({ "trial": ctx.task(), "params": info.params, "test": summary, "train_seconds": curves.seconds, "best_epoch": curves.best_epoch }))?;
+        for k in ["segment_f1", "start_f1_1s", "end_f1_1s", "segment_mean_f1"] {
+            ctx.set_value(k, json!(summary.get(k)));
+        }
+        ctx.set_value("train_seconds", json!(curves.seconds));
+        ctx.set_value("best_epoch", json!(curves.best_epoch));
+        ctx.log(format!(
+            "{}: test segment F1 {:.3}, start F1 {:.3}, end F1 {:.3} ({} test videos), trained in {:.1} s",
+            ctx.task(),
+            summary["segment_f1"],
+            summary["start_f1_1s"],
+            summary["end_f1_1s"],
+            report.overall.videos,
+            curves.seconds
+        ));
+        Ok(())
+    }
+}
+
+/// Params of `model.select`.
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SelectConfig {
+    /// Test-split figure to maximise (e.g. `segment_f1`, `start_f1_1s`,
+    /// `segment_mean_f1`).
+    #[serde(default = "default_metric")]
+    pub metric: String,
+}
+
+fn default_metric() -> String {
+    "segment_f1".into()
+}
+
+struct Select(SelectConfig);
+
+#[async_trait]
+impl Stage for Select {
+    fn version(&self) -> u32 {
+        1
+    }
+    fn outputs(&self) -> Vec<OutputDecl> {
+        vec![OutputDecl::artifact("model")]
+    }
+    async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
+        let metric = &self.0.metric;
+        let mut trials = vec![];
+        for i in ctx.inputs().iter().filter(|i| i.manifest.files.contains_key("model.json")) {
+            let v = i.manifest.meta.get("test").and_then(|t| t.get(metric)).and_then(Value::as_f64).ok_or_else(|| {
+                StageError::msg(format!(
+                    "model of `{}` has no test figure `{metric}`; known: segment_f1, segment_mean_f1, start_f1_1s, end_f1_1s, content_recall",
+                    i.task
+                ))
+            })?;
+            trials.push((i.clone(), v));
+        }
+        if trials.is_empty() {
+            return Err(StageError::msg("model.select found no models among its inputs; put `train.sweep` in its `needs`"));
+        }
+        // Highest figure wins; ties go to the first task label (stable).
+        trials.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.task.cmp(&b.0.task)));
+        let (best, value) = trials[0].clone();
+        for (name, blob) in &best.manifest.files {
+            let bytes = ctx.read(blob).await?;
+            ctx.put_file("model", name, bytes).await?;
+        }
+        let table: Vec<Value> = trials
+            .iter()
+            .map(|(i, v)| json!({ "trial": i.task, metric.as_str(): v, "params": i.manifest.meta.get("params") }))
+            .collect();
+        ctx.set_meta("model", json!({ "chosen": best.task, "metric": metric, "value": value, "trials": table, "test": best.manifest.meta.get("test") }))?;
+        ctx.set_value("chosen", json!(best.task));
+        ctx.set_value(metric, json!(value));
+        ctx.log(format!("model.select: {} wins with {metric} {value:.3} of {} trials", best.task, trials.len()));
+        Ok(())
+    }
+}

@@ -1,0 +1,242 @@
+//! From per-frame signals to replay segments: the one rule used by
+//! evaluation and by production inference (`engine detect`, `detect`).
+//!
+//! The rule, in order:
+//! 1. Smooth the content probability with a centred moving average of
+//!    `smooth` frames.
+//! 2. Candidates are the maximal runs of frames whose smoothed content
+//!    probability is at least `threshold`.
+//! 3. Runs separated by a gap shorter than `merge_gap` seconds are merged
+//!    (a replay briefly cut by a pundit drawing stays one replay).
+//! 4. Each run's start is snapped to the frame with the highest start
+//!    probability within `snap` seconds of it, when that peak is at least
+//!    `boundary_threshold` (pairing the run with its start event); the end
+//!    likewise with the end probability.
+//! 5. Segments shorter than `min_length` seconds are dropped.
+//! 6. A segment's score is its mean content probability times the mean of
+//!    its two boundary peaks (a replay without crisp boundaries scores lower).
+//!
+//! A frame `i` is the instant `i / fps`; a run of frames `a..b` is the
+//! segment `[a / fps, b / fps)`.
+
+use serde::{Deserialize, Serialize};
+
+/// Params of the post-processing rule (stored in every model).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostProcess {
+    /// Content probability at or above which a frame is inside a replay.
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+    /// Moving-average window of the content probability, in frames.
+    #[serde(default = "default_smooth")]
+    pub smooth: usize,
+    /// Runs closer than this (seconds) are merged.
+    #[serde(default = "default_merge_gap")]
+    pub merge_gap: f64,
+    /// Shorter segments are dropped (seconds).
+    #[serde(default = "default_min_length")]
+    pub min_length: f64,
+    /// A boundary peak at or above this snaps the segment's edge to it.
+    #[serde(default = "default_boundary_threshold")]
+    pub boundary_threshold: f64,
+    /// How far (seconds) an edge may move to its boundary peak.
+    #[serde(default = "default_snap")]
+    pub snap: f64,
+}
+
+fn default_threshold() -> f64 {
+    0.5
+}
+fn default_smooth() -> usize {
+    3
+}
+fn default_merge_gap() -> f64 {
+    1.0
+}
+fn default_min_length() -> f64 {
+    1.0
+}
+fn default_boundary_threshold() -> f64 {
+    0.3
+}
+fn default_snap() -> f64 {
+    1.0
+}
+
+impl Default for PostProcess {
+    fn default() -> Self {
+        PostProcess {
+            threshold: default_threshold(),
+            smooth: default_smooth(),
+            merge_gap: default_merge_gap(),
+            min_length: default_min_length(),
+            boundary_threshold: default_boundary_threshold(),
+            snap: default_snap(),
+        }
+    }
+}
+
+/// A detected replay.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// Start in seconds.
+    pub start: f64,
+    /// End in seconds.
+    pub end: f64,
+    /// Confidence in [0, 1].
+    pub score: f64,
+}
+
+impl PostProcess {
+    pub fn check(&self) -> Result<(), String> {
+        let ok = |v: f64| v.is_finite() && v >= 0.0;
+        if !(ok(self.threshold) && self.threshold <= 1.0)
+            || !(ok(self.boundary_threshold) && self.boundary_threshold <= 1.0)
+        {
+            return Err("post-processing thresholds must lie in [0, 1]".into());
+        }
+        if !(ok(self.merge_gap) && ok(self.min_length) && ok(self.snap)) {
+            return Err("`merge_gap`, `min_length` and `snap` must be 0 or more seconds".into());
+        }
+        Ok(())
+    }
+
+    /// Segments from per-frame probabilities `[start, end, content]`.
+    pub fn segments(&self, probs: &[[f32; 3]], fps: f64) -> Vec<Detection> {
+        let n = probs.len();
+        if n == 0 || fps <= 0.0 {
+            return vec![];
+        }
+        let content: Vec<f64> = probs.iter().map(|p| p[2] as f64).collect();
+        let smooth = moving_average(&content, self.smooth.max(1));
+        // 2. runs
+        let mut runs: Vec<(usize, usize)> = vec![];
+        let mut i = 0;
+        while i < n {
+            if smooth[i] >= self.threshold {
+                let a = i;
+                while i < n && smooth[i] >= self.threshold {
+                    i += 1;
+                }
+                runs.push((a, i));
+            } else {
+                i += 1;
+            }
+        }
+        // 3. merge
+        let gap = (self.merge_gap * fps).round() as usize;
+        let mut merged: Vec<(usize, usize)> = vec![];
+        for r in runs {
+            match merged.last_mut() {
+                Some(last) if r.0 - last.1 < gap.max(1) => last.1 = r.1,
+                _ => merged.push(r),
+            }
+        }
+        // 4. snap to boundary peaks, 5. drop short, 6. score
+        let reach = (self.snap * fps).round() as usize;
+        let peak = |centre: usize, signal: usize| -> Option<(usize, f64)> {
+            let lo = centre.saturating_sub(reach);
+            let hi = (centre + reach).min(n - 1);
+            (lo..=hi)
+                .map(|j| (j, probs[j][signal] as f64))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+        };
+        let mut out = vec![];
+        for (a, b) in merged {
+            let (mut s, mut e) = (a, b);
+            let mut ps = 0.0;
+            let mut pe = 0.0;
+            if let Some((j, p)) = peak(a, 0) {
+                ps = p;
+                if p >= self.boundary_threshold {
+                    s = j;
+                }
+            }
+            if let Some((j, p)) = peak(b.saturating_sub(1), 1) {
+                pe = p;
+                if p >= self.boundary_threshold {
+                    e = j + 1;
+                }
+            }
+            if e <= s {
+                continue;
+            }
+            let (start, end) = (s as f64 / fps, e as f64 / fps);
+            if end - start < self.min_length {
+                continue;
+            }
+            let mean = content[s..e].iter().sum::<f64>() / (e - s) as f64;
+            out.push(Detection {
+                start,
+                end,
+                score: (mean * (ps + pe) / 2.0).clamp(0.0, 1.0),
+            });
+        }
+        out
+    }
+}
+
+/// Centred moving average; the window shrinks at the edges.
+fn moving_average(x: &[f64], w: usize) -> Vec<f64> {
+    let h = w / 2;
+    let mut prefix = vec![0.0; x.len() + 1];
+    for (i, v) in x.iter().enumerate() {
+        prefix[i + 1] = prefix[i] + v;
+    }
+    (0..x.len())
+        .map(|i| {
+            let a = i.saturating_sub(h);
+            let b = (i + h + 1).min(x.len());
+            (prefix[b] - prefix[a]) / (b - a) as f64
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signal(n: usize, segs: &[(usize, usize)]) -> Vec<[f32; 3]> {
+        let mut p = vec![[0.0f32; 3]; n];
+        for &(a, b) in segs {
+            for q in p.iter_mut().take(b).skip(a) {
+                q[2] = 0.9;
+            }
+            p[a][0] = 0.8;
+            p[b - 1][1] = 0.8;
+        }
+        p
+    }
+
+    #[test]
+    fn finds_each_replay_with_its_edges() {
+        let p = signal(100, &[(10, 30), (60, 80)]);
+        let d = PostProcess::default().segments(&p, 5.0);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!((d[0].start, d[0].end), (2.0, 6.0));
+        assert_eq!((d[1].start, d[1].end), (12.0, 16.0));
+        assert!(d[0].score > 0.6 && d[0].score <= 1.0);
+    }
+
+    #[test]
+    fn merges_short_gaps_and_drops_short_runs() {
+        let mut p = signal(100, &[(10, 30)]);
+        for q in p.iter_mut().take(22).skip(19) {
+            q[2] = 0.0; // a 3-frame dip at 5 fps = 0.6 s < merge_gap
+        }
+        for q in p.iter_mut().take(53).skip(50) {
+            q[2] = 0.9; // 0.6 s blip < min_length
+        }
+        let pp = PostProcess { smooth: 1, ..PostProcess::default() };
+        let d = pp.segments(&p, 5.0);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].start, d[0].end), (2.0, 6.0));
+    }
+
+    #[test]
+    fn nothing_in_nothing_out() {
+        assert!(PostProcess::default().segments(&[], 5.0).is_empty());
+        assert!(PostProcess::default().segments(&[[0.0; 3]; 50], 5.0).is_empty());
+    }
+}
