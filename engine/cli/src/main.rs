@@ -2,6 +2,7 @@
 //! engine-core.
 
 mod catalog_cmd;
+mod detect_cmd;
 mod progress;
 mod show;
 
@@ -106,6 +107,21 @@ enum Cmd {
     Get {
         what: String,
         dest: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Find the replays in a video with a stored detector: `--model` is a
+    /// ref (`models/basketball@production`), a digest, or `RUN/TASK`.
+    Detect {
+        video: PathBuf,
+        #[arg(long)]
+        model: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Also write the segments as JSON to this file.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -445,6 +461,11 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         }
         Cmd::Catalog { cmd } => catalog_cmd::run(cmd).await,
         Cmd::Ref { cmd } => show::refs(cmd_to_ref(cmd)?).await.map(|_| 0),
+        Cmd::Detect { video, model, json, out, store } => {
+            let store = open_store(&store, None)?;
+            let args = detect_cmd::DetectArgs { video: &video, model: &model, json, out: out.as_ref() };
+            detect_cmd::run(&store, args).await
+        }
         Cmd::Get { what, dest, store } => {
             let store = open_store(&store, None)?;
             show::get(&store, &what, &dest).await?;
