@@ -428,7 +428,7 @@ impl Catalog {
     }
 }
 
-fn check_span(start: f64, end: f64) -> Result<()> {
+pub(crate) fn check_span(start: f64, end: f64) -> Result<()> {
     if start.is_finite() && end.is_finite() && start >= 0.0 && end > start {
         Ok(())
     } else {

@@ -3,9 +3,12 @@
 //! For each `*.mp4`, `*.mkv` or `*.webm` (sub-folders included, hidden
 //! files skipped) the file is probed, and labels are read from a sibling
 //! `NAME.json` (a synthetic ground truth, or a user label file) or
-//! `NAME.csv`. The uri is the file's absolute path. Re-importing updates the
-//! video and replaces its human labels with the file's; a video without a
-//! label file keeps the labels it has.
+//! `NAME.csv`. The uri is the file's absolute path. A generator ground
+//! truth is stored as `truth` labels (exact, for evaluation, not a human
+//! verdict), a user label file as `human` labels. Re-importing updates the
+//! video and replaces its labels of the file's source only, so review
+//! verdicts survive re-importing generated videos; a video without a label
+//! file keeps the labels it has.
 
 use std::path::{Path, PathBuf};
 
@@ -20,12 +23,13 @@ use crate::model::*;
 pub const VIDEO_EXTENSIONS: [&str; 3] = ["mp4", "mkv", "webm"];
 
 /// What a label file says about a video.
-#[derive(Default)]
 struct FoundLabels {
     sport: Option<String>,
     league: Option<String>,
     broadcaster: Option<String>,
     season: Option<String>,
+    /// `Truth` for a generator ground truth, `Human` for a user label file.
+    source: LabelSource,
     spans: Vec<NewLabel>,
 }
 
@@ -81,7 +85,7 @@ impl Catalog {
                 report.updated += 1;
             }
             if let Some(found) = labels {
-                self.set_labels(id, LabelSource::Human, &found.spans).await?;
+                self.set_labels(id, found.source, &found.spans).await?;
                 report.labelled += 1;
                 report.labels += found.spans.len();
             }
@@ -153,6 +157,7 @@ fn read_sibling_labels(video: &Path) -> std::result::Result<Option<FoundLabels>,
         league: seg.league.clone(),
         broadcaster: seg.broadcaster.clone(),
         season: None,
+        source: LabelSource::Human,
         spans: seg.segments.iter().map(|s| NewLabel { start_s: s.start, end_s: s.end, confidence: None }).collect(),
     }))
 }
@@ -173,6 +178,7 @@ fn from_ground_truth(truth: &GroundTruth) -> FoundLabels {
         league: Some(truth.video.league.clone()),
         broadcaster: Some(truth.video.broadcaster.clone()),
         season: Some(truth.video.season.clone()),
+        source: LabelSource::Truth,
         spans: truth
             .segments()
             .segments

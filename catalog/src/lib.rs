@@ -7,16 +7,20 @@
 //! - [`Catalog::import_dir`]: a folder of videos and their label files ([`import`]).
 //! - [`Catalog::list`], [`Catalog::labels_for`], [`Catalog::add_prediction`],
 //!   [`Catalog::add_review`], [`Catalog::set_labels`]: typed reads and writes ([`db`]).
+//! - [`Catalog::enqueue_review`], [`Catalog::review_queue`], [`Catalog::record_verdict`]:
+//!   the manual-review queue ([`review`]).
 //! - [`Catalog::query`], [`Catalog::query_named`]: any read-only SELECT, rows as JSON ([`query`]).
 //! - [`item_key`], [`content_identity`]: for pipeline items that point at videos ([`identity`]).
 //! - [`CatalogError`]: every failure, naming the database, file or SQL.
 
+#[macro_use]
 pub mod db;
 pub mod error;
 pub mod identity;
 pub mod import;
 pub mod model;
 pub mod query;
+pub mod review;
 
 pub use db::{Catalog, DEFAULT_DB, prepare_default};
 pub use error::{CatalogError, Result};

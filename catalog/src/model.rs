@@ -82,13 +82,16 @@ impl std::fmt::Display for VideoKey {
     }
 }
 
-/// Where a label came from: a person (or exact synthetic ground truth) or a
-/// teacher model.
+/// Where a label came from: a person (a label file or a review verdict), a
+/// teacher model, or the exact ground truth of a generated video.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LabelSource {
     Human,
     Teacher,
+    /// A synthetic broadcast's ground truth: for evaluation, not a human
+    /// verdict, so the teacher still runs on such videos.
+    Truth,
 }
 
 impl LabelSource {
@@ -96,6 +99,7 @@ impl LabelSource {
         match self {
             LabelSource::Human => "human",
             LabelSource::Teacher => "teacher",
+            LabelSource::Truth => "truth",
         }
     }
 }
@@ -116,7 +120,7 @@ pub struct LabelRow {
     pub video_id: i64,
     pub start_s: f64,
     pub end_s: f64,
-    /// `human` or `teacher`.
+    /// `human`, `teacher` or `truth`.
     pub source: String,
     pub confidence: Option<f64>,
     pub created_at: String,
@@ -217,4 +221,58 @@ impl std::fmt::Display for ImportReport {
             self.labels
         )
     }
+}
+
+/// Why a video goes to the review queue: the teacher's confidence and its
+/// proposed replay spans (confidence per span).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewQueueEntry {
+    /// The teacher's video-level confidence (`None` when it could not tag).
+    pub confidence: Option<f64>,
+    pub proposals: Vec<NewLabel>,
+    /// Why, in words (low confidence, a decode error, ...).
+    pub reason: Option<String>,
+    /// Who queued it (e.g. the pipeline task).
+    pub queued_by: Option<String>,
+}
+
+/// A person's verdict on a queued video.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueVerdict {
+    /// The teacher's proposals are right.
+    Accepted,
+    /// The person gave the replay spans.
+    Fixed,
+}
+
+impl QueueVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueVerdict::Accepted => "accepted",
+            QueueVerdict::Fixed => "fixed",
+        }
+    }
+}
+
+/// One row of `review_queue`, with its video's metadata.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    pub id: i64,
+    pub video_id: i64,
+    pub uri: String,
+    pub sport: Option<String>,
+    pub league: Option<String>,
+    pub broadcaster: Option<String>,
+    /// `pending` or `done`.
+    pub status: String,
+    pub confidence: Option<f64>,
+    pub proposals: Vec<NewLabel>,
+    pub reason: Option<String>,
+    pub queued_by: Option<String>,
+    pub queued_at: String,
+    /// `accepted` or `fixed` once done.
+    pub verdict: Option<String>,
+    pub reviewer: Option<String>,
+    pub done_at: Option<String>,
 }

@@ -26,7 +26,7 @@ fn pg_url() -> Option<String> {
 /// Drops the catalog's tables so the scenario starts empty.
 async fn wipe(url: &str) {
     let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-    sqlx::raw_sql("DROP TABLE IF EXISTS reviews, predictions, labels, videos, _sqlx_migrations CASCADE")
+    sqlx::raw_sql("DROP TABLE IF EXISTS review_queue, reviews, predictions, labels, videos, _sqlx_migrations CASCADE")
         .execute(&mut c)
         .await
         .unwrap();

@@ -85,7 +85,7 @@ async fn catalog_query_stage_end_to_end() {
     let labels = meta["labels"].as_array().unwrap();
     assert_eq!(labels.len(), g.truths[0].replays.len());
     assert_eq!(labels[0]["start_s"], json!(g.truths[0].replays[0].span.start));
-    assert_eq!(labels[0]["source"], json!("human"));
+    assert_eq!(labels[0]["source"], json!("truth"));
     let size = std::fs::metadata(meta["uri"].as_str().unwrap()).unwrap().len();
     assert_eq!(meta["content"]["size"], json!(size));
     assert_eq!(meta["content"]["blake3"].as_str().unwrap().len(), 64);

@@ -137,11 +137,14 @@ pub async fn scenario(url: &str) {
     let bare = after.iter().find(|v| v.uri == uri(dir, "unlabelled.mkv")).unwrap();
     assert_eq!((bare.league.as_deref(), bare.labels), (None, 0));
 
-    // labels_for: the ground truth's replay spans, by uri or by id.
+    // labels_for: the ground truth's replay spans (source `truth`, not a
+    // human verdict), by uri or by id.
     let labels = cat.labels_for(gt.uri.as_str()).await.unwrap();
     let want: Vec<(f64, f64)> = t0.segments().segments.iter().map(|s| (s.start, s.end)).collect();
     assert_eq!(labels.iter().map(|l| (l.start_s, l.end_s)).collect::<Vec<_>>(), want);
-    assert!(labels.iter().all(|l| l.source == "human" && l.confidence.is_none()));
+    assert!(labels.iter().all(|l| l.source == "truth" && l.confidence.is_none()));
+    let user_labels = cat.labels_for(user.id).await.unwrap();
+    assert!(user_labels.iter().all(|l| l.source == "human"), "{user_labels:?}");
     assert_eq!(cat.labels_for(gt.id).await.unwrap(), labels);
     let e = cat.labels_for("/no/such.mp4").await.unwrap_err().to_string();
     assert!(e.contains("No video `/no/such.mp4`") && e.contains("engine catalog import"), "{e}");
@@ -252,10 +255,81 @@ pub async fn scenario(url: &str) {
     assert_eq!(t.columns, ["id", "id_2", "verdict"]);
     assert_eq!(t.rows[2]["verdict"], json!("missed"));
 
+    review_queue(&cat, dir, gt, bare).await;
     cat.close().await;
 
     // Opening again migrates nothing and sees the same data.
     let again = Catalog::open(url).await.unwrap();
     assert_eq!(again.list(&VideoFilter::default()).await.unwrap().len(), 6);
     again.close().await;
+}
+
+fn spans(labels: &[LabelRow], source: &str) -> Vec<(f64, f64)> {
+    labels.iter().filter(|l| l.source == source).map(|l| (l.start_s, l.end_s)).collect()
+}
+
+/// The review queue: enqueue and refresh, list, accept, fix, bad input.
+async fn review_queue(cat: &Catalog, dir: &Path, gt: &VideoRow, bare: &VideoRow) {
+    let proposal = NewLabel { start_s: 1.0, end_s: 4.0, confidence: Some(0.6) };
+    let low = NewQueueEntry {
+        confidence: Some(0.2),
+        proposals: vec![proposal],
+        reason: Some("teacher confidence 0.20 < 0.50".into()),
+        queued_by: Some("route".into()),
+    };
+    let (q1, new) = cat.enqueue_review(bare.id, &low).await.unwrap();
+    assert!(new);
+    // Queued again by a later run: the same entry, refreshed.
+    let again = NewQueueEntry { confidence: Some(0.3), ..low.clone() };
+    assert_eq!(cat.enqueue_review(bare.uri.as_str(), &again).await.unwrap(), (q1, false));
+    let failed = NewQueueEntry { confidence: None, proposals: vec![], reason: Some("Failed to decode".into()), queued_by: None };
+    cat.enqueue_review(gt.id, &failed).await.unwrap();
+    let e = cat.enqueue_review("/no/such.mp4", &low).await.unwrap_err().to_string();
+    assert!(e.contains("No video `/no/such.mp4`"), "{e}");
+    let bad = NewQueueEntry { proposals: vec![NewLabel { start_s: 5.0, end_s: 4.0, confidence: None }], ..low.clone() };
+    assert!(cat.enqueue_review(bare.id, &bad).await.unwrap_err().to_string().contains("Invalid span"));
+
+    let pending = cat.review_queue(true).await.unwrap();
+    assert_eq!(pending.len(), 2, "{pending:?}");
+    let b = &pending[0];
+    assert_eq!((b.video_id, b.uri.as_str(), b.status.as_str(), b.confidence), (bare.id, bare.uri.as_str(), "pending", Some(0.3)));
+    assert_eq!((b.proposals.as_slice(), b.verdict.as_deref(), b.league.as_deref()), (&[proposal][..], None, None));
+    assert_eq!((pending[1].video_id, pending[1].confidence, pending[1].league.as_deref()), (gt.id, None, Some("liga-sur")));
+
+    // Accept: the proposals become human labels; teacher labels stay.
+    let done = cat.record_verdict(bare.id, QueueVerdict::Accepted, &[], "ana").await.unwrap();
+    assert_eq!((done.id, done.status.as_str(), done.verdict.as_deref(), done.reviewer.as_deref()), (q1, "done", Some("accepted"), Some("ana")));
+    assert!(done.done_at.is_some());
+    let l = cat.labels_for(bare.id).await.unwrap();
+    assert_eq!((spans(&l, "human"), spans(&l, "teacher")), (vec![(1.0, 4.0)], vec![(0.5, 2.0)]));
+    let e = cat.record_verdict(bare.id, QueueVerdict::Accepted, &[], "ana").await.unwrap_err().to_string();
+    assert!(e.contains("has no pending review") && e.contains("engine review fix"), "{e}");
+
+    // Fix: the person's spans; the ground truth stays `truth` and survives a re-import.
+    let truth_before = spans(&cat.labels_for(gt.id).await.unwrap(), "truth");
+    let bad_span = [NewLabel { start_s: 3.0, end_s: f64::NAN, confidence: None }];
+    assert!(cat.record_verdict(gt.id, QueueVerdict::Fixed, &bad_span, "bo").await.unwrap_err().to_string().contains("Invalid span"));
+    assert_eq!(cat.review_queue(true).await.unwrap().len(), 1, "a rejected verdict changes nothing");
+    let fixed = [NewLabel { start_s: 2.0, end_s: 5.5, confidence: None }, NewLabel { start_s: 9.0, end_s: 11.0, confidence: None }];
+    let done = cat.record_verdict(gt.uri.as_str(), QueueVerdict::Fixed, &fixed, "bo").await.unwrap();
+    assert_eq!(done.verdict.as_deref(), Some("fixed"));
+    cat.import_dir(dir).await.unwrap();
+    let l = cat.labels_for(gt.id).await.unwrap();
+    assert_eq!((spans(&l, "human"), spans(&l, "truth")), (vec![(2.0, 5.5), (9.0, 11.0)], truth_before));
+    assert!(cat.review_queue(true).await.unwrap().is_empty());
+
+    // Fix on a video never queued: a closed entry; "no replays" is an empty fix.
+    let m2 = uri(dir, "user/match-02.mp4");
+    let done = cat.record_verdict(m2.as_str(), QueueVerdict::Fixed, &[], "cy").await.unwrap();
+    assert_eq!((done.status.as_str(), done.proposals.len()), ("done", 0));
+    assert!(spans(&cat.labels_for(m2.as_str()).await.unwrap(), "human").is_empty());
+    let e = cat.record_verdict(999_999, QueueVerdict::Fixed, &[], "cy").await.unwrap_err().to_string();
+    assert!(e.contains("No video id 999999"), "{e}");
+
+    // A reviewed video can be queued again; history is kept, newest first.
+    let (q3, new) = cat.enqueue_review(bare.id, &low).await.unwrap();
+    assert!(new && q3 != q1);
+    let history = cat.reviews_of(bare.id).await.unwrap();
+    assert_eq!(history.iter().map(|e| e.status.as_str()).collect::<Vec<_>>(), ["pending", "done"]);
+    assert_eq!(cat.review_queue(false).await.unwrap().len(), 4);
 }
