@@ -1,7 +1,9 @@
 //! `catalog.query`: videos chosen by a SELECT on the catalog, as the
 //! collection `videos`. Items carry no bytes: their meta holds the row (with
-//! the `uri`), the video's labels and a content identity, so per-item caching
-//! downstream notices a changed file.
+//! the `uri`), the video's labels (`labels`: `start_s`, `end_s`, `source`
+//! `human | teacher | truth`, `confidence`), the latest review verdict
+//! (`review`, when a person reviewed it) and a content identity, so per-item
+//! caching downstream notices a changed file or a new verdict.
 //!
 //! The stage reads a database that changes between runs: give it
 //! `cache: false` so every run sees the current catalog.
@@ -138,6 +140,15 @@ impl CatalogQuery {
                 Err(CatalogError::Invalid(_)) => vec![],
                 Err(e) => return Err(StageError::msg(e.to_string())),
             };
+            // The latest verdict: a reviewed video is human-labelled even
+            // when the person found no replays (no `human` label rows).
+            let review = match db.reviews_of(uri.as_str()).await {
+                Ok(entries) => entries.into_iter().find(|e| e.status == "done").map(|e| {
+                    json!({ "verdict": e.verdict, "reviewer": e.reviewer, "done_at": e.done_at })
+                }),
+                Err(CatalogError::Invalid(_)) => None,
+                Err(e) => return Err(StageError::msg(e.to_string())),
+            };
             let path = PathBuf::from(uri.strip_prefix("file://").unwrap_or(&uri));
             let content = ctx
                 .blocking({
@@ -153,6 +164,9 @@ impl CatalogQuery {
                 })
                 .await?;
             row.insert("labels".into(), Value::Array(labels));
+            if let Some(r) = review {
+                row.insert("review".into(), r);
+            }
             row.insert(
                 "content".into(),
                 serde_json::to_value(content).unwrap_or(Value::Null),

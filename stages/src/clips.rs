@@ -268,6 +268,34 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// A catalogued generated video: its `truth` labels from `catalog.query`'s
+/// meta (replay spans only; the catalog keeps no distractor times).
+fn catalog_truth(item: &Item, duration: Option<f64>) -> Result<VideoLabels, StageError> {
+    let labels = item.meta.get("labels").and_then(Value::as_array);
+    let truth: Vec<(f64, f64)> = labels
+        .into_iter()
+        .flatten()
+        .filter(|l| l.get("source").and_then(Value::as_str) == Some("truth"))
+        .filter_map(|l| Some((l.get("start_s")?.as_f64()?, l.get("end_s")?.as_f64()?)))
+        .collect();
+    if truth.is_empty() {
+        return Err(StageError::msg(format!(
+            "video `{}` has no `truth.json` and no `truth` labels in the catalog; `labels: truth` is for generated videos (from the generator, or imported into the catalog with their ground truth); use `labels: auto` for other videos",
+            item.key
+        )));
+    }
+    let duration = duration
+        .or_else(|| item.meta.get("duration_s").and_then(Value::as_f64))
+        .unwrap_or_else(|| truth.iter().map(|s| s.1).fold(0.0, f64::max));
+    Ok(VideoLabels {
+        duration,
+        segments: truth,
+        graphics: vec![],
+        cuts: vec![],
+        source: "truth".into(),
+    })
+}
+
 impl Cut {
     async fn labels(&self, item: &Item, ctx: &ItemCtx) -> Result<VideoLabels, StageError> {
         let meta_duration = item
@@ -277,9 +305,9 @@ impl Cut {
             .and_then(Value::as_f64);
         match self.0.labels {
             LabelSource::Truth => {
-                let t: media::synth::GroundTruth = read_json(ctx, item, "truth.json").await?.ok_or_else(|| {
-                    StageError::msg(format!("video `{}` has no `truth.json`; `labels: truth` is for generated videos only", item.key))
-                })?;
+                let Some(t) = read_json::<media::synth::GroundTruth>(ctx, item, "truth.json").await? else {
+                    return catalog_truth(item, meta_duration);
+                };
                 use media::synth::DistractorKind as D;
                 let at = |k: &[D]| -> Vec<f64> {
                     t.distractors

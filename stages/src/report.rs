@@ -78,18 +78,28 @@ impl Stage for Report {
                 .and_then(Value::as_f64)
                 .unwrap_or(0.0);
             row.seconds += dur;
-            // Generator items carry `replays`; catalog rows carry `labels`.
-            let labels = m.get("labels").and_then(Value::as_array);
+            // Generator items carry `replays`; catalog rows carry `labels`
+            // of several sources: count one, `human` first, then `truth`.
+            let labels = m.get("labels").and_then(Value::as_array).map(|all| {
+                let of = |src: &str| -> Vec<&Value> {
+                    all.iter()
+                        .filter(|l| l.get("source").and_then(Value::as_str) == Some(src))
+                        .collect()
+                };
+                let human = of("human");
+                if human.is_empty() { of("truth") } else { human }
+            });
             row.replays += m
                 .get("replays")
                 .and_then(Value::as_u64)
-                .or_else(|| labels.map(|l| l.len() as u64))
+                .or_else(|| labels.as_ref().map(|l| l.len() as u64))
                 .unwrap_or(0);
             row.replay_seconds += m
                 .get("replay_seconds")
                 .and_then(Value::as_f64)
                 .unwrap_or_else(|| {
                     labels
+                        .as_ref()
                         .map(|l| {
                             l.iter()
                                 .map(|x| {

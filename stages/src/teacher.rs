@@ -4,8 +4,16 @@
 //!
 //! Why two stages: a map stage produces exactly one collection, and per-video
 //! caching matters more than saving one tiny task. `teacher.tag` marks each
-//! item with `route: auto | review`; `review.route` splits on it.
+//! item with `route: auto | review`; `review.route` splits on it and, with
+//! `catalog:`, records the review queue in the catalog.
+//!
+//! Human labels always win over the teacher: an attached
+//! `human_labels.json`, or a catalog video's `human` labels or review
+//! verdict (from `catalog.query`'s item meta). `teacher.calibrate` tunes the
+//! detector per league; `teacher.tag` takes its `calibration.json` through
+//! `needs:`.
 
+pub mod calibrate;
 pub mod detect;
 
 use async_trait::async_trait;
@@ -30,10 +38,20 @@ pub fn register(r: &mut Registry) {
         },
     );
     r.add(
+        "teacher.calibrate",
+        "per league: the detector threshold with the best boundary recall on labelled videos (calibration.json, for teacher.tag)",
+        |v| {
+            let c: calibrate::CalibrateConfig = parse_params(v)?;
+            c.check()?;
+            Ok(StageImpl::Task(Arc::new(calibrate::Calibrate(c))))
+        },
+    );
+    r.add(
         "review.route",
         "split tagged videos into `tagged` (auto) and `review` (low confidence)",
         |v| {
             let c: RouteConfig = parse_params(v)?;
+            c.check()?;
             Ok(StageImpl::Task(Arc::new(Route(c))))
         },
     );
@@ -46,7 +64,9 @@ pub struct TagConfig {
     /// Videos whose confidence is below this go to manual review.
     #[serde(default = "default_review_below")]
     pub review_below: f64,
-    /// Detector knobs (analysis rate and size, thresholds, pairing).
+    /// Detector knobs (analysis rate and size, thresholds, pairing). A
+    /// `calibration.json` from `teacher.calibrate` among the stage's `needs`
+    /// overrides the threshold and rare share of the leagues it calibrated.
     #[serde(default)]
     pub detector: DetectParams,
 }
@@ -78,7 +98,8 @@ pub const ROUTE_REVIEW: &str = "review";
 pub struct Tags {
     pub version: u32,
     pub video: String,
-    /// `teacher` or `human` (a `human_labels.json` file wins).
+    /// `teacher` or `human` (a `human_labels.json` file, or a catalog
+    /// video's human labels or review verdict, wins).
     pub source: String,
     /// `auto` or `review`.
     pub route: String,
@@ -97,6 +118,9 @@ pub struct Tags {
     /// Why the video could not be tagged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The league whose calibrated detector settings were used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrated: Option<String>,
 }
 
 pub const TAGS_VERSION: u32 = 1;
@@ -106,7 +130,8 @@ struct Tag(TagConfig);
 #[async_trait]
 impl MapStage for Tag {
     fn version(&self) -> u32 {
-        1
+        // 2: catalog human labels and verdicts win; calibration.
+        2
     }
     fn output(&self) -> String {
         "tagged".into()
@@ -115,10 +140,15 @@ impl MapStage for Tag {
         for (n, b) in &item.files {
             ctx.attach(n, b.clone())?;
         }
-        let duration = item.meta.get("duration").and_then(Value::as_f64);
-        let tags = match item.files.get("human_labels.json") {
-            Some(blob) => human_tags(item, ctx, blob, duration).await,
-            None => self.teacher_tags(item, ctx, duration).await?,
+        let duration = item
+            .meta
+            .get("duration")
+            .or_else(|| item.meta.get("duration_s"))
+            .and_then(Value::as_f64);
+        let tags = match (item.files.get("human_labels.json"), catalog_human_labels(&item.meta)) {
+            (Some(blob), _) => human_tags(item, ctx, blob, duration).await,
+            (None, Some(segments)) => human_tags_from(item, segments, duration),
+            (None, None) => self.teacher_tags(item, ctx, duration).await?,
         };
         let mut meta = if item.meta.is_object() {
             item.meta.clone()
@@ -133,6 +163,9 @@ impl MapStage for Tag {
             "segments": tags.segments.len(),
             "cuts": tags.cuts.len(),
         });
+        if let Some(league) = &tags.calibrated {
+            meta["teacher"]["calibrated_for"] = json!(league);
+        }
         if let Some(check) = truth_check(item, ctx, &tags).await {
             meta["teacher"]["truth_check"] = check;
         }
@@ -165,6 +198,7 @@ impl Tag {
             cuts: vec![],
             segments: vec![],
             error: Some(e),
+            calibrated: None,
         };
         // An attached video, or the local file a catalog row's `uri` names.
         let path = match crate::video::local_video(item, ctx).await {
@@ -176,7 +210,14 @@ impl Tag {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let params = self.0.detector.clone();
+        let league = item.meta.get("league").and_then(Value::as_str);
+        let (params, calibrated) = match calibration(ctx).await? {
+            Some(c) => match c.params_for(league, &self.0.detector) {
+                Some(p) => (p, league.map(str::to_string)),
+                None => (self.0.detector.clone(), None),
+            },
+            None => (self.0.detector.clone(), None),
+        };
         let cancel = ctx.cancel_token();
         let res = ctx
             .blocking(move || {
@@ -213,7 +254,73 @@ impl Tag {
             cuts: d.cuts,
             segments: d.segments,
             error: None,
+            calibrated,
         })
+    }
+}
+
+/// The `calibration.json` among the stage's other inputs (`needs:`), if any.
+async fn calibration(ctx: &ItemCtx) -> Result<Option<calibrate::Calibration>, StageError> {
+    let found: Vec<_> = ctx
+        .inputs()
+        .iter()
+        .filter_map(|i| i.manifest.files.get(calibrate::CALIBRATION_FILE).map(|b| (i, b)))
+        .collect();
+    let (input, blob) = match found.as_slice() {
+        [] => return Ok(None),
+        [one] => *one,
+        many => {
+            return Err(StageError::msg(format!(
+                "teacher.tag: {} inputs have a `{}` ({}); keep one `teacher.calibrate` in `needs`",
+                many.len(),
+                calibrate::CALIBRATION_FILE,
+                many.iter().map(|(i, _)| format!("`{}.{}`", i.task, i.output)).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    };
+    let bytes = ctx.read(blob).await?;
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        StageError::msg(format!(
+            "teacher.tag: Failed to parse `{}` of `{}.{}`: {e}; rerun `teacher.calibrate`",
+            calibrate::CALIBRATION_FILE,
+            input.task,
+            input.output
+        ))
+    })
+}
+
+/// A catalog video's human verdict from `catalog.query`'s meta: its `human`
+/// labels, or none at all when a person reviewed it and found no replays.
+/// `None`: nobody labelled it (generator `truth` labels do not count).
+fn catalog_human_labels(meta: &Value) -> Option<Vec<(f64, f64)>> {
+    let labels = meta.get("labels").and_then(Value::as_array);
+    let human: Vec<(f64, f64)> = labels
+        .into_iter()
+        .flatten()
+        .filter(|l| l.get("source").and_then(Value::as_str) == Some("human"))
+        .filter_map(|l| Some((l.get("start_s")?.as_f64()?, l.get("end_s")?.as_f64()?)))
+        .collect();
+    let reviewed = meta.get("review").is_some_and(|r| r.is_object());
+    (!human.is_empty() || reviewed).then_some(human)
+}
+
+fn human_tags_from(item: &Item, mut segments: Vec<(f64, f64)>, duration: Option<f64>) -> Tags {
+    segments.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Tags {
+        version: TAGS_VERSION,
+        video: item.key.clone(),
+        source: "human".into(),
+        route: ROUTE_AUTO.into(),
+        confidence: 1.0,
+        duration,
+        boundaries: vec![],
+        cuts: vec![],
+        segments: segments
+            .into_iter()
+            .map(|(start, end)| detect::Proposal { start, end, confidence: 1.0 })
+            .collect(),
+        error: None,
+        calibrated: None,
     }
 }
 
@@ -259,6 +366,7 @@ async fn human_tags(
         cuts: vec![],
         segments: vec![],
         error: None,
+        calibrated: None,
     };
     let read = async {
         let path = ctx.scratch_dir()?.join("human_labels.json");
@@ -294,6 +402,23 @@ pub struct RouteConfig {
     /// collection.
     #[serde(default)]
     pub from: Option<String>,
+    /// Also record the review queue in this catalog (a SQLite path,
+    /// `sqlite://PATH` or `postgres://...`): each video sent to review that
+    /// has a catalog `uri` gets a pending entry with the teacher's confidence
+    /// and proposals, for `engine review ls|accept|fix`. Default: none.
+    #[serde(default)]
+    pub catalog: Option<String>,
+}
+
+impl RouteConfig {
+    fn check(&self) -> Result<(), String> {
+        match &self.catalog {
+            Some(c) if c.trim().is_empty() => {
+                Err("`catalog` is empty; give a SQLite path, `sqlite://PATH` or `postgres://...`, or leave it out".into())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 struct Route(RouteConfig);
@@ -302,6 +427,11 @@ struct Route(RouteConfig);
 impl Stage for Route {
     fn version(&self) -> u32 {
         1
+    }
+    /// Writing the queue to a catalog is a side effect a cached result
+    /// would skip (the catalog may be new): run every time then.
+    fn always_run(&self) -> bool {
+        self.0.catalog.is_some()
     }
     fn outputs(&self) -> Vec<OutputDecl> {
         vec![
@@ -329,6 +459,7 @@ impl Stage for Route {
         let mut per_league: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         // league -> (true boundaries, matched) on videos with a truth check
         let mut checked: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut queue: Vec<Item> = vec![];
         for item in items {
             let league = item
                 .meta
@@ -350,6 +481,9 @@ impl Stage for Route {
             } else {
                 review += 1;
                 e.1 += 1;
+                if self.0.catalog.is_some() {
+                    queue.push(item.clone());
+                }
                 ctx.add_item("review", item)?;
             }
         }
@@ -367,6 +501,10 @@ impl Stage for Route {
         ctx.set_meta("review", json!({ "videos": review, "leagues": leagues }))?;
         ctx.set_value("auto_tagged", json!(auto));
         ctx.set_value("to_review", json!(review));
+        if let Some(url) = &self.0.catalog {
+            let queued = enqueue(ctx, url, &queue).await?;
+            ctx.set_value("queued", json!(queued));
+        }
         ctx.log(format!(
             "{auto} videos tagged automatically, {review} to review"
         ));
@@ -377,4 +515,64 @@ impl Stage for Route {
         }
         Ok(())
     }
+}
+
+/// Records the videos sent to review in the catalog's queue; returns how
+/// many entries were written. Videos without a catalog `uri` (generated in
+/// the pipeline) are skipped with a log line.
+async fn enqueue(ctx: &TaskCtx, url: &str, items: &[Item]) -> Result<u64, StageError> {
+    use ::catalog::{Catalog, NewLabel, NewQueueEntry};
+    let fail = |e: ::catalog::CatalogError| StageError::msg(format!("review.route: {e}"));
+    ::catalog::prepare_default(url).map_err(fail)?;
+    let db = Catalog::open(url).await.map_err(fail)?;
+    let (mut queued, mut outside) = (0u64, vec![]);
+    let result = async {
+        for item in items {
+            let Some(uri) = item.meta.get("uri").and_then(Value::as_str) else {
+                outside.push(item.key.clone());
+                continue;
+            };
+            let tags: Option<Tags> = match item.files.get("tags.json") {
+                Some(b) => serde_json::from_slice(&ctx.read(b).await?).ok(),
+                None => None,
+            };
+            let confidence = item.meta.pointer("/teacher/confidence").and_then(Value::as_f64);
+            let reason = match item.meta.get("error").and_then(Value::as_str) {
+                Some(e) => e.to_string(),
+                None => format!("teacher confidence {:.2}", confidence.unwrap_or(0.0)),
+            };
+            let entry = NewQueueEntry {
+                confidence,
+                proposals: tags
+                    .map(|t| t.segments)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|p| p.start.is_finite() && p.end > p.start && p.start >= 0.0)
+                    .map(|p| NewLabel { start_s: p.start, end_s: p.end, confidence: Some(p.confidence) })
+                    .collect(),
+                reason: Some(reason),
+                queued_by: Some(ctx.task().to_string()),
+            };
+            match db.enqueue_review(uri, &entry).await {
+                Ok(_) => queued += 1,
+                // A uri the query made up, not a catalogued video.
+                Err(::catalog::CatalogError::Invalid(m)) => ctx.log(format!("review.route: not queued: {m}")),
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let shown = db.url().to_string();
+    db.close().await;
+    result?;
+    if !outside.is_empty() {
+        ctx.log(format!(
+            "review.route: {} video(s) have no catalog `uri` and were not queued in `{shown}` ({}); they are in the `review` collection",
+            outside.len(),
+            outside.join(", ")
+        ));
+    }
+    ctx.log(format!("review.route: {queued} video(s) pending review in `{shown}`; `engine review ls` lists them"));
+    Ok(queued)
 }

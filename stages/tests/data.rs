@@ -61,7 +61,8 @@ fn replay_data(leagues: &[&str], extra: Value) -> String {
     for (k, v) in extra.as_object().unwrap() {
         values[k] = v.clone();
     }
-    engine_core::template::render_str(path, &src, &values, None).unwrap()
+    // The template includes `blocks/`, next to it.
+    engine_core::template::render_str(path, &src, &values, std::path::Path::new(path).parent()).unwrap()
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod catalog_cmd;
 mod detect_cmd;
 mod progress;
+mod review_cmd;
 mod show;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -156,6 +157,11 @@ enum Cmd {
     Catalog {
         #[command(subcommand)]
         cmd: catalog_cmd::CatalogCmd,
+    },
+    /// The manual-review queue: videos the teacher was unsure about; record verdicts.
+    Review {
+        #[command(subcommand)]
+        cmd: review_cmd::ReviewCmd,
     },
     /// Named pointers to artifacts, with history (the model registry).
     Ref {
@@ -460,6 +466,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Cmd::Catalog { cmd } => catalog_cmd::run(cmd).await,
+        Cmd::Review { cmd } => review_cmd::run(cmd).await,
         Cmd::Ref { cmd } => show::refs(cmd_to_ref(cmd)?).await.map(|_| 0),
         Cmd::Detect { video, model, json, out, store } => {
             let store = open_store(&store, None)?;
