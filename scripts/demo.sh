@@ -14,8 +14,9 @@ esac
 VALUES="pipelines/sports/$SPORT.yaml"
 need_rust
 need_ffmpeg
-say "building the engine (release)"
-cargo build --release --quiet --bin engine
+need_torch
+say "building the engine with the replay model on libtorch (release)"
+cargo build --release --quiet --features engine-cli/torch --bin engine
 ENGINE=target/release/engine
 if [ ! -d ".engine/videos/$SPORT" ]; then
   say "generating synthetic $SPORT broadcasts (every league and broadcaster style, with drift styles)"
@@ -33,6 +34,12 @@ say "running it again: the query reruns, every video comes from the cache"
 $ENGINE run pipelines/catalog-report.yaml.j2 -f "$VALUES"
 say "replay training data from the catalog: teacher tags, review queue, clips, split (pipelines/replay-data.yaml.j2)"
 $ENGINE run pipelines/replay-data.yaml.j2 -f "$VALUES" --set source=catalog
+say "the replay detector: backbone, features per video, LSTM sweep in parallel, best trial (pipelines/replay.yaml.j2)"
+$ENGINE run pipelines/replay.yaml.j2 -f "$VALUES" --set videos_per_league=5 --set clip_window=4 --set split_seed=1
+$ENGINE ref set "models/$SPORT@production" latest/select --note "demo: best trial on the test split"
+DEMO_VIDEO="$(ls .engine/videos/$SPORT/*.mp4 | head -1)"
+say "engine detect $DEMO_VIDEO --model models/$SPORT@production"
+$ENGINE detect "$DEMO_VIDEO" --model "models/$SPORT@production"
 say "generating inside a pipeline: four leagues in parallel (pipelines/broadcasts.yaml.j2)"
 $ENGINE run pipelines/broadcasts.yaml.j2 -f "$VALUES"
 $ENGINE runs --limit 3

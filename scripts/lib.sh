@@ -163,6 +163,6 @@ need_torch() {
   export PATH="$TORCH_VENV/bin:$PATH"
   export LIBTORCH_USE_PYTORCH=1
   export LIBTORCH_BYPASS_VERSION_CHECK="${LIBTORCH_BYPASS_VERSION_CHECK:-0}"
-  TORCH_LIB="$("$TORCH_VENV/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
+  TORCH_LIB="$("$TORCH_VENV/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)"
   export TORCH_LIB
 }

@@ -27,7 +27,7 @@ pub async fn run(store: &engine_core::store::Store, a: DetectArgs<'_>) -> Result
         return Err(anyhow!("video `{}` does not exist", a.video.display()));
     }
     let dir = tempfile::tempdir().context("Failed to create a temporary folder for the model")?;
-    crate::show::get(store, a.model, dir.path())
+    crate::show::fetch(store, a.model, dir.path())
         .await
         .with_context(|| format!("Failed to fetch model `{}` from {}", a.model, store.url()))?;
     let video = a.video.to_path_buf();

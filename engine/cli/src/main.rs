@@ -207,7 +207,7 @@ enum RefCmd {
     /// Point NAME (e.g. `models/basketball@production`) at an artifact.
     Set {
         name: String,
-        /// Digest, unique digest prefix, or another ref.
+        /// Digest, unique digest prefix, another ref, or `RUN/TASK[/OUTPUT]`.
         target: String,
         #[arg(long, default_value = "")]
         note: String,

@@ -323,12 +323,7 @@ pub async fn refs(a: RefAction) -> Result<()> {
             target,
             note,
         } => {
-            let d = store.resolve(&target).await.map_err(|_| {
-                anyhow!(
-                    "`{target}` is not an artifact digest, prefix or ref in store {}",
-                    store.url()
-                )
-            })?;
+            let d = resolve_artifact(&store, &target).await?;
             let doc = store.set_ref(&ref_name(&name), &d, &note).await?;
             println!("{name} -> {d} ({} moves)", doc.history.len());
         }
@@ -358,6 +353,37 @@ pub async fn refs(a: RefAction) -> Result<()> {
 /// Copies an artifact's files into `dest`: `RUN/TASK[/OUTPUT]`, a ref or
 /// a digest (prefix).
 pub async fn get(store: &Store, what: &str, dest: &std::path::Path) -> Result<()> {
+    let (digest, n) = fetch(store, what, dest).await?;
+    println!("{n} files of {} into {}", digest.short(), dest.display());
+    Ok(())
+}
+
+/// Copies an artifact's files into `dest`, quietly; returns its digest and
+/// the number of files.
+pub async fn fetch(store: &Store, what: &str, dest: &std::path::Path) -> Result<(engine_core::digest::Digest, usize)> {
+    let digest = resolve_artifact(store, what).await?;
+    let m = store.get_manifest(&digest).await?;
+    let mut n = 0;
+    for (name, b) in &m.files {
+        engine_core::store::check_rel_path(name).map_err(|e| anyhow!(e))?;
+        store.get_blob_to_file(&b.digest, &dest.join(name)).await?;
+        n += 1;
+    }
+    for item in &m.items {
+        engine_core::store::check_rel_path(&item.key).map_err(|e| anyhow!(e))?;
+        for (name, b) in &item.files {
+            engine_core::store::check_rel_path(name).map_err(|e| anyhow!(e))?;
+            store
+                .get_blob_to_file(&b.digest, &dest.join(&item.key).join(name))
+                .await?;
+            n += 1;
+        }
+    }
+    Ok((digest, n))
+}
+
+/// The artifact `what` names: `RUN/TASK[/OUTPUT]`, a ref, or a digest (prefix).
+pub async fn resolve_artifact(store: &Store, what: &str) -> Result<engine_core::digest::Digest> {
     let parts: Vec<&str> = what.split('/').collect();
     let mut digest = None;
     if parts.len() >= 2
@@ -392,25 +418,7 @@ pub async fn get(store: &Store, what: &str, dest: &std::path::Path) -> Result<()
             )
         })?,
     };
-    let m = store.get_manifest(&digest).await?;
-    let mut n = 0;
-    for (name, b) in &m.files {
-        engine_core::store::check_rel_path(name).map_err(|e| anyhow!(e))?;
-        store.get_blob_to_file(&b.digest, &dest.join(name)).await?;
-        n += 1;
-    }
-    for item in &m.items {
-        engine_core::store::check_rel_path(&item.key).map_err(|e| anyhow!(e))?;
-        for (name, b) in &item.files {
-            engine_core::store::check_rel_path(name).map_err(|e| anyhow!(e))?;
-            store
-                .get_blob_to_file(&b.digest, &dest.join(&item.key).join(name))
-                .await?;
-            n += 1;
-        }
-    }
-    println!("{n} files of {} into {}", digest.short(), dest.display());
-    Ok(())
+    Ok(digest)
 }
 
 fn esc(s: &str) -> String {

@@ -33,6 +33,15 @@ pub fn register(r: &mut Registry) {
         "a user-supplied backbone: TorchScript file or ResNet-18 safetensors",
         |v| {
             let c: ImportConfig = parse_params(v)?;
+            match (&c.artifact, &c.path, c.arch) {
+                (Some(_), None, None) => {}
+                (None, Some(_), Some(Arch::Torchscript | Arch::Resnet18)) => {}
+                (None, Some(_), Some(Arch::SmallCnn)) => {
+                    return Err("a `small-cnn` comes from `backbone.train`; import it with `artifact:` (its ref or digest)".into());
+                }
+                (None, Some(_), None) => return Err("`path` needs `arch`: `torchscript` or `resnet18`".into()),
+                _ => return Err("give either `artifact` (a backbone in the store) or `path` with `arch`".into()),
+            }
             Ok(StageImpl::Task(Arc::new(Import(c))))
         },
     );
@@ -255,14 +264,22 @@ pub fn ctx_log(ctx: &TaskCtx) -> impl Fn(String) + Send + 'static {
     move |line: String| log.line(&line)
 }
 
-/// Params of `backbone.import`.
+/// Params of `backbone.import`: either `artifact` (a backbone already in
+/// the store, by ref or digest: pins the backbone so a run that adds videos
+/// extracts features only for them) or `path` with `arch` (a user's file).
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportConfig {
+    /// A backbone artifact in the store: a ref (`backbones/basketball@production`)
+    /// or a digest. Resolved on every run.
+    #[serde(default)]
+    pub artifact: Option<String>,
     /// The file: a TorchScript module (`.pt`) or ResNet-18 weights (`.safetensors`).
-    pub path: PathBuf,
-    /// `torchscript` or `resnet18`.
-    pub arch: Arch,
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// `torchscript` or `resnet18` (with `path`).
+    #[serde(default)]
+    pub arch: Option<Arch>,
     /// Frame size the network takes.
     #[serde(default = "default_import_size")]
     pub size: u32,
@@ -285,35 +302,60 @@ impl Stage for Import {
     fn outputs(&self) -> Vec<OutputDecl> {
         vec![OutputDecl::artifact("backbone")]
     }
+    fn always_run(&self) -> bool {
+        // A ref may have moved since the last run.
+        self.0.artifact.is_some()
+    }
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
         let c = self.0.clone();
-        if c.arch == Arch::SmallCnn {
-            return Err(StageError::msg("backbone.import takes `torchscript` or `resnet18`; a `small-cnn` comes from `backbone.train`"));
+        if let Some(name) = &c.artifact {
+            let digest = ctx.store().resolve(name).await.map_err(|e| {
+                StageError::msg(format!("backbone `{name}` is not a ref or digest in store {}: {e}", ctx.store().url()))
+            })?;
+            let m = ctx.store().get_manifest(&digest).await?;
+            let Some(json_blob) = m.files.get("backbone.json") else {
+                return Err(StageError::msg(format!(
+                    "`{name}` ({}) is not a backbone (no `backbone.json`); point it at the `backbone` output of `backbone.train` or `backbone.import`",
+                    &digest.to_string()[..12]
+                )));
+            };
+            let info: BackboneInfo = serde_json::from_slice(&ctx.read(json_blob).await?)
+                .map_err(|e| StageError::msg(format!("`{name}`: its backbone.json is not readable: {e}")))?;
+            for (file, blob) in &m.files {
+                let bytes = ctx.read(blob).await?;
+                ctx.put_file("backbone", file, bytes).await?;
+            }
+            ctx.set_meta("backbone", json!({ "arch": info.arch, "dim": info.dim, "from": name }))?;
+            ctx.log(format!("backbone.import: `{name}` = {}", &digest.to_string()[..12]));
+            return Ok(());
         }
-        if !c.path.is_file() {
-            return Err(StageError::msg(format!("backbone file `{}` does not exist", c.path.display())));
+        let (Some(path), Some(arch)) = (c.path.clone(), c.arch) else {
+            return Err(StageError::msg("backbone.import needs `artifact`, or `path` with `arch`"));
+        };
+        if !path.is_file() {
+            return Err(StageError::msg(format!("backbone file `{}` does not exist", path.display())));
         }
-        let weights = match c.arch {
+        let weights = match arch {
             Arch::Torchscript => "backbone.pt",
             _ => "backbone.safetensors",
         };
         let dir = ctx.scratch_dir()?.join("import");
         std::fs::create_dir_all(&dir).map_err(|e| StageError::io("create", &dir, e))?;
-        std::fs::copy(&c.path, dir.join(weights)).map_err(|e| StageError::io("copy", &c.path, e))?;
+        std::fs::copy(&path, dir.join(weights)).map_err(|e| StageError::io("copy", &path, e))?;
         let mut info = BackboneInfo {
             kind: BACKBONE_KIND.into(),
-            arch: c.arch,
+            arch,
             width: c.size,
             height: c.size,
             dim: 0,
             fps: c.fps,
             weights: weights.into(),
-            origin: json!({ "stage": "backbone.import", "file": c.path.display().to_string() }),
+            origin: json!({ "stage": "backbone.import", "file": path.display().to_string() }),
         };
-        let (probe_info, d) = (info.clone(), dir.clone());
-        let path = c.path.clone();
+        let (probe_info, d, path2) = (info.clone(), dir.clone(), path.clone());
         let dim = ctx
             .blocking(move || {
+                let path = path2;
                 let b = Backbone::load(&probe_info, &d, Device::Cpu)?;
                 let x = Tensor::zeros([2, probe_info.height as i64, probe_info.width as i64, 3], (Kind::Uint8, Device::Cpu));
                 let f = b.features(&x).map_err(|e| StageError::msg(format!("backbone `{}` failed on a test batch: {e}", path.display())))?;
@@ -330,7 +372,7 @@ impl Stage for Import {
         ctx.put_file_from("backbone", weights, &dir.join(weights)).await?;
         ctx.put_file("backbone", "backbone.json", to_json(&info)?).await?;
         ctx.set_meta("backbone", json!({ "arch": info.arch, "dim": dim }))?;
-        ctx.log(format!("backbone.import: `{}` ({:?}, {dim} features)", c.path.display(), c.arch));
+        ctx.log(format!("backbone.import: `{}` ({arch:?}, {dim} features)", path.display()));
         Ok(())
     }
 }

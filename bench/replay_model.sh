@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Quality and training speed of the replay model on the generator's demo
+# preset (issue 4): runs pipelines/replay.yaml.j2 with the joint CNN+LSTM
+# baseline enabled, on truth labels, and prints the test-split figures of
+# the chosen LSTM trial and of the joint model, and both training times.
+#   bench/replay_model.sh [VIDEOS_PER_LEAGUE] [SPORT]
+# Figures land in $OUT (default /tmp/engine-bench-replay).
+source "$(dirname "$0")/../scripts/lib.sh"
+cd "$(dirname "$0")/.."
+N="${1:-5}"
+SPORT="${2:-basketball}"
+OUT="${OUT:-/tmp/engine-bench-replay}"
+need_ffmpeg
+need_torch
+if [ -z "${ENGINE:-}" ]; then
+  say "building engine with the torch feature (release)"
+  cargo build --release --quiet --features engine-cli/torch --bin engine
+  ENGINE="$PWD/target/release/engine"
+fi
+mkdir -p "$OUT"
+say "running pipelines/replay.yaml.j2 on the demo preset ($N videos per league, store $OUT/store)"
+/usr/bin/time -v "$ENGINE" run pipelines/replay.yaml.j2 -f "pipelines/sports/$SPORT.yaml" \
+  --store "fs://$OUT/store" --set preset=demo --set videos_per_league="$N" \
+  --set clip_window=6 --set clip_labels=truth --set split_seed="${SPLIT_SEED:-1}" \
+  --set joint=true ${EXTRA:-} 2> "$OUT/time.txt" | grep -v '^progress' | tee "$OUT/run.txt"
+grep -E "Maximum resident|Elapsed" "$OUT/time.txt" || true
+show() { "$ENGINE" show "latest/$1" --json --store "fs://$OUT/store"; }
+show select > "$OUT/select.json"
+show joint > "$OUT/joint.json"
+show extract > "$OUT/extract.json"
+CHOSEN="$(python3 -c "import json;print(json.load(open('$OUT/select.json'))['task']['values']['chosen'])")"
+show "$CHOSEN" > "$OUT/chosen.json"
+python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+sel, best, joint, ext = (json.load(open(f"{out}/{n}.json"))["task"] for n in ["select", "chosen", "joint", "extract"])
+keys = ["segment_f1", "segment_mean_f1", "start_f1_1s", "end_f1_1s"]
+print(f"chosen trial: {sel['values']['chosen']}")
+for name, t in [("LSTM on cached features", best), ("joint CNN+LSTM", joint)]:
+    v = t["values"]
+    print(f"{name:>24}: " + ", ".join(f"{k} {v.get(k)}" for k in keys) + f", train {v['train_seconds']:.1f} s")
+print(f"speed-up of training on cached features: {joint['values']['train_seconds'] / best['values']['train_seconds']:.1f}x")
+print(f"feature extraction: {ext['values']['items_run']} videos run, {ext['values']['items_cached']} cached")
+PY

@@ -1,0 +1,108 @@
+//! Feature extraction speed and memory (issue 4).
+//!
+//! `extract_speed [SECONDS]` (default 120): encodes a 224x224 25 fps test
+//! video, decodes its frames at 5 fps to 64x64 once, and times on the
+//! same batches (a) the bare backbone forward pass over frames already in
+//! memory and (b) `video_features`, the extraction path (ffmpeg decode on
+//! its own thread, overlapped with the forward pass). Prints frames/s of
+//! both and their ratio; the target is (b) >= 0.8 x (a).
+//! `extract_speed --memory MINUTES`: peak RSS of extraction on a video of
+//! that length, in a fresh process (ours, and ffmpeg's).
+//! `cargo run --release -p bench --features torch --bin extract_speed`
+
+use stages::model::frames::{Sampling, batch_tensor, stream, video_features};
+use stages::model::net::{Arch, BACKBONE_KIND, Backbone, BackboneInfo, SmallCnn};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+use tch::{Device, nn};
+
+fn peak_mib(who: i32) -> f64 {
+    // SAFETY: getrusage only writes the struct we hand it.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(who, &mut ru);
+        ru.ru_maxrss as f64 / 1024.0
+    }
+}
+
+fn encode(path: &Path, seconds: u64) {
+    let ok = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=224x224:rate=25", "-t"])
+        .arg(seconds.to_string())
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
+        .arg(path)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(ok.success(), "ffmpeg failed to encode the test video");
+}
+
+fn backbone(dir: &Path) -> (Backbone, Sampling) {
+    tch::manual_seed(1);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _net = SmallCnn::new(&vs.root(), 64, 3);
+    vs.save(dir.join("backbone.safetensors")).expect("save backbone");
+    let info = BackboneInfo {
+        kind: BACKBONE_KIND.into(),
+        arch: Arch::SmallCnn,
+        width: 64,
+        height: 64,
+        dim: 64,
+        fps: 5.0,
+        weights: "backbone.safetensors".into(),
+        origin: serde_json::Value::Null,
+    };
+    let s = Sampling { fps: info.fps, width: info.width, height: info.height };
+    (Backbone::load(&info, dir, Device::Cpu).expect("load backbone"), s)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let threads = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
+    tch::set_num_threads(threads);
+    if args.first().map(String::as_str) == Some("--memory") {
+        let minutes: u64 = args.get(1).and_then(|m| m.parse().ok()).unwrap_or(30);
+        let video = dir.path().join("long.mp4");
+        encode(&video, minutes * 60);
+        let (b, s) = backbone(dir.path());
+        let before = peak_mib(libc::RUSAGE_SELF);
+        let t = Instant::now();
+        let f = video_features(&b, &video, s, 64, Device::Cpu, |_| {}, || false).expect("extract");
+        println!(
+            "{minutes}-minute video: {} frames x {} features in {:.1} s; peak RSS engine {:.1} MiB (before extraction {:.1} MiB), ffmpeg {:.1} MiB",
+            f.size()[0],
+            f.size()[1],
+            t.elapsed().as_secs_f64(),
+            peak_mib(libc::RUSAGE_SELF),
+            before,
+            peak_mib(libc::RUSAGE_CHILDREN)
+        );
+        return;
+    }
+    let seconds: u64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(120);
+    let video = dir.path().join("video.mp4");
+    encode(&video, seconds);
+    let (b, s) = backbone(dir.path());
+    let batches: Vec<_> = stream(&video, s, 64).into_iter().map(|b| batch_tensor(&b.expect("decode"), s)).collect();
+    let frames: i64 = batches.iter().map(|t| t.size()[0]).sum();
+    // Warm-up, then the best of three of each, interleaved.
+    let _ = b.features(&batches[0]).expect("forward");
+    let (mut bare, mut full) = (f64::MAX, f64::MAX);
+    for _ in 0..3 {
+        let t = Instant::now();
+        for x in &batches {
+            let _ = b.features(x).expect("forward");
+        }
+        bare = bare.min(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let f = video_features(&b, &video, s, 64, Device::Cpu, |_| {}, || false).expect("extract");
+        full = full.min(t.elapsed().as_secs_f64());
+        assert_eq!(f.size()[0], frames);
+    }
+    let (fb, ff) = (frames as f64 / bare, frames as f64 / full);
+    println!("{seconds} s video, {frames} frames at 5 fps, 64x64, torch threads {threads}");
+    println!("bare forward pass (frames in memory): {fb:.0} frames/s");
+    println!("extraction (decode overlapped):       {ff:.0} frames/s");
+    println!("ratio extraction / bare: {:.2}", ff / fb);
+}
