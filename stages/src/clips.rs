@@ -305,7 +305,9 @@ impl Cut {
             .and_then(Value::as_f64);
         match self.0.labels {
             LabelSource::Truth => {
-                let Some(t) = read_json::<media::synth::GroundTruth>(ctx, item, "truth.json").await? else {
+                let Some(t) =
+                    read_json::<media::synth::GroundTruth>(ctx, item, "truth.json").await?
+                else {
                     return catalog_truth(item, meta_duration);
                 };
                 use media::synth::DistractorKind as D;

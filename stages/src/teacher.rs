@@ -145,7 +145,10 @@ impl MapStage for Tag {
             .get("duration")
             .or_else(|| item.meta.get("duration_s"))
             .and_then(Value::as_f64);
-        let tags = match (item.files.get("human_labels.json"), catalog_human_labels(&item.meta)) {
+        let tags = match (
+            item.files.get("human_labels.json"),
+            catalog_human_labels(&item.meta),
+        ) {
             (Some(blob), _) => human_tags(item, ctx, blob, duration).await,
             (None, Some(segments)) => human_tags_from(item, segments, duration),
             (None, None) => self.teacher_tags(item, ctx, duration).await?,
@@ -264,7 +267,12 @@ async fn calibration(ctx: &ItemCtx) -> Result<Option<calibrate::Calibration>, St
     let found: Vec<_> = ctx
         .inputs()
         .iter()
-        .filter_map(|i| i.manifest.files.get(calibrate::CALIBRATION_FILE).map(|b| (i, b)))
+        .filter_map(|i| {
+            i.manifest
+                .files
+                .get(calibrate::CALIBRATION_FILE)
+                .map(|b| (i, b))
+        })
         .collect();
     let (input, blob) = match found.as_slice() {
         [] => return Ok(None),
@@ -274,7 +282,10 @@ async fn calibration(ctx: &ItemCtx) -> Result<Option<calibrate::Calibration>, St
                 "teacher.tag: {} inputs have a `{}` ({}); keep one `teacher.calibrate` in `needs`",
                 many.len(),
                 calibrate::CALIBRATION_FILE,
-                many.iter().map(|(i, _)| format!("`{}.{}`", i.task, i.output)).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(|(i, _)| format!("`{}.{}`", i.task, i.output))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
     };
@@ -317,7 +328,11 @@ fn human_tags_from(item: &Item, mut segments: Vec<(f64, f64)>, duration: Option<
         cuts: vec![],
         segments: segments
             .into_iter()
-            .map(|(start, end)| detect::Proposal { start, end, confidence: 1.0 })
+            .map(|(start, end)| detect::Proposal {
+                start,
+                end,
+                confidence: 1.0,
+            })
             .collect(),
         error: None,
         calibrated: None,
@@ -536,7 +551,10 @@ async fn enqueue(ctx: &TaskCtx, url: &str, items: &[Item]) -> Result<u64, StageE
                 Some(b) => serde_json::from_slice(&ctx.read(b).await?).ok(),
                 None => None,
             };
-            let confidence = item.meta.pointer("/teacher/confidence").and_then(Value::as_f64);
+            let confidence = item
+                .meta
+                .pointer("/teacher/confidence")
+                .and_then(Value::as_f64);
             let reason = match item.meta.get("error").and_then(Value::as_str) {
                 Some(e) => e.to_string(),
                 None => format!("teacher confidence {:.2}", confidence.unwrap_or(0.0)),
@@ -548,7 +566,11 @@ async fn enqueue(ctx: &TaskCtx, url: &str, items: &[Item]) -> Result<u64, StageE
                     .unwrap_or_default()
                     .iter()
                     .filter(|p| p.start.is_finite() && p.end > p.start && p.start >= 0.0)
-                    .map(|p| NewLabel { start_s: p.start, end_s: p.end, confidence: Some(p.confidence) })
+                    .map(|p| NewLabel {
+                        start_s: p.start,
+                        end_s: p.end,
+                        confidence: Some(p.confidence),
+                    })
                     .collect(),
                 reason: Some(reason),
                 queued_by: Some(ctx.task().to_string()),
@@ -556,7 +578,9 @@ async fn enqueue(ctx: &TaskCtx, url: &str, items: &[Item]) -> Result<u64, StageE
             match db.enqueue_review(uri, &entry).await {
                 Ok(_) => queued += 1,
                 // A uri the query made up, not a catalogued video.
-                Err(::catalog::CatalogError::Invalid(m)) => ctx.log(format!("review.route: not queued: {m}")),
+                Err(::catalog::CatalogError::Invalid(m)) => {
+                    ctx.log(format!("review.route: not queued: {m}"))
+                }
                 Err(e) => return Err(fail(e)),
             }
         }
@@ -573,6 +597,8 @@ async fn enqueue(ctx: &TaskCtx, url: &str, items: &[Item]) -> Result<u64, StageE
             outside.join(", ")
         ));
     }
-    ctx.log(format!("review.route: {queued} video(s) pending review in `{shown}`; `engine review ls` lists them"));
+    ctx.log(format!(
+        "review.route: {queued} video(s) pending review in `{shown}`; `engine review ls` lists them"
+    ));
     Ok(queued)
 }

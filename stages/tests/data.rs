@@ -62,7 +62,8 @@ fn replay_data(leagues: &[&str], extra: Value) -> String {
         values[k] = v.clone();
     }
     // The template includes `blocks/`, next to it.
-    engine_core::template::render_str(path, &src, &values, std::path::Path::new(path).parent()).unwrap()
+    engine_core::template::render_str(path, &src, &values, std::path::Path::new(path).parent())
+        .unwrap()
 }
 
 #[test]

@@ -77,16 +77,28 @@ pub async fn run(cmd: ReviewCmd) -> anyhow::Result<u8> {
             );
             Ok(0)
         }
-        ReviewCmd::Accept { video, db, reviewer } => {
+        ReviewCmd::Accept {
+            video,
+            db,
+            reviewer,
+        } => {
             let cat = open(&db).await?;
             let key = video_key(&video);
-            let done = cat.record_verdict(key, QueueVerdict::Accepted, &[], &reviewer_name(reviewer)).await;
+            let done = cat
+                .record_verdict(key, QueueVerdict::Accepted, &[], &reviewer_name(reviewer))
+                .await;
             cat.close().await;
             let done = done?;
             report(&done, done.proposals.len());
             Ok(0)
         }
-        ReviewCmd::Fix { video, segments, labels, db, reviewer } => {
+        ReviewCmd::Fix {
+            video,
+            segments,
+            labels,
+            db,
+            reviewer,
+        } => {
             let spans = match (&segments, &labels) {
                 (Some(s), _) => parse_segments(s)?,
                 (None, Some(file)) => {
@@ -95,10 +107,19 @@ pub async fn run(cmd: ReviewCmd) -> anyhow::Result<u8> {
                     cat.close().await;
                     spans_from_file(file, &uri?)?
                 }
-                (None, None) => bail!("give the replay segments with `--segments START-END,...` or `--labels FILE`"),
+                (None, None) => bail!(
+                    "give the replay segments with `--segments START-END,...` or `--labels FILE`"
+                ),
             };
             let cat = open(&db).await?;
-            let done = cat.record_verdict(video_key(&video), QueueVerdict::Fixed, &spans, &reviewer_name(reviewer)).await;
+            let done = cat
+                .record_verdict(
+                    video_key(&video),
+                    QueueVerdict::Fixed,
+                    &spans,
+                    &reviewer_name(reviewer),
+                )
+                .await;
             cat.close().await;
             report(&done?, spans.len());
             Ok(0)
@@ -132,12 +153,22 @@ fn reviewer_name(given: Option<String>) -> String {
 
 async fn video_uri(cat: &Catalog, key: VideoKey) -> anyhow::Result<String> {
     let id = cat.video_id(key).await?;
-    let rows = cat.query("SELECT uri FROM videos WHERE id = $1", &[serde_json::json!(id)]).await?;
+    let rows = cat
+        .query(
+            "SELECT uri FROM videos WHERE id = $1",
+            &[serde_json::json!(id)],
+        )
+        .await?;
     rows.first()
         .and_then(|r| r.get("uri"))
         .and_then(|u| u.as_str())
         .map(str::to_string)
-        .with_context(|| format!("Failed to read the uri of video id {id} from `{}`", cat.url()))
+        .with_context(|| {
+            format!(
+                "Failed to read the uri of video id {id} from `{}`",
+                cat.url()
+            )
+        })
 }
 
 fn report(e: &QueueEntry, spans: usize) {
@@ -145,7 +176,10 @@ fn report(e: &QueueEntry, spans: usize) {
         "{} `{}`: {spans} human replay segment(s) recorded{}; the next run uses them instead of the teacher",
         e.verdict.as_deref().unwrap_or("reviewed"),
         e.uri,
-        e.reviewer.as_deref().map(|r| format!(" by {r}")).unwrap_or_default(),
+        e.reviewer
+            .as_deref()
+            .map(|r| format!(" by {r}"))
+            .unwrap_or_default(),
     );
 }
 
@@ -159,7 +193,9 @@ pub fn parse_segments(text: &str) -> anyhow::Result<Vec<NewLabel>> {
     let mut out: Vec<NewLabel> = vec![];
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let Some((a, b)) = part.split_once('-') else {
-            return Err(fail(format!("segment `{part}` has no `-` between start and end")));
+            return Err(fail(format!(
+                "segment `{part}` has no `-` between start and end"
+            )));
         };
         let num = |s: &str, which: &str| -> anyhow::Result<f64> {
             let s = s.trim();
@@ -168,14 +204,22 @@ pub fn parse_segments(text: &str) -> anyhow::Result<Vec<NewLabel>> {
             }
             match s.parse::<f64>() {
                 Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-                _ => Err(fail(format!("the {which} `{s}` of segment `{part}` is not a number of seconds >= 0"))),
+                _ => Err(fail(format!(
+                    "the {which} `{s}` of segment `{part}` is not a number of seconds >= 0"
+                ))),
             }
         };
         let (start, end) = (num(a, "start")?, num(b, "end")?);
         if end <= start {
-            return Err(fail(format!("segment `{part}` ends ({end}) before it starts ({start})")));
+            return Err(fail(format!(
+                "segment `{part}` ends ({end}) before it starts ({start})"
+            )));
         }
-        out.push(NewLabel { start_s: start, end_s: end, confidence: None });
+        out.push(NewLabel {
+            start_s: start,
+            end_s: end,
+            confidence: None,
+        });
     }
     out.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
     for w in out.windows(2) {
@@ -199,7 +243,10 @@ fn spans_from_file(file: &Path, uri: &str) -> anyhow::Result<Vec<NewLabel>> {
         );
     }
     let all = media::labels::read_labels(file)?;
-    let name = Path::new(uri).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = Path::new(uri)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mine = all
         .iter()
         .find(|s| Path::new(&s.video).file_name().is_some_and(|n| n.to_string_lossy() == name))
@@ -211,18 +258,38 @@ fn spans_from_file(file: &Path, uri: &str) -> anyhow::Result<Vec<NewLabel>> {
                 all.iter().map(|s| format!("`{}`", s.video)).collect::<Vec<_>>().join(", ")
             )
         })?;
-    Ok(mine.segments.iter().map(|s| NewLabel { start_s: s.start, end_s: s.end, confidence: None }).collect())
+    Ok(mine
+        .segments
+        .iter()
+        .map(|s| NewLabel {
+            start_s: s.start,
+            end_s: s.end,
+            confidence: None,
+        })
+        .collect())
 }
 
 fn spans_text(spans: &[NewLabel]) -> String {
     if spans.is_empty() {
         return "-".into();
     }
-    spans.iter().map(|s| format!("{:.1}-{:.1}", s.start_s, s.end_s)).collect::<Vec<_>>().join(",")
+    spans
+        .iter()
+        .map(|s| format!("{:.1}-{:.1}", s.start_s, s.end_s))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn table(entries: &[QueueEntry], all: bool) -> String {
-    let mut head = vec!["id", "sport", "league", "broadcaster", "confidence", "proposed", "reason"];
+    let mut head = vec![
+        "id",
+        "sport",
+        "league",
+        "broadcaster",
+        "confidence",
+        "proposed",
+        "reason",
+    ];
     if all {
         head.extend(["status", "verdict"]);
     }
@@ -236,7 +303,9 @@ fn table(entries: &[QueueEntry], all: bool) -> String {
                 opt(&e.sport),
                 opt(&e.league),
                 opt(&e.broadcaster),
-                e.confidence.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into()),
+                e.confidence
+                    .map(|c| format!("{c:.2}"))
+                    .unwrap_or_else(|| "-".into()),
                 spans_text(&e.proposals),
                 opt(&e.reason),
             ];
@@ -279,19 +348,30 @@ mod tests {
     #[test]
     fn segments_parse_or_say_what_is_wrong() {
         let s = parse_segments("40-47.2, 12.0-18.5").unwrap();
-        assert_eq!(s.iter().map(|l| (l.start_s, l.end_s)).collect::<Vec<_>>(), [(12.0, 18.5), (40.0, 47.2)]);
+        assert_eq!(
+            s.iter().map(|l| (l.start_s, l.end_s)).collect::<Vec<_>>(),
+            [(12.0, 18.5), (40.0, 47.2)]
+        );
         assert!(parse_segments("").unwrap().is_empty());
         for (bad, want) in [
             ("12-", "segment `12-` has no end"),
             ("-5", "segment `-5` has no start"),
             ("18-12", "segment `18-12` ends (12) before it starts (18)"),
-            ("NaN-4", "the start `NaN` of segment `NaN-4` is not a number"),
+            (
+                "NaN-4",
+                "the start `NaN` of segment `NaN-4` is not a number",
+            ),
             ("1-inf", "the end `inf` of segment `1-inf` is not a number"),
             ("12", "segment `12` has no `-`"),
             ("1-5,4-8", "segments `1-5` and `4-8` overlap"),
         ] {
             let e = parse_segments(bad).unwrap_err().to_string();
-            assert!(e.contains(want) && e.contains(&format!("`--segments {bad}`")) && e.contains("e.g. `--segments"), "{bad}: {e}");
+            assert!(
+                e.contains(want)
+                    && e.contains(&format!("`--segments {bad}`"))
+                    && e.contains("e.g. `--segments"),
+                "{bad}: {e}"
+            );
         }
     }
 }

@@ -61,10 +61,16 @@ fn default_rare_shares() -> Vec<f64> {
 impl CalibrateConfig {
     pub fn check(&self) -> Result<(), String> {
         if !(self.tolerance.is_finite() && self.tolerance > 0.0) {
-            return Err(format!("`tolerance` must be a positive number of seconds, got {}", self.tolerance));
+            return Err(format!(
+                "`tolerance` must be a positive number of seconds, got {}",
+                self.tolerance
+            ));
         }
         if !(0.0..=1.0).contains(&self.min_precision) {
-            return Err(format!("`min_precision` must be between 0 and 1, got {}", self.min_precision));
+            return Err(format!(
+                "`min_precision` must be between 0 and 1, got {}",
+                self.min_precision
+            ));
         }
         if self.thresholds.is_empty() || self.rare_shares.is_empty() {
             return Err("`thresholds` and `rare_shares` need at least one value each".into());
@@ -73,14 +79,18 @@ impl CalibrateConfig {
             let mut p = self.detector.clone();
             let r = p.rare_share;
             apply(&mut p, t, r);
-            p.check().map_err(|e| format!("`thresholds` value {t}: {e}"))?;
+            p.check()
+                .map_err(|e| format!("`thresholds` value {t}: {e}"))?;
         }
         for &r in &self.rare_shares {
             let mut p = self.detector.clone();
             p.rare_share = r;
-            p.check().map_err(|e| format!("`rare_shares` value {r}: {e}"))?;
+            p.check()
+                .map_err(|e| format!("`rare_shares` value {r}: {e}"))?;
         }
-        self.detector.check().map_err(|e| format!("`detector`: {e}"))
+        self.detector
+            .check()
+            .map_err(|e| format!("`detector`: {e}"))
     }
 }
 
@@ -196,7 +206,11 @@ fn meta_edges(meta: &Value) -> Option<Vec<f64>> {
             .collect()
     };
     let human = spans("human");
-    let chosen = if human.is_empty() && meta.get("review").is_none() { spans("truth") } else { human };
+    let chosen = if human.is_empty() && meta.get("review").is_none() {
+        spans("truth")
+    } else {
+        human
+    };
     if chosen.is_empty() && meta.get("review").is_none() {
         return None;
     }
@@ -214,7 +228,11 @@ fn score(videos: &[(VideoCues, Truth)], p: &DetectParams, tol: f64) -> (f64, Opt
         found += d.boundaries.len();
         hit += truth.matched(&d, tol);
     }
-    let recall = if want == 0 { 0.0 } else { hit as f64 / want as f64 };
+    let recall = if want == 0 {
+        0.0
+    } else {
+        hit as f64 / want as f64
+    };
     let precision = (found > 0).then(|| hit as f64 / found as f64);
     (recall, precision, want)
 }
@@ -235,11 +253,14 @@ pub fn calibrate_league(videos: &[(VideoCues, Truth)], c: &CalibrateConfig) -> L
             if recall == 0.0 || prec + 1e-12 < c.min_precision {
                 continue;
             }
-            let dist = ((t - base.threshold) / base.threshold).abs() + ((r - base.rare_share) / base.rare_share).abs();
+            let dist = ((t - base.threshold) / base.threshold).abs()
+                + ((r - base.rare_share) / base.rare_share).abs();
             let better = match &best {
                 None => true,
                 Some((br, bp, bd, _)) => {
-                    recall > br + 1e-12 || ((recall - br).abs() <= 1e-12 && (prec > bp + 1e-12 || ((prec - bp).abs() <= 1e-12 && dist < *bd)))
+                    recall > br + 1e-12
+                        || ((recall - br).abs() <= 1e-12
+                            && (prec > bp + 1e-12 || ((prec - bp).abs() <= 1e-12 && dist < *bd)))
                 }
             };
             if better {
@@ -301,13 +322,22 @@ impl Stage for Calibrate {
         let total = items.len() as u64;
         for (n, item) in items.iter().enumerate() {
             ctx.progress(n as u64, total);
-            let league = item.meta.get("league").and_then(Value::as_str).unwrap_or("unknown").to_string();
+            let league = item
+                .meta
+                .get("league")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_string();
             let truth = match item.files.get("truth.json") {
                 Some(blob) => {
                     let bytes = ctx.read(blob).await?;
-                    let t: media::synth::GroundTruth = serde_json::from_slice(&bytes).map_err(|e| {
-                        StageError::msg(format!("Failed to parse `truth.json` of video `{}`: {e}", item.key))
-                    })?;
+                    let t: media::synth::GroundTruth =
+                        serde_json::from_slice(&bytes).map_err(|e| {
+                            StageError::msg(format!(
+                                "Failed to parse `truth.json` of video `{}`: {e}",
+                                item.key
+                            ))
+                        })?;
                     Truth::Points(detect::truth_boundaries(&t))
                 }
                 None => match meta_edges(&item.meta) {
@@ -328,14 +358,21 @@ impl Stage for Calibrate {
             let p = c.detector.clone();
             let cancel = ctx.cancel_token();
             let cues = ctx
-                .blocking(move || Ok(detect::cues_from_video(&path, &p, &|| cancel.is_cancelled())))
+                .blocking(move || {
+                    Ok(detect::cues_from_video(&path, &p, &|| {
+                        cancel.is_cancelled()
+                    }))
+                })
                 .await?;
             if ctx.cancel_token().is_cancelled() {
                 return Err(StageError::Cancelled);
             }
             match cues {
                 Ok(cues) => by_league.entry(league).or_default().push((cues, truth)),
-                Err(e) => ctx.log(format!("video `{}` skipped: Failed to decode: {e}", item.key)),
+                Err(e) => ctx.log(format!(
+                    "video `{}` skipped: Failed to decode: {e}",
+                    item.key
+                )),
             }
         }
         ctx.progress(total, total);
@@ -348,7 +385,9 @@ impl Stage for Calibrate {
         let mut values = serde_json::Map::new();
         for (league, videos) in by_league {
             let cfg = c.clone();
-            let l = ctx.blocking(move || Ok(calibrate_league(&videos, &cfg))).await?;
+            let l = ctx
+                .blocking(move || Ok(calibrate_league(&videos, &cfg)))
+                .await?;
             let pct = |x: f64| format!("{:.0}%", 100.0 * x);
             let prec = |x: Option<f64>| x.map(pct).unwrap_or_else(|| "-".into());
             ctx.log(format!(
