@@ -53,12 +53,18 @@ fn parse_url(url: &str) -> Result<Target> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Target::Postgres);
     }
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
     if path.is_empty() || path.contains("://") {
         return Err(CatalogError::BadUrl { url: redact(url) });
     }
     let memory = path == ":memory:";
-    Ok(Target::Sqlite { path: PathBuf::from(path), memory })
+    Ok(Target::Sqlite {
+        path: PathBuf::from(path),
+        memory,
+    })
 }
 
 /// Creates the folder of the default catalog (`.engine/`) when `url` is the
@@ -67,7 +73,11 @@ pub fn prepare_default(url: &str) -> Result<()> {
     if url == DEFAULT_DB
         && let Some(dir) = Path::new(DEFAULT_DB).parent()
     {
-        std::fs::create_dir_all(dir).map_err(|source| CatalogError::Io { op: "create", path: dir.into(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| CatalogError::Io {
+            op: "create",
+            path: dir.into(),
+            source,
+        })?;
     }
     Ok(())
 }
@@ -106,7 +116,12 @@ where
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(100 * tries)).await;
             }
-            Err(source) => return Err(CatalogError::Migrate { url: url.into(), source }),
+            Err(source) => {
+                return Err(CatalogError::Migrate {
+                    url: url.into(),
+                    source,
+                });
+            }
         }
     }
 }
@@ -126,13 +141,18 @@ impl Catalog {
                 let opts = PgConnectOptions::from_str(url).map_err(connect_err)?;
                 // One plain connection first: the pool would retry a refused
                 // connection until its timeout; this fails at once.
-                match tokio::time::timeout(PG_CONNECT_TIMEOUT, PgConnection::connect_with(&opts)).await {
+                match tokio::time::timeout(PG_CONNECT_TIMEOUT, PgConnection::connect_with(&opts))
+                    .await
+                {
                     Ok(Ok(c)) => {
                         let _ = c.close().await;
                     }
                     Ok(Err(e)) => return Err(connect_err(e)),
                     Err(_) => {
-                        let e = std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {PG_CONNECT_TIMEOUT:?}"));
+                        let e = std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no answer within {PG_CONNECT_TIMEOUT:?}"),
+                        );
                         return Err(connect_err(sqlx::Error::Io(e)));
                     }
                 }
@@ -151,12 +171,18 @@ impl Catalog {
                     && !dir.as_os_str().is_empty()
                     && !dir.is_dir()
                 {
-                    return Err(CatalogError::MissingFolder { url: shown, dir: dir.into() });
+                    return Err(CatalogError::MissingFolder {
+                        url: shown,
+                        dir: dir.into(),
+                    });
                 }
                 let opts = if memory {
                     SqliteConnectOptions::from_str("sqlite::memory:").expect("a valid URL")
                 } else {
-                    SqliteConnectOptions::new().filename(&path).create_if_missing(true).journal_mode(SqliteJournalMode::Wal)
+                    SqliteConnectOptions::new()
+                        .filename(&path)
+                        .create_if_missing(true)
+                        .journal_mode(SqliteJournalMode::Wal)
                 }
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(30));
@@ -211,7 +237,11 @@ impl Catalog {
             Some(db) => db.message().to_string(),
             None => e.to_string(),
         };
-        CatalogError::Sql { url: self.url.clone(), sql: sql.trim().to_string(), message }
+        CatalogError::Sql {
+            url: self.url.clone(),
+            sql: sql.trim().to_string(),
+            message,
+        }
     }
 
     /// The row id of a video; an unknown video is an error that says how to add it.
@@ -270,18 +300,25 @@ impl Catalog {
                 return Ok((id, true));
             }
         }
-        Err(CatalogError::Invalid(format!("Failed to insert video `{}` into `{}`: it keeps disappearing", v.uri, self.url)))
+        Err(CatalogError::Invalid(format!(
+            "Failed to insert video `{}` into `{}`: it keeps disappearing",
+            v.uri, self.url
+        )))
     }
 
     /// Replaces the labels of `source` of a video with `labels` (one transaction).
-    pub async fn set_labels(&self, video: impl Into<VideoKey>, source: LabelSource, labels: &[NewLabel]) -> Result<()> {
+    pub async fn set_labels(
+        &self,
+        video: impl Into<VideoKey>,
+        source: LabelSource,
+        labels: &[NewLabel],
+    ) -> Result<()> {
         let video_id = self.video_id(video).await?;
         for l in labels {
             check_span(l.start_s, l.end_s)?;
         }
         const DELETE: &str = "DELETE FROM labels WHERE video_id = $1 AND source = $2";
-        const INSERT: &str =
-            "INSERT INTO labels (video_id, start_s, end_s, source, confidence, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+        const INSERT: &str = "INSERT INTO labels (video_id, start_s, end_s, source, confidence, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
         let created = now();
         with_pool!(self, p => {
             let mut tx = p.begin().await.map_err(|e| self.sql_err("BEGIN", e))?;
@@ -301,20 +338,21 @@ impl Catalog {
         let video_id = self.video_id(video).await?;
         const SQL: &str = "SELECT id, video_id, start_s, end_s, source, confidence, created_at FROM labels \
             WHERE video_id = $1 ORDER BY source, start_s, id";
-        let rows = with_pool!(self, p => sqlx::query(SQL).bind(video_id).fetch_all(p).await.map(|rows| {
-            rows.iter()
-                .map(|r| LabelRow {
-                    id: r.get(0),
-                    video_id: r.get(1),
-                    start_s: r.get(2),
-                    end_s: r.get(3),
-                    source: r.get(4),
-                    confidence: r.get(5),
-                    created_at: r.get(6),
-                })
-                .collect::<Vec<_>>()
-        }))
-        .map_err(|e| self.sql_err(SQL, e))?;
+        let rows =
+            with_pool!(self, p => sqlx::query(SQL).bind(video_id).fetch_all(p).await.map(|rows| {
+                rows.iter()
+                    .map(|r| LabelRow {
+                        id: r.get(0),
+                        video_id: r.get(1),
+                        start_s: r.get(2),
+                        end_s: r.get(3),
+                        source: r.get(4),
+                        confidence: r.get(5),
+                        created_at: r.get(6),
+                    })
+                    .collect::<Vec<_>>()
+            }))
+            .map_err(|e| self.sql_err(SQL, e))?;
         Ok(rows)
     }
 
@@ -371,7 +409,10 @@ impl Catalog {
         let video_id = self.video_id(p.video_id).await?;
         check_span(p.start_s, p.end_s)?;
         if !p.score.is_finite() {
-            return Err(CatalogError::Invalid(format!("prediction score {} is not a finite number", p.score)));
+            return Err(CatalogError::Invalid(format!(
+                "prediction score {} is not a finite number",
+                p.score
+            )));
         }
         const SQL: &str = "INSERT INTO predictions (video_id, model_version, start_s, end_s, score, created_at) \
             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
@@ -408,7 +449,12 @@ impl Catalog {
             let row = with_pool!(self, p => sqlx::query(SQL).bind(pid).fetch_optional(p).await.map(|r| r.map(|r| r.get::<i64, _>(0))))
                 .map_err(|e| self.sql_err(SQL, e))?;
             match row {
-                None => return Err(CatalogError::Invalid(format!("No prediction {pid} in the catalog `{}`", self.url))),
+                None => {
+                    return Err(CatalogError::Invalid(format!(
+                        "No prediction {pid} in the catalog `{}`",
+                        self.url
+                    )));
+                }
                 Some(v) if v != video_id => {
                     return Err(CatalogError::Invalid(format!(
                         "Prediction {pid} belongs to video {v}, not to video {video_id}"
@@ -432,6 +478,8 @@ pub(crate) fn check_span(start: f64, end: f64) -> Result<()> {
     if start.is_finite() && end.is_finite() && start >= 0.0 && end > start {
         Ok(())
     } else {
-        Err(CatalogError::Invalid(format!("Invalid span {start}..{end}: expected finite seconds with 0 <= start < end")))
+        Err(CatalogError::Invalid(format!(
+            "Invalid span {start}..{end}: expected finite seconds with 0 <= start < end"
+        )))
     }
 }

@@ -38,7 +38,9 @@ pub enum CatalogError {
         source: sqlx::Error,
     },
     /// The schema could not be created or upgraded.
-    #[error("Failed to migrate the catalog `{url}`: {source}; the database may belong to another program or a newer catalog version")]
+    #[error(
+        "Failed to migrate the catalog `{url}`: {source}; the database may belong to another program or a newer catalog version"
+    )]
     Migrate {
         /// The URL, password hidden.
         url: String,
@@ -57,7 +59,9 @@ pub enum CatalogError {
         message: String,
     },
     /// A result column has a type the catalog cannot turn into JSON.
-    #[error("Failed to read column `{column}` of type `{type_name}` from the catalog `{url}`: {message}\n  SQL: {sql}")]
+    #[error(
+        "Failed to read column `{column}` of type `{type_name}` from the catalog `{url}`: {message}\n  SQL: {sql}"
+    )]
     Decode {
         /// The URL, password hidden.
         url: String,
@@ -119,8 +123,14 @@ mod tests {
 
     #[test]
     fn passwords_are_hidden() {
-        assert_eq!(redact("postgres://engine:secret@db:5432/x"), "postgres://engine:***@db:5432/x");
+        assert_eq!(
+            redact("postgres://engine:secret@db:5432/x"),
+            "postgres://engine:***@db:5432/x"
+        );
         assert_eq!(redact("postgres://engine@db/x"), "postgres://engine@db/x");
-        assert_eq!(redact("sqlite://.engine/catalog.db"), "sqlite://.engine/catalog.db");
+        assert_eq!(
+            redact("sqlite://.engine/catalog.db"),
+            "sqlite://.engine/catalog.db"
+        );
     }
 }

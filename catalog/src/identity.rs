@@ -37,10 +37,22 @@ pub fn content_identity(path: &Path) -> std::io::Result<ContentIdentity> {
             }
             hasher.update(&buf[..n]);
         }
-        return Ok(ContentIdentity { size, blake3: Some(hasher.finalize().to_hex().to_string()), mtime_ns: None });
+        return Ok(ContentIdentity {
+            size,
+            blake3: Some(hasher.finalize().to_hex().to_string()),
+            mtime_ns: None,
+        });
     }
-    let mtime_ns = meta.modified()?.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    Ok(ContentIdentity { size, blake3: None, mtime_ns: Some(mtime_ns) })
+    let mtime_ns = meta
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Ok(ContentIdentity {
+        size,
+        blake3: None,
+        mtime_ns: Some(mtime_ns),
+    })
 }
 
 /// An item key for a video uri: the file name without extension, with
@@ -54,7 +66,13 @@ pub fn item_key(uri: &str) -> String {
     };
     let mut key: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if key.starts_with('.') {
         key.replace_range(0..1, "_");

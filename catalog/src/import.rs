@@ -37,25 +37,37 @@ impl Catalog {
     /// Imports every video under `dir`; see the module docs. Per-video
     /// problems are collected in the report; database errors stop the import.
     pub async fn import_dir(&self, dir: &Path) -> Result<ImportReport> {
-        let dir = dir.canonicalize().map_err(|source| CatalogError::Io { op: "open the folder", path: dir.into(), source })?;
+        let dir = dir.canonicalize().map_err(|source| CatalogError::Io {
+            op: "open the folder",
+            path: dir.into(),
+            source,
+        })?;
         let files = tokio::task::spawn_blocking({
             let dir = dir.clone();
             move || find_videos(&dir)
         })
         .await
         .map_err(|e| CatalogError::Invalid(format!("Failed to list `{}`: {e}", dir.display())))??;
-        let mut report = ImportReport { found: files.len(), ..Default::default() };
+        let mut report = ImportReport {
+            found: files.len(),
+            ..Default::default()
+        };
         for path in files {
             let probed = tokio::task::spawn_blocking({
                 let path = path.clone();
                 move || media::probe(&path)
             })
             .await
-            .map_err(|e| CatalogError::Invalid(format!("Failed to probe `{}`: {e}", path.display())))?;
+            .map_err(|e| {
+                CatalogError::Invalid(format!("Failed to probe `{}`: {e}", path.display()))
+            })?;
             let info = match probed {
                 Ok(info) => info,
                 Err(e) => {
-                    report.failed.push(ImportFailure { path: path.display().to_string(), error: e.to_string() });
+                    report.failed.push(ImportFailure {
+                        path: path.display().to_string(),
+                        error: e.to_string(),
+                    });
                     continue;
                 }
             };
@@ -98,9 +110,17 @@ fn find_videos(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = vec![];
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|source| CatalogError::Io { op: "list", path: d.clone(), source })?;
+        let entries = std::fs::read_dir(&d).map_err(|source| CatalogError::Io {
+            op: "list",
+            path: d.clone(),
+            source,
+        })?;
         for entry in entries {
-            let entry = entry.map_err(|source| CatalogError::Io { op: "list", path: d.clone(), source })?;
+            let entry = entry.map_err(|source| CatalogError::Io {
+                op: "list",
+                path: d.clone(),
+                source,
+            })?;
             let path = entry.path();
             if entry.file_name().to_string_lossy().starts_with('.') {
                 continue;
@@ -132,7 +152,8 @@ fn read_sibling_labels(video: &Path) -> std::result::Result<Option<FoundLabels>,
         return Ok(None);
     };
     if file.extension().is_some_and(|e| e == "json") {
-        let text = std::fs::read_to_string(&file).map_err(|e| format!("Failed to read labels `{}`: {e}", file.display()))?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| format!("Failed to read labels `{}`: {e}", file.display()))?;
         if looks_like_ground_truth(&text) {
             let truth: GroundTruth = serde_json::from_str(&text)
                 .map_err(|e| format!("Failed to read ground truth `{}`: {e}", file.display()))?;
@@ -140,16 +161,26 @@ fn read_sibling_labels(video: &Path) -> std::result::Result<Option<FoundLabels>,
         }
     }
     let all = read_labels(&file).map_err(|e| e.to_string())?;
-    let name = video.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = video
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mine = all
         .iter()
-        .find(|s| Path::new(&s.video).file_name().is_some_and(|n| n.to_string_lossy() == name))
+        .find(|s| {
+            Path::new(&s.video)
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy() == name)
+        })
         .or(if all.len() == 1 { all.first() } else { None });
     let Some(seg) = mine else {
         return Err(format!(
             "Labels `{}` have no entry for `{name}` (videos named there: {}); the video was imported without labels",
             file.display(),
-            all.iter().map(|s| format!("`{}`", s.video)).collect::<Vec<_>>().join(", ")
+            all.iter()
+                .map(|s| format!("`{}`", s.video))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     };
     Ok(Some(FoundLabels {
@@ -158,7 +189,15 @@ fn read_sibling_labels(video: &Path) -> std::result::Result<Option<FoundLabels>,
         broadcaster: seg.broadcaster.clone(),
         season: None,
         source: LabelSource::Human,
-        spans: seg.segments.iter().map(|s| NewLabel { start_s: s.start, end_s: s.end, confidence: None }).collect(),
+        spans: seg
+            .segments
+            .iter()
+            .map(|s| NewLabel {
+                start_s: s.start,
+                end_s: s.end,
+                confidence: None,
+            })
+            .collect(),
     }))
 }
 
@@ -166,7 +205,9 @@ fn read_sibling_labels(video: &Path) -> std::result::Result<Option<FoundLabels>,
 fn looks_like_ground_truth(text: &str) -> bool {
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Object(o)) => {
-            o.contains_key("version") && o.get("video").is_some_and(|v| v.is_object()) && o.contains_key("replays")
+            o.contains_key("version")
+                && o.get("video").is_some_and(|v| v.is_object())
+                && o.contains_key("replays")
         }
         _ => false,
     }
@@ -183,7 +224,11 @@ fn from_ground_truth(truth: &GroundTruth) -> FoundLabels {
             .segments()
             .segments
             .iter()
-            .map(|s| NewLabel { start_s: s.start, end_s: s.end, confidence: None })
+            .map(|s| NewLabel {
+                start_s: s.start,
+                end_s: s.end,
+                confidence: None,
+            })
             .collect(),
     }
 }

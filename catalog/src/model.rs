@@ -165,7 +165,9 @@ impl std::str::FromStr for Verdict {
             "correct" => Ok(Verdict::Correct),
             "false_positive" => Ok(Verdict::FalsePositive),
             "missed" => Ok(Verdict::Missed),
-            _ => Err(format!("unknown verdict `{s}`; expected `correct`, `false_positive` or `missed`")),
+            _ => Err(format!(
+                "unknown verdict `{s}`; expected `correct`, `false_positive` or `missed`"
+            )),
         }
     }
 }

@@ -40,7 +40,11 @@ impl Catalog {
             if v.is_array() || v.is_object() {
                 return Err(CatalogError::Params {
                     sql: sql.trim().into(),
-                    message: format!("parameter ${} is a JSON {}; pass a string, number, boolean or null", i + 1, if v.is_array() { "array" } else { "object" }),
+                    message: format!(
+                        "parameter ${} is a JSON {}; pass a string, number, boolean or null",
+                        i + 1,
+                        if v.is_array() { "array" } else { "object" }
+                    ),
                 });
             }
         }
@@ -48,17 +52,30 @@ impl Catalog {
         match &self.pool {
             Pool::Sqlite(p) => {
                 let mut conn = p.acquire().await.map_err(err)?;
-                sqlx::query("PRAGMA query_only = ON").execute(&mut *conn).await.map_err(err)?;
-                let rows = bind_all(sqlx::query(sql), params).fetch_all(&mut *conn).await;
-                let reset = sqlx::query("PRAGMA query_only = OFF").execute(&mut *conn).await;
+                sqlx::query("PRAGMA query_only = ON")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(err)?;
+                let rows = bind_all(sqlx::query(sql), params)
+                    .fetch_all(&mut *conn)
+                    .await;
+                let reset = sqlx::query("PRAGMA query_only = OFF")
+                    .execute(&mut *conn)
+                    .await;
                 let rows = rows.map_err(err)?;
                 reset.map_err(err)?;
                 self.to_table(sql, &rows, sqlite_json)
             }
             Pool::Postgres(p) => {
                 let mut tx = p.begin().await.map_err(err)?;
-                sqlx::query("SET TRANSACTION READ ONLY").execute(&mut *tx).await.map_err(err)?;
-                let rows = bind_all(sqlx::query(sql), params).fetch_all(&mut *tx).await.map_err(err)?;
+                sqlx::query("SET TRANSACTION READ ONLY")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                let rows = bind_all(sqlx::query(sql), params)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(err)?;
                 tx.rollback().await.map_err(err)?;
                 self.to_table(sql, &rows, pg_json)
             }
@@ -103,7 +120,10 @@ impl Catalog {
     }
 }
 
-fn bind_all<'q, DB>(mut q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>, params: &'q [Value]) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+fn bind_all<'q, DB>(
+    mut q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    params: &'q [Value],
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
 where
     DB: sqlx::Database,
     for<'a> Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
@@ -131,7 +151,9 @@ where
 type Converted = std::result::Result<Value, (String, String)>;
 
 fn float(f: f64) -> Value {
-    serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
+    serde_json::Number::from_f64(f)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
 fn hex(bytes: &[u8]) -> Value {
@@ -140,7 +162,9 @@ fn hex(bytes: &[u8]) -> Value {
 
 fn sqlite_json(row: &sqlx::sqlite::SqliteRow, i: usize) -> Converted {
     use sqlx::Sqlite;
-    let raw = row.try_get_raw(i).map_err(|e| ("?".to_string(), e.to_string()))?;
+    let raw = row
+        .try_get_raw(i)
+        .map_err(|e| ("?".to_string(), e.to_string()))?;
     if raw.is_null() {
         return Ok(Value::Null);
     }
@@ -157,7 +181,9 @@ fn sqlite_json(row: &sqlx::sqlite::SqliteRow, i: usize) -> Converted {
 
 fn pg_json(row: &sqlx::postgres::PgRow, i: usize) -> Converted {
     use sqlx::Postgres;
-    let raw = row.try_get_raw(i).map_err(|e| ("?".to_string(), e.to_string()))?;
+    let raw = row
+        .try_get_raw(i)
+        .map_err(|e| ("?".to_string(), e.to_string()))?;
     if raw.is_null() {
         return Ok(Value::Null);
     }
@@ -169,22 +195,38 @@ fn pg_json(row: &sqlx::postgres::PgRow, i: usize) -> Converted {
         "INT2" => Value::from(<i16 as Decode<Postgres>>::decode(raw).map_err(fail)?),
         "INT4" => Value::from(<i32 as Decode<Postgres>>::decode(raw).map_err(fail)?),
         "INT8" => Value::from(<i64 as Decode<Postgres>>::decode(raw).map_err(fail)?),
-        "OID" => Value::from(u32::from_be_bytes(bytes()?.try_into().map_err(|_| (ty.clone(), "bad OID".into()))?)),
+        "OID" => Value::from(u32::from_be_bytes(
+            bytes()?
+                .try_into()
+                .map_err(|_| (ty.clone(), "bad OID".into()))?,
+        )),
         "FLOAT4" => float(<f32 as Decode<Postgres>>::decode(raw).map_err(fail)? as f64),
         "FLOAT8" => float(<f64 as Decode<Postgres>>::decode(raw).map_err(fail)?),
-        "NUMERIC" => pg_numeric(bytes()?).ok_or_else(|| (ty.clone(), "malformed NUMERIC".into()))?,
+        "NUMERIC" => {
+            pg_numeric(bytes()?).ok_or_else(|| (ty.clone(), "malformed NUMERIC".into()))?
+        }
         "TEXT" | "VARCHAR" | "CHAR" | "NAME" | "UNKNOWN" | "\"CHAR\"" => {
             Value::String(<String as Decode<Postgres>>::decode(raw).map_err(fail)?)
         }
-        "JSON" | "JSONB" => <sqlx::types::Json<Value> as Decode<Postgres>>::decode(raw).map_err(fail)?.0,
+        "JSON" | "JSONB" => {
+            <sqlx::types::Json<Value> as Decode<Postgres>>::decode(raw)
+                .map_err(fail)?
+                .0
+        }
         "BYTEA" => hex(bytes()?),
         "TIMESTAMP" | "TIMESTAMPTZ" => {
-            let b: [u8; 8] = bytes()?.try_into().map_err(|_| (ty.clone(), "bad timestamp".into()))?;
-            pg_timestamp(i64::from_be_bytes(b)).ok_or_else(|| (ty.clone(), "timestamp out of range".into()))?
+            let b: [u8; 8] = bytes()?
+                .try_into()
+                .map_err(|_| (ty.clone(), "bad timestamp".into()))?;
+            pg_timestamp(i64::from_be_bytes(b))
+                .ok_or_else(|| (ty.clone(), "timestamp out of range".into()))?
         }
         "DATE" => {
-            let b: [u8; 4] = bytes()?.try_into().map_err(|_| (ty.clone(), "bad date".into()))?;
-            pg_date(i32::from_be_bytes(b)).ok_or_else(|| (ty.clone(), "date out of range".into()))?
+            let b: [u8; 4] = bytes()?
+                .try_into()
+                .map_err(|_| (ty.clone(), "bad date".into()))?;
+            pg_date(i32::from_be_bytes(b))
+                .ok_or_else(|| (ty.clone(), "date out of range".into()))?
         }
         _ => {
             return Err((
@@ -227,8 +269,14 @@ fn pg_timestamp(micros: i64) -> Option<Value> {
 }
 
 fn pg_date(days: i32) -> Option<Value> {
-    let t = time::OffsetDateTime::from_unix_timestamp(PG_EPOCH_UNIX_S + days as i64 * 86_400).ok()?;
-    Some(Value::String(format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())))
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(PG_EPOCH_UNIX_S + days as i64 * 86_400).ok()?;
+    Some(Value::String(format!(
+        "{:04}-{:02}-{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day()
+    )))
 }
 
 /// Rewrites `:name` placeholders to `$1`, `$2`, ... and returns the values
@@ -236,7 +284,10 @@ fn pg_date(days: i32) -> Option<Value> {
 /// PostgreSQL `::type` casts are left alone. A placeholder without a value,
 /// or a value no placeholder uses, is an error (it is usually a typo).
 pub fn bind_named(sql: &str, params: &BTreeMap<String, Value>) -> Result<(String, Vec<Value>)> {
-    let err = |message: String| CatalogError::Params { sql: sql.trim().into(), message };
+    let err = |message: String| CatalogError::Params {
+        sql: sql.trim().into(),
+        message,
+    };
     let chars: Vec<char> = sql.chars().collect();
     let mut out = String::with_capacity(sql.len());
     let mut order: Vec<String> = vec![];
@@ -247,12 +298,20 @@ pub fn bind_named(sql: &str, params: &BTreeMap<String, Value>) -> Result<(String
         match c {
             '\'' | '"' => {
                 // Copy through the closing quote ('' and "" escape themselves).
-                let end = chars[i + 1..].iter().position(|&x| x == c).map(|p| i + 1 + p).unwrap_or(chars.len() - 1);
+                let end = chars[i + 1..]
+                    .iter()
+                    .position(|&x| x == c)
+                    .map(|p| i + 1 + p)
+                    .unwrap_or(chars.len() - 1);
                 out.extend(&chars[i..=end]);
                 i = end + 1;
             }
             '-' if next == Some('-') => {
-                let end = chars[i..].iter().position(|&x| x == '\n').map(|p| i + p).unwrap_or(chars.len());
+                let end = chars[i..]
+                    .iter()
+                    .position(|&x| x == '\n')
+                    .map(|p| i + p)
+                    .unwrap_or(chars.len());
                 out.extend(&chars[i..end]);
                 i = end;
             }
@@ -279,7 +338,11 @@ pub fn bind_named(sql: &str, params: &BTreeMap<String, Value>) -> Result<(String
                     let known: Vec<String> = params.keys().map(|k| format!("`{k}`")).collect();
                     return Err(err(format!(
                         "`:{name}` has no value; add `{name}` to the params (given: {})",
-                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
                     )));
                 }
                 let n = match order.iter().position(|o| *o == name) {
@@ -299,7 +362,9 @@ pub fn bind_named(sql: &str, params: &BTreeMap<String, Value>) -> Result<(String
         }
     }
     if let Some(unused) = params.keys().find(|k| !order.contains(k)) {
-        return Err(err(format!("param `{unused}` is not used in the SQL; refer to it as `:{unused}` or remove it")));
+        return Err(err(format!(
+            "param `{unused}` is not used in the SQL; refer to it as `:{unused}` or remove it"
+        )));
     }
     let values = order.iter().map(|n| params[n].clone()).collect();
     Ok((out, values))
@@ -321,15 +386,25 @@ mod tests {
             &params(json!({"league": "x", "min": 3})),
         )
         .unwrap();
-        assert_eq!(sql, "SELECT ':no', \"a:b\", x::text FROM v -- :c\nWHERE a = $1 AND b > $2 /* :d */ AND c = $1");
+        assert_eq!(
+            sql,
+            "SELECT ':no', \"a:b\", x::text FROM v -- :c\nWHERE a = $1 AND b > $2 /* :d */ AND c = $1"
+        );
         assert_eq!(vals, vec![json!("x"), json!(3)]);
     }
 
     #[test]
     fn missing_and_unused_parameters_are_errors() {
-        let e = bind_named("SELECT :a", &params(json!({}))).unwrap_err().to_string();
-        assert!(e.contains("`:a` has no value; add `a` to the params (given: none)"), "{e}");
-        let e = bind_named("SELECT :a", &params(json!({"a": 1, "b": 2}))).unwrap_err().to_string();
+        let e = bind_named("SELECT :a", &params(json!({})))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`:a` has no value; add `a` to the params (given: none)"),
+            "{e}"
+        );
+        let e = bind_named("SELECT :a", &params(json!({"a": 1, "b": 2})))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("param `b` is not used in the SQL"), "{e}");
     }
 

@@ -57,7 +57,11 @@ impl Catalog {
     /// Puts a video in the review queue, or refreshes its pending entry
     /// (confidence, proposals, reason) when it is already there. Returns the
     /// entry id and whether it is new.
-    pub async fn enqueue_review(&self, video: impl Into<VideoKey>, entry: &NewQueueEntry) -> Result<(i64, bool)> {
+    pub async fn enqueue_review(
+        &self,
+        video: impl Into<VideoKey>,
+        entry: &NewQueueEntry,
+    ) -> Result<(i64, bool)> {
         let video_id = self.video_id(video).await?;
         for p in &entry.proposals {
             check_span(p.start_s, p.end_s)?;
@@ -94,7 +98,11 @@ impl Catalog {
     pub async fn review_queue(&self, pending_only: bool) -> Result<Vec<QueueEntry>> {
         let sql = format!(
             "SELECT {ENTRY_COLUMNS}{} ORDER BY q.queued_at, q.id",
-            if pending_only { " WHERE q.status = 'pending'" } else { "" }
+            if pending_only {
+                " WHERE q.status = 'pending'"
+            } else {
+                ""
+            }
         );
         let raw = with_pool!(self, p => sqlx::query(&sql).fetch_all(p).await
             .map(|rows| rows.iter().map(|r| raw_entry!(r)).collect::<Vec<_>>()))
@@ -126,7 +134,11 @@ impl Catalog {
     ) -> Result<QueueEntry> {
         let key = video.into();
         let video_id = self.video_id(key.clone()).await?;
-        let pending = self.reviews_of(video_id).await?.into_iter().find(|e| e.status == "pending");
+        let pending = self
+            .reviews_of(video_id)
+            .await?
+            .into_iter()
+            .find(|e| e.status == "pending");
         let spans: Vec<NewLabel> = match (verdict, &pending) {
             (QueueVerdict::Accepted, Some(e)) => e.proposals.clone(),
             (QueueVerdict::Accepted, None) => {
@@ -179,6 +191,8 @@ impl Catalog {
             .await?
             .into_iter()
             .find(|e| e.id == id)
-            .ok_or_else(|| CatalogError::Invalid(format!("Review entry {id} vanished from `{}`", self.url)))
+            .ok_or_else(|| {
+                CatalogError::Invalid(format!("Review entry {id} vanished from `{}`", self.url))
+            })
     }
 }

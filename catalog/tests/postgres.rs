@@ -14,7 +14,9 @@ fn pg_url() -> Option<String> {
     match std::env::var("ENGINE_TEST_PG_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var_os("CI").is_some() => {
-            panic!("ENGINE_TEST_PG_URL is not set but CI is: start PostgreSQL and set it, e.g. postgres://engine:engine@127.0.0.1:5432/engine_test")
+            panic!(
+                "ENGINE_TEST_PG_URL is not set but CI is: start PostgreSQL and set it, e.g. postgres://engine:engine@127.0.0.1:5432/engine_test"
+            )
         }
         _ => {
             eprintln!("skipped: set ENGINE_TEST_PG_URL to test the catalog on PostgreSQL");
@@ -50,18 +52,46 @@ async fn postgres_scenario_and_types() {
         .await
         .unwrap();
     let r = &rows[0];
-    assert_eq!((&r["num"], &r["whole"], &r["d"], &r["b"], &r["j"], &r["i4"], &r["p"]),
-        (&json!(1.25), &json!(3), &json!("2024-02-29"), &json!(true), &json!({"a": 1}), &json!(2), &json!("x")));
+    assert_eq!(
+        (
+            &r["num"],
+            &r["whole"],
+            &r["d"],
+            &r["b"],
+            &r["j"],
+            &r["i4"],
+            &r["p"]
+        ),
+        (
+            &json!(1.25),
+            &json!(3),
+            &json!("2024-02-29"),
+            &json!(true),
+            &json!({"a": 1}),
+            &json!(2),
+            &json!("x")
+        )
+    );
     assert!(r["ts"].as_str().unwrap().ends_with('Z'), "{r:?}");
-    let e = cat.query("SELECT '1 day'::interval AS span", &[]).await.unwrap_err().to_string();
-    assert!(e.contains("column `span` of type `INTERVAL`") && e.contains("::text"), "{e}");
+    let e = cat
+        .query("SELECT '1 day'::interval AS span", &[])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("column `span` of type `INTERVAL`") && e.contains("::text"),
+        "{e}"
+    );
     cat.close().await;
 
     // A wrong password: PostgreSQL's message, the password hidden.
     let bad = url.replacen("://engine:engine@", "://engine:wrong@", 1);
     if bad != url {
         let e = Catalog::open(&bad).await.err().unwrap().to_string();
-        assert!(e.contains("password authentication failed") && !e.contains("wrong"), "{e}");
+        assert!(
+            e.contains("password authentication failed") && !e.contains("wrong"),
+            "{e}"
+        );
     }
     // TLS is built in: `sslmode=require` on a server without TLS is refused clearly.
     let sep = if url.contains('?') { '&' } else { '?' };

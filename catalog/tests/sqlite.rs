@@ -21,18 +21,33 @@ async fn sqlite_url_form_and_memory() {
     cat.close().await;
     assert!(tmp.path().join("c.db").is_file());
     let mem = Catalog::open("sqlite::memory:").await.unwrap();
-    assert!(mem.query("SELECT * FROM videos", &[]).await.unwrap().is_empty());
+    assert!(
+        mem.query("SELECT * FROM videos", &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn missing_folder_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("not/there");
-    for url in [dir.join("c.db").display().to_string(), format!("sqlite://{}", dir.join("c.db").display())] {
-        let e = Catalog::open(&url).await.err().expect("no folder, no catalog");
+    for url in [
+        dir.join("c.db").display().to_string(),
+        format!("sqlite://{}", dir.join("c.db").display()),
+    ] {
+        let e = Catalog::open(&url)
+            .await
+            .err()
+            .expect("no folder, no catalog");
         assert!(matches!(e, CatalogError::MissingFolder { .. }), "{e:?}");
         let msg = e.to_string();
-        assert!(msg.contains(&format!("the folder `{}` does not exist", dir.display())) && msg.contains("mkdir -p"), "{msg}");
+        assert!(
+            msg.contains(&format!("the folder `{}` does not exist", dir.display()))
+                && msg.contains("mkdir -p"),
+            "{msg}"
+        );
     }
     assert!(!dir.exists());
 }
@@ -40,28 +55,54 @@ async fn missing_folder_is_a_clear_error() {
 #[tokio::test]
 async fn a_folder_or_a_non_database_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
-    let e = Catalog::open(tmp.path().to_str().unwrap()).await.err().unwrap().to_string();
-    assert!(e.contains("Failed to open the catalog") && e.contains("not a folder"), "{e}");
+    let e = Catalog::open(tmp.path().to_str().unwrap())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("Failed to open the catalog") && e.contains("not a folder"),
+        "{e}"
+    );
     let junk = tmp.path().join("junk.db");
     std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
-    let e = Catalog::open(junk.to_str().unwrap()).await.err().unwrap().to_string();
+    let e = Catalog::open(junk.to_str().unwrap())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("junk.db") && e.contains("not a database"), "{e}");
 }
 
 #[tokio::test]
 async fn unsupported_urls_and_unreachable_postgres() {
-    let e = Catalog::open("mysql://u:p@h/db").await.err().unwrap().to_string();
+    let e = Catalog::open("mysql://u:p@h/db")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("unsupported URL") && !e.contains(":p@"), "{e}");
     // Nothing listens on port 1: refused at once, password hidden.
-    let e = Catalog::open("postgres://engine:secret@127.0.0.1:1/x").await.err().unwrap().to_string();
-    assert!(e.contains("postgres://engine:***@127.0.0.1:1/x") && !e.contains("secret"), "{e}");
+    let e = Catalog::open("postgres://engine:secret@127.0.0.1:1/x")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("postgres://engine:***@127.0.0.1:1/x") && !e.contains("secret"),
+        "{e}"
+    );
     assert!(e.contains("check that PostgreSQL is running"), "{e}");
 }
 
 #[tokio::test]
 async fn import_of_a_missing_folder_names_it() {
     let cat = Catalog::open("sqlite::memory:").await.unwrap();
-    let e = cat.import_dir(std::path::Path::new("/no/such/videos")).await.unwrap_err().to_string();
+    let e = cat
+        .import_dir(std::path::Path::new("/no/such/videos"))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("/no/such/videos"), "{e}");
 }
 
@@ -69,24 +110,43 @@ async fn import_of_a_missing_folder_names_it() {
 async fn labels_for_another_video_are_a_warning() {
     let tmp = common::video_dir();
     let d = tmp.path();
-    std::fs::write(d.join("user/match-01.json"), r#"[{"video": "a.mp4", "segments": []}, {"video": "b.mp4", "segments": []}]"#)
-        .unwrap();
-    std::fs::write(d.join("user/match-02.csv"), "video,start,end\nmatch-02.mp4,5,4\n").unwrap();
+    std::fs::write(
+        d.join("user/match-01.json"),
+        r#"[{"video": "a.mp4", "segments": []}, {"video": "b.mp4", "segments": []}]"#,
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("user/match-02.csv"),
+        "video,start,end\nmatch-02.mp4,5,4\n",
+    )
+    .unwrap();
     let cat = Catalog::open("sqlite::memory:").await.unwrap();
     let r = cat.import_dir(d).await.unwrap();
     assert_eq!((r.added, r.labelled, r.warnings.len()), (6, 3, 2), "{r:?}");
-    assert!(r.warnings.iter().any(|w| w.contains("no entry for `match-01.mp4`")), "{r:?}");
-    assert!(r.warnings.iter().any(|w| w.contains("match-02.csv")), "{r:?}");
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("no entry for `match-01.mp4`")),
+        "{r:?}"
+    );
+    assert!(
+        r.warnings.iter().any(|w| w.contains("match-02.csv")),
+        "{r:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_opens_of_one_file_all_succeed() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("c.db").display().to_string();
-    let opens: Vec<_> = (0..6).map(|_| tokio::spawn({
-        let db = db.clone();
-        async move { Catalog::open(&db).await.map(|c| c.backend()) }
-    })).collect();
+    let opens: Vec<_> = (0..6)
+        .map(|_| {
+            tokio::spawn({
+                let db = db.clone();
+                async move { Catalog::open(&db).await.map(|c| c.backend()) }
+            })
+        })
+        .collect();
     for o in opens {
         assert_eq!(o.await.unwrap().unwrap(), "sqlite");
     }

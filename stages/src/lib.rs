@@ -2,11 +2,11 @@
 //! `register` that adds its kinds to the engine's table.
 
 pub mod catalog;
+#[cfg(feature = "video")]
+pub mod clips;
 #[cfg(feature = "torch")]
 pub mod model;
 pub mod replay;
-#[cfg(feature = "video")]
-pub mod clips;
 #[cfg(feature = "video")]
 pub mod report;
 #[cfg(feature = "video")]

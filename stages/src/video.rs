@@ -159,7 +159,10 @@ impl MapStage for Probe {
 /// A local path to an item's video: its attached `.mp4`/`.mkv`/`.webm`
 /// file (fetched into scratch space), or the local file its `uri` names
 /// (catalog rows carry a uri instead of the bytes).
-pub async fn local_video(item: &Item, ctx: &impl VideoSource) -> Result<std::path::PathBuf, StageError> {
+pub async fn local_video(
+    item: &Item,
+    ctx: &impl VideoSource,
+) -> Result<std::path::PathBuf, StageError> {
     let attached = item
         .files
         .iter()
@@ -189,7 +192,11 @@ pub async fn local_video(item: &Item, ctx: &impl VideoSource) -> Result<std::pat
 #[async_trait]
 pub trait VideoSource: Sync {
     fn scratch(&self) -> Result<&std::path::Path, StageError>;
-    async fn fetch_to(&self, blob: &engine_core::store::BlobRef, dest: &std::path::Path) -> Result<(), StageError>;
+    async fn fetch_to(
+        &self,
+        blob: &engine_core::store::BlobRef,
+        dest: &std::path::Path,
+    ) -> Result<(), StageError>;
 }
 
 #[async_trait]
@@ -197,7 +204,11 @@ impl VideoSource for ItemCtx {
     fn scratch(&self) -> Result<&std::path::Path, StageError> {
         self.scratch_dir()
     }
-    async fn fetch_to(&self, blob: &engine_core::store::BlobRef, dest: &std::path::Path) -> Result<(), StageError> {
+    async fn fetch_to(
+        &self,
+        blob: &engine_core::store::BlobRef,
+        dest: &std::path::Path,
+    ) -> Result<(), StageError> {
         self.fetch(blob, dest).await
     }
 }
@@ -207,7 +218,11 @@ impl VideoSource for engine_core::stage::TaskCtx {
     fn scratch(&self) -> Result<&std::path::Path, StageError> {
         self.scratch_dir()
     }
-    async fn fetch_to(&self, blob: &engine_core::store::BlobRef, dest: &std::path::Path) -> Result<(), StageError> {
+    async fn fetch_to(
+        &self,
+        blob: &engine_core::store::BlobRef,
+        dest: &std::path::Path,
+    ) -> Result<(), StageError> {
         self.fetch(blob, dest).await
     }
 }

@@ -28,9 +28,25 @@ fn peak_mib(who: i32) -> f64 {
 
 fn encode(path: &Path, seconds: u64) {
     let ok = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=224x224:rate=25", "-t"])
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=224x224:rate=25",
+            "-t",
+        ])
         .arg(seconds.to_string())
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
         .arg(path)
         .status()
         .expect("ffmpeg runs");
@@ -41,7 +57,8 @@ fn backbone(dir: &Path) -> (Backbone, Sampling) {
     tch::manual_seed(1);
     let vs = nn::VarStore::new(Device::Cpu);
     let _net = SmallCnn::new(&vs.root(), 64, 3);
-    vs.save(dir.join("backbone.safetensors")).expect("save backbone");
+    vs.save(dir.join("backbone.safetensors"))
+        .expect("save backbone");
     let info = BackboneInfo {
         kind: BACKBONE_KIND.into(),
         arch: Arch::SmallCnn,
@@ -52,14 +69,24 @@ fn backbone(dir: &Path) -> (Backbone, Sampling) {
         weights: "backbone.safetensors".into(),
         origin: serde_json::Value::Null,
     };
-    let s = Sampling { fps: info.fps, width: info.width, height: info.height };
-    (Backbone::load(&info, dir, Device::Cpu).expect("load backbone"), s)
+    let s = Sampling {
+        fps: info.fps,
+        width: info.width,
+        height: info.height,
+    };
+    (
+        Backbone::load(&info, dir, Device::Cpu).expect("load backbone"),
+        s,
+    )
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dir = tempfile::tempdir().expect("tempdir");
-    let threads = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
+    let threads = std::env::var("THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
     tch::set_num_threads(threads);
     if args.first().map(String::as_str) == Some("--memory") {
         let minutes: u64 = args.get(1).and_then(|m| m.parse().ok()).unwrap_or(30);
@@ -84,7 +111,10 @@ fn main() {
     let video = dir.path().join("video.mp4");
     encode(&video, seconds);
     let (b, s) = backbone(dir.path());
-    let batches: Vec<_> = stream(&video, s, 64).into_iter().map(|b| batch_tensor(&b.expect("decode"), s)).collect();
+    let batches: Vec<_> = stream(&video, s, 64)
+        .into_iter()
+        .map(|b| batch_tensor(&b.expect("decode"), s))
+        .collect();
     let frames: i64 = batches.iter().map(|t| t.size()[0]).sum();
     // Warm-up, then the best of three of each, interleaved.
     let _ = b.features(&batches[0]).expect("forward");

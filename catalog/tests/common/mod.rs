@@ -24,11 +24,16 @@ pub fn generated() -> &'static Generated {
     GEN.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("catalog-synth-v1");
         if !dir.join("truths.json").is_file() {
-            let tmp = tempfile::Builder::new().prefix(".catalog-synth-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+            let tmp = tempfile::Builder::new()
+                .prefix(".catalog-synth-")
+                .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+                .unwrap();
             let mut truths = vec![];
-            for (sport, league, seed) in
-                [(Sport::Soccer, "liga-sur", 1), (Sport::Soccer, "premier-north", 2), (Sport::IceHockey, "puck-cup", 3)]
-            {
+            for (sport, league, seed) in [
+                (Sport::Soccer, "liga-sur", 1),
+                (Sport::Soccer, "premier-north", 2),
+                (Sport::IceHockey, "puck-cup", 3),
+            ] {
                 let spec = SynthSpec {
                     sport,
                     league: Some(league.into()),
@@ -44,14 +49,19 @@ pub fn generated() -> &'static Generated {
                 };
                 truths.extend(synth::generate_set(&spec, tmp.path(), &mut |_, _| {}).unwrap());
             }
-            std::fs::write(tmp.path().join("truths.json"), serde_json::to_vec(&truths).unwrap()).unwrap();
+            std::fs::write(
+                tmp.path().join("truths.json"),
+                serde_json::to_vec(&truths).unwrap(),
+            )
+            .unwrap();
             // Another process may have won the race; its files are the same.
             let kept = tmp.keep();
             if std::fs::rename(&kept, &dir).is_err() {
                 let _ = std::fs::remove_dir_all(&kept);
             }
         }
-        let truths = serde_json::from_slice(&std::fs::read(dir.join("truths.json")).unwrap()).unwrap();
+        let truths =
+            serde_json::from_slice(&std::fs::read(dir.join("truths.json")).unwrap()).unwrap();
         Generated { dir, truths }
     })
 }
@@ -61,7 +71,10 @@ pub fn generated() -> &'static Generated {
 /// labels (`.mkv`), and a file that is not a video.
 pub fn video_dir() -> tempfile::TempDir {
     let g = generated();
-    let tmp = tempfile::Builder::new().prefix("catalog-videos-").tempdir().unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("catalog-videos-")
+        .tempdir()
+        .unwrap();
     let d = tmp.path();
     for t in &g.truths {
         for ext in ["mp4", "json"] {
@@ -78,7 +91,11 @@ pub fn video_dir() -> tempfile::TempDir {
     )
     .unwrap();
     std::fs::copy(&src, d.join("user/match-02.mp4")).unwrap();
-    std::fs::write(d.join("user/match-02.csv"), "video,start,end\nmatch-02.mp4,2.0,4.0\n").unwrap();
+    std::fs::write(
+        d.join("user/match-02.csv"),
+        "video,start,end\nmatch-02.mp4,2.0,4.0\n",
+    )
+    .unwrap();
     std::fs::copy(&src, d.join("unlabelled.mkv")).unwrap();
     std::fs::write(d.join("broken.mp4"), b"this is not a video").unwrap();
     // Hidden files (half-written encoder output) are skipped.
@@ -87,11 +104,18 @@ pub fn video_dir() -> tempfile::TempDir {
 }
 
 pub fn uri(dir: &Path, name: &str) -> String {
-    dir.canonicalize().unwrap().join(name).to_string_lossy().into_owned()
+    dir.canonicalize()
+        .unwrap()
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
 }
 
 async fn count(cat: &Catalog, table: &str) -> i64 {
-    let rows = cat.query(&format!("SELECT COUNT(*) AS n FROM {table}"), &[]).await.unwrap();
+    let rows = cat
+        .query(&format!("SELECT COUNT(*) AS n FROM {table}"), &[])
+        .await
+        .unwrap();
     rows[0]["n"].as_i64().unwrap()
 }
 
@@ -105,9 +129,16 @@ pub async fn scenario(url: &str) {
 
     // Import: 6 videos, 1 failure naming the file, 5 with labels.
     let r = cat.import_dir(dir).await.unwrap();
-    assert_eq!((r.found, r.added, r.updated, r.labelled), (7, 6, 0, 5), "{r:?}");
+    assert_eq!(
+        (r.found, r.added, r.updated, r.labelled),
+        (7, 6, 0, 5),
+        "{r:?}"
+    );
     assert_eq!(r.failed.len(), 1, "{r:?}");
-    assert!(r.failed[0].path.ends_with("broken.mp4") && r.failed[0].error.contains("broken.mp4"), "{r:?}");
+    assert!(
+        r.failed[0].path.ends_with("broken.mp4") && r.failed[0].error.contains("broken.mp4"),
+        "{r:?}"
+    );
     assert!(r.warnings.is_empty(), "{r:?}");
     let truth_spans: usize = g.truths.iter().map(|t| t.replays.len()).sum();
     assert_eq!(r.labels, truth_spans + 2 + 1);
@@ -117,7 +148,11 @@ pub async fn scenario(url: &str) {
     // Re-import is idempotent: same rows, same ids, same labels.
     let before = cat.list(&VideoFilter::default()).await.unwrap();
     let r2 = cat.import_dir(dir).await.unwrap();
-    assert_eq!((r2.found, r2.added, r2.updated, r2.labelled), (7, 0, 6, 5), "{r2:?}");
+    assert_eq!(
+        (r2.found, r2.added, r2.updated, r2.labelled),
+        (7, 0, 6, 5),
+        "{r2:?}"
+    );
     let after = cat.list(&VideoFilter::default()).await.unwrap();
     assert_eq!(before, after);
     assert_eq!(count(&cat, "videos").await, 6);
@@ -125,36 +160,88 @@ pub async fn scenario(url: &str) {
 
     // Metadata from ground truth and from user labels; probe data from the file.
     let t0 = &g.truths[0];
-    let gt = after.iter().find(|v| v.uri == uri(dir, &format!("{}.mp4", t0.video.name))).unwrap();
+    let gt = after
+        .iter()
+        .find(|v| v.uri == uri(dir, &format!("{}.mp4", t0.video.name)))
+        .unwrap();
     assert_eq!(gt.sport.as_deref(), Some("soccer"));
     assert_eq!(gt.league.as_deref(), Some("liga-sur"));
-    assert_eq!(gt.broadcaster.as_deref(), Some(t0.video.broadcaster.as_str()));
+    assert_eq!(
+        gt.broadcaster.as_deref(),
+        Some(t0.video.broadcaster.as_str())
+    );
     assert_eq!(gt.season.as_deref(), Some("2024"));
     assert_eq!((gt.width, gt.height), (112, 112));
-    assert!((gt.fps - 10.0).abs() < 1e-9 && (gt.duration_s - 16.0).abs() < 0.2, "{gt:?}");
-    let user = after.iter().find(|v| v.uri == uri(dir, "user/match-01.mp4")).unwrap();
-    assert_eq!((user.sport.as_deref(), user.league.as_deref(), user.labels), (None, Some("user-league"), 2));
-    let bare = after.iter().find(|v| v.uri == uri(dir, "unlabelled.mkv")).unwrap();
+    assert!(
+        (gt.fps - 10.0).abs() < 1e-9 && (gt.duration_s - 16.0).abs() < 0.2,
+        "{gt:?}"
+    );
+    let user = after
+        .iter()
+        .find(|v| v.uri == uri(dir, "user/match-01.mp4"))
+        .unwrap();
+    assert_eq!(
+        (user.sport.as_deref(), user.league.as_deref(), user.labels),
+        (None, Some("user-league"), 2)
+    );
+    let bare = after
+        .iter()
+        .find(|v| v.uri == uri(dir, "unlabelled.mkv"))
+        .unwrap();
     assert_eq!((bare.league.as_deref(), bare.labels), (None, 0));
 
     // labels_for: the ground truth's replay spans (source `truth`, not a
     // human verdict), by uri or by id.
     let labels = cat.labels_for(gt.uri.as_str()).await.unwrap();
-    let want: Vec<(f64, f64)> = t0.segments().segments.iter().map(|s| (s.start, s.end)).collect();
-    assert_eq!(labels.iter().map(|l| (l.start_s, l.end_s)).collect::<Vec<_>>(), want);
-    assert!(labels.iter().all(|l| l.source == "truth" && l.confidence.is_none()));
+    let want: Vec<(f64, f64)> = t0
+        .segments()
+        .segments
+        .iter()
+        .map(|s| (s.start, s.end))
+        .collect();
+    assert_eq!(
+        labels
+            .iter()
+            .map(|l| (l.start_s, l.end_s))
+            .collect::<Vec<_>>(),
+        want
+    );
+    assert!(
+        labels
+            .iter()
+            .all(|l| l.source == "truth" && l.confidence.is_none())
+    );
     let user_labels = cat.labels_for(user.id).await.unwrap();
-    assert!(user_labels.iter().all(|l| l.source == "human"), "{user_labels:?}");
+    assert!(
+        user_labels.iter().all(|l| l.source == "human"),
+        "{user_labels:?}"
+    );
     assert_eq!(cat.labels_for(gt.id).await.unwrap(), labels);
-    let e = cat.labels_for("/no/such.mp4").await.unwrap_err().to_string();
-    assert!(e.contains("No video `/no/such.mp4`") && e.contains("engine catalog import"), "{e}");
+    let e = cat
+        .labels_for("/no/such.mp4")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("No video `/no/such.mp4`") && e.contains("engine catalog import"),
+        "{e}"
+    );
 
     // Teacher labels sit beside human ones and survive a re-import.
-    let teacher = [NewLabel { start_s: 0.5, end_s: 2.0, confidence: Some(0.9) }];
-    cat.set_labels(bare.id, LabelSource::Teacher, &teacher).await.unwrap();
+    let teacher = [NewLabel {
+        start_s: 0.5,
+        end_s: 2.0,
+        confidence: Some(0.9),
+    }];
+    cat.set_labels(bare.id, LabelSource::Teacher, &teacher)
+        .await
+        .unwrap();
     cat.import_dir(dir).await.unwrap();
     let l = cat.labels_for(bare.id).await.unwrap();
-    assert_eq!((l.len(), l[0].source.as_str(), l[0].confidence), (1, "teacher", Some(0.9)));
+    assert_eq!(
+        (l.len(), l[0].source.as_str(), l[0].confidence),
+        (1, "teacher", Some(0.9))
+    );
 
     // ls filters.
     let f = |sport: Option<&str>, league: Option<&str>| VideoFilter {
@@ -163,9 +250,21 @@ pub async fn scenario(url: &str) {
         ..Default::default()
     };
     assert_eq!(cat.list(&f(Some("soccer"), None)).await.unwrap().len(), 2);
-    assert_eq!(cat.list(&f(Some("ice-hockey"), None)).await.unwrap().len(), 1);
-    assert_eq!(cat.list(&f(Some("soccer"), Some("liga-sur"))).await.unwrap().len(), 1);
-    assert_eq!(cat.list(&f(None, Some("user-league"))).await.unwrap().len(), 1);
+    assert_eq!(
+        cat.list(&f(Some("ice-hockey"), None)).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        cat.list(&f(Some("soccer"), Some("liga-sur")))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        cat.list(&f(None, Some("user-league"))).await.unwrap().len(),
+        1
+    );
     assert_eq!(cat.list(&f(Some("curling"), None)).await.unwrap().len(), 0);
 
     // Query with positional and named parameters; JSON value types.
@@ -178,7 +277,10 @@ pub async fn scenario(url: &str) {
         .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["uri"], json!(gt.uri));
-    assert!(rows[0]["duration_s"].is_f64() && rows[0]["width"] == json!(112), "{rows:?}");
+    assert!(
+        rows[0]["duration_s"].is_f64() && rows[0]["width"] == json!(112),
+        "{rows:?}"
+    );
     let named = cat
         .query_named(
             "SELECT league, COUNT(*) AS n FROM videos WHERE sport = :sport OR league = :league GROUP BY league ORDER BY league",
@@ -187,31 +289,85 @@ pub async fn scenario(url: &str) {
         .await
         .unwrap();
     assert_eq!(named.columns, ["league", "n"]);
-    let got: Vec<(Value, Value)> = named.rows.iter().map(|r| (r["league"].clone(), r["n"].clone())).collect();
-    assert_eq!(got, [(json!("liga-sur"), json!(1)), (json!("premier-north"), json!(1)), (json!("user-league"), json!(1))]);
-    let none = cat.query("SELECT uri FROM videos WHERE sport = $1", &[Value::Null]).await.unwrap();
+    let got: Vec<(Value, Value)> = named
+        .rows
+        .iter()
+        .map(|r| (r["league"].clone(), r["n"].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (json!("liga-sur"), json!(1)),
+            (json!("premier-north"), json!(1)),
+            (json!("user-league"), json!(1))
+        ]
+    );
+    let none = cat
+        .query("SELECT uri FROM videos WHERE sport = $1", &[Value::Null])
+        .await
+        .unwrap();
     assert!(none.is_empty());
-    let nulls = cat.query("SELECT uri, sport FROM videos WHERE sport IS NULL ORDER BY uri", &[]).await.unwrap();
+    let nulls = cat
+        .query(
+            "SELECT uri, sport FROM videos WHERE sport IS NULL ORDER BY uri",
+            &[],
+        )
+        .await
+        .unwrap();
     assert_eq!(nulls.len(), 3);
     assert_eq!(nulls[0]["sport"], Value::Null);
 
     // Bad SQL: the database's message, the SQL and the URL.
-    let e = cat.query("SELEC uri FROM videos", &[]).await.unwrap_err().to_string();
-    assert!(e.contains("syntax error") && e.contains("SQL: SELEC uri FROM videos") && e.contains(cat.url()), "{e}");
-    let e = cat.query("SELECT nope FROM videos", &[]).await.unwrap_err().to_string();
-    assert!(e.contains("nope") && e.contains("SQL: SELECT nope FROM videos"), "{e}");
-    let e = cat.query_named("SELECT :a", &Default::default()).await.unwrap_err().to_string();
+    let e = cat
+        .query("SELEC uri FROM videos", &[])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("syntax error")
+            && e.contains("SQL: SELEC uri FROM videos")
+            && e.contains(cat.url()),
+        "{e}"
+    );
+    let e = cat
+        .query("SELECT nope FROM videos", &[])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("nope") && e.contains("SQL: SELECT nope FROM videos"),
+        "{e}"
+    );
+    let e = cat
+        .query_named("SELECT :a", &Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("`:a` has no value"), "{e}");
 
     // `query` is read-only.
-    let e = cat.query("DELETE FROM videos", &[]).await.unwrap_err().to_string();
+    let e = cat
+        .query("DELETE FROM videos", &[])
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("DELETE FROM videos"), "{e}");
     assert_eq!(count(&cat, "videos").await, 6);
 
     // Predictions, reviews, and the misdetection query.
     let by_uri = |name: &str| after.iter().find(|v| v.uri == uri(dir, name)).unwrap().id;
-    let (v0, v1, v2) = (gt.id, by_uri("user/match-01.mp4"), by_uri("user/match-02.mp4"));
-    let p = |video_id, start_s, end_s, score| NewPrediction { video_id, model_version: "m1".into(), start_s, end_s, score };
+    let (v0, v1, v2) = (
+        gt.id,
+        by_uri("user/match-01.mp4"),
+        by_uri("user/match-02.mp4"),
+    );
+    let p = |video_id, start_s, end_s, score| NewPrediction {
+        video_id,
+        model_version: "m1".into(),
+        start_s,
+        end_s,
+        score,
+    };
     let p0 = cat.add_prediction(&p(v0, 1.0, 4.0, 0.9)).await.unwrap();
     let p1 = cat.add_prediction(&p(v1, 5.0, 6.0, 0.6)).await.unwrap();
     let review = |prediction_id, video_id, verdict, span: Option<(f64, f64)>| NewReview {
@@ -222,18 +378,50 @@ pub async fn scenario(url: &str) {
         end_s: span.map(|s| s.1),
         reviewer: "ana".into(),
     };
-    cat.add_review(&review(Some(p0), v0, Verdict::Correct, None)).await.unwrap();
-    cat.add_review(&review(Some(p1), v1, Verdict::FalsePositive, None)).await.unwrap();
-    cat.add_review(&review(None, v2, Verdict::Missed, Some((2.0, 4.0)))).await.unwrap();
-    let e = cat.add_review(&review(None, v2, Verdict::Missed, None)).await.unwrap_err().to_string();
-    assert!(e.contains("`missed` review needs `start_s` and `end_s`"), "{e}");
-    let e = cat.add_review(&review(Some(p0), v1, Verdict::Correct, None)).await.unwrap_err().to_string();
-    assert!(e.contains(&format!("Prediction {p0} belongs to video {v0}")), "{e}");
-    let e = cat.add_review(&review(None, v1, Verdict::FalsePositive, None)).await.unwrap_err().to_string();
+    cat.add_review(&review(Some(p0), v0, Verdict::Correct, None))
+        .await
+        .unwrap();
+    cat.add_review(&review(Some(p1), v1, Verdict::FalsePositive, None))
+        .await
+        .unwrap();
+    cat.add_review(&review(None, v2, Verdict::Missed, Some((2.0, 4.0))))
+        .await
+        .unwrap();
+    let e = cat
+        .add_review(&review(None, v2, Verdict::Missed, None))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`missed` review needs `start_s` and `end_s`"),
+        "{e}"
+    );
+    let e = cat
+        .add_review(&review(Some(p0), v1, Verdict::Correct, None))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("Prediction {p0} belongs to video {v0}")),
+        "{e}"
+    );
+    let e = cat
+        .add_review(&review(None, v1, Verdict::FalsePositive, None))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("needs `prediction_id`"), "{e}");
-    let e = cat.add_prediction(&p(v0, 4.0, 1.0, 0.5)).await.unwrap_err().to_string();
+    let e = cat
+        .add_prediction(&p(v0, 4.0, 1.0, 0.5))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("Invalid span"), "{e}");
-    let e = cat.add_prediction(&p(999_999, 1.0, 2.0, 0.5)).await.unwrap_err().to_string();
+    let e = cat
+        .add_prediction(&p(999_999, 1.0, 2.0, 0.5))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("No video id 999999"), "{e}");
     let misdetected = cat
         .query_named(
@@ -244,8 +432,15 @@ pub async fn scenario(url: &str) {
         )
         .await
         .unwrap();
-    let uris: Vec<&str> = misdetected.rows.iter().map(|r| r["uri"].as_str().unwrap()).collect();
-    assert_eq!(uris, [uri(dir, "user/match-01.mp4"), uri(dir, "user/match-02.mp4")]);
+    let uris: Vec<&str> = misdetected
+        .rows
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        uris,
+        [uri(dir, "user/match-01.mp4"), uri(dir, "user/match-02.mp4")]
+    );
 
     // A join with a repeated column name keeps both.
     let t = cat
@@ -265,12 +460,20 @@ pub async fn scenario(url: &str) {
 }
 
 fn spans(labels: &[LabelRow], source: &str) -> Vec<(f64, f64)> {
-    labels.iter().filter(|l| l.source == source).map(|l| (l.start_s, l.end_s)).collect()
+    labels
+        .iter()
+        .filter(|l| l.source == source)
+        .map(|l| (l.start_s, l.end_s))
+        .collect()
 }
 
 /// The review queue: enqueue and refresh, list, accept, fix, bad input.
 async fn review_queue(cat: &Catalog, dir: &Path, gt: &VideoRow, bare: &VideoRow) {
-    let proposal = NewLabel { start_s: 1.0, end_s: 4.0, confidence: Some(0.6) };
+    let proposal = NewLabel {
+        start_s: 1.0,
+        end_s: 4.0,
+        confidence: Some(0.6),
+    };
     let low = NewQueueEntry {
         confidence: Some(0.2),
         proposals: vec![proposal],
@@ -280,56 +483,166 @@ async fn review_queue(cat: &Catalog, dir: &Path, gt: &VideoRow, bare: &VideoRow)
     let (q1, new) = cat.enqueue_review(bare.id, &low).await.unwrap();
     assert!(new);
     // Queued again by a later run: the same entry, refreshed.
-    let again = NewQueueEntry { confidence: Some(0.3), ..low.clone() };
-    assert_eq!(cat.enqueue_review(bare.uri.as_str(), &again).await.unwrap(), (q1, false));
-    let failed = NewQueueEntry { confidence: None, proposals: vec![], reason: Some("Failed to decode".into()), queued_by: None };
+    let again = NewQueueEntry {
+        confidence: Some(0.3),
+        ..low.clone()
+    };
+    assert_eq!(
+        cat.enqueue_review(bare.uri.as_str(), &again).await.unwrap(),
+        (q1, false)
+    );
+    let failed = NewQueueEntry {
+        confidence: None,
+        proposals: vec![],
+        reason: Some("Failed to decode".into()),
+        queued_by: None,
+    };
     cat.enqueue_review(gt.id, &failed).await.unwrap();
-    let e = cat.enqueue_review("/no/such.mp4", &low).await.unwrap_err().to_string();
+    let e = cat
+        .enqueue_review("/no/such.mp4", &low)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("No video `/no/such.mp4`"), "{e}");
-    let bad = NewQueueEntry { proposals: vec![NewLabel { start_s: 5.0, end_s: 4.0, confidence: None }], ..low.clone() };
-    assert!(cat.enqueue_review(bare.id, &bad).await.unwrap_err().to_string().contains("Invalid span"));
+    let bad = NewQueueEntry {
+        proposals: vec![NewLabel {
+            start_s: 5.0,
+            end_s: 4.0,
+            confidence: None,
+        }],
+        ..low.clone()
+    };
+    assert!(
+        cat.enqueue_review(bare.id, &bad)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("Invalid span")
+    );
 
     let pending = cat.review_queue(true).await.unwrap();
     assert_eq!(pending.len(), 2, "{pending:?}");
     let b = &pending[0];
-    assert_eq!((b.video_id, b.uri.as_str(), b.status.as_str(), b.confidence), (bare.id, bare.uri.as_str(), "pending", Some(0.3)));
-    assert_eq!((b.proposals.as_slice(), b.verdict.as_deref(), b.league.as_deref()), (&[proposal][..], None, None));
-    assert_eq!((pending[1].video_id, pending[1].confidence, pending[1].league.as_deref()), (gt.id, None, Some("liga-sur")));
+    assert_eq!(
+        (b.video_id, b.uri.as_str(), b.status.as_str(), b.confidence),
+        (bare.id, bare.uri.as_str(), "pending", Some(0.3))
+    );
+    assert_eq!(
+        (
+            b.proposals.as_slice(),
+            b.verdict.as_deref(),
+            b.league.as_deref()
+        ),
+        (&[proposal][..], None, None)
+    );
+    assert_eq!(
+        (
+            pending[1].video_id,
+            pending[1].confidence,
+            pending[1].league.as_deref()
+        ),
+        (gt.id, None, Some("liga-sur"))
+    );
 
     // Accept: the proposals become human labels; teacher labels stay.
-    let done = cat.record_verdict(bare.id, QueueVerdict::Accepted, &[], "ana").await.unwrap();
-    assert_eq!((done.id, done.status.as_str(), done.verdict.as_deref(), done.reviewer.as_deref()), (q1, "done", Some("accepted"), Some("ana")));
+    let done = cat
+        .record_verdict(bare.id, QueueVerdict::Accepted, &[], "ana")
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            done.id,
+            done.status.as_str(),
+            done.verdict.as_deref(),
+            done.reviewer.as_deref()
+        ),
+        (q1, "done", Some("accepted"), Some("ana"))
+    );
     assert!(done.done_at.is_some());
     let l = cat.labels_for(bare.id).await.unwrap();
-    assert_eq!((spans(&l, "human"), spans(&l, "teacher")), (vec![(1.0, 4.0)], vec![(0.5, 2.0)]));
-    let e = cat.record_verdict(bare.id, QueueVerdict::Accepted, &[], "ana").await.unwrap_err().to_string();
-    assert!(e.contains("has no pending review") && e.contains("engine review fix"), "{e}");
+    assert_eq!(
+        (spans(&l, "human"), spans(&l, "teacher")),
+        (vec![(1.0, 4.0)], vec![(0.5, 2.0)])
+    );
+    let e = cat
+        .record_verdict(bare.id, QueueVerdict::Accepted, &[], "ana")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("has no pending review") && e.contains("engine review fix"),
+        "{e}"
+    );
 
     // Fix: the person's spans; the ground truth stays `truth` and survives a re-import.
     let truth_before = spans(&cat.labels_for(gt.id).await.unwrap(), "truth");
-    let bad_span = [NewLabel { start_s: 3.0, end_s: f64::NAN, confidence: None }];
-    assert!(cat.record_verdict(gt.id, QueueVerdict::Fixed, &bad_span, "bo").await.unwrap_err().to_string().contains("Invalid span"));
-    assert_eq!(cat.review_queue(true).await.unwrap().len(), 1, "a rejected verdict changes nothing");
-    let fixed = [NewLabel { start_s: 2.0, end_s: 5.5, confidence: None }, NewLabel { start_s: 9.0, end_s: 11.0, confidence: None }];
-    let done = cat.record_verdict(gt.uri.as_str(), QueueVerdict::Fixed, &fixed, "bo").await.unwrap();
+    let bad_span = [NewLabel {
+        start_s: 3.0,
+        end_s: f64::NAN,
+        confidence: None,
+    }];
+    assert!(
+        cat.record_verdict(gt.id, QueueVerdict::Fixed, &bad_span, "bo")
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("Invalid span")
+    );
+    assert_eq!(
+        cat.review_queue(true).await.unwrap().len(),
+        1,
+        "a rejected verdict changes nothing"
+    );
+    let fixed = [
+        NewLabel {
+            start_s: 2.0,
+            end_s: 5.5,
+            confidence: None,
+        },
+        NewLabel {
+            start_s: 9.0,
+            end_s: 11.0,
+            confidence: None,
+        },
+    ];
+    let done = cat
+        .record_verdict(gt.uri.as_str(), QueueVerdict::Fixed, &fixed, "bo")
+        .await
+        .unwrap();
     assert_eq!(done.verdict.as_deref(), Some("fixed"));
     cat.import_dir(dir).await.unwrap();
     let l = cat.labels_for(gt.id).await.unwrap();
-    assert_eq!((spans(&l, "human"), spans(&l, "truth")), (vec![(2.0, 5.5), (9.0, 11.0)], truth_before));
+    assert_eq!(
+        (spans(&l, "human"), spans(&l, "truth")),
+        (vec![(2.0, 5.5), (9.0, 11.0)], truth_before)
+    );
     assert!(cat.review_queue(true).await.unwrap().is_empty());
 
     // Fix on a video never queued: a closed entry; "no replays" is an empty fix.
     let m2 = uri(dir, "user/match-02.mp4");
-    let done = cat.record_verdict(m2.as_str(), QueueVerdict::Fixed, &[], "cy").await.unwrap();
+    let done = cat
+        .record_verdict(m2.as_str(), QueueVerdict::Fixed, &[], "cy")
+        .await
+        .unwrap();
     assert_eq!((done.status.as_str(), done.proposals.len()), ("done", 0));
     assert!(spans(&cat.labels_for(m2.as_str()).await.unwrap(), "human").is_empty());
-    let e = cat.record_verdict(999_999, QueueVerdict::Fixed, &[], "cy").await.unwrap_err().to_string();
+    let e = cat
+        .record_verdict(999_999, QueueVerdict::Fixed, &[], "cy")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("No video id 999999"), "{e}");
 
     // A reviewed video can be queued again; history is kept, newest first.
     let (q3, new) = cat.enqueue_review(bare.id, &low).await.unwrap();
     assert!(new && q3 != q1);
     let history = cat.reviews_of(bare.id).await.unwrap();
-    assert_eq!(history.iter().map(|e| e.status.as_str()).collect::<Vec<_>>(), ["pending", "done"]);
+    assert_eq!(
+        history
+            .iter()
+            .map(|e| e.status.as_str())
+            .collect::<Vec<_>>(),
+        ["pending", "done"]
+    );
     assert_eq!(cat.review_queue(false).await.unwrap().len(), 4);
 }

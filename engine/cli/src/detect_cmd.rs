@@ -43,7 +43,9 @@ pub async fn run(store: &engine_core::store::Store, a: DetectArgs<'_>) -> Result
         if !show_bar {
             bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         }
-        let r = d.detect_video(&video, |n| bar.set_position(n), || false).map_err(|e| anyhow!("{e}"))?;
+        let r = d
+            .detect_video(&video, |n| bar.set_position(n), || false)
+            .map_err(|e| anyhow!("{e}"))?;
         bar.finish_and_clear();
         Ok(r)
     })
@@ -69,7 +71,10 @@ pub async fn run(store: &engine_core::store::Store, a: DetectArgs<'_>) -> Result
         a.model
     );
     if !found.segments.is_empty() {
-        println!("{:>3}  {:>9}  {:>9}  {:>8}  {:>5}", "#", "start", "end", "length", "score");
+        println!(
+            "{:>3}  {:>9}  {:>9}  {:>8}  {:>5}",
+            "#", "start", "end", "length", "score"
+        );
         for (i, s) in found.segments.iter().enumerate() {
             println!(
                 "{:>3}  {:>9}  {:>9}  {:>7.1}s  {:>5.2}",

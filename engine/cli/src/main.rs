@@ -468,9 +468,20 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         Cmd::Catalog { cmd } => catalog_cmd::run(cmd).await,
         Cmd::Review { cmd } => review_cmd::run(cmd).await,
         Cmd::Ref { cmd } => show::refs(cmd_to_ref(cmd)?).await.map(|_| 0),
-        Cmd::Detect { video, model, json, out, store } => {
+        Cmd::Detect {
+            video,
+            model,
+            json,
+            out,
+            store,
+        } => {
             let store = open_store(&store, None)?;
-            let args = detect_cmd::DetectArgs { video: &video, model: &model, json, out: out.as_ref() };
+            let args = detect_cmd::DetectArgs {
+                video: &video,
+                model: &model,
+                json,
+                out: out.as_ref(),
+            };
             detect_cmd::run(&store, args).await
         }
         Cmd::Get { what, dest, store } => {

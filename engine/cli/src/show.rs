@@ -360,7 +360,11 @@ pub async fn get(store: &Store, what: &str, dest: &std::path::Path) -> Result<()
 
 /// Copies an artifact's files into `dest`, quietly; returns its digest and
 /// the number of files.
-pub async fn fetch(store: &Store, what: &str, dest: &std::path::Path) -> Result<(engine_core::digest::Digest, usize)> {
+pub async fn fetch(
+    store: &Store,
+    what: &str,
+    dest: &std::path::Path,
+) -> Result<(engine_core::digest::Digest, usize)> {
     let digest = resolve_artifact(store, what).await?;
     let m = store.get_manifest(&digest).await?;
     let mut n = 0;

@@ -425,6 +425,10 @@ fn every_pipeline_template_validates_for_every_sport() {
         if !t.to_string_lossy().ends_with(".yaml.j2") {
             continue;
         }
+        // The model stages exist only in a build with libtorch.
+        if cfg!(not(feature = "torch")) && t.ends_with("replay.yaml.j2") {
+            continue;
+        }
         for v in std::fs::read_dir(dir.join("sports")).unwrap() {
             let v = v.unwrap().path();
             let o = engine()

@@ -9,17 +9,29 @@ use std::process::{Command, Output};
 
 fn engine(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_engine"));
-    c.current_dir(dir).env_remove("ENGINE_STORE").env("CI", "true");
+    c.current_dir(dir)
+        .env_remove("ENGINE_STORE")
+        .env("CI", "true");
     c
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn ok(o: Output) -> String {
-    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(o.status.success(), "exit {:?}\nstdout:\n{out}\nstderr:\n{err}", o.status.code());
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout:\n{out}\nstderr:\n{err}",
+        o.status.code()
+    );
     out.into_owned()
 }
 
@@ -29,7 +41,9 @@ fn run_pipeline(dir: &Path, extra: &[&str]) -> String {
         "run".to_string(),
         r.join("pipelines/replay.yaml.j2").display().to_string(),
         "-f".into(),
-        r.join("pipelines/sports/basketball.yaml").display().to_string(),
+        r.join("pipelines/sports/basketball.yaml")
+            .display()
+            .to_string(),
     ];
     for (k, v) in [
         ("clip_window", "4"),
@@ -47,7 +61,10 @@ fn run_pipeline(dir: &Path, extra: &[&str]) -> String {
 
 /// A task of the latest run, as `engine show RUN/TASK --json` prints it.
 fn task(dir: &Path, name: &str) -> Value {
-    let out = ok(engine(dir).args(["show", &format!("latest/{name}"), "--json"]).output().unwrap());
+    let out = ok(engine(dir)
+        .args(["show", &format!("latest/{name}"), "--json"])
+        .output()
+        .unwrap());
     serde_json::from_str(&out).unwrap()
 }
 
@@ -55,19 +72,37 @@ fn task(dir: &Path, name: &str) -> Value {
 fn trains_selects_detects_and_extracts_only_new_videos() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    run_pipeline(dir, &["--set", "videos_per_league=5"]);
+    run_pipeline(
+        dir,
+        &["--set", "videos_per_league=5", "--set", "joint=true"],
+    );
 
     // The best trial on the test split is the model; its figures are recorded.
     let select = task(dir, "select");
-    let f1 = select["task"]["values"]["segment_f1"].as_f64().expect("segment_f1 recorded");
+    let f1 = select["task"]["values"]["segment_f1"]
+        .as_f64()
+        .expect("segment_f1 recorded");
     assert!(f1 >= 0.6, "test segment F1 {f1} on the small preset");
-    let chosen = select["task"]["values"]["chosen"].as_str().unwrap().to_string();
+    let chosen = select["task"]["values"]["chosen"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(chosen.starts_with("train[hidden="), "{chosen}");
 
     // `engine detect` on a new video of a seen league, against its truth.
     let videos = dir.join("new");
     ok(engine(dir)
-        .args(["synth", "--sport", "basketball", "--league", "hoops-pro", "--count", "1", "--seed", "99"])
+        .args([
+            "synth",
+            "--sport",
+            "basketball",
+            "--league",
+            "hoops-pro",
+            "--count",
+            "1",
+            "--seed",
+            "99",
+        ])
         .arg("--out")
         .arg(&videos)
         .output()
@@ -77,15 +112,24 @@ fn trains_selects_detects_and_extracts_only_new_videos() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "mp4"))
         .unwrap();
-    let truth: Value = serde_json::from_slice(&std::fs::read(mp4.with_extension("json")).unwrap()).unwrap();
-    let out = ok(engine(dir).arg("detect").arg(&mp4).args(["--model", "latest/select", "--json"]).output().unwrap());
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(mp4.with_extension("json")).unwrap()).unwrap();
+    let out = ok(engine(dir)
+        .arg("detect")
+        .arg(&mp4)
+        .args(["--model", "latest/select", "--json"])
+        .output()
+        .unwrap());
     let found: Value = serde_json::from_str(&out).unwrap();
     let segs = found["segments"].as_array().unwrap();
     let want = truth["replays"].as_array().unwrap();
     assert!(!want.is_empty());
     // Every true replay is found with tIoU >= 0.5.
     for r in want {
-        let (s, e) = (r["span"]["start"].as_f64().unwrap(), r["span"]["end"].as_f64().unwrap());
+        let (s, e) = (
+            r["span"]["start"].as_f64().unwrap(),
+            r["span"]["end"].as_f64().unwrap(),
+        );
         let hit = segs.iter().any(|p| {
             let (ps, pe) = (p["start"].as_f64().unwrap(), p["end"].as_f64().unwrap());
             let inter = (e.min(pe) - s.max(ps)).max(0.0);
@@ -93,25 +137,130 @@ fn trains_selects_detects_and_extracts_only_new_videos() {
         });
         assert!(hit, "replay {s}-{e} not found in {segs:?}");
     }
-    let table = ok(engine(dir).arg("detect").arg(&mp4).args(["--model", "latest/select"]).output().unwrap());
+    let table = ok(engine(dir)
+        .arg("detect")
+        .arg(&mp4)
+        .args(["--model", "latest/select"])
+        .output()
+        .unwrap());
     assert!(table.contains("replays in"), "{table}");
 
-    // Pin the backbone, then add one video per league: only those are extracted.
-    ok(engine(dir).args(["ref", "set", "backbones/basketball@production", "latest/backbone"]).output().unwrap());
-    run_pipeline(dir, &["--set", "videos_per_league=5", "--set", "backbone=backbones/basketball@production"]);
+    // The joint CNN+LSTM baseline is a detector of the same format, evaluated the same way.
+    let joint = task(dir, "joint");
+    assert!(
+        joint["task"]["values"]["segment_f1"].as_f64().is_some(),
+        "{joint}"
+    );
+    assert!(joint["task"]["values"]["train_seconds"].as_f64().unwrap() > 0.0);
+    let out = ok(engine(dir)
+        .arg("detect")
+        .arg(&mp4)
+        .args(["--model", "latest/joint", "--json"])
+        .output()
+        .unwrap());
+    let j: Value = serde_json::from_str(&out).unwrap();
+    assert!(j["segments"].is_array());
+
+    // Production inference as a stage: the model at its alias over catalog
+    // videos, predictions recorded in the catalog.
+    ok(engine(dir)
+        .args([
+            "ref",
+            "set",
+            "models/basketball@production",
+            "latest/select",
+        ])
+        .output()
+        .unwrap());
+    ok(engine(dir)
+        .args([
+            "ref",
+            "set",
+            "backbones/basketball@production",
+            "latest/backbone",
+        ])
+        .output()
+        .unwrap());
+    ok(engine(dir)
+        .args(["catalog", "import", "new", "--db", "cat.db"])
+        .output()
+        .unwrap());
+    std::fs::write(
+        dir.join("detect.yaml"),
+        "name: detect-basketball\nstages:\n  videos:\n    uses: catalog.query\n    with: { db: cat.db, sql: SELECT * FROM videos ORDER BY uri }\n  model:\n    uses: artifact.ref\n    with: { name: models/basketball@production }\n  detect:\n    uses: detect\n    needs: [model]\n    map: { over: videos.videos }\n    with: { catalog: cat.db }\n",
+    )
+    .unwrap();
+    ok(engine(dir).args(["run", "detect.yaml"]).output().unwrap());
+    let out = ok(engine(dir)
+        .args([
+            "catalog",
+            "query",
+            "SELECT COUNT(*) AS n, MIN(model_version) AS model FROM predictions",
+            "--db",
+            "cat.db",
+            "--json",
+        ])
+        .output()
+        .unwrap());
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows[0]["n"].as_u64(), Some(segs.len() as u64), "{rows}");
+    let detect = task(dir, "detect");
+    assert_eq!(
+        detect["task"]["values"]["items"].as_u64(),
+        Some(1),
+        "{detect}"
+    );
+
+    // With the backbone pinned, add one video per league: only those are extracted.
+    run_pipeline(
+        dir,
+        &[
+            "--set",
+            "videos_per_league=5",
+            "--set",
+            "backbone=backbones/basketball@production",
+        ],
+    );
     let first = task(dir, "extract");
-    assert_eq!(first["task"]["values"]["items_cached"].as_u64(), Some(0), "{first}");
-    run_pipeline(dir, &["--set", "videos_per_league=6", "--set", "backbone=backbones/basketball@production"]);
+    assert_eq!(
+        first["task"]["values"]["items_cached"].as_u64(),
+        Some(0),
+        "{first}"
+    );
+    run_pipeline(
+        dir,
+        &[
+            "--set",
+            "videos_per_league=6",
+            "--set",
+            "backbone=backbones/basketball@production",
+        ],
+    );
     let second = task(dir, "extract");
-    let (run, cached) = (second["task"]["values"]["items_run"].as_u64().unwrap(), second["task"]["values"]["items_cached"].as_u64().unwrap());
+    let (run, cached) = (
+        second["task"]["values"]["items_run"].as_u64().unwrap(),
+        second["task"]["values"]["items_cached"].as_u64().unwrap(),
+    );
     assert!((1..=4).contains(&run), "new videos extracted: {run}");
-    assert_eq!(cached, first["task"]["values"]["items"].as_u64().unwrap(), "every old video's features are reused");
+    assert_eq!(
+        cached,
+        first["task"]["values"]["items"].as_u64().unwrap(),
+        "every old video's features are reused"
+    );
 
     // A backbone is not a detector: a clear error naming what it is.
-    let o = engine(dir).arg("detect").arg(&mp4).args(["--model", "backbones/basketball@production"]).output().unwrap();
+    let o = engine(dir)
+        .arg("detect")
+        .arg(&mp4)
+        .args(["--model", "backbones/basketball@production"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("is a backbone, not a replay detector"), "{err}");
+    assert!(
+        err.contains("is a backbone, not a replay detector"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -119,15 +268,24 @@ fn bad_inputs_get_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     // A missing video.
-    let o = engine(dir).args(["detect", "nope.mp4", "--model", "models/x@production"]).output().unwrap();
+    let o = engine(dir)
+        .args(["detect", "nope.mp4", "--model", "models/x@production"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("video `nope.mp4` does not exist"));
     // A model ref that does not exist.
     std::fs::write(dir.join("bad.mp4"), b"this is not a video").unwrap();
-    let o = engine(dir).args(["detect", "bad.mp4", "--model", "models/x@production"]).output().unwrap();
+    let o = engine(dir)
+        .args(["detect", "bad.mp4", "--model", "models/x@production"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("bad.mp4") || err.contains("models/x@production"), "{err}");
+    assert!(
+        err.contains("bad.mp4") || err.contains("models/x@production"),
+        "{err}"
+    );
     // Every video in train: the trainer says which split is empty and what to do.
     let r = repo();
     let o = engine(dir)
@@ -135,10 +293,24 @@ fn bad_inputs_get_clear_errors() {
         .arg(r.join("pipelines/replay.yaml.j2"))
         .arg("-f")
         .arg(r.join("pipelines/sports/basketball.yaml"))
-        .args(["--set", "train_share=1.0", "--set", "test_share=0.0", "--set", "validation_share=0.0"])
+        .args([
+            "--set",
+            "train_share=1.0",
+            "--set",
+            "test_share=0.0",
+            "--set",
+            "validation_share=0.0",
+        ])
         .output()
         .unwrap();
     assert!(!o.status.success());
-    let err = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(err.contains("needs videos in the train and validation splits"), "{err}");
+    let err = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        err.contains("needs videos in the train and validation splits"),
+        "{err}"
+    );
 }

@@ -15,6 +15,11 @@ use std::time::Duration;
 
 pub fn register(r: &mut Registry) {
     r.add(
+        "artifact.ref",
+        "an artifact already in the store, by ref or digest, resolved on every run",
+        |v| Ok(StageImpl::Task(Arc::new(RefArtifact(parse_params(v)?)))),
+    );
+    r.add(
         "builtin.items",
         "produce a collection of N small items",
         |v| Ok(StageImpl::Task(Arc::new(Items(parse_params(v)?)))),
@@ -365,6 +370,47 @@ impl Stage for Write {
             ctx.put_file("out", name, content.clone().into_bytes())
                 .await?;
         }
+        Ok(())
+    }
+}
+
+/// Params of `artifact.ref`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefConfig {
+    /// A ref (`models/basketball@production`) or an artifact digest (prefix).
+    pub name: String,
+}
+
+/// Brings a stored artifact into a pipeline (a model at its production
+/// alias, a pinned backbone): the output is that very manifest, so
+/// downstream caches key on its digest; it runs every time because a ref
+/// can move.
+struct RefArtifact(RefConfig);
+
+#[async_trait]
+impl Stage for RefArtifact {
+    fn version(&self) -> u32 {
+        1
+    }
+    fn outputs(&self) -> Vec<OutputDecl> {
+        vec![OutputDecl::artifact("artifact")]
+    }
+    fn always_run(&self) -> bool {
+        true
+    }
+    async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
+        let name = &self.0.name;
+        let digest = ctx.store().resolve(name).await.map_err(|e| {
+            StageError::msg(format!(
+                "`{name}` is not a ref or artifact digest in store {}: {e}; set it with `engine ref set {name} DIGEST`",
+                ctx.store().url()
+            ))
+        })?;
+        let m = ctx.store().get_manifest(&digest).await?;
+        ctx.log(format!("artifact.ref: `{name}` = {}", digest.short()));
+        ctx.set_value("digest", Value::String(digest.to_string()));
+        ctx.set_output("artifact", m);
         Ok(())
     }
 }

@@ -930,8 +930,13 @@ async fn run_map(
     let version = m.version();
     // Inputs from stages other than the mapped one (a model, a config) are
     // part of every item's fingerprint and visible to every item.
-    let side: Arc<Vec<Input>> = Arc::new(inputs.iter().filter(|i| &i.stage != up).cloned().collect());
-    let params = &cache::item_params(params, side.iter().map(|i| (i.task.as_str(), i.output.as_str(), &i.digest)));
+    let side: Arc<Vec<Input>> =
+        Arc::new(inputs.iter().filter(|i| &i.stage != up).cloned().collect());
+    let params = &cache::item_params(
+        params,
+        side.iter()
+            .map(|i| (i.task.as_str(), i.output.as_str(), &i.digest)),
+    );
     let cancel = sh.opts.cancel.child_token();
     // Each batch returns (item index, output item, came from cache).
     type BatchResult = Result<Vec<(usize, Item, bool)>, StageError>;
@@ -976,9 +981,10 @@ async fn run_map(
                         });
                     }
                     let threads = grant.as_ref().map(|g| g.threads()).unwrap_or(1);
-                    let it =
-                        run_item(&sh, stage, &label, &m, item, i, threads, &cancel, &log, &side)
-                            .await?;
+                    let it = run_item(
+                        &sh, stage, &label, &m, item, i, threads, &cancel, &log, &side,
+                    )
+                    .await?;
                     if stage.cache {
                         let entry = ItemEntry {
                             item: it.clone(),

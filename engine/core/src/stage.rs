@@ -477,6 +477,12 @@ impl TaskCtx {
         Ok(())
     }
 
+    /// Sets an output to an existing manifest (e.g. one read from the store
+    /// by ref); its digest stays the same.
+    pub fn set_output(&mut self, output: &str, manifest: Manifest) {
+        self.outputs.insert(output.into(), manifest);
+    }
+
     /// Sets the small JSON metadata of an output (metrics, counts).
     pub fn set_meta(&mut self, output: &str, meta: Value) -> Result<(), StageError> {
         let kind = self

@@ -10,7 +10,9 @@ use super::{device, torch_err};
 use crate::replay::targets::{FRAME_CLASSES, frame_classes};
 use crate::video::local_video;
 use async_trait::async_trait;
-use engine_core::stage::{OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params};
+use engine_core::stage::{
+    OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
+};
 use serde::Deserialize;
 use serde_json::json;
 use std::path::PathBuf;
@@ -114,10 +116,20 @@ fn default_seed() -> u64 {
 
 impl TrainConfig {
     fn fit(&self) -> FitParams {
-        FitParams { lr: self.lr, epochs: self.epochs, patience: self.patience, batch: self.batch, seed: self.seed }
+        FitParams {
+            lr: self.lr,
+            epochs: self.epochs,
+            patience: self.patience,
+            batch: self.batch,
+            seed: self.seed,
+        }
     }
     pub fn sampling(&self) -> Sampling {
-        Sampling { fps: self.fps, width: self.size, height: self.size }
+        Sampling {
+            fps: self.fps,
+            width: self.size,
+            height: self.size,
+        }
     }
 }
 
@@ -154,7 +166,13 @@ pub async fn clip_frames(
         ys.push(y);
     }
     if xs.is_empty() {
-        return Ok((Tensor::zeros([0, s.height as i64, s.width as i64, 3], (Kind::Uint8, Device::Cpu)), Tensor::zeros([0], (Kind::Int64, Device::Cpu))));
+        return Ok((
+            Tensor::zeros(
+                [0, s.height as i64, s.width as i64, 3],
+                (Kind::Uint8, Device::Cpu),
+            ),
+            Tensor::zeros([0], (Kind::Int64, Device::Cpu)),
+        ));
     }
     Ok((Tensor::cat(&xs, 0), Tensor::cat(&ys, 0)))
 }
@@ -172,7 +190,13 @@ impl Stage for TrainBackbone {
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
         let c = self.0.clone();
         let videos = dataset_videos(ctx, c.from.as_deref()).await?;
-        let of = |split: &str| videos.iter().filter(|v| v.split == split).cloned().collect::<Vec<_>>();
+        let of = |split: &str| {
+            videos
+                .iter()
+                .filter(|v| v.split == split)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
         let (train, val) = (of("train"), of("validation"));
         if train.is_empty() || val.is_empty() {
             return Err(StageError::msg(format!(
@@ -185,7 +209,11 @@ impl Stage for TrainBackbone {
         let s = c.sampling();
         let (xt, yt) = clip_frames(ctx, &train, s, c.transition).await?;
         let (xv, yv) = clip_frames(ctx, &val, s, c.transition).await?;
-        ctx.log(format!("backbone.train: {} train frames, {} validation frames", xt.size()[0], xv.size()[0]));
+        ctx.log(format!(
+            "backbone.train: {} train frames, {} validation frames",
+            xt.size()[0],
+            xv.size()[0]
+        ));
         let dir = ctx.scratch_dir()?.join("backbone");
         std::fs::create_dir_all(&dir).map_err(|e| StageError::io("create", &dir, e))?;
         let threads = ctx.threads();
@@ -200,15 +228,28 @@ impl Stage for TrainBackbone {
                 let dev = device();
                 let vs = nn::VarStore::new(dev);
                 let net = SmallCnn::new(&vs.root(), c.dim, FRAME_CLASSES.len() as i64);
-                let counts: Vec<i64> = (0..3).map(|k| yt.eq(k).sum(Kind::Int64).int64_value(&[])).collect();
+                let counts: Vec<i64> = (0..3)
+                    .map(|k| yt.eq(k).sum(Kind::Int64).int64_value(&[]))
+                    .collect();
                 let total: i64 = counts.iter().sum();
                 // Inverse-frequency class weights: transitions are rare.
-                let w: Vec<f32> = counts.iter().map(|&n| total as f32 / (3.0 * n.max(1) as f32)).collect();
+                let w: Vec<f32> = counts
+                    .iter()
+                    .map(|&n| total as f32 / (3.0 * n.max(1) as f32))
+                    .collect();
                 let w = Tensor::from_slice(&w).to_device(dev);
-                let to_x = |x: &Tensor| x.permute([0, 3, 1, 2]).to_kind(Kind::Float).to_device(dev) / 255.0;
+                let to_x = |x: &Tensor| {
+                    x.permute([0, 3, 1, 2]).to_kind(Kind::Float).to_device(dev) / 255.0
+                };
                 let logits = |x: &Tensor| net.head.forward(&net.features(&to_x(x)));
                 let loss_of = |x: &Tensor, y: &Tensor| {
-                    logits(x).cross_entropy_loss::<&Tensor>(&y.to_device(dev), Some(&w), tch::Reduction::Mean, -100, 0.0)
+                    logits(x).cross_entropy_loss::<&Tensor>(
+                        &y.to_device(dev),
+                        Some(&w),
+                        tch::Reduction::Mean,
+                        -100,
+                        0.0,
+                    )
                 };
                 let curves = fit(
                     &vs,
@@ -224,7 +265,8 @@ impl Stage for TrainBackbone {
                     &log,
                 )?;
                 let acc = tch::no_grad(|| accuracy(&logits(&xv), &yv.to_device(dev)));
-                vs.save(&out2).map_err(torch_err(format!("Failed to save `{}`", out2.display())))?;
+                vs.save(&out2)
+                    .map_err(torch_err(format!("Failed to save `{}`", out2.display())))?;
                 Ok((acc, curves, counts))
             })
             .await?;
@@ -244,12 +286,20 @@ impl Stage for TrainBackbone {
                 "train_loss": curves.train_loss, "validation_loss": curves.val_loss, "seconds": curves.seconds,
             }),
         };
-        ctx.put_file_from("backbone", "backbone.safetensors", &out).await?;
-        ctx.put_file("backbone", "backbone.json", to_json(&info)?).await?;
-        ctx.set_meta("backbone", json!({ "arch": "small-cnn", "dim": info.dim, "validation_accuracy": acc }))?;
+        ctx.put_file_from("backbone", "backbone.safetensors", &out)
+            .await?;
+        ctx.put_file("backbone", "backbone.json", to_json(&info)?)
+            .await?;
+        ctx.set_meta(
+            "backbone",
+            json!({ "arch": "small-cnn", "dim": info.dim, "validation_accuracy": acc }),
+        )?;
         ctx.set_value("validation_accuracy", json!(acc));
         ctx.set_value("seconds", json!(curves.seconds));
-        ctx.log(format!("backbone.train: validation frame accuracy {acc:.3} in {:.1} s", curves.seconds));
+        ctx.log(format!(
+            "backbone.train: validation frame accuracy {acc:.3} in {:.1} s",
+            curves.seconds
+        ));
         Ok(())
     }
 }
@@ -310,7 +360,10 @@ impl Stage for Import {
         let c = self.0.clone();
         if let Some(name) = &c.artifact {
             let digest = ctx.store().resolve(name).await.map_err(|e| {
-                StageError::msg(format!("backbone `{name}` is not a ref or digest in store {}: {e}", ctx.store().url()))
+                StageError::msg(format!(
+                    "backbone `{name}` is not a ref or digest in store {}: {e}",
+                    ctx.store().url()
+                ))
             })?;
             let m = ctx.store().get_manifest(&digest).await?;
             let Some(json_blob) = m.files.get("backbone.json") else {
@@ -319,21 +372,34 @@ impl Stage for Import {
                     &digest.to_string()[..12]
                 )));
             };
-            let info: BackboneInfo = serde_json::from_slice(&ctx.read(json_blob).await?)
-                .map_err(|e| StageError::msg(format!("`{name}`: its backbone.json is not readable: {e}")))?;
+            let info: BackboneInfo =
+                serde_json::from_slice(&ctx.read(json_blob).await?).map_err(|e| {
+                    StageError::msg(format!("`{name}`: its backbone.json is not readable: {e}"))
+                })?;
             for (file, blob) in &m.files {
                 let bytes = ctx.read(blob).await?;
                 ctx.put_file("backbone", file, bytes).await?;
             }
-            ctx.set_meta("backbone", json!({ "arch": info.arch, "dim": info.dim, "from": name }))?;
-            ctx.log(format!("backbone.import: `{name}` = {}", &digest.to_string()[..12]));
+            ctx.set_meta(
+                "backbone",
+                json!({ "arch": info.arch, "dim": info.dim, "from": name }),
+            )?;
+            ctx.log(format!(
+                "backbone.import: `{name}` = {}",
+                &digest.to_string()[..12]
+            ));
             return Ok(());
         }
         let (Some(path), Some(arch)) = (c.path.clone(), c.arch) else {
-            return Err(StageError::msg("backbone.import needs `artifact`, or `path` with `arch`"));
+            return Err(StageError::msg(
+                "backbone.import needs `artifact`, or `path` with `arch`",
+            ));
         };
         if !path.is_file() {
-            return Err(StageError::msg(format!("backbone file `{}` does not exist", path.display())));
+            return Err(StageError::msg(format!(
+                "backbone file `{}` does not exist",
+                path.display()
+            )));
         }
         let weights = match arch {
             Arch::Torchscript => "backbone.pt",
@@ -369,10 +435,15 @@ impl Stage for Import {
             })
             .await?;
         info.dim = dim;
-        ctx.put_file_from("backbone", weights, &dir.join(weights)).await?;
-        ctx.put_file("backbone", "backbone.json", to_json(&info)?).await?;
+        ctx.put_file_from("backbone", weights, &dir.join(weights))
+            .await?;
+        ctx.put_file("backbone", "backbone.json", to_json(&info)?)
+            .await?;
         ctx.set_meta("backbone", json!({ "arch": info.arch, "dim": dim }))?;
-        ctx.log(format!("backbone.import: `{}` ({arch:?}, {dim} features)", path.display()));
+        ctx.log(format!(
+            "backbone.import: `{}` ({arch:?}, {dim} features)",
+            path.display()
+        ));
         Ok(())
     }
 }

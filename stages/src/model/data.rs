@@ -19,12 +19,19 @@ pub struct DatasetVideo {
 }
 
 fn meta_str(item: &Item, key: &str) -> String {
-    item.meta.get(key).and_then(Value::as_str).unwrap_or("unknown").to_string()
+    item.meta
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_string()
 }
 
 /// The videos of the input collections that carry `clips.json` (the
 /// output of `dataset.split`), sorted by key.
-pub async fn dataset_videos(ctx: &TaskCtx, from: Option<&str>) -> Result<Vec<DatasetVideo>, StageError> {
+pub async fn dataset_videos(
+    ctx: &TaskCtx,
+    from: Option<&str>,
+) -> Result<Vec<DatasetVideo>, StageError> {
     let mut items: Vec<Item> = ctx
         .input_items(from)
         .filter(|i| i.files.contains_key("clips.json"))
@@ -34,7 +41,12 @@ pub async fn dataset_videos(ctx: &TaskCtx, from: Option<&str>) -> Result<Vec<Dat
     let mut out = vec![];
     for item in items {
         let set: ClipSet = serde_json::from_slice(&ctx.read(&item.files["clips.json"]).await?)
-            .map_err(|e| StageError::msg(format!("Failed to parse `clips.json` of video `{}`: {e}", item.key)))?;
+            .map_err(|e| {
+                StageError::msg(format!(
+                    "Failed to parse `clips.json` of video `{}`: {e}",
+                    item.key
+                ))
+            })?;
         out.push(DatasetVideo {
             split: meta_str(&item, "split"),
             league: meta_str(&item, "league"),

@@ -81,7 +81,9 @@ impl Detector {
                 info.kind
             )));
         }
-        info.postprocess.check().map_err(|e| StageError::msg(format!("`{}`: {e}", json.display())))?;
+        info.postprocess
+            .check()
+            .map_err(|e| StageError::msg(format!("`{}`: {e}", json.display())))?;
         let dev = device();
         let backbone = Backbone::load(&info.backbone, dir, dev)?;
         let mut vs = nn::VarStore::new(dev);
@@ -99,16 +101,32 @@ impl Detector {
                 info.backbone.dim
             )));
         }
-        Ok(Detector { info, backbone, _vs: vs, temporal, device: dev })
+        Ok(Detector {
+            info,
+            backbone,
+            _vs: vs,
+            temporal,
+            device: dev,
+        })
     }
 
     pub fn sampling(&self) -> Sampling {
-        Sampling { fps: self.info.backbone.fps, width: self.info.backbone.width, height: self.info.backbone.height }
+        Sampling {
+            fps: self.info.backbone.fps,
+            width: self.info.backbone.width,
+            height: self.info.backbone.height,
+        }
     }
 
     /// Segments from a video's feature sequence `[frames, dim]`.
     pub fn segments_of(&self, feats: &Tensor) -> Vec<Detection> {
-        segments_of(&self.temporal, &self.info.postprocess, feats, self.info.backbone.fps, self.device)
+        segments_of(
+            &self.temporal,
+            &self.info.postprocess,
+            feats,
+            self.info.backbone.fps,
+            self.device,
+        )
     }
 
     /// Streams a video through backbone, temporal model and post-processing.
@@ -120,12 +138,22 @@ impl Detector {
     ) -> Result<VideoDetections, StageError> {
         let s = self.sampling();
         let f = video_features(&self.backbone, path, s, 64, self.device, progress, stop)?;
-        Ok(VideoDetections { frames: f.size()[0] as usize, fps: s.fps, segments: self.segments_of(&f) })
+        Ok(VideoDetections {
+            frames: f.size()[0] as usize,
+            fps: s.fps,
+            segments: self.segments_of(&f),
+        })
     }
 }
 
 /// The shared inference path: temporal model over `feats`, then the rule.
-pub fn segments_of(t: &Temporal, pp: &PostProcess, feats: &Tensor, fps: f64, dev: Device) -> Vec<Detection> {
+pub fn segments_of(
+    t: &Temporal,
+    pp: &PostProcess,
+    feats: &Tensor,
+    fps: f64,
+    dev: Device,
+) -> Vec<Detection> {
     let probs = t.probs(&feats.to_device(dev));
     pp.segments(&probs, fps)
 }
@@ -155,7 +183,10 @@ impl EvalReport {
         let e = Evaluation::of_video(&p, truth, frames, fps);
         self.overall.add(&e);
         self.leagues.entry(league.into()).or_default().add(&e);
-        self.broadcasters.entry(broadcaster.into()).or_default().add(&e);
+        self.broadcasters
+            .entry(broadcaster.into())
+            .or_default()
+            .add(&e);
         self.videos.push(json!({
             "video": video, "league": league, "broadcaster": broadcaster,
             "truth": truth, "predicted": pred, "segment_f1": e.segment_f1(),
@@ -164,7 +195,10 @@ impl EvalReport {
 
     pub fn to_json(&self) -> Value {
         let group = |m: &BTreeMap<String, Evaluation>| -> Value {
-            m.iter().map(|(k, e)| (k.clone(), json!(e.summary()))).collect::<serde_json::Map<_, _>>().into()
+            m.iter()
+                .map(|(k, e)| (k.clone(), json!(e.summary())))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
         };
         json!({
             "overall": self.overall.summary(),
@@ -177,7 +211,10 @@ impl EvalReport {
 
 /// The one replay-detector artifact among a stage's inputs.
 pub fn find_model<'a>(inputs: &'a [Input], stage: &str) -> Result<&'a Input, StageError> {
-    let all: Vec<&Input> = inputs.iter().filter(|i| i.manifest.files.contains_key("model.json")).collect();
+    let all: Vec<&Input> = inputs
+        .iter()
+        .filter(|i| i.manifest.files.contains_key("model.json"))
+        .collect();
     match all.as_slice() {
         [one] => Ok(one),
         [] => Err(StageError::msg(format!(
@@ -186,7 +223,10 @@ pub fn find_model<'a>(inputs: &'a [Input], stage: &str) -> Result<&'a Input, Sta
         many => Err(StageError::msg(format!(
             "{stage} got {} models (from {}); put `model.select` in between to pick one",
             many.len(),
-            many.iter().map(|i| i.task.as_str()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|i| i.task.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
@@ -250,7 +290,11 @@ impl MapStage for Detect {
             })?;
             record_predictions(url, uri, &model.digest.to_string(), &found.segments).await?;
         }
-        let mut meta = if item.meta.is_object() { item.meta.clone() } else { json!({}) };
+        let mut meta = if item.meta.is_object() {
+            item.meta.clone()
+        } else {
+            json!({})
+        };
         meta["replays"] = json!(found.segments.len());
         ctx.set_meta(meta);
         Ok(())
@@ -258,7 +302,12 @@ impl MapStage for Detect {
 }
 
 /// Adds a model's segments for one video to the catalog's predictions.
-pub async fn record_predictions(url: &str, uri: &str, model: &str, segs: &[Detection]) -> Result<(), StageError> {
+pub async fn record_predictions(
+    url: &str,
+    uri: &str,
+    model: &str,
+    segs: &[Detection],
+) -> Result<(), StageError> {
     let fail = |e: catalog::CatalogError| StageError::msg(format!("catalog `{url}`: {e}"));
     let cat = catalog::Catalog::open(url).await.map_err(fail)?;
     let id = cat.video_id(uri).await.map_err(fail)?;

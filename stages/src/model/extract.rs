@@ -54,7 +54,10 @@ struct Extract(ExtractConfig);
 
 /// The one backbone artifact among a stage's inputs.
 pub fn find_backbone<'a>(inputs: &'a [Input], stage: &str) -> Result<&'a Input, StageError> {
-    let all: Vec<&Input> = inputs.iter().filter(|i| i.manifest.files.contains_key("backbone.json")).collect();
+    let all: Vec<&Input> = inputs
+        .iter()
+        .filter(|i| i.manifest.files.contains_key("backbone.json"))
+        .collect();
     match all.as_slice() {
         [one] => Ok(one),
         [] => Err(StageError::msg(format!(
@@ -63,7 +66,10 @@ pub fn find_backbone<'a>(inputs: &'a [Input], stage: &str) -> Result<&'a Input, 
         many => Err(StageError::msg(format!(
             "{stage} got {} backbones (from {}); keep one in its `needs`",
             many.len(),
-            many.iter().map(|i| i.task.as_str()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|i| i.task.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
@@ -84,17 +90,29 @@ pub async fn fetch_artifact(
 /// Either context's `fetch`.
 #[async_trait]
 pub trait AsyncFetch: Send + Sync {
-    async fn fetch(&self, blob: &engine_core::store::BlobRef, dest: &Path) -> Result<(), StageError>;
+    async fn fetch(
+        &self,
+        blob: &engine_core::store::BlobRef,
+        dest: &Path,
+    ) -> Result<(), StageError>;
 }
 #[async_trait]
 impl AsyncFetch for &ItemCtx {
-    async fn fetch(&self, blob: &engine_core::store::BlobRef, dest: &Path) -> Result<(), StageError> {
+    async fn fetch(
+        &self,
+        blob: &engine_core::store::BlobRef,
+        dest: &Path,
+    ) -> Result<(), StageError> {
         ItemCtx::fetch(self, blob, dest).await
     }
 }
 #[async_trait]
 impl AsyncFetch for &engine_core::stage::TaskCtx {
-    async fn fetch(&self, blob: &engine_core::store::BlobRef, dest: &Path) -> Result<(), StageError> {
+    async fn fetch(
+        &self,
+        blob: &engine_core::store::BlobRef,
+        dest: &Path,
+    ) -> Result<(), StageError> {
         engine_core::stage::TaskCtx::fetch(self, blob, dest).await
     }
 }
@@ -115,13 +133,21 @@ impl MapStage for Extract {
                 item.key
             ))
         })?;
-        let set: ClipSet = serde_json::from_slice(&ctx.read(clips_blob).await?)
-            .map_err(|e| StageError::msg(format!("Failed to parse `clips.json` of video `{}`: {e}", item.key)))?;
+        let set: ClipSet = serde_json::from_slice(&ctx.read(clips_blob).await?).map_err(|e| {
+            StageError::msg(format!(
+                "Failed to parse `clips.json` of video `{}`: {e}",
+                item.key
+            ))
+        })?;
         let bdir = ctx.scratch_dir()?.join("backbone");
         fetch_artifact(&bb, &bdir, &*ctx).await?;
         let info: BackboneInfo = read_json(&bdir.join("backbone.json"), "backbone description")?;
         let video = local_video(item, ctx).await?;
-        let s = Sampling { fps: self.0.fps.unwrap_or(info.fps), width: info.width, height: info.height };
+        let s = Sampling {
+            fps: self.0.fps.unwrap_or(info.fps),
+            width: info.width,
+            height: info.height,
+        };
         let window = ((set.window * s.fps).round() as i64).max(1);
         let out = ctx.scratch_dir()?.join("features.safetensors");
         let (threads, batch, cancel) = (ctx.threads(), self.0.batch, ctx.cancel_token());
@@ -132,22 +158,45 @@ impl MapStage for Extract {
                 tch::set_num_threads(threads as i32);
                 let dev = device();
                 let backbone = Backbone::load(&info, &bdir, dev)?;
-                let f = video_features(&backbone, &video, s, batch, dev, |_| {}, || cancel.is_cancelled())?;
+                let f = video_features(
+                    &backbone,
+                    &video,
+                    s,
+                    batch,
+                    dev,
+                    |_| {},
+                    || cancel.is_cancelled(),
+                )?;
                 let (n, d) = (f.size()[0], f.size()[1]);
                 let mut named: Vec<(String, Tensor)> = vec![("video".into(), f.shallow_clone())];
                 let mut refs = vec![];
                 for c in &clips {
                     let first = clip_first(c.start, s.fps, window, n);
                     let len = window.min(n - first);
-                    named.push((format!("clip.{}", c.id), f.narrow(0, first, len).contiguous()));
-                    refs.push(ClipFrames { id: c.id.clone(), kind: c.kind.as_str().into(), label: c.label, first });
+                    named.push((
+                        format!("clip.{}", c.id),
+                        f.narrow(0, first, len).contiguous(),
+                    ));
+                    refs.push(ClipFrames {
+                        id: c.id.clone(),
+                        kind: c.kind.as_str().into(),
+                        label: c.label,
+                        first,
+                    });
                 }
-                Tensor::write_safetensors(&named, &out2)
-                    .map_err(torch_err(format!("Failed to write the features of `{key}`")))?;
+                Tensor::write_safetensors(&named, &out2).map_err(torch_err(format!(
+                    "Failed to write the features of `{key}`"
+                )))?;
                 Ok((n, d, refs))
             })
             .await?;
-        let str_of = |k: &str| item.meta.get(k).and_then(Value::as_str).unwrap_or("unknown").to_string();
+        let str_of = |k: &str| {
+            item.meta
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_string()
+        };
         let fi = FeatureInfo {
             backbone: bb.digest.to_string(),
             dim,
@@ -163,7 +212,11 @@ impl MapStage for Extract {
         };
         ctx.put_file_from("features.safetensors", &out).await?;
         ctx.attach("clips.json", clips_blob.clone())?;
-        let mut meta = if item.meta.is_object() { item.meta.clone() } else { json!({}) };
+        let mut meta = if item.meta.is_object() {
+            item.meta.clone()
+        } else {
+            json!({})
+        };
         meta["features"] = serde_json::to_value(&fi).map_err(|e| StageError::msg(e.to_string()))?;
         ctx.set_meta(meta);
         Ok(())

@@ -52,7 +52,10 @@ pub fn stream(path: &Path, s: Sampling, batch: usize) -> mpsc::Receiver<Result<B
         };
         let mut frame = media::Frame::default();
         loop {
-            let mut b = Batch { data: Vec::with_capacity(batch * s.frame_bytes()), frames: 0 };
+            let mut b = Batch {
+                data: Vec::with_capacity(batch * s.frame_bytes()),
+                frames: 0,
+            };
             while b.frames < batch {
                 match reader.read_frame(&mut frame) {
                     Ok(true) => {

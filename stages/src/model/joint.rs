@@ -14,7 +14,9 @@ use super::{device, torch_err};
 use crate::replay::targets::temporal_targets;
 use crate::video::local_video;
 use async_trait::async_trait;
-use engine_core::stage::{OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params};
+use engine_core::stage::{
+    OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -88,13 +90,23 @@ impl Stage for Joint {
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
         let c = self.0.clone();
         let t = c.temporal.clone();
-        let s = Sampling { fps: c.fps, width: c.size, height: c.size };
+        let s = Sampling {
+            fps: c.fps,
+            width: c.size,
+            height: c.size,
+        };
         let videos = dataset_videos(ctx, t.from.as_deref()).await?;
         let t0 = std::time::Instant::now();
         let mut by_split: [Vec<Frames>; 3] = [vec![], vec![], vec![]];
         let mut window = 0;
         for v in videos {
-            let DatasetVideo { item, split, league, broadcaster, set } = v;
+            let DatasetVideo {
+                item,
+                split,
+                league,
+                broadcaster,
+                set,
+            } = v;
             let slot = match split.as_str() {
                 "train" => 0,
                 "validation" => 1,
@@ -105,17 +117,34 @@ impl Stage for Joint {
             let frames = ctx.blocking(move || decode_all(&path, s)).await?;
             let n = frames.size()[0];
             window = ((set.window * s.fps).round() as i64).max(1);
-            let firsts = set.clips.iter().map(|c| clip_first(c.start, s.fps, window, n)).filter(|f| f + window <= n).collect();
-            by_split[slot].push(Frames { key: item.key, league, broadcaster, segments: set.segments, firsts, frames });
+            let firsts = set
+                .clips
+                .iter()
+                .map(|c| clip_first(c.start, s.fps, window, n))
+                .filter(|f| f + window <= n)
+                .collect();
+            by_split[slot].push(Frames {
+                key: item.key,
+                league,
+                broadcaster,
+                segments: set.segments,
+                firsts,
+                frames,
+            });
         }
         for (i, name) in ["train", "validation", "test"].iter().enumerate() {
             if by_split[i].is_empty() {
-                return Err(StageError::msg(format!("train.joint: the {name} split has no videos; add videos or change `dataset.split`'s fractions")));
+                return Err(StageError::msg(format!(
+                    "train.joint: the {name} split has no videos; add videos or change `dataset.split`'s fractions"
+                )));
             }
         }
         let decode_seconds = t0.elapsed().as_secs_f64();
         let scratch = ctx.scratch_dir()?.to_path_buf();
-        let (bout, tout) = (scratch.join("backbone.safetensors"), scratch.join("temporal.safetensors"));
+        let (bout, tout) = (
+            scratch.join("backbone.safetensors"),
+            scratch.join("temporal.safetensors"),
+        );
         let (b2, t2) = (bout.clone(), tout.clone());
         let (threads, cancel, log) = (ctx.threads(), ctx.cancel_token(), ctx_log(ctx));
         let cc = c.clone();
@@ -128,7 +157,8 @@ impl Stage for Joint {
                     let mut ys = vec![];
                     for v in vs {
                         let n = v.frames.size()[0];
-                        let y: Vec<f32> = temporal_targets(n as usize, s.fps, &v.segments, t.tolerance).concat();
+                        let y: Vec<f32> =
+                            temporal_targets(n as usize, s.fps, &v.segments, t.tolerance).concat();
                         let y = Tensor::from_slice(&y).view([n, 3]);
                         for &f in &v.firsts {
                             xs.push(v.frames.narrow(0, f, window));
@@ -145,7 +175,13 @@ impl Stage for Joint {
                 let cnn = SmallCnn::new(&(vs.root() / "backbone"), cc.dim, 3);
                 let tcfg = t.temporal(cc.dim, window);
                 let temporal = Temporal::new(&(vs.root() / "temporal"), tcfg.clone());
-                let loss = |x: &Tensor, y: &Tensor| frame_loss(&joint_forward(&cnn, &temporal, &x.to_device(dev)), &y.to_device(dev), t.pos_weight);
+                let loss = |x: &Tensor, y: &Tensor| {
+                    frame_loss(
+                        &joint_forward(&cnn, &temporal, &x.to_device(dev)),
+                        &y.to_device(dev),
+                        t.pos_weight,
+                    )
+                };
                 let curves = fit(
                     &vs,
                     xt.size()[0] as usize,
@@ -161,7 +197,8 @@ impl Stage for Joint {
                         let mut sum = 0.0;
                         for a in (0..n).step_by(64) {
                             let k = 64.min(n - a);
-                            sum += loss(&xv.narrow(0, a, k), &yv.narrow(0, a, k)).double_value(&[]) * k as f64;
+                            sum += loss(&xv.narrow(0, a, k), &yv.narrow(0, a, k)).double_value(&[])
+                                * k as f64;
                         }
                         sum / n.max(1) as f64
                     },
@@ -174,12 +211,26 @@ impl Stage for Joint {
                         let n = v.frames.size()[0];
                         let mut parts = vec![];
                         for a in (0..n).step_by(128) {
-                            let x = v.frames.narrow(0, a, 128.min(n - a)).to_device(dev).permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0;
+                            let x = v
+                                .frames
+                                .narrow(0, a, 128.min(n - a))
+                                .to_device(dev)
+                                .permute([0, 3, 1, 2])
+                                .to_kind(Kind::Float)
+                                / 255.0;
                             parts.push(cnn.features(&x));
                         }
                         let f = Tensor::cat(&parts, 0);
                         let segs = segments_of(&temporal, &t.postprocess, &f, s.fps, dev);
-                        report.add(&v.key, &v.league, &v.broadcaster, &segs, &v.segments, n as usize, s.fps);
+                        report.add(
+                            &v.key,
+                            &v.league,
+                            &v.broadcaster,
+                            &segs,
+                            &v.segments,
+                            n as usize,
+                            s.fps,
+                        );
                     }
                 });
                 for (prefix, path) in [("backbone.", &b2), ("temporal.", &t2)] {
@@ -188,7 +239,8 @@ impl Stage for Joint {
                         .into_iter()
                         .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v)))
                         .collect();
-                    Tensor::write_safetensors(&named, path).map_err(torch_err(format!("Failed to save `{}`", path.display())))?;
+                    Tensor::write_safetensors(&named, path)
+                        .map_err(torch_err(format!("Failed to save `{}`", path.display())))?;
                 }
                 let clips = json!({ "train": xt.size()[0], "validation": xv.size()[0] });
                 Ok((tcfg, curves, report, clips))
@@ -217,10 +269,13 @@ impl Stage for Joint {
             metrics: json!({ "test": summary, "leagues": report.to_json()["leagues"], "curves": curves, "clips": clips,
                              "train_seconds": seconds, "decode_seconds": decode_seconds }),
         };
-        ctx.put_file_from("model", "backbone.safetensors", &bout).await?;
-        ctx.put_file_from("model", "temporal.safetensors", &tout).await?;
+        ctx.put_file_from("model", "backbone.safetensors", &bout)
+            .await?;
+        ctx.put_file_from("model", "temporal.safetensors", &tout)
+            .await?;
         ctx.put_file("model", "model.json", to_json(&info)?).await?;
-        ctx.put_file("model", "report.json", to_json(&report.to_json())?).await?;
+        ctx.put_file("model", "report.json", to_json(&report.to_json())?)
+            .await?;
         ctx.set_meta("model", json!({ "trial": ctx.task(), "params": info.params, "test": summary, "train_seconds": seconds, "decode_seconds": decode_seconds }))?;
         for k in ["segment_f1", "start_f1_1s", "end_f1_1s", "segment_mean_f1"] {
             ctx.set_value(k, json!(summary.get(k)));

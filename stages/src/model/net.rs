@@ -58,7 +58,11 @@ pub const SMALL_CNN_CHANNELS: [i64; 4] = [16, 32, 64, 32];
 
 impl SmallCnn {
     pub fn new(p: &nn::Path, dim: i64, classes: i64) -> SmallCnn {
-        let cfg = nn::ConvConfig { stride: 2, padding: 1, ..Default::default() };
+        let cfg = nn::ConvConfig {
+            stride: 2,
+            padding: 1,
+            ..Default::default()
+        };
         let mut convs = vec![];
         let mut c_in = 3;
         for (i, &c) in SMALL_CNN_CHANNELS.iter().enumerate() {
@@ -78,14 +82,23 @@ impl SmallCnn {
         for c in &self.convs {
             h = h.apply(c).relu();
         }
-        h.adaptive_avg_pool2d([4, 4]).flatten(1, -1).apply(&self.fc).relu()
+        h.adaptive_avg_pool2d([4, 4])
+            .flatten(1, -1)
+            .apply(&self.fc)
+            .relu()
     }
 }
 
 /// A loaded, frozen backbone.
 pub enum Backbone {
-    Small { _vs: nn::VarStore, net: SmallCnn },
-    Resnet { _vs: nn::VarStore, net: nn::FuncT<'static> },
+    Small {
+        _vs: nn::VarStore,
+        net: SmallCnn,
+    },
+    Resnet {
+        _vs: nn::VarStore,
+        net: nn::FuncT<'static>,
+    },
     Script(tch::CModule),
 }
 
@@ -117,7 +130,8 @@ impl Backbone {
                 Backbone::Resnet { _vs: vs, net }
             }
             Arch::Torchscript => {
-                let mut m = tch::CModule::load_on_device(&path, device).map_err(torch_err(&what))?;
+                let mut m =
+                    tch::CModule::load_on_device(&path, device).map_err(torch_err(&what))?;
                 m.set_eval();
                 Backbone::Script(m)
             }
@@ -130,12 +144,18 @@ impl Backbone {
         tch::no_grad(|| match self {
             Backbone::Small { net, .. } => Ok(net.features(&x)),
             Backbone::Resnet { net, .. } => {
-                let mean = Tensor::from_slice(&[0.485f32, 0.456, 0.406]).view([1, 3, 1, 1]).to_device(x.device());
-                let std = Tensor::from_slice(&[0.229f32, 0.224, 0.225]).view([1, 3, 1, 1]).to_device(x.device());
+                let mean = Tensor::from_slice(&[0.485f32, 0.456, 0.406])
+                    .view([1, 3, 1, 1])
+                    .to_device(x.device());
+                let std = Tensor::from_slice(&[0.229f32, 0.224, 0.225])
+                    .view([1, 3, 1, 1])
+                    .to_device(x.device());
                 Ok(net.forward_t(&((x - mean) / std), false))
             }
             Backbone::Script(m) => {
-                let y = m.forward_ts(&[x]).map_err(torch_err("TorchScript backbone forward failed"))?;
+                let y = m
+                    .forward_ts(&[x])
+                    .map_err(torch_err("TorchScript backbone forward failed"))?;
                 match y.dim() {
                     2 => Ok(y),
                     4 => Ok(y.mean_dim(&[2i64, 3][..], false, Kind::Float)),
@@ -186,7 +206,13 @@ impl Temporal {
         let lstm = nn::lstm(p / "lstm", cfg.dim, cfg.hidden, rc);
         let dirs = if cfg.bidirectional { 2 } else { 1 };
         let out = nn::linear(p / "out", cfg.hidden * dirs, 3, Default::default());
-        Temporal { cfg, mean, std, lstm, out }
+        Temporal {
+            cfg,
+            mean,
+            std,
+            lstm,
+            out,
+        }
     }
 
     /// Sets the standardisation from training features `[N, dim]`.
@@ -225,8 +251,18 @@ impl Temporal {
         let mut count = vec![0u32; n as usize];
         tch::no_grad(|| {
             for chunk in starts.chunks(64) {
-                let batch = Tensor::stack(&chunk.iter().map(|&a| feats.narrow(0, a, w)).collect::<Vec<_>>(), 0);
-                let p = self.forward(&batch).sigmoid().to_device(Device::Cpu).to_kind(Kind::Float);
+                let batch = Tensor::stack(
+                    &chunk
+                        .iter()
+                        .map(|&a| feats.narrow(0, a, w))
+                        .collect::<Vec<_>>(),
+                    0,
+                );
+                let p = self
+                    .forward(&batch)
+                    .sigmoid()
+                    .to_device(Device::Cpu)
+                    .to_kind(Kind::Float);
                 let v: Vec<f32> = Vec::try_from(p.flatten(0, -1)).unwrap_or_default();
                 for (k, &a) in chunk.iter().enumerate() {
                     for t in 0..w {
@@ -256,7 +292,11 @@ pub fn joint_forward(cnn: &SmallCnn, temporal: &Temporal, frames: &Tensor) -> Te
     // frames: [B, T, H, W, 3] u8
     let s = frames.size();
     let (b, t) = (s[0], s[1]);
-    let x = frames.flatten(0, 1).permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0;
+    let x = frames
+        .flatten(0, 1)
+        .permute([0, 3, 1, 2])
+        .to_kind(Kind::Float)
+        / 255.0;
     let f = cnn.features(&x).view([b, t, -1]);
     temporal.forward(&f)
 }
@@ -273,7 +313,13 @@ mod tests {
         assert_eq!(cnn.features(&x).size(), vec![2, 32]);
         let t = Temporal::new(
             &vs.root(),
-            TemporalConfig { dim: 32, hidden: 8, layers: 1, bidirectional: true, window: 10 },
+            TemporalConfig {
+                dim: 32,
+                hidden: 8,
+                layers: 1,
+                bidirectional: true,
+                window: 10,
+            },
         );
         let feats = Tensor::randn([25, 32], (Kind::Float, Device::Cpu));
         let p = t.probs(&feats);

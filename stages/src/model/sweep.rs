@@ -13,7 +13,9 @@ use super::{device, read_json, torch_err};
 use crate::replay::postprocess::PostProcess;
 use crate::replay::targets::temporal_targets;
 use async_trait::async_trait;
-use engine_core::stage::{OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params};
+use engine_core::stage::{
+    OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
+};
 use engine_core::store::Item;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -116,21 +118,40 @@ fn default_seed() -> u64 {
 
 impl SweepConfig {
     pub fn fit(&self) -> FitParams {
-        FitParams { lr: self.lr, epochs: self.epochs, patience: self.patience, batch: self.batch, seed: self.seed }
+        FitParams {
+            lr: self.lr,
+            epochs: self.epochs,
+            patience: self.patience,
+            batch: self.batch,
+            seed: self.seed,
+        }
     }
     pub fn check(&self) -> Result<(), String> {
         self.fit().check()?;
         self.postprocess.check()?;
         if self.hidden < 1 || self.layers < 1 {
-            return Err(format!("`hidden` and `layers` must be at least 1, got {} and {}", self.hidden, self.layers));
+            return Err(format!(
+                "`hidden` and `layers` must be at least 1, got {} and {}",
+                self.hidden, self.layers
+            ));
         }
-        if !(self.tolerance.is_finite() && self.tolerance >= 0.0 && self.pos_weight.is_finite() && self.pos_weight > 0.0) {
+        if !(self.tolerance.is_finite()
+            && self.tolerance >= 0.0
+            && self.pos_weight.is_finite()
+            && self.pos_weight > 0.0)
+        {
             return Err("`tolerance` must be 0 or more and `pos_weight` positive".into());
         }
         Ok(())
     }
     pub fn temporal(&self, dim: i64, window: i64) -> TemporalConfig {
-        TemporalConfig { dim, hidden: self.hidden, layers: self.layers, bidirectional: self.bidirectional, window }
+        TemporalConfig {
+            dim,
+            hidden: self.hidden,
+            layers: self.layers,
+            bidirectional: self.bidirectional,
+            window,
+        }
     }
 }
 
@@ -147,7 +168,8 @@ fn windows(videos: &[&Loaded], window: i64, tolerance: f64) -> (Tensor, Tensor) 
     let mut ys = vec![];
     for v in videos {
         let n = v.info.frames;
-        let y: Vec<f32> = temporal_targets(n as usize, v.info.fps, &v.info.segments, tolerance).concat();
+        let y: Vec<f32> =
+            temporal_targets(n as usize, v.info.fps, &v.info.segments, tolerance).concat();
         let y = Tensor::from_slice(&y).view([n, 3]);
         for c in &v.info.clips {
             if c.first + window <= n {
@@ -157,7 +179,10 @@ fn windows(videos: &[&Loaded], window: i64, tolerance: f64) -> (Tensor, Tensor) 
         }
     }
     if xs.is_empty() {
-        return (Tensor::zeros([0], (Kind::Float, Device::Cpu)), Tensor::zeros([0], (Kind::Float, Device::Cpu)));
+        return (
+            Tensor::zeros([0], (Kind::Float, Device::Cpu)),
+            Tensor::zeros([0], (Kind::Float, Device::Cpu)),
+        );
     }
     (Tensor::stack(&xs, 0), Tensor::stack(&ys, 0))
 }
@@ -208,10 +233,16 @@ impl Stage for Sweep {
                 )));
             }
             let path = scratch.join(format!("features-{i}.safetensors"));
-            ctx.fetch(&item.files["features.safetensors"], &path).await?;
+            ctx.fetch(&item.files["features.safetensors"], &path)
+                .await?;
             files.push((item.key.clone(), info, path));
         }
-        let (threads, cancel, log, task) = (ctx.threads(), ctx.cancel_token(), ctx_log(ctx), ctx.task().to_string());
+        let (threads, cancel, log, task) = (
+            ctx.threads(),
+            ctx.cancel_token(),
+            ctx_log(ctx),
+            ctx.task().to_string(),
+        );
         let out = scratch.join("temporal.safetensors");
         let out2 = out.clone();
         let cc = c.clone();
@@ -304,10 +335,13 @@ impl Stage for Sweep {
             params: serde_json::to_value(&c).unwrap_or(Value::Null),
             metrics: metrics.clone(),
         };
-        ctx.put_file_from("model", &binfo.weights, &bdir.join(&binfo.weights)).await?;
-        ctx.put_file_from("model", "temporal.safetensors", &out).await?;
+        ctx.put_file_from("model", &binfo.weights, &bdir.join(&binfo.weights))
+            .await?;
+        ctx.put_file_from("model", "temporal.safetensors", &out)
+            .await?;
         ctx.put_file("model", "model.json", to_json(&info)?).await?;
-        ctx.put_file("model", "report.json", to_json(&report.to_json())?).await?;
+        ctx.put_file("model", "report.json", to_json(&report.to_json())?)
+            .await?;
         ctx.set_meta("model", json!({ "trial": ctx.task(), "params": info.params, "test": summary, "train_seconds": curves.seconds, "best_epoch": curves.best_epoch }))?;
         for k in ["segment_f1", "start_f1_1s", "end_f1_1s", "segment_mean_f1"] {
             ctx.set_value(k, json!(summary.get(k)));
@@ -354,7 +388,11 @@ impl Stage for Select {
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
         let metric = &self.0.metric;
         let mut trials = vec![];
-        for i in ctx.inputs().iter().filter(|i| i.manifest.files.contains_key("model.json")) {
+        for i in ctx
+            .inputs()
+            .iter()
+            .filter(|i| i.manifest.files.contains_key("model.json"))
+        {
             let v = i.manifest.meta.get("test").and_then(|t| t.get(metric)).and_then(Value::as_f64).ok_or_else(|| {
                 StageError::msg(format!(
                     "model of `{}` has no test figure `{metric}`; known: segment_f1, segment_mean_f1, start_f1_1s, end_f1_1s, content_recall",
@@ -364,7 +402,9 @@ impl Stage for Select {
             trials.push((i.clone(), v));
         }
         if trials.is_empty() {
-            return Err(StageError::msg("model.select found no models among its inputs; put `train.sweep` in its `needs`"));
+            return Err(StageError::msg(
+                "model.select found no models among its inputs; put `train.sweep` in its `needs`",
+            ));
         }
         // Highest figure wins; ties go to the first task label (stable).
         trials.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.task.cmp(&b.0.task)));
@@ -377,10 +417,31 @@ impl Stage for Select {
             .iter()
             .map(|(i, v)| json!({ "trial": i.task, metric.as_str(): v, "params": i.manifest.meta.get("params") }))
             .collect();
+        // The page: every trial, the chosen one's curves and groups.
+        let rows: Vec<Value> = trials
+            .iter()
+            .map(|(i, _)| {
+                let m = &i.manifest.meta;
+                json!({ "trial": i.task, "params": m.get("params"), "test": m.get("test"), "train_seconds": m.get("train_seconds") })
+            })
+            .collect();
+        let info: Value = match best.manifest.files.get("model.json") {
+            Some(b) => serde_json::from_slice(&ctx.read(b).await?).unwrap_or(Value::Null),
+            None => Value::Null,
+        };
+        let title = format!("Replay model: {}", best.task);
+        let html =
+            crate::replay::html::model_report(&title, &best.task, metric, &rows, &info["metrics"]);
+        ctx.put_file("model", "report.html", html.into_bytes())
+            .await?;
         ctx.set_meta("model", json!({ "chosen": best.task, "metric": metric, "value": value, "trials": table, "test": best.manifest.meta.get("test") }))?;
         ctx.set_value("chosen", json!(best.task));
         ctx.set_value(metric, json!(value));
-        ctx.log(format!("model.select: {} wins with {metric} {value:.3} of {} trials", best.task, trials.len()));
+        ctx.log(format!(
+            "model.select: {} wins with {metric} {value:.3} of {} trials",
+            best.task,
+            trials.len()
+        ));
         Ok(())
     }
 }

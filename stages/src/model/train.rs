@@ -70,7 +70,8 @@ pub struct Curves {
 /// Per-frame loss of `[B, T, 3]` logits against targets: BCE, with the rare
 /// start and end frames weighted up.
 pub fn frame_loss(logits: &Tensor, y: &Tensor, pos_weight: f64) -> Tensor {
-    let w = Tensor::from_slice(&[pos_weight as f32, pos_weight as f32, 1.0]).to_device(logits.device());
+    let w =
+        Tensor::from_slice(&[pos_weight as f32, pos_weight as f32, 1.0]).to_device(logits.device());
     logits.binary_cross_entropy_with_logits::<&Tensor>(y, None, Some(&w), Reduction::Mean)
 }
 
@@ -145,7 +146,10 @@ pub fn fit(
         }
         curves.train_loss.push(tl);
         curves.val_loss.push(vl);
-        log(format!("{what}: epoch {} train loss {tl:.4} validation loss {vl:.4}", epoch + 1));
+        log(format!(
+            "{what}: epoch {} train loss {tl:.4} validation loss {vl:.4}",
+            epoch + 1
+        ));
         if vl < best - 1e-5 {
             best = vl;
             curves.best_epoch = epoch + 1;
@@ -158,7 +162,11 @@ pub fn fit(
         } else {
             since_best += 1;
             if since_best >= p.patience {
-                log(format!("{what}: early stop after epoch {} (best {})", epoch + 1, curves.best_epoch));
+                log(format!(
+                    "{what}: early stop after epoch {} (best {})",
+                    epoch + 1,
+                    curves.best_epoch
+                ));
                 break;
             }
         }
@@ -176,7 +184,12 @@ pub fn fit(
 
 /// Fraction of `pred` argmax equal to `y`.
 pub fn accuracy(logits: &Tensor, y: &Tensor) -> f64 {
-    logits.argmax(-1, false).eq_tensor(y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[])
+    logits
+        .argmax(-1, false)
+        .eq_tensor(y)
+        .to_kind(Kind::Float)
+        .mean(Kind::Float)
+        .double_value(&[])
 }
 
 #[cfg(test)]

@@ -30,11 +30,19 @@ impl Counts {
         }
     }
     pub fn recall(&self) -> f64 {
-        if self.truth == 0 { 1.0 } else { self.tp as f64 / self.truth as f64 }
+        if self.truth == 0 {
+            1.0
+        } else {
+            self.tp as f64 / self.truth as f64
+        }
     }
     pub fn f1(&self) -> f64 {
         let (p, r) = (self.precision(), self.recall());
-        if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) }
+        if p + r == 0.0 {
+            0.0
+        } else {
+            2.0 * p * r / (p + r)
+        }
     }
 }
 
@@ -97,7 +105,12 @@ fn greedy(pairs: Vec<(f64, usize, usize)>, np: usize, nt: usize) -> u64 {
 }
 
 /// Frame-level content counts on a grid of `frames` frames at `fps`.
-pub fn content_frames(pred: &[(f64, f64)], truth: &[(f64, f64)], frames: usize, fps: f64) -> Counts {
+pub fn content_frames(
+    pred: &[(f64, f64)],
+    truth: &[(f64, f64)],
+    frames: usize,
+    fps: f64,
+) -> Counts {
     let inside = |segs: &[(f64, f64)], t: f64| segs.iter().any(|&(s, e)| t >= s && t < e);
     let mut c = Counts::default();
     for i in 0..frames {
@@ -140,7 +153,9 @@ impl Evaluation {
             end_1s: match_events(&ends(pred), &ends(truth), 1.0),
             end_2s: match_events(&ends(pred), &ends(truth), 2.0),
             content: content_frames(pred, truth, frames, fps),
-            segments: iou_thresholds().map(|t| match_segments(pred, truth, t)).collect(),
+            segments: iou_thresholds()
+                .map(|t| match_segments(pred, truth, t))
+                .collect(),
         }
     }
 
@@ -207,7 +222,11 @@ mod tests {
     #[test]
     fn segments_need_the_iou() {
         assert!((tiou((0.0, 10.0), (5.0, 15.0)) - 1.0 / 3.0).abs() < 1e-9);
-        let c = match_segments(&[(0.0, 10.0), (20.0, 30.0)], &[(1.0, 10.0), (25.0, 40.0)], 0.5);
+        let c = match_segments(
+            &[(0.0, 10.0), (20.0, 30.0)],
+            &[(1.0, 10.0), (25.0, 40.0)],
+            0.5,
+        );
         assert_eq!(c.tp, 1);
         let e = Evaluation::of_video(&[(0.0, 10.0)], &[(0.0, 10.0)], 100, 5.0);
         assert_eq!(e.segment_f1(), 1.0);

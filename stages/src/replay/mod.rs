@@ -3,6 +3,7 @@
 //! post-processing rule from per-frame signals to segments, and the metrics
 //! of the evaluation protocol (DESIGN.md, "Evaluation protocol").
 
+pub mod html;
 pub mod metrics;
 pub mod postprocess;
 pub mod targets;

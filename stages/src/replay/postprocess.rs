@@ -228,7 +228,10 @@ mod tests {
         for q in p.iter_mut().take(53).skip(50) {
             q[2] = 0.9; // 0.6 s blip < min_length
         }
-        let pp = PostProcess { smooth: 1, ..PostProcess::default() };
+        let pp = PostProcess {
+            smooth: 1,
+            ..PostProcess::default()
+        };
         let d = pp.segments(&p, 5.0);
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!((d[0].start, d[0].end), (2.0, 6.0));
@@ -237,6 +240,10 @@ mod tests {
     #[test]
     fn nothing_in_nothing_out() {
         assert!(PostProcess::default().segments(&[], 5.0).is_empty());
-        assert!(PostProcess::default().segments(&[[0.0; 3]; 50], 5.0).is_empty());
+        assert!(
+            PostProcess::default()
+                .segments(&[[0.0; 3]; 50], 5.0)
+                .is_empty()
+        );
     }
 }

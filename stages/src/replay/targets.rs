@@ -36,14 +36,25 @@ pub fn temporal_targets(
 /// The backbone's class of each frame: 1 (`transition`) within
 /// `transition` seconds after a segment's start or before its end, 2
 /// (`replay`) elsewhere inside a segment, 0 (`live`) outside.
-pub fn frame_classes(frames: usize, fps: f64, segments: &[(f64, f64)], transition: f64) -> Vec<i64> {
+pub fn frame_classes(
+    frames: usize,
+    fps: f64,
+    segments: &[(f64, f64)],
+    transition: f64,
+) -> Vec<i64> {
     (0..frames)
         .map(|i| {
             let t = i as f64 / fps;
             segments
                 .iter()
                 .find(|(s, e)| t >= *s && t < *e)
-                .map(|&(s, e)| if t < s + transition || t >= e - transition { 1 } else { 2 })
+                .map(|&(s, e)| {
+                    if t < s + transition || t >= e - transition {
+                        1
+                    } else {
+                        2
+                    }
+                })
                 .unwrap_or(0)
         })
         .collect()
