@@ -22,7 +22,7 @@ say "running pipelines/replay.yaml.j2 on the demo preset ($N videos per league, 
 /usr/bin/time -v "$ENGINE" run pipelines/replay.yaml.j2 -f "pipelines/sports/$SPORT.yaml" \
   --store "fs://$OUT/store" --set preset=demo --set videos_per_league="$N" \
   --set clip_window=6 --set clip_labels=truth --set split_seed="${SPLIT_SEED:-1}" \
-  --set joint=true ${EXTRA:-} 2> "$OUT/time.txt" | grep -v '^progress' | tee "$OUT/run.txt"
+  --set joint=true ${EXTRA:-} > "$OUT/run.txt" 2> "$OUT/time.txt" || { tail -30 "$OUT/time.txt"; exit 1; }
 grep -E "Maximum resident|Elapsed" "$OUT/time.txt" || true
 show() { "$ENGINE" show "latest/$1" --json --store "fs://$OUT/store"; }
 show select > "$OUT/select.json"
@@ -41,4 +41,47 @@ for name, t in [("LSTM on cached features", best), ("joint CNN+LSTM", joint)]:
     print(f"{name:>24}: " + ", ".join(f"{k} {v.get(k)}" for k in keys) + f", train {v['train_seconds']:.1f} s")
 print(f"speed-up of training on cached features: {joint['values']['train_seconds'] / best['values']['train_seconds']:.1f}x")
 print(f"feature extraction: {ext['values']['items_run']} videos run, {ext['values']['items_cached']} cached")
+print("per league (LSTM): " + json.dumps({k: v.get("segment_f1") for k, v in sel.get("leagues", {}).items()}))
+PY
+
+# A golden set the pipeline never saw (another seed), through `engine detect`
+# (the production path), scored against the generator's truth.
+GOLDEN="$OUT/golden-${GOLDEN_SEED:-1234}"
+if [ ! -d "$GOLDEN" ]; then
+  for L in $(sed -n 's/^leagues: \[\(.*\)\]/\1/p' "pipelines/sports/$SPORT.yaml" | tr -d ' ' | tr ',' ' '); do
+    "$ENGINE" synth --sport "$SPORT" --league "$L" --preset demo --count "${GOLDEN_PER_LEAGUE:-3}" --seed "${GOLDEN_SEED:-1234}" --out "$GOLDEN" >/dev/null
+  done
+fi
+for v in "$GOLDEN"/*.mp4; do
+  "$ENGINE" detect "$v" --model "${MODEL:-latest/select}" --store "fs://$OUT/store" --json > "${v%.mp4}.pred.json"
+done
+python3 - "$GOLDEN" <<'PY'
+import json, sys, glob, collections
+def f1(tp, np_, nt):
+    p = tp / np_ if np_ else (1.0 if nt == 0 else 0.0)
+    r = tp / nt if nt else 1.0
+    return 0 if p + r == 0 else 2 * p * r / (p + r)
+def match(pairs):
+    pairs.sort(); used_a, used_b, tp = set(), set(), 0
+    for _, a, b in pairs:
+        if a not in used_a and b not in used_b:
+            used_a.add(a); used_b.add(b); tp += 1
+    return tp
+tot = collections.defaultdict(lambda: [0, 0, 0, 0, 0, 0])  # seg tp, start tp, end tp, npred, ntruth, videos
+for pred_path in sorted(glob.glob(f"{sys.argv[1]}/*.pred.json")):
+    pred = json.load(open(pred_path))["segments"]
+    truth = json.load(open(pred_path.replace(".pred.json", ".json")))
+    league = truth["video"]["league"]
+    t = [(r["span"]["start"], r["span"]["end"]) for r in truth["replays"]]
+    p = [(s["start"], s["end"]) for s in pred]
+    def iou(a, b):
+        i = max(0, min(a[1], b[1]) - max(a[0], b[0])); return i / ((a[1]-a[0]) + (b[1]-b[0]) - i)
+    seg = match([(-iou(a, b), i, j) for i, a in enumerate(p) for j, b in enumerate(t) if iou(a, b) >= 0.5])
+    st = match([(abs(a[0]-b[0]), i, j) for i, a in enumerate(p) for j, b in enumerate(t) if abs(a[0]-b[0]) <= 1])
+    en = match([(abs(a[1]-b[1]), i, j) for i, a in enumerate(p) for j, b in enumerate(t) if abs(a[1]-b[1]) <= 1])
+    for k in (league, "all"):
+        x = tot[k]; x[0] += seg; x[1] += st; x[2] += en; x[3] += len(p); x[4] += len(t); x[5] += 1
+print("golden set (unseen videos, seen leagues) through `engine detect`:")
+for k, (seg, st, en, np_, nt, nv) in sorted(tot.items()):
+    print(f"  {k:>14}: {nv} videos, {nt} replays, {np_} predicted: segment F1@0.5 {f1(seg, np_, nt):.3f}, start F1@1s {f1(st, np_, nt):.3f}, end F1@1s {f1(en, np_, nt):.3f}")
 PY

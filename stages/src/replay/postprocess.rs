@@ -15,6 +15,9 @@
 //! 5. Segments shorter than `min_length` seconds are dropped.
 //! 6. A segment's score is its mean content probability times the mean of
 //!    its two boundary peaks (a replay without crisp boundaries scores lower).
+//! 7. Segments scoring below `min_score` are dropped: a hard cut to a tight
+//!    live camera looks like replay content frame by frame, but the model
+//!    sees no replay start or end around it.
 //!
 //! A frame `i` is the instant `i / fps`; a run of frames `a..b` is the
 //! segment `[a / fps, b / fps)`.
@@ -43,6 +46,9 @@ pub struct PostProcess {
     /// How far (seconds) an edge may move to its boundary peak.
     #[serde(default = "default_snap")]
     pub snap: f64,
+    /// Segments scoring lower are dropped.
+    #[serde(default = "default_min_score")]
+    pub min_score: f64,
 }
 
 fn default_threshold() -> f64 {
@@ -63,6 +69,9 @@ fn default_boundary_threshold() -> f64 {
 fn default_snap() -> f64 {
     1.0
 }
+fn default_min_score() -> f64 {
+    0.3
+}
 
 impl Default for PostProcess {
     fn default() -> Self {
@@ -73,6 +82,7 @@ impl Default for PostProcess {
             min_length: default_min_length(),
             boundary_threshold: default_boundary_threshold(),
             snap: default_snap(),
+            min_score: default_min_score(),
         }
     }
 }
@@ -93,6 +103,7 @@ impl PostProcess {
         let ok = |v: f64| v.is_finite() && v >= 0.0;
         if !(ok(self.threshold) && self.threshold <= 1.0)
             || !(ok(self.boundary_threshold) && self.boundary_threshold <= 1.0)
+            || !(ok(self.min_score) && self.min_score <= 1.0)
         {
             return Err("post-processing thresholds must lie in [0, 1]".into());
         }
@@ -167,11 +178,11 @@ impl PostProcess {
                 continue;
             }
             let mean = content[s..e].iter().sum::<f64>() / (e - s) as f64;
-            out.push(Detection {
-                start,
-                end,
-                score: (mean * (ps + pe) / 2.0).clamp(0.0, 1.0),
-            });
+            let score = (mean * (ps + pe) / 2.0).clamp(0.0, 1.0);
+            if score < self.min_score {
+                continue;
+            }
+            out.push(Detection { start, end, score });
         }
         out
     }
@@ -235,6 +246,18 @@ mod tests {
         let d = pp.segments(&p, 5.0);
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!((d[0].start, d[0].end), (2.0, 6.0));
+    }
+
+    #[test]
+    fn content_without_boundaries_scores_low_and_is_dropped() {
+        let mut p = signal(100, &[(10, 30)]);
+        for q in p.iter_mut().take(80).skip(60) {
+            q[2] = 0.9; // a hard cut to a tight live camera: no start, no end
+        }
+        let d = PostProcess::default().segments(&p, 5.0);
+        assert_eq!(d.len(), 1, "{d:?}");
+        let keep_all = PostProcess { min_score: 0.0, ..PostProcess::default() };
+        assert_eq!(keep_all.segments(&p, 5.0).len(), 2);
     }
 
     #[test]
