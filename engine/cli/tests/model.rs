@@ -314,3 +314,35 @@ fn bad_inputs_get_clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn features_from_another_backbone_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("mismatch.yaml"),
+        r#"name: mismatch
+stages:
+  videos:
+    uses: synth.broadcast
+    matrix: { league: [hoops-pro, court-league] }
+    with: { sport: basketball, preset: small, count: 5, seed: 7 }
+  tag: { uses: teacher.tag, map: { over: videos.videos } }
+  route: { uses: review.route, needs: [tag] }
+  cut: { uses: clips.cut, map: { over: route.tagged }, with: { window: 4, labels: truth } }
+  split: { uses: dataset.split, needs: [cut], with: { seed: 1, train: 0.5, test: 0.25, validation: 0.25 } }
+  backbone: { uses: backbone.train, needs: [split], with: { epochs: 1 } }
+  other: { uses: backbone.train, needs: [split], with: { epochs: 1, seed: 8 } }
+  extract: { uses: features.extract, needs: [split, backbone], map: { over: split.clips } }
+  train: { uses: train.sweep, needs: [extract, other], with: { epochs: 2 } }
+"#,
+    )
+    .unwrap();
+    let o = engine(dir).args(["run", "mismatch.yaml"]).output().unwrap();
+    assert!(!o.status.success());
+    let err = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(err.contains("come from backbone") && err.contains("rerun `features.extract` with the same backbone"), "{err}");
+    // The rest of the run went through: only the trainer failed.
+    let extract = task(dir, "extract");
+    assert_eq!(extract["task"]["status"].as_str(), Some("done"), "{extract}");
+}
