@@ -90,7 +90,6 @@ fn backbone(dir: &Path) -> (Backbone, Sampling) {
 }
 
 fn main() {
-    engine_core::resources::limit_heap_growth(); // as the `engine` binary does
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dir = tempfile::tempdir().expect("tempdir");
     let threads = std::env::var("THREADS")

@@ -130,6 +130,10 @@ pub fn video_features(
         parts.push(f.to_device(Device::Cpu).to_kind(Kind::Float));
         n += b.frames as u64;
         progress(n);
+        if parts.len() % 8 == 0 {
+            // Keeps peak memory flat with video length (see trim_heap).
+            engine_core::resources::trim_heap();
+        }
     }
     if parts.is_empty() {
         return Err(StageError::msg(format!(
