@@ -1,14 +1,18 @@
 //! `dataset.split`: train / test / validation, grouped by video.
 //!
 //! Every clip of a video lands in that video's split, so no video leaks
-//! across splits. The split of a video is a pure function of (seed, video
-//! key): a stable hash mapped to [0, 1) and cut at the fractions. Adding
-//! videos never moves an existing one. Stratification by league holds in
-//! expectation (each league's videos are hashed independently with the same
-//! cuts); the per-league counts are in the manifest meta so a lopsided small
-//! league is visible. An exact per-league quota would have to reassign old
-//! videos when new ones arrive, which breaks the cache downstream and
-//! leaks: we chose stability.
+//! across splits. Two ways to place a video, `stratify:`
+//! - `hash` (default): a pure function of (seed, video key), a stable hash
+//!   mapped to [0, 1) and cut at the fractions. Adding videos never moves an
+//!   existing one, with no state; per-league shares hold only in
+//!   expectation (a league of 5 videos can miss the test split).
+//! - `quota`: exact per league. Videos already in a previous dataset (an
+//!   input artifact holding `dataset.json`, e.g. `artifact.ref` of
+//!   `datasets/SPORT@latest` with `optional: true`) keep their split; each
+//!   new video, in the order of its stable hash, goes to the split of its
+//!   league furthest below its share. Stable when the previous dataset is
+//!   fed back; without one it is exact but a rerun with more videos may
+//!   move old ones (the log says so).
 
 use async_trait::async_trait;
 use engine_core::stage::{
@@ -68,6 +72,63 @@ pub struct SplitConfig {
     /// collection.
     #[serde(default)]
     pub from: Option<String>,
+    /// `hash` (stateless, stratified in expectation) or `quota` (exact per
+    /// league, anchored on a previous dataset among the inputs).
+    #[serde(default)]
+    pub stratify: Stratify,
+}
+
+/// How `dataset.split` places videos.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Stratify {
+    #[default]
+    Hash,
+    Quota,
+}
+
+/// Places videos by quota: `previous` keep their split; the others, in
+/// hash order, go to the split of their league furthest below its share
+/// (ties: train, test, validation). Returns key -> split.
+pub fn quota_splits<'a>(
+    c: &SplitConfig,
+    videos: &'a [(String, String)],
+    previous: &BTreeMap<String, String>,
+) -> BTreeMap<&'a str, &'static str> {
+    let fractions = [c.train, c.test, c.validation];
+    let mut by_league: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (key, league) in videos {
+        by_league
+            .entry(league.as_str())
+            .or_default()
+            .push(key.as_str());
+    }
+    let mut out = BTreeMap::new();
+    for keys in by_league.values() {
+        let mut count = [0usize; 3];
+        let mut fresh = vec![];
+        for &k in keys {
+            match previous
+                .get(k)
+                .and_then(|s| SPLITS.iter().position(|x| x == s))
+            {
+                Some(i) => {
+                    count[i] += 1;
+                    out.insert(k, SPLITS[i]);
+                }
+                None => fresh.push(k),
+            }
+        }
+        fresh.sort_by_key(|k| (stable_hash(c.seed, k), *k));
+        for k in fresh {
+            let total = (count.iter().sum::<usize>() + 1) as f64;
+            let deficit = |i: usize| fractions[i] * total - count[i] as f64;
+            let best = (0..3).fold(0, |b, i| if deficit(i) > deficit(b) + 1e-9 { i } else { b });
+            count[best] += 1;
+            out.insert(k, SPLITS[best]);
+        }
+    }
+    out
 }
 
 fn default_train() -> f64 {
@@ -133,13 +194,67 @@ impl Stage for Split {
             );
         }
         ctx.set_meta("clips", json!({}))?;
+        let assigned: BTreeMap<String, &'static str> = match self.0.stratify {
+            Stratify::Hash => items
+                .iter()
+                .map(|i| (i.key.clone(), self.0.split_of(&i.key)))
+                .collect(),
+            Stratify::Quota => {
+                let mut previous = BTreeMap::new();
+                let mut anchored = false;
+                for input in ctx.inputs() {
+                    if let Some(b) = input.manifest.files.get("dataset.json") {
+                        let d: Value =
+                            serde_json::from_slice(&ctx.read(b).await?).map_err(|e| {
+                                StageError::msg(format!(
+                                    "Failed to parse the previous dataset from `{}`: {e}",
+                                    input.task
+                                ))
+                            })?;
+                        for v in d["videos"].as_array().into_iter().flatten() {
+                            if let (Some(k), Some(s)) = (v["video"].as_str(), v["split"].as_str()) {
+                                previous.insert(k.to_string(), s.to_string());
+                            }
+                        }
+                        anchored = true;
+                    } else if input.manifest.meta.get("missing").is_some() {
+                        anchored = true; // the first run: the ref does not exist yet
+                    }
+                }
+                if !anchored {
+                    ctx.log("dataset.split: `stratify: quota` without a previous dataset among the inputs: exact per league now, but a rerun with more videos may move old ones; feed `artifact.ref` of the last dataset (optional: true) to keep them");
+                }
+                let videos: Vec<(String, String)> = items
+                    .iter()
+                    .map(|i| {
+                        (
+                            i.key.clone(),
+                            i.meta
+                                .get("league")
+                                .and_then(Value::as_str)
+                                .unwrap_or("unknown")
+                                .to_string(),
+                        )
+                    })
+                    .collect();
+                let kept = videos
+                    .iter()
+                    .filter(|(k, _)| previous.contains_key(k))
+                    .count();
+                ctx.log(format!("dataset.split: {kept} videos keep their split from the previous dataset, {} placed by quota", videos.len() - kept));
+                quota_splits(&self.0, &videos, &previous)
+                    .into_iter()
+                    .map(|(k, s)| (k.to_string(), s))
+                    .collect()
+            }
+        };
         let mut splits: BTreeMap<&str, Vec<Value>> = SPLITS.iter().map(|s| (*s, vec![])).collect();
         let mut videos = vec![];
         // league -> split -> (videos, clips)
         let mut counts: BTreeMap<String, BTreeMap<&str, (u64, u64)>> = BTreeMap::new();
         let mut totals: BTreeMap<&str, (u64, u64)> = SPLITS.iter().map(|s| (*s, (0, 0))).collect();
         for mut item in items {
-            let split = self.0.split_of(&item.key);
+            let split = assigned[&item.key];
             let league = item
                 .meta
                 .get("league")
@@ -251,6 +366,55 @@ mod tests {
         }
         assert!((6700..7300).contains(&n["train"]), "{n:?}");
         assert!((1300..1700).contains(&n["test"]), "{n:?}");
+    }
+
+    #[test]
+    fn quotas_are_exact_per_league_and_keep_previous_videos() {
+        let c: SplitConfig =
+            serde_json::from_value(json!({ "seed": 7, "stratify": "quota" })).unwrap();
+        let videos: Vec<(String, String)> = (0..20)
+            .map(|i| {
+                (
+                    format!("{}-{i:04}", ["a", "b"][i % 2]),
+                    ["a", "b"][i % 2].to_string(),
+                )
+            })
+            .collect();
+        let first = quota_splits(&c, &videos, &BTreeMap::new());
+        for league in ["a", "b"] {
+            let mut n: BTreeMap<&str, usize> = BTreeMap::new();
+            for (k, s) in &first {
+                if k.starts_with(league) {
+                    *n.entry(s).or_default() += 1;
+                }
+            }
+            // 10 videos at 0.7 / 0.15 / 0.15: 7, 2 and 1 or 1 and 2.
+            assert_eq!(n["train"], 7, "{league}: {n:?}");
+            assert_eq!(n["test"] + n["validation"], 3, "{league}: {n:?}");
+            assert!(n["test"] >= 1 && n["validation"] >= 1, "{league}: {n:?}");
+        }
+        // Ten more videos: the first twenty keep their split.
+        let previous: BTreeMap<String, String> = first
+            .iter()
+            .map(|(k, s)| (k.to_string(), s.to_string()))
+            .collect();
+        let more: Vec<(String, String)> = (0..30)
+            .map(|i| {
+                (
+                    format!("{}-{i:04}", ["a", "b"][i % 2]),
+                    ["a", "b"][i % 2].to_string(),
+                )
+            })
+            .collect();
+        let second = quota_splits(&c, &more, &previous);
+        for (k, s) in &first {
+            assert_eq!(second[k], *s, "{k} moved");
+        }
+        let train_a = second
+            .iter()
+            .filter(|(k, s)| k.starts_with('a') && **s == "train")
+            .count();
+        assert!((10..=11).contains(&train_a), "{train_a} of 15");
     }
 
     #[test]

@@ -150,6 +150,20 @@ async fn full_chain_caches_per_video_and_keeps_splits_stable() {
         .map(|v| v["clips"].as_u64().unwrap())
         .sum();
     assert_eq!(total, clips);
+    // The split moved the dataset ref the next run anchors on.
+    assert_eq!(
+        split.values["published"]["dataset"].as_str(),
+        Some("datasets/basketball-synth@latest"),
+        "{:?}",
+        split.values
+    );
+    assert_eq!(
+        store
+            .resolve("datasets/basketball-synth@latest")
+            .await
+            .unwrap(),
+        split.outputs["dataset"]
+    );
     if auto1 > 0 {
         assert!(clips > 0);
     }

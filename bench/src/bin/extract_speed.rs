@@ -130,7 +130,10 @@ fn main() {
     let (mut bare, mut full, mut decode) = (f64::MAX, f64::MAX, f64::MAX);
     for _ in 0..3 {
         let t = Instant::now();
-        let n: usize = stream(&video, s, 64).into_iter().map(|b| b.expect("decode").frames).sum();
+        let n: usize = stream(&video, s, 64)
+            .into_iter()
+            .map(|b| b.expect("decode").frames)
+            .sum();
         decode = decode.min(t.elapsed().as_secs_f64());
         assert_eq!(n as i64, frames);
         let t = Instant::now();
@@ -150,7 +153,10 @@ fn main() {
         s.width,
         s.height
     );
-    println!("decode alone (ffmpeg, no network):    {:.0} frames/s", frames as f64 / decode);
+    println!(
+        "decode alone (ffmpeg, no network):    {:.0} frames/s",
+        frames as f64 / decode
+    );
     println!("bare forward pass (frames in memory): {fb:.0} frames/s");
     println!("extraction (decode overlapped):       {ff:.0} frames/s");
     println!("ratio extraction / bare: {:.2}", ff / fb);

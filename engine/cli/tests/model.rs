@@ -340,9 +340,21 @@ stages:
     .unwrap();
     let o = engine(dir).args(["run", "mismatch.yaml"]).output().unwrap();
     assert!(!o.status.success());
-    let err = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(err.contains("come from backbone") && err.contains("rerun `features.extract` with the same backbone"), "{err}");
+    let err = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        err.contains("come from backbone")
+            && err.contains("rerun `features.extract` with the same backbone"),
+        "{err}"
+    );
     // The rest of the run went through: only the trainer failed.
     let extract = task(dir, "extract");
-    assert_eq!(extract["task"]["status"].as_str(), Some("done"), "{extract}");
+    assert_eq!(
+        extract["task"]["status"].as_str(),
+        Some("done"),
+        "{extract}"
+    );
 }

@@ -380,6 +380,10 @@ impl Stage for Write {
 pub struct RefConfig {
     /// A ref (`models/basketball@production`) or an artifact digest (prefix).
     pub name: String,
+    /// A missing ref is not an error: the output is an empty artifact whose
+    /// meta says `missing` (e.g. the previous dataset on a first run).
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// Brings a stored artifact into a pipeline (a model at its production
@@ -401,6 +405,19 @@ impl Stage for RefArtifact {
     }
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
         let name = &self.0.name;
+        if self.0.optional && ctx.store().resolve(name).await.is_err() {
+            ctx.log(format!(
+                "artifact.ref: `{name}` does not exist yet (optional)"
+            ));
+            ctx.set_output(
+                "artifact",
+                crate::store::Manifest {
+                    meta: serde_json::json!({ "missing": name }),
+                    ..Default::default()
+                },
+            );
+            return Ok(());
+        }
         let digest = ctx.store().resolve(name).await.map_err(|e| {
             StageError::msg(format!(
                 "`{name}` is not a ref or artifact digest in store {}: {e}; set it with `engine ref set {name} DIGEST`",

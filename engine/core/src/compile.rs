@@ -50,6 +50,8 @@ pub struct CompiledStage {
     /// Builds the kind again for each matrix combination's params.
     pub build: crate::stage::BuildFn,
     pub outputs: Vec<OutputDecl>,
+    /// Output name -> ref moved to it after success.
+    pub publish: Vec<(String, String)>,
     pub loc: Loc,
 }
 
@@ -425,11 +427,46 @@ fn check_stage(
         matrix,
         map: None,
         cache: st.cache && !imp.always_run(),
+        publish: st
+            .publish
+            .as_ref()
+            .map(|p| {
+                p.value
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default(),
         outputs: imp.outputs(),
         imp,
         build: kind.build,
         loc: key.loc,
     };
+    if let Some(p) = &st.publish {
+        let names: Vec<String> = if stage.imp.is_map() {
+            match &stage.imp {
+                StageImpl::Map(m) => vec![m.output()],
+                _ => vec![],
+            }
+        } else {
+            stage.outputs.iter().map(|o| o.name.clone()).collect()
+        };
+        for (out, r) in &p.value {
+            if !names.iter().any(|n| n == out) {
+                c.error(
+                    p.loc,
+                    format!(
+                        "stage `{name}` publishes `{out}`, but kind `{}` has no such output",
+                        st.uses.value
+                    ),
+                    Some(format!("its outputs: {}", names.join(", "))),
+                );
+            }
+            if crate::store::check_ref_name(&r.replace('@', "/")).is_err() {
+                c.error(p.loc, format!("stage `{name}`: `{r}` is not a ref name (e.g. `models/basketball@production`)"), None);
+            }
+        }
+    }
     match (&st.map, stage.imp.is_map()) {
         (None, true) => c.error(
             st.uses.loc,

@@ -299,11 +299,20 @@ pub async fn run(
                     use futures::FutureExt;
                     let fallback = rec.clone();
                     let ms = sh.ms();
-                    match std::panic::AssertUnwindSafe(execute(sh, t, rec, inputs, when_ctx))
-                        .catch_unwind()
-                        .await
+                    match std::panic::AssertUnwindSafe(execute(
+                        sh.clone(),
+                        t,
+                        rec,
+                        inputs,
+                        when_ctx,
+                    ))
+                    .catch_unwind()
+                    .await
                     {
-                        Ok((rec, d)) => (t, rec, d),
+                        Ok((rec, d)) => {
+                            let rec = publish_refs(&sh, t, rec).await;
+                            (t, rec, d)
+                        }
                         Err(p) => {
                             let what = p
                                 .downcast_ref::<String>()
@@ -428,6 +437,41 @@ fn finish(
         reason: rec.reason.clone(),
         error: rec.error.clone(),
     });
+    rec
+}
+
+/// Moves the stage's `publish:` refs to the outputs of a task that
+/// succeeded (ran or came from the cache). A ref that cannot be moved fails
+/// the task: a deploy that did not happen must not look done.
+async fn publish_refs(sh: &Shared, t: usize, mut rec: TaskRecord) -> TaskRecord {
+    let stage = &sh.pipeline.stages[sh.plan.tasks[t].stage];
+    if stage.publish.is_empty() || !matches!(rec.status, TaskStatus::Done | TaskStatus::Cached) {
+        return rec;
+    }
+    for (output, name) in &stage.publish {
+        let Some(d) = rec.outputs.get(output) else {
+            continue;
+        };
+        let note = format!("run {} task {}", sh.opts.run_id, rec.task);
+        match sh.store.set_ref(&name.replace('@', "/"), d, &note).await {
+            Ok(_) => {
+                let published = rec
+                    .values
+                    .entry("published".to_string())
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if let Value::Object(m) = published {
+                    m.insert(output.clone(), Value::String(name.clone()));
+                }
+            }
+            Err(e) => {
+                rec.status = TaskStatus::Failed;
+                rec.error = Some(format!(
+                    "Failed to move ref `{name}` to output `{output}` ({}): {e}",
+                    d.short()
+                ));
+            }
+        }
+    }
     rec
 }
 

@@ -147,6 +147,11 @@ pub struct StageSpec {
     /// true; set false for side effects that must happen every run.
     #[serde(default = "yes")]
     pub cache: bool,
+    /// Refs to move to this stage's outputs when it succeeds (or comes from
+    /// the cache), e.g. `{ dataset: datasets/basketball@latest }` or, under
+    /// a `when:` gate, `{ model: models/basketball@production }`.
+    #[serde(default)]
+    pub publish: Option<Located<IndexMap<String, String>>>,
 }
 
 /// Dynamic fan-out: `over: STAGE.COLLECTION`, items grouped in batches.

@@ -256,7 +256,10 @@ mod tests {
         }
         let d = PostProcess::default().segments(&p, 5.0);
         assert_eq!(d.len(), 1, "{d:?}");
-        let keep_all = PostProcess { min_score: 0.0, ..PostProcess::default() };
+        let keep_all = PostProcess {
+            min_score: 0.0,
+            ..PostProcess::default()
+        };
         assert_eq!(keep_all.segments(&p, 5.0).len(), 2);
     }
 
