@@ -21,7 +21,7 @@ mkdir -p "$OUT"
 say "running pipelines/replay.yaml.j2 on the demo preset ($N videos per league, store $OUT/store)"
 /usr/bin/time -v "$ENGINE" run pipelines/replay.yaml.j2 -f "pipelines/sports/$SPORT.yaml" \
   --store "fs://$OUT/store" --set preset=demo --set videos_per_league="$N" \
-  --set clip_window=6 --set clip_labels=truth --set split_seed="${SPLIT_SEED:-1}" \
+  --set clip_window=6 --set clip_labels=truth \
   --set joint=true ${EXTRA:-} > "$OUT/run.txt" 2> "$OUT/time.txt" || { tail -30 "$OUT/time.txt"; exit 1; }
 grep -E "Maximum resident|Elapsed" "$OUT/time.txt" || true
 show() { "$ENGINE" show "latest/$1" --json --store "fs://$OUT/store"; }

@@ -35,7 +35,7 @@ $ENGINE run pipelines/catalog-report.yaml.j2 -f "$VALUES"
 say "replay training data from the catalog: teacher tags, review queue, clips, split (pipelines/replay-data.yaml.j2)"
 $ENGINE run pipelines/replay-data.yaml.j2 -f "$VALUES" --set source=catalog
 say "the replay detector: backbone, features per video, LSTM sweep in parallel, best trial (pipelines/replay.yaml.j2)"
-$ENGINE run pipelines/replay.yaml.j2 -f "$VALUES" --set videos_per_league=5 --set clip_window=4 --set split_seed=1
+$ENGINE run pipelines/replay.yaml.j2 -f "$VALUES" --set videos_per_league=5 --set clip_window=4
 $ENGINE ref set "models/$SPORT@production" latest/select --note "demo: best trial on the test split"
 DEMO_VIDEO="$(ls .engine/videos/$SPORT/*.mp4 | head -1)"
 say "engine detect $DEMO_VIDEO --model models/$SPORT@production"

@@ -47,7 +47,6 @@ fn run_pipeline(dir: &Path, extra: &[&str]) -> String {
     ];
     for (k, v) in [
         ("clip_window", "4"),
-        ("split_seed", "1"),
         ("hidden", "[16, 32]"),
         ("epochs", "40"),
         ("backbone_epochs", "8"),
