@@ -422,7 +422,13 @@ impl Stage for Import {
         let dim = ctx
             .blocking(move || {
                 let path = path2;
-                let b = Backbone::load(&probe_info, &d, Device::Cpu)?;
+                let b = Backbone::load(&probe_info, &d, Device::Cpu).map_err(|e| {
+                    StageError::msg(format!(
+                        "backbone file `{}` is not a loadable {:?} model ({e}); check `arch` and the file",
+                        path.display(),
+                        probe_info.arch
+                    ))
+                })?;
                 let x = Tensor::zeros([2, probe_info.height as i64, probe_info.width as i64, 3], (Kind::Uint8, Device::Cpu));
                 let f = b.features(&x).map_err(|e| StageError::msg(format!("backbone `{}` failed on a test batch: {e}", path.display())))?;
                 match f.size().as_slice() {
