@@ -17,7 +17,7 @@ need_ffmpeg
 need_torch
 say "building the engine with the replay model on libtorch (release)"
 cargo build --release --quiet --features engine-cli/torch --bin engine
-ENGINE=target/release/engine
+ENGINE="${CARGO_TARGET_DIR:-target}/release/engine"
 if [ ! -d ".engine/videos/$SPORT" ]; then
   say "generating synthetic $SPORT broadcasts (every league and broadcaster style, with drift styles)"
   $ENGINE synth --sport "$SYNTH_SPORT" --count 12 --seed 7 --out ".engine/videos/$SPORT"
