@@ -32,6 +32,7 @@ say "running it"
 $ENGINE run pipelines/catalog-report.yaml.j2 -f "$VALUES"
 say "running it again: the query reruns, every video comes from the cache"
 $ENGINE run pipelines/catalog-report.yaml.j2 -f "$VALUES"
+REPORT_RUN="$(ls -1 .engine/store/runs | sort | tail -1 | sed 's/.json$//')"
 say "replay training data from the catalog: teacher tags, review queue, clips, split (pipelines/replay-data.yaml.j2)"
 $ENGINE run pipelines/replay-data.yaml.j2 -f "$VALUES" --set source=catalog
 say "the replay detector: backbone, features per video, LSTM sweep in parallel, best trial (pipelines/replay.yaml.j2)"
@@ -44,5 +45,5 @@ say "generating inside a pipeline: four leagues in parallel (pipelines/broadcast
 $ENGINE run pipelines/broadcasts.yaml.j2 -f "$VALUES"
 $ENGINE runs --limit 3
 $ENGINE show latest --html ".engine/run-timeline.html" >/dev/null
-$ENGINE get "$(ls -1 .engine/store/runs | sort | tail -2 | head -1 | sed 's/.json$//')/report" ".engine/report-$SPORT" >/dev/null
+$ENGINE get "$REPORT_RUN/report" ".engine/report-$SPORT" >/dev/null
 say "done: open .engine/report-$SPORT/report.html (per-league table and chart) and .engine/run-timeline.html"
