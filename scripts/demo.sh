@@ -38,6 +38,7 @@ $ENGINE run pipelines/replay-data.yaml.j2 -f "$VALUES" --set source=catalog
 say "the replay detector: backbone, features per video, LSTM sweep in parallel, best trial (pipelines/replay.yaml.j2)"
 $ENGINE run pipelines/replay.yaml.j2 -f "$VALUES" --set videos_per_league=5 --set clip_window=4
 $ENGINE ref set "models/$SPORT@production" latest/select --note "demo: best trial on the test split"
+$ENGINE get "models/$SPORT@production" ".engine/model-$SPORT" >/dev/null
 DEMO_VIDEO="$(ls .engine/videos/$SPORT/*.mp4 | head -1)"
 say "engine detect $DEMO_VIDEO --model models/$SPORT@production"
 $ENGINE detect "$DEMO_VIDEO" --model "models/$SPORT@production"
@@ -46,4 +47,4 @@ $ENGINE run pipelines/broadcasts.yaml.j2 -f "$VALUES"
 $ENGINE runs --limit 3
 $ENGINE show latest --html ".engine/run-timeline.html" >/dev/null
 $ENGINE get "$REPORT_RUN/report" ".engine/report-$SPORT" >/dev/null
-say "done: open .engine/report-$SPORT/report.html (per-league table and chart) and .engine/run-timeline.html"
+say "done: open .engine/report-$SPORT/report.html (per-league table and chart), .engine/model-$SPORT/report.html (trials, loss curves, test figures per league) and .engine/run-timeline.html"
