@@ -27,7 +27,7 @@ use std::sync::Arc;
 pub fn register(r: &mut Registry) {
     r.add(
         "dataset.split",
-        "train/test/validation by video (stable hash, no leakage), per-league counts",
+        "train/test/validation by video, no leakage: exact per-league quotas kept across runs, or a stable hash",
         |v| {
             let c: SplitConfig = parse_params(v)?;
             c.check()?;
