@@ -197,6 +197,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_nan_loss_stops_training_with_a_clear_error() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let w = vs.root().zeros("w", &[1]);
+        let p = FitParams {
+            lr: 1e-3,
+            epochs: 3,
+            patience: 2,
+            batch: 4,
+            seed: 1,
+        };
+        let err = fit(
+            &vs,
+            8,
+            &p,
+            "trial x",
+            |_| (&w * f64::NAN).sum(Kind::Float),
+            || 0.0,
+            &CancellationToken::new(),
+            &|_| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("training trial x diverged") && err.contains("lower `lr`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn shuffles_are_permutations_and_repeat() {
         let a = shuffled(100, 7, 0);
         let mut s = a.clone();
