@@ -982,8 +982,9 @@ async fn run_map(
             .map(|i| (i.task.as_str(), i.output.as_str(), &i.digest)),
     );
     let cancel = sh.opts.cancel.child_token();
-    // Each batch returns (item index, output item, came from cache).
-    type BatchResult = Result<Vec<(usize, Item, bool)>, StageError>;
+    // Each batch returns (item index, output item, came from cache) and
+    // when it held its grant.
+    type BatchResult = Result<(Vec<(usize, Item, bool)>, Option<[f64; 2]>), StageError>;
     let mut join: JoinSet<BatchResult> = JoinSet::new();
     rec.started_ms = Some(sh.ms());
     sh.opts.events.emit(Event::TaskStarted {
@@ -1010,6 +1011,7 @@ async fn run_map(
             let stage = &sh.pipeline.stages[stage_idx];
             let mut out = Vec::with_capacity(end - start);
             let mut grant = None;
+            let mut held_from = None;
             for i in start..end {
                 let item = &items[i];
                 let fp = cache::item_fingerprint(&stage.kind, version, &params, item);
@@ -1023,6 +1025,7 @@ async fn run_map(
                             g = sh.pool.acquire(stage.class) => g,
                             _ = cancel.cancelled() => return Err(StageError::Cancelled),
                         });
+                        held_from = Some(sh.ms());
                     }
                     let threads = grant.as_ref().map(|g| g.threads()).unwrap_or(1);
                     let it = run_item(
@@ -1041,7 +1044,7 @@ async fn run_map(
                 let n = progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 log.progress(n, total as u64);
             }
-            Ok(out)
+            Ok((out, held_from.map(|a| [a, sh.ms()])))
         });
     }
     let mut results: Vec<Option<Item>> = vec![None; total];
@@ -1053,7 +1056,8 @@ async fn run_map(
     let mut first_err = None;
     while let Some(j) = join.join_next().await {
         match j {
-            Ok(Ok(v)) => {
+            Ok(Ok((v, held))) => {
+                rec.held_ms.extend(held);
                 for (i, it, cached) in v {
                     if cached {
                         counts.cached += 1
@@ -1078,6 +1082,7 @@ async fn run_map(
         }
     }
     rec.items = Some(counts);
+    rec.held_ms.sort_by(|a, b| a[0].total_cmp(&b[0]));
     rec.attempts = 1;
     if let Some(e) = first_err {
         if sh.opts.cancel.is_cancelled() {

@@ -187,13 +187,52 @@ async fn rerun_hits_the_cache_and_reuses_outputs() {
 async fn map_stages_cache_per_item() {
     let store = mem_store("per-item");
     let r = run(&HELLO.replace("COUNT", "20"), &store).await;
-    let c = r.task("shout").unwrap().items.unwrap();
+    let shout = r.task("shout").unwrap();
+    let c = shout.items.unwrap();
     assert_eq!((c.total, c.run, c.cached), (20, 20, 0));
+    // Each batch that ran held a grant, inside the task's own span.
+    assert!(!shout.held_ms.is_empty());
+    let (a, b) = (shout.started_ms.unwrap(), shout.finished_ms.unwrap());
+    assert!(
+        shout
+            .held_ms
+            .iter()
+            .all(|[x, y]| a <= *x && x <= y && *y <= b),
+        "{:?}",
+        shout.held_ms
+    );
     let r = run(&HELLO.replace("COUNT", "25"), &store).await;
     assert_eq!(status(&r, "make"), TaskStatus::Done);
     let c = r.task("shout").unwrap().items.unwrap();
     assert_eq!((c.total, c.run, c.cached), (25, 5, 20));
     assert_eq!(status(&r, "gather"), TaskStatus::Done);
+}
+
+#[tokio::test]
+async fn a_map_stage_reruns_every_item_when_a_side_input_changes() {
+    let store = mem_store("side");
+    let yaml = r#"
+name: side
+stages:
+  make: { uses: builtin.items, with: { count: 6 } }
+  model: { uses: builtin.echo, with: { text: TEXT } }
+  shout: { uses: builtin.upper, needs: [model], map: { over: make.items, batch: 2 } }
+"#;
+    let items = |r: &RunRecord| {
+        let c = r.task("shout").unwrap().items.unwrap();
+        (c.run, c.cached)
+    };
+    assert_eq!(
+        items(&run(&yaml.replace("TEXT", "v1"), &store).await),
+        (6, 0)
+    );
+    let again = run(&yaml.replace("TEXT", "v1"), &store).await;
+    assert_eq!(status(&again, "shout"), TaskStatus::Cached);
+    // A new model (the side input) invalidates every item, not only new ones.
+    assert_eq!(
+        items(&run(&yaml.replace("TEXT", "v2"), &store).await),
+        (6, 0)
+    );
 }
 
 #[tokio::test]
