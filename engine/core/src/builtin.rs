@@ -392,6 +392,16 @@ pub struct RefConfig {
 /// can move.
 struct RefArtifact(RefConfig);
 
+impl RefArtifact {
+    /// The output when an optional ref does not exist.
+    fn missing(&self) -> crate::store::Manifest {
+        crate::store::Manifest {
+            meta: serde_json::json!({ "missing": self.0.name }),
+            ..Default::default()
+        }
+    }
+}
+
 #[async_trait]
 impl Stage for RefArtifact {
     fn version(&self) -> u32 {
@@ -403,19 +413,24 @@ impl Stage for RefArtifact {
     fn always_run(&self) -> bool {
         true
     }
+    async fn foresee(
+        &self,
+        store: &crate::store::Store,
+    ) -> Option<BTreeMap<String, crate::digest::Digest>> {
+        let digest = match store.resolve(&self.0.name).await {
+            Ok(d) => d,
+            Err(_) if self.0.optional => self.missing().digest(),
+            Err(_) => return None,
+        };
+        Some(BTreeMap::from([("artifact".to_string(), digest)]))
+    }
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
         let name = &self.0.name;
         if self.0.optional && ctx.store().resolve(name).await.is_err() {
             ctx.log(format!(
                 "artifact.ref: `{name}` does not exist yet (optional)"
             ));
-            ctx.set_output(
-                "artifact",
-                crate::store::Manifest {
-                    meta: serde_json::json!({ "missing": name }),
-                    ..Default::default()
-                },
-            );
+            ctx.set_output("artifact", self.missing());
             return Ok(());
         }
         let digest = ctx.store().resolve(name).await.map_err(|e| {

@@ -1256,6 +1256,13 @@ pub async fn explain(
                 None => "no cache entry".into(),
             }
         };
+        if let StageImpl::Task(s) = &stage.imp
+            && stage.imp.always_run()
+            && let Some(outputs) = s.foresee(store).await
+        {
+            d.reason = "runs every time (reads outside state)".into();
+            known[t] = Some(outputs);
+        }
         if let (Some(over), StageImpl::Map(m)) = (&stage.map, &stage.imp) {
             let mut side = vec![];
             for &n in stage.needs.iter().filter(|&&n| n != over.stage) {

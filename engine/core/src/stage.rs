@@ -88,6 +88,12 @@ pub trait Stage: Send + Sync {
     fn always_run(&self) -> bool {
         false
     }
+    /// What an always-run stage would output, when it can tell cheaply
+    /// without running (a ref's current target), so `engine plan` can say
+    /// whether the stages after it are cached. `None`: unknown until run.
+    async fn foresee(&self, _store: &Store) -> Option<BTreeMap<String, crate::digest::Digest>> {
+        None
+    }
     /// The work. CPU-heavy code goes through [`TaskCtx::blocking`].
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError>;
 }

@@ -652,3 +652,53 @@ async fn s3_store_runs_and_caches() {
     let runs = engine_core::records::list_runs(&store).await.unwrap();
     assert_eq!(runs.len(), 2);
 }
+
+#[tokio::test]
+async fn plan_sees_through_a_ref_stage_and_publish_moves_the_ref() {
+    let store = mem_store("plan-ref");
+    let yaml = r#"
+name: refs
+stages:
+  prev: { uses: artifact.ref, with: { name: "things/x@latest", optional: true } }
+  use: { uses: builtin.concat, needs: [prev], publish: { out: "things/x@latest" } }
+"#;
+    let explain = || async {
+        let p = compile("test.yaml", yaml, &Registry::with_builtins()).unwrap();
+        let pl = plan(&p);
+        scheduler::explain(&p, &pl, &store, &[], false)
+            .await
+            .unwrap()
+    };
+    // First run: the ref does not exist; the optional stage yields an empty artifact.
+    let r = run(yaml, &store).await;
+    assert_eq!(r.status, RunStatus::Succeeded);
+    let out = r.task("use").unwrap().outputs["out"].clone();
+    assert_eq!(store.resolve("things/x@latest").await.unwrap(), out);
+    // Now the ref points at `use`'s output, so `prev` will yield it and `use`
+    // has a new input: the plan knows that without running.
+    let d = explain().await;
+    assert_eq!(
+        (d[0].action.as_str(), d[1].action.as_str()),
+        ("run", "run"),
+        "{d:?}"
+    );
+    assert!(d[1].reason.starts_with("input changed"), "{d:?}");
+    let r = run(yaml, &store).await;
+    assert_eq!(status(&r, "use"), TaskStatus::Done);
+    // A ref nothing moves: after one run, the plan resolves it and knows
+    // the stage after it is cached.
+    let pinned = r#"
+name: pinned
+stages:
+  prev: { uses: artifact.ref, with: { name: "things/x@latest" } }
+  use: { uses: builtin.concat, needs: [prev] }
+"#;
+    run(pinned, &store).await;
+    let p = compile("test.yaml", pinned, &Registry::with_builtins()).unwrap();
+    let pl = plan(&p);
+    let d = scheduler::explain(&p, &pl, &store, &[], false)
+        .await
+        .unwrap();
+    assert_eq!(d[0].reason, "runs every time (reads outside state)");
+    assert_eq!(d[1].action, "cached", "{d:?}");
+}
