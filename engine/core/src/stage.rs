@@ -458,6 +458,21 @@ impl TaskCtx {
         Ok(blob)
     }
 
+    /// Adds a blob already in the store (an input's file) as file `name` of
+    /// artifact output `output`, without reading or writing its bytes.
+    pub fn attach_file(
+        &mut self,
+        output: &str,
+        name: &str,
+        blob: BlobRef,
+    ) -> Result<(), StageError> {
+        check_rel_path(name).map_err(StageError::msg)?;
+        self.output_mut(output, ArtifactKind::Artifact)?
+            .files
+            .insert(name.into(), blob);
+        Ok(())
+    }
+
     /// Stores bytes as a blob without attaching it (for items).
     pub async fn put_blob(&self, bytes: Vec<u8>) -> Result<BlobRef, StageError> {
         Ok(self.store.put_blob(bytes).await?)

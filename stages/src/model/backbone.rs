@@ -377,8 +377,7 @@ impl Stage for Import {
                     StageError::msg(format!("`{name}`: its backbone.json is not readable: {e}"))
                 })?;
             for (file, blob) in &m.files {
-                let bytes = ctx.read(blob).await?;
-                ctx.put_file("backbone", file, bytes).await?;
+                ctx.attach_file("backbone", file, blob.clone())?;
             }
             ctx.set_meta(
                 "backbone",

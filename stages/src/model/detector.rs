@@ -4,7 +4,7 @@
 //! [`Detector::detect_video`] or [`Detector::segments_of`], so what is
 //! measured is what runs in production.
 
-use super::extract::fetch_artifact;
+use super::extract::{fetch_artifact, find_one};
 use super::frames::{Sampling, video_features};
 use super::net::{Backbone, BackboneInfo, Temporal, TemporalConfig};
 use super::{device, read_json, torch_err};
@@ -119,7 +119,7 @@ impl Detector {
     }
 
     /// Segments from a video's feature sequence `[frames, dim]`.
-    pub fn segments_of(&self, feats: &Tensor) -> Vec<Detection> {
+    pub fn segments_of(&self, feats: &Tensor) -> Result<Vec<Detection>, StageError> {
         segments_of(
             &self.temporal,
             &self.info.postprocess,
@@ -141,7 +141,7 @@ impl Detector {
         Ok(VideoDetections {
             frames: f.size()[0] as usize,
             fps: s.fps,
-            segments: self.segments_of(&f),
+            segments: self.segments_of(&f)?,
         })
     }
 }
@@ -153,9 +153,9 @@ pub fn segments_of(
     feats: &Tensor,
     fps: f64,
     dev: Device,
-) -> Vec<Detection> {
-    let probs = t.probs(&feats.to_device(dev));
-    pp.segments(&probs, fps)
+) -> Result<Vec<Detection>, StageError> {
+    let probs = t.probs(&feats.to_device(dev))?;
+    Ok(pp.segments(&probs, fps))
 }
 
 /// Figures per video, league, broadcaster and overall.
@@ -211,24 +211,13 @@ impl EvalReport {
 
 /// The one replay-detector artifact among a stage's inputs.
 pub fn find_model<'a>(inputs: &'a [Input], stage: &str) -> Result<&'a Input, StageError> {
-    let all: Vec<&Input> = inputs
-        .iter()
-        .filter(|i| i.manifest.files.contains_key("model.json"))
-        .collect();
-    match all.as_slice() {
-        [one] => Ok(one),
-        [] => Err(StageError::msg(format!(
-            "{stage} needs a replay detector: add `model.select`, `train.sweep` or `train.joint` to its `needs`"
-        ))),
-        many => Err(StageError::msg(format!(
-            "{stage} got {} models (from {}); put `model.select` in between to pick one",
-            many.len(),
-            many.iter()
-                .map(|i| i.task.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
+    find_one(
+        inputs,
+        "model.json",
+        stage,
+        "replay detector",
+        "`model.select` (or `train.sweep`, `train.joint`)",
+    )
 }
 
 pub fn register(r: &mut Registry) {

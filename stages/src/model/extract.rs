@@ -52,19 +52,26 @@ fn default_batch() -> usize {
 
 struct Extract(ExtractConfig);
 
-/// The one backbone artifact among a stage's inputs.
-pub fn find_backbone<'a>(inputs: &'a [Input], stage: &str) -> Result<&'a Input, StageError> {
+/// The one input artifact holding `file`; `what` names it in errors and
+/// `hint` says which stages make one.
+pub fn find_one<'a>(
+    inputs: &'a [Input],
+    file: &str,
+    stage: &str,
+    what: &str,
+    hint: &str,
+) -> Result<&'a Input, StageError> {
     let all: Vec<&Input> = inputs
         .iter()
-        .filter(|i| i.manifest.files.contains_key("backbone.json"))
+        .filter(|i| i.manifest.files.contains_key(file))
         .collect();
     match all.as_slice() {
         [one] => Ok(one),
         [] => Err(StageError::msg(format!(
-            "{stage} needs a backbone: add the `backbone.train` or `backbone.import` stage to its `needs`"
+            "{stage} needs a {what}: add {hint} to its `needs`"
         ))),
         many => Err(StageError::msg(format!(
-            "{stage} got {} backbones (from {}); keep one in its `needs`",
+            "{stage} got {} {what}s (from {}); keep one in its `needs`",
             many.len(),
             many.iter()
                 .map(|i| i.task.as_str())
@@ -72,6 +79,17 @@ pub fn find_backbone<'a>(inputs: &'a [Input], stage: &str) -> Result<&'a Input, 
                 .join(", ")
         ))),
     }
+}
+
+/// The one backbone artifact among a stage's inputs.
+pub fn find_backbone<'a>(inputs: &'a [Input], stage: &str) -> Result<&'a Input, StageError> {
+    find_one(
+        inputs,
+        "backbone.json",
+        stage,
+        "backbone",
+        "the `backbone.train` or `backbone.import` stage",
+    )
 }
 
 /// Fetches an artifact's files into `dir`.

@@ -206,7 +206,7 @@ impl Stage for Joint {
                     &log,
                 )?;
                 let mut report = EvalReport::default();
-                tch::no_grad(|| {
+                tch::no_grad(|| -> Result<(), StageError> {
                     for v in &test {
                         let n = v.frames.size()[0];
                         let mut parts = vec![];
@@ -221,7 +221,7 @@ impl Stage for Joint {
                             parts.push(cnn.features(&x));
                         }
                         let f = Tensor::cat(&parts, 0);
-                        let segs = segments_of(&temporal, &t.postprocess, &f, s.fps, dev);
+                        let segs = segments_of(&temporal, &t.postprocess, &f, s.fps, dev)?;
                         report.add(
                             &v.key,
                             &v.league,
@@ -232,7 +232,8 @@ impl Stage for Joint {
                             s.fps,
                         );
                     }
-                });
+                    Ok(())
+                })?;
                 for (prefix, path) in [("backbone.", &b2), ("temporal.", &t2)] {
                     let named: Vec<(String, Tensor)> = vs
                         .variables()
@@ -247,6 +248,7 @@ impl Stage for Joint {
             })
             .await?;
         let summary = report.overall.summary();
+        let report_json = report.to_json();
         let backbone = BackboneInfo {
             kind: BACKBONE_KIND.into(),
             arch: Arch::SmallCnn,
@@ -266,7 +268,7 @@ impl Stage for Joint {
             postprocess: c.temporal.postprocess.clone(),
             trainer: "train.joint".into(),
             params: serde_json::to_value(&c).unwrap_or(Value::Null),
-            metrics: json!({ "test": summary, "leagues": report.to_json()["leagues"], "curves": curves, "clips": clips,
+            metrics: json!({ "test": summary, "leagues": report_json["leagues"], "curves": curves, "clips": clips,
                              "train_seconds": seconds, "decode_seconds": decode_seconds }),
         };
         ctx.put_file_from("model", "backbone.safetensors", &bout)
@@ -274,7 +276,7 @@ impl Stage for Joint {
         ctx.put_file_from("model", "temporal.safetensors", &tout)
             .await?;
         ctx.put_file("model", "model.json", to_json(&info)?).await?;
-        ctx.put_file("model", "report.json", to_json(&report.to_json())?)
+        ctx.put_file("model", "report.json", to_json(&report_json)?)
             .await?;
         ctx.set_meta("model", json!({ "trial": ctx.task(), "params": info.params, "test": summary, "train_seconds": seconds, "decode_seconds": decode_seconds }))?;
         for k in ["segment_f1", "start_f1_1s", "end_f1_1s", "segment_mean_f1"] {

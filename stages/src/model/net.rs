@@ -236,10 +236,10 @@ impl Temporal {
     /// windows of `cfg.window` frames (hop half a window), averaged where
     /// they overlap, so a long video is seen in the context length the
     /// model was trained on.
-    pub fn probs(&self, feats: &Tensor) -> Vec<[f32; 3]> {
+    pub fn probs(&self, feats: &Tensor) -> Result<Vec<[f32; 3]>, StageError> {
         let n = feats.size()[0];
         if n == 0 {
-            return vec![];
+            return Ok(vec![]);
         }
         let w = self.cfg.window.clamp(1, n);
         let hop = (w / 2).max(1);
@@ -249,7 +249,7 @@ impl Temporal {
         }
         let mut sum = vec![[0f64; 3]; n as usize];
         let mut count = vec![0u32; n as usize];
-        tch::no_grad(|| {
+        tch::no_grad(|| -> Result<(), StageError> {
             for chunk in starts.chunks(64) {
                 let batch = Tensor::stack(
                     &chunk
@@ -263,26 +263,29 @@ impl Temporal {
                     .sigmoid()
                     .to_device(Device::Cpu)
                     .to_kind(Kind::Float);
-                let v: Vec<f32> = Vec::try_from(p.flatten(0, -1)).unwrap_or_default();
+                let v: Vec<f32> = Vec::try_from(p.flatten(0, -1))
+                    .map_err(torch_err("Failed to read the temporal model's output"))?;
                 for (k, &a) in chunk.iter().enumerate() {
                     for t in 0..w {
                         let f = (a + t) as usize;
                         let base = ((k as i64 * w + t) * 3) as usize;
                         for s in 0..3 {
-                            sum[f][s] += *v.get(base + s).unwrap_or(&0.0) as f64;
+                            sum[f][s] += v[base + s] as f64;
                         }
                         count[f] += 1;
                     }
                 }
             }
-        });
-        sum.iter()
+            Ok(())
+        })?;
+        Ok(sum
+            .iter()
             .zip(&count)
             .map(|(s, &c)| {
                 let c = c.max(1) as f64;
                 [(s[0] / c) as f32, (s[1] / c) as f32, (s[2] / c) as f32]
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -322,7 +325,7 @@ mod tests {
             },
         );
         let feats = Tensor::randn([25, 32], (Kind::Float, Device::Cpu));
-        let p = t.probs(&feats);
+        let p = t.probs(&feats).unwrap();
         assert_eq!(p.len(), 25);
         assert!(p.iter().all(|q| q.iter().all(|v| (0.0..=1.0).contains(v))));
     }

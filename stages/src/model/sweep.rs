@@ -309,7 +309,7 @@ impl Stage for Sweep {
                 )?;
                 let mut report = EvalReport::default();
                 for v in &test {
-                    let segs = segments_of(&temporal, &cc.postprocess, &v.feats, v.info.fps, dev);
+                    let segs = segments_of(&temporal, &cc.postprocess, &v.feats, v.info.fps, dev)?;
                     report.add(&v.key, &v.info.league, &v.info.broadcaster, &segs, &v.info.segments, v.info.frames as usize, v.info.fps);
                 }
                 vs.save(&out2).map_err(torch_err(format!("Failed to save `{}`", out2.display())))?;
@@ -321,8 +321,9 @@ impl Stage for Sweep {
             })
             .await?;
         let summary = report.overall.summary();
+        let report_json = report.to_json();
         let metrics = json!({
-            "test": summary, "leagues": report.to_json()["leagues"], "broadcasters": report.to_json()["broadcasters"],
+            "test": summary, "leagues": report_json["leagues"], "broadcasters": report_json["broadcasters"],
             "curves": curves, "data": counts, "train_seconds": curves.seconds,
         });
         let info = DetectorInfo {
@@ -340,7 +341,7 @@ impl Stage for Sweep {
         ctx.put_file_from("model", "temporal.safetensors", &out)
             .await?;
         ctx.put_file("model", "model.json", to_json(&info)?).await?;
-        ctx.put_file("model", "report.json", to_json(&report.to_json())?)
+        ctx.put_file("model", "report.json", to_json(&report_json)?)
             .await?;
         ctx.set_meta("model", json!({ "trial": ctx.task(), "params": info.params, "test": summary, "train_seconds": curves.seconds, "best_epoch": curves.best_epoch }))?;
         for k in ["segment_f1", "start_f1_1s", "end_f1_1s", "segment_mean_f1"] {
@@ -410,8 +411,7 @@ impl Stage for Select {
         trials.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.task.cmp(&b.0.task)));
         let (best, value) = trials[0].clone();
         for (name, blob) in &best.manifest.files {
-            let bytes = ctx.read(blob).await?;
-            ctx.put_file("model", name, bytes).await?;
+            ctx.attach_file("model", name, blob.clone())?;
         }
         let table: Vec<Value> = trials
             .iter()
