@@ -188,25 +188,46 @@ impl Catalog {
                 .busy_timeout(Duration::from_secs(30));
                 // Every connection to `:memory:` is its own database: keep one.
                 let max = if memory { 1 } else { 4 };
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(max)
-                    // `query` turns `query_only` on and off around a SELECT;
-                    // a cancelled query must not leave a read-only connection behind.
-                    .before_acquire(|conn, _| {
-                        Box::pin(async move {
-                            sqlx::query("PRAGMA query_only = OFF").execute(&mut *conn).await?;
-                            Ok(true)
+                let pool_options = || {
+                    SqlitePoolOptions::new()
+                        .max_connections(max)
+                        // `query` turns `query_only` on and off around a SELECT;
+                        // a cancelled query must not leave a read-only connection behind.
+                        .before_acquire(|conn, _| {
+                            Box::pin(async move {
+                                sqlx::query("PRAGMA query_only = OFF")
+                                    .execute(&mut *conn)
+                                    .await?;
+                                Ok(true)
+                            })
                         })
-                    })
-                    .idle_timeout(None)
-                    .max_lifetime(None)
-                    .connect_with(opts)
-                    .await
-                    .map_err(|source| CatalogError::Connect {
-                        url: shown.clone(),
-                        hint: "check that the path is a file (not a folder) that you may write, and that it is a SQLite database",
-                        source,
-                    })?;
+                        .idle_timeout(None)
+                        .max_lifetime(None)
+                };
+                // Opening a new file switches it to WAL, which needs a lock the
+                // busy timeout does not wait for: another process (or task)
+                // creating the same file at that moment makes the switch fail
+                // with "database is locked". Seen under load with 6 parallel
+                // first opens; a short retry lets the creator finish.
+                let mut tries = 0;
+                let pool = loop {
+                    match pool_options().connect_with(opts.clone()).await {
+                        Ok(pool) => break pool,
+                        Err(sqlx::Error::Database(e))
+                            if e.code().as_deref() == Some("5") && tries < 5 =>
+                        {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(50 * tries)).await;
+                        }
+                        Err(source) => {
+                            return Err(CatalogError::Connect {
+                                url: shown.clone(),
+                                hint: "check that the path is a file (not a folder) that you may write, and that it is a SQLite database",
+                                source,
+                            });
+                        }
+                    }
+                };
                 migrate(&sqlx::migrate!("migrations/sqlite"), &pool, &shown).await?;
                 Pool::Sqlite(pool)
             }
