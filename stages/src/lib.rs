@@ -2,6 +2,7 @@
 //! `register` that adds its kinds to the engine's table.
 
 pub mod catalog;
+pub mod deploy;
 #[cfg(feature = "video")]
 pub mod clips;
 #[cfg(feature = "torch")]
@@ -21,6 +22,7 @@ use engine_core::stage::Registry;
 /// Adds every stage kind this build has.
 pub fn register(r: &mut Registry) {
     catalog::register(r);
+    deploy::register(r);
     #[cfg(feature = "video")]
     {
         video::register(r);

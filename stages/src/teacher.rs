@@ -523,6 +523,21 @@ impl Stage for Route {
         ctx.log(format!(
             "{auto} videos tagged automatically, {review} to review"
         ));
+        // A league whose every video went to review is out of this run's
+        // training data: say so loudly, in the values (the run summary and
+        // record show them) and the log, instead of reporting plain success.
+        let dropped: Vec<&String> = per_league
+            .iter()
+            .filter(|(_, (a, r))| *a == 0 && *r > 0)
+            .map(|(l, _)| l)
+            .collect();
+        ctx.set_value("dropped_leagues", json!(dropped));
+        for l in &dropped {
+            let (_, r) = per_league[*l];
+            ctx.log(format!(
+                "WARNING: league `{l}` is left out of training: all {r} of its videos wait for review (the teacher was unsure of each); record verdicts with `engine review` and rerun"
+            ));
+        }
         for (l, (t, m)) in checked.iter().filter(|(_, (t, _))| *t > 0) {
             ctx.log(format!(
                 "league `{l}`: teacher recall {m}/{t} on videos with ground truth"

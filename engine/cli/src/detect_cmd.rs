@@ -10,6 +10,11 @@ pub struct DetectArgs<'a> {
     pub model: &'a str,
     pub json: bool,
     pub out: Option<&'a PathBuf>,
+    /// Record the segments as production predictions of this catalog video.
+    pub catalog: Option<&'a str>,
+    /// The video's sport, checked against the model's (taken from the
+    /// catalog with `catalog`).
+    pub sport: Option<&'a str>,
 }
 
 #[cfg(not(feature = "torch"))]
@@ -27,17 +32,57 @@ pub async fn run(store: &engine_core::store::Store, a: DetectArgs<'_>) -> Result
         return Err(anyhow!("video `{}` does not exist", a.video.display()));
     }
     let dir = tempfile::tempdir().context("Failed to create a temporary folder for the model")?;
-    crate::show::fetch(store, a.model, dir.path())
+    let (digest, _) = crate::show::fetch(store, a.model, dir.path())
         .await
         .with_context(|| format!("Failed to fetch model `{}` from {}", a.model, store.url()))?;
+    // The catalog row first: a video that is not in the catalog, or of
+    // another sport, fails before minutes of inference.
+    let mut sport = a.sport.map(str::to_string);
+    let catalog_video = match a.catalog {
+        Some(url) => {
+            let cat = catalog::Catalog::open(url)
+                .await
+                .with_context(|| format!("Failed to open the catalog `{url}`"))?;
+            let uri = a
+                .video
+                .canonicalize()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| a.video.display().to_string());
+            let id = cat.video_id(uri.as_str()).await.with_context(|| {
+                format!(
+                    "video `{}` is not in the catalog `{url}`; import it first with `engine catalog import`",
+                    a.video.display()
+                )
+            })?;
+            if sport.is_none() {
+                let rows = cat
+                    .query("SELECT sport FROM videos WHERE id = $1", &[serde_json::json!(id)])
+                    .await?;
+                sport = rows
+                    .first()
+                    .and_then(|r| r.get("sport"))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string);
+            }
+            cat.close().await;
+            Some((url.to_string(), uri))
+        }
+        None => None,
+    };
     let video = a.video.to_path_buf();
     let model_dir = dir.path().to_path_buf();
     let total = media::probe(&video)
         .map(|i| i.duration)
         .map_err(|e| anyhow!("Failed to read video `{}`: {e}", video.display()))?;
     let show_bar = !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Messages name what the user typed, not the temporary folder.
+    let tmp_shown = format!("`{}`", model_dir.display());
+    let user_shown = format!("`{}`", a.model);
+    let named = move |e: engine_core::stage::StageError| anyhow!("{}", e.to_string().replace(&tmp_shown, &user_shown));
     let found = tokio::task::spawn_blocking(move || -> Result<_> {
-        let d = Detector::load(&model_dir).map_err(|e| anyhow!("{e}"))?;
+        let d = Detector::load(&model_dir).map_err(&named)?;
+        stages::model::detector::check_sport(&d.info, sport.as_deref(), &video.display().to_string())
+            .map_err(&named)?;
         let fps = d.sampling().fps;
         let bar = indicatif::ProgressBar::new((total * fps).ceil() as u64);
         if !show_bar {
@@ -45,11 +90,23 @@ pub async fn run(store: &engine_core::store::Store, a: DetectArgs<'_>) -> Result
         }
         let r = d
             .detect_video(&video, |n| bar.set_position(n), || false)
-            .map_err(|e| anyhow!("{e}"))?;
+            .map_err(&named)?;
         bar.finish_and_clear();
         Ok(r)
     })
     .await??;
+    if let Some((url, uri)) = &catalog_video {
+        stages::model::detector::record_predictions(url, uri, &digest.to_string(), &found.segments)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        if !a.json {
+            eprintln!(
+                "recorded {} predictions of model {} in the catalog `{url}` (review them with `engine review predictions`)",
+                found.segments.len(),
+                digest.short()
+            );
+        }
+    }
     let doc = serde_json::json!({
         "video": a.video.display().to_string(), "model": a.model,
         "fps": found.fps, "frames": found.frames, "segments": found.segments,

@@ -123,6 +123,15 @@ enum Cmd {
         /// Also write the segments as JSON to this file.
         #[arg(long, short)]
         out: Option<PathBuf>,
+        /// Record the segments as production predictions of this video in
+        /// the catalog (SQLite path or `postgres://...`), with the model's
+        /// digest as its version, for review (`engine review predictions`).
+        #[arg(long, value_name = "URL")]
+        catalog: Option<String>,
+        /// The video's sport, checked against the model's (read from the
+        /// catalog with `--catalog`).
+        #[arg(long)]
+        sport: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -223,6 +232,19 @@ enum RefCmd {
     /// Print NAME's history, newest first.
     Log {
         name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Move NAME back to a former target (default: the one before the
+    /// current move); recorded as a new move, so it can itself be undone.
+    Rollback {
+        name: String,
+        /// A history entry (`3` or `#3`, as `engine ref log` numbers them) or
+        /// a digest (prefix) from the history.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value = "")]
+        note: String,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -473,6 +495,8 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             model,
             json,
             out,
+            catalog,
+            sport,
             store,
         } => {
             let store = open_store(&store, None)?;
@@ -481,6 +505,8 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                 model: &model,
                 json,
                 out: out.as_ref(),
+                catalog: catalog.as_deref(),
+                sport: sport.as_deref(),
             };
             detect_cmd::run(&store, args).await
         }
@@ -609,6 +635,17 @@ fn cmd_to_ref(cmd: RefCmd) -> Result<show::RefAction> {
         RefCmd::Log { name, store } => show::RefAction::Log {
             store: open_store(&store, None)?,
             name,
+        },
+        RefCmd::Rollback {
+            name,
+            to,
+            note,
+            store,
+        } => show::RefAction::Rollback {
+            store: open_store(&store, None)?,
+            name,
+            to,
+            note,
         },
     })
 }

@@ -1,6 +1,6 @@
 //! Reading the store back: plans, runs, tasks, artifacts, refs.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use engine_core::compile::Pipeline;
 use engine_core::digest::Digest;
 use engine_core::records::{self, RunRecord, TaskStatus};
@@ -52,6 +52,36 @@ pub fn print_summary(r: &RunRecord) {
     );
     for w in &r.warnings {
         eprintln!("warning: {w}");
+    }
+    // What a continual-learning run decided, in one place: leagues left out
+    // of training, the evaluation's verdict, refs moved.
+    for t in &r.tasks {
+        if let Some(d) = t.values.get("dropped_leagues").and_then(|v| v.as_array())
+            && !d.is_empty()
+        {
+            let names: Vec<String> = d.iter().filter_map(|v| v.as_str()).map(|l| format!("`{l}`")).collect();
+            eprintln!(
+                "warning: {}: league{} {} left out of training: every video waits for review (`engine review ls`)",
+                t.task,
+                if names.len() > 1 { "s" } else { "" },
+                names.join(", ")
+            );
+        }
+        if let Some(p) = t.values.get("passed").and_then(|v| v.as_bool()) {
+            let failures = t.values.get("failures").and_then(|v| v.as_array()).map(Vec::len).unwrap_or(0);
+            if p {
+                eprintln!("{}: every gate passed (`engine show {}/{}`)", t.task, r.id, t.task);
+            } else {
+                eprintln!("{}: {failures} gate(s) FAILED (`engine show {}/{}`)", t.task, r.id, t.task);
+            }
+        }
+        if let Some(m) = t.values.get("published").and_then(|v| v.as_object()) {
+            for (output, name) in m {
+                if let (Some(name), Some(d)) = (name.as_str(), t.outputs.get(output)) {
+                    eprintln!("{}: {name} -> {}", t.task, d.short());
+                }
+            }
+        }
     }
     for t in r.tasks.iter().filter(|t| t.status == TaskStatus::Failed) {
         eprintln!(
@@ -309,6 +339,39 @@ pub enum RefAction {
         store: Store,
         name: String,
     },
+    Rollback {
+        store: Store,
+        name: String,
+        /// History entry number (`#N` in `engine ref log`) or digest (prefix).
+        to: Option<String>,
+        note: String,
+    },
+}
+
+/// `models/SPORT/...`: refuses to point a sport's model ref at a model
+/// trained on another sport (read from the artifact's `model.json`).
+async fn check_model_ref(store: &Store, name: &str, d: &engine_core::digest::Digest) -> Result<()> {
+    let parts: Vec<&str> = name.split('/').collect();
+    if parts.len() < 2 || parts[0] != "models" {
+        return Ok(());
+    }
+    let m = store.get_manifest(d).await?;
+    let Some(blob) = m.files.get("model.json") else {
+        return Ok(());
+    };
+    let info: serde_json::Value = serde_json::from_slice(&store.get_blob(&blob.digest).await?)
+        .with_context(|| format!("Failed to parse `model.json` of artifact {}", d.short()))?;
+    let trained = info["trained_on"]["sport"].as_str().unwrap_or("");
+    let wanted = parts[1];
+    let norm = |s: &str| if s == "ice-hockey" { "hockey".to_string() } else { s.to_string() };
+    if !trained.is_empty() && norm(trained) != norm(wanted) {
+        return Err(anyhow!(
+            "artifact {} is a {trained} model; `{}` is for {wanted}. Point it at a {wanted} model",
+            d.short(),
+            name
+        ));
+    }
+    Ok(())
 }
 
 fn ref_name(name: &str) -> String {
@@ -324,6 +387,7 @@ pub async fn refs(a: RefAction) -> Result<()> {
             note,
         } => {
             let d = resolve_artifact(&store, &target).await?;
+            check_model_ref(&store, &ref_name(&name), &d).await?;
             let doc = store.set_ref(&ref_name(&name), &d, &note).await?;
             println!("{name} -> {d} ({} moves)", doc.history.len());
         }
@@ -342,9 +406,91 @@ pub async fn refs(a: RefAction) -> Result<()> {
                 .get_ref(&ref_name(&name))
                 .await?
                 .ok_or_else(|| anyhow!("no ref `{name}` in store {}", store.url()))?;
-            for e in doc.history.iter().rev() {
-                println!("{}  {}  {}", e.at, e.digest, e.note);
+            for (i, e) in doc.history.iter().enumerate().rev() {
+                let mut extra = String::new();
+                if let Some(by) = &e.by {
+                    extra.push_str(&format!("  by {by}"));
+                }
+                if let Some(ev) = &e.evaluation {
+                    extra.push_str(&format!("  evaluation {}", ev.short()));
+                }
+                let cur = if i + 1 == doc.history.len() { " (current)" } else { "" };
+                println!("#{:<3} {}  {}{extra}  {}{cur}", i + 1, e.at, e.digest.short(), e.note);
             }
+        }
+        RefAction::Rollback {
+            store,
+            name,
+            to,
+            note,
+        } => {
+            let doc = store
+                .get_ref(&ref_name(&name))
+                .await?
+                .ok_or_else(|| anyhow!("no ref `{name}` in store {}; nothing to roll back", store.url()))?;
+            let n = doc.history.len();
+            let current = doc
+                .current()
+                .cloned()
+                .ok_or_else(|| anyhow!("ref `{name}` has no target; nothing to roll back"))?;
+            let (index, target) = match to.as_deref() {
+                None => {
+                    let prev = doc.history[n - 1].previous.clone().ok_or_else(|| {
+                        anyhow!(
+                            "`{name}` has only its first move (#1 -> {}); there is nothing before it to roll back to",
+                            current.short()
+                        )
+                    })?;
+                    let i = doc.history.iter().rposition(|e| e.digest == prev).map(|i| i + 1);
+                    (i, prev)
+                }
+                Some(t) => {
+                    let t = t.trim_start_matches('#');
+                    if let Ok(k) = t.parse::<usize>()
+                        && t.len() < 8
+                    {
+                        if k == 0 || k > n {
+                            return Err(anyhow!(
+                                "`{name}` has history entries #1 to #{n} (see `engine ref log {name}`); there is no #{k}"
+                            ));
+                        }
+                        (Some(k), doc.history[k - 1].digest.clone())
+                    } else {
+                        let i = doc
+                            .history
+                            .iter()
+                            .rposition(|e| e.digest.as_str().starts_with(t))
+                            .ok_or_else(|| {
+                                anyhow!(
+                                    "`{t}` is not in the history of `{name}` (see `engine ref log {name}`); roll back only to a former target"
+                                )
+                            })?;
+                        (Some(i + 1), doc.history[i].digest.clone())
+                    }
+                }
+            };
+            if target == current {
+                return Err(anyhow!(
+                    "`{name}` already points at {}; nothing changed",
+                    current.short()
+                ));
+            }
+            let label = index.map(|i| format!("#{i}")).unwrap_or_else(|| target.short().to_string());
+            let why = engine_core::store::RefMove {
+                note: if note.is_empty() {
+                    format!("rollback to {label} (from {})", current.short())
+                } else {
+                    format!("rollback to {label} (from {}): {note}", current.short())
+                },
+                ..Default::default()
+            };
+            let doc = store.move_ref(&ref_name(&name), &target, &why).await?;
+            println!(
+                "{name} -> {} (rolled back from {}; {} moves)",
+                target.short(),
+                current.short(),
+                doc.history.len()
+            );
         }
     }
     Ok(())

@@ -90,13 +90,17 @@ pub fn item_fingerprint(kind: &str, stage_version: u32, params: &Value, item: &I
 /// digests of its side inputs (inputs other than the mapped collection, such
 /// as a model) when it has any, so a new model re-runs every item. Without
 /// side inputs this is the params unchanged, so old entries keep matching.
+///
+/// Side inputs count by content only, not by the upstream task that made
+/// them: the same model reached through `model.select` in one cycle and
+/// through its `production` ref in the next is the same (model, video)
+/// work, and is served from the cache.
 pub fn item_params<'a>(
     params: &Value,
     side: impl Iterator<Item = (&'a str, &'a str, &'a Digest)>,
 ) -> Value {
-    let side: BTreeMap<String, String> = side
-        .map(|(task, output, d)| (format!("{task}.{output}"), d.to_string()))
-        .collect();
+    let side: std::collections::BTreeSet<String> =
+        side.map(|(_task, _output, d)| d.to_string()).collect();
     if side.is_empty() {
         params.clone()
     } else {

@@ -452,8 +452,18 @@ async fn publish_refs(sh: &Shared, t: usize, mut rec: TaskRecord) -> TaskRecord 
         let Some(d) = rec.outputs.get(output) else {
             continue;
         };
-        let note = format!("run {} task {}", sh.opts.run_id, rec.task);
-        match sh.store.set_ref(&name.replace('@', "/"), d, &note).await {
+        // A stage that checked an evaluation (`model.deploy`) names it in
+        // its values; the ref history keeps it with the move.
+        let why = crate::store::RefMove {
+            note: format!("run {} task {}", sh.opts.run_id, rec.task),
+            run: Some(sh.opts.run_id.clone()),
+            evaluation: rec
+                .values
+                .get("evaluation")
+                .and_then(Value::as_str)
+                .and_then(crate::digest::Digest::parse),
+        };
+        match sh.store.move_ref(&name.replace('@', "/"), d, &why).await {
             Ok(_) => {
                 let published = rec
                     .values

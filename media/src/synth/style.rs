@@ -546,6 +546,42 @@ pub fn styles() -> Vec<Style> {
         s.replay.pundit_drawings = 0.9;
         out.push(s);
     }
+    // Two more basketball drifts, so one sport shows all three kinds the
+    // continual-learning demo needs (pundit drawings above): a league whose
+    // replay graphics look like nothing seen in training, and one that shows
+    // replays with no graphics at all.
+    let metro = League {
+        name: "metro-league",
+        wipe: WipeShape::Iris,
+        logo: LogoShape::Star,
+        primary: [250, 200, 20],
+        secondary: [10, 90, 40],
+        opening: 32,
+        closing: 30,
+        frequency: 0.65,
+    };
+    let street = League {
+        name: "street-league",
+        ..leagues(Sport::Basketball)[2]
+    };
+    for bc in &broadcasters(Sport::Basketball) {
+        out.push(build(
+            Sport::Basketball,
+            &metro,
+            bc,
+            "2024",
+            "new replay graphics: iris wipe, yellow star, long stings",
+        ));
+        let mut s = build(
+            Sport::Basketball,
+            &street,
+            bc,
+            "2024",
+            "no replay graphics: only slow motion and angle mark replays",
+        );
+        s.graphics = None;
+        out.push(s);
+    }
     out
 }
 

@@ -283,7 +283,7 @@ impl Stage for TrainBackbone {
                 "train_videos": train.len(), "validation_videos": val.len(),
                 "frames_per_class": { "live": counts[0], "transition": counts[1], "replay": counts[2] },
                 "validation_accuracy": acc, "epochs": curves.train_loss.len(), "best_epoch": curves.best_epoch,
-                "train_loss": curves.train_loss, "validation_loss": curves.val_loss, "seconds": curves.seconds,
+                "train_loss": curves.train_loss, "validation_loss": curves.val_loss,
             }),
         };
         ctx.put_file_from("backbone", "backbone.safetensors", &out)

@@ -42,6 +42,75 @@ pub struct DetectorInfo {
     /// Test-split figures and curves.
     #[serde(default)]
     pub metrics: Value,
+    /// What it was trained on, so `detect` and `model.deploy` can refuse a
+    /// model of another sport. Absent in models made before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained_on: Option<TrainedOn>,
+}
+
+/// The training data of a detector.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainedOn {
+    /// The sport of every training video (`basketball`).
+    pub sport: String,
+    /// Leagues with training videos, sorted.
+    pub leagues: Vec<String>,
+    /// blake3 over the sorted (video, features digest) pairs: equal data,
+    /// equal digest.
+    pub data: String,
+}
+
+impl TrainedOn {
+    /// From the feature items a model was trained on. Every item must name
+    /// the same sport (`sport` in its meta, from the catalog or generator).
+    pub fn of(items: &[Item]) -> Result<TrainedOn, StageError> {
+        let mut sports = std::collections::BTreeSet::new();
+        let mut leagues = std::collections::BTreeSet::new();
+        let mut keyed: Vec<(&str, String)> =
+            items.iter().map(|i| (i.key.as_str(), i.digest().to_string())).collect();
+        keyed.sort();
+        let listing: String = keyed.iter().map(|(k, d)| format!("{k}\t{d}\n")).collect();
+        for i in items {
+            if let Some(s) = i.meta.get("sport").and_then(Value::as_str) {
+                sports.insert(s.to_string());
+            }
+            if let Some(l) = i.meta.get("league").and_then(Value::as_str) {
+                leagues.insert(l.to_string());
+            }
+        }
+        if sports.len() > 1 {
+            return Err(StageError::msg(format!(
+                "the training videos mix sports ({}); a replay detector is trained per sport: select one sport in the data query",
+                sports.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok(TrainedOn {
+            sport: sports.into_iter().next().unwrap_or_default(),
+            leagues: leagues.into_iter().collect(),
+            data: engine_core::digest::Digest::of(listing.as_bytes()).to_string(),
+        })
+    }
+}
+
+/// Same sport, modulo the generator's `ice-hockey` vs the values files' `hockey`.
+pub fn same_sport(a: &str, b: &str) -> bool {
+    let norm = |s: &str| if s == "ice-hockey" { "hockey".to_string() } else { s.to_ascii_lowercase() };
+    norm(a) == norm(b)
+}
+
+/// Refuses to run a model of one sport on a video of another.
+pub fn check_sport(info: &DetectorInfo, video_sport: Option<&str>, video: &str) -> Result<(), StageError> {
+    if let (Some(t), Some(v)) = (&info.trained_on, video_sport)
+        && !t.sport.is_empty()
+        && !same_sport(&t.sport, v)
+    {
+        return Err(StageError::msg(format!(
+            "the model was trained on {} but video `{video}` is {v}; use a {v} model (e.g. `models/{v}@production`)",
+            t.sport
+        )));
+    }
+    Ok(())
 }
 
 /// A loaded detector (one per worker thread: tensors are not Sync).
@@ -239,9 +308,26 @@ pub struct DetectConfig {
     /// in, for videos that came from the catalog (their `uri`).
     #[serde(default)]
     pub catalog: Option<String>,
+    /// The model may be missing: its input is an `artifact.ref` with
+    /// `optional: true` that found nothing (no production model yet). Each
+    /// video then gets `predictions.json` with `"model": null` and no
+    /// segments, and `evaluate` shows the candidate alone.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 struct Detect(DetectConfig);
+
+/// True when the inputs hold an `artifact.ref` placeholder for a missing ref.
+fn missing_model(inputs: &[Input]) -> Option<String> {
+    inputs.iter().find_map(|i| {
+        i.manifest
+            .meta
+            .get("missing")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    })
+}
 
 #[async_trait]
 impl MapStage for Detect {
@@ -252,15 +338,34 @@ impl MapStage for Detect {
         "predictions".into()
     }
     async fn run_item(&self, item: &Item, ctx: &mut ItemCtx) -> Result<(), StageError> {
+        let mut meta = if item.meta.is_object() {
+            item.meta.clone()
+        } else {
+            json!({})
+        };
+        if self.0.optional
+            && !ctx.inputs().iter().any(|i| i.manifest.files.contains_key("model.json"))
+            && let Some(name) = missing_model(ctx.inputs())
+        {
+            let doc = json!({ "video": item.key, "model": null, "missing": name, "segments": [] });
+            let bytes = serde_json::to_vec_pretty(&doc).map_err(|e| StageError::msg(e.to_string()))?;
+            ctx.put_file("predictions.json", bytes).await?;
+            meta["replays"] = json!(null);
+            ctx.set_meta(meta);
+            return Ok(());
+        }
         let model = find_model(ctx.inputs(), "detect")?.clone();
         let dir = ctx.scratch_dir()?.join("model");
         fetch_artifact(&model, &dir, &*ctx).await?;
         let video = local_video(item, ctx).await?;
         let (threads, cancel) = (ctx.threads(), ctx.cancel_token());
+        let sport = item.meta.get("sport").and_then(Value::as_str).map(str::to_string);
+        let key = item.key.clone();
         let found = ctx
             .blocking(move || {
                 tch::set_num_threads(threads as i32);
                 let d = Detector::load(&dir)?;
+                check_sport(&d.info, sport.as_deref(), &key)?;
                 d.detect_video(&video, |_| {}, || cancel.is_cancelled())
             })
             .await?;
@@ -279,11 +384,6 @@ impl MapStage for Detect {
             })?;
             record_predictions(url, uri, &model.digest.to_string(), &found.segments).await?;
         }
-        let mut meta = if item.meta.is_object() {
-            item.meta.clone()
-        } else {
-            json!({})
-        };
         meta["replays"] = json!(found.segments.len());
         ctx.set_meta(meta);
         Ok(())

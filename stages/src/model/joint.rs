@@ -268,8 +268,8 @@ impl Stage for Joint {
             postprocess: c.temporal.postprocess.clone(),
             trainer: "train.joint".into(),
             params: serde_json::to_value(&c).unwrap_or(Value::Null),
-            metrics: json!({ "test": summary, "leagues": report_json["leagues"], "curves": curves, "clips": clips,
-                             "train_seconds": seconds, "decode_seconds": decode_seconds }),
+            metrics: json!({ "test": summary, "leagues": report_json["leagues"], "curves": curves, "clips": clips}),
+            trained_on: None,
         };
         ctx.put_file_from("model", "backbone.safetensors", &bout)
             .await?;
@@ -278,7 +278,7 @@ impl Stage for Joint {
         ctx.put_file("model", "model.json", to_json(&info)?).await?;
         ctx.put_file("model", "report.json", to_json(&report_json)?)
             .await?;
-        ctx.set_meta("model", json!({ "trial": ctx.task(), "params": info.params, "test": summary, "train_seconds": seconds, "decode_seconds": decode_seconds }))?;
+        ctx.set_meta("model", json!({ "trial": ctx.task(), "params": info.params, "test": summary }))?;
         for k in ["segment_f1", "start_f1_1s", "end_f1_1s", "segment_mean_f1"] {
             ctx.set_value(k, json!(summary.get(k)));
         }

@@ -5,7 +5,7 @@
 
 use super::backbone::{ctx_log, to_json};
 use super::data::FeatureInfo;
-use super::detector::{DETECTOR_KIND, DetectorInfo, EvalReport, segments_of};
+use super::detector::{DETECTOR_KIND, DetectorInfo, EvalReport, TrainedOn, segments_of};
 use super::extract::{fetch_artifact, find_backbone};
 use super::net::{BackboneInfo, Temporal, TemporalConfig};
 use super::train::{FitParams, fit, frame_loss};
@@ -211,6 +211,7 @@ impl Stage for Sweep {
                 "train.sweep found no features among its inputs; put `features.extract` in its `needs`",
             ));
         }
+        let trained_on = TrainedOn::of(&items)?;
         let scratch = ctx.scratch_dir()?.to_path_buf();
         let bdir = scratch.join("backbone");
         fetch_artifact(&bb, &bdir, &*ctx).await?;
@@ -324,7 +325,7 @@ impl Stage for Sweep {
         let report_json = report.to_json();
         let metrics = json!({
             "test": summary, "leagues": report_json["leagues"], "broadcasters": report_json["broadcasters"],
-            "curves": curves, "data": counts, "train_seconds": curves.seconds,
+            "curves": curves, "data": counts,
         });
         let info = DetectorInfo {
             kind: DETECTOR_KIND.into(),
@@ -335,6 +336,7 @@ impl Stage for Sweep {
             trainer: "train.sweep".into(),
             params: serde_json::to_value(&c).unwrap_or(Value::Null),
             metrics: metrics.clone(),
+            trained_on: Some(trained_on),
         };
         ctx.put_file_from("model", &binfo.weights, &bdir.join(&binfo.weights))
             .await?;
@@ -343,7 +345,7 @@ impl Stage for Sweep {
         ctx.put_file("model", "model.json", to_json(&info)?).await?;
         ctx.put_file("model", "report.json", to_json(&report_json)?)
             .await?;
-        ctx.set_meta("model", json!({ "trial": ctx.task(), "params": info.params, "test": summary, "train_seconds": curves.seconds, "best_epoch": curves.best_epoch }))?;
+        ctx.set_meta("model", json!({ "trial": ctx.task(), "params": info.params, "test": summary, "best_epoch": curves.best_epoch }))?;
         for k in ["segment_f1", "start_f1_1s", "end_f1_1s", "segment_mean_f1"] {
             ctx.set_value(k, json!(summary.get(k)));
         }
@@ -422,7 +424,7 @@ impl Stage for Select {
             .iter()
             .map(|(i, _)| {
                 let m = &i.manifest.meta;
-                json!({ "trial": i.task, "params": m.get("params"), "test": m.get("test"), "train_seconds": m.get("train_seconds") })
+                json!({ "trial": i.task, "params": m.get("params"), "test": m.get("test"), "best_epoch": m.get("best_epoch") })
             })
             .collect();
         let info: Value = match best.manifest.files.get("model.json") {

@@ -64,6 +64,9 @@ pub struct Curves {
     pub train_loss: Vec<f64>,
     pub val_loss: Vec<f64>,
     pub best_epoch: usize,
+    /// Wall-clock training time: for records and logs only, never inside an
+    /// artifact (identical weights must get identical digests).
+    #[serde(skip)]
     pub seconds: f64,
 }
 

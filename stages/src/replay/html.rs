@@ -122,7 +122,7 @@ fn group_table(title: &str, groups: &Value) -> String {
     s
 }
 
-/// The page. `trials`: `[{trial, params, test, train_seconds}]`;
+/// The page. `trials`: `[{trial, params, test, best_epoch}]`;
 /// `metrics`: the chosen model's `metrics` (test, leagues, broadcasters, curves).
 pub fn model_report(
     title: &str,
@@ -145,7 +145,7 @@ pub fn model_report(
     for f in FIGURES {
         let _ = write!(s, "<th>{f}</th>");
     }
-    s.push_str("<th>train s</th></tr>");
+    s.push_str("<th>best epoch</th></tr>");
     for t in trials {
         let name = t["trial"].as_str().unwrap_or("?");
         let cls = if name == chosen {
@@ -167,7 +167,7 @@ pub fn model_report(
         for f in FIGURES {
             let _ = write!(s, "<td>{}</td>", num(&t["test"][f]));
         }
-        let _ = write!(s, "<td>{}</td></tr>", num(&t["train_seconds"]));
+        let _ = write!(s, "<td>{}</td></tr>", num(&t["best_epoch"]));
     }
     s.push_str("</table>");
     let curve = |k: &str| {
@@ -202,8 +202,8 @@ mod tests {
     #[test]
     fn the_page_shows_trials_curves_and_groups() {
         let trials = vec![
-            json!({"trial": "train[hidden=32]", "params": {"hidden": 32}, "test": {"segment_f1": 0.9}, "train_seconds": 1.5}),
-            json!({"trial": "train[hidden=64]", "params": {"hidden": 64}, "test": {"segment_f1": 0.95}, "train_seconds": 2.0}),
+            json!({"trial": "train[hidden=32]", "params": {"hidden": 32}, "test": {"segment_f1": 0.9}, "best_epoch": 3}),
+            json!({"trial": "train[hidden=64]", "params": {"hidden": 64}, "test": {"segment_f1": 0.95}, "best_epoch": 4}),
         ];
         let metrics = json!({
             "curves": {"train_loss": [0.5, 0.3, 0.2], "val_loss": [0.6, 0.4, 0.45], "best_epoch": 2},

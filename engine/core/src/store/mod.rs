@@ -136,6 +136,34 @@ pub struct RefEvent {
     pub previous: Option<Digest>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub note: String,
+    /// Who moved it (`user@host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The run that moved it (a `publish:` or deploy), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// The evaluation artifact that justified the move (a deploy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Digest>,
+}
+
+/// Why a ref moves: recorded with the move.
+#[derive(Debug, Clone, Default)]
+pub struct RefMove {
+    pub note: String,
+    pub run: Option<String>,
+    pub evaluation: Option<Digest>,
+}
+
+/// `user@host` of this process, for ref histories.
+pub fn mover() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{host}")
 }
 
 /// A named, mutable pointer to an artifact, with its history (newest last).
@@ -545,6 +573,21 @@ impl Store {
         digest: &Digest,
         note: &str,
     ) -> Result<RefDoc, StoreError> {
+        let why = RefMove {
+            note: note.into(),
+            ..Default::default()
+        };
+        self.move_ref(name, digest, &why).await
+    }
+
+    /// Moves a ref, recording who, why, from which run and on which
+    /// evaluation. A move to where the ref already points records nothing.
+    pub async fn move_ref(
+        &self,
+        name: &str,
+        digest: &Digest,
+        why: &RefMove,
+    ) -> Result<RefDoc, StoreError> {
         let path = Self::ref_path(name)?;
         if !self.exists(&Self::manifest_path(digest)).await? {
             return Err(StoreError::NotFound {
@@ -560,11 +603,17 @@ impl Store {
                 history: vec![],
             });
         let previous = doc.current().cloned();
+        if previous.as_ref() == Some(digest) {
+            return Ok(doc);
+        }
         doc.history.push(RefEvent {
             digest: digest.clone(),
             at: now_rfc3339(),
             previous,
-            note: note.into(),
+            note: why.note.clone(),
+            by: Some(mover()),
+            run: why.run.clone(),
+            evaluation: why.evaluation.clone(),
         });
         self.put_json(&path, &doc).await?;
         Ok(doc)
