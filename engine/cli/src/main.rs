@@ -3,6 +3,7 @@
 
 mod catalog_cmd;
 mod detect_cmd;
+mod monitor_cmd;
 mod progress;
 mod review_cmd;
 mod show;
@@ -153,16 +154,23 @@ enum Cmd {
         #[arg(long)]
         styles: bool,
     },
-    /// The video catalog: import, list and query videos.
+    /// The video catalog: import, list and query videos; the golden set.
     Catalog {
         #[command(subcommand)]
         cmd: catalog_cmd::CatalogCmd,
     },
-    /// The manual-review queue: videos the teacher was unsure about; record verdicts.
+    /// Review: the manual-review queue (videos the teacher was unsure
+    /// about) and verdicts on production predictions.
     Review {
         #[command(subcommand)]
         cmd: review_cmd::ReviewCmd,
     },
+    /// Per-league precision and recall of production predictions from
+    /// review verdicts over a window, against the `monitor:` thresholds of
+    /// the sport's values file; Prometheus text (`--metrics`, `--listen`);
+    /// `--trigger exit` exits 3 when a league fails, `--trigger run` runs
+    /// the sport's pipeline for the failing leagues.
+    Monitor(monitor_cmd::MonitorArgs),
     /// Named pointers to artifacts, with history (the model registry).
     Ref {
         #[command(subcommand)]
@@ -467,6 +475,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         }
         Cmd::Catalog { cmd } => catalog_cmd::run(cmd).await,
         Cmd::Review { cmd } => review_cmd::run(cmd).await,
+        Cmd::Monitor(args) => monitor_cmd::run(args).await,
         Cmd::Ref { cmd } => show::refs(cmd_to_ref(cmd)?).await.map(|_| 0),
         Cmd::Detect {
             video,
