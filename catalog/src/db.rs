@@ -457,7 +457,11 @@ impl Catalog {
                     return Err(CatalogError::Invalid(format!(
                         "A `{}` review needs `start_s` and `end_s`: the span of the replay {}",
                         r.verdict.as_str(),
-                        if r.verdict == Verdict::Missed { "the model missed" } else { "the prediction should have given" }
+                        if r.verdict == Verdict::Missed {
+                            "the model missed"
+                        } else {
+                            "the prediction should have given"
+                        }
                     )));
                 }
             }

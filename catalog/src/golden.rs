@@ -120,7 +120,8 @@ impl Catalog {
                 let rows = self
                     .query(&format!("SELECT id FROM videos WHERE ({w})"), &[])
                     .await?;
-                let keep: BTreeSet<i64> = rows.iter().filter_map(|r| r.get("id")?.as_i64()).collect();
+                let keep: BTreeSet<i64> =
+                    rows.iter().filter_map(|r| r.get("id")?.as_i64()).collect();
                 matching.retain(|v| keep.contains(&v.id));
             }
             match sel.per_cell {
@@ -201,7 +202,11 @@ impl Catalog {
         let sql = format!(
             "SELECT g.video_id, v.uri, v.sport, v.league, v.broadcaster, v.season, g.added_at, g.note \
              FROM golden g JOIN videos v ON v.id = g.video_id{} ORDER BY v.league, v.broadcaster, v.uri",
-            if sport.is_some() { " WHERE v.sport = $1" } else { "" }
+            if sport.is_some() {
+                " WHERE v.sport = $1"
+            } else {
+                ""
+            }
         );
         with_pool!(self, p => {
             let mut q = sqlx::query(&sql);
@@ -228,15 +233,16 @@ impl Catalog {
         const SQL: &str = "SELECT v.league, v.broadcaster, COUNT(*) AS videos, COUNT(g.video_id) AS golden \
             FROM videos v LEFT JOIN golden g ON g.video_id = v.id WHERE v.sport = $1 \
             GROUP BY v.league, v.broadcaster ORDER BY v.league, v.broadcaster";
-        let cells = with_pool!(self, p => sqlx::query(SQL).bind(sport).fetch_all(p).await.map(|rows| {
-            rows.iter().map(|r| CoverageCell {
-                league: r.get(0),
-                broadcaster: r.get(1),
-                videos: r.get(2),
-                golden: r.get(3),
-            }).collect::<Vec<_>>()
-        }))
-        .map_err(|e| self.sql_err(SQL, e))?;
+        let cells =
+            with_pool!(self, p => sqlx::query(SQL).bind(sport).fetch_all(p).await.map(|rows| {
+                rows.iter().map(|r| CoverageCell {
+                    league: r.get(0),
+                    broadcaster: r.get(1),
+                    videos: r.get(2),
+                    golden: r.get(3),
+                }).collect::<Vec<_>>()
+            }))
+            .map_err(|e| self.sql_err(SQL, e))?;
         Ok(Coverage {
             sport: sport.into(),
             cells,

@@ -35,8 +35,8 @@ pub mod verdicts;
 pub use db::{Catalog, DEFAULT_DB, prepare_default};
 pub use error::{CatalogError, Result};
 pub use golden::{Coverage, CoverageCell, GoldenRow, GoldenSelect};
-pub use import::{FoundLabels, read_label_file};
 pub use identity::{ContentIdentity, content_identity, item_key, unique_item_key};
+pub use import::{FoundLabels, read_label_file};
 pub use model::*;
 pub use query::{Table, bind_named};
 pub use verdicts::{

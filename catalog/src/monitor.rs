@@ -189,7 +189,10 @@ pub fn judge(sport: &str, rows: &[VerdictRow], settings: &MonitorSettings) -> Mo
     for r in rows {
         let name = |s: &Option<String>| s.clone().unwrap_or_else(|| UNKNOWN.into());
         leagues.entry(name(&r.league)).or_default().add(&r.verdict);
-        broadcasters.entry(name(&r.broadcaster)).or_default().add(&r.verdict);
+        broadcasters
+            .entry(name(&r.broadcaster))
+            .or_default()
+            .add(&r.verdict);
     }
     let leagues = leagues
         .into_iter()
@@ -202,26 +205,45 @@ pub fn judge(sport: &str, rows: &[VerdictRow], settings: &MonitorSettings) -> Mo
             let below = |v: Option<f64>, t: f64| v.is_some_and(|v| v < t);
             let status = if figures.verdicts < min_verdicts {
                 Status::TooFew
-            } else if below(figures.precision, precision_threshold) || below(figures.recall, recall_threshold) {
+            } else if below(figures.precision, precision_threshold)
+                || below(figures.recall, recall_threshold)
+            {
                 Status::Failing
             } else {
                 Status::Ok
             };
-            LeagueReport { league, figures, precision_threshold, recall_threshold, min_verdicts, status }
+            LeagueReport {
+                league,
+                figures,
+                precision_threshold,
+                recall_threshold,
+                min_verdicts,
+                status,
+            }
         })
         .collect();
     let broadcasters = broadcasters
         .into_iter()
         .map(|(broadcaster, mut figures)| {
             figures.finish();
-            BroadcasterReport { broadcaster, figures }
+            BroadcasterReport {
+                broadcaster,
+                figures,
+            }
         })
         .collect();
-    MonitorReport { sport: sport.into(), window: settings.window.clone(), leagues, broadcasters }
+    MonitorReport {
+        sport: sport.into(),
+        window: settings.window.clone(),
+        leagues,
+        broadcasters,
+    }
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn number(v: Option<f64>) -> String {
@@ -246,46 +268,113 @@ pub fn prometheus(report: &MonitorReport) -> String {
         }
     };
     let league_metrics: [(&str, &str, Get<LeagueReport>); 7] = [
-        ("precision", "Precision of production predictions from review verdicts in the window (NaN: no TP+FP).", &|l| number(l.figures.precision)),
-        ("recall", "Recall of production predictions from review verdicts in the window (NaN: no TP+FN).", &|l| number(l.figures.recall)),
-        ("verdicts", "Review verdicts in the window.", &|l| l.figures.verdicts.to_string()),
-        ("true_positives", "Predictions reviewed correct in the window.", &|l| l.figures.tp.to_string()),
-        ("false_positives", "False alarms and wrong boundaries in the window.", &|l| l.figures.fp.to_string()),
-        ("false_negatives", "Missed replays and wrong boundaries in the window.", &|l| l.figures.fn_.to_string()),
-        ("failing", "1 when the league is below its precision or recall threshold with enough verdicts.", &|l| u8::from(l.status == Status::Failing).to_string()),
+        (
+            "precision",
+            "Precision of production predictions from review verdicts in the window (NaN: no TP+FP).",
+            &|l| number(l.figures.precision),
+        ),
+        (
+            "recall",
+            "Recall of production predictions from review verdicts in the window (NaN: no TP+FN).",
+            &|l| number(l.figures.recall),
+        ),
+        ("verdicts", "Review verdicts in the window.", &|l| {
+            l.figures.verdicts.to_string()
+        }),
+        (
+            "true_positives",
+            "Predictions reviewed correct in the window.",
+            &|l| l.figures.tp.to_string(),
+        ),
+        (
+            "false_positives",
+            "False alarms and wrong boundaries in the window.",
+            &|l| l.figures.fp.to_string(),
+        ),
+        (
+            "false_negatives",
+            "Missed replays and wrong boundaries in the window.",
+            &|l| l.figures.fn_.to_string(),
+        ),
+        (
+            "failing",
+            "1 when the league is below its precision or recall threshold with enough verdicts.",
+            &|l| u8::from(l.status == Status::Failing).to_string(),
+        ),
     ];
     for (name, help, get) in league_metrics {
         let lines = report
             .leagues
             .iter()
-            .map(|l| (format!("sport=\"{sport}\",league=\"{}\"", escape(&l.league)), get(l)))
+            .map(|l| {
+                (
+                    format!("sport=\"{sport}\",league=\"{}\"", escape(&l.league)),
+                    get(l),
+                )
+            })
             .collect();
         family(&format!("engine_monitor_{name}"), "gauge", help, lines);
     }
     let thresholds: [(&str, &str, Get<LeagueReport>); 2] = [
-        ("precision_threshold", "The league's precision threshold.", &|l| l.precision_threshold.to_string()),
-        ("recall_threshold", "The league's recall threshold.", &|l| l.recall_threshold.to_string()),
+        (
+            "precision_threshold",
+            "The league's precision threshold.",
+            &|l| l.precision_threshold.to_string(),
+        ),
+        ("recall_threshold", "The league's recall threshold.", &|l| {
+            l.recall_threshold.to_string()
+        }),
     ];
     for (name, help, get) in thresholds {
         let lines = report
             .leagues
             .iter()
-            .map(|l| (format!("sport=\"{sport}\",league=\"{}\"", escape(&l.league)), get(l)))
+            .map(|l| {
+                (
+                    format!("sport=\"{sport}\",league=\"{}\"", escape(&l.league)),
+                    get(l),
+                )
+            })
             .collect();
         family(&format!("engine_monitor_{name}"), "gauge", help, lines);
     }
     let broadcaster_metrics: [(&str, &str, Get<BroadcasterReport>); 3] = [
-        ("precision", "Precision per broadcaster in the window (NaN: no TP+FP).", &|b| number(b.figures.precision)),
-        ("recall", "Recall per broadcaster in the window (NaN: no TP+FN).", &|b| number(b.figures.recall)),
-        ("verdicts", "Review verdicts per broadcaster in the window.", &|b| b.figures.verdicts.to_string()),
+        (
+            "precision",
+            "Precision per broadcaster in the window (NaN: no TP+FP).",
+            &|b| number(b.figures.precision),
+        ),
+        (
+            "recall",
+            "Recall per broadcaster in the window (NaN: no TP+FN).",
+            &|b| number(b.figures.recall),
+        ),
+        (
+            "verdicts",
+            "Review verdicts per broadcaster in the window.",
+            &|b| b.figures.verdicts.to_string(),
+        ),
     ];
     for (name, help, get) in broadcaster_metrics {
         let lines = report
             .broadcasters
             .iter()
-            .map(|b| (format!("sport=\"{sport}\",broadcaster=\"{}\"", escape(&b.broadcaster)), get(b)))
+            .map(|b| {
+                (
+                    format!(
+                        "sport=\"{sport}\",broadcaster=\"{}\"",
+                        escape(&b.broadcaster)
+                    ),
+                    get(b),
+                )
+            })
             .collect();
-        family(&format!("engine_monitor_broadcaster_{name}"), "gauge", help, lines);
+        family(
+            &format!("engine_monitor_broadcaster_{name}"),
+            "gauge",
+            help,
+            lines,
+        );
     }
     out
 }
@@ -294,7 +383,12 @@ impl Catalog {
     /// Verdicts on videos of `sport` recorded at or after `since` (RFC 3339
     /// UTC). With `model_version`, verdicts on that model's predictions and
     /// `missed` verdicts on videos it has predictions for.
-    pub async fn verdict_rows(&self, sport: &str, since: &str, model_version: Option<&str>) -> Result<Vec<VerdictRow>> {
+    pub async fn verdict_rows(
+        &self,
+        sport: &str,
+        since: &str,
+        model_version: Option<&str>,
+    ) -> Result<Vec<VerdictRow>> {
         let sql = format!(
             "SELECT v.league, v.broadcaster, r.verdict, r.created_at FROM reviews r JOIN videos v ON v.id = r.video_id \
              LEFT JOIN predictions p ON p.id = r.prediction_id WHERE v.sport = $1 AND r.created_at >= $2{} ORDER BY r.id",
@@ -364,26 +458,64 @@ mod tests {
         .unwrap();
         let r = judge("soccer", &rows, &settings);
         let a = &r.leagues[0];
-        assert_eq!((a.figures.verdicts, a.figures.tp, a.figures.fp, a.figures.fn_), (10, 8, 1, 1));
+        assert_eq!(
+            (
+                a.figures.verdicts,
+                a.figures.tp,
+                a.figures.fp,
+                a.figures.fn_
+            ),
+            (10, 8, 1, 1)
+        );
         assert!((a.figures.precision.unwrap() - 8.0 / 9.0).abs() < 1e-12);
         assert_eq!((a.recall_threshold, a.status), (0.8, Status::Ok));
         let b = &r.leagues[1];
         assert_eq!((b.figures.tp, b.figures.fp, b.figures.fn_), (2, 2, 1));
-        assert_eq!((b.figures.precision, b.status), (Some(0.5), Status::Failing));
+        assert_eq!(
+            (b.figures.precision, b.status),
+            (Some(0.5), Status::Failing)
+        );
         let c = &r.leagues[2];
-        assert_eq!((c.figures.precision, c.figures.recall, c.status), (None, Some(0.0), Status::TooFew));
+        assert_eq!(
+            (c.figures.precision, c.figures.recall, c.status),
+            (None, Some(0.0), Status::TooFew)
+        );
         assert_eq!(r.failing(), ["b"]);
-        let tv2 = r.broadcasters.iter().find(|b| b.broadcaster == "tv2").unwrap();
+        let tv2 = r
+            .broadcasters
+            .iter()
+            .find(|b| b.broadcaster == "tv2")
+            .unwrap();
         assert_eq!(tv2.figures.verdicts, 5);
 
         let text = prometheus(&r);
         assert!(text.contains("# HELP engine_monitor_precision "), "{text}");
-        assert!(text.contains("# TYPE engine_monitor_precision gauge\n"), "{text}");
-        assert!(text.contains("engine_monitor_precision{sport=\"soccer\",league=\"b\"} 0.5\n"), "{text}");
-        assert!(text.contains("engine_monitor_precision{sport=\"soccer\",league=\"c\"} NaN\n"), "{text}");
-        assert!(text.contains("engine_monitor_failing{sport=\"soccer\",league=\"b\"} 1\n"), "{text}");
-        assert!(text.contains("engine_monitor_verdicts{sport=\"soccer\",league=\"a\"} 10\n"), "{text}");
-        assert!(text.contains("engine_monitor_broadcaster_verdicts{sport=\"soccer\",broadcaster=\"tv2\"} 5\n"), "{text}");
+        assert!(
+            text.contains("# TYPE engine_monitor_precision gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("engine_monitor_precision{sport=\"soccer\",league=\"b\"} 0.5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("engine_monitor_precision{sport=\"soccer\",league=\"c\"} NaN\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("engine_monitor_failing{sport=\"soccer\",league=\"b\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("engine_monitor_verdicts{sport=\"soccer\",league=\"a\"} 10\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "engine_monitor_broadcaster_verdicts{sport=\"soccer\",broadcaster=\"tv2\"} 5\n"
+            ),
+            "{text}"
+        );
         // Every sample line is `name{labels} value`.
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = l.rsplit_once(' ').unwrap();

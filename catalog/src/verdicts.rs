@@ -64,16 +64,30 @@ pub enum PredictionVerdict {
     Correct,
     FalseAlarm,
     /// A replay, but at `start_s..end_s`.
-    WrongBoundaries { start_s: f64, end_s: f64 },
+    WrongBoundaries {
+        start_s: f64,
+        end_s: f64,
+    },
 }
 
 /// What [`simulate`] decides for one prediction or truth span.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum SimVerdict {
-    Correct { prediction_id: i64 },
-    WrongBoundaries { prediction_id: i64, start_s: f64, end_s: f64 },
-    FalseAlarm { prediction_id: i64 },
-    Missed { start_s: f64, end_s: f64 },
+    Correct {
+        prediction_id: i64,
+    },
+    WrongBoundaries {
+        prediction_id: i64,
+        start_s: f64,
+        end_s: f64,
+    },
+    FalseAlarm {
+        prediction_id: i64,
+    },
+    Missed {
+        start_s: f64,
+        end_s: f64,
+    },
 }
 
 /// What [`Catalog::simulate_verdicts`] recorded.
@@ -127,7 +141,9 @@ pub fn simulate(preds: &[(i64, f64, f64)], truth: &[(f64, f64)], min_iou: f64) -
     let mut truth_used = vec![false; truth.len()];
     for &(iou, i, j) in &pairs {
         if iou >= min_iou && pred_of[i].is_none() && !truth_used[j] {
-            pred_of[i] = Some(SimVerdict::Correct { prediction_id: preds[i].0 });
+            pred_of[i] = Some(SimVerdict::Correct {
+                prediction_id: preds[i].0,
+            });
             truth_used[j] = true;
         }
     }
@@ -150,7 +166,11 @@ pub fn simulate(preds: &[(i64, f64, f64)], truth: &[(f64, f64)], min_iou: f64) -
     let mut out: Vec<SimVerdict> = pred_of
         .into_iter()
         .enumerate()
-        .map(|(i, v)| v.unwrap_or(SimVerdict::FalseAlarm { prediction_id: preds[i].0 }))
+        .map(|(i, v)| {
+            v.unwrap_or(SimVerdict::FalseAlarm {
+                prediction_id: preds[i].0,
+            })
+        })
         .collect();
     out.sort_by_key(|v| match v {
         SimVerdict::Correct { prediction_id }
@@ -163,7 +183,10 @@ pub fn simulate(preds: &[(i64, f64, f64)], truth: &[(f64, f64)], min_iou: f64) -
             .iter()
             .zip(&truth_used)
             .filter(|(_, used)| !**used)
-            .map(|(t, _)| SimVerdict::Missed { start_s: t.0, end_s: t.1 }),
+            .map(|(t, _)| SimVerdict::Missed {
+                start_s: t.0,
+                end_s: t.1,
+            }),
     );
     out
 }
@@ -294,7 +317,10 @@ impl Catalog {
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(self.write_verdicts(video_id, &writes, reviewer).await?.len())
+        Ok(self
+            .write_verdicts(video_id, &writes, reviewer)
+            .await?
+            .len())
     }
 
     /// A simulated review for demos and tests, from generator ground truth:
@@ -339,25 +365,46 @@ impl Catalog {
                 report.without_truth += 1;
                 continue;
             }
-            let spans: Vec<(i64, f64, f64)> = preds.iter().map(|p| (p.id, p.start_s, p.end_s)).collect();
+            let spans: Vec<(i64, f64, f64)> =
+                preds.iter().map(|p| (p.id, p.start_s, p.end_s)).collect();
             let writes: Vec<Write> = simulate(&spans, &truth, min_iou)
                 .into_iter()
                 .map(|v| match v {
                     SimVerdict::Correct { prediction_id } => {
                         report.correct += 1;
-                        Write { prediction_id: Some(prediction_id), verdict: Verdict::Correct, span: None }
+                        Write {
+                            prediction_id: Some(prediction_id),
+                            verdict: Verdict::Correct,
+                            span: None,
+                        }
                     }
-                    SimVerdict::WrongBoundaries { prediction_id, start_s, end_s } => {
+                    SimVerdict::WrongBoundaries {
+                        prediction_id,
+                        start_s,
+                        end_s,
+                    } => {
                         report.wrong_boundaries += 1;
-                        Write { prediction_id: Some(prediction_id), verdict: Verdict::WrongBoundaries, span: Some((start_s, end_s)) }
+                        Write {
+                            prediction_id: Some(prediction_id),
+                            verdict: Verdict::WrongBoundaries,
+                            span: Some((start_s, end_s)),
+                        }
                     }
                     SimVerdict::FalseAlarm { prediction_id } => {
                         report.false_alarm += 1;
-                        Write { prediction_id: Some(prediction_id), verdict: Verdict::FalseAlarm, span: None }
+                        Write {
+                            prediction_id: Some(prediction_id),
+                            verdict: Verdict::FalseAlarm,
+                            span: None,
+                        }
                     }
                     SimVerdict::Missed { start_s, end_s } => {
                         report.missed += 1;
-                        Write { prediction_id: None, verdict: Verdict::Missed, span: Some((start_s, end_s)) }
+                        Write {
+                            prediction_id: None,
+                            verdict: Verdict::Missed,
+                            span: Some((start_s, end_s)),
+                        }
                     }
                 })
                 .collect();
@@ -370,7 +417,12 @@ impl Catalog {
     /// Writes review rows of one video (a verdict on a prediction replaces
     /// its earlier ones) and rebuilds the video's human labels from all its
     /// verdicts, in one transaction. Returns the review ids.
-    async fn write_verdicts(&self, video_id: i64, writes: &[Write], reviewer: &str) -> Result<Vec<i64>> {
+    async fn write_verdicts(
+        &self,
+        video_id: i64,
+        writes: &[Write],
+        reviewer: &str,
+    ) -> Result<Vec<i64>> {
         const DROP_OLD: &str = "DELETE FROM reviews WHERE prediction_id = $1";
         const INSERT: &str = "INSERT INTO reviews (prediction_id, video_id, verdict, start_s, end_s, reviewer, created_at) \
             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";
@@ -425,30 +477,56 @@ mod tests {
     fn simulate_maps_the_four_cases() {
         let truth = [(10.0, 20.0), (40.0, 50.0), (70.0, 80.0)];
         let preds = [
-            (1, 11.0, 20.0),  // IoU 0.9 with the first: correct
-            (2, 44.0, 47.0),  // IoU 0.3 with the second: wrong boundaries
+            (1, 11.0, 20.0),   // IoU 0.9 with the first: correct
+            (2, 44.0, 47.0),   // IoU 0.3 with the second: wrong boundaries
             (3, 100.0, 110.0), // nothing: false alarm
-            (4, 12.0, 19.0),  // the first is taken: wrong boundaries with it
+            (4, 12.0, 19.0),   // the first is taken: wrong boundaries with it
         ];
         assert_eq!(
             simulate(&preds, &truth, 0.5),
             [
                 SimVerdict::Correct { prediction_id: 1 },
-                SimVerdict::WrongBoundaries { prediction_id: 2, start_s: 40.0, end_s: 50.0 },
+                SimVerdict::WrongBoundaries {
+                    prediction_id: 2,
+                    start_s: 40.0,
+                    end_s: 50.0
+                },
                 SimVerdict::FalseAlarm { prediction_id: 3 },
-                SimVerdict::WrongBoundaries { prediction_id: 4, start_s: 10.0, end_s: 20.0 },
-                SimVerdict::Missed { start_s: 70.0, end_s: 80.0 },
+                SimVerdict::WrongBoundaries {
+                    prediction_id: 4,
+                    start_s: 10.0,
+                    end_s: 20.0
+                },
+                SimVerdict::Missed {
+                    start_s: 70.0,
+                    end_s: 80.0
+                },
             ]
         );
         // Greedy by IoU: the better prediction wins the span.
         let v = simulate(&[(1, 10.0, 16.0), (2, 10.0, 19.0)], &[(10.0, 20.0)], 0.5);
         assert_eq!(v[1], SimVerdict::Correct { prediction_id: 2 });
-        assert!(matches!(v[0], SimVerdict::WrongBoundaries { prediction_id: 1, .. }));
-        assert_eq!(simulate(&[], &[(1.0, 2.0)], 0.5), [SimVerdict::Missed { start_s: 1.0, end_s: 2.0 }]);
+        assert!(matches!(
+            v[0],
+            SimVerdict::WrongBoundaries {
+                prediction_id: 1,
+                ..
+            }
+        ));
+        assert_eq!(
+            simulate(&[], &[(1.0, 2.0)], 0.5),
+            [SimVerdict::Missed {
+                start_s: 1.0,
+                end_s: 2.0
+            }]
+        );
     }
 
     #[test]
     fn spans_merge() {
-        assert_eq!(merge(vec![(5.0, 8.0), (1.0, 3.0), (2.0, 4.0)]), [(1.0, 4.0), (5.0, 8.0)]);
+        assert_eq!(
+            merge(vec![(5.0, 8.0), (1.0, 3.0), (2.0, 4.0)]),
+            [(1.0, 4.0), (5.0, 8.0)]
+        );
     }
 }

@@ -125,24 +125,32 @@ async fn fresh_db(name: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_golden_set() {
-    let Some(url) = fresh_db("engine_test_golden").await else { return };
+    let Some(url) = fresh_db("engine_test_golden").await else {
+        return;
+    };
     common::verdicts::golden(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_verdicts_rebuild_human_labels() {
-    let Some(url) = fresh_db("engine_test_verdicts").await else { return };
+    let Some(url) = fresh_db("engine_test_verdicts").await else {
+        return;
+    };
     common::verdicts::verdicts(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_simulated_review() {
-    let Some(url) = fresh_db("engine_test_simulate").await else { return };
+    let Some(url) = fresh_db("engine_test_simulate").await else {
+        return;
+    };
     common::verdicts::simulate(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_monitor_rows() {
-    let Some(url) = fresh_db("engine_test_monitor").await else { return };
+    let Some(url) = fresh_db("engine_test_monitor").await else {
+        return;
+    };
     common::verdicts::monitor(&url).await;
 }

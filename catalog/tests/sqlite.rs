@@ -194,7 +194,11 @@ async fn sqlite_migration_0003_keeps_legacy_reviews() {
         .await
         .unwrap();
     let script = |f: &str| {
-        std::fs::read_to_string(format!("{}/migrations/sqlite/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read_to_string(format!(
+            "{}/migrations/sqlite/{f}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
     };
     for f in ["0001_catalog.sql", "0002_review_queue.sql"] {
         sqlx::raw_sql(&script(f)).execute(&mut c).await.unwrap();
@@ -207,11 +211,15 @@ async fn sqlite_migration_0003_keeps_legacy_reviews() {
     .execute(&mut c)
     .await
     .unwrap();
-    sqlx::raw_sql(&script("0003_golden_verdicts.sql")).execute(&mut c).await.unwrap();
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reviews WHERE verdict = 'false_positive'")
-        .fetch_one(&mut c)
+    sqlx::raw_sql(&script("0003_golden_verdicts.sql"))
+        .execute(&mut c)
         .await
         .unwrap();
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM reviews WHERE verdict = 'false_positive'")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
     assert_eq!(n, 1);
     sqlx::raw_sql("INSERT INTO reviews (prediction_id, video_id, verdict, start_s, end_s, reviewer, created_at) VALUES (1, 1, 'wrong_boundaries', 1, 3, 'new', 'y')")
         .execute(&mut c)

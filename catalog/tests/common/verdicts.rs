@@ -113,9 +113,19 @@ pub async fn golden(url: &str) {
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("`/videos/nope.mp4`") && e.contains("engine catalog import"), "{e}");
-    let e = cat.golden_add(&GoldenSelect::default()).await.unwrap_err().to_string();
-    assert!(e.contains("nothing selected") && e.contains("--per-cell"), "{e}");
+    assert!(
+        e.contains("`/videos/nope.mp4`") && e.contains("engine catalog import"),
+        "{e}"
+    );
+    let e = cat
+        .golden_add(&GoldenSelect::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("nothing selected") && e.contains("--per-cell"),
+        "{e}"
+    );
 
     // rm by league leaves that cell empty; a filter with a condition.
     assert_eq!(cat.golden_rm(&[], Some("ink")).await.unwrap(), 1);
@@ -132,7 +142,10 @@ pub async fn golden(url: &str) {
         .unwrap(),
         1
     );
-    assert_eq!(cat.golden_list(Some("soccer")).await.unwrap()[0].video_id, s1);
+    assert_eq!(
+        cat.golden_list(Some("soccer")).await.unwrap()[0].video_id,
+        s1
+    );
     assert_eq!(cat.golden_list(None).await.unwrap().len(), 3);
     let uris = cat.golden_uris().await.unwrap();
     assert!(uris.contains("/videos/s1.mp4") && !uris.contains("/videos/b1.mp4"));
@@ -156,28 +169,67 @@ pub async fn verdicts(url: &str) {
     let p2 = predict(&cat, v, "m1", (40.0, 44.0)).await;
     let p3 = predict(&cat, v, "m1", (90.0, 95.0)).await;
 
-    cat.record_prediction_verdict(p1, PredictionVerdict::Correct, "ana").await.unwrap();
-    assert_eq!(human(&cat.labels_for(v).await.unwrap()), [(10.0, 20.0)]);
-    cat.record_prediction_verdict(p2, PredictionVerdict::WrongBoundaries { start_s: 39.0, end_s: 47.0 }, "ana")
+    cat.record_prediction_verdict(p1, PredictionVerdict::Correct, "ana")
         .await
         .unwrap();
-    cat.record_prediction_verdict(p3, PredictionVerdict::FalseAlarm, "ana").await.unwrap();
-    assert_eq!(cat.record_missed(v, &[NewLabel { start_s: 60.0, end_s: 66.0, confidence: None }], "ana").await.unwrap(), 1);
+    assert_eq!(human(&cat.labels_for(v).await.unwrap()), [(10.0, 20.0)]);
+    cat.record_prediction_verdict(
+        p2,
+        PredictionVerdict::WrongBoundaries {
+            start_s: 39.0,
+            end_s: 47.0,
+        },
+        "ana",
+    )
+    .await
+    .unwrap();
+    cat.record_prediction_verdict(p3, PredictionVerdict::FalseAlarm, "ana")
+        .await
+        .unwrap();
+    assert_eq!(
+        cat.record_missed(
+            v,
+            &[NewLabel {
+                start_s: 60.0,
+                end_s: 66.0,
+                confidence: None
+            }],
+            "ana"
+        )
+        .await
+        .unwrap(),
+        1
+    );
     assert_eq!(
         human(&cat.labels_for(v).await.unwrap()),
         [(10.0, 20.0), (39.0, 47.0), (60.0, 66.0)]
     );
 
     // A new verdict replaces the old one.
-    cat.record_prediction_verdict(p1, PredictionVerdict::FalseAlarm, "bo").await.unwrap();
-    assert_eq!(human(&cat.labels_for(v).await.unwrap()), [(39.0, 47.0), (60.0, 66.0)]);
+    cat.record_prediction_verdict(p1, PredictionVerdict::FalseAlarm, "bo")
+        .await
+        .unwrap();
+    assert_eq!(
+        human(&cat.labels_for(v).await.unwrap()),
+        [(39.0, 47.0), (60.0, 66.0)]
+    );
     let rows = cat
-        .predictions(&PredictionFilter { model_version: Some("m1".into()), ..Default::default() })
+        .predictions(&PredictionFilter {
+            model_version: Some("m1".into()),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let got: Vec<(i64, Option<&str>, Option<f64>, Option<&str>)> = rows
         .iter()
-        .map(|r| (r.id, r.verdict.as_deref(), r.corrected_start_s, r.reviewer.as_deref()))
+        .map(|r| {
+            (
+                r.id,
+                r.verdict.as_deref(),
+                r.corrected_start_s,
+                r.reviewer.as_deref(),
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -189,16 +241,34 @@ pub async fn verdicts(url: &str) {
     );
     let p4 = predict(&cat, v, "m1", (100.0, 104.0)).await;
     let pending = cat
-        .predictions(&PredictionFilter { pending: true, sport: Some("soccer".into()), ..Default::default() })
+        .predictions(&PredictionFilter {
+            pending: true,
+            sport: Some("soccer".into()),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(pending.iter().map(|r| r.id).collect::<Vec<_>>(), [p4]);
 
     // Clear errors; legacy `false_positive` rows are still accepted.
-    let e = cat.record_prediction_verdict(9999, PredictionVerdict::Correct, "ana").await.unwrap_err().to_string();
-    assert!(e.contains("No prediction 9999") && e.contains("engine review predictions"), "{e}");
     let e = cat
-        .record_prediction_verdict(p4, PredictionVerdict::WrongBoundaries { start_s: 5.0, end_s: 2.0 }, "ana")
+        .record_prediction_verdict(9999, PredictionVerdict::Correct, "ana")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("No prediction 9999") && e.contains("engine review predictions"),
+        "{e}"
+    );
+    let e = cat
+        .record_prediction_verdict(
+            p4,
+            PredictionVerdict::WrongBoundaries {
+                start_s: 5.0,
+                end_s: 2.0,
+            },
+            "ana",
+        )
         .await
         .unwrap_err()
         .to_string();
@@ -225,7 +295,10 @@ pub async fn verdicts(url: &str) {
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("`wrong_boundaries` review needs `start_s` and `end_s`"), "{e}");
+    assert!(
+        e.contains("`wrong_boundaries` review needs `start_s` and `end_s`"),
+        "{e}"
+    );
     cat.close().await;
 }
 
@@ -237,37 +310,74 @@ pub async fn simulate(url: &str) {
     let truth = [(10.0, 20.0), (40.0, 50.0), (70.0, 80.0)];
     let labels: Vec<NewLabel> = truth
         .iter()
-        .map(|t| NewLabel { start_s: t.0, end_s: t.1, confidence: None })
+        .map(|t| NewLabel {
+            start_s: t.0,
+            end_s: t.1,
+            confidence: None,
+        })
         .collect();
-    cat.set_labels(v, LabelSource::Truth, &labels).await.unwrap();
+    cat.set_labels(v, LabelSource::Truth, &labels)
+        .await
+        .unwrap();
     let correct = predict(&cat, v, "m2", (11.0, 20.0)).await;
     let wrong = predict(&cat, v, "m2", (44.0, 47.0)).await;
     let alarm = predict(&cat, v, "m2", (100.0, 110.0)).await;
     predict(&cat, v, "other-model", (70.0, 80.0)).await;
     predict(&cat, bare, "m2", (1.0, 2.0)).await;
 
-    let r = cat.simulate_verdicts("basketball", "m2", SIMULATED_REVIEWER, 0.5).await.unwrap();
+    let r = cat
+        .simulate_verdicts("basketball", "m2", SIMULATED_REVIEWER, 0.5)
+        .await
+        .unwrap();
     assert_eq!(
-        (r.videos, r.correct, r.wrong_boundaries, r.false_alarm, r.missed, r.without_truth),
+        (
+            r.videos,
+            r.correct,
+            r.wrong_boundaries,
+            r.false_alarm,
+            r.missed,
+            r.without_truth
+        ),
         (1, 1, 1, 1, 1, 1),
         "{r:?}"
     );
     let rows = cat
-        .predictions(&PredictionFilter { model_version: Some("m2".into()), video: Some(VideoKey::Id(v)), ..Default::default() })
+        .predictions(&PredictionFilter {
+            model_version: Some("m2".into()),
+            video: Some(VideoKey::Id(v)),
+            ..Default::default()
+        })
         .await
         .unwrap();
-    let verdict = |id: i64| rows.iter().find(|r| r.id == id).unwrap().verdict.clone().unwrap();
+    let verdict = |id: i64| {
+        rows.iter()
+            .find(|r| r.id == id)
+            .unwrap()
+            .verdict
+            .clone()
+            .unwrap()
+    };
     assert_eq!(
         (verdict(correct), verdict(wrong), verdict(alarm)),
-        ("correct".into(), "wrong_boundaries".into(), "false_alarm".into())
+        (
+            "correct".into(),
+            "wrong_boundaries".into(),
+            "false_alarm".into()
+        )
     );
-    assert!(rows.iter().all(|r| r.reviewer.as_deref() == Some("simulated-from-truth")));
+    assert!(
+        rows.iter()
+            .all(|r| r.reviewer.as_deref() == Some("simulated-from-truth"))
+    );
     // Human labels: the correct prediction's span, the corrected and the missed truth.
     assert_eq!(
         human(&cat.labels_for(v).await.unwrap()),
         [(11.0, 20.0), (40.0, 50.0), (70.0, 80.0)]
     );
-    let again = cat.simulate_verdicts("basketball", "m2", SIMULATED_REVIEWER, 0.5).await.unwrap();
+    let again = cat
+        .simulate_verdicts("basketball", "m2", SIMULATED_REVIEWER, 0.5)
+        .await
+        .unwrap();
     assert_eq!((again.videos, again.already_reviewed), (0, 1), "{again:?}");
     cat.close().await;
 }
@@ -280,31 +390,87 @@ pub async fn monitor(url: &str) {
     let c = video(&cat, "mc", "basketball", "old-league", "tv1").await;
     for i in 0..3 {
         let p = predict(&cat, a, "m1", (10.0 * i as f64, 10.0 * i as f64 + 5.0)).await;
-        cat.record_prediction_verdict(p, PredictionVerdict::Correct, "ana").await.unwrap();
+        cat.record_prediction_verdict(p, PredictionVerdict::Correct, "ana")
+            .await
+            .unwrap();
     }
     let p = predict(&cat, b, "m1", (1.0, 5.0)).await;
-    cat.record_prediction_verdict(p, PredictionVerdict::Correct, "ana").await.unwrap();
+    cat.record_prediction_verdict(p, PredictionVerdict::Correct, "ana")
+        .await
+        .unwrap();
     for i in 0..2 {
-        let p = predict(&cat, b, "m1", (10.0 + 10.0 * i as f64, 15.0 + 10.0 * i as f64)).await;
-        cat.record_prediction_verdict(p, PredictionVerdict::FalseAlarm, "ana").await.unwrap();
+        let p = predict(
+            &cat,
+            b,
+            "m1",
+            (10.0 + 10.0 * i as f64, 15.0 + 10.0 * i as f64),
+        )
+        .await;
+        cat.record_prediction_verdict(p, PredictionVerdict::FalseAlarm, "ana")
+            .await
+            .unwrap();
     }
-    cat.record_missed(b, &[NewLabel { start_s: 50.0, end_s: 55.0, confidence: None }], "ana").await.unwrap();
+    cat.record_missed(
+        b,
+        &[NewLabel {
+            start_s: 50.0,
+            end_s: 55.0,
+            confidence: None,
+        }],
+        "ana",
+    )
+    .await
+    .unwrap();
     let other = predict(&cat, b, "m0", (70.0, 75.0)).await;
-    cat.record_prediction_verdict(other, PredictionVerdict::Correct, "ana").await.unwrap();
+    cat.record_prediction_verdict(other, PredictionVerdict::Correct, "ana")
+        .await
+        .unwrap();
     // An old verdict, outside a 14-day window.
     let old = predict(&cat, c, "m1", (1.0, 5.0)).await;
-    let id = cat.record_prediction_verdict(old, PredictionVerdict::FalseAlarm, "ana").await.unwrap();
-    cat.set_review_time(id, "2020-01-01T00:00:00.000Z").await.unwrap();
+    let id = cat
+        .record_prediction_verdict(old, PredictionVerdict::FalseAlarm, "ana")
+        .await
+        .unwrap();
+    cat.set_review_time(id, "2020-01-01T00:00:00.000Z")
+        .await
+        .unwrap();
 
     let since = monitor::since(std::time::Duration::from_secs(14 * 86400));
-    let rows = cat.verdict_rows("basketball", &since, Some("m1")).await.unwrap();
+    let rows = cat
+        .verdict_rows("basketball", &since, Some("m1"))
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 7, "{rows:?}");
-    assert!(rows.iter().all(|r| r.league.as_deref() != Some("old-league")));
-    assert_eq!(cat.verdict_rows("basketball", &since, None).await.unwrap().len(), 8);
-    assert_eq!(cat.verdict_rows("basketball", "2000-01-01T00:00:00.000Z", None).await.unwrap().len(), 9);
-    assert!(cat.verdict_rows("soccer", &since, None).await.unwrap().is_empty());
+    assert!(
+        rows.iter()
+            .all(|r| r.league.as_deref() != Some("old-league"))
+    );
+    assert_eq!(
+        cat.verdict_rows("basketball", &since, None)
+            .await
+            .unwrap()
+            .len(),
+        8
+    );
+    assert_eq!(
+        cat.verdict_rows("basketball", "2000-01-01T00:00:00.000Z", None)
+            .await
+            .unwrap()
+            .len(),
+        9
+    );
+    assert!(
+        cat.verdict_rows("soccer", &since, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
-    let settings = MonitorSettings { precision: 0.8, recall: 0.8, ..Default::default() };
+    let settings = MonitorSettings {
+        precision: 0.8,
+        recall: 0.8,
+        ..Default::default()
+    };
     let r = monitor::judge("basketball", &rows, &settings);
     let ink = r.leagues.iter().find(|l| l.league == "ink").unwrap();
     assert_eq!((ink.figures.tp, ink.figures.fp, ink.figures.fn_), (1, 2, 1));

@@ -246,7 +246,10 @@ async fn golden(cmd: GoldenCmd) -> anyhow::Result<u8> {
         } => {
             let cat = open(&db).await?;
             let sel = GoldenSelect {
-                videos: videos.iter().map(|v| crate::review_cmd::video_key(v)).collect(),
+                videos: videos
+                    .iter()
+                    .map(|v| crate::review_cmd::video_key(v))
+                    .collect(),
                 sport: sport.clone(),
                 league,
                 broadcaster,
@@ -264,14 +267,22 @@ async fn golden(cmd: GoldenCmd) -> anyhow::Result<u8> {
             println!("{added} video(s) added to the golden set");
             if let Some(c) = coverage {
                 let c = c?;
-                println!("{}: {} golden video(s) in {} league x broadcaster cell(s)", c.sport, c.golden(), c.cells.len());
+                println!(
+                    "{}: {} golden video(s) in {} league x broadcaster cell(s)",
+                    c.sport,
+                    c.golden(),
+                    c.cells.len()
+                );
                 warn_empty(&c);
             }
             Ok(0)
         }
         GoldenCmd::Rm { videos, league, db } => {
             let cat = open(&db).await?;
-            let keys: Vec<_> = videos.iter().map(|v| crate::review_cmd::video_key(v)).collect();
+            let keys: Vec<_> = videos
+                .iter()
+                .map(|v| crate::review_cmd::video_key(v))
+                .collect();
             let removed = cat.golden_rm(&keys, league.as_deref()).await;
             cat.close().await;
             println!("{} video(s) removed from the golden set", removed?);
@@ -286,12 +297,16 @@ async fn golden(cmd: GoldenCmd) -> anyhow::Result<u8> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({ "videos": list, "coverage": coverage }))?
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "videos": list, "coverage": coverage })
+                    )?
                 );
                 return Ok(0);
             }
             if coverage.cells.is_empty() {
-                println!("no videos of sport `{sport}` in `{db}`; import some with `engine catalog import DIR` (`engine catalog ls` shows the sports)");
+                println!(
+                    "no videos of sport `{sport}` in `{db}`; import some with `engine catalog import DIR` (`engine catalog ls` shows the sports)"
+                );
                 return Ok(0);
             }
             let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
@@ -302,17 +317,45 @@ async fn golden(cmd: GoldenCmd) -> anyhow::Result<u8> {
             } else {
                 let rows: Vec<Vec<String>> = list
                     .iter()
-                    .map(|g| vec![g.video_id.to_string(), opt(&g.league), opt(&g.broadcaster), opt(&g.season), opt(&g.note), g.uri.clone()])
+                    .map(|g| {
+                        vec![
+                            g.video_id.to_string(),
+                            opt(&g.league),
+                            opt(&g.broadcaster),
+                            opt(&g.season),
+                            opt(&g.note),
+                            g.uri.clone(),
+                        ]
+                    })
                     .collect();
-                print!("{}", table(&["id", "league", "broadcaster", "season", "note", "uri"].map(String::from), &rows));
+                print!(
+                    "{}",
+                    table(
+                        &["id", "league", "broadcaster", "season", "note", "uri"].map(String::from),
+                        &rows
+                    )
+                );
                 println!("{} golden video(s)\n", list.len());
             }
             let rows: Vec<Vec<String>> = coverage
                 .cells
                 .iter()
-                .map(|c| vec![opt(&c.league), opt(&c.broadcaster), c.videos.to_string(), c.golden.to_string()])
+                .map(|c| {
+                    vec![
+                        opt(&c.league),
+                        opt(&c.broadcaster),
+                        c.videos.to_string(),
+                        c.golden.to_string(),
+                    ]
+                })
                 .collect();
-            print!("{}", table(&["league", "broadcaster", "videos", "golden"].map(String::from), &rows));
+            print!(
+                "{}",
+                table(
+                    &["league", "broadcaster", "videos", "golden"].map(String::from),
+                    &rows
+                )
+            );
             warn_empty(&coverage);
             Ok(0)
         }
@@ -326,7 +369,11 @@ fn warn_empty(c: &catalog::Coverage) {
             "warning: {} league x broadcaster cell(s) of `{}` have no golden video, so evaluation cannot see them: {}; add one with `engine catalog golden add --sport {} --per-cell 1`",
             empty.len(),
             c.sport,
-            empty.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", "),
+            empty
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             c.sport
         );
     }

@@ -126,7 +126,14 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<u8> {
             write_atomic(path, &text)?;
         }
         *served.write().expect("metrics lock") = text;
+        // Printed after the metrics are published, so a reader of the
+        // output finds them served.
         if let Outcome::Judged(report) = &outcome {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(report)?);
+            } else {
+                print!("{}", report_text(report));
+            }
             let failing: Vec<String> = report.failing().iter().map(|s| s.to_string()).collect();
             if !failing.is_empty() {
                 let cmd = pipeline_args(&args, &failing);
@@ -219,13 +226,7 @@ async fn round(
         );
         return Ok(Outcome::NoVerdicts);
     }
-    let report = monitor::judge(sport, &rows, settings);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report_text(&report));
-    }
-    Ok(Outcome::Judged(report))
+    Ok(Outcome::Judged(monitor::judge(sport, &rows, settings)))
 }
 
 fn ratio(v: Option<f64>) -> String {
@@ -251,13 +252,26 @@ fn report_text(r: &MonitorReport) -> String {
                 l.figures.fn_.to_string(),
                 ratio(l.figures.precision),
                 ratio(l.figures.recall),
-                format!("P>={} R>={} n>={}", l.precision_threshold, l.recall_threshold, l.min_verdicts),
+                format!(
+                    "P>={} R>={} n>={}",
+                    l.precision_threshold, l.recall_threshold, l.min_verdicts
+                ),
                 l.status.as_str().to_string(),
             ]
         })
         .collect();
     out.push_str(&table(
-        &["league", "verdicts", "TP", "FP", "FN", "precision", "recall", "threshold", "status"],
+        &[
+            "league",
+            "verdicts",
+            "TP",
+            "FP",
+            "FN",
+            "precision",
+            "recall",
+            "threshold",
+            "status",
+        ],
         rows,
     ));
     let rows: Vec<Vec<String>> = r
@@ -277,11 +291,23 @@ fn report_text(r: &MonitorReport) -> String {
         .collect();
     out.push('\n');
     out.push_str(&table(
-        &["broadcaster", "verdicts", "TP", "FP", "FN", "precision", "recall"],
+        &[
+            "broadcaster",
+            "verdicts",
+            "TP",
+            "FP",
+            "FN",
+            "precision",
+            "recall",
+        ],
         rows,
     ));
     let failing = r.failing();
-    let too_few = r.leagues.iter().filter(|l| l.status == Status::TooFew).count();
+    let too_few = r
+        .leagues
+        .iter()
+        .filter(|l| l.status == Status::TooFew)
+        .count();
     out.push_str(&if failing.is_empty() {
         format!("no league below its thresholds ({too_few} with too few verdicts to judge)\n")
     } else {
@@ -330,7 +356,8 @@ fn pipeline_args(args: &MonitorArgs, failing: &[String]) -> Vec<String> {
 
 async fn run_pipeline(cmd: &[String], shown: &str) -> anyhow::Result<u8> {
     println!("triggering: {shown}");
-    let exe = std::env::current_exe().context("Failed to find the `engine` executable to run the pipeline")?;
+    let exe = std::env::current_exe()
+        .context("Failed to find the `engine` executable to run the pipeline")?;
     let status = tokio::process::Command::new(&exe)
         .args(cmd)
         .status()
@@ -341,14 +368,24 @@ async fn run_pipeline(cmd: &[String], shown: &str) -> anyhow::Result<u8> {
 
 fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
     let name = path.file_name().with_context(|| {
-        format!("Failed to write metrics to `{}`: not a file path; give e.g. `--metrics monitor.prom`", path.display())
+        format!(
+            "Failed to write metrics to `{}`: not a file path; give e.g. `--metrics monitor.prom`",
+            path.display()
+        )
     })?;
-    let tmp = path.with_file_name(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     std::fs::write(&tmp, text)
         .and_then(|_| std::fs::rename(&tmp, path))
         .with_context(|| {
             let _ = std::fs::remove_file(&tmp);
-            format!("Failed to write metrics to `{}`; check that its folder exists and is writable", path.display())
+            format!(
+                "Failed to write metrics to `{}`; check that its folder exists and is writable",
+                path.display()
+            )
         })
 }
 
@@ -376,11 +413,20 @@ async fn serve(listener: tokio::net::TcpListener, text: Arc<RwLock<String>>) {
             let head = String::from_utf8_lossy(&buf[..n]);
             let mut first = head.lines().next().unwrap_or("").split_whitespace();
             let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
-            let (status, kind, body) = if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
-                ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text.read().expect("metrics lock").clone())
-            } else {
-                ("404 Not Found", "text/plain; charset=utf-8", "not found; the metrics are at /metrics\n".to_string())
-            };
+            let (status, kind, body) =
+                if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
+                    (
+                        "200 OK",
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        text.read().expect("metrics lock").clone(),
+                    )
+                } else {
+                    (
+                        "404 Not Found",
+                        "text/plain; charset=utf-8",
+                        "not found; the metrics are at /metrics\n".to_string(),
+                    )
+                };
             let reply = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
@@ -399,20 +445,39 @@ mod tests {
     #[test]
     fn sports_resolve_with_aliases() {
         let f = Path::new("v.yaml");
-        assert_eq!(sport_of(None, &json!({"sport": "hockey"}), f).unwrap(), "ice-hockey");
-        assert_eq!(sport_of(Some("hockey"), &json!({"sport": "ice-hockey"}), f).unwrap(), "ice-hockey");
         assert_eq!(
-            sport_of(None, &json!({"sport": "hockey", "catalog_sport": "field-hockey"}), f).unwrap(),
+            sport_of(None, &json!({"sport": "hockey"}), f).unwrap(),
+            "ice-hockey"
+        );
+        assert_eq!(
+            sport_of(Some("hockey"), &json!({"sport": "ice-hockey"}), f).unwrap(),
+            "ice-hockey"
+        );
+        assert_eq!(
+            sport_of(
+                None,
+                &json!({"sport": "hockey", "catalog_sport": "field-hockey"}),
+                f
+            )
+            .unwrap(),
             "field-hockey"
         );
-        let e = sport_of(Some("soccer"), &json!({"sport": "basketball"}), f).unwrap_err().to_string();
-        assert!(e.contains("`--sport soccer`") && e.contains("`basketball`"), "{e}");
+        let e = sport_of(Some("soccer"), &json!({"sport": "basketball"}), f)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`--sport soccer`") && e.contains("`basketball`"),
+            "{e}"
+        );
         assert!(sport_of(None, &json!({}), f).is_err());
     }
 
     #[test]
     fn durations() {
-        assert_eq!(duration("14d", "window").unwrap(), Duration::from_secs(14 * 86400));
+        assert_eq!(
+            duration("14d", "window").unwrap(),
+            Duration::from_secs(14 * 86400)
+        );
         assert_eq!(duration("10m", "watch").unwrap(), Duration::from_secs(600));
         let e = duration("soon", "window").unwrap_err().to_string();
         assert!(e.contains("`soon`") && e.contains("14d"), "{e}");

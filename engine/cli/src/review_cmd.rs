@@ -213,7 +213,9 @@ pub async fn run(cmd: ReviewCmd) -> anyhow::Result<u8> {
             db,
         } => {
             if !(iou > 0.0 && iou <= 1.0) {
-                bail!("Failed to read `--iou {iou}`: expected a number in (0, 1], e.g. `--iou 0.5`");
+                bail!(
+                    "Failed to read `--iou {iou}`: expected a number in (0, 1], e.g. `--iou 0.5`"
+                );
             }
             let cat = open(&db).await?;
             let r = cat
@@ -230,10 +232,16 @@ pub async fn run(cmd: ReviewCmd) -> anyhow::Result<u8> {
                 r.videos, r.correct, r.wrong_boundaries, r.false_alarm, r.missed
             );
             if r.already_reviewed > 0 {
-                println!("{} video(s) skipped: some of their predictions already have a verdict", r.already_reviewed);
+                println!(
+                    "{} video(s) skipped: some of their predictions already have a verdict",
+                    r.already_reviewed
+                );
             }
             if r.without_truth > 0 {
-                println!("{} video(s) skipped: no ground-truth (`truth`) labels to judge by", r.without_truth);
+                println!(
+                    "{} video(s) skipped: no ground-truth (`truth`) labels to judge by",
+                    r.without_truth
+                );
             }
             if r.videos + r.already_reviewed + r.without_truth == 0 {
                 println!(
@@ -456,13 +464,21 @@ fn prediction_verdict(verdict: &str, segments: Option<&str>) -> anyhow::Result<P
     match verdict.replace('_', "-").as_str() {
         v @ ("correct" | "false-alarm") => {
             if segments.is_some() {
-                bail!("`{v}` takes no `--segments`; for a replay with other boundaries use `wrong-boundaries --segments START-END`");
+                bail!(
+                    "`{v}` takes no `--segments`; for a replay with other boundaries use `wrong-boundaries --segments START-END`"
+                );
             }
-            Ok(if v == "correct" { PredictionVerdict::Correct } else { PredictionVerdict::FalseAlarm })
+            Ok(if v == "correct" {
+                PredictionVerdict::Correct
+            } else {
+                PredictionVerdict::FalseAlarm
+            })
         }
         "wrong-boundaries" => match span("wrong-boundaries")? {
             Some((start_s, end_s)) => Ok(PredictionVerdict::WrongBoundaries { start_s, end_s }),
-            None => bail!("`wrong-boundaries` needs the true span: add `--segments START-END`, e.g. `--segments 12.0-18.5`"),
+            None => bail!(
+                "`wrong-boundaries` needs the true span: add `--segments START-END`, e.g. `--segments 12.0-18.5`"
+            ),
         },
         _ => bail!(
             "unknown verdict `{verdict}`; expected `correct`, `false-alarm` or `wrong-boundaries` (replays no prediction found: `engine review missed VIDEO --segments ...`)"
@@ -471,7 +487,18 @@ fn prediction_verdict(verdict: &str, segments: Option<&str>) -> anyhow::Result<P
 }
 
 fn predictions_table(rows: &[PredictionRow]) -> String {
-    let head = ["id", "league", "broadcaster", "model", "span", "score", "verdict", "corrected", "reviewer", "uri"];
+    let head = [
+        "id",
+        "league",
+        "broadcaster",
+        "model",
+        "span",
+        "score",
+        "verdict",
+        "corrected",
+        "reviewer",
+        "uri",
+    ];
     let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
     let cells: Vec<Vec<String>> = rows
         .iter()
@@ -483,7 +510,10 @@ fn predictions_table(rows: &[PredictionRow]) -> String {
                 r.model_version.clone(),
                 format!("{:.1}-{:.1}", r.start_s, r.end_s),
                 format!("{:.2}", r.score),
-                r.verdict.as_deref().map(|v| v.replace('_', "-")).unwrap_or_else(|| "pending".into()),
+                r.verdict
+                    .as_deref()
+                    .map(|v| v.replace('_', "-"))
+                    .unwrap_or_else(|| "pending".into()),
                 match (r.corrected_start_s, r.corrected_end_s) {
                     (Some(a), Some(b)) => format!("{a:.1}-{b:.1}"),
                     _ => "-".into(),
