@@ -43,7 +43,8 @@ pub enum ReviewCmd {
     },
     /// Record the replay segments of VIDEO: `--segments 12.0-18.5,40-47.2`
     /// (seconds; an empty list means "no replays") or `--labels FILE` (JSON
-    /// or CSV labels, as `engine catalog import` reads them).
+    /// or CSV labels, or a generator's ground truth, as `engine catalog
+    /// import` reads them).
     #[command(group(ArgGroup::new("spans").required(true).args(["segments", "labels"])))]
     Fix {
         /// The video: its catalog id or uri (a path to the file works too).
