@@ -444,26 +444,33 @@ impl Catalog {
         Ok(row)
     }
 
-    /// Records a review; returns its id. `correct` / `false_positive` need a
-    /// prediction of the same video; `missed` needs the replay's span.
+    /// Records a review row as given (no label rebuild: see
+    /// [`Catalog::record_prediction_verdict`] for that); returns its id.
+    /// Every verdict but `missed` needs a prediction of the same video;
+    /// `missed` and `wrong_boundaries` need the replay's span.
     pub async fn add_review(&self, r: &NewReview) -> Result<i64> {
         let video_id = self.video_id(r.video_id).await?;
-        match r.verdict {
-            Verdict::Missed => match (r.start_s, r.end_s) {
+        if r.verdict.needs_span() {
+            match (r.start_s, r.end_s) {
                 (Some(s), Some(e)) => check_span(s, e)?,
                 _ => {
-                    return Err(CatalogError::Invalid(
-                        "A `missed` review needs `start_s` and `end_s`: the span of the replay the model missed".into(),
-                    ));
+                    return Err(CatalogError::Invalid(format!(
+                        "A `{}` review needs `start_s` and `end_s`: the span of the replay {}",
+                        r.verdict.as_str(),
+                        if r.verdict == Verdict::Missed {
+                            "the model missed"
+                        } else {
+                            "the prediction should have given"
+                        }
+                    )));
                 }
-            },
-            Verdict::Correct | Verdict::FalsePositive if r.prediction_id.is_none() => {
-                return Err(CatalogError::Invalid(format!(
-                    "A `{}` review needs `prediction_id`: the prediction it judges",
-                    r.verdict.as_str()
-                )));
             }
-            _ => {}
+        }
+        if r.verdict.judges_a_prediction() && r.prediction_id.is_none() {
+            return Err(CatalogError::Invalid(format!(
+                "A `{}` review needs `prediction_id`: the prediction it judges",
+                r.verdict.as_str()
+            )));
         }
         if let Some(pid) = r.prediction_id {
             const SQL: &str = "SELECT video_id FROM predictions WHERE id = $1";

@@ -23,14 +23,15 @@ use crate::model::*;
 pub const VIDEO_EXTENSIONS: [&str; 3] = ["mp4", "mkv", "webm"];
 
 /// What a label file says about a video.
-struct FoundLabels {
-    sport: Option<String>,
-    league: Option<String>,
-    broadcaster: Option<String>,
-    season: Option<String>,
+#[derive(Clone, Debug, PartialEq)]
+pub struct FoundLabels {
+    pub sport: Option<String>,
+    pub league: Option<String>,
+    pub broadcaster: Option<String>,
+    pub season: Option<String>,
     /// `Truth` for a generator ground truth, `Human` for a user label file.
-    source: LabelSource,
-    spans: Vec<NewLabel>,
+    pub source: LabelSource,
+    pub spans: Vec<NewLabel>,
 }
 
 impl Catalog {
@@ -151,20 +152,30 @@ fn read_sibling_labels(video: &Path) -> std::result::Result<Option<FoundLabels>,
     } else {
         return Ok(None);
     };
+    let name = video
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    read_label_file(&file, &name).map(Some)
+}
+
+/// Reads the labels of the video named `video_name` (a file name) from a
+/// label file, as `engine catalog import` does: a generator ground truth
+/// (`NAME.json` with `version`, `video`, `replays`), or a user label file
+/// (JSON or CSV, `media::labels`) whose entry for the video is taken by file
+/// name (or its only entry). `Err`: what is wrong, naming the file.
+pub fn read_label_file(file: &Path, video_name: &str) -> std::result::Result<FoundLabels, String> {
     if file.extension().is_some_and(|e| e == "json") {
         let text = std::fs::read_to_string(&file)
             .map_err(|e| format!("Failed to read labels `{}`: {e}", file.display()))?;
         if looks_like_ground_truth(&text) {
             let truth: GroundTruth = serde_json::from_str(&text)
                 .map_err(|e| format!("Failed to read ground truth `{}`: {e}", file.display()))?;
-            return Ok(Some(from_ground_truth(&truth)));
+            return Ok(from_ground_truth(&truth));
         }
     }
-    let all = read_labels(&file).map_err(|e| e.to_string())?;
-    let name = video
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let all = read_labels(file).map_err(|e| e.to_string())?;
+    let name = video_name;
     let mine = all
         .iter()
         .find(|s| {
@@ -183,7 +194,7 @@ fn read_sibling_labels(video: &Path) -> std::result::Result<Option<FoundLabels>,
                 .join(", ")
         ));
     };
-    Ok(Some(FoundLabels {
+    Ok(FoundLabels {
         sport: None,
         league: seg.league.clone(),
         broadcaster: seg.broadcaster.clone(),
@@ -198,7 +209,7 @@ fn read_sibling_labels(video: &Path) -> std::result::Result<Option<FoundLabels>,
                 confidence: None,
             })
             .collect(),
-    }))
+    })
 }
 
 /// A synthetic ground truth is an object with `version`, a `video` object and `replays`.

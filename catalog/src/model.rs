@@ -140,9 +140,14 @@ pub struct NewPrediction {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    /// The prediction is a replay.
+    /// The prediction is a replay, with the right boundaries.
     Correct,
+    /// The prediction is a replay but its boundaries are off; the review's
+    /// `start_s` / `end_s` give the true span.
+    WrongBoundaries,
     /// The prediction is not a replay.
+    FalseAlarm,
+    /// Legacy name of [`Verdict::FalseAlarm`] (rows before migration 0003).
     FalsePositive,
     /// A replay no prediction covers (needs `start_s` / `end_s`).
     Missed,
@@ -152,28 +157,43 @@ impl Verdict {
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Correct => "correct",
+            Verdict::WrongBoundaries => "wrong_boundaries",
+            Verdict::FalseAlarm => "false_alarm",
             Verdict::FalsePositive => "false_positive",
             Verdict::Missed => "missed",
         }
+    }
+
+    /// Whether the verdict judges a prediction (and so needs `prediction_id`).
+    pub fn judges_a_prediction(self) -> bool {
+        !matches!(self, Verdict::Missed)
+    }
+
+    /// Whether the verdict carries a span (`start_s` / `end_s`).
+    pub fn needs_span(self) -> bool {
+        matches!(self, Verdict::Missed | Verdict::WrongBoundaries)
     }
 }
 
 impl std::str::FromStr for Verdict {
     type Err = String;
+    /// Snake case as stored, or with dashes as typed (`false-alarm`).
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
+        match s.replace('-', "_").as_str() {
             "correct" => Ok(Verdict::Correct),
+            "wrong_boundaries" => Ok(Verdict::WrongBoundaries),
+            "false_alarm" => Ok(Verdict::FalseAlarm),
             "false_positive" => Ok(Verdict::FalsePositive),
             "missed" => Ok(Verdict::Missed),
             _ => Err(format!(
-                "unknown verdict `{s}`; expected `correct`, `false_positive` or `missed`"
+                "unknown verdict `{s}`; expected `correct`, `wrong-boundaries`, `false-alarm` or `missed`"
             )),
         }
     }
 }
 
-/// A review to record. `correct` and `false_positive` name a prediction;
-/// `missed` gives the missed replay's span instead.
+/// A review to record. Every verdict but `missed` names a prediction;
+/// `missed` and `wrong_boundaries` give the replay's (true) span.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NewReview {
     pub prediction_id: Option<i64>,

@@ -28,7 +28,7 @@ fn pg_url() -> Option<String> {
 /// Drops the catalog's tables so the scenario starts empty.
 async fn wipe(url: &str) {
     let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-    sqlx::raw_sql("DROP TABLE IF EXISTS review_queue, reviews, predictions, labels, videos, _sqlx_migrations CASCADE")
+    sqlx::raw_sql("DROP TABLE IF EXISTS golden, review_queue, reviews, predictions, labels, videos, _sqlx_migrations CASCADE")
         .execute(&mut c)
         .await
         .unwrap();
@@ -99,4 +99,58 @@ async fn postgres_scenario_and_types() {
         Ok(c) => c.close().await, // the server has TLS
         Err(e) => assert!(e.to_string().contains("Failed to open the catalog"), "{e}"),
     }
+}
+
+/// A new, empty database `NAME` next to the test database (the role may
+/// create databases), so scenarios run in parallel without wiping each other.
+async fn fresh_db(name: &str) -> Option<String> {
+    let url = pg_url()?;
+    let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url.as_str(), String::new()),
+    };
+    let (server, _) = base.rsplit_once('/').unwrap();
+    Some(format!("{server}/{name}{query}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_golden_set() {
+    let Some(url) = fresh_db("engine_test_golden").await else {
+        return;
+    };
+    common::verdicts::golden(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_verdicts_rebuild_human_labels() {
+    let Some(url) = fresh_db("engine_test_verdicts").await else {
+        return;
+    };
+    common::verdicts::verdicts(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_simulated_review() {
+    let Some(url) = fresh_db("engine_test_simulate").await else {
+        return;
+    };
+    common::verdicts::simulate(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_monitor_rows() {
+    let Some(url) = fresh_db("engine_test_monitor").await else {
+        return;
+    };
+    common::verdicts::monitor(&url).await;
 }

@@ -151,3 +151,85 @@ async fn concurrent_first_opens_of_one_file_all_succeed() {
         assert_eq!(o.await.unwrap().unwrap(), "sqlite");
     }
 }
+
+/// A fresh catalog file for one scenario.
+fn fresh() -> (tempfile::TempDir, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = tmp.path().join("c.db").display().to_string();
+    (tmp, url)
+}
+
+#[tokio::test]
+async fn sqlite_golden_set() {
+    let (_tmp, url) = fresh();
+    common::verdicts::golden(&url).await;
+}
+
+#[tokio::test]
+async fn sqlite_verdicts_rebuild_human_labels() {
+    let (_tmp, url) = fresh();
+    common::verdicts::verdicts(&url).await;
+}
+
+#[tokio::test]
+async fn sqlite_simulated_review() {
+    let (_tmp, url) = fresh();
+    common::verdicts::simulate(&url).await;
+}
+
+#[tokio::test]
+async fn sqlite_monitor_rows() {
+    let (_tmp, url) = fresh();
+    common::verdicts::monitor(&url).await;
+}
+
+/// Migration 0003 on a catalog made before it (with a legacy
+/// `false_positive` review): the rows stay, the new verdicts are accepted,
+/// and `wrong_boundaries` needs its span.
+#[tokio::test]
+async fn sqlite_migration_0003_keeps_legacy_reviews() {
+    use sqlx::Connection;
+    let (_tmp, url) = fresh();
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{url}?mode=rwc"))
+        .await
+        .unwrap();
+    let script = |f: &str| {
+        std::fs::read_to_string(format!(
+            "{}/migrations/sqlite/{f}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    for f in ["0001_catalog.sql", "0002_review_queue.sql"] {
+        sqlx::raw_sql(&script(f)).execute(&mut c).await.unwrap();
+    }
+    sqlx::raw_sql(
+        "INSERT INTO videos (uri, sport, duration_s, fps, width, height, added_at) VALUES ('/v.mp4', 'soccer', 10, 25, 64, 64, 'x');
+         INSERT INTO predictions (video_id, model_version, start_s, end_s, score, created_at) VALUES (1, 'm', 1, 2, 0.5, 'x');
+         INSERT INTO reviews (prediction_id, video_id, verdict, reviewer, created_at) VALUES (1, 1, 'false_positive', 'old', 'x');",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    sqlx::raw_sql(&script("0003_golden_verdicts.sql"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM reviews WHERE verdict = 'false_positive'")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(n, 1);
+    sqlx::raw_sql("INSERT INTO reviews (prediction_id, video_id, verdict, start_s, end_s, reviewer, created_at) VALUES (1, 1, 'wrong_boundaries', 1, 3, 'new', 'y')")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let e = sqlx::raw_sql("INSERT INTO reviews (prediction_id, video_id, verdict, reviewer, created_at) VALUES (1, 1, 'wrong_boundaries', 'new', 'y')")
+        .execute(&mut c)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("CHECK"), "{e}");
+    c.close().await.unwrap();
+}

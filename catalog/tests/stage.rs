@@ -131,6 +131,22 @@ async fn catalog_query_stage_end_to_end() {
     assert_ne!(m2.items[0].meta["content"], before[0].meta["content"]);
     assert_eq!(m2.items[1], before[1]);
 
+    // Golden videos are marked, so `dataset.split` can refuse them.
+    assert_eq!(before[0].meta["golden"], json!(false));
+    let cat = Catalog::open(&db).await.unwrap();
+    cat.golden_add(&catalog::GoldenSelect {
+        videos: vec![path.as_str().into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    cat.close().await;
+    let m3 = videos(&run(&yaml, &store).await, &store).await;
+    assert_eq!(
+        (&m3.items[0].meta["golden"], &m3.items[1].meta["golden"]),
+        (&json!(true), &json!(false))
+    );
+
     // Same file names in two folders: keys stay unique and safe.
     let r = run(
         &pipeline(

@@ -2,8 +2,9 @@
 //! collection `videos`. Items carry no bytes: their meta holds the row (with
 //! the `uri`), the video's labels (`labels`: `start_s`, `end_s`, `source`
 //! `human | teacher | truth`, `confidence`), the latest review verdict
-//! (`review`, when a person reviewed it) and a content identity, so per-item
-//! caching downstream notices a changed file or a new verdict.
+//! (`review`, when a person reviewed it), `golden` (true for videos of the
+//! golden set, which `dataset.split` refuses) and a content identity, so
+//! per-item caching downstream notices a changed file or a new verdict.
 //!
 //! The stage reads a database that changes between runs: give it
 //! `cache: false` so every run sees the current catalog.
@@ -118,6 +119,10 @@ impl CatalogQuery {
                 table.columns.join(", ")
             )));
         }
+        let golden = db
+            .golden_uris()
+            .await
+            .map_err(|e| StageError::msg(e.to_string()))?;
         let total = table.rows.len() as u64;
         let mut taken = BTreeSet::new();
         for (n, mut row) in table.rows.into_iter().enumerate() {
@@ -164,6 +169,7 @@ impl CatalogQuery {
                 })
                 .await?;
             row.insert("labels".into(), Value::Array(labels));
+            row.insert("golden".into(), Value::Bool(golden.contains(&uri)));
             if let Some(r) = review {
                 row.insert("review".into(), r);
             }

@@ -13,6 +13,10 @@
 //!   league furthest below its share. Stable when the previous dataset is
 //!   fed back; without one it is exact but a rerun with more videos may
 //!   move old ones (the log says so).
+//!
+//! Videos of the catalog's golden set (item meta `golden: true`, set by
+//! `catalog.query`) are refused: they are for evaluation only, and a
+//! training query must exclude them.
 
 use async_trait::async_trait;
 use engine_core::stage::{
@@ -131,6 +135,36 @@ pub fn quota_splits<'a>(
     out
 }
 
+/// Golden videos (meta `golden: true`) must never be trained on: an error
+/// naming up to five of them and how to exclude them.
+pub fn refuse_golden(items: &[Item]) -> Result<(), String> {
+    let golden: Vec<&Item> = items
+        .iter()
+        .filter(|i| i.meta.get("golden") == Some(&Value::Bool(true)))
+        .collect();
+    if golden.is_empty() {
+        return Ok(());
+    }
+    let named: Vec<String> = golden
+        .iter()
+        .take(5)
+        .map(|i| {
+            let uri = i.meta.get("uri").and_then(Value::as_str).unwrap_or(&i.key);
+            format!("`{uri}`")
+        })
+        .collect();
+    let more = if golden.len() > 5 {
+        format!(" and {} more", golden.len() - 5)
+    } else {
+        String::new()
+    };
+    Err(format!(
+        "dataset.split: Failed to split: {} golden video(s) among the inputs ({}{more}); golden videos are for evaluation and must not be trained on; exclude them in the catalog query, e.g. `... AND id NOT IN (SELECT video_id FROM golden)`",
+        golden.len(),
+        named.join(", ")
+    ))
+}
+
 fn default_train() -> f64 {
     0.7
 }
@@ -188,6 +222,7 @@ impl Stage for Split {
             .cloned()
             .collect();
         items.sort_by(|a, b| a.key.cmp(&b.key));
+        refuse_golden(&items).map_err(StageError::msg)?;
         if items.is_empty() {
             ctx.log(
                 "dataset.split: no videos with `clips.json` in the inputs; the dataset is empty",
@@ -415,6 +450,28 @@ mod tests {
             .filter(|(k, s)| k.starts_with('a') && **s == "train")
             .count();
         assert!((10..=11).contains(&train_a), "{train_a} of 15");
+    }
+
+    #[test]
+    fn golden_videos_are_refused() {
+        let item = |n: usize, golden: bool| Item {
+            key: format!("v{n}"),
+            files: BTreeMap::new(),
+            meta: json!({ "uri": format!("/videos/v{n}.mp4"), "golden": golden }),
+        };
+        assert!(refuse_golden(&[item(0, false), item(1, false)]).is_ok());
+        let items: Vec<Item> = (0..8).map(|n| item(n, n != 0)).collect();
+        let e = refuse_golden(&items).unwrap_err();
+        assert!(
+            e.contains("7 golden video(s)")
+                && e.contains("`/videos/v1.mp4`")
+                && e.contains("`/videos/v5.mp4`")
+                && !e.contains("`/videos/v6.mp4`")
+                && e.contains("and 2 more")
+                && e.contains("must not be trained on")
+                && e.contains("id NOT IN (SELECT video_id FROM golden)"),
+            "{e}"
+        );
     }
 
     #[test]

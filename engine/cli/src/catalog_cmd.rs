@@ -1,11 +1,12 @@
-//! `engine catalog`: import videos, list them, run SELECTs on the catalog.
+//! `engine catalog`: import videos, list them, run SELECTs on the catalog,
+//! and keep the golden set (videos held out for evaluation).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use catalog::{Catalog, VideoFilter};
-use clap::Subcommand;
+use catalog::{Catalog, GoldenSelect, VideoFilter};
+use clap::{ArgGroup, Subcommand};
 use serde_json::Value;
 
 #[derive(Subcommand)]
@@ -48,10 +49,70 @@ pub enum CatalogCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The golden set: videos held out for evaluation, never split or
+    /// trained on, covering every league x broadcaster of a sport.
+    Golden {
+        #[command(subcommand)]
+        cmd: GoldenCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum GoldenCmd {
+    /// Mark videos golden: by id or uri, or every video matching the
+    /// filters, or with `--per-cell N` the lowest-id videos of each league x
+    /// broadcaster until it has N golden (running it again adds nothing).
+    #[command(group(ArgGroup::new("what").required(true).multiple(true)
+        .args(["videos", "sport", "league", "broadcaster", "where_sql"])))]
+    Add {
+        /// Videos: catalog ids or uris (a path to the file works too).
+        videos: Vec<String>,
+        /// Only videos of this sport (`soccer`, `basketball`, `ice-hockey`).
+        #[arg(long)]
+        sport: Option<String>,
+        /// Only videos of this league.
+        #[arg(long)]
+        league: Option<String>,
+        /// Only videos of this broadcaster.
+        #[arg(long)]
+        broadcaster: Option<String>,
+        /// Only videos matching this SQL condition on `videos`, e.g. `season = '2024'`.
+        #[arg(long = "where", value_name = "SQL")]
+        where_sql: Option<String>,
+        /// Top every league x broadcaster cell up to N golden videos.
+        #[arg(long, value_name = "N")]
+        per_cell: Option<usize>,
+        /// Why these videos are golden (stored with each).
+        #[arg(long)]
+        note: Option<String>,
+        #[arg(long, env = "ENGINE_CATALOG", default_value = catalog::DEFAULT_DB)]
+        db: String,
+    },
+    /// Un-mark videos (ids or uris) or every golden video of `--league`.
+    #[command(group(ArgGroup::new("what").required(true).multiple(true).args(["videos", "league"])))]
+    Rm {
+        videos: Vec<String>,
+        #[arg(long)]
+        league: Option<String>,
+        #[arg(long, env = "ENGINE_CATALOG", default_value = catalog::DEFAULT_DB)]
+        db: String,
+    },
+    /// List a sport's golden videos and its coverage per league x
+    /// broadcaster; warns about each cell without a golden video.
+    Ls {
+        #[arg(long)]
+        sport: String,
+        /// Print JSON (`{videos, coverage}`) instead of tables.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "ENGINE_CATALOG", default_value = catalog::DEFAULT_DB)]
+        db: String,
+    },
 }
 
 pub async fn run(cmd: CatalogCmd) -> anyhow::Result<u8> {
     match cmd {
+        CatalogCmd::Golden { cmd } => golden(cmd).await,
         CatalogCmd::Import { dir, db } => {
             let cat = open(&db).await?;
             let report = cat.import_dir(&dir).await?;
@@ -168,6 +229,153 @@ pub async fn run(cmd: CatalogCmd) -> anyhow::Result<u8> {
             );
             Ok(0)
         }
+    }
+}
+
+async fn golden(cmd: GoldenCmd) -> anyhow::Result<u8> {
+    match cmd {
+        GoldenCmd::Add {
+            videos,
+            sport,
+            league,
+            broadcaster,
+            where_sql,
+            per_cell,
+            note,
+            db,
+        } => {
+            let cat = open(&db).await?;
+            let sel = GoldenSelect {
+                videos: videos
+                    .iter()
+                    .map(|v| crate::review_cmd::video_key(v))
+                    .collect(),
+                sport: sport.clone(),
+                league,
+                broadcaster,
+                where_sql,
+                per_cell,
+                note,
+            };
+            let added = cat.golden_add(&sel).await;
+            let coverage = match &sport {
+                Some(s) => Some(cat.golden_coverage(s).await),
+                None => None,
+            };
+            cat.close().await;
+            let added = added?;
+            println!("{added} video(s) added to the golden set");
+            if let Some(c) = coverage {
+                let c = c?;
+                println!(
+                    "{}: {} golden video(s) in {} league x broadcaster cell(s)",
+                    c.sport,
+                    c.golden(),
+                    c.cells.len()
+                );
+                warn_empty(&c);
+            }
+            Ok(0)
+        }
+        GoldenCmd::Rm { videos, league, db } => {
+            let cat = open(&db).await?;
+            let keys: Vec<_> = videos
+                .iter()
+                .map(|v| crate::review_cmd::video_key(v))
+                .collect();
+            let removed = cat.golden_rm(&keys, league.as_deref()).await;
+            cat.close().await;
+            println!("{} video(s) removed from the golden set", removed?);
+            Ok(0)
+        }
+        GoldenCmd::Ls { sport, json, db } => {
+            let cat = open(&db).await?;
+            let list = cat.golden_list(Some(&sport)).await;
+            let coverage = cat.golden_coverage(&sport).await;
+            cat.close().await;
+            let (list, coverage) = (list?, coverage?);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "videos": list, "coverage": coverage })
+                    )?
+                );
+                return Ok(0);
+            }
+            if coverage.cells.is_empty() {
+                println!(
+                    "no videos of sport `{sport}` in `{db}`; import some with `engine catalog import DIR` (`engine catalog ls` shows the sports)"
+                );
+                return Ok(0);
+            }
+            let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+            if list.is_empty() {
+                println!(
+                    "the golden set of `{sport}` is empty; add videos with `engine catalog golden add VIDEO...` or `engine catalog golden add --sport {sport} --per-cell 1`"
+                );
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|g| {
+                        vec![
+                            g.video_id.to_string(),
+                            opt(&g.league),
+                            opt(&g.broadcaster),
+                            opt(&g.season),
+                            opt(&g.note),
+                            g.uri.clone(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(
+                        &["id", "league", "broadcaster", "season", "note", "uri"].map(String::from),
+                        &rows
+                    )
+                );
+                println!("{} golden video(s)\n", list.len());
+            }
+            let rows: Vec<Vec<String>> = coverage
+                .cells
+                .iter()
+                .map(|c| {
+                    vec![
+                        opt(&c.league),
+                        opt(&c.broadcaster),
+                        c.videos.to_string(),
+                        c.golden.to_string(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &["league", "broadcaster", "videos", "golden"].map(String::from),
+                    &rows
+                )
+            );
+            warn_empty(&coverage);
+            Ok(0)
+        }
+    }
+}
+
+fn warn_empty(c: &catalog::Coverage) {
+    let empty = c.empty_cells();
+    if !empty.is_empty() {
+        println!(
+            "warning: {} league x broadcaster cell(s) of `{}` have no golden video, so evaluation cannot see them: {}; add one with `engine catalog golden add --sport {} --per-cell 1`",
+            empty.len(),
+            c.sport,
+            empty
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            c.sport
+        );
     }
 }
 

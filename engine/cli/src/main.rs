@@ -3,6 +3,7 @@
 
 mod catalog_cmd;
 mod detect_cmd;
+mod monitor_cmd;
 mod progress;
 mod review_cmd;
 mod show;
@@ -162,16 +163,24 @@ enum Cmd {
         #[arg(long)]
         styles: bool,
     },
-    /// The video catalog: import, list and query videos.
+    /// The video catalog: import, list and query videos; the golden set.
     Catalog {
         #[command(subcommand)]
         cmd: catalog_cmd::CatalogCmd,
     },
-    /// The manual-review queue: videos the teacher was unsure about; record verdicts.
+    /// Review: the manual-review queue (videos the teacher was unsure
+    /// about) and verdicts on production predictions.
     Review {
         #[command(subcommand)]
         cmd: review_cmd::ReviewCmd,
     },
+    /// Per-league precision and recall of production predictions from
+    /// review verdicts over a window, against the `monitor:` thresholds of
+    /// the sport's values file; Prometheus text (`--metrics`, `--listen`);
+    /// `--trigger exit` exits 3 when a league fails, `--trigger run` runs
+    /// the sport's pipeline for the failing leagues.
+    #[command(after_help = "Exit codes: 0 nothing failing, nothing to judge, or `--trigger none`; 3 a league fails with `--trigger exit` (under `--watch`, at the first failing round); 1 an error; `--trigger run`: the run's code (under `--watch`, it runs once per distinct set of failing leagues and watches on).")]
+    Monitor(monitor_cmd::MonitorArgs),
     /// Named pointers to artifacts, with history (the model registry).
     Ref {
         #[command(subcommand)]
@@ -489,6 +498,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         }
         Cmd::Catalog { cmd } => catalog_cmd::run(cmd).await,
         Cmd::Review { cmd } => review_cmd::run(cmd).await,
+        Cmd::Monitor(args) => monitor_cmd::run(args).await,
         Cmd::Ref { cmd } => show::refs(cmd_to_ref(cmd)?).await.map(|_| 0),
         Cmd::Detect {
             video,

@@ -2,11 +2,18 @@
 //! videos the teacher was unsure about; `accept` and `fix` record a
 //! person's verdict as the video's human labels, which the next run's
 //! `teacher.tag` uses instead of its own.
+//!
+//! Verdicts on production predictions: `predictions` lists them, `verdict`
+//! and `missed` record a person's verdicts (rebuilding the video's human
+//! labels), `simulate` fills them in from generator ground truth for demos.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use catalog::{Catalog, NewLabel, QueueEntry, QueueVerdict, VideoKey};
+use catalog::{
+    Catalog, NewLabel, PredictionFilter, PredictionRow, PredictionVerdict, QueueEntry,
+    QueueVerdict, VideoKey,
+};
 use clap::{ArgGroup, Subcommand};
 
 #[derive(Subcommand)]
@@ -36,7 +43,8 @@ pub enum ReviewCmd {
     },
     /// Record the replay segments of VIDEO: `--segments 12.0-18.5,40-47.2`
     /// (seconds; an empty list means "no replays") or `--labels FILE` (JSON
-    /// or CSV labels, as `engine catalog import` reads them).
+    /// or CSV labels, or a generator's ground truth, as `engine catalog
+    /// import` reads them).
     #[command(group(ArgGroup::new("spans").required(true).args(["segments", "labels"])))]
     Fix {
         /// The video: its catalog id or uri (a path to the file works too).
@@ -53,10 +61,196 @@ pub enum ReviewCmd {
         #[arg(long)]
         reviewer: Option<String>,
     },
+    /// List production predictions with their verdicts.
+    Predictions {
+        /// Only videos of this sport.
+        #[arg(long)]
+        sport: Option<String>,
+        /// Only this model version.
+        #[arg(long)]
+        model: Option<String>,
+        /// Only predictions without a verdict.
+        #[arg(long)]
+        pending: bool,
+        /// Print JSON (one array) instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, visible_alias = "catalog", env = "ENGINE_CATALOG", default_value = catalog::DEFAULT_DB)]
+        db: String,
+    },
+    /// Judge a prediction: `correct`, `false-alarm`, or `wrong-boundaries
+    /// --segments START-END` (the true span). Rebuilds the video's human labels.
+    Verdict {
+        /// The prediction's id (`engine review predictions` lists them).
+        prediction: i64,
+        /// `correct`, `false-alarm` or `wrong-boundaries`.
+        verdict: String,
+        /// The true span, for `wrong-boundaries`: `START-END` in seconds.
+        #[arg(long, value_name = "START-END")]
+        segments: Option<String>,
+        #[arg(long, visible_alias = "catalog", env = "ENGINE_CATALOG", default_value = catalog::DEFAULT_DB)]
+        db: String,
+        /// Who decided (default: `$USER`).
+        #[arg(long)]
+        reviewer: Option<String>,
+    },
+    /// Record replays of VIDEO that no prediction found. Rebuilds its human labels.
+    Missed {
+        /// The video: its catalog id or uri (a path to the file works too).
+        video: String,
+        /// The missed replays, `START-END` in seconds, comma-separated.
+        #[arg(long, value_name = "START-END,...")]
+        segments: String,
+        #[arg(long, visible_alias = "catalog", env = "ENGINE_CATALOG", default_value = catalog::DEFAULT_DB)]
+        db: String,
+        /// Who decided (default: `$USER`).
+        #[arg(long)]
+        reviewer: Option<String>,
+    },
+    /// SIMULATED review for demos: judge a model's unreviewed predictions
+    /// against the generator's ground truth (`truth` labels), recorded as
+    /// reviewer `simulated-from-truth`. tIoU >= --iou: correct; overlapping:
+    /// wrong boundaries; no overlap: false alarm; unmatched truth: missed.
+    Simulate {
+        #[arg(long)]
+        sport: String,
+        /// The model version whose predictions to judge.
+        #[arg(long)]
+        model: String,
+        /// The tIoU from which a prediction is `correct`.
+        #[arg(long, default_value_t = 0.5)]
+        iou: f64,
+        #[arg(long, visible_alias = "catalog", env = "ENGINE_CATALOG", default_value = catalog::DEFAULT_DB)]
+        db: String,
+    },
 }
 
 pub async fn run(cmd: ReviewCmd) -> anyhow::Result<u8> {
     match cmd {
+        ReviewCmd::Predictions {
+            sport,
+            model,
+            pending,
+            json,
+            db,
+        } => {
+            let cat = open(&db).await?;
+            let rows = cat
+                .predictions(&PredictionFilter {
+                    sport,
+                    model_version: model,
+                    video: None,
+                    pending,
+                })
+                .await;
+            cat.close().await;
+            let rows = rows?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(0);
+            }
+            if rows.is_empty() {
+                println!(
+                    "no {}predictions match in `{db}`",
+                    if pending { "unreviewed " } else { "" }
+                );
+                return Ok(0);
+            }
+            print!("{}", predictions_table(&rows));
+            let open = rows.iter().filter(|r| r.verdict.is_none()).count();
+            println!(
+                "{} prediction(s), {open} without a verdict; judge one with `engine review verdict ID correct|false-alarm|wrong-boundaries`",
+                rows.len()
+            );
+            Ok(0)
+        }
+        ReviewCmd::Verdict {
+            prediction,
+            verdict,
+            segments,
+            db,
+            reviewer,
+        } => {
+            let v = prediction_verdict(&verdict, segments.as_deref())?;
+            let cat = open(&db).await?;
+            let done = cat
+                .record_prediction_verdict(prediction, v, &reviewer_name(reviewer))
+                .await;
+            cat.close().await;
+            done?;
+            println!(
+                "prediction {prediction}: `{}` recorded; the video's human labels were rebuilt from its verdicts",
+                verdict.replace('_', "-")
+            );
+            Ok(0)
+        }
+        ReviewCmd::Missed {
+            video,
+            segments,
+            db,
+            reviewer,
+        } => {
+            let spans = parse_segments(&segments)?;
+            if spans.is_empty() {
+                bail!(
+                    "Failed to read `--segments {segments}`: no spans; give the missed replays as START-END pairs, e.g. `--segments 12.0-18.5`"
+                );
+            }
+            let cat = open(&db).await?;
+            let n = cat
+                .record_missed(video_key(&video), &spans, &reviewer_name(reviewer))
+                .await;
+            cat.close().await;
+            println!(
+                "{} missed replay(s) recorded for `{video}`; its human labels were rebuilt from its verdicts",
+                n?
+            );
+            Ok(0)
+        }
+        ReviewCmd::Simulate {
+            sport,
+            model,
+            iou,
+            db,
+        } => {
+            if !(iou > 0.0 && iou <= 1.0) {
+                bail!(
+                    "Failed to read `--iou {iou}`: expected a number in (0, 1], e.g. `--iou 0.5`"
+                );
+            }
+            let cat = open(&db).await?;
+            let r = cat
+                .simulate_verdicts(&sport, &model, catalog::SIMULATED_REVIEWER, iou)
+                .await;
+            cat.close().await;
+            let r = r?;
+            println!(
+                "SIMULATED review (not a person's): verdicts derived from the generator's ground truth, recorded as reviewer `{}`",
+                catalog::SIMULATED_REVIEWER
+            );
+            println!(
+                "{sport} / {model}: {} video(s) judged: {} correct, {} wrong boundaries, {} false alarm(s), {} missed (tIoU >= {iou} is correct)",
+                r.videos, r.correct, r.wrong_boundaries, r.false_alarm, r.missed
+            );
+            if r.already_reviewed > 0 {
+                println!(
+                    "{} video(s) skipped: some of their predictions already have a verdict",
+                    r.already_reviewed
+                );
+            }
+            if r.without_truth > 0 {
+                println!(
+                    "{} video(s) skipped: no ground-truth (`truth`) labels to judge by",
+                    r.without_truth
+                );
+            }
+            if r.videos + r.already_reviewed + r.without_truth == 0 {
+                println!(
+                    "no predictions of model `{model}` on `{sport}` videos; record predictions first (`engine review predictions` lists them)"
+                );
+            }
+            Ok(0)
+        }
         ReviewCmd::Ls { db, all, json } => {
             let cat = open(&db).await?;
             let entries = cat.review_queue(!all).await;
@@ -134,7 +328,7 @@ async fn open(db: &str) -> anyhow::Result<Catalog> {
 
 /// An id, a path to an existing file (made absolute, as the catalog stores
 /// uris), or a uri as written.
-fn video_key(video: &str) -> VideoKey {
+pub fn video_key(video: &str) -> VideoKey {
     if let Ok(id) = video.parse::<i64>() {
         return VideoKey::Id(id);
     }
@@ -233,40 +427,130 @@ pub fn parse_segments(text: &str) -> anyhow::Result<Vec<NewLabel>> {
     Ok(out)
 }
 
-/// The spans a labels file gives for the video at `uri`: its entry by file
-/// name, or the only entry.
+/// The spans a labels file gives for the video at `uri`, read exactly as
+/// `engine catalog import` reads it: a generator ground truth, or a user
+/// label file's entry by file name (or its only entry).
 fn spans_from_file(file: &Path, uri: &str) -> anyhow::Result<Vec<NewLabel>> {
     if !file.is_file() {
         bail!(
-            "Failed to read labels `{}`: no such file; give a `.json` or `.csv` labels file (`video,start,end` rows, or `{{\"video\": ..., \"segments\": [{{\"start\": ..., \"end\": ...}}]}}`)",
+            "Failed to read labels `{}`: no such file; give a `.json` or `.csv` labels file (`video,start,end` rows, `{{\"video\": ..., \"segments\": [{{\"start\": ..., \"end\": ...}}]}}`, or a generator's ground truth)",
             file.display()
         );
     }
-    let all = media::labels::read_labels(file)?;
     let name = Path::new(uri)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mine = all
+    let found = catalog::read_label_file(file, &name)
+        .map_err(|e| anyhow::anyhow!("{e}; fix the file or pass `--segments`"))?;
+    Ok(found.spans)
+}
+
+/// `correct`, `false-alarm` or `wrong-boundaries` (with its span).
+fn prediction_verdict(verdict: &str, segments: Option<&str>) -> anyhow::Result<PredictionVerdict> {
+    let span = |what: &str| -> anyhow::Result<Option<(f64, f64)>> {
+        match segments {
+            None => Ok(None),
+            Some(s) => {
+                let spans = parse_segments(s)?;
+                match spans.as_slice() {
+                    [one] => Ok(Some((one.start_s, one.end_s))),
+                    _ => bail!(
+                        "Failed to read `--segments {s}`: `{what}` takes exactly one START-END span, e.g. `--segments 12.0-18.5`"
+                    ),
+                }
+            }
+        }
+    };
+    match verdict.replace('_', "-").as_str() {
+        v @ ("correct" | "false-alarm") => {
+            if segments.is_some() {
+                bail!(
+                    "`{v}` takes no `--segments`; for a replay with other boundaries use `wrong-boundaries --segments START-END`"
+                );
+            }
+            Ok(if v == "correct" {
+                PredictionVerdict::Correct
+            } else {
+                PredictionVerdict::FalseAlarm
+            })
+        }
+        "wrong-boundaries" => match span("wrong-boundaries")? {
+            Some((start_s, end_s)) => Ok(PredictionVerdict::WrongBoundaries { start_s, end_s }),
+            None => bail!(
+                "`wrong-boundaries` needs the true span: add `--segments START-END`, e.g. `--segments 12.0-18.5`"
+            ),
+        },
+        _ => bail!(
+            "unknown verdict `{verdict}`; expected `correct`, `false-alarm` or `wrong-boundaries` (replays no prediction found: `engine review missed VIDEO --segments ...`)"
+        ),
+    }
+}
+
+fn predictions_table(rows: &[PredictionRow]) -> String {
+    let head = [
+        "id",
+        "league",
+        "broadcaster",
+        "model",
+        "span",
+        "score",
+        "verdict",
+        "corrected",
+        "reviewer",
+        "uri",
+    ];
+    let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+    let cells: Vec<Vec<String>> = rows
         .iter()
-        .find(|s| Path::new(&s.video).file_name().is_some_and(|n| n.to_string_lossy() == name))
-        .or(if all.len() == 1 { all.first() } else { None })
-        .with_context(|| {
-            format!(
-                "Labels `{}` have no entry for `{name}` (videos named there: {}); add one or pass `--segments`",
-                file.display(),
-                all.iter().map(|s| format!("`{}`", s.video)).collect::<Vec<_>>().join(", ")
-            )
-        })?;
-    Ok(mine
-        .segments
-        .iter()
-        .map(|s| NewLabel {
-            start_s: s.start,
-            end_s: s.end,
-            confidence: None,
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                opt(&r.league),
+                opt(&r.broadcaster),
+                r.model_version.clone(),
+                format!("{:.1}-{:.1}", r.start_s, r.end_s),
+                format!("{:.2}", r.score),
+                r.verdict
+                    .as_deref()
+                    .map(|v| v.replace('_', "-"))
+                    .unwrap_or_else(|| "pending".into()),
+                match (r.corrected_start_s, r.corrected_end_s) {
+                    (Some(a), Some(b)) => format!("{a:.1}-{b:.1}"),
+                    _ => "-".into(),
+                },
+                opt(&r.reviewer),
+                r.uri.clone(),
+            ]
         })
-        .collect())
+        .collect();
+    render_table(&head, cells)
+}
+
+fn render_table(head: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut width: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let n = cells.len();
+        let mut s = String::new();
+        for (i, c) in cells.into_iter().enumerate() {
+            if i + 1 == n {
+                s.push_str(&c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = width[i]));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(head.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        out.push_str(&line(r));
+    }
+    out
 }
 
 fn spans_text(spans: &[NewLabel]) -> String {
