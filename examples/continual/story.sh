@@ -38,7 +38,7 @@ export ENGINE_CATALOG="$WORK/catalog.db"
 EXTRA_SETS=(--set "catalog=$ENGINE_CATALOG")
 for s in ${EXTRA:-}; do EXTRA_SETS+=(--set "$s"); done
 
-mkdir -p "$WORK"
+rm -rf "$WORK" && mkdir -p "$WORK"   # a fresh story every time
 synth() { # DIR SEED COUNT LEAGUE...
   local dir=$1 seed=$2 count=$3; shift 3
   for league in "$@"; do
@@ -92,7 +92,7 @@ say "monitor: per-league precision and recall of production from the verdicts; l
 T1=$(date +%s)
 set +e
 "$ENGINE" monitor --sport $SPORT -f "$VALUES" --metrics "$WORK/metrics.prom" \
-  --trigger run --pipeline pipelines/continual.yaml.j2 -- "${EXTRA_SETS[@]}"
+  --trigger run --pipeline pipelines/continual.yaml.j2 "${EXTRA_SETS[@]}"
 code=$?
 set -e
 CYCLE1_S=$(elapsed "$T1")
@@ -104,8 +104,8 @@ fi
 
 say "review queue after cycle 1: videos the teacher was unsure about wait for a person"
 "$ENGINE" review ls
-for id in $("$ENGINE" review ls --json | python3 -c 'import json,sys; print(" ".join(str(e["video_id"]) for e in json.load(sys.stdin)))'); do
-  uri=$("$ENGINE" catalog ls --json | python3 -c "import json,sys; print(next(v['uri'] for v in json.load(sys.stdin) if v['id']==$id))")
+"$ENGINE" review ls --json | python3 -c 'import json,sys; [print(e["video_id"], e["uri"]) for e in json.load(sys.stdin)]' |
+while read -r id uri; do
   "$ENGINE" review fix "$id" --labels "${uri%.mp4}.json" --reviewer simulated-from-truth
 done
 echo "(their labels now wait for the next cycle)"

@@ -63,6 +63,7 @@ struct Verdict {
 
 fn verdict_of(doc: &Value) -> Verdict {
     let candidate = [
+        "/models/candidate/digest",
         "/models/candidate",
         "/candidate/model",
         "/candidate/digest",

@@ -64,9 +64,13 @@ pub struct MonitorArgs {
     /// What to do when a league fails.
     #[arg(long, value_enum, default_value = "none")]
     trigger: Trigger,
-    /// The pipeline a trigger runs.
-    #[arg(long, default_value = "pipelines/replay.yaml.j2")]
+    /// The pipeline a trigger runs: one cycle of the loop.
+    #[arg(long, default_value = "pipelines/continual.yaml.j2")]
     pipeline: PathBuf,
+    /// More `key=value` overrides for the triggered run (repeatable), e.g.
+    /// `--set catalog=/data/catalog.db`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
     /// Repeat every DURATION (e.g. `10m`) until Ctrl-C.
     #[arg(long, value_name = "DURATION")]
     watch: Option<String>,
@@ -352,6 +356,9 @@ fn pipeline_args(args: &MonitorArgs, failing: &[String]) -> Vec<String> {
         "--set".into(),
         format!("problem_leagues=[{}]", failing.join(",")),
     ]
+    .into_iter()
+    .chain(args.sets.iter().flat_map(|s| ["--set".to_string(), s.clone()]))
+    .collect()
 }
 
 async fn run_pipeline(cmd: &[String], shown: &str) -> anyhow::Result<u8> {

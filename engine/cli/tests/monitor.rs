@@ -160,7 +160,7 @@ fn monitor_reports_figures_writes_prometheus_and_triggers() {
     );
     assert!(out.contains("FAILING: ink"), "{out}");
     assert!(
-        out.contains("run: engine run pipelines/replay.yaml.j2 -f basketball.yaml --set problem_leagues=[ink]"),
+        out.contains("run: engine run pipelines/continual.yaml.j2 -f basketball.yaml --set problem_leagues=[ink]"),
         "{out}"
     );
     let prom = std::fs::read_to_string(d.join("m.prom")).unwrap();
