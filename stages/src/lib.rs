@@ -21,6 +21,7 @@ use engine_core::stage::Registry;
 /// Adds every stage kind this build has.
 pub fn register(r: &mut Registry) {
     catalog::register(r);
+    replay::register(r);
     #[cfg(feature = "video")]
     {
         video::register(r);
