@@ -168,7 +168,7 @@ const GATES: &str = "      candidate: detect_candidate
 
 #[tokio::test]
 async fn a_perfect_candidate_passes_and_the_figures_are_per_league() {
-    let store = Store::open("memory://").await.unwrap();
+    let store = Store::open("memory://evaluate-1", std::path::Path::new(".")).unwrap();
     // Production misses one of the two replays of the baltic-bl video.
     let yaml = pipeline(
         &detect(Some("cand0000digest"), &GOLDEN, &[]),
@@ -242,7 +242,7 @@ async fn a_perfect_candidate_passes_and_the_figures_are_per_league() {
     assert!(!html.contains("<script") && !html.contains("<link") && !html.contains("src="));
 
     // The same inputs give the same artifact (nothing from the clock or host).
-    let again = Store::open("memory://").await.unwrap();
+    let again = Store::open("memory://evaluate-2", std::path::Path::new(".")).unwrap();
     let r2 = run(&yaml, &again).await;
     assert_eq!(
         r.task("evaluate").unwrap().outputs["evaluation"],
@@ -252,7 +252,7 @@ async fn a_perfect_candidate_passes_and_the_figures_are_per_league() {
 
 #[tokio::test]
 async fn failed_gates_name_league_metric_values_and_threshold() {
-    let store = Store::open("memory://").await.unwrap();
+    let store = Store::open("memory://evaluate-3", std::path::Path::new(".")).unwrap();
     // The candidate misses a replay in baltic-bl and brings a new league
     // production never saw.
     let mut cand_videos = GOLDEN.to_vec();
@@ -306,7 +306,7 @@ async fn failed_gates_name_league_metric_values_and_threshold() {
 
 #[tokio::test]
 async fn without_a_production_model_improve_is_skipped_and_only_the_candidate_shows() {
-    let store = Store::open("memory://").await.unwrap();
+    let store = Store::open("memory://evaluate-4", std::path::Path::new(".")).unwrap();
     // The lead's `detect` over a missing optional model ref: `model: null`.
     let yaml = pipeline(
         &detect(Some("cand"), &GOLDEN, &[]),
@@ -339,7 +339,7 @@ async fn without_a_production_model_improve_is_skipped_and_only_the_candidate_sh
 
 #[tokio::test]
 async fn a_listed_league_without_golden_videos_fails_improve() {
-    let store = Store::open("memory://").await.unwrap();
+    let store = Store::open("memory://evaluate-5", std::path::Path::new(".")).unwrap();
     // No `production:` at all, and no ink-league video in the golden set.
     let eval = "      candidate: detect_candidate
       gates:
@@ -357,7 +357,7 @@ async fn a_listed_league_without_golden_videos_fails_improve() {
 
 #[tokio::test]
 async fn a_golden_video_without_human_or_truth_labels_is_an_error_naming_it() {
-    let store = Store::open("memory://").await.unwrap();
+    let store = Store::open("memory://evaluate-6", std::path::Path::new(".")).unwrap();
     let mut cand = detect(Some("cand"), &GOLDEN, &[]);
     // Teacher labels only: not a truth to score against.
     cand["videos"][2]["meta"]["labels"] =
@@ -409,7 +409,7 @@ fn bad_gates_are_reported_at_validation_with_the_valid_choices() {
 "
         ),
         [format!(
-            "8:7: invalid params for `evaluate` in stage `evaluate`: `gates.floors.start_f1`: unknown metric `start_f1`; the metrics are: {metrics}"
+            "10:7: invalid params for `evaluate` in stage `evaluate`: `gates.floors.start_f1`: unknown metric `start_f1`; the metrics are: {metrics}"
         )]
     );
     assert_eq!(
@@ -420,7 +420,7 @@ fn bad_gates_are_reported_at_validation_with_the_valid_choices() {
         improve: { leagues: [ink-leage], metric: segment_f1, by: 0.05 }
 "
         ),
-        ["8:7: invalid params for `evaluate` in stage `evaluate`: `gates.improve.leagues`: unknown league `ink-leage`; the leagues are: hoops-pro, court-league, baltic-bl, ink-league"]
+        ["10:7: invalid params for `evaluate` in stage `evaluate`: `gates.improve.leagues`: unknown league `ink-leage`; the leagues are: hoops-pro, court-league, baltic-bl, ink-league"]
     );
     assert_eq!(
         errors(
@@ -429,7 +429,7 @@ fn bad_gates_are_reported_at_validation_with_the_valid_choices() {
         no_regression: { metric: segment_f1, max_drop: 0.01, by: 1 }
 "
         ),
-        ["8:7: invalid params for `evaluate` in stage `evaluate`: `gates.no_regression`: unknown field `by`, expected `metric` or `max_drop`"]
+        ["10:7: invalid params for `evaluate` in stage `evaluate`: `gates.no_regression.by`: unknown field `by`, expected `metric` or `max_drop`"]
     );
     // An empty list of leagues to improve is fine.
     let yaml = pipeline(

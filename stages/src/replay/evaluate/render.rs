@@ -305,8 +305,13 @@ fn view(doc: &Value) -> View {
 
 fn env() -> Environment<'static> {
     let mut env = Environment::new();
-    env.set_trim_blocks(true);
-    env.set_lstrip_blocks(true);
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+        .expect("the default delimiters are valid");
+    env.set_syntax(syntax);
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     // A Markdown table cell must not contain a bare `|`.
     env.add_filter("cell", |s: String| s.replace('|', "\\|").replace('\n', " "));
@@ -320,7 +325,7 @@ fn env() -> Environment<'static> {
 fn render(name: &str, doc: &Value) -> Result<String, StageError> {
     let env = env();
     let t = env.get_template(name).expect("templates are added in env()");
-    t.render(view(doc))
+    t.render(minijinja::value::Serde(view(doc)))
         .map_err(|e| StageError::msg(format!("evaluate: Failed to render `{name}`: {e:#}")))
 }
 
