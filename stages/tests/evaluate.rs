@@ -298,6 +298,10 @@ async fn failed_gates_name_league_metric_values_and_threshold() {
     assert!(md.contains("Weakest league: `baltic-bl` (segment_f1 0.667)."), "{md}");
     assert!(md.contains("| court-league | 1 | 1.000 |"), "{md}");
     let html = String::from_utf8(file(&store, &r, "evaluation.html").await).unwrap();
+    if let Some(out) = std::env::var_os("EVALUATION_HTML_OUT") {
+        // For looking at the page: `EVALUATION_HTML_OUT=/tmp/eval.html`.
+        std::fs::write(out, &html).unwrap();
+    }
     assert!(html.contains("<tr class=\"fail\"><td class=\"name\">no_regression</td><td class=\"name\">baltic-bl</td>"), "{html}");
     let log = String::from_utf8(store.get_blob(t.log.as_ref().unwrap()).await.unwrap()).unwrap();
     assert!(log.contains("evaluate: FAILED: 5 of"), "{log}");
