@@ -184,9 +184,18 @@ async fn a_perfect_candidate_passes_and_the_figures_are_per_league() {
     }
     assert_eq!(leagues["hoops-pro"]["videos"], json!(2));
     // One of two replays, no false positive: P 1, R 0.5, F1 2/3.
-    assert_eq!(leagues["baltic-bl"]["production"]["segment_f1"], json!(0.6667));
-    assert_eq!(leagues["baltic-bl"]["production"]["segment_recall"], json!(0.5));
-    assert_eq!(leagues["baltic-bl"]["production"]["start_precision_1s"], json!(1.0));
+    assert_eq!(
+        leagues["baltic-bl"]["production"]["segment_f1"],
+        json!(0.6667)
+    );
+    assert_eq!(
+        leagues["baltic-bl"]["production"]["segment_recall"],
+        json!(0.5)
+    );
+    assert_eq!(
+        leagues["baltic-bl"]["production"]["start_precision_1s"],
+        json!(1.0)
+    );
     assert_eq!(leagues["baltic-bl"]["delta"]["segment_f1"], json!(0.3333));
     assert_eq!(leagues["ink-league"]["delta"]["segment_f1"], json!(0.0));
     let groups = &ev["groups"];
@@ -197,7 +206,10 @@ async fn a_perfect_candidate_passes_and_the_figures_are_per_league() {
         json!(1)
     );
     assert_eq!(ev["models"]["candidate"]["digest"], json!("cand0000digest"));
-    assert_eq!(ev["models"]["production"]["digest"], json!("prod0000digest"));
+    assert_eq!(
+        ev["models"]["production"]["digest"],
+        json!("prod0000digest")
+    );
     // Per video: truth (teacher labels ignored) and both models' segment F1.
     let bb = ev["videos"]
         .as_array()
@@ -219,24 +231,54 @@ async fn a_perfect_candidate_passes_and_the_figures_are_per_league() {
     assert_eq!(gates.len(), 8 + 1 + 1 + 2);
     let imp = gates.iter().find(|g| g["gate"] == "improve").unwrap();
     assert_eq!(
-        (&imp["league"], &imp["candidate"], &imp["production"], &imp["threshold"], &imp["pass"]),
-        (&json!("baltic-bl"), &json!(1.0), &json!(0.6667), &json!(0.05), &json!(true))
+        (
+            &imp["league"],
+            &imp["candidate"],
+            &imp["production"],
+            &imp["threshold"],
+            &imp["pass"]
+        ),
+        (
+            &json!("baltic-bl"),
+            &json!(1.0),
+            &json!(0.6667),
+            &json!(0.05),
+            &json!(true)
+        )
     );
 
     let md = String::from_utf8(file(&store, &r, "evaluation.md").await).unwrap();
-    assert!(md.starts_with("## Evaluation of basketball: PASSED\n"), "{md}");
-    assert!(md.contains("| improve | baltic-bl | segment_f1 | 1.000 | 0.667 | 0.050 | pass |"), "{md}");
-    assert!(md.contains("| baltic-bl | 1 | 1.000 / 0.667 (+0.333) |"), "{md}");
+    assert!(
+        md.starts_with("## Evaluation of basketball: PASSED\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| improve | baltic-bl | segment_f1 | 1.000 | 0.667 | 0.050 | pass |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| baltic-bl | 1 | 1.000 / 0.667 (+0.333) |"),
+        "{md}"
+    );
     // A tie goes to the first league by name.
-    assert!(md.contains("Weakest league: `baltic-bl` (segment_f1 1.000)."), "{md}");
+    assert!(
+        md.contains("Weakest league: `baltic-bl` (segment_f1 1.000)."),
+        "{md}"
+    );
     let html = String::from_utf8(file(&store, &r, "evaluation.html").await).unwrap();
     for l in ["hoops-pro", "baltic-bl", "ink-league"] {
         assert!(md.contains(&format!("| {l} |")), "md lacks {l}");
-        assert!(html.contains(&format!("<td class=\"name\">{l}</td>")), "html lacks {l}");
+        assert!(
+            html.contains(&format!("<td class=\"name\">{l}</td>")),
+            "html lacks {l}"
+        );
     }
     // minijinja escapes `/` too.
     for b in ["net-one", "dunk-tv", "hoops-pro &#x2f; dunk-tv"] {
-        assert!(html.contains(&format!("<td class=\"name\">{b}</td>")), "html lacks {b}");
+        assert!(
+            html.contains(&format!("<td class=\"name\">{b}</td>")),
+            "html lacks {b}"
+        );
     }
     assert!(html.contains("<svg") && html.contains("Start F1 (±1 s)"));
     // Self-contained: no script, stylesheet or image from elsewhere.
@@ -284,7 +326,10 @@ async fn failed_gates_name_league_metric_values_and_threshold() {
         .iter()
         .find(|g| g["gate"] == "no_regression" && g["league"] == "court-league")
         .unwrap();
-    assert_eq!((&new["pass"], &new["skipped"]), (&json!(true), &json!(true)));
+    assert_eq!(
+        (&new["pass"], &new["skipped"]),
+        (&json!(true), &json!(true))
+    );
     // A new league is not exempt from floors.
     assert!(
         gates
@@ -292,11 +337,25 @@ async fn failed_gates_name_league_metric_values_and_threshold() {
             .any(|g| g["gate"] == "floors" && g["league"] == "court-league" && g["pass"] == true)
     );
     let md = String::from_utf8(file(&store, &r, "evaluation.md").await).unwrap();
-    assert!(md.starts_with("## Evaluation of basketball: FAILED\n"), "{md}");
+    assert!(
+        md.starts_with("## Evaluation of basketball: FAILED\n"),
+        "{md}"
+    );
     assert!(md.contains("FAILED: 5 of "), "{md}");
-    assert!(md.contains("| no_regression | baltic-bl | segment_f1 | 0.667 | 1.000 | 0.010 | **FAIL** |"), "{md}");
-    assert!(md.contains("- gate no_regression: league `baltic-bl` segment_f1 fell 1.000 -> 0.667"), "{md}");
-    assert!(md.contains("Weakest league: `baltic-bl` (segment_f1 0.667)."), "{md}");
+    assert!(
+        md.contains(
+            "| no_regression | baltic-bl | segment_f1 | 0.667 | 1.000 | 0.010 | **FAIL** |"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("- gate no_regression: league `baltic-bl` segment_f1 fell 1.000 -> 0.667"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Weakest league: `baltic-bl` (segment_f1 0.667)."),
+        "{md}"
+    );
     assert!(md.contains("| court-league | 1 | 1.000 |"), "{md}");
     let html = String::from_utf8(file(&store, &r, "evaluation.html").await).unwrap();
     if let Some(out) = std::env::var_os("EVALUATION_HTML_OUT") {
@@ -320,23 +379,36 @@ async fn without_a_production_model_improve_is_skipped_and_only_the_candidate_sh
     );
     let r = run(&yaml, &store).await;
     let t = r.task("evaluate").unwrap();
-    assert_eq!(t.values["passed"], json!(true), "{:?}", t.values["failures"]);
+    assert_eq!(
+        t.values["passed"],
+        json!(true),
+        "{:?}",
+        t.values["failures"]
+    );
     let gates = t.values["gates"].as_array().unwrap();
     let imp = gates.iter().find(|g| g["gate"] == "improve").unwrap();
     assert_eq!(imp["skipped"], json!(true));
     assert_eq!(
         imp["note"],
-        json!("gate improve: league `baltic-bl` segment_f1 is 1.000; skipped: no production model to improve on")
+        json!(
+            "gate improve: league `baltic-bl` segment_f1 is 1.000; skipped: no production model to improve on"
+        )
     );
     assert!(gates.iter().all(|g| g["production"].is_null()));
     let ev = evaluation(&store, &r).await;
     assert_eq!(ev["models"]["production"], Value::Null);
-    assert_eq!(ev["groups"]["leagues"]["baltic-bl"]["production"], Value::Null);
+    assert_eq!(
+        ev["groups"]["leagues"]["baltic-bl"]["production"],
+        Value::Null
+    );
     assert_eq!(ev["groups"]["leagues"]["baltic-bl"]["delta"], Value::Null);
     let md = String::from_utf8(file(&store, &r, "evaluation.md").await).unwrap();
     assert!(md.contains("no production model yet"), "{md}");
     assert!(md.contains("### Per league (candidate)"), "{md}");
-    assert!(md.contains("| baltic-bl | 1 | 1.000 | 1.000 | 1.000 | 1.000 |"), "{md}");
+    assert!(
+        md.contains("| baltic-bl | 1 | 1.000 | 1.000 | 1.000 | 1.000 |"),
+        "{md}"
+    );
     let html = String::from_utf8(file(&store, &r, "evaluation.html").await).unwrap();
     assert!(html.contains("no production model yet"));
     assert!(!html.contains("fill=\"#f0a050\">"), "no production bars");
@@ -356,7 +428,9 @@ async fn a_listed_league_without_golden_videos_fails_improve() {
     assert_eq!(t.values["passed"], json!(false));
     assert_eq!(
         t.values["failures"],
-        json!(["gate improve: league `ink-league` has no golden videos, so its segment_f1 cannot be shown to improve by 0.050"])
+        json!([
+            "gate improve: league `ink-league` has no golden videos, so its segment_f1 cannot be shown to improve by 0.050"
+        ])
     );
 }
 
@@ -383,14 +457,24 @@ async fn a_golden_video_without_human_or_truth_labels_is_an_error_naming_it() {
     let yaml = pipeline(&cand, None, "      candidate: detect_candidate\n");
     let r = run(&yaml, &store).await;
     let ev = evaluation(&store, &r).await;
-    let bb = ev["videos"].as_array().unwrap().iter().find(|v| v["video"] == "bb-1").unwrap();
-    assert_eq!((&bb["truth"], &bb["truth_source"]), (&json!([]), &json!("human")));
+    let bb = ev["videos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["video"] == "bb-1")
+        .unwrap();
+    assert_eq!(
+        (&bb["truth"], &bb["truth_source"]),
+        (&json!([]), &json!("human"))
+    );
 }
 
 /// `engine validate` errors, at the line and column of `with:`.
 fn errors(eval: &str) -> Vec<String> {
     let yaml = pipeline(&detect(Some("c"), &GOLDEN[..1], &[]), None, eval);
-    let d = compile("t.yaml", &yaml, &registry()).err().expect("invalid params");
+    let d = compile("t.yaml", &yaml, &registry())
+        .err()
+        .expect("invalid params");
     d.items
         .iter()
         .map(|i| {
@@ -425,7 +509,9 @@ fn bad_gates_are_reported_at_validation_with_the_valid_choices() {
         improve: { leagues: [ink-leage], metric: segment_f1, by: 0.05 }
 "
         ),
-        ["10:7: invalid params for `evaluate` in stage `evaluate`: `gates.improve.leagues`: unknown league `ink-leage`; the leagues are: hoops-pro, court-league, baltic-bl, ink-league"]
+        [
+            "10:7: invalid params for `evaluate` in stage `evaluate`: `gates.improve.leagues`: unknown league `ink-leage`; the leagues are: hoops-pro, court-league, baltic-bl, ink-league"
+        ]
     );
     assert_eq!(
         errors(
@@ -434,7 +520,9 @@ fn bad_gates_are_reported_at_validation_with_the_valid_choices() {
         no_regression: { metric: segment_f1, max_drop: 0.01, by: 1 }
 "
         ),
-        ["10:7: invalid params for `evaluate` in stage `evaluate`: `gates.no_regression.by`: unknown field `by`, expected `metric` or `max_drop`"]
+        [
+            "10:7: invalid params for `evaluate` in stage `evaluate`: `gates.no_regression.by`: unknown field `by`, expected `metric` or `max_drop`"
+        ]
     );
     // An empty list of leagues to improve is fine.
     let yaml = pipeline(

@@ -242,7 +242,10 @@ async fn print_evaluation(store: &Store, t: &records::TaskRecord) -> Result<()> 
         let m = store.get_manifest(d).await?;
         if let Some(b) = m.files.get("evaluation.md") {
             println!();
-            println!("{}", String::from_utf8_lossy(&store.get_blob(&b.digest).await?).trim_end());
+            println!(
+                "{}",
+                String::from_utf8_lossy(&store.get_blob(&b.digest).await?).trim_end()
+            );
             println!();
         }
     }

@@ -464,6 +464,12 @@ fn show_task_prints_an_evaluation_report() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let s = text(&run_in(dir.path(), &["show", "latest/evaluate"]).stdout);
     let at = s.find("## Evaluation of basketball: PASSED").expect(&s);
-    assert!(at > s.find("outputs:").unwrap() && at < s.find("log:").unwrap(), "{s}");
-    assert!(s.contains("| gate | league |") && !s.contains("not shown"), "{s}");
+    assert!(
+        at > s.find("outputs:").unwrap() && at < s.find("log:").unwrap(),
+        "{s}"
+    );
+    assert!(
+        s.contains("| gate | league |") && !s.contains("not shown"),
+        "{s}"
+    );
 }

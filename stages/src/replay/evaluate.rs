@@ -119,7 +119,12 @@ impl Stage for Evaluate {
                 Some((_, f)) => Some(pred_of(key, f, Some(&candidate), "production")?),
                 None => None,
             };
-            let s = |k: &str| meta.get(k).and_then(Value::as_str).unwrap_or("unknown").to_string();
+            let s = |k: &str| {
+                meta.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+                    .to_string()
+            };
             videos.push(Video {
                 key: key.clone(),
                 sport: s("sport"),
@@ -185,9 +190,7 @@ impl Stage for Evaluate {
             .map(|(l, g)| (l, g.candidate("segment_f1")))
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(l, v)| json!({ "league": l, "metric": "segment_f1", "candidate": v }));
-        let model = |stage: &str, digest: &str, input: &Input| {
-            json!({ "stage": stage, "digest": digest, "predictions": input.digest.to_string() })
-        };
+        let model = |stage: &str, digest: &str, input: &Input| json!({ "stage": stage, "digest": digest, "predictions": input.digest.to_string() });
         let doc = json!({
             "sport": scores.sport,
             "passed": passed,
@@ -208,8 +211,10 @@ impl Stage for Evaluate {
         let html = render::html(&doc)?;
         let bytes = serde_json::to_vec_pretty(&doc).map_err(|e| StageError::msg(e.to_string()))?;
         ctx.put_file(OUTPUT, "evaluation.json", bytes).await?;
-        ctx.put_file(OUTPUT, "evaluation.md", md.into_bytes()).await?;
-        ctx.put_file(OUTPUT, "evaluation.html", html.into_bytes()).await?;
+        ctx.put_file(OUTPUT, "evaluation.md", md.into_bytes())
+            .await?;
+        ctx.put_file(OUTPUT, "evaluation.html", html.into_bytes())
+            .await?;
         ctx.set_meta(
             OUTPUT,
             json!({ "passed": passed, "failures": failures.len(), "videos": videos.len(), "sport": scores.sport }),

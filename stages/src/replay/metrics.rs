@@ -271,7 +271,11 @@ mod tests {
     fn the_summary_has_every_metric_name_and_nothing_else() {
         let e = Evaluation::of_video(&[(1.0, 5.0)], &[(1.5, 5.0)], 50, 5.0);
         let s = e.summary();
-        let mut names: Vec<&str> = s.keys().map(String::as_str).filter(|k| *k != "videos").collect();
+        let mut names: Vec<&str> = s
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != "videos")
+            .collect();
         let mut want = METRICS.to_vec();
         names.sort();
         want.sort();

@@ -47,7 +47,11 @@ pub fn check(gates: &Gates, s: &Scores, has_production: bool) -> Vec<GateRow> {
     for (metric, &floor) in &gates.overall {
         rows.push(floor_row("overall", "overall", &s.overall, metric, floor));
     }
-    let improving: &[String] = gates.improve.as_ref().map(|i| &i.leagues[..]).unwrap_or(&[]);
+    let improving: &[String] = gates
+        .improve
+        .as_ref()
+        .map(|i| &i.leagues[..])
+        .unwrap_or(&[]);
     if let Some(imp) = &gates.improve {
         for league in &imp.leagues {
             let g = s.leagues.get(league);
@@ -117,9 +121,13 @@ pub fn check(gates: &Gates, s: &Scores, has_production: bool) -> Vec<GateRow> {
                 None => {
                     row.skipped = true;
                     row.note = if has_production {
-                        format!("gate no_regression: league `{league}` is new (production has no golden videos of it); exempt")
+                        format!(
+                            "gate no_regression: league `{league}` is new (production has no golden videos of it); exempt"
+                        )
                     } else {
-                        format!("gate no_regression: league `{league}`: skipped: no production model")
+                        format!(
+                            "gate no_regression: league `{league}`: skipped: no production model"
+                        )
                     };
                 }
                 Some(p) => {
@@ -139,7 +147,13 @@ pub fn check(gates: &Gates, s: &Scores, has_production: bool) -> Vec<GateRow> {
     rows
 }
 
-fn floor_row(gate: &'static str, league: &str, g: &GroupFigures, metric: &str, floor: f64) -> GateRow {
+fn floor_row(
+    gate: &'static str,
+    league: &str,
+    g: &GroupFigures,
+    metric: &str,
+    floor: f64,
+) -> GateRow {
     let c = g.candidate(metric);
     let p = g.production(metric);
     let pass = c + EPS >= floor;
@@ -172,7 +186,10 @@ fn floor_row(gate: &'static str, league: &str, g: &GroupFigures, metric: &str, f
 
 /// The failure messages, in gate order.
 pub fn failures(rows: &[GateRow]) -> Vec<String> {
-    rows.iter().filter(|r| !r.pass).map(|r| r.note.clone()).collect()
+    rows.iter()
+        .filter(|r| !r.pass)
+        .map(|r| r.note.clone())
+        .collect()
 }
 
 #[cfg(test)]
@@ -233,7 +250,10 @@ mod tests {
         assert!(new.pass && new.skipped, "{new:?}");
         // Without production, improve is skipped but a missing league still fails.
         let rows = check(&gates, &s, false);
-        let good = rows.iter().find(|r| r.gate == "improve" && r.league == "good").unwrap();
+        let good = rows
+            .iter()
+            .find(|r| r.gate == "improve" && r.league == "good")
+            .unwrap();
         assert!(good.pass && good.skipped && good.note.contains("skipped: no production model"));
     }
 }

@@ -160,7 +160,10 @@ fn row(name: &str, g: &Value, metrics: &[&'static str]) -> Row {
 }
 
 fn table(groups: &Value, overall: Option<(&str, &Value)>, metrics: &[&'static str]) -> Table {
-    let mut rows: Vec<Row> = overall.map(|(n, g)| row(n, g, metrics)).into_iter().collect();
+    let mut rows: Vec<Row> = overall
+        .map(|(n, g)| row(n, g, metrics))
+        .into_iter()
+        .collect();
     for (name, g) in groups.as_object().into_iter().flatten() {
         rows.push(row(name, g, metrics));
     }
@@ -317,14 +320,19 @@ fn env() -> Environment<'static> {
     env.add_filter("cell", |s: String| s.replace('|', "\\|").replace('\n', " "));
     env.add_template("evaluation.md", include_str!("templates/evaluation.md.j2"))
         .expect("the Markdown template parses");
-    env.add_template("evaluation.html", include_str!("templates/evaluation.html.j2"))
-        .expect("the HTML template parses");
+    env.add_template(
+        "evaluation.html",
+        include_str!("templates/evaluation.html.j2"),
+    )
+    .expect("the HTML template parses");
     env
 }
 
 fn render(name: &str, doc: &Value) -> Result<String, StageError> {
     let env = env();
-    let t = env.get_template(name).expect("templates are added in env()");
+    let t = env
+        .get_template(name)
+        .expect("templates are added in env()");
     t.render(minijinja::value::Serde(view(doc)))
         .map_err(|e| StageError::msg(format!("evaluate: Failed to render `{name}`: {e:#}")))
 }

@@ -188,7 +188,11 @@ mod tests {
         let pred = |s: &[(f64, f64)]| Pred {
             segments: s
                 .iter()
-                .map(|&(start, end)| Segment { start, end, score: 1.0 })
+                .map(|&(start, end)| Segment {
+                    start,
+                    end,
+                    score: 1.0,
+                })
                 .collect(),
             frames: 300,
             fps: 10.0,
@@ -222,6 +226,9 @@ mod tests {
         let g = s.groups_json();
         assert_eq!(g["leagues"]["old"]["delta"]["segment_recall"], json!(0.5));
         assert_eq!(g["leagues"]["new"]["production"], Value::Null);
-        assert_eq!(g["league_broadcasters"]["old / net-one"]["videos"], json!(1));
+        assert_eq!(
+            g["league_broadcasters"]["old / net-one"]["videos"],
+            json!(1)
+        );
     }
 }
