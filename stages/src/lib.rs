@@ -23,6 +23,7 @@ use engine_core::stage::Registry;
 pub fn register(r: &mut Registry) {
     catalog::register(r);
     deploy::register(r);
+    replay::register(r);
     #[cfg(feature = "video")]
     {
         video::register(r);

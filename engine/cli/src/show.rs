@@ -257,9 +257,27 @@ async fn show_task(store: &Store, r: &RunRecord, label: &str, json: bool) -> Res
     if !t.values.is_empty() {
         println!("values    {}", serde_json::to_string(&t.values)?);
     }
+    print_evaluation(store, t).await?;
     println!("log:");
     for line in log.lines() {
         println!("  {line}");
+    }
+    Ok(())
+}
+
+/// An `evaluate` task's report (any output with `evaluation.md`), so
+/// `engine show RUN/evaluate` prints the verdict and the tables.
+async fn print_evaluation(store: &Store, t: &records::TaskRecord) -> Result<()> {
+    for d in t.outputs.values() {
+        let m = store.get_manifest(d).await?;
+        if let Some(b) = m.files.get("evaluation.md") {
+            println!();
+            println!(
+                "{}",
+                String::from_utf8_lossy(&store.get_blob(&b.digest).await?).trim_end()
+            );
+            println!();
+        }
     }
     Ok(())
 }

@@ -450,3 +450,26 @@ fn every_pipeline_template_validates_for_every_sport() {
     }
     assert!(checked >= 6, "checked {checked}");
 }
+
+#[test]
+fn show_task_prints_an_evaluation_report() {
+    let dir = tempfile::tempdir().unwrap();
+    // Any output with `evaluation.md` (what `evaluate` writes) is printed.
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "name: e\nstages:\n  evaluate:\n    uses: builtin.write\n    with:\n      files:\n        evaluation.md: \"## Evaluation of basketball: PASSED\\n\\n| gate | league |\\n\"\n        other.txt: not shown\n",
+    )
+    .unwrap();
+    let o = run_in(dir.path(), &["run", "p.yaml"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let s = text(&run_in(dir.path(), &["show", "latest/evaluate"]).stdout);
+    let at = s.find("## Evaluation of basketball: PASSED").expect(&s);
+    assert!(
+        at > s.find("outputs:").unwrap() && at < s.find("log:").unwrap(),
+        "{s}"
+    );
+    assert!(
+        s.contains("| gate | league |") && !s.contains("not shown"),
+        "{s}"
+    );
+}

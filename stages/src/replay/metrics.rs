@@ -188,24 +188,57 @@ impl Evaluation {
         };
         let s = self.segments.first().copied().unwrap_or_default();
         let r = |v: f64| (v * 10_000.0).round() / 10_000.0;
-        [
+        let events = [
+            ("start", "1s", self.start_1s),
+            ("start", "2s", self.start_2s),
+            ("end", "1s", self.end_1s),
+            ("end", "2s", self.end_2s),
+        ];
+        let mut out: BTreeMap<String, f64> = [
             ("videos", self.videos as f64),
             ("segment_f1", s.f1()),
             ("segment_precision", s.precision()),
             ("segment_recall", s.recall()),
             ("segment_mean_f1", mean_f1),
-            ("start_f1_1s", self.start_1s.f1()),
-            ("start_f1_2s", self.start_2s.f1()),
-            ("end_f1_1s", self.end_1s.f1()),
-            ("end_f1_2s", self.end_2s.f1()),
             ("content_precision", self.content.precision()),
             ("content_recall", self.content.recall()),
+            ("content_f1", self.content.f1()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), r(v)))
-        .collect()
+        .collect();
+        for (signal, tol, c) in events {
+            out.insert(format!("{signal}_f1_{tol}"), r(c.f1()));
+            out.insert(format!("{signal}_precision_{tol}"), r(c.precision()));
+            out.insert(format!("{signal}_recall_{tol}"), r(c.recall()));
+        }
+        out
     }
 }
+
+/// Every figure name [`Evaluation::summary`] gives besides `videos`: the
+/// names gates and reports may use.
+pub const METRICS: [&str; 19] = [
+    "segment_f1",
+    "segment_precision",
+    "segment_recall",
+    "segment_mean_f1",
+    "start_f1_1s",
+    "start_precision_1s",
+    "start_recall_1s",
+    "start_f1_2s",
+    "start_precision_2s",
+    "start_recall_2s",
+    "end_f1_1s",
+    "end_precision_1s",
+    "end_recall_1s",
+    "end_f1_2s",
+    "end_precision_2s",
+    "end_recall_2s",
+    "content_precision",
+    "content_recall",
+    "content_f1",
+];
 
 #[cfg(test)]
 mod tests {
@@ -232,6 +265,26 @@ mod tests {
         assert_eq!(e.segment_f1(), 1.0);
         assert_eq!(e.summary()["segment_mean_f1"], 1.0);
         assert_eq!(e.summary()["content_precision"], 1.0);
+    }
+
+    #[test]
+    fn the_summary_has_every_metric_name_and_nothing_else() {
+        let e = Evaluation::of_video(&[(1.0, 5.0)], &[(1.5, 5.0)], 50, 5.0);
+        let s = e.summary();
+        let mut names: Vec<&str> = s
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != "videos")
+            .collect();
+        let mut want = METRICS.to_vec();
+        names.sort();
+        want.sort();
+        assert_eq!(names, want);
+        assert_eq!(s["start_precision_1s"], 1.0);
+        assert_eq!(s["start_recall_2s"], 1.0);
+        // 5.0 - 1.5 s of truth at 5 fps, all predicted, plus 2.5 frames more.
+        assert_eq!(s["content_recall"], 1.0);
+        assert!(s["content_f1"] > 0.9 && s["content_f1"] < 1.0);
     }
 
     #[test]
