@@ -426,6 +426,24 @@ impl Catalog {
     }
 
     /// Records a model's prediction; returns its id.
+    /// Records that production ran `model_version` over a video and found
+    /// `segments` replays (its predictions are added apart), so a video
+    /// where it found nothing still counts as seen.
+    pub async fn add_detection(
+        &self,
+        video: impl Into<VideoKey>,
+        model_version: &str,
+        segments: usize,
+    ) -> Result<i64> {
+        let video_id = self.video_id(video).await?;
+        const SQL: &str = "INSERT INTO detections (video_id, model_version, segments, created_at) \
+            VALUES ($1, $2, $3, $4) RETURNING id";
+        with_pool!(self, pool => sqlx::query(SQL)
+            .bind(video_id).bind(model_version).bind(segments as i64).bind(now())
+            .fetch_one(pool).await.map(|r| r.get::<i64, _>(0)))
+        .map_err(|e| self.sql_err(SQL, e))
+    }
+
     pub async fn add_prediction(&self, p: &NewPrediction) -> Result<i64> {
         let video_id = self.video_id(p.video_id).await?;
         check_span(p.start_s, p.end_s)?;

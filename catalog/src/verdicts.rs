@@ -328,8 +328,8 @@ impl Catalog {
     /// has predictions and none has a verdict yet, [`simulate`] judges the
     /// predictions and the misses, recorded as by `reviewer` (use
     /// [`SIMULATED_REVIEWER`]) with human labels rebuilt. Videos where the
-    /// model predicted nothing are not judged (the catalog cannot tell
-    /// whether it ran there).
+    /// model ran (a `detections` row) and predicted nothing get a `missed`
+    /// verdict per true replay.
     pub async fn simulate_verdicts(
         &self,
         sport: &str,
@@ -408,6 +408,49 @@ impl Catalog {
                     }
                 })
                 .collect();
+            self.write_verdicts(video_id, &writes, reviewer).await?;
+            report.videos += 1;
+        }
+        // Videos production ran over and found nothing in: every true
+        // replay there was missed (a league without replay graphics looks
+        // exactly like this, and must not vanish from the monitor).
+        const SEEN_EMPTY: &str = "SELECT DISTINCT d.video_id FROM detections d JOIN videos v ON v.id = d.video_id \
+            WHERE v.sport = $1 AND d.model_version = $2 \
+            AND d.video_id NOT IN (SELECT video_id FROM predictions WHERE model_version = $2) \
+            ORDER BY d.video_id";
+        const REVIEWED: &str = "SELECT COUNT(*) FROM reviews WHERE video_id = $1";
+        let empty: Vec<i64> = with_pool!(self, pool => sqlx::query(SEEN_EMPTY)
+            .bind(sport).bind(model_version)
+            .fetch_all(pool).await.map(|rows| rows.iter().map(|r| r.get::<i64, _>(0)).collect()))
+        .map_err(|e| self.sql_err(SEEN_EMPTY, e))?;
+        for video_id in empty {
+            let reviewed: i64 = with_pool!(self, pool => sqlx::query(REVIEWED)
+                .bind(video_id).fetch_one(pool).await.map(|r| r.get::<i64, _>(0)))
+            .map_err(|e| self.sql_err(REVIEWED, e))?;
+            if reviewed > 0 {
+                report.already_reviewed += 1;
+                continue;
+            }
+            let truth: Vec<(f64, f64)> = self
+                .labels_for(video_id)
+                .await?
+                .into_iter()
+                .filter(|l| l.source == LabelSource::Truth.as_str())
+                .map(|l| (l.start_s, l.end_s))
+                .collect();
+            if truth.is_empty() {
+                // Nothing predicted, nothing there: nothing to judge.
+                continue;
+            }
+            let writes: Vec<Write> = truth
+                .iter()
+                .map(|&(start_s, end_s)| Write {
+                    prediction_id: None,
+                    verdict: Verdict::Missed,
+                    span: Some((start_s, end_s)),
+                })
+                .collect();
+            report.missed += writes.len();
             self.write_verdicts(video_id, &writes, reviewer).await?;
             report.videos += 1;
         }

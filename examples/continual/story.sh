@@ -15,7 +15,7 @@
 #
 #   ENGINE=target/release/engine examples/continual/story.sh
 # Environment (defaults in brackets): ENGINE [engine], PRESET [demo | small],
-# WORK [.engine/continual] (store, catalog and videos), TRAIN_PER_LEAGUE [4],
+# WORK [.engine/continual] (store, catalog and videos), TRAIN_PER_LEAGUE [6],
 # GOLDEN_PER_LEAGUE [4], NEW_PER_LEAGUE [4], EXTRA [extra --set for every run].
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,7 +26,7 @@ PRESET="${PRESET:-demo}"
 WORK="${WORK:-.engine/continual}"
 SPORT=basketball
 VALUES=pipelines/sports/$SPORT.yaml
-TRAIN_PER_LEAGUE="${TRAIN_PER_LEAGUE:-4}"
+TRAIN_PER_LEAGUE="${TRAIN_PER_LEAGUE:-6}"
 GOLDEN_PER_LEAGUE="${GOLDEN_PER_LEAGUE:-4}"
 NEW_PER_LEAGUE="${NEW_PER_LEAGUE:-4}"
 REGULAR=(hoops-pro court-league baltic-bl)

@@ -400,6 +400,9 @@ pub async fn record_predictions(
     let fail = |e: catalog::CatalogError| StageError::msg(format!("catalog `{url}`: {e}"));
     let cat = catalog::Catalog::open(url).await.map_err(fail)?;
     let id = cat.video_id(uri).await.map_err(fail)?;
+    cat.add_detection(id, model, segs.len())
+        .await
+        .map_err(fail)?;
     for s in segs {
         cat.add_prediction(&catalog::NewPrediction {
             video_id: id,
