@@ -67,6 +67,7 @@ CYCLE0_RUN=$(last_run)
 "$ENGINE" show "$CYCLE0_RUN/evaluate" | sed -n '/^#/,$p' | head -40
 "$ENGINE" ref log models/$SPORT@production
 
+SINCE=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)   # broadcasts from now on go through production
 say "drift: new broadcasts of every league, the drifted ones among them (${DRIFT[*]})"
 synth batchA $SEED_BATCH_A "$NEW_PER_LEAGUE" "${DRIFT[@]}"
 synth batchA $SEED_BATCH_A 2 "${REGULAR[@]}"
@@ -78,7 +79,7 @@ synth golden1 $SEED_GOLDEN "$GOLDEN_PER_LEAGUE" "${DRIFT[@]}"
 "$ENGINE" catalog golden ls --sport $SPORT
 
 say "production: v1 finds the replays in the new broadcasts and records its predictions in the catalog"
-"$ENGINE" run pipelines/production.yaml.j2 -f "$VALUES" "${EXTRA_SETS[@]}"
+"$ENGINE" run pipelines/production.yaml.j2 -f "$VALUES" --set "since=$SINCE" "${EXTRA_SETS[@]}"
 V1=$("$ENGINE" ref get models/$SPORT@production)
 
 say "review: verdicts on v1's predictions (SIMULATED from the generator's ground truth, reviewer simulated-from-truth)"
@@ -116,19 +117,7 @@ say "before / after on the golden set (v1 = production before, v2 = the candidat
 "$ENGINE" get "$CYCLE1_RUN/evaluate" "$WORK/evaluation" >/dev/null
 
 say "cycle wall times and what came from the cache"
-for r in "$CYCLE0_RUN" "$CYCLE1_RUN"; do
-  "$ENGINE" show "$r" --json | python3 -c '
-import json, sys
-r = json.load(sys.stdin)
-by = {}
-for t in r["tasks"]:
-    st = t["stage"] if "stage" in t else t["task"].split("[")[0]
-    by.setdefault(st, []).append(t)
-ex = [t for s, ts in by.items() if s == "extract" for t in ts]
-items = sum(t.get("items", {}).get("total", 0) for t in ex) if ex else 0
-ran = sum(t.get("items", {}).get("ran", 0) for t in ex) if ex else 0
-print(f"run {r[\"id\"]}: extract ran {ran} of {items} videos; tasks " + ", ".join(f"{k} {v}" for k, v in sorted(__import__("collections").Counter(t["status"] for t in r["tasks"]).items())))
-' || true
-done
+"$ENGINE" show "$CYCLE0_RUN" --json | python3 examples/continual/summary.py "cycle 0"
+"$ENGINE" show "$CYCLE1_RUN" --json | python3 examples/continual/summary.py "cycle 1"
 echo "cycle 0: ${CYCLE0_S} s    cycle 1 (monitor + cycle): ${CYCLE1_S} s"
 echo "report: $WORK/evaluation/evaluation.html    metrics: $WORK/metrics.prom"

@@ -307,6 +307,17 @@ impl std::error::Error for Reported {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that only print (`show`, `runs`, `ref log`, ...) end quietly
+    // when their reader goes away (`engine show RUN | head`), as Unix tools
+    // do, instead of panicking on a broken pipe. Commands that run stages
+    // keep SIGPIPE ignored: a shell stage that closes its stdin early must
+    // not kill the engine.
+    if !matches!(cli.cmd, Cmd::Run { .. } | Cmd::Task { .. } | Cmd::Monitor(_)) {
+        // SAFETY: called first thing in main, before any other thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -379,10 +379,11 @@ impl Stage for Import {
             for (file, blob) in &m.files {
                 ctx.attach_file("backbone", file, blob.clone())?;
             }
-            ctx.set_meta(
-                "backbone",
-                json!({ "arch": info.arch, "dim": info.dim, "from": name }),
-            )?;
+            // The very same manifest (files and meta), so the same digest:
+            // features extracted with the backbone before it was pinned
+            // stay valid, and a cycle extracts only videos it has not seen.
+            ctx.set_meta("backbone", m.meta.clone())?;
+            let _ = info;
             ctx.log(format!(
                 "backbone.import: `{name}` = {}",
                 &digest.to_string()[..12]
