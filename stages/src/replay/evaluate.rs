@@ -72,6 +72,12 @@ impl Stage for Evaluate {
         let cfg = &self.0;
         let cand_in = ctx.input(&cfg.candidate, "predictions")?.clone();
         let cand = read_predictions(ctx, &cand_in).await?;
+        if cand.is_empty() {
+            return Err(StageError::msg(format!(
+                "evaluate: the golden set is empty: stage `{}` ran on no videos, so nothing can be judged and nothing may deploy; mark golden videos with `engine catalog golden add` (every league and broadcaster of the sport: `engine catalog golden ls --sport SPORT` shows the coverage) and rerun",
+                cfg.candidate
+            )));
+        }
         let cand_model = one_model(&cand, &cfg.candidate)?.ok_or_else(|| {
             StageError::msg(format!(
                 "evaluate: the candidate's predictions (stage `{}`) have no model (`\"model\": null`); `candidate` must be the detect stage of the model under test",
