@@ -372,10 +372,21 @@ impl Catalog {
                 .map(|v| match v {
                     SimVerdict::Correct { prediction_id } => {
                         report.correct += 1;
+                        // A reviewer who confirms a detection also sets its
+                        // boundaries right when they are visibly off: the
+                        // verdict keeps the exact span (the truth span it
+                        // overlaps most), which becomes the human label.
+                        let p = spans.iter().find(|p| p.0 == prediction_id);
+                        let span = p.and_then(|p| {
+                            truth
+                                .iter()
+                                .copied()
+                                .max_by(|a, b| tiou((p.1, p.2), *a).total_cmp(&tiou((p.1, p.2), *b)))
+                        });
                         Write {
                             prediction_id: Some(prediction_id),
                             verdict: Verdict::Correct,
-                            span: None,
+                            span,
                         }
                     }
                     SimVerdict::WrongBoundaries {
@@ -494,7 +505,10 @@ impl Catalog {
                 .map_err(|e| self.sql_err(CONFIRMED, e))?;
             let spans: Vec<(f64, f64)> = rows.iter().filter_map(|r| {
                 let verdict: String = r.get(0);
-                let span = if verdict == "correct" {
+                // `correct` keeps the prediction's span unless the reviewer
+                // adjusted its boundaries (a span on the verdict).
+                let adjusted = (r.get::<Option<f64>, _>(1), r.get::<Option<f64>, _>(2));
+                let span = if verdict == "correct" && adjusted.0.is_none() {
                     (r.get::<Option<f64>, _>(3), r.get::<Option<f64>, _>(4))
                 } else {
                     (r.get::<Option<f64>, _>(1), r.get::<Option<f64>, _>(2))
