@@ -55,33 +55,4 @@ fi
 for v in "$GOLDEN"/*.mp4; do
   "$ENGINE" detect "$v" --model "${MODEL:-latest/select}" --store "fs://$OUT/store" --json > "${v%.mp4}.pred.json"
 done
-python3 - "$GOLDEN" <<'PY'
-import json, sys, glob, collections
-def f1(tp, np_, nt):
-    p = tp / np_ if np_ else (1.0 if nt == 0 else 0.0)
-    r = tp / nt if nt else 1.0
-    return 0 if p + r == 0 else 2 * p * r / (p + r)
-def match(pairs):
-    pairs.sort(); used_a, used_b, tp = set(), set(), 0
-    for _, a, b in pairs:
-        if a not in used_a and b not in used_b:
-            used_a.add(a); used_b.add(b); tp += 1
-    return tp
-tot = collections.defaultdict(lambda: [0, 0, 0, 0, 0, 0])  # seg tp, start tp, end tp, npred, ntruth, videos
-for pred_path in sorted(glob.glob(f"{sys.argv[1]}/*.pred.json")):
-    pred = json.load(open(pred_path))["segments"]
-    truth = json.load(open(pred_path.replace(".pred.json", ".json")))
-    league = truth["video"]["league"]
-    t = [(r["span"]["start"], r["span"]["end"]) for r in truth["replays"]]
-    p = [(s["start"], s["end"]) for s in pred]
-    def iou(a, b):
-        i = max(0, min(a[1], b[1]) - max(a[0], b[0])); return i / ((a[1]-a[0]) + (b[1]-b[0]) - i)
-    seg = match([(-iou(a, b), i, j) for i, a in enumerate(p) for j, b in enumerate(t) if iou(a, b) >= 0.5])
-    st = match([(abs(a[0]-b[0]), i, j) for i, a in enumerate(p) for j, b in enumerate(t) if abs(a[0]-b[0]) <= 1])
-    en = match([(abs(a[1]-b[1]), i, j) for i, a in enumerate(p) for j, b in enumerate(t) if abs(a[1]-b[1]) <= 1])
-    for k in (league, "all"):
-        x = tot[k]; x[0] += seg; x[1] += st; x[2] += en; x[3] += len(p); x[4] += len(t); x[5] += 1
-print("golden set (unseen videos, seen leagues) through `engine detect`:")
-for k, (seg, st, en, np_, nt, nv) in sorted(tot.items()):
-    print(f"  {k:>14}: {nv} videos, {nt} replays, {np_} predicted: segment F1@0.5 {f1(seg, np_, nt):.3f}, start F1@1s {f1(st, np_, nt):.3f}, end F1@1s {f1(en, np_, nt):.3f}")
-PY
+python3 bench/score_golden.py "$GOLDEN"

@@ -354,13 +354,7 @@ impl Catalog {
                 report.already_reviewed += 1;
                 continue;
             }
-            let truth: Vec<(f64, f64)> = self
-                .labels_for(video_id)
-                .await?
-                .into_iter()
-                .filter(|l| l.source == LabelSource::Truth.as_str())
-                .map(|l| (l.start_s, l.end_s))
-                .collect();
+            let truth = self.truth_spans(video_id).await?;
             if truth.is_empty() {
                 report.without_truth += 1;
                 continue;
@@ -442,13 +436,7 @@ impl Catalog {
                 report.already_reviewed += 1;
                 continue;
             }
-            let truth: Vec<(f64, f64)> = self
-                .labels_for(video_id)
-                .await?
-                .into_iter()
-                .filter(|l| l.source == LabelSource::Truth.as_str())
-                .map(|l| (l.start_s, l.end_s))
-                .collect();
+            let truth = self.truth_spans(video_id).await?;
             if truth.is_empty() {
                 // Nothing predicted, nothing there: nothing to judge.
                 continue;
@@ -466,6 +454,17 @@ impl Catalog {
             report.videos += 1;
         }
         Ok(report)
+    }
+
+    /// The `truth` label spans of a video (generator ground truth).
+    async fn truth_spans(&self, video_id: i64) -> Result<Vec<(f64, f64)>> {
+        Ok(self
+            .labels_for(video_id)
+            .await?
+            .into_iter()
+            .filter(|l| l.source == LabelSource::Truth.as_str())
+            .map(|l| (l.start_s, l.end_s))
+            .collect())
     }
 
     /// Writes review rows of one video (a verdict on a prediction replaces

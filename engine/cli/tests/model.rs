@@ -143,6 +143,16 @@ fn trains_selects_detects_and_extracts_only_new_videos() {
         .output()
         .unwrap());
     assert!(table.contains("replays in"), "{table}");
+    // The model knows its sport: a soccer video is refused, naming both.
+    let o = engine(dir)
+        .arg("detect")
+        .arg(&mp4)
+        .args(["--model", "latest/select", "--sport", "soccer"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("trained on basketball") && err.contains("is soccer"), "{err}");
 
     // The joint CNN+LSTM baseline is a detector of the same format, evaluated the same way.
     let joint = task(dir, "joint");
@@ -258,6 +268,11 @@ fn trains_selects_detects_and_extracts_only_new_videos() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("is a backbone, not a replay detector"),
+        "{err}"
+    );
+    // The message names what the user typed, not a temporary folder.
+    assert!(
+        err.contains("`backbones/basketball@production` is a backbone") && !err.contains("/tmp"),
         "{err}"
     );
 }
