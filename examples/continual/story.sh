@@ -16,7 +16,7 @@
 #   ENGINE=target/release/engine examples/continual/story.sh
 # Environment (defaults in brackets): ENGINE [engine], PRESET [demo | small],
 # WORK [.engine/continual] (store, catalog and videos), TRAIN_PER_LEAGUE [6],
-# GOLDEN_PER_LEAGUE [4], NEW_PER_LEAGUE [4], EXTRA [extra --set for every run].
+# GOLDEN_PER_LEAGUE [4], NEW_PER_LEAGUE [6], EXTRA [extra --set for every run].
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -28,7 +28,7 @@ SPORT=basketball
 VALUES=pipelines/sports/$SPORT.yaml
 TRAIN_PER_LEAGUE="${TRAIN_PER_LEAGUE:-6}"
 GOLDEN_PER_LEAGUE="${GOLDEN_PER_LEAGUE:-4}"
-NEW_PER_LEAGUE="${NEW_PER_LEAGUE:-4}"
+NEW_PER_LEAGUE="${NEW_PER_LEAGUE:-6}"
 REGULAR=(hoops-pro court-league baltic-bl)
 DRIFT=(ink-league metro-league street-league)
 # Seeds: training broadcasts and golden broadcasts never share one.

@@ -14,7 +14,7 @@ use crate::replay::postprocess::PostProcess;
 use crate::replay::targets::temporal_targets;
 use async_trait::async_trait;
 use engine_core::stage::{
-    OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
+    Input, OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
 };
 use engine_core::store::Item;
 use serde::{Deserialize, Serialize};
@@ -345,7 +345,8 @@ impl Stage for Sweep {
         ctx.put_file("model", "model.json", to_json(&info)?).await?;
         ctx.put_file("model", "report.json", to_json(&report_json)?)
             .await?;
-        ctx.set_meta("model", json!({ "trial": ctx.task(), "params": info.params, "test": summary, "best_epoch": curves.best_epoch }))?;
+        let best_val = curves.val_loss.iter().copied().fold(f64::INFINITY, f64::min);
+        ctx.set_meta("model", json!({ "trial": ctx.task(), "params": info.params, "test": summary, "best_epoch": curves.best_epoch, "validation_loss": best_val }))?;
         for k in ["segment_f1", "start_f1_1s", "end_f1_1s", "segment_mean_f1"] {
             ctx.set_value(k, json!(summary.get(k)));
         }
@@ -409,8 +410,21 @@ impl Stage for Select {
                 "model.select found no models among its inputs; put `train.sweep` in its `needs`",
             ));
         }
-        // Highest figure wins; ties go to the first task label (stable).
-        trials.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.task.cmp(&b.0.task)));
+        // Highest figure wins. The test split is small (a video or two per
+        // league), so trials often tie on it: the lower validation loss
+        // breaks ties, then the task label (stable).
+        let val = |i: &Input| {
+            i.manifest
+                .meta
+                .get("validation_loss")
+                .and_then(Value::as_f64)
+                .unwrap_or(f64::INFINITY)
+        };
+        trials.sort_by(|a, b| {
+            b.1.total_cmp(&a.1)
+                .then(val(&a.0).total_cmp(&val(&b.0)))
+                .then(a.0.task.cmp(&b.0.task))
+        });
         let (best, value) = trials[0].clone();
         for (name, blob) in &best.manifest.files {
             ctx.attach_file("model", name, blob.clone())?;
