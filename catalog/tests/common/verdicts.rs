@@ -369,10 +369,11 @@ pub async fn simulate(url: &str) {
         rows.iter()
             .all(|r| r.reviewer.as_deref() == Some("simulated-from-truth"))
     );
-    // Human labels: the correct prediction's span, the corrected and the missed truth.
+    // Human labels: the confirmed detection with its boundaries set right
+    // by the (simulated) reviewer, the corrected and the missed truth.
     assert_eq!(
         human(&cat.labels_for(v).await.unwrap()),
-        [(11.0, 20.0), (40.0, 50.0), (70.0, 80.0)]
+        [(10.0, 20.0), (40.0, 50.0), (70.0, 80.0)]
     );
     let again = cat
         .simulate_verdicts("basketball", "m2", SIMULATED_REVIEWER, 0.5)

@@ -44,7 +44,7 @@ stages:
     with:
       run: |
         mkdir -p out
-        printf '{"passed": {{ passed }}, "failures": {{ failures | tojson }}, "models": {"candidate": "{{ candidate }}"}}' > out/evaluation.json
+        printf '{"passed": {{ passed | tojson }}, "failures": {{ failures | tojson }}, "models": {"candidate": "{{ candidate }}"}}' > out/evaluation.json
       outputs: { evaluation: out }
   deploy:
     uses: model.deploy
