@@ -15,8 +15,8 @@
 #
 #   ENGINE=target/release/engine examples/continual/story.sh
 # Environment (defaults in brackets): ENGINE [engine], PRESET [demo | small],
-# WORK [.engine/continual] (store, catalog and videos), TRAIN_PER_LEAGUE [6],
-# GOLDEN_PER_LEAGUE [4], NEW_PER_LEAGUE [6], EXTRA [extra --set for every run].
+# WORK [.engine/continual] (store, catalog and videos), TRAIN_PER_LEAGUE [8],
+# GOLDEN_PER_LEAGUE [4], NEW_PER_LEAGUE [8], EXTRA [extra --set for every run].
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -26,9 +26,9 @@ PRESET="${PRESET:-demo}"
 WORK="${WORK:-.engine/continual}"
 SPORT=basketball
 VALUES=pipelines/sports/$SPORT.yaml
-TRAIN_PER_LEAGUE="${TRAIN_PER_LEAGUE:-6}"
+TRAIN_PER_LEAGUE="${TRAIN_PER_LEAGUE:-8}"
 GOLDEN_PER_LEAGUE="${GOLDEN_PER_LEAGUE:-4}"
-NEW_PER_LEAGUE="${NEW_PER_LEAGUE:-6}"
+NEW_PER_LEAGUE="${NEW_PER_LEAGUE:-8}"
 REGULAR=(hoops-pro court-league baltic-bl)
 DRIFT=(ink-league metro-league street-league)
 # Seeds: training broadcasts and golden broadcasts never share one.
