@@ -28,10 +28,18 @@ fn pg_url() -> Option<String> {
 /// Drops the catalog's tables so the scenario starts empty.
 async fn wipe(url: &str) {
     let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-    sqlx::raw_sql("DROP TABLE IF EXISTS golden, review_queue, reviews, predictions, labels, videos, _sqlx_migrations CASCADE")
+    sqlx::raw_sql("DROP TABLE IF EXISTS detections, golden, review_queue, reviews, predictions, labels, videos, _sqlx_migrations CASCADE")
         .execute(&mut c)
         .await
         .unwrap();
+    // A table a new migration adds must be dropped here too, or the next
+    // run's migrations fail on it ("relation ... already exists").
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+    assert!(left.is_empty(), "wipe() left tables {left:?}: add them to its DROP TABLE");
     c.close().await.unwrap();
 }
 
