@@ -372,10 +372,9 @@ impl Catalog {
                         // overlaps most), which becomes the human label.
                         let p = spans.iter().find(|p| p.0 == prediction_id);
                         let span = p.and_then(|p| {
-                            truth
-                                .iter()
-                                .copied()
-                                .max_by(|a, b| tiou((p.1, p.2), *a).total_cmp(&tiou((p.1, p.2), *b)))
+                            truth.iter().copied().max_by(|a, b| {
+                                tiou((p.1, p.2), *a).total_cmp(&tiou((p.1, p.2), *b))
+                            })
                         });
                         Write {
                             prediction_id: Some(prediction_id),

@@ -39,7 +39,10 @@ async fn wipe(url: &str) {
             .fetch_all(&mut c)
             .await
             .unwrap();
-    assert!(left.is_empty(), "wipe() left tables {left:?}: add them to its DROP TABLE");
+    assert!(
+        left.is_empty(),
+        "wipe() left tables {left:?}: add them to its DROP TABLE"
+    );
     c.close().await.unwrap();
 }
 

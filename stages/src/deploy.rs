@@ -126,7 +126,10 @@ impl Stage for Deploy {
                 return Err(StageError::msg(format!(
                     "model.deploy found {} models among its inputs ({}); it deploys exactly one: need only `model.select`",
                     many.len(),
-                    many.iter().map(|i| format!("`{}`", i.task)).collect::<Vec<_>>().join(", ")
+                    many.iter()
+                        .map(|i| format!("`{}`", i.task))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
         };

@@ -2,9 +2,9 @@
 //! `register` that adds its kinds to the engine's table.
 
 pub mod catalog;
-pub mod deploy;
 #[cfg(feature = "video")]
 pub mod clips;
+pub mod deploy;
 #[cfg(feature = "torch")]
 pub mod model;
 pub mod replay;

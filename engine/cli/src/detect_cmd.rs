@@ -56,7 +56,10 @@ pub async fn run(store: &engine_core::store::Store, a: DetectArgs<'_>) -> Result
             })?;
             if sport.is_none() {
                 let rows = cat
-                    .query("SELECT sport FROM videos WHERE id = $1", &[serde_json::json!(id)])
+                    .query(
+                        "SELECT sport FROM videos WHERE id = $1",
+                        &[serde_json::json!(id)],
+                    )
                     .await?;
                 sport = rows
                     .first()
@@ -78,11 +81,17 @@ pub async fn run(store: &engine_core::store::Store, a: DetectArgs<'_>) -> Result
     // Messages name what the user typed, not the temporary folder.
     let tmp_shown = format!("`{}`", model_dir.display());
     let user_shown = format!("`{}`", a.model);
-    let named = move |e: engine_core::stage::StageError| anyhow!("{}", e.to_string().replace(&tmp_shown, &user_shown));
+    let named = move |e: engine_core::stage::StageError| {
+        anyhow!("{}", e.to_string().replace(&tmp_shown, &user_shown))
+    };
     let found = tokio::task::spawn_blocking(move || -> Result<_> {
         let d = Detector::load(&model_dir).map_err(&named)?;
-        stages::model::detector::check_sport(&d.info, sport.as_deref(), &video.display().to_string())
-            .map_err(&named)?;
+        stages::model::detector::check_sport(
+            &d.info,
+            sport.as_deref(),
+            &video.display().to_string(),
+        )
+        .map_err(&named)?;
         let fps = d.sampling().fps;
         let bar = indicatif::ProgressBar::new((total * fps).ceil() as u64);
         if !show_bar {

@@ -179,7 +179,9 @@ enum Cmd {
     /// the sport's values file; Prometheus text (`--metrics`, `--listen`);
     /// `--trigger exit` exits 3 when a league fails, `--trigger run` runs
     /// the sport's pipeline for the failing leagues.
-    #[command(after_help = "Exit codes: 0 nothing failing, nothing to judge, or `--trigger none`; 3 a league fails with `--trigger exit` (under `--watch`, at the first failing round); 1 an error; `--trigger run`: the run's code (under `--watch`, it runs once per distinct set of failing leagues and watches on).")]
+    #[command(
+        after_help = "Exit codes: 0 nothing failing, nothing to judge, or `--trigger none`; 3 a league fails with `--trigger exit` (under `--watch`, at the first failing round); 1 an error; `--trigger run`: the run's code (under `--watch`, it runs once per distinct set of failing leagues and watches on)."
+    )]
     Monitor(monitor_cmd::MonitorArgs),
     /// Named pointers to artifacts, with history (the model registry).
     Ref {
@@ -312,7 +314,10 @@ fn main() -> ExitCode {
     // do, instead of panicking on a broken pipe. Commands that run stages
     // keep SIGPIPE ignored: a shell stage that closes its stdin early must
     // not kill the engine.
-    if !matches!(cli.cmd, Cmd::Run { .. } | Cmd::Task { .. } | Cmd::Monitor(_)) {
+    if !matches!(
+        cli.cmd,
+        Cmd::Run { .. } | Cmd::Task { .. } | Cmd::Monitor(_)
+    ) {
         // SAFETY: called first thing in main, before any other thread exists.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);

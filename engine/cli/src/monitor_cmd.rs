@@ -357,7 +357,11 @@ fn pipeline_args(args: &MonitorArgs, failing: &[String]) -> Vec<String> {
         format!("problem_leagues=[{}]", failing.join(",")),
     ]
     .into_iter()
-    .chain(args.sets.iter().flat_map(|s| ["--set".to_string(), s.clone()]))
+    .chain(
+        args.sets
+            .iter()
+            .flat_map(|s| ["--set".to_string(), s.clone()]),
+    )
     .collect()
 }
 

@@ -59,7 +59,11 @@ pub fn print_summary(r: &RunRecord) {
         if let Some(d) = t.values.get("dropped_leagues").and_then(|v| v.as_array())
             && !d.is_empty()
         {
-            let names: Vec<String> = d.iter().filter_map(|v| v.as_str()).map(|l| format!("`{l}`")).collect();
+            let names: Vec<String> = d
+                .iter()
+                .filter_map(|v| v.as_str())
+                .map(|l| format!("`{l}`"))
+                .collect();
             eprintln!(
                 "warning: {}: league{} {} left out of training: every video waits for review (`engine review ls`)",
                 t.task,
@@ -68,11 +72,22 @@ pub fn print_summary(r: &RunRecord) {
             );
         }
         if let Some(p) = t.values.get("passed").and_then(|v| v.as_bool()) {
-            let failures = t.values.get("failures").and_then(|v| v.as_array()).map(Vec::len).unwrap_or(0);
+            let failures = t
+                .values
+                .get("failures")
+                .and_then(|v| v.as_array())
+                .map(Vec::len)
+                .unwrap_or(0);
             if p {
-                eprintln!("{}: every gate passed (`engine show {}/{}`)", t.task, r.id, t.task);
+                eprintln!(
+                    "{}: every gate passed (`engine show {}/{}`)",
+                    t.task, r.id, t.task
+                );
             } else {
-                eprintln!("{}: {failures} gate(s) FAILED (`engine show {}/{}`)", t.task, r.id, t.task);
+                eprintln!(
+                    "{}: {failures} gate(s) FAILED (`engine show {}/{}`)",
+                    t.task, r.id, t.task
+                );
             }
         }
         if let Some(m) = t.values.get("published").and_then(|v| v.as_object()) {
@@ -381,7 +396,13 @@ async fn check_model_ref(store: &Store, name: &str, d: &engine_core::digest::Dig
         .with_context(|| format!("Failed to parse `model.json` of artifact {}", d.short()))?;
     let trained = info["trained_on"]["sport"].as_str().unwrap_or("");
     let wanted = parts[1];
-    let norm = |s: &str| if s == "ice-hockey" { "hockey".to_string() } else { s.to_string() };
+    let norm = |s: &str| {
+        if s == "ice-hockey" {
+            "hockey".to_string()
+        } else {
+            s.to_string()
+        }
+    };
     if !trained.is_empty() && norm(trained) != norm(wanted) {
         return Err(anyhow!(
             "artifact {} is a {trained} model; `{}` is for {wanted}. Point it at a {wanted} model",
@@ -432,8 +453,18 @@ pub async fn refs(a: RefAction) -> Result<()> {
                 if let Some(ev) = &e.evaluation {
                     extra.push_str(&format!("  evaluation {}", ev.short()));
                 }
-                let cur = if i + 1 == doc.history.len() { " (current)" } else { "" };
-                println!("#{:<3} {}  {}{extra}  {}{cur}", i + 1, e.at, e.digest.short(), e.note);
+                let cur = if i + 1 == doc.history.len() {
+                    " (current)"
+                } else {
+                    ""
+                };
+                println!(
+                    "#{:<3} {}  {}{extra}  {}{cur}",
+                    i + 1,
+                    e.at,
+                    e.digest.short(),
+                    e.note
+                );
             }
         }
         RefAction::Rollback {
@@ -442,10 +473,12 @@ pub async fn refs(a: RefAction) -> Result<()> {
             to,
             note,
         } => {
-            let doc = store
-                .get_ref(&ref_name(&name))
-                .await?
-                .ok_or_else(|| anyhow!("no ref `{name}` in store {}; nothing to roll back", store.url()))?;
+            let doc = store.get_ref(&ref_name(&name)).await?.ok_or_else(|| {
+                anyhow!(
+                    "no ref `{name}` in store {}; nothing to roll back",
+                    store.url()
+                )
+            })?;
             let n = doc.history.len();
             let current = doc
                 .current()
@@ -459,7 +492,11 @@ pub async fn refs(a: RefAction) -> Result<()> {
                             current.short()
                         )
                     })?;
-                    let i = doc.history.iter().rposition(|e| e.digest == prev).map(|i| i + 1);
+                    let i = doc
+                        .history
+                        .iter()
+                        .rposition(|e| e.digest == prev)
+                        .map(|i| i + 1);
                     (i, prev)
                 }
                 Some(t) => {
@@ -493,7 +530,9 @@ pub async fn refs(a: RefAction) -> Result<()> {
                     current.short()
                 ));
             }
-            let label = index.map(|i| format!("#{i}")).unwrap_or_else(|| target.short().to_string());
+            let label = index
+                .map(|i| format!("#{i}"))
+                .unwrap_or_else(|| target.short().to_string());
             let why = engine_core::store::RefMove {
                 note: if note.is_empty() {
                     format!("rollback to {label} (from {})", current.short())

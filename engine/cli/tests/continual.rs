@@ -78,8 +78,14 @@ fn the_continual_learning_story_runs_on_the_small_preset() {
     assert!(out.contains("SIMULATED review"), "{out}");
     // The league without replay graphics is counted by the monitor (recall
     // 0 from `missed` verdicts), which triggers the next cycle.
-    assert!(out.contains("FAILING:") && out.contains("street-league"), "{out}");
-    assert!(out.contains("triggering: engine run pipelines/continual.yaml.j2"), "{out}");
+    assert!(
+        out.contains("FAILING:") && out.contains("street-league"),
+        "{out}"
+    );
+    assert!(
+        out.contains("triggering: engine run pipelines/continual.yaml.j2"),
+        "{out}"
+    );
     let prom = std::fs::read_to_string(work.join("metrics.prom")).unwrap();
     assert!(
         prom.contains("engine_monitor_recall{sport=\"basketball\",league=\"street-league\"} 0"),
@@ -91,10 +97,17 @@ fn the_continual_learning_story_runs_on_the_small_preset() {
     let (ran0, total0) = ran_of(&out, "cycle 0", "extract");
     assert_eq!(ran0, total0, "{out}");
     let (ran1, total1) = ran_of(&out, "cycle 1", "extract");
-    assert!(ran1 > 0 && ran1 < total1, "cycle 1 extract ran {ran1} of {total1}:\n{out}");
+    assert!(
+        ran1 > 0 && ran1 < total1,
+        "cycle 1 extract ran {ran1} of {total1}:\n{out}"
+    );
     assert!(total1 > total0);
     let (prod_ran, prod_total) = ran_of(&out, "cycle 1", "detect_production");
-    assert_eq!(prod_total - prod_ran, 12, "the 12 golden videos of cycle 0 are cached:\n{out}");
+    assert_eq!(
+        prod_total - prod_ran,
+        12,
+        "the 12 golden videos of cycle 0 are cached:\n{out}"
+    );
 
     // Two deploys, each with its evaluation, and the evaluation of cycle 1
     // compares v2 with v1 over every league.
@@ -102,12 +115,14 @@ fn the_continual_learning_story_runs_on_the_small_preset() {
     let moves: Vec<&str> = log.lines().filter(|l| l.starts_with('#')).collect();
     assert_eq!(moves.len(), 2, "{log}");
     assert!(moves.iter().all(|l| l.contains("evaluation ")), "{log}");
-    let eval: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(work.join("evaluation/evaluation.json")).unwrap(),
-    )
-    .unwrap();
+    let eval: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.join("evaluation/evaluation.json")).unwrap())
+            .unwrap();
     let v1 = engine(&work, &["ref", "get", "models/basketball@production"]);
-    assert_eq!(eval["models"]["candidate"]["digest"].as_str(), Some(v1.trim()));
+    assert_eq!(
+        eval["models"]["candidate"]["digest"].as_str(),
+        Some(v1.trim())
+    );
     assert!(eval["models"]["production"]["digest"].is_string());
     let leagues = eval["groups"]["leagues"]
         .as_object()
@@ -118,13 +133,19 @@ fn the_continual_learning_story_runs_on_the_small_preset() {
 
     // The doubtful videos of the late batch waited for review, and the
     // simulated review labelled them for the next cycle.
-    assert!(out.contains("human replay segment(s) recorded by simulated-from-truth"), "{out}");
+    assert!(
+        out.contains("human replay segment(s) recorded by simulated-from-truth"),
+        "{out}"
+    );
 
     // A rollback returns production to v1, recorded as a third move.
     let rb = engine(&work, &["ref", "rollback", "models/basketball@production"]);
     assert!(rb.contains("rolled back"), "{rb}");
     let log = engine(&work, &["ref", "log", "models/basketball@production"]);
-    assert!(log.contains("#3") && log.contains("rollback to #1"), "{log}");
+    assert!(
+        log.contains("#3") && log.contains("rollback to #1"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -136,8 +157,17 @@ fn an_empty_golden_set_stops_the_cycle_with_a_clear_message() {
     let o = engine(
         &work,
         &[
-            "synth", "--sport", "basketball", "--league", "hoops-pro", "--count", "7",
-            "--seed", "5", "--out", videos.to_str().unwrap(),
+            "synth",
+            "--sport",
+            "basketball",
+            "--league",
+            "hoops-pro",
+            "--count",
+            "7",
+            "--seed",
+            "5",
+            "--out",
+            videos.to_str().unwrap(),
         ],
     );
     assert!(o.contains("wrote 7 videos"), "{o}");
@@ -146,9 +176,20 @@ fn an_empty_golden_set_stops_the_cycle_with_a_clear_message() {
     let out = engine(
         &work,
         &[
-            "run", "pipelines/continual.yaml.j2", "-f", "pipelines/sports/basketball.yaml",
-            "--set", "bootstrap=true", "--set", &catalog, "--set", "epochs=3",
-            "--set", "backbone_epochs=1", "--set", "hidden=[8]",
+            "run",
+            "pipelines/continual.yaml.j2",
+            "-f",
+            "pipelines/sports/basketball.yaml",
+            "--set",
+            "bootstrap=true",
+            "--set",
+            &catalog,
+            "--set",
+            "epochs=3",
+            "--set",
+            "backbone_epochs=1",
+            "--set",
+            "hidden=[8]",
         ],
     );
     assert!(out.contains("the golden set is empty"), "{out}");

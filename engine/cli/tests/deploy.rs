@@ -149,13 +149,29 @@ fn deploy_needs_a_passed_evaluation_of_the_same_model_and_sport() {
     // Past the first entry, to itself, and to a stranger: clear errors, no move.
     let o = run(
         dir,
-        &["ref", "rollback", "models/basketball@production", "--to", "9"],
+        &[
+            "ref",
+            "rollback",
+            "models/basketball@production",
+            "--to",
+            "9",
+        ],
     );
     assert!(!o.status.success());
-    assert!(text(&o).contains("history entries #1 to #3"), "{}", text(&o));
+    assert!(
+        text(&o).contains("history entries #1 to #3"),
+        "{}",
+        text(&o)
+    );
     let o = run(
         dir,
-        &["ref", "rollback", "models/basketball@production", "--to", "1"],
+        &[
+            "ref",
+            "rollback",
+            "models/basketball@production",
+            "--to",
+            "1",
+        ],
     );
     assert!(text(&o).contains("already points at"), "{}", text(&o));
     let o = run(
@@ -191,14 +207,14 @@ fn rollback_of_a_single_entry_ref_changes_nothing() {
     std::fs::write(dir.join("p.yaml.j2"), PIPELINE).unwrap();
     let _ = cycle(dir, "basketball", "v1", true, None);
     let v1 = model_digest(dir);
-    assert!(cycle(dir, "basketball", "v1", true, Some(&v1)).status.success());
+    assert!(
+        cycle(dir, "basketball", "v1", true, Some(&v1))
+            .status
+            .success()
+    );
     let o = run(dir, &["ref", "rollback", "models/basketball@production"]);
     assert!(!o.status.success());
-    assert!(
-        text(&o).contains("has only its first move"),
-        "{}",
-        text(&o)
-    );
+    assert!(text(&o).contains("has only its first move"), "{}", text(&o));
     assert_eq!(production(dir).as_deref(), Some(v1.as_str()));
     let o = run(dir, &["ref", "rollback", "models/nothing@production"]);
     assert!(text(&o).contains("no ref"), "{}", text(&o));

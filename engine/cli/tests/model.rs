@@ -152,7 +152,10 @@ fn trains_selects_detects_and_extracts_only_new_videos() {
         .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("trained on basketball") && err.contains("is soccer"), "{err}");
+    assert!(
+        err.contains("trained on basketball") && err.contains("is soccer"),
+        "{err}"
+    );
 
     // The joint CNN+LSTM baseline is a detector of the same format, evaluated the same way.
     let joint = task(dir, "joint");

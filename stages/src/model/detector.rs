@@ -67,8 +67,10 @@ impl TrainedOn {
     pub fn of(items: &[Item]) -> Result<TrainedOn, StageError> {
         let mut sports = std::collections::BTreeSet::new();
         let mut leagues = std::collections::BTreeSet::new();
-        let mut keyed: Vec<(&str, String)> =
-            items.iter().map(|i| (i.key.as_str(), i.digest().to_string())).collect();
+        let mut keyed: Vec<(&str, String)> = items
+            .iter()
+            .map(|i| (i.key.as_str(), i.digest().to_string()))
+            .collect();
         keyed.sort();
         let listing: String = keyed.iter().map(|(k, d)| format!("{k}\t{d}\n")).collect();
         for i in items {
@@ -95,12 +97,22 @@ impl TrainedOn {
 
 /// Same sport, modulo the generator's `ice-hockey` vs the values files' `hockey`.
 pub fn same_sport(a: &str, b: &str) -> bool {
-    let norm = |s: &str| if s == "ice-hockey" { "hockey".to_string() } else { s.to_ascii_lowercase() };
+    let norm = |s: &str| {
+        if s == "ice-hockey" {
+            "hockey".to_string()
+        } else {
+            s.to_ascii_lowercase()
+        }
+    };
     norm(a) == norm(b)
 }
 
 /// Refuses to run a model of one sport on a video of another.
-pub fn check_sport(info: &DetectorInfo, video_sport: Option<&str>, video: &str) -> Result<(), StageError> {
+pub fn check_sport(
+    info: &DetectorInfo,
+    video_sport: Option<&str>,
+    video: &str,
+) -> Result<(), StageError> {
     if let (Some(t), Some(v)) = (&info.trained_on, video_sport)
         && !t.sport.is_empty()
         && !same_sport(&t.sport, v)
@@ -344,11 +356,15 @@ impl MapStage for Detect {
             json!({})
         };
         if self.0.optional
-            && !ctx.inputs().iter().any(|i| i.manifest.files.contains_key("model.json"))
+            && !ctx
+                .inputs()
+                .iter()
+                .any(|i| i.manifest.files.contains_key("model.json"))
             && let Some(name) = missing_model(ctx.inputs())
         {
             let doc = json!({ "video": item.key, "model": null, "missing": name, "segments": [] });
-            let bytes = serde_json::to_vec_pretty(&doc).map_err(|e| StageError::msg(e.to_string()))?;
+            let bytes =
+                serde_json::to_vec_pretty(&doc).map_err(|e| StageError::msg(e.to_string()))?;
             ctx.put_file("predictions.json", bytes).await?;
             meta["replays"] = json!(null);
             ctx.set_meta(meta);
@@ -359,7 +375,11 @@ impl MapStage for Detect {
         fetch_artifact(&model, &dir, &*ctx).await?;
         let video = local_video(item, ctx).await?;
         let (threads, cancel) = (ctx.threads(), ctx.cancel_token());
-        let sport = item.meta.get("sport").and_then(Value::as_str).map(str::to_string);
+        let sport = item
+            .meta
+            .get("sport")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let key = item.key.clone();
         let found = ctx
             .blocking(move || {

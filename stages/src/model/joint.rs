@@ -278,7 +278,10 @@ impl Stage for Joint {
         ctx.put_file("model", "model.json", to_json(&info)?).await?;
         ctx.put_file("model", "report.json", to_json(&report_json)?)
             .await?;
-        ctx.set_meta("model", json!({ "trial": ctx.task(), "params": info.params, "test": summary }))?;
+        ctx.set_meta(
+            "model",
+            json!({ "trial": ctx.task(), "params": info.params, "test": summary }),
+        )?;
         for k in ["segment_f1", "start_f1_1s", "end_f1_1s", "segment_mean_f1"] {
             ctx.set_value(k, json!(summary.get(k)));
         }

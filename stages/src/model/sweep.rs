@@ -345,7 +345,11 @@ impl Stage for Sweep {
         ctx.put_file("model", "model.json", to_json(&info)?).await?;
         ctx.put_file("model", "report.json", to_json(&report_json)?)
             .await?;
-        let best_val = curves.val_loss.iter().copied().fold(f64::INFINITY, f64::min);
+        let best_val = curves
+            .val_loss
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
         ctx.set_meta("model", json!({ "trial": ctx.task(), "params": info.params, "test": summary, "best_epoch": curves.best_epoch, "validation_loss": best_val }))?;
         for k in ["segment_f1", "start_f1_1s", "end_f1_1s", "segment_mean_f1"] {
             ctx.set_value(k, json!(summary.get(k)));
