@@ -264,7 +264,7 @@ fn report_text(r: &MonitorReport) -> String {
             ]
         })
         .collect();
-    out.push_str(&table(
+    out.push_str(&crate::review_cmd::render_table(
         &[
             "league",
             "verdicts",
@@ -294,7 +294,7 @@ fn report_text(r: &MonitorReport) -> String {
         })
         .collect();
     out.push('\n');
-    out.push_str(&table(
+    out.push_str(&crate::review_cmd::render_table(
         &[
             "broadcaster",
             "verdicts",
@@ -317,32 +317,6 @@ fn report_text(r: &MonitorReport) -> String {
     } else {
         format!("FAILING: {}\n", failing.join(", "))
     });
-    out
-}
-
-fn table(head: &[&str], rows: Vec<Vec<String>>) -> String {
-    let mut width: Vec<usize> = head.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            width[i] = width[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let n = cells.len();
-        let mut s = String::new();
-        for (i, c) in cells.into_iter().enumerate() {
-            if i + 1 == n {
-                s.push_str(&c);
-            } else {
-                s.push_str(&format!("{c:<w$}  ", w = width[i]));
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut out = line(head.iter().map(|h| h.to_string()).collect());
-    for r in rows {
-        out.push_str(&line(r));
-    }
     out
 }
 

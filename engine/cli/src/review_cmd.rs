@@ -527,7 +527,9 @@ fn predictions_table(rows: &[PredictionRow]) -> String {
     render_table(&head, cells)
 }
 
-fn render_table(head: &[&str], rows: Vec<Vec<String>>) -> String {
+/// A plain-text table: every column but the last padded to its widest cell
+/// (shared by `engine review` and `engine monitor`).
+pub(crate) fn render_table(head: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut width: Vec<usize> = head.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
