@@ -15,6 +15,8 @@ pub struct DetectArgs<'a> {
     /// The video's sport, checked against the model's (taken from the
     /// catalog with `catalog`).
     pub sport: Option<&'a str>,
+    /// Write the per-frame signals as CSV here.
+    pub signals: Option<&'a PathBuf>,
 }
 
 #[cfg(not(feature = "torch"))]
@@ -22,6 +24,25 @@ pub async fn run(_store: &engine_core::store::Store, _a: DetectArgs<'_>) -> Resu
     anyhow::bail!(
         "this `engine` was built without the `torch` feature; rebuild with `cargo build --release --features engine-cli/torch` after `source scripts/lib.sh && need_torch`"
     )
+}
+
+/// `frame,time,start,end,content`: one line per sampled frame.
+#[cfg(feature = "torch")]
+fn write_signals(path: &Path, probs: &[[f32; 3]], fps: f64) -> Result<()> {
+    use std::fmt::Write as _;
+    let mut csv = String::from("frame,time,start,end,content\n");
+    for (i, p) in probs.iter().enumerate() {
+        let _ = writeln!(
+            csv,
+            "{i},{:.3},{:.4},{:.4},{:.4}",
+            i as f64 / fps,
+            p[0],
+            p[1],
+            p[2]
+        );
+    }
+    std::fs::write(path, csv)
+        .map_err(|e| anyhow::anyhow!("Failed to write the signals to `{}`: {e}", path.display()))
 }
 
 #[cfg(feature = "torch")]
@@ -120,6 +141,9 @@ pub async fn run(store: &engine_core::store::Store, a: DetectArgs<'_>) -> Result
         "video": a.video.display().to_string(), "model": a.model,
         "fps": found.fps, "frames": found.frames, "segments": found.segments,
     });
+    if let Some(path) = a.signals {
+        write_signals(path, &found.signals, found.fps)?;
+    }
     if let Some(path) = a.out {
         std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
             .with_context(|| format!("Failed to write `{}`", path.display()))?;

@@ -133,6 +133,11 @@ enum Cmd {
         /// catalog with `--catalog`).
         #[arg(long)]
         sport: Option<String>,
+        /// Also write the model's per-frame signals (start, end, content
+        /// probabilities before post-processing) as CSV to this file, to see
+        /// why a replay was split, missed or invented.
+        #[arg(long, value_name = "FILE")]
+        signals: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -523,6 +528,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             out,
             catalog,
             sport,
+            signals,
             store,
         } => {
             let store = open_store(&store, None)?;
@@ -533,6 +539,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                 out: out.as_ref(),
                 catalog: catalog.as_deref(),
                 sport: sport.as_deref(),
+                signals: signals.as_ref(),
             };
             detect_cmd::run(&store, args).await
         }

@@ -136,13 +136,31 @@ fn trains_selects_detects_and_extracts_only_new_videos() {
         });
         assert!(hit, "replay {s}-{e} not found in {segs:?}");
     }
+    let signals = dir.join("signals.csv");
     let table = ok(engine(dir)
         .arg("detect")
         .arg(&mp4)
-        .args(["--model", "latest/select"])
+        .args(["--model", "latest/select", "--signals"])
+        .arg(&signals)
         .output()
         .unwrap());
     assert!(table.contains("replays in"), "{table}");
+    // One CSV line per sampled frame, probabilities in [0, 1].
+    let csv = std::fs::read_to_string(&signals).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("frame,time,start,end,content"));
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len() as u64, found["frames"].as_u64().unwrap());
+    assert!(
+        rows.iter()
+            .all(|r| r.len() == 5 && r[2..].iter().all(|p| (0.0..=1.0).contains(p)))
+    );
+    assert!(
+        rows.iter().any(|r| r[4] > 0.5),
+        "no replay content in {csv}"
+    );
     // The model knows its sport: a soccer video is refused, naming both.
     let o = engine(dir)
         .arg("detect")

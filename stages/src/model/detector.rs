@@ -140,6 +140,8 @@ pub struct VideoDetections {
     pub frames: usize,
     pub fps: f64,
     pub segments: Vec<Detection>,
+    /// Per-frame `[start, end, content]` probabilities the segments came from.
+    pub signals: Vec<[f32; 3]>,
 }
 
 impl Detector {
@@ -219,10 +221,12 @@ impl Detector {
     ) -> Result<VideoDetections, StageError> {
         let s = self.sampling();
         let f = video_features(&self.backbone, path, s, 64, self.device, progress, stop)?;
+        let signals = self.temporal.probs(&f.to_device(self.device))?;
         Ok(VideoDetections {
             frames: f.size()[0] as usize,
             fps: s.fps,
-            segments: self.segments_of(&f)?,
+            segments: self.info.postprocess.segments(&signals, s.fps),
+            signals,
         })
     }
 }

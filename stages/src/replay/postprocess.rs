@@ -7,7 +7,14 @@
 //! 2. Candidates are the maximal runs of frames whose smoothed content
 //!    probability is at least `threshold`.
 //! 3. Runs separated by a gap shorter than `merge_gap` seconds are merged
-//!    (a replay briefly cut by a pundit drawing stays one replay).
+//!    (a replay briefly cut by a pundit drawing stays one replay). Runs
+//!    separated by a gap shorter than `bridge_gap` seconds are merged too
+//!    when neither inner edge is confirmed: no end peak (at least
+//!    `boundary_threshold`) within `snap` of the first run's end and no start
+//!    peak within `snap` of the second run's start. A replay whose content
+//!    signal dips for a few seconds (heavy zoom, repeated frames) has no
+//!    boundary events inside it; two real replays in a row have an end and a
+//!    start between them, and broadcasts show live play between replays.
 //! 4. Each run's start is snapped to the frame with the highest start
 //!    probability within `snap` seconds of it, when that peak is at least
 //!    `boundary_threshold` (pairing the run with its start event); the end
@@ -37,6 +44,10 @@ pub struct PostProcess {
     /// Runs closer than this (seconds) are merged.
     #[serde(default = "default_merge_gap")]
     pub merge_gap: f64,
+    /// Runs closer than this (seconds) are merged when no end event closes
+    /// the first and no start event opens the second.
+    #[serde(default = "default_bridge_gap")]
+    pub bridge_gap: f64,
     /// Shorter segments are dropped (seconds).
     #[serde(default = "default_min_length")]
     pub min_length: f64,
@@ -60,6 +71,9 @@ fn default_smooth() -> usize {
 fn default_merge_gap() -> f64 {
     1.0
 }
+fn default_bridge_gap() -> f64 {
+    4.0
+}
 fn default_min_length() -> f64 {
     1.0
 }
@@ -79,6 +93,7 @@ impl Default for PostProcess {
             threshold: default_threshold(),
             smooth: default_smooth(),
             merge_gap: default_merge_gap(),
+            bridge_gap: default_bridge_gap(),
             min_length: default_min_length(),
             boundary_threshold: default_boundary_threshold(),
             snap: default_snap(),
@@ -107,8 +122,11 @@ impl PostProcess {
         {
             return Err("post-processing thresholds must lie in [0, 1]".into());
         }
-        if !(ok(self.merge_gap) && ok(self.min_length) && ok(self.snap)) {
-            return Err("`merge_gap`, `min_length` and `snap` must be 0 or more seconds".into());
+        if !(ok(self.merge_gap) && ok(self.bridge_gap) && ok(self.min_length) && ok(self.snap)) {
+            return Err(
+                "`merge_gap`, `bridge_gap`, `min_length` and `snap` must be 0 or more seconds"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -135,16 +153,6 @@ impl PostProcess {
                 i += 1;
             }
         }
-        // 3. merge
-        let gap = (self.merge_gap * fps).round() as usize;
-        let mut merged: Vec<(usize, usize)> = vec![];
-        for r in runs {
-            match merged.last_mut() {
-                Some(last) if r.0 - last.1 < gap.max(1) => last.1 = r.1,
-                _ => merged.push(r),
-            }
-        }
-        // 4. snap to boundary peaks, 5. drop short, 6. score
         let reach = (self.snap * fps).round() as usize;
         let peak = |centre: usize, signal: usize| -> Option<(usize, f64)> {
             let lo = centre.saturating_sub(reach);
@@ -153,6 +161,27 @@ impl PostProcess {
                 .map(|j| (j, probs[j][signal] as f64))
                 .max_by(|a, b| a.1.total_cmp(&b.1))
         };
+        let confirmed = |centre: usize, signal: usize| {
+            peak(centre, signal).is_some_and(|(_, p)| p >= self.boundary_threshold)
+        };
+        // 3. merge short gaps, and bridge longer ones without boundary events
+        let gap = ((self.merge_gap * fps).round() as usize).max(1);
+        let bridge = (self.bridge_gap * fps).round() as usize;
+        let mut merged: Vec<(usize, usize)> = vec![];
+        for r in runs {
+            match merged.last_mut() {
+                Some(last)
+                    if r.0 - last.1 < gap
+                        || (r.0 - last.1 < bridge
+                            && !confirmed(last.1 - 1, 1)
+                            && !confirmed(r.0, 0)) =>
+                {
+                    last.1 = r.1
+                }
+                _ => merged.push(r),
+            }
+        }
+        // 4. snap to boundary peaks, 5. drop short, 6. score
         let mut out = vec![];
         for (a, b) in merged {
             let (mut s, mut e) = (a, b);
@@ -246,6 +275,29 @@ mod tests {
         let d = pp.segments(&p, 5.0);
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!((d[0].start, d[0].end), (2.0, 6.0));
+    }
+
+    #[test]
+    fn bridges_a_dip_without_boundary_events_but_not_two_replays() {
+        // One replay 10..60 whose content dips for 3 s (15 frames at 5 fps)
+        // in the middle: no end event before the dip, no start after it.
+        let mut p = signal(100, &[(10, 60)]);
+        for q in p.iter_mut().take(40).skip(25) {
+            q[2] = 0.05;
+        }
+        let d = PostProcess::default().segments(&p, 5.0);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].start, d[0].end), (2.0, 12.0));
+        // Two replays with the same 3 s between them, each with its events.
+        let two = signal(100, &[(10, 25), (40, 60)]);
+        let d = PostProcess::default().segments(&two, 5.0);
+        assert_eq!(d.len(), 2, "{d:?}");
+        // Bridging off: the dip splits the replay.
+        let no_bridge = PostProcess {
+            bridge_gap: 0.0,
+            ..PostProcess::default()
+        };
+        assert_eq!(no_bridge.segments(&p, 5.0).len(), 2);
     }
 
     #[test]
