@@ -5,6 +5,7 @@ use anyhow::Result;
 use std::path::{Path, PathBuf};
 
 /// What `engine detect` prints.
+#[cfg_attr(not(feature = "torch"), allow(dead_code))]
 pub struct DetectArgs<'a> {
     pub video: &'a Path,
     pub model: &'a str,

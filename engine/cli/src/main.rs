@@ -3,8 +3,10 @@
 
 mod catalog_cmd;
 mod detect_cmd;
+mod diff_cmd;
 mod monitor_cmd;
 mod progress;
+mod report;
 mod review_cmd;
 mod show;
 
@@ -39,8 +41,21 @@ enum Cmd {
     /// Print the rendered YAML of a pipeline template.
     Render(PipelineArgs),
     /// Check a pipeline and report every problem at once.
-    Validate(PipelineArgs),
+    #[command(after_help = "Exit codes: 0 valid; 1 invalid (or unreadable).")]
+    Validate {
+        #[command(flatten)]
+        p: PipelineArgs,
+        /// How to report problems.
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+        /// Same as `--format json`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the tasks in order, what would run and why, what is cached.
+    #[command(
+        after_help = "Exit codes: 0 done (with `--exit-code`: nothing would run); 2 with `--exit-code`, some task would run; 1 an error."
+    )]
     Plan {
         #[command(flatten)]
         p: PipelineArgs,
@@ -51,6 +66,10 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Exit with code 2 when some task would run (0 when everything is
+        /// cached), so a cron job can use `plan` as a cheap sensor.
+        #[arg(long)]
+        exit_code: bool,
     },
     /// Draw the task graph (DOT or Mermaid), coloured by state with `--run`.
     Dag {
@@ -72,10 +91,9 @@ enum Cmd {
         cache: CacheArgs,
         #[command(flatten)]
         store: StoreArgs,
-        /// Where tasks run: `local`, or `slurm` (each task an `sbatch` job;
-        /// the store must be reachable from the nodes).
-        #[arg(long, default_value = "local")]
-        executor: String,
+        /// Where tasks run.
+        #[arg(long, value_enum, default_value = "local")]
+        executor: Executor,
         /// Print events and the summary as JSON lines (for CI).
         #[arg(long)]
         json: bool,
@@ -152,9 +170,8 @@ enum Cmd {
         broadcaster: Option<String>,
         #[arg(long)]
         season: Option<String>,
-        /// `small` (seconds, 112x112 @ 10 fps) or `demo` (minutes, 224x224 @ 25 fps).
-        #[arg(long, default_value = "small")]
-        preset: String,
+        #[arg(long, value_enum, default_value = "small")]
+        preset: SynthPreset,
         #[arg(long, default_value_t = 1)]
         count: usize,
         #[arg(long, default_value_t = 1)]
@@ -192,6 +209,31 @@ enum Cmd {
     Ref {
         #[command(subcommand)]
         cmd: RefCmd,
+    },
+    /// What differs between two runs, or between the runs that made two
+    /// artifacts (refs such as `models/basketball@production`, digests,
+    /// `RUN/TASK`): template values and stage params by key, task values
+    /// and metrics, output digests.
+    #[command(
+        after_help = "Exit codes: 0 no differences; 1 an error; 2 differences found (like `diff`)."
+    )]
+    Diff {
+        a: String,
+        b: String,
+        /// Print JSON.
+        #[arg(long, conflicts_with = "md")]
+        json: bool,
+        /// Print Markdown for a pull-request comment.
+        #[arg(long)]
+        md: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print a shell completion script: `engine completions bash >
+    /// /etc/bash_completion.d/engine`, or `source <(engine completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Print or check the JSON Schema of pipeline files.
     Schema {
@@ -245,6 +287,16 @@ enum RefCmd {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// List refs (those under PREFIX, e.g. `models`), with target, moves
+    /// and the last move's time.
+    Ls {
+        prefix: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Print NAME's history, newest first.
     Log {
         name: String,
@@ -264,6 +316,45 @@ enum RefCmd {
         #[command(flatten)]
         store: StoreArgs,
     },
+}
+
+/// Where `engine run` runs tasks.
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum Executor {
+    /// On this machine, in parallel within the resource classes.
+    Local,
+    /// Each task an `sbatch` job; the store must be reachable from the nodes.
+    Slurm,
+}
+
+/// The synthetic broadcast presets of `engine synth`.
+#[derive(Copy, Clone, ValueEnum)]
+enum SynthPreset {
+    /// Seconds long, 112x112 at 10 fps: for tests.
+    Small,
+    /// Minutes long, 224x224 at 25 fps: for demos and benchmarks.
+    Demo,
+}
+
+impl SynthPreset {
+    fn name(self) -> &'static str {
+        match self {
+            SynthPreset::Small => "small",
+            SynthPreset::Demo => "demo",
+        }
+    }
+}
+
+/// How `engine validate` reports.
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    /// Errors with the source line and a caret.
+    Text,
+    /// One JSON document: `{"ok": bool, "errors": [...]}`.
+    Json,
+    /// GitHub Actions workflow commands (`::error file=...,line=...::`), so
+    /// errors show as annotations on the pull request.
+    Github,
 }
 
 #[derive(Copy, Clone, ValueEnum)]
@@ -400,26 +491,88 @@ fn check_forced(pipeline: &Pipeline, force: &[String]) -> Result<()> {
 
 async fn dispatch(cli: Cli) -> Result<u8> {
     match cli.cmd {
+        Cmd::Diff {
+            a,
+            b,
+            json,
+            md,
+            store,
+        } => {
+            let store = open_store(&store, None)?;
+            let d = diff_cmd::diff(&store, &a, &b).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else if md {
+                print!("{}", diff_cmd::markdown(&d));
+            } else {
+                print!("{}", diff_cmd::text(&d));
+            }
+            Ok(if d.is_empty() { 0 } else { 2 })
+        }
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "engine", &mut std::io::stdout());
+            Ok(0)
+        }
         Cmd::Render(p) => {
             print!("{}", render(&p)?.text);
             Ok(0)
         }
-        Cmd::Validate(p) => {
-            let (pipeline, _) = load(&p)?;
-            let plan = plan::plan(&pipeline);
-            println!(
-                "{}: ok ({} stages, {} tasks after matrix expansion)",
-                pipeline.file,
-                pipeline.stages.len(),
-                plan.tasks.len()
-            );
-            Ok(0)
+        Cmd::Validate { p, format, json } => {
+            let format = if json { ReportFormat::Json } else { format };
+            if format == ReportFormat::Text {
+                let (pipeline, _) = load(&p)?;
+                let plan = plan::plan(&pipeline);
+                println!(
+                    "{}: ok ({} stages, {} tasks after matrix expansion)",
+                    pipeline.file,
+                    pipeline.stages.len(),
+                    plan.tasks.len()
+                );
+                return Ok(0);
+            }
+            let found = load(&p).map(|(pipeline, _)| {
+                let tasks = plan::plan(&pipeline).tasks.len();
+                (pipeline, tasks)
+            });
+            let problems = match &found {
+                Ok(_) => vec![],
+                Err(e) => report::problems(e, &p.pipeline.display().to_string()),
+            };
+            match format {
+                ReportFormat::Json => {
+                    let mut doc = serde_json::json!({
+                        "file": p.pipeline.display().to_string(),
+                        "ok": problems.is_empty(),
+                        "errors": problems,
+                    });
+                    if let Ok((pipeline, tasks)) = &found {
+                        doc["stages"] = pipeline.stages.len().into();
+                        doc["tasks"] = (*tasks).into();
+                    }
+                    println!("{}", serde_json::to_string_pretty(&doc)?);
+                }
+                _ => {
+                    for d in &problems {
+                        println!("{}", report::github_annotation(d));
+                    }
+                    if let Ok((pipeline, tasks)) = &found {
+                        println!(
+                            "{}: ok ({} stages, {tasks} tasks after matrix expansion)",
+                            pipeline.file,
+                            pipeline.stages.len()
+                        );
+                    }
+                }
+            }
+            Ok(if problems.is_empty() { 0 } else { 1 })
         }
         Cmd::Plan {
             p,
             cache,
             store,
             json,
+            exit_code,
         } => {
             let (pipeline, _) = load(&p)?;
             check_forced(&pipeline, &cache.force)?;
@@ -432,7 +585,10 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             } else {
                 show::print_plan(&pipeline, &decisions, store.url());
             }
-            Ok(0)
+            let would_run = decisions
+                .iter()
+                .any(|d| d.action != "cached" || d.items.as_ref().is_some_and(|i| i.run > 0));
+            Ok(if exit_code && would_run { 2 } else { 0 })
         }
         Cmd::Dag {
             p,
@@ -473,14 +629,11 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             json,
             verbose,
         } => {
-            if executor != "local" && executor != "slurm" {
-                bail!("unknown executor `{executor}`; use `local` or `slurm`");
-            }
             let (pipeline, rendered) = load(&p)?;
             check_forced(&pipeline, &cache.force)?;
             let plan = plan::plan(&pipeline);
             let store = open_store(&store, Some(&pipeline))?;
-            let slurm = if executor == "slurm" {
+            let slurm = if executor == Executor::Slurm {
                 Some(slurm_config(&store)?)
             } else {
                 None
@@ -568,7 +721,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             }
             let spec = serde_json::json!({
                 "sport": sport, "league": league, "broadcaster": broadcaster, "season": season,
-                "preset": preset, "count": count, "seed": seed, "duration": duration,
+                "preset": preset.name(), "count": count, "seed": seed, "duration": duration,
             });
             let spec: media::synth::SynthSpec =
                 serde_json::from_value(spec).context("Failed to read the synth options")?;
@@ -664,6 +817,15 @@ fn cmd_to_ref(cmd: RefCmd) -> Result<show::RefAction> {
         RefCmd::Get { name, store } => show::RefAction::Get {
             store: open_store(&store, None)?,
             name,
+        },
+        RefCmd::Ls {
+            prefix,
+            json,
+            store,
+        } => show::RefAction::Ls {
+            store: open_store(&store, None)?,
+            prefix,
+            json,
         },
         RefCmd::Log { name, store } => show::RefAction::Log {
             store: open_store(&store, None)?,

@@ -39,8 +39,22 @@ impl Display {
                 }
             }
             Display::Plain { verbose } => {
-                let mut last_progress: HashMap<String, u64> = HashMap::new();
-                while let Some(e) = rx.recv().await {
+                let mut throttle = Throttle::new(plain_interval());
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                loop {
+                    let e = tokio::select! {
+                        e = rx.recv() => match e {
+                            Some(e) => e,
+                            None => break,
+                        },
+                        _ = tick.tick() => {
+                            if let Some(line) = throttle.line(std::time::Instant::now()) {
+                                eprintln!("{line}");
+                            }
+                            continue;
+                        }
+                    };
                     match e {
                         Event::RunStarted {
                             run,
@@ -73,21 +87,14 @@ impl Display {
                             reason,
                             error,
                         } => {
+                            throttle.finished(&task);
                             eprintln!(
                                 "{}",
                                 finished_line(&task, status, seconds, &reason, error.as_deref())
                             )
                         }
                         Event::Progress { task, done, total } => {
-                            // At most about ten lines per task.
-                            let step = (total / 10).max(1);
-                            let last = last_progress.entry(task.clone()).or_insert(0);
-                            if done == total || done >= *last + step {
-                                *last = done;
-                                if total > 0 {
-                                    eprintln!("progress {task}: {done}/{total} items");
-                                }
-                            }
+                            throttle.update(&task, done, total)
                         }
                         Event::Log { task, line } if verbose => eprintln!("[{task}] {line}"),
                         _ => {}
@@ -173,6 +180,67 @@ impl Display {
     }
 }
 
+/// Seconds between plain progress lines: `ENGINE_PROGRESS_INTERVAL`,
+/// default 10 (a CI log gets a line every 10 s, not one per item).
+fn plain_interval() -> Duration {
+    std::env::var("ENGINE_PROGRESS_INTERVAL")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(10))
+}
+
+/// Progress of running tasks for logs that are not a terminal: one line for
+/// all of them, at most every `every`, and only when something moved.
+struct Throttle {
+    every: Duration,
+    last: Option<std::time::Instant>,
+    tasks: std::collections::BTreeMap<String, (u64, u64)>,
+    moved: bool,
+}
+
+impl Throttle {
+    fn new(every: Duration) -> Self {
+        Throttle {
+            every,
+            last: None,
+            tasks: Default::default(),
+            moved: false,
+        }
+    }
+
+    fn update(&mut self, task: &str, done: u64, total: u64) {
+        if total > 0 {
+            self.tasks.insert(task.to_string(), (done, total));
+            self.moved = true;
+        }
+    }
+
+    /// A finished task leaves the line; its `done` line says the rest.
+    fn finished(&mut self, task: &str) {
+        self.tasks.remove(task);
+    }
+
+    /// `progress extract 12/58 · detect 3/24`, when due.
+    fn line(&mut self, now: std::time::Instant) -> Option<String> {
+        let due = self
+            .last
+            .is_none_or(|t| now.duration_since(t) >= self.every);
+        if !due || !self.moved || self.tasks.is_empty() {
+            return None;
+        }
+        self.last = Some(now);
+        self.moved = false;
+        let parts: Vec<String> = self
+            .tasks
+            .iter()
+            .map(|(t, (d, n))| format!("{t} {d}/{n}"))
+            .collect();
+        Some(format!("progress {}", parts.join(" · ")))
+    }
+}
+
 fn finished_line(
     task: &str,
     status: TaskStatus,
@@ -207,4 +275,38 @@ pub fn bar(len: u64) -> ProgressBar {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     pb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn plain_progress_is_one_line_per_interval_for_all_tasks() {
+        let t0 = Instant::now();
+        let mut t = Throttle::new(Duration::from_secs(10));
+        assert_eq!(t.line(t0), None, "nothing moved yet");
+        for i in 1..=12 {
+            t.update("golden", i, 24);
+        }
+        t.update("videos", 3, 8);
+        assert_eq!(
+            t.line(t0).as_deref(),
+            Some("progress golden 12/24 · videos 3/8")
+        );
+        t.update("golden", 13, 24);
+        assert_eq!(t.line(t0 + Duration::from_secs(5)), None, "not due");
+        assert_eq!(
+            t.line(t0 + Duration::from_secs(10)).as_deref(),
+            Some("progress golden 13/24 · videos 3/8")
+        );
+        assert_eq!(t.line(t0 + Duration::from_secs(30)), None, "nothing moved");
+        t.finished("golden");
+        t.update("videos", 4, 8);
+        assert_eq!(
+            t.line(t0 + Duration::from_secs(40)).as_deref(),
+            Some("progress videos 4/8")
+        );
+    }
 }

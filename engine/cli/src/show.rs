@@ -368,6 +368,11 @@ pub enum RefAction {
         store: Store,
         name: String,
     },
+    Ls {
+        store: Store,
+        prefix: Option<String>,
+        json: bool,
+    },
     Log {
         store: Store,
         name: String,
@@ -413,6 +418,39 @@ async fn check_model_ref(store: &Store, name: &str, d: &engine_core::digest::Dig
     Ok(())
 }
 
+/// Every ref under `prefix`, by the name users type (`models/x@production`).
+async fn list_refs(
+    store: &Store,
+    prefix: Option<&str>,
+) -> Result<Vec<(String, engine_core::store::RefDoc)>> {
+    let root = match prefix {
+        Some(p) => format!("refs/{}", ref_name(p).trim_matches('/')),
+        None => "refs".to_string(),
+    };
+    let mut out = vec![];
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        for entry in store.list(&dir).await? {
+            let path = format!("{dir}/{entry}");
+            match path.strip_suffix(".json") {
+                Some(stem) => {
+                    let stored = stem.trim_start_matches("refs/");
+                    let name = match stored.rsplit_once('/') {
+                        Some((a, b)) => format!("{a}@{b}"),
+                        None => stored.to_string(),
+                    };
+                    if let Some(doc) = store.get_ref(stored).await? {
+                        out.push((name, doc));
+                    }
+                }
+                None => dirs.push(path),
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
 fn ref_name(name: &str) -> String {
     name.replace('@', "/")
 }
@@ -438,6 +476,43 @@ pub async fn refs(a: RefAction) -> Result<()> {
             match doc.current() {
                 Some(d) => println!("{d}"),
                 None => return Err(anyhow!("ref `{name}` has no target")),
+            }
+        }
+        RefAction::Ls {
+            store,
+            prefix,
+            json,
+        } => {
+            let docs = list_refs(&store, prefix.as_deref()).await?;
+            if json {
+                let v: Vec<serde_json::Value> = docs
+                    .iter()
+                    .map(|(name, d)| {
+                        let last = d.history.last();
+                        serde_json::json!({
+                            "name": name, "target": d.current(), "moves": d.history.len(),
+                            "at": last.map(|e| &e.at), "by": last.and_then(|e| e.by.as_ref()),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else if docs.is_empty() {
+                eprintln!(
+                    "no refs{} in store {}",
+                    prefix.map(|p| format!(" under `{p}`")).unwrap_or_default(),
+                    store.url()
+                );
+            } else {
+                let w = docs.iter().map(|(n, _)| n.len()).max().unwrap_or(4);
+                for (name, d) in &docs {
+                    let last = d.history.last();
+                    println!(
+                        "{name:<w$}  {}  {:>3} moves  {}",
+                        d.current().map(|t| t.short()).unwrap_or("-"),
+                        d.history.len(),
+                        last.map(|e| e.at.as_str()).unwrap_or("")
+                    );
+                }
             }
         }
         RefAction::Log { store, name } => {

@@ -473,3 +473,191 @@ fn show_task_prints_an_evaluation_report() {
         "{s}"
     );
 }
+
+#[test]
+fn validate_speaks_json_and_github_annotations() {
+    let bad = fixture("invalid.yaml");
+    let o = engine()
+        .args(["validate", "--json"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["ok"], false);
+    let errors = doc["errors"].as_array().unwrap();
+    assert!(errors.len() >= 2, "{doc}");
+    for e in errors {
+        assert!(
+            e["line"].as_u64().unwrap() > 0 && e["message"].is_string(),
+            "{e}"
+        );
+    }
+    let o = engine()
+        .args(["validate", "--format", "github"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o.stdout);
+    assert_eq!(out.lines().count(), errors.len(), "{out}");
+    assert!(
+        out.lines()
+            .all(|l| l.starts_with("::error file=") && l.contains(",line=")),
+        "{out}"
+    );
+    // A valid pipeline: ok, with its size; nothing to annotate.
+    let hello = repo().join("examples/hello.yaml");
+    let o = engine()
+        .args(["validate", "--json"])
+        .arg(&hello)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (doc["ok"].as_bool(), doc["stages"].as_u64()),
+        (Some(true), Some(4))
+    );
+    // A missing file is one problem without a position.
+    let o = engine()
+        .args(["validate", "--format", "github", "/nonexistent/p.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stdout).starts_with("::error file=/nonexistent/p.yaml,title=engine validate::"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
+#[test]
+fn plan_exit_code_says_whether_anything_would_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = repo().join("examples/hello.yaml");
+    let h = hello.to_str().unwrap();
+    let cold = run_in(dir.path(), &["plan", h, "--exit-code"]);
+    assert_eq!(cold.status.code(), Some(2), "{}", text(&cold.stderr));
+    assert!(run_in(dir.path(), &["run", h]).status.success());
+    let warm = run_in(dir.path(), &["plan", h, "--exit-code"]);
+    assert_eq!(warm.status.code(), Some(0), "{}", text(&warm.stdout));
+    let forced = run_in(dir.path(), &["plan", h, "--exit-code", "--force", "shout"]);
+    assert_eq!(forced.status.code(), Some(2));
+    // Without the flag, a plan with work to do still exits 0.
+    let plain = run_in(dir.path(), &["plan", h, "--force", "shout"]);
+    assert_eq!(plain.status.code(), Some(0));
+}
+
+#[test]
+fn completions_and_enumerated_options() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = engine().args(["completions", shell]).output().unwrap();
+        assert!(o.status.success(), "{shell}: {}", text(&o.stderr));
+        let s = text(&o.stdout);
+        assert!(
+            s.contains("engine") && s.contains("validate") && s.contains("monitor"),
+            "{shell}"
+        );
+    }
+    let o = engine()
+        .args(["run", "examples/hello.yaml", "--executor", "k8s"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("invalid value 'k8s'") && err.contains("local, slurm"),
+        "{err}"
+    );
+    let o = engine()
+        .args(["synth", "--preset", "huge"])
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert!(err.contains("[possible values: small, demo]"), "{err}");
+}
+
+#[test]
+fn diff_names_changed_values_params_and_outputs_and_ref_ls_lists_refs() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.yaml.j2");
+    std::fs::write(
+        &p,
+        "name: d\nstages:\n  a: { uses: builtin.echo, with: { text: \"{{ word }}\" } }\n  b: { uses: builtin.echo, with: { text: same } }\n",
+    )
+    .unwrap();
+    let p = p.to_str().unwrap();
+    let mut ids = vec![];
+    for word in ["one", "two"] {
+        let o = run_in(
+            dir.path(),
+            &["run", p, "--set", &format!("word={word}"), "--json"],
+        );
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let last: serde_json::Value =
+            serde_json::from_str(text(&o.stdout).lines().last().unwrap()).unwrap();
+        ids.push(last["run"].as_str().unwrap().to_string());
+    }
+    // `plan` names the changed param key.
+    let plan = run_in(dir.path(), &["plan", p, "--set", "word=three"]);
+    assert!(
+        text(&plan.stdout).contains("params changed: text"),
+        "{}",
+        text(&plan.stdout)
+    );
+
+    let o = run_in(dir.path(), &["diff", &ids[0], &ids[1], "--json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let keys = |section: &str| -> Vec<String> {
+        d[section]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(keys("values"), ["word"]);
+    assert_eq!(keys("params"), ["a.with.text"]);
+    assert_eq!(d["params"][0]["a"], "one");
+    assert_eq!(d["params"][0]["b"], "two");
+    assert!(keys("outputs").iter().all(|k| k.starts_with("a.")), "{d}");
+    assert!(!keys("outputs").is_empty());
+    let md = text(&run_in(dir.path(), &["diff", &ids[0], &ids[1], "--md"]).stdout);
+    assert!(md.contains("| `a.with.text` | one | two |"), "{md}");
+    let same = run_in(dir.path(), &["diff", &ids[1], &ids[1]]);
+    assert_eq!(same.status.code(), Some(0));
+    assert!(text(&same.stdout).contains("no differences"));
+
+    // Refs: listed with their target; a diff of two refs compares the runs
+    // that made them.
+    for (r, id) in [("words/a@one", &ids[0]), ("words/a@two", &ids[1])] {
+        let o = run_in(dir.path(), &["ref", "set", r, &format!("{id}/a")]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    let ls = text(&run_in(dir.path(), &["ref", "ls"]).stdout);
+    assert!(
+        ls.contains("words/a@one") && ls.contains("words/a@two"),
+        "{ls}"
+    );
+    let ls = run_in(dir.path(), &["ref", "ls", "words", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[0]["moves"], 1);
+    let o = run_in(dir.path(), &["diff", "words/a@one", "words/a@two"]);
+    assert_eq!(o.status.code(), Some(2));
+    let t = text(&o.stdout);
+    assert!(
+        t.contains(&format!("made by {}/a", ids[0])) && t.contains("a.with.text"),
+        "{t}"
+    );
+    let bad = run_in(dir.path(), &["diff", "nothing", &ids[0]]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stderr).contains("`nothing` is neither a run"),
+        "{}",
+        text(&bad.stderr)
+    );
+}

@@ -51,7 +51,10 @@ impl TaskFingerprint {
             return format!("stage `{}` changed version", self.kind);
         }
         if self.params != before.params {
-            return "params changed".into();
+            return match changed_keys(&before.params, &self.params) {
+                keys if keys.is_empty() => "params changed".into(),
+                keys => format!("params changed: {}", keys.join(", ")),
+            };
         }
         let changed: Vec<&str> = self
             .inputs
@@ -72,6 +75,46 @@ impl TaskFingerprint {
             format!("input changed: {}", changed.join(", "))
         }
     }
+}
+
+/// Dotted keys whose values differ between two canonical-JSON params
+/// documents (`train.lr`, `epochs`); empty when either does not parse.
+fn changed_keys(before: &str, now: &str) -> Vec<String> {
+    fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flatten(&key, v, out);
+                }
+            }
+            _ => {
+                out.insert(prefix.to_string(), v.clone());
+            }
+        }
+    }
+    let (Ok(a), Ok(b)) = (
+        serde_json::from_str::<Value>(before),
+        serde_json::from_str::<Value>(now),
+    ) else {
+        return vec![];
+    };
+    let (mut fa, mut fb) = (BTreeMap::new(), BTreeMap::new());
+    flatten("", &a, &mut fa);
+    flatten("", &b, &mut fb);
+    let mut keys: Vec<String> = fa
+        .keys()
+        .chain(fb.keys())
+        .filter(|k| fa.get(*k) != fb.get(*k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 /// The fingerprint of one item of a map stage.

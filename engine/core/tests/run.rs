@@ -248,7 +248,7 @@ stages:
     run(&yaml.replace("TEXT", "one"), &store).await;
     let r = run(&yaml.replace("TEXT", "two"), &store).await;
     assert_eq!(status(&r, "a"), TaskStatus::Done);
-    assert_eq!(r.task("a").unwrap().reason, "params changed");
+    assert_eq!(r.task("a").unwrap().reason, "params changed: text");
     assert_eq!(status(&r, "b"), TaskStatus::Done);
     assert!(
         r.task("b")
@@ -617,7 +617,7 @@ async fn plan_explains_what_would_run_and_why() {
     let d = scheduler::explain(&p12, &plan(&p12), &store, &[], false)
         .await
         .unwrap();
-    assert_eq!(d[0].reason, "params changed");
+    assert_eq!(d[0].reason, "params changed: count");
     // `make` would rerun, so the map's item counts are not known yet.
     assert_eq!(d[1].reason, "upstream `make` will run");
 }

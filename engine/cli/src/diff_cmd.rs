@@ -1,0 +1,346 @@
+//! `engine diff A B`: what differs between two runs, or between the runs
+//! that made two artifacts (refs, digests, `RUN/TASK`): template values and
+//! stage params by key, task values and metrics, and output digests.
+//!
+//! The same [`Diff`] feeds the table, `--json` and `--md` (a PR comment).
+
+use anyhow::{Result, anyhow};
+use engine_core::digest::Digest;
+use engine_core::records::{self, RunRecord};
+use engine_core::store::Store;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// One side of the comparison, as the user named it.
+#[derive(Debug, Serialize)]
+pub struct Side {
+    /// What the user typed.
+    pub what: String,
+    pub run: String,
+    pub pipeline: String,
+    /// The artifact the user named, when it was not a run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
+    /// The task that made that artifact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+}
+
+/// A key whose value differs; `None` where one side lacks it.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Change {
+    pub key: String,
+    pub a: Option<Value>,
+    pub b: Option<Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Diff {
+    pub a: Side,
+    pub b: Side,
+    /// Template values (`-f`, `--set`), by dotted key.
+    pub values: Vec<Change>,
+    /// Stage params (`with:`, `matrix:`, `map:`...) from the rendered
+    /// pipelines, as `stage.with.key`.
+    pub params: Vec<Change>,
+    /// Values and metrics the tasks reported, as `task.key`.
+    pub metrics: Vec<Change>,
+    /// Output digests that differ, as `task.output`.
+    pub outputs: Vec<Change>,
+}
+
+impl Diff {
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+            && self.params.is_empty()
+            && self.metrics.is_empty()
+            && self.outputs.is_empty()
+    }
+}
+
+/// Compares what `a` and `b` name.
+pub async fn diff(store: &Store, a: &str, b: &str) -> Result<Diff> {
+    let (sa, ra) = side(store, a).await?;
+    let (sb, rb) = side(store, b).await?;
+    Ok(compare(sa, &ra, sb, &rb))
+}
+
+/// A run id (or prefix, or `latest`), else an artifact whose lineage names
+/// the run that made it.
+async fn side(store: &Store, what: &str) -> Result<(Side, RunRecord)> {
+    if !what.contains('/')
+        && !what.contains('@')
+        && let Some(r) = records::find_run(store, what).await?
+    {
+        let s = Side {
+            what: what.into(),
+            run: r.id.clone(),
+            pipeline: r.pipeline.clone(),
+            artifact: None,
+            task: None,
+        };
+        return Ok((s, r));
+    }
+    let d: Digest = crate::show::resolve_artifact(store, what).await.map_err(|_| {
+        anyhow!(
+            "`{what}` is neither a run (id, prefix or `latest`), a ref, `RUN/TASK` nor an artifact digest in store {}; list runs with `engine runs`, refs with `engine ref ls`",
+            store.url()
+        )
+    })?;
+    let lin = records::load_lineage(store, &d).await?.ok_or_else(|| {
+        anyhow!(
+            "artifact {} (`{what}`) has no lineage in store {}: it was not made by a run (imported with `engine ref set`?), so there is no run to compare",
+            d.short(),
+            store.url()
+        )
+    })?;
+    let r = records::load_run(store, &lin.run).await?.ok_or_else(|| {
+        anyhow!(
+            "run {} that made `{what}` is gone from store {}",
+            lin.run,
+            store.url()
+        )
+    })?;
+    let s = Side {
+        what: what.into(),
+        run: r.id.clone(),
+        pipeline: r.pipeline.clone(),
+        artifact: Some(d.to_string()),
+        task: Some(lin.task.clone()),
+    };
+    Ok((s, r))
+}
+
+fn compare(sa: Side, ra: &RunRecord, sb: Side, rb: &RunRecord) -> Diff {
+    let mut va = BTreeMap::new();
+    let mut vb = BTreeMap::new();
+    flatten("", &ra.values, &mut va);
+    flatten("", &rb.values, &mut vb);
+    let mut pa = BTreeMap::new();
+    let mut pb = BTreeMap::new();
+    flatten("", &stage_params(&ra.spec), &mut pa);
+    flatten("", &stage_params(&rb.spec), &mut pb);
+    let mut ma = BTreeMap::new();
+    let mut mb = BTreeMap::new();
+    let mut oa = BTreeMap::new();
+    let mut ob = BTreeMap::new();
+    for (r, m, o) in [(ra, &mut ma, &mut oa), (rb, &mut mb, &mut ob)] {
+        for t in &r.tasks {
+            for (k, v) in &t.values {
+                flatten(&format!("{}.{k}", t.task), v, m);
+            }
+            for (k, d) in &t.outputs {
+                o.insert(format!("{}.{k}", t.task), Value::String(d.to_string()));
+            }
+        }
+    }
+    Diff {
+        a: sa,
+        b: sb,
+        values: changes(&va, &vb),
+        params: changes(&pa, &pb),
+        metrics: changes(&ma, &mb),
+        outputs: changes(&oa, &ob),
+    }
+}
+
+/// `stages:` of a rendered pipeline without what only names things
+/// (`uses` stays: a changed kind is a changed param).
+fn stage_params(spec: &str) -> Value {
+    let doc: Value = serde_saphyr::from_str(spec).unwrap_or(Value::Null);
+    doc.get("stages").cloned().unwrap_or(Value::Null)
+}
+
+/// Objects become dotted keys; arrays and scalars are leaves.
+fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        _ if !prefix.is_empty() => {
+            out.insert(prefix.to_string(), v.clone());
+        }
+        _ => {}
+    }
+}
+
+fn changes(a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>) -> Vec<Change> {
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| Change {
+            key: k.clone(),
+            a: a.get(k).cloned(),
+            b: b.get(k).cloned(),
+        })
+        .collect()
+}
+
+fn shown(v: &Option<Value>) -> String {
+    match v {
+        None => "-".into(),
+        Some(Value::String(s)) if s.len() == 64 && s.bytes().all(|c| c.is_ascii_hexdigit()) => {
+            s[..12].to_string()
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(f) if n.is_f64() => format!("{f:.4}"),
+            _ => n.to_string(),
+        },
+        Some(v) => v.to_string(),
+    }
+}
+
+fn delta(c: &Change) -> String {
+    match (
+        c.a.as_ref().and_then(Value::as_f64),
+        c.b.as_ref().and_then(Value::as_f64),
+    ) {
+        (Some(a), Some(b)) => format!("{:+.4}", b - a),
+        _ => String::new(),
+    }
+}
+
+fn sections(d: &Diff) -> [(&'static str, &Vec<Change>); 4] {
+    [
+        ("values", &d.values),
+        ("params", &d.params),
+        ("metrics", &d.metrics),
+        ("outputs", &d.outputs),
+    ]
+}
+
+fn side_line(s: &Side) -> String {
+    match (&s.artifact, &s.task) {
+        (Some(a), Some(t)) => format!(
+            "`{}` = {} made by {}/{t} ({})",
+            s.what,
+            &a[..12.min(a.len())],
+            s.run,
+            s.pipeline
+        ),
+        _ => format!("run {} ({})", s.run, s.pipeline),
+    }
+}
+
+/// The terminal table.
+pub fn text(d: &Diff) -> String {
+    let mut out = format!("A: {}\nB: {}\n", side_line(&d.a), side_line(&d.b));
+    if d.is_empty() {
+        out.push_str("\nno differences in values, params, metrics or outputs\n");
+        return out;
+    }
+    for (name, list) in sections(d) {
+        if list.is_empty() {
+            continue;
+        }
+        let w = list.iter().map(|c| c.key.len()).max().unwrap_or(0).max(3);
+        out.push_str(&format!("\n{name} ({} differ)\n", list.len()));
+        out.push_str(&format!(
+            "  {:<w$}  {:>14}  {:>14}  {:>9}\n",
+            "key", "A", "B", "B - A"
+        ));
+        for c in list {
+            out.push_str(&format!(
+                "  {:<w$}  {:>14}  {:>14}  {:>9}\n",
+                c.key,
+                shown(&c.a),
+                shown(&c.b),
+                delta(c)
+            ));
+        }
+    }
+    out
+}
+
+/// Markdown for a pull-request comment.
+pub fn markdown(d: &Diff) -> String {
+    let cell = |s: String| s.replace('|', "\\|");
+    let mut out = format!(
+        "### engine diff\n\n- **A**: {}\n- **B**: {}\n",
+        side_line(&d.a),
+        side_line(&d.b)
+    );
+    if d.is_empty() {
+        out.push_str("\nNo differences in values, params, metrics or outputs.\n");
+        return out;
+    }
+    for (name, list) in sections(d) {
+        if list.is_empty() {
+            continue;
+        }
+        out.push_str(&format!(
+            "\n#### {name} ({} differ)\n\n| key | A | B | B - A |\n|---|---:|---:|---:|\n",
+            list.len()
+        ));
+        for c in list {
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} |\n",
+                cell(c.key.clone()),
+                cell(shown(&c.a)),
+                cell(shown(&c.b)),
+                delta(c)
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nested_values_differ_by_key() {
+        let mut a = BTreeMap::new();
+        let mut b = BTreeMap::new();
+        flatten(
+            "",
+            &json!({"train": {"lr": 0.1, "epochs": 5}, "sport": "hockey"}),
+            &mut a,
+        );
+        flatten(
+            "",
+            &json!({"train": {"lr": 0.01, "epochs": 5}, "seed": 3, "sport": "hockey"}),
+            &mut b,
+        );
+        let c = changes(&a, &b);
+        assert_eq!(
+            c,
+            vec![
+                Change {
+                    key: "seed".into(),
+                    a: None,
+                    b: Some(json!(3))
+                },
+                Change {
+                    key: "train.lr".into(),
+                    a: Some(json!(0.1)),
+                    b: Some(json!(0.01))
+                },
+            ]
+        );
+        assert_eq!(delta(&c[1]), "-0.0900");
+    }
+
+    #[test]
+    fn stage_params_come_from_the_rendered_spec() {
+        let spec = "name: p\nstages:\n  train:\n    uses: x\n    with: { epochs: 3, lr: 0.1 }\n";
+        let mut out = BTreeMap::new();
+        flatten("", &stage_params(spec), &mut out);
+        assert_eq!(out.get("train.with.epochs"), Some(&json!(3)));
+        assert_eq!(out.get("train.uses"), Some(&json!("x")));
+        assert!(!out.contains_key("name"));
+    }
+}
