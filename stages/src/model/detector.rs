@@ -348,7 +348,7 @@ fn missing_model(inputs: &[Input]) -> Option<String> {
 #[async_trait]
 impl MapStage for Detect {
     fn version(&self) -> u32 {
-        1
+        2 // 2: bridged post-processing
     }
     fn output(&self) -> String {
         "predictions".into()

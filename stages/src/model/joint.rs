@@ -82,7 +82,7 @@ struct Frames {
 #[async_trait]
 impl Stage for Joint {
     fn version(&self) -> u32 {
-        1
+        2 // 2: motion input, bridged post-processing
     }
     fn outputs(&self) -> Vec<OutputDecl> {
         vec![OutputDecl::artifact("model")]

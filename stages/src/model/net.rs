@@ -179,6 +179,9 @@ pub struct TemporalConfig {
     pub bidirectional: bool,
     /// Frames per window at training and inference.
     pub window: i64,
+    /// The LSTM also reads each frame's change from the previous frame.
+    #[serde(default)]
+    pub motion: bool,
 }
 
 /// LSTM over per-frame features -> per-frame logits `[start, end, content]`.
@@ -203,7 +206,8 @@ impl Temporal {
             batch_first: true,
             ..Default::default()
         };
-        let lstm = nn::lstm(p / "lstm", cfg.dim, cfg.hidden, rc);
+        let input = if cfg.motion { 2 * cfg.dim } else { cfg.dim };
+        let lstm = nn::lstm(p / "lstm", input, cfg.hidden, rc);
         let dirs = if cfg.bidirectional { 2 } else { 1 };
         let out = nn::linear(p / "out", cfg.hidden * dirs, 3, Default::default());
         Temporal {
@@ -225,9 +229,20 @@ impl Temporal {
         });
     }
 
-    /// `[B, T, dim]` -> logits `[B, T, 3]`.
+    /// `[B, T, dim]` -> logits `[B, T, 3]`. With `motion`, each frame's
+    /// standardised features are followed by their change from the previous
+    /// frame (zero for a window's first frame): a frozen per-frame backbone
+    /// sees no movement, and slow motion (repeated or in-between frames)
+    /// changes little from frame to frame where a live camera cut to a tight
+    /// shot changes a lot.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let x = (x - &self.mean) / &self.std;
+        let mut x = (x - &self.mean) / &self.std;
+        if self.cfg.motion {
+            let t = x.size()[1];
+            let prev = Tensor::cat(&[x.narrow(1, 0, 1), x.narrow(1, 0, t - 1)], 1);
+            let delta = &x - prev;
+            x = Tensor::cat(&[x, delta], 2);
+        }
         let (h, _) = self.lstm.seq(&x);
         h.apply(&self.out)
     }
@@ -322,6 +337,7 @@ mod tests {
                 layers: 1,
                 bidirectional: true,
                 window: 10,
+                motion: true,
             },
         );
         let feats = Tensor::randn([25, 32], (Kind::Float, Device::Cpu));

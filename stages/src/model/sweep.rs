@@ -76,6 +76,10 @@ pub struct SweepConfig {
     /// Seed of initialisation and shuffling.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Feed the LSTM each frame's change from the previous frame as well as
+    /// the frame (slow motion changes little; a live camera a lot).
+    #[serde(default = "default_true")]
+    pub motion: bool,
     /// From per-frame signals to segments.
     #[serde(default)]
     pub postprocess: PostProcess,
@@ -151,6 +155,7 @@ impl SweepConfig {
             layers: self.layers,
             bidirectional: self.bidirectional,
             window,
+            motion: self.motion,
         }
     }
 }
@@ -192,7 +197,7 @@ struct Sweep(SweepConfig);
 #[async_trait]
 impl Stage for Sweep {
     fn version(&self) -> u32 {
-        1
+        2 // 2: motion input, bridged post-processing
     }
     fn outputs(&self) -> Vec<OutputDecl> {
         vec![OutputDecl::artifact("model")]
