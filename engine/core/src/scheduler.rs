@@ -168,6 +168,7 @@ pub async fn run(
         executor: opts.executor.clone(),
         forced: opts.force.clone(),
         no_cache: opts.no_cache,
+        verify: opts.verify,
         warnings: pool.clamped.clone(),
         tasks: plan
             .tasks
