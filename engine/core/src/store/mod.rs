@@ -11,8 +11,7 @@
 //! lineage/<digest>.json       which run and task first produced an artifact
 //! refs/<name>.json            named pointers with history
 //! runs/<run-id>.json          run records
-//!
-//! locks/refs/<name>.lock     who is moving a ref right now (fs)
+//! locks/refs/<name>.lock      who is moving a ref right now (fs only)
 //! ```
 //!
 //! Blobs are written before the manifest that lists them, and every write

@@ -42,8 +42,8 @@ async fn pause(round: u32) {
     tokio::time::sleep(Duration::from_millis(2 + jitter)).await;
 }
 
-/// The document with the move applied; `None` when the ref already points
-/// at `digest` (a move that changes nothing records nothing).
+/// The document with the move applied, and whether it changed: a move to
+/// where the ref already points records nothing.
 fn apply(doc: Option<RefDoc>, name: &str, digest: &Digest, why: &RefMove) -> (RefDoc, bool) {
     let mut doc = doc.unwrap_or_else(|| RefDoc {
         name: name.into(),
