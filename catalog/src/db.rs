@@ -39,6 +39,11 @@ macro_rules! with_pool {
 /// A connection pool to the catalog database.
 pub struct Catalog {
     pub(crate) pool: Pool,
+    /// Connections opened read-only (SQLite `mode=ro`) for `query`, so an
+    /// ad-hoc statement cannot write whatever it does; `None` for
+    /// `sqlite::memory:`, which one connection holds (`query` then relies on
+    /// `PRAGMA query_only` and its one-statement rule).
+    pub(crate) readonly: Option<SqlitePool>,
     /// The URL with the password hidden, for messages.
     pub(crate) url: String,
 }
@@ -131,6 +136,7 @@ impl Catalog {
     /// file path, `sqlite://PATH`, `sqlite::memory:` or `postgres://...`.
     pub async fn open(url: &str) -> Result<Catalog> {
         let shown = redact(url);
+        let mut readonly = None;
         let pool = match parse_url(url)? {
             Target::Postgres => {
                 let connect_err = |source| CatalogError::Connect {
@@ -229,10 +235,26 @@ impl Catalog {
                     }
                 };
                 migrate(&sqlx::migrate!("migrations/sqlite"), &pool, &shown).await?;
+                if !memory {
+                    let ro = SqliteConnectOptions::new()
+                        .filename(&path)
+                        .read_only(true)
+                        .busy_timeout(Duration::from_secs(30));
+                    readonly = Some(
+                        SqlitePoolOptions::new()
+                            .max_connections(2)
+                            .min_connections(0)
+                            .connect_lazy_with(ro),
+                    );
+                }
                 Pool::Sqlite(pool)
             }
         };
-        Ok(Catalog { pool, url: shown })
+        Ok(Catalog {
+            pool,
+            readonly,
+            url: shown,
+        })
     }
 
     /// The URL, password hidden.

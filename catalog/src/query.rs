@@ -33,9 +33,24 @@ impl Catalog {
         self.query_table(&sql, &values).await
     }
 
-    /// Like [`Catalog::query`], with the column order. The statement runs
-    /// read-only: writes fail with the database's message.
+    /// Like [`Catalog::query`], with the column order. Exactly one
+    /// statement, run read-only (a read-only SQLite connection, a
+    /// PostgreSQL `READ ONLY` transaction): writes fail with the database's
+    /// message.
     pub async fn query_table(&self, sql: &str, params: &[Value]) -> Result<Table> {
+        let n = count_statements(sql);
+        if n != 1 {
+            return Err(CatalogError::Params {
+                sql: sql.trim().into(),
+                message: if n == 0 {
+                    "the query is empty; give one SELECT".into()
+                } else {
+                    format!(
+                        "the query has {n} statements; a catalog query runs exactly one read-only statement (split it, and drop the `;` between them)"
+                    )
+                },
+            });
+        }
         for (i, v) in params.iter().enumerate() {
             if v.is_array() || v.is_object() {
                 return Err(CatalogError::Params {
@@ -50,6 +65,14 @@ impl Catalog {
         }
         let err = |e| self.sql_err(sql, e);
         match &self.pool {
+            Pool::Sqlite(_) if self.readonly.is_some() => {
+                let ro = self.readonly.as_ref().expect("checked above");
+                let rows = bind_all(sqlx::query(sql), params)
+                    .fetch_all(ro)
+                    .await
+                    .map_err(err)?;
+                self.to_table(sql, &rows, sqlite_json)
+            }
             Pool::Sqlite(p) => {
                 let mut conn = p.acquire().await.map_err(err)?;
                 sqlx::query("PRAGMA query_only = ON")
@@ -118,6 +141,53 @@ impl Catalog {
         }
         Ok(Table { columns, rows: out })
     }
+}
+
+/// How many statements `sql` holds: `;` outside quotes and comments
+/// separates them, and a part with only blanks and comments does not count.
+/// (A `;` inside a PostgreSQL `$$` string counts as a separator: such a
+/// query is refused, never run as two.)
+pub fn count_statements(sql: &str) -> usize {
+    let chars: Vec<char> = sql.chars().collect();
+    let (mut count, mut has_code, mut i) = (0, false, 0);
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        match c {
+            '\'' | '"' | '`' => {
+                let end = chars[i + 1..]
+                    .iter()
+                    .position(|&x| x == c)
+                    .map(|p| i + 1 + p)
+                    .unwrap_or(chars.len() - 1);
+                has_code = true;
+                i = end + 1;
+            }
+            '-' if next == Some('-') => {
+                i = chars[i..]
+                    .iter()
+                    .position(|&x| x == '\n')
+                    .map(|p| i + p)
+                    .unwrap_or(chars.len());
+            }
+            '/' if next == Some('*') => {
+                i = (i + 2..chars.len().saturating_sub(1))
+                    .find(|&j| chars[j] == '*' && chars[j + 1] == '/')
+                    .map(|j| j + 2)
+                    .unwrap_or(chars.len());
+            }
+            ';' => {
+                count += usize::from(has_code);
+                has_code = false;
+                i += 1;
+            }
+            c => {
+                has_code |= !c.is_whitespace();
+                i += 1;
+            }
+        }
+    }
+    count + usize::from(has_code)
 }
 
 fn bind_all<'q, DB>(
@@ -406,6 +476,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("param `b` is not used in the SQL"), "{e}");
+    }
+
+    #[test]
+    fn statements_are_counted_outside_quotes_and_comments() {
+        assert_eq!(count_statements("SELECT 1"), 1);
+        assert_eq!(count_statements("  SELECT 1 ;  -- done\n"), 1);
+        assert_eq!(
+            count_statements("SELECT ';' AS a, \"x;y\" /* ; */ FROM t"),
+            1
+        );
+        assert_eq!(
+            count_statements("SELECT 1; PRAGMA query_only=OFF; CREATE TABLE t(x)"),
+            3
+        );
+        assert_eq!(count_statements("SELECT 1; -- x\n DELETE FROM t"), 2);
+        assert_eq!(count_statements(" ; -- nothing"), 0);
     }
 
     #[test]

@@ -355,6 +355,29 @@ pub async fn scenario(url: &str) {
         .to_string();
     assert!(e.contains("DELETE FROM videos"), "{e}");
     assert_eq!(count(&cat, "videos").await, 6);
+    // Exactly one statement: a second could switch read-only off first.
+    let e = cat
+        .query(
+            "SELECT 1; PRAGMA query_only=OFF; CREATE TABLE sneaky(x INTEGER)",
+            &[],
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("the query has 3 statements"), "{e}");
+    let e = cat
+        .query("SELECT 1 FROM sneaky", &[])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sneaky"), "{e}");
+    let e = cat
+        .query("CREATE TABLE sneaky(x INTEGER)", &[])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("CREATE TABLE sneaky"), "{e}");
+    assert!(cat.query("SELECT 1 FROM sneaky", &[]).await.is_err());
 
     // Predictions, reviews, and the misdetection query.
     let by_uri = |name: &str| after.iter().find(|v| v.uri == uri(dir, name)).unwrap().id;

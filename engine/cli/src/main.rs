@@ -100,6 +100,11 @@ enum Cmd {
         /// Print every task's log lines as they come.
         #[arg(short, long)]
         verbose: bool,
+        /// Check cache hits by hashing every blob of their outputs (by
+        /// default a hit checks that each blob is there with its size), and
+        /// rewrite stored objects whose bytes do not match.
+        #[arg(long)]
+        verify: bool,
     },
     /// List runs, newest first.
     Runs {
@@ -205,6 +210,18 @@ enum Cmd {
         after_help = "Exit codes: 0 nothing failing, nothing to judge, or `--trigger none`; 3 a league fails with `--trigger exit` (under `--watch`, at the first failing round); 1 an error; `--trigger run`: the run's code (under `--watch`, it runs once per distinct set of failing leagues and watches on)."
     )]
     Monitor(monitor_cmd::MonitorArgs),
+    /// Check every object and ref of the store: blobs hash to their
+    /// names, manifests parse and list blobs that are there, cache entries
+    /// and refs point at whole artifacts. Exits 1 when anything is wrong.
+    Fsck {
+        /// Remove broken objects (never refs), so the next run rebuilds them.
+        #[arg(long)]
+        repair: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        json: bool,
+    },
     /// Named pointers to artifacts, with history (the model registry).
     Ref {
         #[command(subcommand)]
@@ -628,6 +645,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             executor,
             json,
             verbose,
+            verify,
         } => {
             let (pipeline, rendered) = load(&p)?;
             check_forced(&pipeline, &cache.force)?;
@@ -638,7 +656,23 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             } else {
                 None
             };
-            run(pipeline, plan, store, rendered, cache, json, verbose, slurm).await
+            let flags = RunFlags {
+                cache,
+                json,
+                verbose,
+                verify,
+            };
+            run(pipeline, plan, store, rendered, flags, slurm).await
+        }
+        Cmd::Fsck {
+            repair,
+            store,
+            json,
+        } => {
+            let store = open_store(&store, None)?;
+            let report = engine_core::fsck::fsck(&store, repair).await?;
+            show::print_fsck(&report, json)?;
+            Ok(if report.is_clean() { 0 } else { 1 })
         }
         Cmd::Runs { store, limit, json } => {
             let store = open_store(&store, None)?;
@@ -858,21 +892,33 @@ fn slurm_config(store: &Store) -> Result<engine_core::slurm::SlurmConfig> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The flags of `engine run` that shape how it runs and prints.
+struct RunFlags {
+    cache: CacheArgs,
+    json: bool,
+    verbose: bool,
+    verify: bool,
+}
+
 async fn run(
     pipeline: Pipeline,
     plan: Plan,
     store: Store,
     rendered: template::Rendered,
-    cache: CacheArgs,
-    json: bool,
-    verbose: bool,
+    flags: RunFlags,
     slurm: Option<engine_core::slurm::SlurmConfig>,
 ) -> Result<u8> {
+    let RunFlags {
+        cache,
+        json,
+        verbose,
+        verify,
+    } = flags;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let mut opts = RunOptions {
         force: cache.force.clone(),
         no_cache: cache.no_cache,
+        verify,
         events: engine_core::events::EventSink::new(tx),
         values: rendered.values.clone(),
         git_commit: engine_core::records::git_commit(pipeline_dir(Path::new(&pipeline.file))),

@@ -108,6 +108,44 @@ pub fn print_summary(r: &RunRecord) {
     }
 }
 
+/// `engine fsck`: what was checked, then each problem with what was done.
+pub fn print_fsck(r: &engine_core::fsck::FsckReport, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    let checked: Vec<String> = r.checked.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    println!(
+        "checked store `{}`: {}",
+        r.store,
+        if checked.is_empty() {
+            "it is empty".to_string()
+        } else {
+            checked.join(", ")
+        }
+    );
+    for p in &r.problems {
+        let done = if p.removed { " (removed)" } else { "" };
+        println!("problem: `{}`: {}{done}", p.path, p.what);
+        if let Some(h) = &p.hint {
+            println!("  hint: {h}");
+        }
+    }
+    let removed = r.problems.iter().filter(|p| p.removed).count();
+    match (r.problems.len(), removed) {
+        (0, _) => println!("no problems found"),
+        (n, 0) => println!(
+            "{n} problem{}; `engine fsck --repair` removes broken objects so the next `engine run` rebuilds them",
+            if n == 1 { "" } else { "s" }
+        ),
+        (n, k) => println!(
+            "{n} problem{}, {k} removed; the next `engine run` of the pipelines that made them rebuilds them",
+            if n == 1 { "" } else { "s" }
+        ),
+    }
+    Ok(())
+}
+
 pub async fn print_runs(store: &Store, limit: usize, json: bool) -> Result<()> {
     let ids = records::list_runs(store).await?;
     let mut rows = vec![];

@@ -419,26 +419,38 @@ impl Stage for RefArtifact {
     ) -> Option<BTreeMap<String, crate::digest::Digest>> {
         let digest = match store.resolve(&self.0.name).await {
             Ok(d) => d,
-            Err(_) if self.0.optional => self.missing().digest(),
+            Err(e) if self.0.optional && e.is_not_found() => self.missing().digest(),
             Err(_) => return None,
         };
         Some(BTreeMap::from([("artifact".to_string(), digest)]))
     }
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
         let name = &self.0.name;
-        if self.0.optional && ctx.store().resolve(name).await.is_err() {
-            ctx.log(format!(
-                "artifact.ref: `{name}` does not exist yet (optional)"
-            ));
-            ctx.set_output("artifact", self.missing());
-            return Ok(());
-        }
-        let digest = ctx.store().resolve(name).await.map_err(|e| {
-            StageError::msg(format!(
-                "`{name}` is not a ref or artifact digest in store {}: {e}; set it with `engine ref set {name} DIGEST`",
-                ctx.store().url()
-            ))
-        })?;
+        // Only "not found" is a missing ref: a store that cannot be read or
+        // a ref file that does not parse fails the task, or a first-run
+        // fallback would silently replace the real artifact.
+        let digest = match ctx.store().resolve(name).await {
+            Ok(d) => d,
+            Err(e) if self.0.optional && e.is_not_found() => {
+                ctx.log(format!(
+                    "artifact.ref: `{name}` does not exist yet (optional)"
+                ));
+                ctx.set_output("artifact", self.missing());
+                return Ok(());
+            }
+            Err(e) if e.is_not_found() => {
+                return Err(StageError::msg(format!(
+                    "`{name}` is not a ref or artifact digest in store {}: {e}; set it with `engine ref set {name} DIGEST`",
+                    ctx.store().url()
+                )));
+            }
+            Err(e) => {
+                return Err(StageError::msg(format!(
+                    "Failed to resolve `{name}` in store {}: {e}",
+                    ctx.store().url()
+                )));
+            }
+        };
         let m = ctx.store().get_manifest(&digest).await?;
         ctx.log(format!("artifact.ref: `{name}` = {}", digest.short()));
         ctx.set_value("digest", Value::String(digest.to_string()));

@@ -4,7 +4,7 @@
 //! the same work on more cores gives the same result.
 
 use crate::digest::{Digest, canonical_json};
-use crate::store::{Item, Store, StoreError};
+use crate::store::{Item, Store, StoreError, Verify};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -185,20 +185,64 @@ pub fn last_path(pipeline: &str, task: &str) -> String {
     )
 }
 
-/// A usable cache entry: it exists and every output manifest it names is
-/// still in the store.
-pub async fn lookup(store: &Store, fp: &Digest) -> Result<Option<CacheEntry>, StoreError> {
-    let Some(entry) = store.get_json::<CacheEntry>(&task_path(fp)).await? else {
-        return Ok(None);
-    };
-    for d in entry.outputs.values() {
-        if !store.exists(&Store::manifest_path(d)).await? {
-            return Ok(None);
-        }
-    }
-    Ok(Some(entry))
+/// What a cache lookup found.
+#[derive(Debug)]
+pub enum Lookup<T> {
+    /// A usable entry: everything it names is in the store.
+    Hit(T),
+    Miss,
+    /// An entry whose outputs are missing or damaged (the reason says
+    /// which): the work runs again and its writes replace what is broken.
+    Damaged(String),
 }
 
-pub async fn lookup_item(store: &Store, fp: &Digest) -> Result<Option<ItemEntry>, StoreError> {
-    store.get_json::<ItemEntry>(&item_path(fp)).await
+/// Reads a cache entry; an entry that does not parse counts as damaged.
+async fn entry<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    path: &str,
+) -> Result<Result<Option<T>, String>, StoreError> {
+    match store.get_json::<T>(path).await {
+        Ok(e) => Ok(Ok(e)),
+        Err(e @ StoreError::Decode { .. }) => Ok(Err(e.to_string())),
+        Err(e) => Err(e),
+    }
+}
+
+/// Looks a task up: a hit only when its entry parses and every output
+/// manifest it names parses and lists blobs that are all there, with their
+/// sizes (`Verify::Size`) or their hashes (`Verify::Hash`, `--verify`).
+pub async fn lookup(
+    store: &Store,
+    fp: &Digest,
+    how: Verify,
+) -> Result<Lookup<CacheEntry>, StoreError> {
+    let entry = match entry::<CacheEntry>(store, &task_path(fp)).await? {
+        Ok(Some(e)) => e,
+        Ok(None) => return Ok(Lookup::Miss),
+        Err(why) => return Ok(Lookup::Damaged(why)),
+    };
+    for (name, d) in &entry.outputs {
+        if let Err(why) = store.check_artifact(d, how).await? {
+            return Ok(Lookup::Damaged(format!("output `{name}`: {why}")));
+        }
+    }
+    Ok(Lookup::Hit(entry))
+}
+
+/// Looks an item of a map stage up: a hit only when its entry parses and
+/// every file of the item is there (checked as `how` says).
+pub async fn lookup_item(
+    store: &Store,
+    fp: &Digest,
+    how: Verify,
+) -> Result<Lookup<ItemEntry>, StoreError> {
+    let entry = match entry::<ItemEntry>(store, &item_path(fp)).await? {
+        Ok(Some(e)) => e,
+        Ok(None) => return Ok(Lookup::Miss),
+        Err(why) => return Ok(Lookup::Damaged(why)),
+    };
+    if let Some(why) = store.check_blobs(entry.item.files.values(), how).await? {
+        return Ok(Lookup::Damaged(format!("item `{}`: {why}", entry.item.key)));
+    }
+    Ok(Lookup::Hit(entry))
 }

@@ -55,9 +55,10 @@ impl Diagnostic {
             let num = self.line.to_string();
             let pad = " ".repeat(num.len());
             let caret_at = (self.column.max(1) - 1) as usize;
+            let (snippet, caret) = snippet(line, caret_at);
             out.push_str(&format!(
-                "\n {pad} |\n {num} | {line}\n {pad} | {}^",
-                " ".repeat(caret_at.min(line.chars().count()))
+                "\n {pad} |\n {num} | {snippet}\n {pad} | {}^",
+                " ".repeat(caret)
             ));
         }
         if let Some(hint) = &self.hint {
@@ -65,6 +66,36 @@ impl Diagnostic {
         }
         out
     }
+}
+
+/// At most this many characters of a source line are shown.
+const SNIPPET_WIDTH: usize = 120;
+
+/// The part of `line` to show around character `at`, and where the caret
+/// goes in it: the whole line when short, else a window around the column
+/// with `…` where it was cut (a minified 100,000-character line must not
+/// fill the terminal).
+fn snippet(line: &str, at: usize) -> (String, usize) {
+    let len = line.chars().count();
+    let at = at.min(len);
+    if len <= SNIPPET_WIDTH {
+        return (line.to_string(), at);
+    }
+    let start = at
+        .saturating_sub(SNIPPET_WIDTH / 2)
+        .min(len - SNIPPET_WIDTH);
+    let end = start + SNIPPET_WIDTH;
+    let mut out = String::new();
+    let mut caret = at - start;
+    if start > 0 {
+        out.push('…');
+        caret += 1;
+    }
+    out.extend(line.chars().skip(start).take(end - start));
+    if end < len {
+        out.push('…');
+    }
+    (out, caret)
 }
 
 impl fmt::Display for Diagnostic {
@@ -146,5 +177,39 @@ pub fn suggest<'a>(
         ))
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_source_line_is_cut_to_a_window_around_the_column() {
+        let line = format!("{}BAD{}", "a".repeat(50_000), "b".repeat(50_000));
+        let d = Diagnostic::new(
+            "p.yaml",
+            Loc {
+                line: 1,
+                column: 50_001,
+            },
+            "unexpected `BAD`",
+        );
+        let out = d.render(Some(&line));
+        assert!(out.len() < 1_000, "{} bytes rendered", out.len());
+        let lines: Vec<&str> = out.lines().collect();
+        let text = lines[2].split_once("| ").unwrap().1;
+        let caret = lines[3].split_once("| ").unwrap().1;
+        assert!(text.starts_with('…') && text.ends_with('…'), "{text}");
+        let col = caret.chars().count() - 1;
+        let under: String = text.chars().skip(col).take(3).collect();
+        assert_eq!(under, "BAD", "{text}\n{caret}");
+    }
+
+    #[test]
+    fn a_short_line_is_shown_whole() {
+        let d = Diagnostic::new("p.yaml", Loc { line: 1, column: 5 }, "x");
+        let out = d.render(Some("key: value"));
+        assert!(out.contains(" 1 | key: value\n   |     ^"), "{out}");
     }
 }

@@ -17,6 +17,7 @@ pub mod dag;
 pub mod diag;
 pub mod digest;
 pub mod events;
+pub mod fsck;
 pub mod plan;
 pub mod records;
 pub mod resources;

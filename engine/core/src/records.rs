@@ -147,6 +147,9 @@ pub struct RunRecord {
     pub forced: Vec<String>,
     #[serde(default)]
     pub no_cache: bool,
+    /// `--verify`: cache hits were hashed, and writes hash what they find.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verify: bool,
     #[serde(default)]
     pub warnings: Vec<String>,
     pub tasks: Vec<TaskRecord>,

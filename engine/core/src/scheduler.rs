@@ -14,7 +14,7 @@ use crate::records::{
 };
 use crate::resources::{Machine, Pool};
 use crate::stage::{Input, ItemCtx, Log, MapStage, Stage, StageError, StageImpl, TaskCtx};
-use crate::store::{ArtifactKind, Item, Manifest, Store, StoreError, now_rfc3339};
+use crate::store::{ArtifactKind, Item, Manifest, Store, StoreError, Verify, now_rfc3339};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -30,6 +30,10 @@ pub struct RunOptions {
     pub force: Vec<String>,
     /// Ignore the cache for every stage (results are still stored).
     pub no_cache: bool,
+    /// A cache hit hashes every blob of its outputs instead of checking
+    /// their sizes, and writes hash what they find already stored, so a
+    /// damaged object of the right size is found and rebuilt.
+    pub verify: bool,
     pub cancel: CancellationToken,
     pub events: EventSink,
     /// Template values, recorded in the run.
@@ -51,6 +55,7 @@ impl Default for RunOptions {
         RunOptions {
             force: vec![],
             no_cache: false,
+            verify: false,
             cancel: CancellationToken::new(),
             events: EventSink::none(),
             values: Value::Object(Default::default()),
@@ -88,6 +93,24 @@ impl Shared {
     }
     fn forced(&self, stage: &str) -> bool {
         self.opts.force.iter().any(|f| f == stage)
+    }
+    /// How closely a cache hit is checked.
+    fn verify(&self) -> Verify {
+        if self.opts.verify {
+            Verify::Hash
+        } else {
+            Verify::Size
+        }
+    }
+    /// The store a stage writes its outputs through: under `--force`,
+    /// `--no-cache` and `--verify` it hashes what it finds already stored
+    /// and replaces it when it does not match.
+    fn writer(&self, stage: &str) -> Store {
+        if self.forced(stage) || self.opts.no_cache || self.opts.verify {
+            self.store.rewriting()
+        } else {
+            self.store.clone()
+        }
     }
     async fn manifest(&self, d: &Digest) -> Result<Arc<Manifest>, StoreError> {
         if let Some(m) = self
@@ -145,6 +168,7 @@ pub async fn run(
         executor: opts.executor.clone(),
         forced: opts.force.clone(),
         no_cache: opts.no_cache,
+        verify: opts.verify,
         warnings: pool.clamped.clone(),
         tasks: plan
             .tasks
@@ -178,7 +202,7 @@ pub async fn run(
             })
             .collect(),
     };
-    records::save_run(&store, &record).await?;
+    save_record(&store, &mut record, &opts.events).await;
     let sh = Arc::new(Shared {
         pipeline: pipeline.clone(),
         plan: plan.clone(),
@@ -354,7 +378,7 @@ pub async fn run(
             }
         }
         if last_save.elapsed() > Duration::from_secs(2) {
-            records::save_run(&store, &record).await?;
+            save_record(&store, &mut record, &opts.events).await;
             last_save = Instant::now();
         }
     }
@@ -379,7 +403,7 @@ pub async fn run(
     };
     record.finished = Some(now_rfc3339());
     record.seconds = sh.t0.elapsed().as_secs_f64();
-    records::save_run(&store, &record).await?;
+    save_record(&store, &mut record, &opts.events).await;
     opts.events.emit(Event::RunFinished {
         run: record.id.clone(),
         status: record.status,
@@ -387,6 +411,37 @@ pub async fn run(
         counts: record.counts(),
     });
     Ok(record)
+}
+
+/// Saves the run record, retrying a failed save; a record that still
+/// cannot be saved is a warning, not a failure: the run's outputs and cache
+/// entries are in the store, and the record is saved again at the next
+/// checkpoint. Each distinct failure is warned about once.
+async fn save_record(store: &Store, record: &mut RunRecord, events: &crate::events::EventSink) {
+    let mut delay = Duration::from_millis(100);
+    let mut last = None;
+    for attempt in 1..=3 {
+        match records::save_run(store, record).await {
+            Ok(()) => return,
+            Err(e) => last = Some(e),
+        }
+        if attempt < 3 {
+            tokio::time::sleep(delay).await;
+            delay *= 4;
+        }
+    }
+    let Some(e) = last else { return };
+    let w = format!(
+        "Failed to save the run record `{}` (3 tries): {e}; the run goes on, but `engine runs` and `engine show` may not show it",
+        records::run_path(&record.id)
+    );
+    if !record.warnings.contains(&w) {
+        events.emit(Event::Log {
+            task: String::new(),
+            line: format!("warning: {w}"),
+        });
+        record.warnings.push(w);
+    }
 }
 
 /// Why a stage cannot run: an upstream task failed, was cancelled or skipped.
@@ -619,9 +674,10 @@ async fn execute(
     rec.fingerprint = Some(fpd.clone());
     let forced = sh.forced(&stage.name);
     let use_cache = stage.cache && !sh.opts.no_cache && !forced;
+    let mut damaged = None;
     if use_cache {
-        match cache::lookup(&sh.store, &fpd).await {
-            Ok(Some(entry)) => {
+        match cache::lookup(&sh.store, &fpd, sh.verify()).await {
+            Ok(cache::Lookup::Hit(entry)) => {
                 rec.outputs = entry.outputs.clone();
                 rec.values = entry.values.clone();
                 let d = Done {
@@ -637,7 +693,8 @@ async fn execute(
                 );
                 return (r, Some(d));
             }
-            Ok(None) => {}
+            Ok(cache::Lookup::Miss) => {}
+            Ok(cache::Lookup::Damaged(why)) => damaged = Some(why),
             Err(e) => {
                 let msg = format!("Failed to read the cache for task `{}`: {e}", rec.task);
                 return (
@@ -658,6 +715,8 @@ async fn execute(
         "forced".into()
     } else if sh.opts.no_cache {
         "cache disabled (--no-cache)".into()
+    } else if let Some(why) = damaged {
+        format!("cached outputs are damaged, running again: {why}")
     } else if !stage.cache {
         if stage.imp.always_run() {
             "runs every time (reads outside state)".into()
@@ -876,7 +935,7 @@ async fn run_task(
             .join(sanitize(label))
             .join(format!("attempt-{attempt}"));
         let mut ctx = TaskCtx {
-            store: sh.store.clone(),
+            store: sh.writer(&stage.name),
             task: label.into(),
             inputs: inputs.to_vec(),
             matrix: matrix.clone(),
@@ -1025,7 +1084,12 @@ async fn run_map(
             for i in start..end {
                 let item = &items[i];
                 let fp = cache::item_fingerprint(&stage.kind, version, &params, item);
-                if use_cache && let Some(e) = cache::lookup_item(&sh.store, &fp).await? {
+                let hit = if use_cache {
+                    cache::lookup_item(&sh.store, &fp, sh.verify()).await?
+                } else {
+                    cache::Lookup::Miss
+                };
+                if let cache::Lookup::Hit(e) = hit {
                     let mut it = e.item;
                     it.key = item.key.clone();
                     out.push((i, it, true));
@@ -1138,7 +1202,7 @@ async fn run_item(
             .join(sanitize(label))
             .join(format!("item-{index}-{attempt}"));
         let mut ctx = ItemCtx {
-            store: sh.store.clone(),
+            store: sh.writer(&stage.name),
             task: label.into(),
             files: BTreeMap::new(),
             meta: Value::Null,
@@ -1244,17 +1308,26 @@ pub async fn explain(
         let fp = TaskFingerprint::new(&stage.kind, version, &params, inputs.clone());
         let fpd = fp.digest();
         let use_cache = stage.cache && !no_cache && !forced;
-        if use_cache && let Some(entry) = cache::lookup(store, &fpd).await? {
-            d.action = "cached".into();
-            d.reason = format!("cached from run {}", entry.run);
-            known[t] = Some(entry.outputs);
-            out.push(d);
-            continue;
+        let mut damaged = None;
+        if use_cache {
+            match cache::lookup(store, &fpd, Verify::Size).await? {
+                cache::Lookup::Hit(entry) => {
+                    d.action = "cached".into();
+                    d.reason = format!("cached from run {}", entry.run);
+                    known[t] = Some(entry.outputs);
+                    out.push(d);
+                    continue;
+                }
+                cache::Lookup::Miss => {}
+                cache::Lookup::Damaged(why) => damaged = Some(why),
+            }
         }
         d.reason = if forced {
             "forced".into()
         } else if no_cache {
             "cache disabled (--no-cache)".into()
+        } else if let Some(why) = damaged {
+            format!("cached outputs are damaged, running again: {why}")
         } else if !stage.cache {
             "cache: false".into()
         } else {
@@ -1290,7 +1363,12 @@ pub async fn explain(
                     for it in &man.items {
                         counts.total += 1;
                         let ifp = cache::item_fingerprint(&stage.kind, m.version(), &params, it);
-                        if use_cache && cache::lookup_item(store, &ifp).await?.is_some() {
+                        if use_cache
+                            && matches!(
+                                cache::lookup_item(store, &ifp, Verify::Size).await?,
+                                cache::Lookup::Hit(_)
+                            )
+                        {
                             counts.cached += 1;
                         } else {
                             counts.run += 1;

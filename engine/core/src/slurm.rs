@@ -284,8 +284,15 @@ pub async fn exec_task(
         std::process::id(),
         task_key(task)
     ));
+    // As on the submitting machine: a forced, uncached or verifying run
+    // replaces stored objects whose bytes do not match what it writes.
+    let writer = if rec.forced.contains(&stage.name) || rec.no_cache || rec.verify {
+        store.rewriting()
+    } else {
+        store.clone()
+    };
     let mut ctx = TaskCtx {
-        store: store.clone(),
+        store: writer,
         task: task.into(),
         inputs,
         matrix: stage

@@ -11,12 +11,19 @@
 //! lineage/<digest>.json       which run and task first produced an artifact
 //! refs/<name>.json            named pointers with history
 //! runs/<run-id>.json          run records
+//! locks/refs/<name>.lock      who is moving a ref right now (fs only)
 //! ```
 //!
 //! Blobs are written before the manifest that lists them, and every write
-//! goes through a temporary name (fs) or a single PUT (s3), so a crash never
-//! leaves a manifest pointing at missing data.
+//! goes through a flushed temporary file renamed into place (fs) or a single
+//! PUT (s3), so a crash never leaves a manifest pointing at missing data.
+//!
+//! A write of a content-addressed object that finds one already there keeps
+//! it only when it has the right size (and, for manifests and under
+//! [`Verify::Hash`], the right hash): a truncated or damaged object is
+//! replaced by the next write of the same content, never kept for good.
 
+mod refs;
 mod url;
 
 pub use url::StoreUrl;
@@ -84,6 +91,13 @@ impl Manifest {
     fn canonical(&self) -> String {
         canonical_json(&serde_json::to_value(self).expect("manifests serialise"))
     }
+
+    /// Every blob the manifest lists: its files and its items' files.
+    pub fn blobs(&self) -> impl Iterator<Item = &BlobRef> {
+        self.files
+            .values()
+            .chain(self.items.iter().flat_map(|i| i.files.values()))
+    }
 }
 
 /// Store failures; each names the object and the store.
@@ -109,7 +123,7 @@ pub enum StoreError {
     #[error("`{path}` not found in store `{url}`")]
     NotFound { path: String, url: String },
     #[error(
-        "`{path}` in store `{url}` is corrupt: its content hashes to `{actual}`, not `{expected}`; delete it and rerun the task that produced it"
+        "`{path}` in store `{url}` is corrupt: its content hashes to `{actual}`, not `{expected}`; rerun with `engine run --verify` to rebuild it, or remove it with `engine fsck --repair` and rerun"
     )]
     Corrupt {
         path: String,
@@ -123,8 +137,43 @@ pub enum StoreError {
         url: String,
         reason: String,
     },
+    #[error(
+        "`{path}` in store `{url}` is damaged: it has {actual} bytes, not {expected}; rerun the task that produced it (`engine fsck --repair` removes damaged objects)"
+    )]
+    WrongSize {
+        path: String,
+        url: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("invalid name `{name}`: {why}")]
     BadName { name: String, why: String },
+    #[error(
+        "Failed to lock ref `{name}` in store `{url}`: `{lock}` has been held by {holder} for {waited}; if no engine is moving this ref, delete `{lock}`"
+    )]
+    Locked {
+        name: String,
+        url: String,
+        lock: String,
+        holder: String,
+        waited: String,
+    },
+}
+
+impl StoreError {
+    /// Whether the object is absent (as opposed to unreadable or damaged).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound { .. })
+    }
+}
+
+/// How closely an object already in the store is checked before it is
+/// trusted: by size (a stat), or by hashing all of its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verify {
+    #[default]
+    Size,
+    Hash,
 }
 
 /// One pointer move in a ref's history.
@@ -209,6 +258,8 @@ pub struct Store {
     url: String,
     /// The URL another machine uses to open this store (absolute for fs).
     worker_url: Option<String>,
+    /// How a write checks an object already at its content address.
+    existing: Verify,
 }
 
 /// `fs://` goes straight to the file system: through OpenDAL's fs service a
@@ -257,7 +308,18 @@ impl Store {
             backend,
             url: parsed.display(),
             worker_url,
+            existing: Verify::Size,
         })
+    }
+
+    /// A handle on the same store whose writes hash any object already at
+    /// the address they write and replace it when its bytes do not match
+    /// (`--force`, `--no-cache`, `--verify`: a rerun repairs what it writes).
+    pub fn rewriting(&self) -> Store {
+        Store {
+            existing: Verify::Hash,
+            ..self.clone()
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -333,6 +395,148 @@ impl Store {
         }
     }
 
+    /// The size of the object at `path`; `None` when there is none.
+    pub async fn size_of(&self, path: &str) -> Result<Option<u64>, StoreError> {
+        let res = match &self.backend {
+            Backend::Dal(op) => op
+                .stat(path)
+                .await
+                .map(|m| m.content_length())
+                .map_err(self.io("check", path)),
+            Backend::Fs(fs) => std::fs::metadata(fs.path(path))
+                .map(|m| m.len())
+                .map_err(|e| self.local_io("check", path, e)),
+        };
+        match res {
+            Ok(n) => Ok(Some(n)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The blake3 of the object at `path`, read in chunks; `None` when
+    /// there is none.
+    pub async fn hash_of(&self, path: &str) -> Result<Option<Digest>, StoreError> {
+        let res = match &self.backend {
+            Backend::Dal(op) => op
+                .read(path)
+                .await
+                .map(|b| Digest::of(&b.to_vec()))
+                .map_err(self.io("read", path)),
+            Backend::Fs(fs) => {
+                let file = fs.path(path);
+                tokio::task::spawn_blocking(move || -> std::io::Result<Digest> {
+                    let mut h = blake3::Hasher::new();
+                    h.update_reader(std::fs::File::open(&file)?)?;
+                    Ok(Digest::from_hasher(&h))
+                })
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+                .map_err(|e| self.local_io("read", path, e))
+            }
+        };
+        match res {
+            Ok(d) => Ok(Some(d)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `path` holds the object with this digest and size, checked
+    /// as closely as `how` says.
+    async fn holds(
+        &self,
+        path: &str,
+        digest: &Digest,
+        size: u64,
+        how: Verify,
+    ) -> Result<bool, StoreError> {
+        if self.size_of(path).await? != Some(size) {
+            return Ok(false);
+        }
+        Ok(how == Verify::Size || self.hash_of(path).await?.as_ref() == Some(digest))
+    }
+
+    /// What is wrong with a blob a manifest lists, if anything.
+    pub async fn check_blob(&self, b: &BlobRef, how: Verify) -> Result<Option<String>, StoreError> {
+        let path = Self::blob_path(&b.digest);
+        match self.size_of(&path).await? {
+            None => return Ok(Some(format!("blob `{path}` is missing"))),
+            Some(n) if n != b.size => {
+                return Ok(Some(format!("blob `{path}` has {n} bytes, not {}", b.size)));
+            }
+            Some(_) => {}
+        }
+        if how == Verify::Hash {
+            match self.hash_of(&path).await? {
+                Some(d) if d == b.digest => {}
+                Some(d) => {
+                    return Ok(Some(format!(
+                        "blob `{path}` is corrupt: it hashes to `{d}`"
+                    )));
+                }
+                None => return Ok(Some(format!("blob `{path}` is missing"))),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads an artifact's manifest and checks the blobs it lists: `Ok(Ok)`
+    /// when it is whole, `Ok(Err(why))` when it is missing or damaged, `Err`
+    /// when the store cannot answer.
+    pub async fn check_artifact(
+        &self,
+        d: &Digest,
+        how: Verify,
+    ) -> Result<Result<Manifest, String>, StoreError> {
+        let m = match self.get_manifest(d).await {
+            Ok(m) => m,
+            Err(StoreError::NotFound { path, .. }) => {
+                return Ok(Err(format!("manifest `{path}` is missing")));
+            }
+            Err(e @ (StoreError::Corrupt { .. } | StoreError::Decode { .. })) => {
+                return Ok(Err(e.to_string()));
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(why) = self.check_blobs(m.blobs(), how).await? {
+            return Ok(Err(why));
+        }
+        Ok(Ok(m))
+    }
+
+    /// The first problem among these blobs, checked a few at a time (one
+    /// stat each: a HEAD request on S3).
+    pub async fn check_blobs<'a>(
+        &self,
+        blobs: impl Iterator<Item = &'a BlobRef>,
+        how: Verify,
+    ) -> Result<Option<String>, StoreError> {
+        use futures::StreamExt;
+        let blobs: Vec<BlobRef> = blobs.cloned().collect();
+        let mut checks = futures::stream::iter(blobs)
+            .map(|b| async move { self.check_blob(&b, how).await })
+            .buffer_unordered(16);
+        while let Some(r) = checks.next().await {
+            if let Some(why) = r? {
+                return Ok(Some(why));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes an object; removing one that is not there is not an error.
+    pub async fn delete(&self, path: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Dal(op) => op.delete(path).await.map_err(self.io("delete", path)),
+            Backend::Fs(fs) => match std::fs::remove_file(fs.path(path)) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(self.local_io("delete", path, e)),
+            },
+        }
+    }
+
     pub async fn read(&self, path: &str) -> Result<Vec<u8>, StoreError> {
         match &self.backend {
             Backend::Dal(op) => Ok(op.read(path).await.map_err(self.io("read", path))?.to_vec()),
@@ -342,12 +546,12 @@ impl Store {
         }
     }
 
-    /// Stores bytes as a blob (a no-op when the blob exists).
+    /// Stores bytes as a blob (a no-op when the blob is there whole).
     pub async fn put_blob(&self, bytes: Vec<u8>) -> Result<BlobRef, StoreError> {
         let digest = Digest::of(&bytes);
         let size = bytes.len() as u64;
         let path = Self::blob_path(&digest);
-        if !self.exists(&path).await? {
+        if !self.holds(&path, &digest, size, self.existing).await? {
             self.write(&path, bytes).await?;
         }
         Ok(BlobRef { digest, size })
@@ -377,22 +581,19 @@ impl Store {
         }
         let digest = Digest::from_hasher(&hasher);
         let path = Self::blob_path(&digest);
-        if self.exists(&path).await? {
+        if self.holds(&path, &digest, size, self.existing).await? {
             return Ok(BlobRef { digest, size });
         }
         let op = match &self.backend {
             Backend::Dal(op) => op,
             Backend::Fs(fs) => {
-                let (fs, src, dest) = (fs.clone(), file.to_path_buf(), path.clone());
-                let check = tokio::task::spawn_blocking(move || fs.copy_in(&src, &dest))
+                let (fs, src, dest, want) =
+                    (fs.clone(), file.to_path_buf(), path.clone(), digest.clone());
+                let check = tokio::task::spawn_blocking(move || fs.copy_in(&src, &dest, &want))
                     .await
                     .map_err(|e| local("copy", std::io::Error::other(e.to_string())))?
                     .map_err(|e| local("copy", e))?;
                 if check != digest {
-                    let _ = std::fs::remove_file(match &self.backend {
-                        Backend::Fs(fs) => fs.path(&path),
-                        Backend::Dal(_) => unreachable!(),
-                    });
                     return Err(local(
                         "read",
                         std::io::Error::other("file changed while it was stored"),
@@ -483,25 +684,38 @@ impl Store {
         Ok(())
     }
 
-    /// Publishes a manifest after checking that every blob it lists exists.
+    /// Publishes a manifest after checking that every blob it lists is
+    /// there with its size. A manifest already there is kept only when its
+    /// bytes hash to its name (manifests are small; a damaged one must not
+    /// survive the rerun that rewrites it).
     pub async fn put_manifest(&self, m: &Manifest) -> Result<Digest, StoreError> {
         let text = m.canonical();
         let digest = Digest::of(text.as_bytes());
         let path = Self::manifest_path(&digest);
-        if self.exists(&path).await? {
+        if self
+            .holds(&path, &digest, text.len() as u64, Verify::Hash)
+            .await?
+        {
             return Ok(digest);
         }
-        let blobs = m
-            .files
-            .values()
-            .chain(m.items.iter().flat_map(|i| i.files.values()));
-        for b in blobs {
+        for b in m.blobs() {
             let bp = Self::blob_path(&b.digest);
-            if !self.exists(&bp).await? {
-                return Err(StoreError::NotFound {
-                    path: bp,
-                    url: self.url.clone(),
-                });
+            match self.size_of(&bp).await? {
+                None => {
+                    return Err(StoreError::NotFound {
+                        path: bp,
+                        url: self.url.clone(),
+                    });
+                }
+                Some(n) if n != b.size => {
+                    return Err(StoreError::WrongSize {
+                        path: bp,
+                        url: self.url.clone(),
+                        expected: b.size,
+                        actual: n,
+                    });
+                }
+                Some(_) => {}
             }
         }
         self.write(&path, text.into_bytes()).await?;
@@ -576,6 +790,50 @@ impl Store {
         }
     }
 
+    /// Paths (from the store root) of every file under a folder, at any
+    /// depth; none when the folder does not exist.
+    pub async fn list_all(&self, dir: &str) -> Result<Vec<String>, StoreError> {
+        let dir = format!("{}/", dir.trim_end_matches('/'));
+        let op = match &self.backend {
+            Backend::Dal(op) => op,
+            Backend::Fs(fs) => {
+                let mut out = vec![];
+                let mut todo = vec![dir.clone()];
+                while let Some(d) = todo.pop() {
+                    let rd = match std::fs::read_dir(fs.path(&d)) {
+                        Ok(rd) => rd,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(self.local_io("list", &d, e)),
+                    };
+                    for e in rd {
+                        let e = e.map_err(|e| self.local_io("list", &d, e))?;
+                        let name = format!("{d}{}", e.file_name().to_string_lossy());
+                        if e.file_type().is_ok_and(|t| t.is_dir()) {
+                            todo.push(format!("{name}/"));
+                        } else {
+                            out.push(name);
+                        }
+                    }
+                }
+                out.sort();
+                return Ok(out);
+            }
+        };
+        match op.list_with(&dir).recursive(true).await {
+            Ok(entries) => {
+                let mut out: Vec<String> = entries
+                    .into_iter()
+                    .map(|e| e.path().trim_start_matches('/').to_string())
+                    .filter(|p| !p.ends_with('/'))
+                    .collect();
+                out.sort();
+                Ok(out)
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(vec![]),
+            Err(e) => Err(self.io("list", &dir)(e)),
+        }
+    }
+
     // ---- refs ----
 
     fn ref_path(name: &str) -> Result<String, StoreError> {
@@ -599,45 +857,6 @@ impl Store {
             ..Default::default()
         };
         self.move_ref(name, digest, &why).await
-    }
-
-    /// Moves a ref, recording who, why, from which run and on which
-    /// evaluation. A move to where the ref already points records nothing.
-    pub async fn move_ref(
-        &self,
-        name: &str,
-        digest: &Digest,
-        why: &RefMove,
-    ) -> Result<RefDoc, StoreError> {
-        let path = Self::ref_path(name)?;
-        if !self.exists(&Self::manifest_path(digest)).await? {
-            return Err(StoreError::NotFound {
-                path: Self::manifest_path(digest),
-                url: self.url.clone(),
-            });
-        }
-        let mut doc = self
-            .get_json::<RefDoc>(&path)
-            .await?
-            .unwrap_or_else(|| RefDoc {
-                name: name.into(),
-                history: vec![],
-            });
-        let previous = doc.current().cloned();
-        if previous.as_ref() == Some(digest) {
-            return Ok(doc);
-        }
-        doc.history.push(RefEvent {
-            digest: digest.clone(),
-            at: now_rfc3339(),
-            previous,
-            note: why.note.clone(),
-            by: Some(mover()),
-            run: why.run.clone(),
-            evaluation: why.evaluation.clone(),
-        });
-        self.put_json(&path, &doc).await?;
-        Ok(doc)
     }
 
     /// Resolves `name@alias` or a plain ref name, or a digest (full or a

@@ -137,20 +137,62 @@ impl StoreUrl {
                 ) {
                     b = b.access_key_id(&k).secret_access_key(&s);
                 }
-                Operator::new(b).map_err(|e| e.to_string())
+                // A 503 `SlowDown`, a reset connection or a timeout is worth
+                // another try; OpenDAL marks those errors temporary and the
+                // retry layer repeats only them (a 404 or 412 answers at once).
+                Ok(Operator::new(b).map_err(|e| e.to_string())?.layer(
+                    opendal::layers::RetryLayer::new()
+                        .with_jitter()
+                        .with_min_delay(std::time::Duration::from_millis(100))
+                        .with_max_delay(std::time::Duration::from_secs(5))
+                        .with_max_times(5),
+                ))
             }
         }
     }
 }
 
-/// A local store root. Writes go to a temporary file under `.tmp/` and are
-/// renamed into place, so a reader never sees a partial file.
+/// A local store root. Writes go to a temporary file under `.tmp/`, which
+/// is flushed to disk (fsync) before it is renamed into place and the
+/// folder holding it is flushed after, so a reader never sees a partial
+/// file and a crash (of the process or of the machine) leaves either the
+/// old state or the complete new object.
 pub struct FsRoot {
     root: PathBuf,
     tmp: PathBuf,
+    /// Makes temporary names unique across hosts sharing one store (a
+    /// Slurm cluster on a shared disk): host name, pid and 64 random bits.
+    /// Pid, thread and counter alone collide between machines.
+    salt: String,
     counter: AtomicU64,
     /// Folders known to exist, to skip `create_dir_all` on every write.
     dirs: Mutex<std::collections::HashSet<PathBuf>>,
+}
+
+/// 64 random bits: from the kernel, else from std's per-process random
+/// hasher keys mixed with the time.
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+    {
+        return u64::from_le_bytes(b);
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish()
+}
+
+/// Flushes a folder's entries (a rename into it) to disk.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 impl FsRoot {
@@ -163,9 +205,17 @@ impl FsRoot {
         let tmp = root.join(".tmp");
         std::fs::create_dir_all(&tmp)
             .map_err(|e| format!("Failed to create folder `{}`: {e}", tmp.display()))?;
+        let host: String = hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(40)
+            .collect();
         Ok(FsRoot {
             root,
             tmp,
+            salt: format!("{host}-{}-{:016x}", std::process::id(), random_u64()),
             counter: AtomicU64::new(0),
             dirs: Mutex::new(Default::default()),
         })
@@ -177,18 +227,10 @@ impl FsRoot {
 
     fn tmp_name(&self) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        self.tmp.join(
-            format!(
-                "{}-{:?}-{n}",
-                std::process::id(),
-                std::thread::current().id()
-            )
-            .replace(['(', ')'], ""),
-        )
+        self.tmp.join(format!("{}-{n}", self.salt))
     }
 
-    fn publish(&self, tmp: &Path, rel: &str) -> std::io::Result<()> {
-        let dest = self.path(rel);
+    fn ensure_parent(&self, dest: &Path) -> std::io::Result<()> {
         if let Some(parent) = dest.parent() {
             let known = self
                 .dirs
@@ -203,20 +245,70 @@ impl FsRoot {
                     .insert(parent.to_path_buf());
             }
         }
-        std::fs::rename(tmp, dest)
+        Ok(())
+    }
+
+    /// Renames a complete, flushed temporary file into place and flushes
+    /// the folder, so the new name survives a power cut.
+    fn publish(&self, tmp: &Path, rel: &str) -> std::io::Result<()> {
+        let dest = self.path(rel);
+        self.ensure_parent(&dest)?;
+        std::fs::rename(tmp, &dest)?;
+        match dest.parent() {
+            Some(parent) => sync_dir(parent),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes a flushed temporary file; the caller publishes it.
+    fn write_tmp(&self, bytes: &[u8]) -> std::io::Result<PathBuf> {
+        let tmp = self.tmp_name();
+        let res = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })();
+        match res {
+            Ok(()) => Ok(tmp),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
     }
 
     pub fn write(&self, rel: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let tmp = self.tmp_name();
-        let res = std::fs::write(&tmp, bytes).and_then(|_| self.publish(&tmp, rel));
+        let tmp = self.write_tmp(bytes)?;
+        let res = self.publish(&tmp, rel);
         if res.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
         res
     }
 
-    /// Copies a local file in, hashing what it copies; returns that digest.
-    pub fn copy_in(&self, src: &Path, rel: &str) -> std::io::Result<Digest> {
+    /// Creates `rel` with these bytes only if nothing is there yet
+    /// (`Ok(false)` when something is): an `O_EXCL` create, for lock files.
+    pub fn create_new(&self, rel: &str, bytes: &[u8]) -> std::io::Result<bool> {
+        let dest = self.path(rel);
+        self.ensure_parent(&dest)?;
+        let mut f = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&dest)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        f.write_all(bytes)?;
+        Ok(true)
+    }
+
+    /// Copies a local file in under `rel`, hashing what it copies; the copy
+    /// is published only when it hashes to `expected` (a file that changed
+    /// since it was hashed never lands under a digest it does not have).
+    /// Returns the digest of what was copied.
+    pub fn copy_in(&self, src: &Path, rel: &str, expected: &Digest) -> std::io::Result<Digest> {
         let tmp = self.tmp_name();
         let res = (|| {
             let mut input = std::fs::File::open(src)?;
@@ -231,14 +323,65 @@ impl FsRoot {
                 hasher.update(&buf[..n]);
                 out.write_all(&buf[..n])?;
             }
-            out.flush()?;
+            out.sync_all()?;
             drop(out);
-            self.publish(&tmp, rel)?;
-            Ok(Digest::from_hasher(&hasher))
+            let got = Digest::from_hasher(&hasher);
+            if &got == expected {
+                self.publish(&tmp, rel)?;
+            } else {
+                std::fs::remove_file(&tmp)?;
+            }
+            Ok(got)
         })();
         if res.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
         res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_differ_between_two_openers_of_one_store() {
+        // Two hosts with the same pid writing through one shared folder
+        // look, to the names, like two openers in one process and thread.
+        let dir = tempfile::tempdir().unwrap();
+        let a = FsRoot::open(Path::new("s"), dir.path()).unwrap();
+        let b = FsRoot::open(Path::new("s"), dir.path()).unwrap();
+        assert_ne!(a.tmp_name(), b.tmp_name());
+    }
+
+    #[test]
+    fn a_copy_that_does_not_hash_to_its_digest_is_never_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = FsRoot::open(Path::new("s"), dir.path()).unwrap();
+        let src = dir.path().join("in.txt");
+        std::fs::write(&src, b"changed since it was hashed").unwrap();
+        let claimed = Digest::of(b"what was hashed");
+        let rel = "blobs/xx/claimed";
+        let got = root.copy_in(&src, rel, &claimed).unwrap();
+        assert_ne!(got, claimed);
+        assert!(!root.path(rel).exists(), "a wrong copy was published");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("s/.tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
+        let right = Digest::of(b"changed since it was hashed");
+        assert_eq!(root.copy_in(&src, rel, &right).unwrap(), right);
+        assert!(root.path(rel).exists());
+    }
+
+    #[test]
+    fn create_new_does_not_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = FsRoot::open(Path::new("s"), dir.path()).unwrap();
+        assert!(root.create_new("refs/x.lock", b"one").unwrap());
+        assert!(!root.create_new("refs/x.lock", b"two").unwrap());
+        assert_eq!(std::fs::read(root.path("refs/x.lock")).unwrap(), b"one");
     }
 }
