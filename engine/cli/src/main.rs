@@ -222,6 +222,32 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Delete what nothing needs any more: keeps every artifact a ref ever
+    /// pointed at, the last runs with everything they reference, the cache
+    /// entries of kept artifacts and anything younger than the grace
+    /// period; prints what it frees. Safe while runs write to the store.
+    #[command(
+        after_help = "Exit codes: 0 done (or nothing to do); 1 an object could not be deleted (the rest were), or an error."
+    )]
+    Gc {
+        /// Keep the newest N runs with everything they reference.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        keep_runs: usize,
+        /// Also keep every run saved in the last D days (0: off).
+        #[arg(long, default_value_t = 0, value_name = "D")]
+        keep_days: u64,
+        /// Never delete an object written less than this long ago (`1h`,
+        /// `30m`, `0s`); what a run writes meanwhile is this young.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+        /// Print what would be freed; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        json: bool,
+    },
     /// Named pointers to artifacts, with history (the model registry).
     Ref {
         #[command(subcommand)]
@@ -673,6 +699,26 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             let report = engine_core::fsck::fsck(&store, repair).await?;
             show::print_fsck(&report, json)?;
             Ok(if report.is_clean() { 0 } else { 1 })
+        }
+        Cmd::Gc {
+            keep_runs,
+            keep_days,
+            grace,
+            dry_run,
+            store,
+            json,
+        } => {
+            let store = open_store(&store, None)?;
+            let opts = engine_core::gc::GcOptions {
+                keep_runs,
+                keep_for: (keep_days > 0)
+                    .then(|| std::time::Duration::from_secs(keep_days * 24 * 3600)),
+                grace,
+                dry_run,
+            };
+            let report = engine_core::gc::gc(&store, &opts).await?;
+            show::print_gc(&report, json)?;
+            Ok(if report.is_ok() { 0 } else { 1 })
         }
         Cmd::Runs { store, limit, json } => {
             let store = open_store(&store, None)?;

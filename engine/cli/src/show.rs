@@ -146,6 +146,88 @@ pub fn print_fsck(r: &engine_core::fsck::FsckReport, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Bytes for people: `512 B`, `3.4 MiB`.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// `engine gc`: kept and freed per kind, then the totals and any failure.
+pub fn print_gc(r: &engine_core::gc::GcReport, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    let freed_word = if r.dry_run { "would free" } else { "freed" };
+    println!(
+        "gc of store `{}`{}",
+        r.store,
+        if r.dry_run {
+            " (dry run: nothing deleted)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "runs kept: {}{}",
+        r.runs_kept.len(),
+        if r.running.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} running: {}; every cache entry kept while a run is going)",
+                r.running.len(),
+                r.running.join(", ")
+            )
+        }
+    );
+    let kinds: std::collections::BTreeSet<&String> = r.kept.keys().chain(r.freed.keys()).collect();
+    let zero = engine_core::gc::Tally::default();
+    println!("{:<20} {:>22} {:>22}", "", "kept", freed_word);
+    for k in kinds {
+        let (kept, freed) = (
+            r.kept.get(k).unwrap_or(&zero),
+            r.freed.get(k).unwrap_or(&zero),
+        );
+        println!(
+            "{k:<20} {:>22} {:>22}",
+            format!("{} ({})", kept.objects, bytes(kept.bytes)),
+            format!("{} ({})", freed.objects, bytes(freed.bytes)),
+        );
+    }
+    let total = r.total_freed();
+    println!(
+        "{freed_word} {} object{}, {}",
+        total.objects,
+        if total.objects == 1 { "" } else { "s" },
+        bytes(total.bytes)
+    );
+    if let Some(why) = &r.stopped {
+        println!("stopped early: {why}");
+    }
+    for f in &r.failures {
+        println!("failed to delete `{}`: {}", f.path, f.error);
+    }
+    if !r.failures.is_empty() {
+        println!(
+            "{} object{} could not be deleted; run `engine gc` again",
+            r.failures.len(),
+            if r.failures.len() == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
+}
+
 pub async fn print_runs(store: &Store, limit: usize, json: bool) -> Result<()> {
     let ids = records::list_runs(store).await?;
     let mut rows = vec![];

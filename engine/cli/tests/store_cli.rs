@@ -1,6 +1,7 @@
 //! The store from the command line: `engine fsck` finds and repairs damage,
-//! `engine run --verify` rebuilds what a size check cannot see, and twenty
-//! `engine ref set` at once keep all twenty moves.
+//! `engine run --verify` rebuilds what a size check cannot see, twenty
+//! `engine ref set` at once keep all twenty moves, and `engine gc --dry-run`
+//! says what `engine gc` then frees.
 
 use engine_core::digest::Digest;
 use engine_core::store::{Manifest, Store};
@@ -151,4 +152,68 @@ fn twenty_concurrent_ref_sets_keep_twenty_history_entries() {
     for t in &targets {
         assert!(doc.history.iter().any(|e| &e.digest == t));
     }
+}
+
+/// Every file under a folder, at any depth.
+fn files(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn gc_dry_run_reports_what_gc_then_frees_and_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("p.yaml"), PIPELINE).unwrap();
+    std::fs::write(d.join("q.yaml"), PIPELINE.replace("precious", "newer")).unwrap();
+    for p in ["p.yaml", "q.yaml"] {
+        let o = engine(d).args(["run", p]).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    let gc = [
+        "gc",
+        "--keep-runs",
+        "1",
+        "--grace",
+        "0s",
+        "--store",
+        "fs://store",
+    ];
+    let before = files(&d.join("store"));
+    let o = engine(d).args(gc).arg("--dry-run").output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("dry run: nothing deleted"), "{out}");
+    // The first run's record, its two manifests, their one blob (`b`
+    // concatenates `a`), two lineage records and two cache entries.
+    assert!(out.contains("would free 8 objects"), "{out}");
+    assert_eq!(files(&d.join("store")), before);
+
+    let o = engine(d).args(gc).arg("--json").output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["dry_run"], false);
+    assert_eq!(report["freed"]["run records"]["objects"], 1, "{report}");
+    assert_eq!(report["freed"]["blobs"]["objects"], 1, "{report}");
+    assert_eq!(files(&d.join("store")).len(), before.len() - 8);
+    assert!(!precious(d).exists());
+
+    let o = engine(d)
+        .args(["gc", "--store", "fs://store"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("freed 0 objects"), "{}", text(&o));
 }

@@ -96,7 +96,7 @@ impl Checker<'_> {
 
 /// The digest a content-addressed file is named by: `blobs/ab/<digest>`,
 /// `artifacts/ab/<digest>.json`.
-fn named_digest(path: &str, ext: &str) -> Option<Digest> {
+pub(crate) fn named_digest(path: &str, ext: &str) -> Option<Digest> {
     let name = path.rsplit('/').next()?.strip_suffix(ext)?;
     let d = Digest::parse(name)?;
     // A full digest, in the shard its first two characters name.

@@ -18,6 +18,7 @@ pub mod diag;
 pub mod digest;
 pub mod events;
 pub mod fsck;
+pub mod gc;
 pub mod plan;
 pub mod records;
 pub mod resources;

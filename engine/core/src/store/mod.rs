@@ -22,6 +22,9 @@
 //! it only when it has the right size (and, for manifests and under
 //! [`Verify::Hash`], the right hash): a truncated or damaged object is
 //! replaced by the next write of the same content, never kept for good.
+//! Such a write also makes the object young again (`Store::freshen`), so
+//! `engine gc` ([`crate::gc`]), which deletes in the reverse of this order
+//! and never deletes a young object, cannot take it from under the write.
 
 mod refs;
 mod url;
@@ -251,6 +254,30 @@ impl RefDoc {
 
 const CHUNK: usize = 1 << 20;
 
+/// How old an object that a write finds whole may be before the write
+/// makes it young again on S3 (see [`Store::freshen`]); well under
+/// `gc`'s default grace period.
+pub const FRESHEN_AFTER: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// An object in a listing: its path from the store root, its size and when
+/// it was last written (`None` when the store does not say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub path: String,
+    pub size: u64,
+    pub modified: Option<std::time::SystemTime>,
+}
+
+impl Listed {
+    /// How long ago it was written; `None` when unknown or in the future
+    /// (a clock ahead of this one).
+    pub fn age(&self) -> Option<std::time::Duration> {
+        std::time::SystemTime::now()
+            .duration_since(self.modified?)
+            .ok()
+    }
+}
+
 /// A handle on one store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -451,10 +478,61 @@ impl Store {
         size: u64,
         how: Verify,
     ) -> Result<bool, StoreError> {
-        if self.size_of(path).await? != Some(size) {
+        let Some(found) = self.stat(path).await? else {
+            return Ok(false);
+        };
+        if found.size != size {
             return Ok(false);
         }
-        Ok(how == Verify::Size || self.hash_of(path).await?.as_ref() == Some(digest))
+        if how == Verify::Hash && self.hash_of(path).await?.as_ref() != Some(digest) {
+            return Ok(false);
+        }
+        Ok(self.freshen(path, &found))
+    }
+
+    /// Makes an object a write found whole young again, so that `gc` (which
+    /// never deletes young objects, and looks again before it deletes) does
+    /// not take it from under the write that counts on it. On `fs://` that
+    /// is a touch; elsewhere an object older than [`FRESHEN_AFTER`] is
+    /// reported as absent, so the caller writes it again (one PUT, only for
+    /// content a run makes again after minutes). `false`: write it again.
+    fn freshen(&self, path: &str, found: &Listed) -> bool {
+        match &self.backend {
+            Backend::Fs(fs) => std::fs::File::options()
+                .write(true)
+                .open(fs.path(path))
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+                .is_ok(),
+            Backend::Dal(_) => found.age().is_none_or(|age| age < FRESHEN_AFTER),
+        }
+    }
+
+    /// The size and last modification of the object at `path`; `None` when
+    /// there is none.
+    pub async fn stat(&self, path: &str) -> Result<Option<Listed>, StoreError> {
+        let res = match &self.backend {
+            Backend::Dal(op) => op
+                .stat(path)
+                .await
+                .map(|m| Listed {
+                    path: path.into(),
+                    size: m.content_length(),
+                    modified: m.last_modified().map(Into::into),
+                })
+                .map_err(self.io("check", path)),
+            Backend::Fs(fs) => std::fs::metadata(fs.path(path))
+                .map(|m| Listed {
+                    path: path.into(),
+                    size: m.len(),
+                    modified: m.modified().ok(),
+                })
+                .map_err(|e| self.local_io("check", path, e)),
+        };
+        match res {
+            Ok(l) => Ok(Some(l)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// What is wrong with a blob a manifest lists, if anything.
@@ -793,6 +871,21 @@ impl Store {
     /// Paths (from the store root) of every file under a folder, at any
     /// depth; none when the folder does not exist.
     pub async fn list_all(&self, dir: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .walk(dir, false)
+            .await?
+            .into_iter()
+            .map(|l| l.path)
+            .collect())
+    }
+
+    /// Every file under a folder, at any depth, with its size and last
+    /// modification (from the listing on S3; one stat per file on fs).
+    pub async fn list_all_with_meta(&self, dir: &str) -> Result<Vec<Listed>, StoreError> {
+        self.walk(dir, true).await
+    }
+
+    async fn walk(&self, dir: &str, meta: bool) -> Result<Vec<Listed>, StoreError> {
         let dir = format!("{}/", dir.trim_end_matches('/'));
         let op = match &self.backend {
             Backend::Dal(op) => op,
@@ -810,28 +903,59 @@ impl Store {
                         let name = format!("{d}{}", e.file_name().to_string_lossy());
                         if e.file_type().is_ok_and(|t| t.is_dir()) {
                             todo.push(format!("{name}/"));
-                        } else {
-                            out.push(name);
+                            continue;
                         }
+                        let mut l = Listed {
+                            path: name,
+                            size: 0,
+                            modified: None,
+                        };
+                        if meta {
+                            match e.metadata() {
+                                Ok(m) => {
+                                    l.size = m.len();
+                                    l.modified = m.modified().ok();
+                                }
+                                // Gone since the listing: not there.
+                                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                                Err(e) => return Err(self.local_io("check", &l.path, e)),
+                            }
+                        }
+                        out.push(l);
                     }
                 }
-                out.sort();
+                out.sort_by(|a, b| a.path.cmp(&b.path));
                 return Ok(out);
             }
         };
-        match op.list_with(&dir).recursive(true).await {
-            Ok(entries) => {
-                let mut out: Vec<String> = entries
-                    .into_iter()
-                    .map(|e| e.path().trim_start_matches('/').to_string())
-                    .filter(|p| !p.ends_with('/'))
-                    .collect();
-                out.sort();
-                Ok(out)
+        let entries = match op.list_with(&dir).recursive(true).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(self.io("list", &dir)(e)),
+        };
+        let mut out = vec![];
+        for e in entries {
+            let path = e.path().trim_start_matches('/').to_string();
+            if path.ends_with('/') {
+                continue;
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(vec![]),
-            Err(e) => Err(self.io("list", &dir)(e)),
+            let m = e.metadata();
+            let mut l = Listed {
+                path,
+                size: m.content_length(),
+                modified: m.last_modified().map(Into::into),
+            };
+            // A listing without times (not S3's) asks each object.
+            if meta && l.modified.is_none() {
+                match self.stat(&l.path).await? {
+                    Some(found) => l = found,
+                    None => continue,
+                }
+            }
+            out.push(l);
         }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
     }
 
     // ---- refs ----

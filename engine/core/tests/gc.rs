@@ -1,0 +1,407 @@
+//! `gc` frees what only unreferenced old runs made, keeps every artifact a
+//! ref ever pointed at (byte for byte) and the last runs fully cached,
+//! deletes nothing on a dry run, and leaves a run that writes meanwhile
+//! whole. On the real `fs://` store (and `s3://` when
+//! `ENGINE_TEST_S3_ENDPOINT` names an S3 server, as `scripts/test.sh`
+//! starts one).
+
+use engine_core::cache;
+use engine_core::compile::compile;
+use engine_core::digest::Digest;
+use engine_core::gc::{self, GcOptions, GcReport};
+use engine_core::plan::plan;
+use engine_core::records::{self, RunRecord, RunStatus, TaskStatus};
+use engine_core::resources::Machine;
+use engine_core::scheduler::{self, RunOptions};
+use engine_core::stage::Registry;
+use engine_core::store::Store;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+fn opts() -> RunOptions {
+    RunOptions {
+        machine: Machine {
+            cpus: 2,
+            memory: 8 << 30,
+            gpus: 0,
+        },
+        retry_backoff: Duration::from_millis(5),
+        scratch_root: std::env::temp_dir().join(format!("engine-gc-{}", std::process::id())),
+        ..RunOptions::default()
+    }
+}
+
+async fn run_with(yaml: &str, store: &Store, o: RunOptions) -> RunRecord {
+    let p = compile("test.yaml", yaml, &Registry::with_builtins())
+        .unwrap_or_else(|d| panic!("{}", d.render()));
+    let pl = plan(&p);
+    scheduler::run(Arc::new(p), Arc::new(pl), store.clone(), o)
+        .await
+        .unwrap()
+}
+
+async fn run(yaml: &str, store: &Store) -> RunRecord {
+    let r = run_with(yaml, store, opts()).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", errors(&r));
+    r
+}
+
+fn errors(r: &RunRecord) -> Vec<(String, Option<String>)> {
+    r.tasks
+        .iter()
+        .map(|t| (t.task.clone(), t.error.clone()))
+        .collect()
+}
+
+/// Two tasks; `b` is made from `a`, so a new `text` changes both.
+fn pipeline(text: &str) -> String {
+    format!(
+        r#"
+name: grow
+stages:
+  a: {{ uses: builtin.echo, with: {{ text: {text} }} }}
+  b: {{ uses: builtin.echo, with: {{ text: "more-" }}, needs: [a] }}
+"#
+    )
+}
+
+fn no_grace(keep_runs: usize) -> GcOptions {
+    GcOptions {
+        keep_runs,
+        grace: Duration::ZERO,
+        ..GcOptions::default()
+    }
+}
+
+fn freed(r: &GcReport, kind: &str) -> usize {
+    r.freed.get(kind).map_or(0, |t| t.objects)
+}
+
+/// Every path in the store and its size.
+async fn everything(store: &Store) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for dir in ["blobs", "artifacts", "cache", "lineage", "refs", "runs"] {
+        for l in store.list_all_with_meta(dir).await.unwrap() {
+            out.insert(l.path, l.size);
+        }
+    }
+    out
+}
+
+/// The manifest and every blob of an artifact read back, verified.
+async fn read_back(store: &Store, d: &Digest) -> Vec<Vec<u8>> {
+    let m = store
+        .get_manifest(d)
+        .await
+        .unwrap_or_else(|e| panic!("manifest {d}: {e}"));
+    let mut out = vec![];
+    for b in m.blobs() {
+        out.push(
+            store
+                .get_blob(&b.digest)
+                .await
+                .unwrap_or_else(|e| panic!("blob {} of {d}: {e}", b.digest)),
+        );
+    }
+    out
+}
+
+/// What the scenario leaves: the first run's `a` is published as a ref
+/// (then the ref moves on, so only its history holds it), and nothing
+/// references the first run's `b`.
+struct Grown {
+    first: RunRecord,
+    second: RunRecord,
+}
+
+async fn grow(store: &Store) -> Grown {
+    let first = run(&pipeline("first"), store).await;
+    let second = run(&pipeline("second"), store).await;
+    let a1 = first.task("a").unwrap().outputs["out"].clone();
+    let b2 = second.task("b").unwrap().outputs["out"].clone();
+    store.set_ref("demo/model", &a1, "first").await.unwrap();
+    store.set_ref("demo/model", &b2, "second").await.unwrap();
+    Grown { first, second }
+}
+
+/// The core scenario, on any store.
+async fn frees_the_old_run_and_keeps_what_refs_and_the_last_run_need(store: &Store) {
+    let g = grow(store).await;
+    let b1 = g.first.task("b").unwrap();
+    let b1_out = b1.outputs["out"].clone();
+    let b1_blob = store.get_manifest(&b1_out).await.unwrap().files["text.txt"]
+        .digest
+        .clone();
+    assert_eq!(store.get_blob(&b1_blob).await.unwrap(), b"more-first");
+    let b1_entry = cache::task_path(b1.fingerprint.as_ref().unwrap());
+    assert!(store.exists(&b1_entry).await.unwrap());
+
+    let report = gc::gc(store, &no_grace(1)).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.runs_kept, vec![g.second.id.clone()]);
+    // Only the first run's `b` goes: its manifest, blob, lineage, cache
+    // entry; and the first run's record.
+    assert_eq!(freed(&report, gc::MANIFESTS), 1, "{report:?}");
+    assert_eq!(freed(&report, gc::BLOBS), 1, "{report:?}");
+    assert_eq!(freed(&report, gc::TASK_ENTRIES), 1, "{report:?}");
+    assert_eq!(freed(&report, gc::LINEAGE), 1, "{report:?}");
+    assert_eq!(freed(&report, gc::RUNS), 1, "{report:?}");
+    assert!(report.total_freed().bytes > 0);
+    assert!(!store.exists(&Store::manifest_path(&b1_out)).await.unwrap());
+    assert!(!store.exists(&Store::blob_path(&b1_blob)).await.unwrap());
+    assert!(!store.exists(&b1_entry).await.unwrap());
+    assert!(!store.exists(&records::lineage_path(&b1_out)).await.unwrap());
+    assert!(
+        records::load_run(store, &g.first.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Everything the ref ever pointed at reads back byte for byte.
+    let doc = store.get_ref("demo/model").await.unwrap().unwrap();
+    assert_eq!(doc.history.len(), 2);
+    assert_eq!(
+        read_back(store, &doc.history[0].digest).await,
+        vec![b"first".to_vec()]
+    );
+    assert_eq!(
+        read_back(store, &doc.history[1].digest).await,
+        vec![b"more-second".to_vec()]
+    );
+    let report = engine_core::fsck::fsck(store, false).await.unwrap();
+    assert!(report.is_clean(), "{report:?}");
+
+    // The kept run is fully cached.
+    let again = run(&pipeline("second"), store).await;
+    for t in &again.tasks {
+        assert_eq!(t.status, TaskStatus::Cached, "{}: {}", t.task, t.reason);
+    }
+    // The first pipeline: `a` is still cached (the ref keeps it); `b`'s
+    // entry went with its outputs, so it is simply missed, not damaged.
+    let first = run(&pipeline("first"), store).await;
+    assert_eq!(first.task("a").unwrap().status, TaskStatus::Cached);
+    let b = first.task("b").unwrap();
+    assert_eq!(b.status, TaskStatus::Done);
+    assert!(!b.reason.contains("damaged"), "{}", b.reason);
+    assert_eq!(
+        read_back(store, &b.outputs["out"]).await,
+        vec![b"more-first".to_vec()]
+    );
+
+    // A second gc right away finds nothing more of the first run to free.
+    let report = gc::gc(store, &no_grace(2)).await.unwrap();
+    assert_eq!(report.total_freed().objects, freed(&report, gc::RUNS));
+}
+
+struct FsStore {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    store: Store,
+}
+
+fn fs_store() -> FsStore {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open("fs://store", dir.path()).unwrap();
+    FsStore {
+        root: dir.path().join("store"),
+        _dir: dir,
+        store,
+    }
+}
+
+#[tokio::test]
+async fn gc_frees_an_unreferenced_old_run_and_keeps_ref_history_and_the_last_run() {
+    let s = fs_store();
+    frees_the_old_run_and_keeps_what_refs_and_the_last_run_need(&s.store).await;
+}
+
+#[tokio::test]
+async fn a_dry_run_deletes_nothing_and_reports_what_gc_then_frees() {
+    let s = fs_store();
+    grow(&s.store).await;
+    let before = everything(&s.store).await;
+    let dry = gc::gc(
+        &s.store,
+        &GcOptions {
+            dry_run: true,
+            ..no_grace(1)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(dry.dry_run);
+    assert!(dry.total_freed().objects >= 5, "{dry:?}");
+    assert_eq!(everything(&s.store).await, before);
+    let real = gc::gc(&s.store, &no_grace(1)).await.unwrap();
+    assert_eq!(real.freed, dry.freed);
+    assert_eq!(
+        everything(&s.store).await.len(),
+        before.len() - real.total_freed().objects
+    );
+}
+
+#[tokio::test]
+async fn the_grace_period_keeps_young_objects() {
+    let s = fs_store();
+    grow(&s.store).await;
+    let before = everything(&s.store).await;
+    let report = gc::gc(
+        &s.store,
+        &GcOptions {
+            keep_runs: 1,
+            ..GcOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.total_freed().objects, 0, "{report:?}");
+    assert_eq!(everything(&s.store).await, before);
+}
+
+/// Makes every file of an fs store two hours old.
+fn age(root: &Path) {
+    let then = SystemTime::now() - Duration::from_secs(2 * 3600);
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                std::fs::File::options()
+                    .write(true)
+                    .open(&p)
+                    .unwrap()
+                    .set_modified(then)
+                    .unwrap();
+            }
+        }
+    }
+}
+
+/// `a` is the old run's cached work; `c` reads it only after `s` sleeps,
+/// while gc runs.
+const OLD: &str = r#"
+name: old
+stages:
+  a: { uses: builtin.echo, with: { text: shared } }
+  x: { uses: builtin.echo, with: { text: only-old } }
+"#;
+
+const CONCURRENT: &str = r#"
+name: concurrent
+stages:
+  a: { uses: builtin.echo, with: { text: shared } }
+  s: { uses: builtin.sleep, with: { ms: 1500 } }
+  c: { uses: builtin.concat, needs: [a, s] }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_writing_during_gc_succeeds_and_reads_everything_back() {
+    let s = fs_store();
+    let old = run(OLD, &s.store).await;
+    age(&s.root);
+    let store = s.store.clone();
+    let running = tokio::spawn(async move { run_with(CONCURRENT, &store, opts()).await });
+    // Wait until the run has saved its record and hit the old entry of `a`.
+    let t0 = std::time::Instant::now();
+    let id = loop {
+        let ids = records::list_runs(&s.store).await.unwrap();
+        if let Some(id) = ids.iter().find(|i| **i != old.id) {
+            break id.clone();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the run never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!running.is_finished(), "the run ended before gc began");
+
+    let report = gc::gc(
+        &s.store,
+        &GcOptions {
+            keep_runs: 1,
+            ..GcOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!running.is_finished(), "the run ended before gc did");
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.running, vec![id.clone()]);
+    assert_eq!(report.runs_kept, vec![id.clone()]);
+    // The old run's record went while the run was writing.
+    assert_eq!(freed(&report, gc::RUNS), 1, "{report:?}");
+
+    let r = running.await.unwrap();
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", errors(&r));
+    assert_eq!(r.task("a").unwrap().status, TaskStatus::Cached);
+    for t in &r.tasks {
+        for d in t.outputs.values() {
+            read_back(&s.store, d).await;
+        }
+    }
+    assert_eq!(
+        read_back(&s.store, &r.task("c").unwrap().outputs["out"]).await[0].starts_with(b"shared"),
+        true
+    );
+    // With the run over, a later gc frees what only the old run made.
+    let report = gc::gc(&s.store, &no_grace(1)).await.unwrap();
+    assert!(freed(&report, gc::MANIFESTS) >= 1, "{report:?}");
+    for t in &r.tasks {
+        for d in t.outputs.values() {
+            read_back(&s.store, d).await;
+        }
+    }
+}
+
+fn s3_store(tag: &str) -> Option<Store> {
+    let Ok(endpoint) = std::env::var("ENGINE_TEST_S3_ENDPOINT") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide ENGINE_TEST_S3_ENDPOINT (an S3 server)"
+        );
+        eprintln!("skipped: set ENGINE_TEST_S3_ENDPOINT to test s3://");
+        return None;
+    };
+    let bucket = std::env::var("ENGINE_TEST_S3_BUCKET").unwrap_or_else(|_| "engine-test".into());
+    let url = format!(
+        "s3://{bucket}/{tag}-{}-{}?endpoint={endpoint}",
+        std::process::id(),
+        Digest::of(format!("{:?}", SystemTime::now()).as_bytes()).short()
+    );
+    Some(Store::open(&url, Path::new(".")).unwrap())
+}
+
+#[tokio::test]
+async fn gc_on_s3_frees_the_old_run_and_keeps_ref_history_and_the_last_run() {
+    let Some(store) = s3_store("gc") else {
+        return;
+    };
+    frees_the_old_run_and_keeps_what_refs_and_the_last_run_need(&store).await;
+}
+
+#[tokio::test]
+async fn a_dry_run_on_s3_deletes_nothing() {
+    let Some(store) = s3_store("gc-dry") else {
+        return;
+    };
+    grow(&store).await;
+    let before = everything(&store).await;
+    let dry = gc::gc(
+        &store,
+        &GcOptions {
+            dry_run: true,
+            ..no_grace(1)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(dry.total_freed().objects >= 5, "{dry:?}");
+    assert_eq!(everything(&store).await, before);
+}
