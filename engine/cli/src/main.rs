@@ -245,6 +245,7 @@ enum Cmd {
         dry_run: bool,
         #[command(flatten)]
         store: StoreArgs,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },

@@ -282,6 +282,26 @@ fn age(root: &Path) {
     }
 }
 
+#[tokio::test]
+async fn a_write_that_finds_an_old_object_makes_it_young_so_gc_keeps_it() {
+    let s = fs_store();
+    let kept = s.store.put_blob(b"made again".to_vec()).await.unwrap();
+    let gone = s.store.put_blob(b"made once".to_vec()).await.unwrap();
+    age(&s.root);
+    // A run makes the same bytes again while gc decides: the write finds
+    // the blob whole and does not write it, so only its age can save it.
+    s.store.put_blob(b"made again".to_vec()).await.unwrap();
+    let report = gc::gc(&s.store, &GcOptions::default()).await.unwrap();
+    assert_eq!(freed(&report, gc::BLOBS), 1, "{report:?}");
+    assert_eq!(s.store.get_blob(&kept.digest).await.unwrap(), b"made again");
+    assert!(
+        !s.store
+            .exists(&Store::blob_path(&gone.digest))
+            .await
+            .unwrap()
+    );
+}
+
 /// `a` is the old run's cached work; `c` reads it only after `s` sleeps,
 /// while gc runs.
 const OLD: &str = r#"
