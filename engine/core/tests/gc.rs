@@ -366,9 +366,11 @@ async fn a_run_writing_during_gc_succeeds_and_reads_everything_back() {
             read_back(&s.store, d).await;
         }
     }
-    assert_eq!(
-        read_back(&s.store, &r.task("c").unwrap().outputs["out"]).await[0].starts_with(b"shared"),
-        true
+    let c = read_back(&s.store, &r.task("c").unwrap().outputs["out"]).await;
+    assert!(
+        c[0].starts_with(b"shared"),
+        "{:?}",
+        String::from_utf8_lossy(&c[0])
     );
     // With the run over, a later gc frees what only the old run made.
     let report = gc::gc(&s.store, &no_grace(1)).await.unwrap();
