@@ -319,17 +319,24 @@ stages:
   c: { uses: builtin.concat, needs: [a, s] }
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_writing_during_gc_succeeds_and_reads_everything_back() {
-    let s = fs_store();
-    let old = run(OLD, &s.store).await;
-    age(&s.root);
-    let store = s.store.clone();
+/// An old run, then a run that hits its cache entry and reads what it
+/// names only after gc (with `grace`) has run; `age` makes the old run's
+/// objects older than the grace period.
+async fn a_run_during_gc_stays_whole(store: &Store, grace: Duration, age: impl FnOnce()) {
+    let old = run(OLD, store).await;
+    age();
+    let gc_opts = GcOptions {
+        keep_runs: 1,
+        grace,
+        ..GcOptions::default()
+    };
+    let s = store;
+    let store = s.clone();
     let running = tokio::spawn(async move { run_with(CONCURRENT, &store, opts()).await });
     // Wait until the run has saved its record and hit the old entry of `a`.
     let t0 = std::time::Instant::now();
     let id = loop {
-        let ids = records::list_runs(&s.store).await.unwrap();
+        let ids = records::list_runs(s).await.unwrap();
         if let Some(id) = ids.iter().find(|i| **i != old.id) {
             break id.clone();
         }
@@ -342,15 +349,7 @@ async fn a_run_writing_during_gc_succeeds_and_reads_everything_back() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!running.is_finished(), "the run ended before gc began");
 
-    let report = gc::gc(
-        &s.store,
-        &GcOptions {
-            keep_runs: 1,
-            ..GcOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let report = gc::gc(s, &gc_opts).await.unwrap();
     assert!(!running.is_finished(), "the run ended before gc did");
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.running, vec![id.clone()]);
@@ -363,23 +362,29 @@ async fn a_run_writing_during_gc_succeeds_and_reads_everything_back() {
     assert_eq!(r.task("a").unwrap().status, TaskStatus::Cached);
     for t in &r.tasks {
         for d in t.outputs.values() {
-            read_back(&s.store, d).await;
+            read_back(s, d).await;
         }
     }
-    let c = read_back(&s.store, &r.task("c").unwrap().outputs["out"]).await;
+    let c = read_back(s, &r.task("c").unwrap().outputs["out"]).await;
     assert!(
         c[0].starts_with(b"shared"),
         "{:?}",
         String::from_utf8_lossy(&c[0])
     );
     // With the run over, a later gc frees what only the old run made.
-    let report = gc::gc(&s.store, &no_grace(1)).await.unwrap();
+    let report = gc::gc(s, &no_grace(1)).await.unwrap();
     assert!(freed(&report, gc::MANIFESTS) >= 1, "{report:?}");
     for t in &r.tasks {
         for d in t.outputs.values() {
-            read_back(&s.store, d).await;
+            read_back(s, d).await;
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_writing_during_gc_succeeds_and_reads_everything_back() {
+    let s = fs_store();
+    a_run_during_gc_stays_whole(&s.store, GcOptions::default().grace, || age(&s.root)).await;
 }
 
 fn s3_store(tag: &str) -> Option<Store> {
@@ -426,4 +431,31 @@ async fn a_dry_run_on_s3_deletes_nothing() {
     .unwrap();
     assert!(dry.total_freed().objects >= 5, "{dry:?}");
     assert_eq!(everything(&store).await, before);
+}
+
+/// S3 object times cannot be set back, so gc runs with no grace at all:
+/// only the running run's record protects what it reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_writing_during_gc_on_s3_succeeds_and_reads_everything_back() {
+    let Some(store) = s3_store("gc-concurrent") else {
+        return;
+    };
+    a_run_during_gc_stays_whole(&store, Duration::ZERO, || {}).await;
+}
+
+#[tokio::test]
+async fn keep_days_keeps_every_recent_run() {
+    let s = fs_store();
+    grow(&s.store).await;
+    let report = gc::gc(
+        &s.store,
+        &GcOptions {
+            keep_for: Some(Duration::from_secs(24 * 3600)),
+            ..no_grace(1)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.runs_kept.len(), 2, "{report:?}");
+    assert_eq!(report.total_freed().objects, 0, "{report:?}");
 }
