@@ -547,3 +547,71 @@ async fn sweep(store: &Store, opts: &GcOptions, doomed: Vec<Doomed>, report: &mu
     }
     report.failures.sort_by(|a, b| a.path.cmp(&b.path));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, status: &str) -> serde_json::Value {
+        serde_json::json!({
+            "id": id, "pipeline": "p", "file": "p.yaml", "status": status,
+            "started": "2026-11-27T00:00:00Z", "engine_version": "0", "host": "h",
+            "pipeline_digest": Digest::of(b"p"), "spec": "", "values": {},
+            "store": "memory://", "executor": "local", "tasks": [],
+        })
+    }
+
+    /// The check between the sweep of cache entries and the rest: a run
+    /// that started since the listing stops gc; one seen before, or one
+    /// already over, does not.
+    #[tokio::test]
+    async fn a_run_started_during_the_sweep_stops_it() {
+        let store = Store::open("memory://gc-started-since", std::path::Path::new(".")).unwrap();
+        let put = |id: &'static str, status: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .put_json(&format!("runs/{id}.json"), &record(id, status))
+                    .await
+                    .unwrap()
+            }
+        };
+        put("20261127-000000-000-aaaa", "running").await;
+        let seen: HashSet<String> = ["20261127-000000-000-aaaa".to_string()].into();
+        assert_eq!(started_since(&store, &seen).await.unwrap(), None);
+        put("20261127-000001-000-bbbb", "succeeded").await;
+        assert_eq!(started_since(&store, &seen).await.unwrap(), None);
+        put("20261127-000002-000-cccc", "running").await;
+        let why = started_since(&store, &seen).await.unwrap().unwrap();
+        assert!(why.contains("20261127-000002-000-cccc"), "{why}");
+    }
+
+    /// A ref moved since the listing to an artifact gc meant to delete
+    /// stops gc; a move to one it keeps does not.
+    #[tokio::test]
+    async fn a_ref_moved_to_a_doomed_artifact_stops_the_sweep() {
+        let store = Store::open("memory://gc-moved-refs", std::path::Path::new(".")).unwrap();
+        let m = |n: i32| Manifest {
+            meta: serde_json::json!(n),
+            ..Default::default()
+        };
+        let (kept, doomed) = (
+            store.put_manifest(&m(1)).await.unwrap(),
+            store.put_manifest(&m(2)).await.unwrap(),
+        );
+        let before = ref_targets(&store).await.unwrap();
+        let plan = vec![Doomed {
+            kind: MANIFESTS,
+            obj: Listed {
+                path: Store::manifest_path(&doomed),
+                size: 1,
+                modified: None,
+            },
+        }];
+        store.set_ref("r", &kept, "").await.unwrap();
+        assert_eq!(moved_refs(&store, &before, &plan).await.unwrap(), None);
+        store.set_ref("r", &doomed, "").await.unwrap();
+        let why = moved_refs(&store, &before, &plan).await.unwrap().unwrap();
+        assert!(why.contains(doomed.as_str()), "{why}");
+    }
+}
