@@ -45,7 +45,11 @@
 //!   sweep the same way.
 //!
 //! The grace period must exceed the clock difference between the machines
-//! that write (S3 times are the server's) and gc's own.
+//! that write (S3 times are the server's) and gc's own, and on S3 also
+//! [`crate::store::FRESHEN_AFTER`] (5 minutes): a write there makes an
+//! object young again only once it is older than that. A store that gives
+//! no modification times (`memory://`) has only young objects: gc deletes
+//! nothing there.
 
 use crate::cache::{CacheEntry, ItemEntry};
 use crate::digest::Digest;

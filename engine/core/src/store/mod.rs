@@ -255,7 +255,7 @@ impl RefDoc {
 const CHUNK: usize = 1 << 20;
 
 /// How old an object that a write finds whole may be before the write
-/// makes it young again on S3 (see [`Store::freshen`]); well under
+/// makes it young again on S3 (see `Store::freshen`); well under
 /// `gc`'s default grace period.
 pub const FRESHEN_AFTER: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
