@@ -193,6 +193,10 @@ pub fn print_gc(r: &engine_core::gc::GcReport, json: bool) -> Result<()> {
     );
     let kinds: std::collections::BTreeSet<&String> = r.kept.keys().chain(r.freed.keys()).collect();
     let zero = engine_core::gc::Tally::default();
+    if kinds.is_empty() {
+        println!("the store holds nothing gc collects");
+        return Ok(());
+    }
     println!("{:<20} {:>22} {:>22}", "", "kept", freed_word);
     for k in kinds {
         let (kept, freed) = (
