@@ -459,3 +459,42 @@ async fn keep_days_keeps_every_recent_run() {
     assert_eq!(report.runs_kept.len(), 2, "{report:?}");
     assert_eq!(report.total_freed().objects, 0, "{report:?}");
 }
+
+fn map_pipeline(salt: &str) -> String {
+    format!(
+        r#"
+name: items
+stages:
+  make: {{ uses: builtin.items, with: {{ count: 4, salt: "{salt}" }} }}
+  shout: {{ uses: builtin.upper, map: {{ over: make.items, batch: 2 }} }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_cache_entries_go_with_their_blobs_and_the_kept_run_stays_cached() {
+    let s = fs_store();
+    run(&map_pipeline("old"), &s.store).await;
+    let before = s.store.list_all("cache/items").await.unwrap().len();
+    assert_eq!(before, 4);
+    run(&map_pipeline("new"), &s.store).await;
+    let report = gc::gc(&s.store, &no_grace(1)).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    // The old run's four items: entries, and their blobs in and out.
+    assert_eq!(freed(&report, gc::ITEM_ENTRIES), 4, "{report:?}");
+    assert_eq!(freed(&report, gc::BLOBS), 8, "{report:?}");
+    assert_eq!(s.store.list_all("cache/items").await.unwrap().len(), 4);
+    let again = run(&map_pipeline("new"), &s.store).await;
+    for t in &again.tasks {
+        assert_eq!(t.status, TaskStatus::Cached, "{}: {}", t.task, t.reason);
+    }
+    let shout = again.task("shout").unwrap();
+    for blob in read_back(&s.store, &shout.outputs["items"]).await {
+        assert!(String::from_utf8_lossy(&blob).ends_with("NEW\n"));
+    }
+    // The old pipeline runs its items again, from scratch, not damaged.
+    let old = run(&map_pipeline("old"), &s.store).await;
+    let counts = old.task("shout").unwrap().items.unwrap();
+    assert_eq!((counts.run, counts.cached), (4, 0));
+    assert!(!old.task("shout").unwrap().reason.contains("damaged"));
+}
