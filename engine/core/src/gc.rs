@@ -318,54 +318,88 @@ struct Doomed {
     obj: Listed,
 }
 
-/// Decides, then sweeps.
-pub async fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport, StoreError> {
-    let young = |l: &Listed| l.age().is_none_or(|a| a < opts.grace);
-    let mut report = GcReport {
-        store: store.url().into(),
-        dry_run: opts.dry_run,
-        ..Default::default()
-    };
+/// The store as listed before anything is decided: what is written after
+/// the listing is not in it, so it stays whatever gc decides.
+struct Listing {
+    blobs: Vec<Listed>,
+    manifests: Vec<Listed>,
+    task_entries: Vec<(Listed, Option<CacheEntry>)>,
+    item_entries: Vec<(Listed, Option<ItemEntry>)>,
+    lineage: Vec<Listed>,
+    run_files: Vec<Listed>,
+}
 
-    // Everything is listed before anything is decided.
-    let blobs = store.list_all_with_meta("blobs").await?;
-    let manifests = store.list_all_with_meta("artifacts").await?;
-    let task_entries = store.list_all_with_meta("cache/tasks").await?;
-    let item_entries = store.list_all_with_meta("cache/items").await?;
-    let lineage = store.list_all_with_meta("lineage").await?;
-    let run_files = store.list_all_with_meta("runs").await?;
+impl Listing {
+    async fn take(store: &Store) -> Result<Listing, StoreError> {
+        let blobs = store.list_all_with_meta("blobs").await?;
+        let manifests = store.list_all_with_meta("artifacts").await?;
+        let task_entries = store.list_all_with_meta("cache/tasks").await?;
+        let item_entries = store.list_all_with_meta("cache/items").await?;
+        let lineage = store.list_all_with_meta("lineage").await?;
+        let run_files = store.list_all_with_meta("runs").await?;
+        Ok(Listing {
+            task_entries: read_all(store, task_entries).await?,
+            item_entries: read_all(store, item_entries).await?,
+            blobs,
+            manifests,
+            lineage,
+            run_files,
+        })
+    }
 
+    /// Manifests that are there, by digest.
+    fn manifests_present(&self) -> HashSet<Digest> {
+        self.manifests
+            .iter()
+            .filter_map(|l| named_digest(&l.path, ".json"))
+            .collect()
+    }
+
+    /// Blobs that are there, by digest, with their sizes.
+    fn blobs_present(&self) -> HashMap<Digest, u64> {
+        self.blobs
+            .iter()
+            .filter_map(|l| named_digest(&l.path, "").map(|d| (d, l.size)))
+            .collect()
+    }
+}
+
+/// What must stay, and what it was decided from.
+struct Marked {
+    live: Live,
+    runs: Runs,
+    /// Every digest the refs named when gc listed the store.
+    refs: HashSet<Digest>,
+    /// A run is going: every cache entry stays, with all it reaches.
+    protect_cache: bool,
+}
+
+/// Marks what must stay: ref histories, kept runs, young objects, cache
+/// entries that stay for their age or for a running run, and the blobs of
+/// every manifest marked.
+async fn mark(store: &Store, opts: &GcOptions, l: &Listing) -> Result<Marked, StoreError> {
+    let young = |o: &Listed| o.age().is_none_or(|a| a < opts.grace);
     let mut live = Live::default();
     let refs = ref_targets(store).await?;
     live.manifests.extend(refs.iter().cloned());
-    let runs = read_runs(store, &run_files, opts, &mut live).await?;
-    report.runs_kept = runs.kept_order.clone();
-    report.running = runs.running.clone();
+    let runs = read_runs(store, &l.run_files, opts, &mut live).await?;
     let protect_cache = !runs.running.is_empty();
-    let keep_entry = |l: &Listed| protect_cache || young(l);
-
-    let task_entries = read_all::<CacheEntry>(store, task_entries).await?;
-    let item_entries = read_all::<ItemEntry>(store, item_entries).await?;
-    for l in manifests.iter().filter(|l| young(l)) {
-        live.manifests.extend(named_digest(&l.path, ".json"));
+    let keep_entry = |o: &Listed| protect_cache || young(o);
+    for m in l.manifests.iter().filter(|m| young(m)) {
+        live.manifests.extend(named_digest(&m.path, ".json"));
     }
-    for (_, e) in task_entries.iter().filter(|(l, _)| keep_entry(l)) {
+    for (_, e) in l.task_entries.iter().filter(|(o, _)| keep_entry(o)) {
         if let Some(e) = e {
             live.manifests.extend(e.outputs.values().cloned());
         }
     }
-    for (_, e) in item_entries.iter().filter(|(l, _)| keep_entry(l)) {
+    for (_, e) in l.item_entries.iter().filter(|(o, _)| keep_entry(o)) {
         if let Some(e) = e {
             live.blobs
                 .extend(e.item.files.values().map(|b| b.digest.clone()));
         }
     }
-
-    // The blobs of every kept manifest that is there.
-    let present: HashSet<Digest> = manifests
-        .iter()
-        .filter_map(|l| named_digest(&l.path, ".json"))
-        .collect();
+    let present = l.manifests_present();
     let to_read: Vec<Digest> = live
         .manifests
         .iter()
@@ -379,91 +413,122 @@ pub async fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport, StoreError>
         live.blobs.extend(b?);
     }
     drop(reads);
-    let blobs_present: HashMap<Digest, u64> = blobs
-        .iter()
-        .filter_map(|l| named_digest(&l.path, "").map(|d| (d, l.size)))
-        .collect();
+    Ok(Marked {
+        live,
+        runs,
+        refs,
+        protect_cache,
+    })
+}
 
-    // Decide, kind by kind.
-    let mut entries_doomed = vec![];
-    let mut rest_doomed = vec![];
-    let mut decide = |kind: &'static str, obj: Listed, keep: bool, doomed: &mut Vec<Doomed>| {
+/// What to delete, in the order it goes: cache entries first (so no run
+/// can hit one whose outputs are going), then run records, lineage and
+/// manifests, blobs last (so nothing still lists one when it goes).
+#[derive(Default)]
+struct Deletions {
+    entries: Vec<Doomed>,
+    rest: Vec<Doomed>,
+    blobs: Vec<Doomed>,
+}
+
+/// Decides, object by object; what stays is counted into the report.
+fn decide(opts: &GcOptions, l: Listing, m: &Marked, report: &mut GcReport) -> Deletions {
+    let young = |o: &Listed| o.age().is_none_or(|a| a < opts.grace);
+    let keep_entry = |o: &Listed| m.protect_cache || young(o);
+    let live = &m.live;
+    let present = l.manifests_present();
+    let blobs_present = l.blobs_present();
+    let mut doomed = Deletions::default();
+    let mut decide = |kind: &'static str, obj: Listed, keep: bool, into: &mut Vec<Doomed>| {
         if keep {
             report.kept.entry(kind.into()).or_default().add(&obj);
         } else {
-            doomed.push(Doomed { kind, obj });
+            into.push(Doomed { kind, obj });
         }
     };
-    for (l, e) in task_entries {
-        let keep = keep_entry(&l)
+    for (o, e) in l.task_entries {
+        let keep = keep_entry(&o)
             || e.is_some_and(|e| {
                 e.outputs
                     .values()
                     .all(|d| live.manifests.contains(d) && present.contains(d))
             });
-        decide(TASK_ENTRIES, l, keep, &mut entries_doomed);
+        decide(TASK_ENTRIES, o, keep, &mut doomed.entries);
     }
-    for (l, e) in item_entries {
-        let keep = keep_entry(&l)
+    for (o, e) in l.item_entries {
+        let keep = keep_entry(&o)
             || e.is_some_and(|e| {
                 e.item.files.values().all(|b| {
                     live.blobs.contains(&b.digest) && blobs_present.get(&b.digest) == Some(&b.size)
                 })
             });
-        decide(ITEM_ENTRIES, l, keep, &mut entries_doomed);
+        decide(ITEM_ENTRIES, o, keep, &mut doomed.entries);
     }
-    for l in run_files {
-        let keep = young(&l) || run_of(&l.path).is_none_or(|(id, _)| runs.kept.contains(id));
-        decide(RUNS, l, keep, &mut rest_doomed);
+    for o in l.run_files {
+        let keep = young(&o) || run_of(&o.path).is_none_or(|(id, _)| m.runs.kept.contains(id));
+        decide(RUNS, o, keep, &mut doomed.rest);
     }
-    for l in lineage {
+    for o in l.lineage {
         let keep =
-            young(&l) || named_digest(&l.path, ".json").is_none_or(|d| live.manifests.contains(&d));
-        decide(LINEAGE, l, keep, &mut rest_doomed);
+            young(&o) || named_digest(&o.path, ".json").is_none_or(|d| live.manifests.contains(&d));
+        decide(LINEAGE, o, keep, &mut doomed.rest);
     }
-    for l in manifests {
+    for o in l.manifests {
         let keep =
-            young(&l) || named_digest(&l.path, ".json").is_none_or(|d| live.manifests.contains(&d));
-        decide(MANIFESTS, l, keep, &mut rest_doomed);
+            young(&o) || named_digest(&o.path, ".json").is_none_or(|d| live.manifests.contains(&d));
+        decide(MANIFESTS, o, keep, &mut doomed.rest);
     }
-    // Blobs last: nothing above may still list one when it goes.
-    let mut blobs_doomed = vec![];
-    for l in blobs {
-        let keep = young(&l) || named_digest(&l.path, "").is_none_or(|d| live.blobs.contains(&d));
-        decide(BLOBS, l, keep, &mut blobs_doomed);
+    for o in l.blobs {
+        let keep = young(&o) || named_digest(&o.path, "").is_none_or(|d| live.blobs.contains(&d));
+        decide(BLOBS, o, keep, &mut doomed.blobs);
     }
+    doomed
+}
 
+/// Lists, marks, decides, then (unless a dry run) sweeps.
+pub async fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport, StoreError> {
+    let listing = Listing::take(store).await?;
+    let marked = mark(store, opts, &listing).await?;
+    let mut report = GcReport {
+        store: store.url().into(),
+        dry_run: opts.dry_run,
+        runs_kept: marked.runs.kept_order.clone(),
+        running: marked.runs.running.clone(),
+        ..Default::default()
+    };
+    let doomed = decide(opts, listing, &marked, &mut report);
     if opts.dry_run {
-        for d in entries_doomed
+        for d in doomed
+            .entries
             .iter()
-            .chain(&rest_doomed)
-            .chain(&blobs_doomed)
+            .chain(&doomed.rest)
+            .chain(&doomed.blobs)
         {
             report.freed.entry(d.kind.into()).or_default().add(&d.obj);
         }
         return Ok(report);
     }
 
-    let deleted_entries = !entries_doomed.is_empty();
-    sweep(store, opts, entries_doomed, &mut report).await;
-    let stop = if deleted_entries && !protect_cache {
-        started_since(store, &runs.seen).await?
+    let deleted_entries = !doomed.entries.is_empty();
+    sweep(store, opts, doomed.entries, &mut report).await;
+    let stop = if deleted_entries && !marked.protect_cache {
+        started_since(store, &marked.runs.seen).await?
     } else {
         None
     };
     let stop = match stop {
         Some(s) => Some(s),
-        None => moved_refs(store, &refs, &rest_doomed).await?,
+        None => moved_refs(store, &marked.refs, &doomed.rest).await?,
     };
     if let Some(why) = stop {
-        for d in rest_doomed.iter().chain(&blobs_doomed) {
+        for d in doomed.rest.iter().chain(&doomed.blobs) {
             report.kept.entry(d.kind.into()).or_default().add(&d.obj);
         }
         report.stopped = Some(why);
         return Ok(report);
     }
-    sweep(store, opts, rest_doomed, &mut report).await;
-    sweep(store, opts, blobs_doomed, &mut report).await;
+    sweep(store, opts, doomed.rest, &mut report).await;
+    sweep(store, opts, doomed.blobs, &mut report).await;
     Ok(report)
 }
 
