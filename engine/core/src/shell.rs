@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 pub fn register(r: &mut Registry) {
     r.add(
@@ -191,15 +191,15 @@ impl Stage for Shell {
             let tail = tail.clone();
             async move {
                 let Some(s) = stream else { return };
-                let mut lines = BufReader::new(s).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
+                read_lines(s, |line| {
                     log.line(&format!("{prefix}{line}"));
                     let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
                     t.push_back(line);
                     if t.len() > 5 {
                         t.pop_front();
                     }
-                }
+                })
+                .await;
             }
         };
         let out = child
@@ -352,4 +352,89 @@ fn collect_files(path: &Path, name: &str, rel: &str) -> Result<Vec<(String, Path
     }
     out.sort();
     Ok(out)
+}
+
+/// The longest line kept from a command's output; the rest of a longer line
+/// is counted, not stored.
+const MAX_LINE: usize = 64 << 10;
+
+/// Calls `on_line` for each line of `r` until it ends, reading bytes, not
+/// text: invalid UTF-8 is replaced (a binary byte must not stop the reading,
+/// or the command would die of SIGPIPE on a full pipe), and a line longer
+/// than [`MAX_LINE`] is cut, saying how much, so one huge line costs no
+/// more memory than a short one. The pipe is read to its end.
+pub(crate) async fn read_lines<R: AsyncRead + Unpin>(r: R, mut on_line: impl FnMut(String)) {
+    let mut reader = BufReader::with_capacity(64 << 10, r);
+    let mut cur: Vec<u8> = Vec::new();
+    let mut cut = 0usize;
+    let mut emit = |cur: &mut Vec<u8>, cut: &mut usize| {
+        if cur.last() == Some(&b'\r') {
+            cur.pop();
+        }
+        let mut line = String::from_utf8_lossy(cur).into_owned();
+        if *cut > 0 {
+            line.push_str(&format!(" [... {} more bytes of this line cut]", *cut));
+        }
+        on_line(line);
+        cur.clear();
+        *cut = 0;
+    };
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        if buf.is_empty() {
+            if !cur.is_empty() || cut > 0 {
+                emit(&mut cur, &mut cut);
+            }
+            break;
+        }
+        let (chunk, used, newline) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], i + 1, true),
+            None => (buf, buf.len(), false),
+        };
+        let room = MAX_LINE.saturating_sub(cur.len());
+        let keep = chunk.len().min(room);
+        cur.extend_from_slice(&chunk[..keep]);
+        cut += chunk.len() - keep;
+        reader.consume(used);
+        if newline {
+            emit(&mut cur, &mut cut);
+        }
+    }
+}
+
+#[cfg(test)]
+mod read_lines_tests {
+    use super::*;
+
+    async fn lines_of(bytes: &[u8]) -> Vec<String> {
+        let mut out = vec![];
+        read_lines(bytes, |l| out.push(l)).await;
+        out
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_is_replaced_and_reading_goes_on() {
+        let l = lines_of(b"a\xffb\nsecond\r\nlast").await;
+        assert_eq!(l, ["a\u{fffd}b", "second", "last"]);
+    }
+
+    #[tokio::test]
+    async fn a_huge_line_is_cut_and_says_so() {
+        let mut big = vec![b'x'; MAX_LINE + 1000];
+        big.extend_from_slice(b"\nafter\n");
+        let l = lines_of(&big).await;
+        assert_eq!(l.len(), 2);
+        assert!(
+            l[0].starts_with("xxx") && l[0].ends_with("[... 1000 more bytes of this line cut]")
+        );
+        assert_eq!(
+            l[0].len(),
+            MAX_LINE + " [... 1000 more bytes of this line cut]".len()
+        );
+        assert_eq!(l[1], "after");
+    }
 }

@@ -702,3 +702,38 @@ stages:
     assert_eq!(d[0].reason, "runs every time (reads outside state)");
     assert_eq!(d[1].action, "cached", "{d:?}");
 }
+
+#[tokio::test]
+async fn binary_output_and_a_huge_line_neither_stop_nor_bloat_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open("fs://store", dir.path()).unwrap();
+    // Before: reading stopped at the first non-UTF-8 byte and the command
+    // died of SIGPIPE once the pipe filled; a 200 MB line was held whole.
+    let yaml = r#"
+name: noisy
+stages:
+  noisy:
+    uses: shell
+    with:
+      run: |
+        printf 'bin \377\376 bytes\n'
+        head -c 20000000 /dev/zero | tr '\0' x
+        echo
+        for i in $(seq 1 20000); do echo "line $i of the noisy command"; done
+        mkdir -p out && echo ok > out/ok.txt
+      outputs: { ok: out/ok.txt }
+"#;
+    let r = run(yaml, &store).await;
+    let t = r.task("noisy").unwrap();
+    assert_eq!(t.status, TaskStatus::Done, "{:?}", t.error);
+    let log = store.get_blob(t.log.as_ref().unwrap()).await.unwrap();
+    let log = String::from_utf8(log).unwrap();
+    assert!(
+        log.contains("bin \u{fffd}\u{fffd} bytes"),
+        "{}",
+        &log[..200.min(log.len())]
+    );
+    assert!(log.contains("more bytes of this line cut]"));
+    assert!(log.contains("line 20000 of the noisy command"));
+    assert!(log.len() < 2 << 20, "log of {} bytes", log.len());
+}
