@@ -237,7 +237,7 @@ impl Stage for Shell {
         }
         for (name, rel) in &self.0.outputs {
             let path = work.join(rel);
-            let files = collect_files(&path, name, rel)?;
+            let files = collect_files(&work, &path, name, rel)?;
             if files.is_empty() {
                 // An empty folder is a valid, empty artifact.
                 ctx.set_meta(name, serde_json::json!({ "empty": true }))?;
@@ -266,7 +266,7 @@ impl Stage for Shell {
             for entry in entries {
                 let key = file_name(&entry);
                 let mut files: BTreeMap<String, BlobRef> = BTreeMap::new();
-                for (relname, abs) in collect_files(&entry, name, rel)? {
+                for (relname, abs) in collect_files(&work, &entry, name, rel)? {
                     files.insert(relname, ctx.put_blob_file(&abs).await?);
                 }
                 ctx.add_item(
@@ -311,12 +311,31 @@ fn sanitize(label: &str) -> String {
 
 /// Files under `path`, relative to it (a file is its own name). Symlinks
 /// are refused: an output must not point outside the work folder.
-fn collect_files(path: &Path, name: &str, rel: &str) -> Result<Vec<(String, PathBuf)>, StageError> {
+fn collect_files(
+    work: &Path,
+    path: &Path,
+    name: &str,
+    rel: &str,
+) -> Result<Vec<(String, PathBuf)>, StageError> {
     let meta = std::fs::symlink_metadata(path).map_err(|_| {
         StageError::msg(format!(
             "the command did not write output `{name}`: `{rel}` is missing"
         ))
     })?;
+    // A symlinked folder on the way (`root -> /etc`, output `root/hostname`)
+    // would collect a file from outside the task: resolve, then compare.
+    let real = path
+        .canonicalize()
+        .map_err(|e| StageError::io("resolve", path, e))?;
+    let base = work
+        .canonicalize()
+        .map_err(|e| StageError::io("resolve", work, e))?;
+    if !real.starts_with(&base) {
+        return Err(StageError::msg(format!(
+            "output `{name}`: `{rel}` resolves to `{}`, outside the task's work folder (through a symlink); write real files inside it",
+            real.display()
+        )));
+    }
     if meta.file_type().is_symlink() {
         return Err(StageError::msg(format!(
             "output `{name}`: `{}` is a symlink; write real files",

@@ -203,7 +203,20 @@ pub fn render_str(
                 format!("include `{name}` must be a relative path inside the template's folder"),
             ));
         }
-        match std::fs::read_to_string(base.join(rel)) {
+        // A symlink inside the folder may point out of it: resolve, compare.
+        let path = base.join(rel);
+        if let (Ok(real), Ok(root)) = (path.canonicalize(), base.canonicalize())
+            && !real.starts_with(&root)
+        {
+            return Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!(
+                    "include `{name}` resolves to `{}`, outside the template's folder (through a symlink)",
+                    real.display()
+                ),
+            ));
+        }
+        match std::fs::read_to_string(&path) {
             Ok(s) => Ok(Some(s)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(minijinja::Error::new(

@@ -737,3 +737,24 @@ stages:
     assert!(log.contains("line 20000 of the noisy command"));
     assert!(log.len() < 2 << 20, "log of {} bytes", log.len());
 }
+
+#[tokio::test]
+async fn an_output_behind_a_symlinked_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open("fs://store", dir.path()).unwrap();
+    let yaml = r#"
+name: escape
+stages:
+  sneaky:
+    uses: shell
+    with:
+      run: ln -s /etc root
+      outputs: { host: root/hostname }
+"#;
+    let r = run(yaml, &store).await;
+    let t = r.task("sneaky").unwrap();
+    assert_eq!(t.status, TaskStatus::Failed);
+    let err = t.error.as_deref().unwrap();
+    assert!(err.contains("outside the task's work folder"), "{err}");
+    assert!(t.outputs.is_empty());
+}

@@ -66,3 +66,32 @@ fn every_pipeline_template_renders_within_budget() {
     }
     assert!(n >= 2, "found {n} templates");
 }
+
+#[test]
+fn an_include_through_a_symlink_out_of_the_folder_is_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.yaml"), "stolen: true\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("blocks")).unwrap();
+    let e = render_str(
+        "p.yaml.j2",
+        "{% include \"blocks/secret.yaml\" %}",
+        &json!({}),
+        Some(dir.path()),
+    )
+    .expect_err("must refuse");
+    assert!(
+        e.message.contains("outside the template's folder"),
+        "{}",
+        e.message
+    );
+    // Inside the folder, includes still work.
+    std::fs::write(dir.path().join("ok.yaml"), "fine: true\n").unwrap();
+    let ok = render_str(
+        "p.yaml.j2",
+        "{% include \"ok.yaml\" %}",
+        &json!({}),
+        Some(dir.path()),
+    );
+    assert_eq!(ok.unwrap(), "fine: true\n");
+}
