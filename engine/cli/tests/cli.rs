@@ -241,6 +241,30 @@ fn a_killed_run_resumes_from_finished_tasks() {
     wait_for(&marker, Duration::from_secs(30));
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
+    // The record still says `running`; its process is gone, so it shows as
+    // interrupted. A 0-byte record beside it is listed, not fatal.
+    let runs_dir = dir.path().join(".engine/store/runs");
+    std::fs::write(runs_dir.join("20000101-000000-000-0000.json"), b"").unwrap();
+    let o = engine()
+        .current_dir(dir.path())
+        .args(["runs", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let statuses: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["interrupted", "unreadable"], "{runs}");
+    let table = text(&run_in(dir.path(), &["runs"]).stdout);
+    assert!(
+        table.contains("interrupted") && table.contains("unreadable"),
+        "{table}"
+    );
+    std::fs::remove_file(runs_dir.join("20000101-000000-000-0000.json")).unwrap();
     let o = engine()
         .current_dir(dir.path())
         .arg("run")

@@ -160,6 +160,8 @@ pub async fn run(
         host: hostname::get()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default(),
+        pid: Some(std::process::id()),
+        heartbeat: None,
         git_commit: opts.git_commit.clone(),
         pipeline_digest: pipeline.digest.clone(),
         spec: pipeline.text.clone(),
@@ -359,7 +361,21 @@ pub async fn run(
         if join.is_empty() {
             break;
         }
-        let Some(joined) = join.join_next().await else {
+        // Tasks just started are in the record; so is a heartbeat while
+        // long tasks run (how `engine runs` tells a live run from a dead one).
+        if last_save.elapsed() > Duration::from_secs(2) {
+            save_record(&store, &mut record, &opts.events).await;
+            last_save = Instant::now();
+        }
+        let joined = tokio::select! {
+            j = join.join_next() => j,
+            _ = tokio::time::sleep(records::HEARTBEAT.saturating_sub(last_save.elapsed())) => {
+                save_record(&store, &mut record, &opts.events).await;
+                last_save = Instant::now();
+                continue;
+            }
+        };
+        let Some(joined) = joined else {
             break;
         };
         // Panics are caught inside the task; a join error means it was aborted.
@@ -418,6 +434,7 @@ pub async fn run(
 /// entries are in the store, and the record is saved again at the next
 /// checkpoint. Each distinct failure is warned about once.
 async fn save_record(store: &Store, record: &mut RunRecord, events: &crate::events::EventSink) {
+    record.heartbeat = Some(now_rfc3339());
     let mut delay = Duration::from_millis(100);
     let mut last = None;
     for attempt in 1..=3 {
