@@ -938,7 +938,6 @@ async fn run(
         };
     }
     opts.slurm = slurm;
-    opts.scratch_root = std::env::temp_dir().join(format!("engine-{}", std::process::id()));
     let cancel = opts.cancel.clone();
     tokio::spawn(async move {
         watch_signals(cancel).await;
@@ -947,10 +946,7 @@ async fn run(
     let printer = tokio::spawn(display.consume(rx));
     let pipeline = Arc::new(pipeline);
     let plan = Arc::new(plan);
-    let scratch = opts.scratch_root.clone();
-    let record = scheduler::run(pipeline, plan, store.clone(), opts).await;
-    let _ = std::fs::remove_dir_all(&scratch);
-    let record = record?;
+    let record = scheduler::run(pipeline, plan, store.clone(), opts).await?;
     let _ = printer.await;
     if json {
         println!(

@@ -441,6 +441,10 @@ fn bad_command_line_input_is_a_clear_error() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "torch"),
+    ignore = "the replay pipelines use the model stages of the `torch` feature"
+)]
 fn every_pipeline_template_validates_for_every_sport() {
     let dir = repo().join("pipelines");
     let mut checked = 0;

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 pub fn register(r: &mut Registry) {
@@ -210,14 +211,36 @@ impl Stage for Shell {
             .stderr
             .take()
             .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
-        let (_, _, status) = tokio::join!(pump(out, ""), pump(err, "stderr: "), child.wait());
-        let status = status.map_err(|e| {
+        let (read_out, read_err) = (pump(out, ""), pump(err, "stderr: "));
+        let pumps = tokio::spawn(async move {
+            tokio::join!(read_out, read_err);
+        });
+        let status = child.wait().await.map_err(|e| {
             StageError::msg(format!(
                 "Failed to wait for the command of task `{}`: {e}",
                 ctx.task()
             ))
         })?;
-        guard.0 = None;
+        // The task ends when its command does: whatever it left running in
+        // the background (`sleep 600 &`) dies with the process group, which
+        // also closes the pipes it held, so reading ends. A process that left
+        // the group (setsid) and keeps a pipe open is not waited for.
+        if let Some(pgid) = guard.0.take() {
+            // SAFETY: killpg only sends a signal; a stale pgid fails harmlessly.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+        let mut pumps = pumps;
+        if tokio::time::timeout(Duration::from_secs(5), &mut pumps)
+            .await
+            .is_err()
+        {
+            pumps.abort();
+            ctx.log(
+                "the command exited but something it started still holds its output open; stopped reading",
+            );
+        }
         if !status.success() {
             let code = status
                 .code()

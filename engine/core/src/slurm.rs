@@ -279,11 +279,14 @@ pub async fn exec_task(
         ));
     };
     let log = Log::new(task, crate::events::EventSink::none());
-    let scratch = std::env::temp_dir().join(format!(
-        "engine-job-{}-{}",
-        std::process::id(),
-        task_key(task)
-    ));
+    // A new folder with a random name and mode 0700, never one that
+    // someone else on the node created first.
+    let scratch_dir = tempfile::Builder::new()
+        .prefix(&format!("engine-job-{}-", task_key(task)))
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .map_err(|e| format!("Failed to create a scratch folder for task `{task}`: {e}"))?;
+    let scratch = scratch_dir.path().join("task");
     // As on the submitting machine: a forced, uncached or verifying run
     // replaces stored objects whose bytes do not match what it writes.
     let writer = if rec.forced.contains(&stage.name) || rec.no_cache || rec.verify {

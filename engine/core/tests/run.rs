@@ -758,3 +758,90 @@ stages:
     assert!(err.contains("outside the task's work folder"), "{err}");
     assert!(t.outputs.is_empty());
 }
+
+#[tokio::test]
+async fn a_task_ends_when_its_command_does_and_takes_its_background_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open("fs://store", dir.path()).unwrap();
+    let pidfile = dir.path().join("bg.pid");
+    // Before: the background `sleep` held the output pipe, so the task ran
+    // as long as it did, and it outlived the task.
+    let yaml = format!(
+        r#"
+name: bg
+stages:
+  leaves:
+    uses: shell
+    with:
+      run: |
+        sleep 30 &
+        echo $! > {}
+        echo started
+"#,
+        pidfile.display()
+    );
+    let t0 = std::time::Instant::now();
+    let r = run(&yaml, &store).await;
+    assert_eq!(status(&r, "leaves"), TaskStatus::Done);
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t0.elapsed()
+    );
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // Gone, or a zombie waiting for whoever inherited it to reap it.
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let running = state
+        .rsplit_once(") ")
+        .is_some_and(|(_, rest)| !rest.starts_with('Z'));
+    assert!(
+        !running,
+        "the background sleep {pid} outlived its task: {state}"
+    );
+}
+
+#[tokio::test]
+async fn scratch_folders_are_private_and_a_dead_runs_folder_is_removed() {
+    let root = tempfile::tempdir().unwrap();
+    // A folder left by a run killed with SIGKILL (its pid no longer exists).
+    let mut c = std::process::Command::new("true").spawn().unwrap();
+    let dead = c.id();
+    c.wait().unwrap();
+    let host = hostname::get().unwrap().to_string_lossy().into_owned();
+    let left = root.path().join("engine-run-old-abc123");
+    std::fs::create_dir_all(left.join("task/attempt-1")).unwrap();
+    std::fs::write(left.join("owner"), format!("{host} {dead}\n")).unwrap();
+    let store = mem_store("scratch");
+    let yaml = r#"
+name: where
+stages:
+  look:
+    uses: shell
+    with:
+      run: |
+        mkdir -p out
+        stat -c %a "$(dirname "$(dirname "$(dirname "$PWD")")")" > out/mode.txt
+      outputs: { mode: out/mode.txt }
+"#;
+    let mut o = opts(2);
+    o.scratch_root = root.path().to_path_buf();
+    let r = run_with(yaml, &store, o).await;
+    let t = r.task("look").unwrap();
+    assert_eq!(t.status, TaskStatus::Done, "{:?}", t.error);
+    let m = store.get_manifest(&t.outputs["mode"]).await.unwrap();
+    let mode = store.get_blob(&m.files["mode.txt"].digest).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&mode).trim(), "700");
+    assert!(!left.exists(), "the dead run's folder is still there");
+    // And this run's own folder is gone once it ended.
+    let rest: Vec<_> = std::fs::read_dir(root.path()).unwrap().flatten().collect();
+    assert!(
+        rest.is_empty(),
+        "{:?}",
+        rest.iter().map(|e| e.path()).collect::<Vec<_>>()
+    );
+}
