@@ -1238,6 +1238,9 @@ async fn run_item(
             inputs: side.clone(),
         };
         let res = guarded(stage.timeout, cancel, m.run_item(item, &mut ctx)).await;
+        // A timed-out item's future is dropped, but work it handed to a
+        // worker thread goes on until told: tell it, before any retry starts.
+        ctx.cancel.cancel();
         let _ = tokio::fs::remove_dir_all(&scratch).await;
         match res {
             Ok(()) => {

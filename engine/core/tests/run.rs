@@ -845,3 +845,47 @@ stages:
         rest.iter().map(|e| e.path()).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn a_timed_out_item_stops_its_work_before_the_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("busy.txt");
+    let store = mem_store("item-timeout");
+    // Before: the timed-out attempt's worker thread went on beside its
+    // retry (begin, begin, end, end).
+    let yaml = format!(
+        r#"
+name: slow-items
+stages:
+  make:
+    uses: builtin.items
+    with: {{ count: 1 }}
+  work:
+    uses: builtin.upper
+    map: {{ over: make.items }}
+    timeout: 300ms
+    retries: 1
+    with: {{ busy_ms: 3000, busy_marker: "{}" }}
+"#,
+        marker.display()
+    );
+    let r = run(&yaml, &store).await;
+    let t = r.task("work").unwrap();
+    assert_eq!(t.status, TaskStatus::Failed);
+    assert!(
+        t.error.as_deref().unwrap().contains("timed out"),
+        "{:?}",
+        t.error
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let lines: Vec<String> = std::fs::read_to_string(&marker)
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        lines,
+        ["begin", "end", "begin", "end"],
+        "attempts overlapped"
+    );
+}
