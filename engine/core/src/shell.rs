@@ -38,9 +38,20 @@ pub struct ShellConfig {
     /// `ENGINE_TASK`, `ENGINE_THREADS`, `ENGINE_ATTEMPT`, `ENGINE_INPUTS`,
     /// and `MATRIX_KEY` for each matrix key (dots become `_`).
     pub run: String,
-    /// Extra environment variables (strings, numbers or booleans).
+    /// Extra environment variables (strings, numbers or booleans). They
+    /// are params: stored in the run record and part of the cache key, so
+    /// never put a secret here; use `pass_env`.
     #[serde(default)]
     pub env: BTreeMap<String, Value>,
+    /// Names of the engine's environment variables to pass to the command
+    /// (`AWS_SECRET_ACCESS_KEY`, `DATABASE_URL`). Their values are read when
+    /// the task runs: only the names are params (a new token does not rerun
+    /// the task), and the values are replaced by `[redacted]` in the task's
+    /// log. Besides these, a command sees only `PATH`, `HOME`, `USER`,
+    /// `LOGNAME`, `SHELL`, `LANG`, `LC_*`, `TZ`, `TERM`, `TMPDIR` and the
+    /// `ENGINE_*` variables: not the engine's whole environment.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
     /// Artifact outputs: name -> a file or folder the command writes,
     /// relative to the work folder.
     #[serde(default)]
@@ -74,6 +85,13 @@ impl ShellConfig {
             .find(|(_, v)| v.is_object() || v.is_array() || v.is_null())
         {
             return Err(format!("`env.{k}` must be a string, number or boolean"));
+        }
+        if let Some(bad) = self
+            .pass_env
+            .iter()
+            .find(|n| n.is_empty() || n.contains('=') || n.contains('\0'))
+        {
+            return Err(format!("`pass_env` entry `{bad}` is not a variable name"));
         }
         if let Some(dup) = self
             .outputs
@@ -149,7 +167,30 @@ impl Stage for Shell {
         } else {
             "/bin/sh"
         };
+        // Only an allow-list of the engine's environment, plus what the
+        // stage names in `pass_env`: the engine's own credentials (store,
+        // catalog, cloud) must not reach every command and its stored log.
+        let mut secrets: Vec<String> = vec![];
+        let mut passed: Vec<(String, String)> = vec![];
+        for name in &self.0.pass_env {
+            match std::env::var(name) {
+                Ok(v) => {
+                    if v.len() >= 4 {
+                        secrets.push(v.clone());
+                    }
+                    passed.push((name.clone(), v));
+                }
+                Err(_) => {
+                    return Err(StageError::msg(format!(
+                        "`pass_env` names `{name}`, which is not set in the engine's environment; set it before `engine run`"
+                    )));
+                }
+            }
+        }
         let mut cmd = tokio::process::Command::new(shell);
+        cmd.env_clear()
+            .envs(std::env::vars().filter(|(k, _)| allowed_env(k)))
+            .envs(passed);
         cmd.arg("-c")
             .arg(&self.0.run)
             .current_dir(&work)
@@ -186,13 +227,20 @@ impl Stage for Shell {
         })?;
         let mut guard = KillGroup(child.id().map(|p| p as i32));
         let tail = Arc::new(std::sync::Mutex::new(VecDeque::<String>::new()));
+        let secrets = Arc::new(secrets);
         let pump = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>,
                     prefix: &'static str| {
             let log = ctx.log.clone();
             let tail = tail.clone();
+            let secrets = secrets.clone();
             async move {
                 let Some(s) = stream else { return };
-                read_lines(s, |line| {
+                read_lines(s, |mut line| {
+                    for v in secrets.iter() {
+                        if line.contains(v.as_str()) {
+                            line = line.replace(v.as_str(), "[redacted]");
+                        }
+                    }
                     log.line(&format!("{prefix}{line}"));
                     let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
                     t.push_back(line);
@@ -479,4 +527,21 @@ mod read_lines_tests {
         );
         assert_eq!(l[1], "after");
     }
+}
+
+/// The engine's environment variables every command sees.
+fn allowed_env(name: &str) -> bool {
+    matches!(
+        name,
+        "PATH"
+            | "HOME"
+            | "USER"
+            | "LOGNAME"
+            | "SHELL"
+            | "LANG"
+            | "LANGUAGE"
+            | "TZ"
+            | "TERM"
+            | "TMPDIR"
+    ) || name.starts_with("LC_")
 }

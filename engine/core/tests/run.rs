@@ -889,3 +889,62 @@ stages:
         "attempts overlapped"
     );
 }
+
+#[tokio::test]
+async fn a_command_sees_only_allowed_and_passed_variables_and_passed_values_are_redacted() {
+    // SAFETY: set before the run starts its tasks; no other test reads these.
+    unsafe {
+        std::env::set_var("ENGINE_TEST_SECRET_TOKEN", "s3cr3t-value-42");
+        std::env::set_var("ENGINE_TEST_NOT_PASSED", "leaky");
+    }
+    let store = mem_store("env");
+    let yaml = r#"
+name: env
+stages:
+  look:
+    uses: shell
+    with:
+      pass_env: [ENGINE_TEST_SECRET_TOKEN]
+      run: |
+        mkdir -p out
+        echo "token is $ENGINE_TEST_SECRET_TOKEN"
+        echo "other is ${ENGINE_TEST_NOT_PASSED:-unset}" > out/seen.txt
+        test -n "$PATH" && echo "path set" >> out/seen.txt
+        test "${#ENGINE_TEST_SECRET_TOKEN}" = 15 && echo "token ok" >> out/seen.txt
+      outputs: { seen: out/seen.txt }
+  missing:
+    uses: shell
+    with:
+      pass_env: [ENGINE_TEST_NEVER_SET_ANYWHERE]
+      run: "true"
+"#;
+    let r = run(yaml, &store).await;
+    let t = r.task("look").unwrap();
+    assert_eq!(t.status, TaskStatus::Done, "{:?}", t.error);
+    let m = store.get_manifest(&t.outputs["seen"]).await.unwrap();
+    let seen =
+        String::from_utf8(store.get_blob(&m.files["seen.txt"].digest).await.unwrap()).unwrap();
+    assert_eq!(seen, "other is unset\npath set\ntoken ok\n");
+    let log = String::from_utf8(store.get_blob(t.log.as_ref().unwrap()).await.unwrap()).unwrap();
+    assert!(
+        log.contains("token is [redacted]") && !log.contains("s3cr3t"),
+        "{log}"
+    );
+    // The value is not a param: nothing of it in the record.
+    let record = serde_json::to_string(&r).unwrap();
+    assert!(
+        !record.contains("s3cr3t"),
+        "{}",
+        &record[record.find("s3cr3t").unwrap_or(0).saturating_sub(300)..]
+    );
+    let m = r.task("missing").unwrap();
+    assert_eq!(m.status, TaskStatus::Failed);
+    assert!(
+        m.error
+            .as_deref()
+            .unwrap()
+            .contains("`ENGINE_TEST_NEVER_SET_ANYWHERE`"),
+        "{:?}",
+        m.error
+    );
+}
