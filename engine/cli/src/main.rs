@@ -275,7 +275,9 @@ enum Cmd {
 enum TaskCmd {
     /// Run one task attempt of a run from the store (what a Slurm job runs).
     Exec {
-        #[arg(long)]
+        /// The store; a Slurm job gets it from `ENGINE_STORE`, never on its
+        /// command line (which every cluster user can read).
+        #[arg(long, env = "ENGINE_STORE")]
         store: String,
         #[arg(long)]
         run: String,

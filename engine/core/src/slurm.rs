@@ -128,15 +128,19 @@ pub async fn run_attempt(
         .put_json(&request_path(run, task, attempt), &req)
         .await?;
     std::fs::create_dir_all(&cfg.log_dir).map_err(|e| StageError::io("create", &cfg.log_dir, e))?;
+    // The store URL may hold credentials (`?access_key=`): it reaches the
+    // job through its environment (sbatch exports the submitter's), not the
+    // job's command line, which `squeue`/`scontrol` show to every user.
     let wrap = format!(
-        "exec {} task exec --store {} --run {} --task {} --attempt {attempt}",
+        "exec {} task exec --run {} --task {} --attempt {attempt}",
         quote(&cfg.engine_bin.to_string_lossy()),
-        quote(&cfg.store_url),
         quote(run),
         quote(task)
     );
     let mut cmd = tokio::process::Command::new("sbatch");
-    cmd.arg("--parsable")
+    cmd.env("ENGINE_STORE", &cfg.store_url)
+        .arg("--export=ALL")
+        .arg("--parsable")
         .arg(format!("--job-name=engine:{task}"))
         .arg(format!("--cpus-per-task={}", class.cpus.max(1)))
         .arg(format!("--output={}/slurm-%j.out", cfg.log_dir.display()));
