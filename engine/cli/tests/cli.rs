@@ -689,3 +689,52 @@ fn diff_names_changed_values_params_and_outputs_and_ref_ls_lists_refs() {
         text(&bad.stderr)
     );
 }
+
+#[test]
+fn killing_the_engine_kills_every_process_of_its_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let p = dir.path().join("p.yaml");
+    // Before: only the shell died with the engine; its children (here a
+    // background sleep and a foreground one) ran on.
+    std::fs::write(
+        &p,
+        format!(
+            "name: orphans\nstages:\n  nap:\n    uses: shell\n    with:\n      run: |\n        sleep 120 &\n        echo $! > {pids}.tmp\n        sh -c 'echo $$ >> {pids}.tmp; exec sleep 120' &\n        sleep 0.3\n        mv {pids}.tmp {pids}\n        wait\n",
+            pids = pids.display()
+        ),
+    )
+    .unwrap();
+    let mut child = engine()
+        .current_dir(dir.path())
+        .arg("run")
+        .arg(&p)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&pids, Duration::from_secs(30));
+    let pids: Vec<i32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2);
+    child.kill().unwrap(); // SIGKILL: the engine cannot clean up
+    child.wait().unwrap();
+    let running = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
+            .unwrap_or(false)
+    };
+    let t0 = std::time::Instant::now();
+    while pids.iter().any(|&p| running(p)) && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let alive: Vec<i32> = pids.into_iter().filter(|&p| running(p)).collect();
+    assert!(
+        alive.is_empty(),
+        "processes of the task outlived the engine: {alive:?}"
+    );
+}

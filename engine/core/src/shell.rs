@@ -48,8 +48,10 @@ pub struct ShellConfig {
     /// the task runs: only the names are params (a new token does not rerun
     /// the task), and the values are replaced by `[redacted]` in the task's
     /// log. Besides these, a command sees only `PATH`, `HOME`, `USER`,
-    /// `LOGNAME`, `SHELL`, `LANG`, `LC_*`, `TZ`, `TERM`, `TMPDIR` and the
-    /// `ENGINE_*` variables: not the engine's whole environment.
+    /// `LOGNAME`, `SHELL`, `LANG`, `LC_*`, `TZ`, `TERM`, `TMPDIR`,
+    /// `LD_LIBRARY_PATH`, `VIRTUAL_ENV`, `CONDA_PREFIX`, `PYTHONPATH`,
+    /// `SLURM_*`, the visible-GPU variables and the `ENGINE_*` variables:
+    /// not the engine's whole environment.
     #[serde(default)]
     pub pass_env: Vec<String>,
     /// Artifact outputs: name -> a file or folder the command writes,
@@ -192,7 +194,9 @@ impl Stage for Shell {
             .envs(std::env::vars().filter(|(k, _)| allowed_env(k)))
             .envs(passed);
         cmd.arg("-c")
-            .arg(&self.0.run)
+            .arg(SUPERVISE)
+            .arg(shell)
+            .env("ENGINE_RUN", &self.0.run)
             .current_dir(&work)
             .env("ENGINE_TASK", ctx.task())
             .env("ENGINE_THREADS", ctx.threads().to_string())
@@ -210,12 +214,14 @@ impl Stage for Shell {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        // If the engine itself is killed, the shell dies with it.
+        // If the engine itself is killed (even with SIGKILL), the supervising
+        // shell gets SIGTERM and kills the task's whole process group, the
+        // command's own children included (see `SUPERVISE`).
         // SAFETY: prctl is async-signal-safe and touches no Rust state.
         #[cfg(target_os = "linux")]
         unsafe {
             cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
                 Ok(())
             });
         }
@@ -444,6 +450,24 @@ fn collect_files(
     Ok(out)
 }
 
+/// The shell that runs a task's command (`$ENGINE_RUN`, with the shell's
+/// path as `$0`) in the background and waits for it. The parent-death
+/// signal reaches only this shell, not what the command starts; so on
+/// SIGTERM (the engine died) it kills its process group, which is the
+/// task's: every process the command started, unless one left the group.
+/// `wait` returns early when a trapped signal arrives, so the trap runs at
+/// once even while the command runs; its exit status is the command's.
+const SUPERVISE: &str = r#"trap 'kill -KILL 0' TERM HUP
+cmd=$ENGINE_RUN
+unset ENGINE_RUN
+"$0" -c "$cmd" &
+pid=$!
+while :; do
+  wait "$pid"
+  code=$?
+  kill -0 "$pid" 2>/dev/null || exit "$code"
+done"#;
+
 /// The longest line kept from a command's output; the rest of a longer line
 /// is counted, not stored.
 const MAX_LINE: usize = 64 << 10;
@@ -529,7 +553,9 @@ mod read_lines_tests {
     }
 }
 
-/// The engine's environment variables every command sees.
+/// The engine's environment variables every command sees: the basics of
+/// a login, where libraries and the Python environment are, and what the
+/// cluster scheduler assigned to the job (`SLURM_*`, the visible GPUs).
 fn allowed_env(name: &str) -> bool {
     matches!(
         name,
@@ -543,5 +569,13 @@ fn allowed_env(name: &str) -> bool {
             | "TZ"
             | "TERM"
             | "TMPDIR"
+            | "LD_LIBRARY_PATH"
+            | "VIRTUAL_ENV"
+            | "CONDA_PREFIX"
+            | "PYTHONPATH"
+            | "CUDA_VISIBLE_DEVICES"
+            | "ROCR_VISIBLE_DEVICES"
+            | "GPU_DEVICE_ORDINAL"
     ) || name.starts_with("LC_")
+        || name.starts_with("SLURM_")
 }
