@@ -316,6 +316,13 @@ enum RefCmd {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Remove NAME and its history; the artifacts it pointed at stay in the
+    /// store until `engine gc` finds nothing else keeps them.
+    Rm {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Print NAME's history, newest first.
     Log {
         name: String,
@@ -862,6 +869,10 @@ fn cmd_to_ref(cmd: RefCmd) -> Result<show::RefAction> {
             store: open_store(&store, None)?,
             prefix,
             json,
+        },
+        RefCmd::Rm { name, store } => show::RefAction::Rm {
+            store: open_store(&store, None)?,
+            name,
         },
         RefCmd::Log { name, store } => show::RefAction::Log {
             store: open_store(&store, None)?,

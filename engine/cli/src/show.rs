@@ -424,6 +424,10 @@ pub enum RefAction {
         prefix: Option<String>,
         json: bool,
     },
+    Rm {
+        store: Store,
+        name: String,
+    },
     Log {
         store: Store,
         name: String,
@@ -565,6 +569,20 @@ pub async fn refs(a: RefAction) -> Result<()> {
                     );
                 }
             }
+        }
+        RefAction::Rm { store, name } => {
+            let doc = store.get_ref(&ref_name(&name)).await?.ok_or_else(|| {
+                anyhow!(
+                    "no ref `{name}` in store {}; list refs with `engine ref ls`",
+                    store.url()
+                )
+            })?;
+            store.remove_ref(&ref_name(&name)).await?;
+            println!(
+                "removed {name} (was {}, {} moves); its artifacts stay until `engine gc`",
+                doc.current().map(|d| d.short()).unwrap_or("-"),
+                doc.history.len()
+            );
         }
         RefAction::Log { store, name } => {
             let doc = store

@@ -674,6 +674,21 @@ fn diff_names_changed_values_params_and_outputs_and_ref_ls_lists_refs() {
     let v: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);
     assert_eq!(v[0]["moves"], 1);
+    let rm = run_in(dir.path(), &["ref", "rm", "words/a@one"]);
+    assert!(rm.status.success(), "{}", text(&rm.stderr));
+    let ls = text(&run_in(dir.path(), &["ref", "ls", "words"]).stdout);
+    assert!(
+        !ls.contains("words/a@one") && ls.contains("words/a@two"),
+        "{ls}"
+    );
+    let again = run_in(dir.path(), &["ref", "rm", "words/a@one"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("no ref `words/a@one`"));
+    let o = run_in(
+        dir.path(),
+        &["ref", "set", "words/a@one", &format!("{}/a", ids[0])],
+    );
+    assert!(o.status.success());
     let o = run_in(dir.path(), &["diff", "words/a@one", "words/a@two"]);
     assert_eq!(o.status.code(), Some(2));
     let t = text(&o.stdout);
