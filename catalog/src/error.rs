@@ -102,19 +102,36 @@ pub enum CatalogError {
 /// The catalog's result type.
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
 
-/// The URL with any password replaced by `***`, for messages.
+/// The URL with any password replaced by `***`, for messages: in the
+/// user part (`user:PASSWORD@host`) and in query parameters
+/// (`?password=...`, `&sslpassword=...`).
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
     };
-    let (auth, host) = match rest.rsplit_once('@') {
-        Some(parts) => parts,
-        None => return url.to_string(),
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((auth, host)) => match auth.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => base.to_string(),
+            },
+            None => base.to_string(),
+        },
+        None => base.to_string(),
     };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
+    if let Some(q) = query {
+        let parts: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.to_ascii_lowercase().contains("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&parts.join("&"));
     }
+    out
 }
 
 #[cfg(test)]
@@ -131,6 +148,14 @@ mod tests {
         assert_eq!(
             redact("sqlite://.engine/catalog.db"),
             "sqlite://.engine/catalog.db"
+        );
+        assert_eq!(
+            redact("postgres://db/x?user=engine&password=secret&sslmode=require"),
+            "postgres://db/x?user=engine&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://u:pw@db/x?sslpassword=k"),
+            "postgres://u:***@db/x?sslpassword=***"
         );
     }
 }

@@ -5,7 +5,7 @@
 //! The same [`Diff`] feeds the table, `--json` and `--md` (a PR comment).
 
 use anyhow::{Result, anyhow};
-use engine_core::digest::Digest;
+use engine_core::digest::{Digest, flatten_json as flatten};
 use engine_core::records::{self, RunRecord};
 use engine_core::store::Store;
 use serde::Serialize;
@@ -150,26 +150,6 @@ fn compare(sa: Side, ra: &RunRecord, sb: Side, rb: &RunRecord) -> Diff {
 fn stage_params(spec: &str) -> Value {
     let doc: Value = serde_saphyr::from_str(spec).unwrap_or(Value::Null);
     doc.get("stages").cloned().unwrap_or(Value::Null)
-}
-
-/// Objects become dotted keys; arrays and scalars are leaves.
-fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
-    match v {
-        Value::Object(m) if !m.is_empty() => {
-            for (k, v) in m {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, v, out);
-            }
-        }
-        _ if !prefix.is_empty() => {
-            out.insert(prefix.to_string(), v.clone());
-        }
-        _ => {}
-    }
 }
 
 fn changes(a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>) -> Vec<Change> {

@@ -302,7 +302,9 @@ enum Cmd {
 enum TaskCmd {
     /// Run one task attempt of a run from the store (what a Slurm job runs).
     Exec {
-        #[arg(long)]
+        /// The store; a Slurm job gets it from `ENGINE_STORE`, never on its
+        /// command line (which every cluster user can read).
+        #[arg(long, env = "ENGINE_STORE")]
         store: String,
         #[arg(long)]
         run: String,
@@ -338,6 +340,13 @@ enum RefCmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Remove NAME and its history; the artifacts it pointed at stay in the
+    /// store until `engine gc` finds nothing else keeps them.
+    Rm {
+        name: String,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -908,6 +917,10 @@ fn cmd_to_ref(cmd: RefCmd) -> Result<show::RefAction> {
             prefix,
             json,
         },
+        RefCmd::Rm { name, store } => show::RefAction::Rm {
+            store: open_store(&store, None)?,
+            name,
+        },
         RefCmd::Log { name, store } => show::RefAction::Log {
             store: open_store(&store, None)?,
             name,
@@ -985,7 +998,6 @@ async fn run(
         };
     }
     opts.slurm = slurm;
-    opts.scratch_root = std::env::temp_dir().join(format!("engine-{}", std::process::id()));
     let cancel = opts.cancel.clone();
     tokio::spawn(async move {
         watch_signals(cancel).await;
@@ -994,10 +1006,7 @@ async fn run(
     let printer = tokio::spawn(display.consume(rx));
     let pipeline = Arc::new(pipeline);
     let plan = Arc::new(plan);
-    let scratch = opts.scratch_root.clone();
-    let record = scheduler::run(pipeline, plan, store.clone(), opts).await;
-    let _ = std::fs::remove_dir_all(&scratch);
-    let record = record?;
+    let record = scheduler::run(pipeline, plan, store.clone(), opts).await?;
     let _ = printer.await;
     if json {
         println!(

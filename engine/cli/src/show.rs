@@ -234,16 +234,23 @@ pub fn print_gc(r: &engine_core::gc::GcReport, json: bool) -> Result<()> {
 
 pub async fn print_runs(store: &Store, limit: usize, json: bool) -> Result<()> {
     let ids = records::list_runs(store).await?;
-    let mut rows = vec![];
+    // A record that cannot be read (0 bytes, cut short, unknown format) is
+    // listed as such: one bad file must not hide every other run.
+    let mut rows: Vec<std::result::Result<RunRecord, (String, String)>> = vec![];
     for id in ids.iter().take(limit) {
-        if let Some(r) = records::load_run(store, id).await? {
-            rows.push(r);
+        match records::load_run(store, id).await {
+            Ok(Some(r)) => rows.push(Ok(r)),
+            Ok(None) => {}
+            Err(e) => rows.push(Err((id.clone(), e.to_string()))),
         }
     }
     if json {
         let v: Vec<_> = rows
             .iter()
-            .map(|r| serde_json::json!({"id": r.id, "pipeline": r.pipeline, "status": r.status, "started": r.started, "seconds": r.seconds, "counts": r.counts()}))
+            .map(|row| match row {
+                Ok(r) => serde_json::json!({"id": r.id, "pipeline": r.pipeline, "status": r.shown_status(), "started": r.started, "seconds": r.seconds, "counts": r.counts()}),
+                Err((id, e)) => serde_json::json!({"id": id, "status": "unreadable", "error": e}),
+            })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -253,19 +260,25 @@ pub async fn print_runs(store: &Store, limit: usize, json: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<24} {:<20} {:<10} {:>8}  tasks",
+        "{:<24} {:<20} {:<11} {:>8}  tasks",
         "RUN", "PIPELINE", "STATUS", "SECONDS"
     );
-    for r in rows {
-        let counts: Vec<String> = r.counts().iter().map(|(k, v)| format!("{v} {k}")).collect();
-        println!(
-            "{:<24} {:<20} {:<10} {:>8.2}  {}",
-            r.id,
-            r.pipeline,
-            r.status.as_str(),
-            r.seconds,
-            counts.join(", ")
-        );
+    for row in rows {
+        match row {
+            Ok(r) => {
+                let counts: Vec<String> =
+                    r.counts().iter().map(|(k, v)| format!("{v} {k}")).collect();
+                println!(
+                    "{:<24} {:<20} {:<11} {:>8.2}  {}",
+                    r.id,
+                    r.pipeline,
+                    r.shown_status(),
+                    r.seconds,
+                    counts.join(", ")
+                );
+            }
+            Err((id, e)) => println!("{id:<24} {:<20} {:<11} {:>8}  {e}", "?", "unreadable", "-"),
+        }
     }
     Ok(())
 }
@@ -294,7 +307,7 @@ fn show_run(r: &RunRecord, json: bool) -> Result<()> {
     }
     println!("run       {}", r.id);
     println!("pipeline  {} ({})", r.pipeline, r.file);
-    println!("status    {} in {:.2}s", r.status.as_str(), r.seconds);
+    println!("status    {} in {:.2}s", r.shown_status(), r.seconds);
     println!("started   {}", r.started);
     println!("engine    {} on {}", r.engine_version, r.host);
     println!(
@@ -497,6 +510,10 @@ pub enum RefAction {
         prefix: Option<String>,
         json: bool,
     },
+    Rm {
+        store: Store,
+        name: String,
+    },
     Log {
         store: Store,
         name: String,
@@ -638,6 +655,20 @@ pub async fn refs(a: RefAction) -> Result<()> {
                     );
                 }
             }
+        }
+        RefAction::Rm { store, name } => {
+            let doc = store.get_ref(&ref_name(&name)).await?.ok_or_else(|| {
+                anyhow!(
+                    "no ref `{name}` in store {}; list refs with `engine ref ls`",
+                    store.url()
+                )
+            })?;
+            store.remove_ref(&ref_name(&name)).await?;
+            println!(
+                "removed {name} (was {}, {} moves); its artifacts stay until `engine gc`",
+                doc.current().map(|d| d.short()).unwrap_or("-"),
+                doc.history.len()
+            );
         }
         RefAction::Log { store, name } => {
             let doc = store

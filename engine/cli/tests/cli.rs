@@ -241,6 +241,30 @@ fn a_killed_run_resumes_from_finished_tasks() {
     wait_for(&marker, Duration::from_secs(30));
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
+    // The record still says `running`; its process is gone, so it shows as
+    // interrupted. A 0-byte record beside it is listed, not fatal.
+    let runs_dir = dir.path().join(".engine/store/runs");
+    std::fs::write(runs_dir.join("20000101-000000-000-0000.json"), b"").unwrap();
+    let o = engine()
+        .current_dir(dir.path())
+        .args(["runs", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let statuses: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["interrupted", "unreadable"], "{runs}");
+    let table = text(&run_in(dir.path(), &["runs"]).stdout);
+    assert!(
+        table.contains("interrupted") && table.contains("unreadable"),
+        "{table}"
+    );
+    std::fs::remove_file(runs_dir.join("20000101-000000-000-0000.json")).unwrap();
     let o = engine()
         .current_dir(dir.path())
         .arg("run")
@@ -417,6 +441,10 @@ fn bad_command_line_input_is_a_clear_error() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "torch"),
+    ignore = "the replay pipelines use the model stages of the `torch` feature"
+)]
 fn every_pipeline_template_validates_for_every_sport() {
     let dir = repo().join("pipelines");
     let mut checked = 0;
@@ -646,6 +674,21 @@ fn diff_names_changed_values_params_and_outputs_and_ref_ls_lists_refs() {
     let v: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);
     assert_eq!(v[0]["moves"], 1);
+    let rm = run_in(dir.path(), &["ref", "rm", "words/a@one"]);
+    assert!(rm.status.success(), "{}", text(&rm.stderr));
+    let ls = text(&run_in(dir.path(), &["ref", "ls", "words"]).stdout);
+    assert!(
+        !ls.contains("words/a@one") && ls.contains("words/a@two"),
+        "{ls}"
+    );
+    let again = run_in(dir.path(), &["ref", "rm", "words/a@one"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("no ref `words/a@one`"));
+    let o = run_in(
+        dir.path(),
+        &["ref", "set", "words/a@one", &format!("{}/a", ids[0])],
+    );
+    assert!(o.status.success());
     let o = run_in(dir.path(), &["diff", "words/a@one", "words/a@two"]);
     assert_eq!(o.status.code(), Some(2));
     let t = text(&o.stdout);
@@ -659,5 +702,54 @@ fn diff_names_changed_values_params_and_outputs_and_ref_ls_lists_refs() {
         text(&bad.stderr).contains("`nothing` is neither a run"),
         "{}",
         text(&bad.stderr)
+    );
+}
+
+#[test]
+fn killing_the_engine_kills_every_process_of_its_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let p = dir.path().join("p.yaml");
+    // Before: only the shell died with the engine; its children (here a
+    // background sleep and a foreground one) ran on.
+    std::fs::write(
+        &p,
+        format!(
+            "name: orphans\nstages:\n  nap:\n    uses: shell\n    with:\n      run: |\n        sleep 120 &\n        echo $! > {pids}.tmp\n        sh -c 'echo $$ >> {pids}.tmp; exec sleep 120' &\n        sleep 0.3\n        mv {pids}.tmp {pids}\n        wait\n",
+            pids = pids.display()
+        ),
+    )
+    .unwrap();
+    let mut child = engine()
+        .current_dir(dir.path())
+        .arg("run")
+        .arg(&p)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&pids, Duration::from_secs(30));
+    let pids: Vec<i32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2);
+    child.kill().unwrap(); // SIGKILL: the engine cannot clean up
+    child.wait().unwrap();
+    let running = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
+            .unwrap_or(false)
+    };
+    let t0 = std::time::Instant::now();
+    while pids.iter().any(|&p| running(p)) && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let alive: Vec<i32> = pids.into_iter().filter(|&p| running(p)).collect();
+    assert!(
+        alive.is_empty(),
+        "processes of the task outlived the engine: {alive:?}"
     );
 }

@@ -139,6 +139,13 @@ pub struct UpperConfig {
     /// Sleep this long per item.
     #[serde(default)]
     pub sleep_ms: u64,
+    /// Work this long per item on a worker thread, stopping early when the
+    /// item is cancelled; `busy_marker` gets `begin KEY` and `end KEY` lines
+    /// (for timeout tests: an attempt's work must end before the next begins).
+    #[serde(default)]
+    pub busy_ms: u64,
+    #[serde(default)]
+    pub busy_marker: Option<std::path::PathBuf>,
 }
 
 struct Upper(UpperConfig);
@@ -160,6 +167,33 @@ impl MapStage for Upper {
         }
         if self.0.sleep_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.0.sleep_ms)).await;
+        }
+        if self.0.busy_ms > 0 {
+            let cancel = ctx.cancel_token();
+            let (ms, marker, key) = (self.0.busy_ms, self.0.busy_marker.clone(), item.key.clone());
+            ctx.blocking(move || {
+                let note = |what: &str| -> Result<(), StageError> {
+                    let Some(m) = &marker else { return Ok(()) };
+                    use std::io::Write;
+                    let mut f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(m)
+                        .map_err(|e| StageError::io("open", m, e))?;
+                    writeln!(f, "{what} {key}").map_err(|e| StageError::io("write", m, e))
+                };
+                note("begin")?;
+                let end = std::time::Instant::now() + Duration::from_millis(ms);
+                while std::time::Instant::now() < end && !cancel.is_cancelled() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                note("end")?;
+                if cancel.is_cancelled() {
+                    return Err(StageError::Cancelled);
+                }
+                Ok(())
+            })
+            .await?;
         }
         for (name, blob) in &item.files {
             let text = String::from_utf8_lossy(&ctx.read(blob).await?).to_uppercase();

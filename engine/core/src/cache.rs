@@ -80,23 +80,6 @@ impl TaskFingerprint {
 /// Dotted keys whose values differ between two canonical-JSON params
 /// documents (`train.lr`, `epochs`); empty when either does not parse.
 fn changed_keys(before: &str, now: &str) -> Vec<String> {
-    fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
-        match v {
-            Value::Object(m) if !m.is_empty() => {
-                for (k, v) in m {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    flatten(&key, v, out);
-                }
-            }
-            _ => {
-                out.insert(prefix.to_string(), v.clone());
-            }
-        }
-    }
     let (Ok(a), Ok(b)) = (
         serde_json::from_str::<Value>(before),
         serde_json::from_str::<Value>(now),
@@ -104,8 +87,8 @@ fn changed_keys(before: &str, now: &str) -> Vec<String> {
         return vec![];
     };
     let (mut fa, mut fb) = (BTreeMap::new(), BTreeMap::new());
-    flatten("", &a, &mut fa);
-    flatten("", &b, &mut fb);
+    crate::digest::flatten_json("", &a, &mut fa);
+    crate::digest::flatten_json("", &b, &mut fb);
     let mut keys: Vec<String> = fa
         .keys()
         .chain(fb.keys())

@@ -117,6 +117,11 @@ impl Checker<'_> {
 }
 
 /// Parses and validates; all problems come back together, sorted by place.
+/// The most tasks one stage's `matrix:` may expand to.
+pub const MAX_MATRIX_TASKS: usize = 10_000;
+/// The most tasks a pipeline may have (map items are not tasks).
+pub const MAX_TASKS: usize = 100_000;
+
 pub fn compile(file: &str, text: &str, registry: &Registry) -> Result<Pipeline, Diagnostics> {
     let spec = spec::parse(file, text)?;
     let mut c = Checker {
@@ -174,6 +179,18 @@ fn check(
     check_cycles(c, spec, &names);
     check_whens(c, spec, &built);
     let stages: Vec<CompiledStage> = built.into_iter().collect::<Option<Vec<_>>>()?;
+    let tasks: usize = stages.iter().map(CompiledStage::task_count).sum();
+    if tasks > MAX_TASKS {
+        c.error(
+            spec.name.loc,
+            format!("the pipeline expands to {tasks} tasks; the most is {MAX_TASKS}"),
+            Some(
+                "use a `map:` stage over a collection for many items: its items are not tasks"
+                    .into(),
+            ),
+        );
+        return None;
+    }
     Some(Pipeline {
         name: spec.name.value.clone(),
         file: file.into(),
@@ -370,6 +387,23 @@ fn check_stage(
                 );
             }
             matrix.push((k.clone(), vals.clone()));
+        }
+        let sizes: Vec<String> = m.value.values().map(|v| v.len().to_string()).collect();
+        let count = m
+            .value
+            .values()
+            .try_fold(1usize, |n, v| n.checked_mul(v.len().max(1)));
+        if count.is_none_or(|n| n > MAX_MATRIX_TASKS) {
+            c.error(
+                m.loc,
+                format!(
+                    "the matrix of stage `{name}` expands to {} tasks ({}); the most is {MAX_MATRIX_TASKS}",
+                    count.map(|n| n.to_string()).unwrap_or_else(|| "more than 2^64".into()),
+                    sizes.join(" x ")
+                ),
+                Some("sweep fewer values per key, or split the sweep into stages".into()),
+            );
+            matrix.clear();
         }
     }
     let params = st

@@ -41,6 +41,31 @@ impl fmt::Display for Digest {
     }
 }
 
+/// A JSON document as dotted keys (`train.lr`): objects are walked, arrays
+/// and scalars (and empty objects) are leaves; a bare scalar has no key.
+pub fn flatten_json(
+    prefix: &str,
+    v: &serde_json::Value,
+    out: &mut std::collections::BTreeMap<String, serde_json::Value>,
+) {
+    match v {
+        serde_json::Value::Object(m) if !m.is_empty() => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten_json(&key, v, out);
+            }
+        }
+        _ if !prefix.is_empty() => {
+            out.insert(prefix.to_string(), v.clone());
+        }
+        _ => {}
+    }
+}
+
 /// JSON with object keys sorted at every level, so equal values hash equal
 /// whatever order they were written in.
 pub fn canonical_json(v: &serde_json::Value) -> String {

@@ -135,6 +135,14 @@ pub struct RunRecord {
     pub seconds: f64,
     pub engine_version: String,
     pub host: String,
+    /// The engine process running it, on `host`: a run whose process is
+    /// gone shows as `interrupted`, not `running`.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// Last sign of life (RFC 3339), saved at least every [`HEARTBEAT`]
+    /// while the run goes on; how a run on another host is judged.
+    #[serde(default)]
+    pub heartbeat: Option<String>,
     #[serde(default)]
     pub git_commit: Option<String>,
     pub pipeline_digest: Digest,
@@ -155,7 +163,41 @@ pub struct RunRecord {
     pub tasks: Vec<TaskRecord>,
 }
 
+/// How often a running run saves its record, at the least.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl RunRecord {
+    /// A run whose record says `running` but whose engine is gone (killed,
+    /// machine lost): on this host its process no longer exists; elsewhere
+    /// its heartbeat is more than three beats old.
+    pub fn interrupted(&self) -> bool {
+        if self.status != RunStatus::Running {
+            return false;
+        }
+        let here = hostname::get()
+            .map(|h| h.to_string_lossy() == self.host.as_str())
+            .unwrap_or(false);
+        if here && let Some(pid) = self.pid {
+            return !process_alive(pid);
+        }
+        let beat = self.heartbeat.as_deref().unwrap_or(self.started.as_str());
+        match humantime::parse_rfc3339(beat) {
+            Ok(t) => std::time::SystemTime::now()
+                .duration_since(t)
+                .is_ok_and(|age| age > 3 * HEARTBEAT),
+            Err(_) => false,
+        }
+    }
+
+    /// The status to show: `interrupted` for a run whose engine is gone.
+    pub fn shown_status(&self) -> &'static str {
+        if self.interrupted() {
+            "interrupted"
+        } else {
+            self.status.as_str()
+        }
+    }
+
     pub fn counts(&self) -> BTreeMap<String, usize> {
         let mut m = BTreeMap::new();
         for t in &self.tasks {
@@ -281,4 +323,50 @@ pub fn git_commit(dir: &std::path::Path) -> Option<String> {
         commit.push_str("-dirty");
     }
     Some(commit)
+}
+
+/// Whether a process with this pid exists on this machine (signal 0).
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 sends nothing; it only checks the pid.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(host: &str, pid: Option<u32>, heartbeat: &str) -> RunRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": "r", "pipeline": "p", "file": "p.yaml", "status": "running",
+            "started": "2026-01-01T00:00:00Z", "engine_version": "0", "host": host,
+            "pid": pid, "heartbeat": heartbeat,
+            "pipeline_digest": "0".repeat(64), "spec": "", "values": {}, "store": "memory://",
+            "executor": "local", "tasks": [],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_run_is_interrupted_when_its_process_or_heartbeat_is_gone() {
+        let here = hostname::get().unwrap().to_string_lossy().into_owned();
+        let now = crate::store::now_rfc3339();
+        // This very process is alive.
+        assert!(!record(&here, Some(std::process::id()), &now).interrupted());
+        // A process that has exited.
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let dead = c.id();
+        c.wait().unwrap();
+        assert!(record(&here, Some(dead), &now).interrupted());
+        assert_eq!(
+            record(&here, Some(dead), &now).shown_status(),
+            "interrupted"
+        );
+        // Another host: judged by the heartbeat.
+        assert!(!record("elsewhere", Some(1), &now).interrupted());
+        assert!(record("elsewhere", Some(1), "2026-01-01T00:00:00Z").interrupted());
+    }
 }

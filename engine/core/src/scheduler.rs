@@ -63,7 +63,7 @@ impl Default for RunOptions {
             run_id: records::new_run_id(),
             executor: "local".into(),
             git_commit: None,
-            scratch_root: std::env::temp_dir().join("engine-scratch"),
+            scratch_root: std::env::temp_dir(),
             retry_backoff: Duration::from_millis(200),
             slurm: None,
         }
@@ -85,6 +85,9 @@ struct Shared {
     opts: RunOptions,
     t0: Instant,
     manifests: Mutex<HashMap<Digest, Arc<Manifest>>>,
+    /// This run's private scratch folder (random name, mode 0700), removed
+    /// when the run ends; one left by a killed run is removed by the next.
+    scratch: tempfile::TempDir,
 }
 
 impl Shared {
@@ -160,6 +163,8 @@ pub async fn run(
         host: hostname::get()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default(),
+        pid: Some(std::process::id()),
+        heartbeat: None,
         git_commit: opts.git_commit.clone(),
         pipeline_digest: pipeline.digest.clone(),
         spec: pipeline.text.clone(),
@@ -203,6 +208,12 @@ pub async fn run(
             .collect(),
     };
     save_record(&store, &mut record, &opts.events).await;
+    let scratch =
+        private_scratch(&opts.scratch_root, &record.id).map_err(|e| StoreError::Local {
+            op: "create a scratch folder in",
+            path: opts.scratch_root.display().to_string(),
+            source: e,
+        })?;
     let sh = Arc::new(Shared {
         pipeline: pipeline.clone(),
         plan: plan.clone(),
@@ -211,6 +222,7 @@ pub async fn run(
         opts: opts.clone(),
         t0: Instant::now(),
         manifests: Mutex::new(HashMap::new()),
+        scratch,
     });
     opts.events.emit(Event::RunStarted {
         run: record.id.clone(),
@@ -359,7 +371,21 @@ pub async fn run(
         if join.is_empty() {
             break;
         }
-        let Some(joined) = join.join_next().await else {
+        // Tasks just started are in the record; so is a heartbeat while
+        // long tasks run (how `engine runs` tells a live run from a dead one).
+        if last_save.elapsed() > Duration::from_secs(2) {
+            save_record(&store, &mut record, &opts.events).await;
+            last_save = Instant::now();
+        }
+        let joined = tokio::select! {
+            j = join.join_next() => j,
+            _ = tokio::time::sleep(records::HEARTBEAT.saturating_sub(last_save.elapsed())) => {
+                save_record(&store, &mut record, &opts.events).await;
+                last_save = Instant::now();
+                continue;
+            }
+        };
+        let Some(joined) = joined else {
             break;
         };
         // Panics are caught inside the task; a join error means it was aborted.
@@ -418,6 +444,7 @@ pub async fn run(
 /// entries are in the store, and the record is saved again at the next
 /// checkpoint. Each distinct failure is warned about once.
 async fn save_record(store: &Store, record: &mut RunRecord, events: &crate::events::EventSink) {
+    record.heartbeat = Some(now_rfc3339());
     let mut delay = Duration::from_millis(100);
     let mut last = None;
     for attempt in 1..=3 {
@@ -929,9 +956,8 @@ async fn run_task(
             attempt,
         });
         let scratch = sh
-            .opts
-            .scratch_root
-            .join(&sh.opts.run_id)
+            .scratch
+            .path()
             .join(sanitize(label))
             .join(format!("attempt-{attempt}"));
         let mut ctx = TaskCtx {
@@ -1196,9 +1222,8 @@ async fn run_item(
     loop {
         attempt += 1;
         let scratch = sh
-            .opts
-            .scratch_root
-            .join(&sh.opts.run_id)
+            .scratch
+            .path()
             .join(sanitize(label))
             .join(format!("item-{index}-{attempt}"));
         let mut ctx = ItemCtx {
@@ -1213,6 +1238,9 @@ async fn run_item(
             inputs: side.clone(),
         };
         let res = guarded(stage.timeout, cancel, m.run_item(item, &mut ctx)).await;
+        // A timed-out item's future is dropped, but work it handed to a
+        // worker thread goes on until told: tell it, before any retry starts.
+        ctx.cancel.cancel();
         let _ = tokio::fs::remove_dir_all(&scratch).await;
         match res {
             Ok(()) => {
@@ -1381,4 +1409,65 @@ pub async fn explain(
         out.push(d);
     }
     Ok(out)
+}
+
+/// A scratch folder only this run can use: a new folder with a random name
+/// and mode 0700 under `root` (never one someone else created first), with
+/// an `owner` file naming host and pid. Folders of runs whose process is
+/// gone (killed with SIGKILL) are removed first.
+fn private_scratch(root: &std::path::Path, run_id: &str) -> std::io::Result<tempfile::TempDir> {
+    std::fs::create_dir_all(root)?;
+    remove_dead_scratch(root);
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("engine-run-{run_id}-"))
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir_in(root)?;
+    let host = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    std::fs::write(
+        dir.path().join("owner"),
+        format!("{host} {}\n", std::process::id()),
+    )?;
+    Ok(dir)
+}
+
+/// Removes `engine-run-*` folders under `root` that belong to this user and
+/// to a process on this host that no longer exists.
+fn remove_dead_scratch(root: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    let host = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with("engine-run-") {
+            continue;
+        }
+        let path = e.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != me {
+            continue;
+        }
+        let Ok(owner) = std::fs::read_to_string(path.join("owner")) else {
+            continue;
+        };
+        let mut it = owner.split_whitespace();
+        let (Some(h), Some(pid)) = (it.next(), it.next().and_then(|p| p.parse::<i32>().ok()))
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 sends nothing; it only checks that the pid exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if h == host && !alive {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }

@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 pub fn register(r: &mut Registry) {
     r.add(
@@ -37,9 +38,22 @@ pub struct ShellConfig {
     /// `ENGINE_TASK`, `ENGINE_THREADS`, `ENGINE_ATTEMPT`, `ENGINE_INPUTS`,
     /// and `MATRIX_KEY` for each matrix key (dots become `_`).
     pub run: String,
-    /// Extra environment variables (strings, numbers or booleans).
+    /// Extra environment variables (strings, numbers or booleans). They
+    /// are params: stored in the run record and part of the cache key, so
+    /// never put a secret here; use `pass_env`.
     #[serde(default)]
     pub env: BTreeMap<String, Value>,
+    /// Names of the engine's environment variables to pass to the command
+    /// (`AWS_SECRET_ACCESS_KEY`, `DATABASE_URL`). Their values are read when
+    /// the task runs: only the names are params (a new token does not rerun
+    /// the task), and the values are replaced by `[redacted]` in the task's
+    /// log. Besides these, a command sees only `PATH`, `HOME`, `USER`,
+    /// `LOGNAME`, `SHELL`, `LANG`, `LC_*`, `TZ`, `TERM`, `TMPDIR`,
+    /// `LD_LIBRARY_PATH`, `VIRTUAL_ENV`, `CONDA_PREFIX`, `PYTHONPATH`,
+    /// `SLURM_*`, the visible-GPU variables and the `ENGINE_*` variables:
+    /// not the engine's whole environment.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
     /// Artifact outputs: name -> a file or folder the command writes,
     /// relative to the work folder.
     #[serde(default)]
@@ -73,6 +87,13 @@ impl ShellConfig {
             .find(|(_, v)| v.is_object() || v.is_array() || v.is_null())
         {
             return Err(format!("`env.{k}` must be a string, number or boolean"));
+        }
+        if let Some(bad) = self
+            .pass_env
+            .iter()
+            .find(|n| n.is_empty() || n.contains('=') || n.contains('\0'))
+        {
+            return Err(format!("`pass_env` entry `{bad}` is not a variable name"));
         }
         if let Some(dup) = self
             .outputs
@@ -148,9 +169,34 @@ impl Stage for Shell {
         } else {
             "/bin/sh"
         };
+        // Only an allow-list of the engine's environment, plus what the
+        // stage names in `pass_env`: the engine's own credentials (store,
+        // catalog, cloud) must not reach every command and its stored log.
+        let mut secrets: Vec<String> = vec![];
+        let mut passed: Vec<(String, String)> = vec![];
+        for name in &self.0.pass_env {
+            match std::env::var(name) {
+                Ok(v) => {
+                    if v.len() >= 4 {
+                        secrets.push(v.clone());
+                    }
+                    passed.push((name.clone(), v));
+                }
+                Err(_) => {
+                    return Err(StageError::msg(format!(
+                        "`pass_env` names `{name}`, which is not set in the engine's environment; set it before `engine run`"
+                    )));
+                }
+            }
+        }
         let mut cmd = tokio::process::Command::new(shell);
+        cmd.env_clear()
+            .envs(std::env::vars().filter(|(k, _)| allowed_env(k)))
+            .envs(passed);
         cmd.arg("-c")
-            .arg(&self.0.run)
+            .arg(SUPERVISE)
+            .arg(shell)
+            .env("ENGINE_RUN", &self.0.run)
             .current_dir(&work)
             .env("ENGINE_TASK", ctx.task())
             .env("ENGINE_THREADS", ctx.threads().to_string())
@@ -168,12 +214,14 @@ impl Stage for Shell {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        // If the engine itself is killed, the shell dies with it.
+        // If the engine itself is killed (even with SIGKILL), the supervising
+        // shell gets SIGTERM and kills the task's whole process group, the
+        // command's own children included (see `SUPERVISE`).
         // SAFETY: prctl is async-signal-safe and touches no Rust state.
         #[cfg(target_os = "linux")]
         unsafe {
             cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
                 Ok(())
             });
         }
@@ -185,21 +233,28 @@ impl Stage for Shell {
         })?;
         let mut guard = KillGroup(child.id().map(|p| p as i32));
         let tail = Arc::new(std::sync::Mutex::new(VecDeque::<String>::new()));
+        let secrets = Arc::new(secrets);
         let pump = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>,
                     prefix: &'static str| {
             let log = ctx.log.clone();
             let tail = tail.clone();
+            let secrets = secrets.clone();
             async move {
                 let Some(s) = stream else { return };
-                let mut lines = BufReader::new(s).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
+                read_lines(s, |mut line| {
+                    for v in secrets.iter() {
+                        if line.contains(v.as_str()) {
+                            line = line.replace(v.as_str(), "[redacted]");
+                        }
+                    }
                     log.line(&format!("{prefix}{line}"));
                     let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
                     t.push_back(line);
                     if t.len() > 5 {
                         t.pop_front();
                     }
-                }
+                })
+                .await;
             }
         };
         let out = child
@@ -210,14 +265,36 @@ impl Stage for Shell {
             .stderr
             .take()
             .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
-        let (_, _, status) = tokio::join!(pump(out, ""), pump(err, "stderr: "), child.wait());
-        let status = status.map_err(|e| {
+        let (read_out, read_err) = (pump(out, ""), pump(err, "stderr: "));
+        let pumps = tokio::spawn(async move {
+            tokio::join!(read_out, read_err);
+        });
+        let status = child.wait().await.map_err(|e| {
             StageError::msg(format!(
                 "Failed to wait for the command of task `{}`: {e}",
                 ctx.task()
             ))
         })?;
-        guard.0 = None;
+        // The task ends when its command does: whatever it left running in
+        // the background (`sleep 600 &`) dies with the process group, which
+        // also closes the pipes it held, so reading ends. A process that left
+        // the group (setsid) and keeps a pipe open is not waited for.
+        if let Some(pgid) = guard.0.take() {
+            // SAFETY: killpg only sends a signal; a stale pgid fails harmlessly.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+        let mut pumps = pumps;
+        if tokio::time::timeout(Duration::from_secs(5), &mut pumps)
+            .await
+            .is_err()
+        {
+            pumps.abort();
+            ctx.log(
+                "the command exited but something it started still holds its output open; stopped reading",
+            );
+        }
         if !status.success() {
             let code = status
                 .code()
@@ -237,7 +314,7 @@ impl Stage for Shell {
         }
         for (name, rel) in &self.0.outputs {
             let path = work.join(rel);
-            let files = collect_files(&path, name, rel)?;
+            let files = collect_files(&work, &path, name, rel)?;
             if files.is_empty() {
                 // An empty folder is a valid, empty artifact.
                 ctx.set_meta(name, serde_json::json!({ "empty": true }))?;
@@ -266,7 +343,7 @@ impl Stage for Shell {
             for entry in entries {
                 let key = file_name(&entry);
                 let mut files: BTreeMap<String, BlobRef> = BTreeMap::new();
-                for (relname, abs) in collect_files(&entry, name, rel)? {
+                for (relname, abs) in collect_files(&work, &entry, name, rel)? {
                     files.insert(relname, ctx.put_blob_file(&abs).await?);
                 }
                 ctx.add_item(
@@ -311,12 +388,31 @@ fn sanitize(label: &str) -> String {
 
 /// Files under `path`, relative to it (a file is its own name). Symlinks
 /// are refused: an output must not point outside the work folder.
-fn collect_files(path: &Path, name: &str, rel: &str) -> Result<Vec<(String, PathBuf)>, StageError> {
+fn collect_files(
+    work: &Path,
+    path: &Path,
+    name: &str,
+    rel: &str,
+) -> Result<Vec<(String, PathBuf)>, StageError> {
     let meta = std::fs::symlink_metadata(path).map_err(|_| {
         StageError::msg(format!(
             "the command did not write output `{name}`: `{rel}` is missing"
         ))
     })?;
+    // A symlinked folder on the way (`root -> /etc`, output `root/hostname`)
+    // would collect a file from outside the task: resolve, then compare.
+    let real = path
+        .canonicalize()
+        .map_err(|e| StageError::io("resolve", path, e))?;
+    let base = work
+        .canonicalize()
+        .map_err(|e| StageError::io("resolve", work, e))?;
+    if !real.starts_with(&base) {
+        return Err(StageError::msg(format!(
+            "output `{name}`: `{rel}` resolves to `{}`, outside the task's work folder (through a symlink); write real files inside it",
+            real.display()
+        )));
+    }
     if meta.file_type().is_symlink() {
         return Err(StageError::msg(format!(
             "output `{name}`: `{}` is a symlink; write real files",
@@ -352,4 +448,134 @@ fn collect_files(path: &Path, name: &str, rel: &str) -> Result<Vec<(String, Path
     }
     out.sort();
     Ok(out)
+}
+
+/// The shell that runs a task's command (`$ENGINE_RUN`, with the shell's
+/// path as `$0`) in the background and waits for it. The parent-death
+/// signal reaches only this shell, not what the command starts; so on
+/// SIGTERM (the engine died) it kills its process group, which is the
+/// task's: every process the command started, unless one left the group.
+/// `wait` returns early when a trapped signal arrives, so the trap runs at
+/// once even while the command runs; its exit status is the command's.
+const SUPERVISE: &str = r#"trap 'kill -KILL 0' TERM HUP
+cmd=$ENGINE_RUN
+unset ENGINE_RUN
+"$0" -c "$cmd" &
+pid=$!
+while :; do
+  wait "$pid"
+  code=$?
+  kill -0 "$pid" 2>/dev/null || exit "$code"
+done"#;
+
+/// The longest line kept from a command's output; the rest of a longer line
+/// is counted, not stored.
+const MAX_LINE: usize = 64 << 10;
+
+/// Calls `on_line` for each line of `r` until it ends, reading bytes, not
+/// text: invalid UTF-8 is replaced (a binary byte must not stop the reading,
+/// or the command would die of SIGPIPE on a full pipe), and a line longer
+/// than [`MAX_LINE`] is cut, saying how much, so one huge line costs no
+/// more memory than a short one. The pipe is read to its end.
+pub(crate) async fn read_lines<R: AsyncRead + Unpin>(r: R, mut on_line: impl FnMut(String)) {
+    let mut reader = BufReader::with_capacity(64 << 10, r);
+    let mut cur: Vec<u8> = Vec::new();
+    let mut cut = 0usize;
+    let mut emit = |cur: &mut Vec<u8>, cut: &mut usize| {
+        if cur.last() == Some(&b'\r') {
+            cur.pop();
+        }
+        let mut line = String::from_utf8_lossy(cur).into_owned();
+        if *cut > 0 {
+            line.push_str(&format!(" [... {} more bytes of this line cut]", *cut));
+        }
+        on_line(line);
+        cur.clear();
+        *cut = 0;
+    };
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        if buf.is_empty() {
+            if !cur.is_empty() || cut > 0 {
+                emit(&mut cur, &mut cut);
+            }
+            break;
+        }
+        let (chunk, used, newline) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], i + 1, true),
+            None => (buf, buf.len(), false),
+        };
+        let room = MAX_LINE.saturating_sub(cur.len());
+        let keep = chunk.len().min(room);
+        cur.extend_from_slice(&chunk[..keep]);
+        cut += chunk.len() - keep;
+        reader.consume(used);
+        if newline {
+            emit(&mut cur, &mut cut);
+        }
+    }
+}
+
+#[cfg(test)]
+mod read_lines_tests {
+    use super::*;
+
+    async fn lines_of(bytes: &[u8]) -> Vec<String> {
+        let mut out = vec![];
+        read_lines(bytes, |l| out.push(l)).await;
+        out
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_is_replaced_and_reading_goes_on() {
+        let l = lines_of(b"a\xffb\nsecond\r\nlast").await;
+        assert_eq!(l, ["a\u{fffd}b", "second", "last"]);
+    }
+
+    #[tokio::test]
+    async fn a_huge_line_is_cut_and_says_so() {
+        let mut big = vec![b'x'; MAX_LINE + 1000];
+        big.extend_from_slice(b"\nafter\n");
+        let l = lines_of(&big).await;
+        assert_eq!(l.len(), 2);
+        assert!(
+            l[0].starts_with("xxx") && l[0].ends_with("[... 1000 more bytes of this line cut]")
+        );
+        assert_eq!(
+            l[0].len(),
+            MAX_LINE + " [... 1000 more bytes of this line cut]".len()
+        );
+        assert_eq!(l[1], "after");
+    }
+}
+
+/// The engine's environment variables every command sees: the basics of
+/// a login, where libraries and the Python environment are, and what the
+/// cluster scheduler assigned to the job (`SLURM_*`, the visible GPUs).
+fn allowed_env(name: &str) -> bool {
+    matches!(
+        name,
+        "PATH"
+            | "HOME"
+            | "USER"
+            | "LOGNAME"
+            | "SHELL"
+            | "LANG"
+            | "LANGUAGE"
+            | "TZ"
+            | "TERM"
+            | "TMPDIR"
+            | "LD_LIBRARY_PATH"
+            | "VIRTUAL_ENV"
+            | "CONDA_PREFIX"
+            | "PYTHONPATH"
+            | "CUDA_VISIBLE_DEVICES"
+            | "ROCR_VISIBLE_DEVICES"
+            | "GPU_DEVICE_ORDINAL"
+    ) || name.starts_with("LC_")
+        || name.starts_with("SLURM_")
 }

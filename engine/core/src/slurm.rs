@@ -128,15 +128,19 @@ pub async fn run_attempt(
         .put_json(&request_path(run, task, attempt), &req)
         .await?;
     std::fs::create_dir_all(&cfg.log_dir).map_err(|e| StageError::io("create", &cfg.log_dir, e))?;
+    // The store URL may hold credentials (`?access_key=`): it reaches the
+    // job through its environment (sbatch exports the submitter's), not the
+    // job's command line, which `squeue`/`scontrol` show to every user.
     let wrap = format!(
-        "exec {} task exec --store {} --run {} --task {} --attempt {attempt}",
+        "exec {} task exec --run {} --task {} --attempt {attempt}",
         quote(&cfg.engine_bin.to_string_lossy()),
-        quote(&cfg.store_url),
         quote(run),
         quote(task)
     );
     let mut cmd = tokio::process::Command::new("sbatch");
-    cmd.arg("--parsable")
+    cmd.env("ENGINE_STORE", &cfg.store_url)
+        .arg("--export=ALL")
+        .arg("--parsable")
         .arg(format!("--job-name=engine:{task}"))
         .arg(format!("--cpus-per-task={}", class.cpus.max(1)))
         .arg(format!("--output={}/slurm-%j.out", cfg.log_dir.display()));
@@ -279,11 +283,14 @@ pub async fn exec_task(
         ));
     };
     let log = Log::new(task, crate::events::EventSink::none());
-    let scratch = std::env::temp_dir().join(format!(
-        "engine-job-{}-{}",
-        std::process::id(),
-        task_key(task)
-    ));
+    // A new folder with a random name and mode 0700, never one that
+    // someone else on the node created first.
+    let scratch_dir = tempfile::Builder::new()
+        .prefix(&format!("engine-job-{}-", task_key(task)))
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .map_err(|e| format!("Failed to create a scratch folder for task `{task}`: {e}"))?;
+    let scratch = scratch_dir.path().join("task");
     // As on the submitting machine: a forced, uncached or verifying run
     // replaces stored objects whose bytes do not match what it writes.
     let writer = if rec.forced.contains(&stage.name) || rec.no_cache || rec.verify {

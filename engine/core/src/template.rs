@@ -203,7 +203,20 @@ pub fn render_str(
                 format!("include `{name}` must be a relative path inside the template's folder"),
             ));
         }
-        match std::fs::read_to_string(base.join(rel)) {
+        // A symlink inside the folder may point out of it: resolve, compare.
+        let path = base.join(rel);
+        if let (Ok(real), Ok(root)) = (path.canonicalize(), base.canonicalize())
+            && !real.starts_with(&root)
+        {
+            return Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!(
+                    "include `{name}` resolves to `{}`, outside the template's folder (through a symlink)",
+                    real.display()
+                ),
+            ));
+        }
+        match std::fs::read_to_string(&path) {
             Ok(s) => Ok(Some(s)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(minijinja::Error::new(
@@ -212,12 +225,70 @@ pub fn render_str(
             )),
         }
     });
-    let mut render = || -> Result<String, minijinja::Error> {
+    env.set_fuel(Some(FUEL));
+    let mut out = Limited {
+        buf: Vec::new(),
+        over: false,
+    };
+    let mut render = |out: &mut Limited| -> Result<(), minijinja::Error> {
         env.add_template(file, source)?;
         env.get_template(file)?
-            .render(minijinja::Value::from(minijinja::value::Serde(values)))
+            .render_captured_to(minijinja::Value::from(minijinja::value::Serde(values)), out)
+            .map(|_| ())
     };
-    render().map_err(|e| template_diagnostic(file, source, &e))
+    match render(&mut out) {
+        Ok(()) => String::from_utf8(out.buf).map_err(|_| {
+            Diagnostic::new(file, Loc::default(), "the rendered pipeline is not UTF-8")
+        }),
+        Err(_) if out.over => Err(Diagnostic::new(
+            file,
+            Loc::default(),
+            format!("the rendered pipeline passes {} MiB", MAX_OUTPUT >> 20),
+        )
+        .with_hint(
+            "a loop in the template writes far more than a pipeline needs; check its bounds",
+        )),
+        Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => {
+            let mut d = template_diagnostic(file, source, &e);
+            d.message = format!(
+                "the template did not finish within its budget ({FUEL} steps, about {} MiB)",
+                (FUEL * 64) >> 20
+            );
+            d.hint = Some(
+                "a loop that does not end, or one building far more than a pipeline needs (nested `range`s, a string doubled in a loop); check its bounds".into(),
+            );
+            Err(d)
+        }
+        Err(e) => Err(template_diagnostic(file, source, &e)),
+    }
+}
+
+/// minijinja's budget per render: about one step per instruction and one
+/// per 64 bytes allocated. The largest pipeline templates in this repository
+/// need a few thousand; runaway loops and string doubling stop here with a
+/// diagnostic instead of running for minutes or aborting on allocation.
+const FUEL: u64 = 4_000_000;
+/// The most text a template may render.
+const MAX_OUTPUT: usize = 16 << 20;
+
+/// A writer that refuses to grow past [`MAX_OUTPUT`].
+struct Limited {
+    buf: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for Limited {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + b.len() > MAX_OUTPUT {
+            self.over = true;
+            return Err(std::io::Error::other("rendered output too large"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn template_diagnostic(file: &str, source: &str, e: &minijinja::Error) -> Diagnostic {

@@ -702,3 +702,249 @@ stages:
     assert_eq!(d[0].reason, "runs every time (reads outside state)");
     assert_eq!(d[1].action, "cached", "{d:?}");
 }
+
+#[tokio::test]
+async fn binary_output_and_a_huge_line_neither_stop_nor_bloat_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open("fs://store", dir.path()).unwrap();
+    // Before: reading stopped at the first non-UTF-8 byte and the command
+    // died of SIGPIPE once the pipe filled; a 200 MB line was held whole.
+    let yaml = r#"
+name: noisy
+stages:
+  noisy:
+    uses: shell
+    with:
+      run: |
+        printf 'bin \377\376 bytes\n'
+        head -c 20000000 /dev/zero | tr '\0' x
+        echo
+        for i in $(seq 1 20000); do echo "line $i of the noisy command"; done
+        mkdir -p out && echo ok > out/ok.txt
+      outputs: { ok: out/ok.txt }
+"#;
+    let r = run(yaml, &store).await;
+    let t = r.task("noisy").unwrap();
+    assert_eq!(t.status, TaskStatus::Done, "{:?}", t.error);
+    let log = store.get_blob(t.log.as_ref().unwrap()).await.unwrap();
+    let log = String::from_utf8(log).unwrap();
+    assert!(
+        log.contains("bin \u{fffd}\u{fffd} bytes"),
+        "{}",
+        &log[..200.min(log.len())]
+    );
+    assert!(log.contains("more bytes of this line cut]"));
+    assert!(log.contains("line 20000 of the noisy command"));
+    assert!(log.len() < 2 << 20, "log of {} bytes", log.len());
+}
+
+#[tokio::test]
+async fn an_output_behind_a_symlinked_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open("fs://store", dir.path()).unwrap();
+    let yaml = r#"
+name: escape
+stages:
+  sneaky:
+    uses: shell
+    with:
+      run: ln -s /etc root
+      outputs: { host: root/hostname }
+"#;
+    let r = run(yaml, &store).await;
+    let t = r.task("sneaky").unwrap();
+    assert_eq!(t.status, TaskStatus::Failed);
+    let err = t.error.as_deref().unwrap();
+    assert!(err.contains("outside the task's work folder"), "{err}");
+    assert!(t.outputs.is_empty());
+}
+
+#[tokio::test]
+async fn a_task_ends_when_its_command_does_and_takes_its_background_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open("fs://store", dir.path()).unwrap();
+    let pidfile = dir.path().join("bg.pid");
+    // Before: the background `sleep` held the output pipe, so the task ran
+    // as long as it did, and it outlived the task.
+    let yaml = format!(
+        r#"
+name: bg
+stages:
+  leaves:
+    uses: shell
+    with:
+      run: |
+        sleep 30 &
+        echo $! > {}
+        echo started
+"#,
+        pidfile.display()
+    );
+    let t0 = std::time::Instant::now();
+    let r = run(&yaml, &store).await;
+    assert_eq!(status(&r, "leaves"), TaskStatus::Done);
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t0.elapsed()
+    );
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // Gone, or a zombie waiting for whoever inherited it to reap it.
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let running = state
+        .rsplit_once(") ")
+        .is_some_and(|(_, rest)| !rest.starts_with('Z'));
+    assert!(
+        !running,
+        "the background sleep {pid} outlived its task: {state}"
+    );
+}
+
+#[tokio::test]
+async fn scratch_folders_are_private_and_a_dead_runs_folder_is_removed() {
+    let root = tempfile::tempdir().unwrap();
+    // A folder left by a run killed with SIGKILL (its pid no longer exists).
+    let mut c = std::process::Command::new("true").spawn().unwrap();
+    let dead = c.id();
+    c.wait().unwrap();
+    let host = hostname::get().unwrap().to_string_lossy().into_owned();
+    let left = root.path().join("engine-run-old-abc123");
+    std::fs::create_dir_all(left.join("task/attempt-1")).unwrap();
+    std::fs::write(left.join("owner"), format!("{host} {dead}\n")).unwrap();
+    let store = mem_store("scratch");
+    let yaml = r#"
+name: where
+stages:
+  look:
+    uses: shell
+    with:
+      run: |
+        mkdir -p out
+        stat -c %a "$(dirname "$(dirname "$(dirname "$PWD")")")" > out/mode.txt
+      outputs: { mode: out/mode.txt }
+"#;
+    let mut o = opts(2);
+    o.scratch_root = root.path().to_path_buf();
+    let r = run_with(yaml, &store, o).await;
+    let t = r.task("look").unwrap();
+    assert_eq!(t.status, TaskStatus::Done, "{:?}", t.error);
+    let m = store.get_manifest(&t.outputs["mode"]).await.unwrap();
+    let mode = store.get_blob(&m.files["mode.txt"].digest).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&mode).trim(), "700");
+    assert!(!left.exists(), "the dead run's folder is still there");
+    // And this run's own folder is gone once it ended.
+    let rest: Vec<_> = std::fs::read_dir(root.path()).unwrap().flatten().collect();
+    assert!(
+        rest.is_empty(),
+        "{:?}",
+        rest.iter().map(|e| e.path()).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_timed_out_item_stops_its_work_before_the_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("busy.txt");
+    let store = mem_store("item-timeout");
+    // Before: the timed-out attempt's worker thread went on beside its
+    // retry (begin, begin, end, end).
+    let yaml = format!(
+        r#"
+name: slow-items
+stages:
+  make:
+    uses: builtin.items
+    with: {{ count: 1 }}
+  work:
+    uses: builtin.upper
+    map: {{ over: make.items }}
+    timeout: 300ms
+    retries: 1
+    with: {{ busy_ms: 3000, busy_marker: "{}" }}
+"#,
+        marker.display()
+    );
+    let r = run(&yaml, &store).await;
+    let t = r.task("work").unwrap();
+    assert_eq!(t.status, TaskStatus::Failed);
+    assert!(
+        t.error.as_deref().unwrap().contains("timed out"),
+        "{:?}",
+        t.error
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let lines: Vec<String> = std::fs::read_to_string(&marker)
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        lines,
+        ["begin", "end", "begin", "end"],
+        "attempts overlapped"
+    );
+}
+
+#[tokio::test]
+async fn a_command_sees_only_allowed_and_passed_variables_and_passed_values_are_redacted() {
+    // SAFETY: set before the run starts its tasks; no other test reads these.
+    unsafe {
+        std::env::set_var("ENGINE_TEST_SECRET_TOKEN", "s3cr3t-value-42");
+        std::env::set_var("ENGINE_TEST_NOT_PASSED", "leaky");
+    }
+    let store = mem_store("env");
+    let yaml = r#"
+name: env
+stages:
+  look:
+    uses: shell
+    with:
+      pass_env: [ENGINE_TEST_SECRET_TOKEN]
+      run: |
+        mkdir -p out
+        echo "token is $ENGINE_TEST_SECRET_TOKEN"
+        echo "other is ${ENGINE_TEST_NOT_PASSED:-unset}" > out/seen.txt
+        test -n "$PATH" && echo "path set" >> out/seen.txt
+        test "${#ENGINE_TEST_SECRET_TOKEN}" = 15 && echo "token ok" >> out/seen.txt
+      outputs: { seen: out/seen.txt }
+  missing:
+    uses: shell
+    with:
+      pass_env: [ENGINE_TEST_NEVER_SET_ANYWHERE]
+      run: "true"
+"#;
+    let r = run(yaml, &store).await;
+    let t = r.task("look").unwrap();
+    assert_eq!(t.status, TaskStatus::Done, "{:?}", t.error);
+    let m = store.get_manifest(&t.outputs["seen"]).await.unwrap();
+    let seen =
+        String::from_utf8(store.get_blob(&m.files["seen.txt"].digest).await.unwrap()).unwrap();
+    assert_eq!(seen, "other is unset\npath set\ntoken ok\n");
+    let log = String::from_utf8(store.get_blob(t.log.as_ref().unwrap()).await.unwrap()).unwrap();
+    assert!(
+        log.contains("token is [redacted]") && !log.contains("s3cr3t"),
+        "{log}"
+    );
+    // The value is not a param: nothing of it in the record.
+    let record = serde_json::to_string(&r).unwrap();
+    assert!(
+        !record.contains("s3cr3t"),
+        "{}",
+        &record[record.find("s3cr3t").unwrap_or(0).saturating_sub(300)..]
+    );
+    let m = r.task("missing").unwrap();
+    assert_eq!(m.status, TaskStatus::Failed);
+    assert!(
+        m.error
+            .as_deref()
+            .unwrap()
+            .contains("`ENGINE_TEST_NEVER_SET_ANYWHERE`"),
+        "{:?}",
+        m.error
+    );
+}

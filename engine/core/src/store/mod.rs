@@ -965,6 +965,17 @@ impl Store {
         Ok(format!("refs/{name}.json"))
     }
 
+    /// Removes a ref and its history (the artifacts stay until `engine gc`);
+    /// false when there was no such ref.
+    pub async fn remove_ref(&self, name: &str) -> Result<bool, StoreError> {
+        let path = Self::ref_path(name)?;
+        if !self.exists(&path).await? {
+            return Ok(false);
+        }
+        self.delete(&path).await?;
+        Ok(true)
+    }
+
     pub async fn get_ref(&self, name: &str) -> Result<Option<RefDoc>, StoreError> {
         self.get_json(&Self::ref_path(name)?).await
     }
