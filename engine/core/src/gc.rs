@@ -28,9 +28,11 @@
 //!   each object again just before deleting it and leaves it if it has
 //!   become young. Everything is listed before anything is decided, so
 //!   what is written after the listing is not even seen.
-//! - What it reads through an old cache entry: while any run record says
-//!   `running` (and was saved within [`RUNNING_STALE`]; older ones are runs
-//!   that died), gc keeps every cache entry and all they reach, because a
+//! - What it reads through an old cache entry: while any run is going (its
+//!   record says `running` and its engine is alive: see
+//!   [`RunRecord::interrupted`]; a run that died is still kept, with what
+//!   it references, but protects nothing more), gc keeps every cache entry
+//!   and all they reach, because a
 //!   running run may hit any of them and its record names its hits only
 //!   later. Such a gc still frees old run records, their logs and what no
 //!   cache entry reaches; the rest goes at the next gc with no run going.
@@ -61,10 +63,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
-
-/// A record that says `running` but was not saved for this long belongs to
-/// a run that died: it is still kept, but no longer protects the cache.
-pub const RUNNING_STALE: Duration = Duration::from_secs(24 * 3600);
 
 /// The kinds of object gc counts, as its report names them.
 pub const BLOBS: &str = "blobs";
@@ -140,8 +138,8 @@ pub struct GcReport {
     pub freed: BTreeMap<String, Tally>,
     /// The runs kept with everything they reference, newest first.
     pub runs_kept: Vec<String>,
-    /// Runs whose records say `running`: while there are any, every cache
-    /// entry is kept with what it reaches.
+    /// Runs going (records that say `running`, engines alive): while there
+    /// are any, every cache entry is kept with what it reaches.
     pub running: Vec<String>,
     /// Why the sweep stopped before the end, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -292,7 +290,7 @@ async fn read_runs(
             continue;
         };
         let is_running = rec.status == RunStatus::Running;
-        if is_running && l.age().is_none_or(|a| a < RUNNING_STALE) {
+        if is_running && !rec.interrupted() {
             runs.running.push(id.clone());
         }
         let recent = opts
