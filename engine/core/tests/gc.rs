@@ -498,3 +498,40 @@ async fn item_cache_entries_go_with_their_blobs_and_the_kept_run_stays_cached() 
     assert_eq!((counts.run, counts.cached), (4, 0));
     assert!(!old.task("shout").unwrap().reason.contains("damaged"));
 }
+
+/// A record left saying `running` by an engine that died (its process is
+/// gone) is kept, but does not keep the whole cache alive.
+#[tokio::test]
+async fn a_dead_runs_record_is_kept_but_does_not_protect_the_cache() {
+    let s = fs_store();
+    run(OLD, &s.store).await;
+    let mut c = std::process::Command::new("true").spawn().unwrap();
+    let dead = c.id();
+    c.wait().unwrap();
+    let id = "29991231-235959-999-dead";
+    let host = hostname();
+    let rec = serde_json::json!({
+        "id": id, "pipeline": "p", "file": "p.yaml", "status": "running",
+        "started": "2026-01-01T00:00:00Z", "engine_version": "0", "host": host,
+        "pid": dead, "pipeline_digest": Digest::of(b"p"), "spec": "", "values": {},
+        "store": "fs://store", "executor": "local", "tasks": [],
+    });
+    s.store
+        .put_json(&records::run_path(id), &rec)
+        .await
+        .unwrap();
+    let report = gc::gc(&s.store, &no_grace(1)).await.unwrap();
+    assert!(report.running.is_empty(), "{report:?}");
+    assert_eq!(report.runs_kept, vec![id.to_string()]);
+    // The old run's two tasks: entries, manifests, blobs, lineage; its record.
+    assert_eq!(freed(&report, gc::TASK_ENTRIES), 2, "{report:?}");
+    assert_eq!(freed(&report, gc::RUNS), 1, "{report:?}");
+    assert!(records::load_run(&s.store, id).await.unwrap().is_some());
+}
+
+fn hostname() -> String {
+    std::process::Command::new("hostname")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
