@@ -166,7 +166,7 @@ fn read_sibling_labels(video: &Path) -> std::result::Result<Option<FoundLabels>,
 /// name (or its only entry). `Err`: what is wrong, naming the file.
 pub fn read_label_file(file: &Path, video_name: &str) -> std::result::Result<FoundLabels, String> {
     if file.extension().is_some_and(|e| e == "json") {
-        let text = std::fs::read_to_string(&file)
+        let text = std::fs::read_to_string(file)
             .map_err(|e| format!("Failed to read labels `{}`: {e}", file.display()))?;
         if looks_like_ground_truth(&text) {
             let truth: GroundTruth = serde_json::from_str(&text)

@@ -520,6 +520,33 @@ pub(crate) async fn read_lines<R: AsyncRead + Unpin>(r: R, mut on_line: impl FnM
     }
 }
 
+/// The engine's environment variables every command sees: the basics of
+/// a login, where libraries and the Python environment are, and what the
+/// cluster scheduler assigned to the job (`SLURM_*`, the visible GPUs).
+fn allowed_env(name: &str) -> bool {
+    matches!(
+        name,
+        "PATH"
+            | "HOME"
+            | "USER"
+            | "LOGNAME"
+            | "SHELL"
+            | "LANG"
+            | "LANGUAGE"
+            | "TZ"
+            | "TERM"
+            | "TMPDIR"
+            | "LD_LIBRARY_PATH"
+            | "VIRTUAL_ENV"
+            | "CONDA_PREFIX"
+            | "PYTHONPATH"
+            | "CUDA_VISIBLE_DEVICES"
+            | "ROCR_VISIBLE_DEVICES"
+            | "GPU_DEVICE_ORDINAL"
+    ) || name.starts_with("LC_")
+        || name.starts_with("SLURM_")
+}
+
 #[cfg(test)]
 mod read_lines_tests {
     use super::*;
@@ -551,31 +578,4 @@ mod read_lines_tests {
         );
         assert_eq!(l[1], "after");
     }
-}
-
-/// The engine's environment variables every command sees: the basics of
-/// a login, where libraries and the Python environment are, and what the
-/// cluster scheduler assigned to the job (`SLURM_*`, the visible GPUs).
-fn allowed_env(name: &str) -> bool {
-    matches!(
-        name,
-        "PATH"
-            | "HOME"
-            | "USER"
-            | "LOGNAME"
-            | "SHELL"
-            | "LANG"
-            | "LANGUAGE"
-            | "TZ"
-            | "TERM"
-            | "TMPDIR"
-            | "LD_LIBRARY_PATH"
-            | "VIRTUAL_ENV"
-            | "CONDA_PREFIX"
-            | "PYTHONPATH"
-            | "CUDA_VISIBLE_DEVICES"
-            | "ROCR_VISIBLE_DEVICES"
-            | "GPU_DEVICE_ORDINAL"
-    ) || name.starts_with("LC_")
-        || name.starts_with("SLURM_")
 }

@@ -116,10 +116,8 @@ pub struct Detection {
 impl PostProcess {
     pub fn check(&self) -> Result<(), String> {
         let ok = |v: f64| v.is_finite() && v >= 0.0;
-        if !(ok(self.threshold) && self.threshold <= 1.0)
-            || !(ok(self.boundary_threshold) && self.boundary_threshold <= 1.0)
-            || !(ok(self.min_score) && self.min_score <= 1.0)
-        {
+        let unit = |v: f64| ok(v) && v <= 1.0;
+        if !(unit(self.threshold) && unit(self.boundary_threshold) && unit(self.min_score)) {
             return Err("post-processing thresholds must lie in [0, 1]".into());
         }
         if !(ok(self.merge_gap) && ok(self.bridge_gap) && ok(self.min_length) && ok(self.snap)) {
