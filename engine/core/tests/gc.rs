@@ -5,54 +5,21 @@
 //! `ENGINE_TEST_S3_ENDPOINT` names an S3 server, as `scripts/test.sh`
 //! starts one).
 
+mod common;
+use common::{errors, fs_store, opts, run_with};
 use engine_core::cache;
-use engine_core::compile::compile;
 use engine_core::digest::Digest;
 use engine_core::gc::{self, GcOptions, GcReport};
-use engine_core::plan::plan;
 use engine_core::records::{self, RunRecord, RunStatus, TaskStatus};
-use engine_core::resources::Machine;
-use engine_core::scheduler::{self, RunOptions};
-use engine_core::stage::Registry;
 use engine_core::store::Store;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-fn opts() -> RunOptions {
-    RunOptions {
-        machine: Machine {
-            cpus: 2,
-            memory: 8 << 30,
-            gpus: 0,
-        },
-        retry_backoff: Duration::from_millis(5),
-        scratch_root: std::env::temp_dir().join(format!("engine-gc-{}", std::process::id())),
-        ..RunOptions::default()
-    }
-}
-
-async fn run_with(yaml: &str, store: &Store, o: RunOptions) -> RunRecord {
-    let p = compile("test.yaml", yaml, &Registry::with_builtins())
-        .unwrap_or_else(|d| panic!("{}", d.render()));
-    let pl = plan(&p);
-    scheduler::run(Arc::new(p), Arc::new(pl), store.clone(), o)
-        .await
-        .unwrap()
-}
-
 async fn run(yaml: &str, store: &Store) -> RunRecord {
-    let r = run_with(yaml, store, opts()).await;
+    let r = run_with(yaml, store, opts(2)).await;
     assert_eq!(r.status, RunStatus::Succeeded, "{:?}", errors(&r));
     r
-}
-
-fn errors(r: &RunRecord) -> Vec<(String, Option<String>)> {
-    r.tasks
-        .iter()
-        .map(|t| (t.task.clone(), t.error.clone()))
-        .collect()
 }
 
 /// Two tasks; `b` is made from `a`, so a new `text` changes both.
@@ -196,22 +163,6 @@ async fn frees_the_old_run_and_keeps_what_refs_and_the_last_run_need(store: &Sto
     assert_eq!(report.total_freed().objects, freed(&report, gc::RUNS));
 }
 
-struct FsStore {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    store: Store,
-}
-
-fn fs_store() -> FsStore {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open("fs://store", dir.path()).unwrap();
-    FsStore {
-        root: dir.path().join("store"),
-        _dir: dir,
-        store,
-    }
-}
-
 #[tokio::test]
 async fn gc_frees_an_unreferenced_old_run_and_keeps_ref_history_and_the_last_run() {
     let s = fs_store();
@@ -332,7 +283,7 @@ async fn a_run_during_gc_stays_whole(store: &Store, grace: Duration, age: impl F
     };
     let s = store;
     let store = s.clone();
-    let running = tokio::spawn(async move { run_with(CONCURRENT, &store, opts()).await });
+    let running = tokio::spawn(async move { run_with(CONCURRENT, &store, opts(2)).await });
     // Wait until the run has saved its record and hit the old entry of `a`.
     let t0 = std::time::Instant::now();
     let id = loop {

@@ -4,55 +4,17 @@
 //! On the real `fs://` store (and `s3://` when `ENGINE_TEST_S3_ENDPOINT`
 //! names an S3 server, as `scripts/test.sh` starts one).
 
-use engine_core::compile::compile;
+mod common;
+use common::{FsStore, errors, fs_store, opts, run_with, status};
 use engine_core::digest::Digest;
-use engine_core::plan::plan;
 use engine_core::records::{RunRecord, RunStatus, TaskStatus};
-use engine_core::resources::Machine;
-use engine_core::scheduler::{self, RunOptions};
-use engine_core::stage::Registry;
 use engine_core::store::{Manifest, Store};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn opts() -> RunOptions {
-    RunOptions {
-        machine: Machine {
-            cpus: 2,
-            memory: 8 << 30,
-            gpus: 0,
-        },
-        retry_backoff: Duration::from_millis(5),
-        scratch_root: std::env::temp_dir().join(format!("engine-repair-{}", std::process::id())),
-        ..RunOptions::default()
-    }
-}
-
-async fn run_with(yaml: &str, store: &Store, o: RunOptions) -> RunRecord {
-    let p = compile("test.yaml", yaml, &Registry::with_builtins())
-        .unwrap_or_else(|d| panic!("{}", d.render()));
-    let pl = plan(&p);
-    scheduler::run(Arc::new(p), Arc::new(pl), store.clone(), o)
-        .await
-        .unwrap()
-}
-
 async fn run(yaml: &str, store: &Store) -> RunRecord {
-    run_with(yaml, store, opts()).await
-}
-
-fn status(r: &RunRecord, task: &str) -> TaskStatus {
-    r.task(task)
-        .unwrap_or_else(|| panic!("no task {task}"))
-        .status
-}
-
-fn errors(r: &RunRecord) -> Vec<(String, Option<String>)> {
-    r.tasks
-        .iter()
-        .map(|t| (t.task.clone(), t.error.clone()))
-        .collect()
+    run_with(yaml, store, opts(2)).await
 }
 
 const TWO: &str = r#"
@@ -69,22 +31,6 @@ stages:
   shout: { uses: builtin.upper, map: { over: make.items, batch: 2 } }
   gather: { uses: builtin.concat, needs: [shout] }
 "#;
-
-struct FsStore {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    store: Store,
-}
-
-fn fs_store() -> FsStore {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open("fs://store", dir.path()).unwrap();
-    FsStore {
-        root: dir.path().join("store"),
-        _dir: dir,
-        store,
-    }
-}
 
 impl FsStore {
     fn file(&self, rel: &str) -> PathBuf {
@@ -157,14 +103,14 @@ async fn a_same_size_corruption_is_found_by_verify_and_rewritten_by_force() {
     let (d, path) = precious_blob(&s, &r).await;
     std::fs::write(&path, b"PRECIOUS").unwrap();
     // A size check cannot see it; `--verify` hashes and rebuilds.
-    let mut o = opts();
+    let mut o = opts(2);
     o.verify = true;
     let r = run_with(TWO, &s.store, o).await;
     assert_eq!(status(&r, "a"), TaskStatus::Done, "{:?}", errors(&r));
     assert_eq!(s.store.get_blob(&d).await.unwrap(), b"precious");
     // `--force a` rewrites what does not match, too.
     std::fs::write(&path, b"PRECIOUS").unwrap();
-    let mut o = opts();
+    let mut o = opts(2);
     o.force = vec!["a".into()];
     let r = run_with(TWO, &s.store, o).await;
     assert_eq!(status(&r, "a"), TaskStatus::Done, "{:?}", errors(&r));
@@ -403,7 +349,7 @@ async fn a_rerun_on_s3_rebuilds_a_deleted_blob_and_fsck_sees_it() {
 #[tokio::test]
 async fn a_run_record_that_cannot_be_saved_warns_and_the_run_goes_on() {
     let s = fs_store();
-    let o = opts();
+    let o = opts(2);
     // A folder where the record goes: every save of it fails.
     std::fs::create_dir_all(s.file(&format!("runs/{}.json", o.run_id))).unwrap();
     let r = run_with(TWO, &s.store, o).await;
@@ -416,7 +362,7 @@ async fn a_run_record_that_cannot_be_saved_warns_and_the_run_goes_on() {
         r.warnings
     );
     // Its outputs are stored and cached all the same.
-    let o = opts();
+    let o = opts(2);
     let again = run_with(TWO, &s.store, o).await;
     assert!(again.tasks.iter().all(|t| t.status == TaskStatus::Cached));
 }

@@ -1,50 +1,18 @@
 //! End-to-end runs of the engine, in process, on `memory://` and `fs://`
 //! stores (and `s3://` when `ENGINE_TEST_S3_ENDPOINT` is set).
 
+mod common;
+use common::{mem_store, opts, run_with, status};
 use engine_core::compile::compile;
 use engine_core::plan::plan;
 use engine_core::records::{RunRecord, RunStatus, TaskStatus};
-use engine_core::resources::Machine;
-use engine_core::scheduler::{self, RunOptions};
+use engine_core::scheduler::{self};
 use engine_core::stage::Registry;
 use engine_core::store::{Store, StoreError};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn opts(cpus: u32) -> RunOptions {
-    RunOptions {
-        machine: Machine {
-            cpus,
-            memory: 8 << 30,
-            gpus: 0,
-        },
-        retry_backoff: Duration::from_millis(5),
-        scratch_root: std::env::temp_dir().join(format!("engine-test-{}", std::process::id())),
-        ..RunOptions::default()
-    }
-}
-
-fn mem_store(name: &str) -> Store {
-    Store::open(&format!("memory://{name}"), std::path::Path::new(".")).unwrap()
-}
-
-async fn run_with(yaml: &str, store: &Store, o: RunOptions) -> RunRecord {
-    let p = compile("test.yaml", yaml, &Registry::with_builtins())
-        .unwrap_or_else(|d| panic!("{}", d.render()));
-    let pl = plan(&p);
-    scheduler::run(Arc::new(p), Arc::new(pl), store.clone(), o)
-        .await
-        .unwrap()
-}
 
 async fn run(yaml: &str, store: &Store) -> RunRecord {
     run_with(yaml, store, opts(4)).await
-}
-
-fn status(r: &RunRecord, task: &str) -> TaskStatus {
-    r.task(task)
-        .unwrap_or_else(|| panic!("no task {task}"))
-        .status
 }
 
 /// Most intervals open at once, from the resource-holding intervals.
