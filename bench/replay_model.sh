@@ -13,8 +13,8 @@ OUT="${OUT:-/tmp/engine-bench-replay}"
 need_ffmpeg
 need_torch
 if [ -z "${ENGINE:-}" ]; then
-  say "building engine with the torch feature (release)"
-  cargo build --release --quiet --features engine-cli/torch --bin engine
+  say "building engine and engine-worker (libtorch) (release)"
+  cargo build --release --quiet --bin engine --bin engine-worker
   ENGINE="$PWD/target/release/engine"
 fi
 mkdir -p "$OUT"

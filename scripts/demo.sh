@@ -14,8 +14,8 @@ fi
 need_rust
 need_ffmpeg
 need_torch
-say "building the engine with the replay model on libtorch (release)"
-cargo build --release --quiet --features engine-cli/torch --bin engine
+say "building the engine and its model worker (engine-worker, libtorch) (release)"
+cargo build --release --quiet --bin engine --bin engine-worker
 TARGET="${CARGO_TARGET_DIR:-target}"
 case "$TARGET" in /*) ;; *) TARGET="$PWD/$TARGET" ;; esac
 ENGINE="$TARGET/release/engine"

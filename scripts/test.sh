@@ -12,11 +12,12 @@ start_s3_server
 start_slurm
 trap '[ -n "${S3_PID:-}" ] && kill "$S3_PID" 2>/dev/null || true' EXIT
 command -v cargo-nextest >/dev/null || { say "installing cargo-nextest"; cargo install --quiet --locked cargo-nextest; }
-# The same crate features in every build here (stages with torch), so
-# libtorch's bindings and the workspace build once.
-FEATURES="engine-cli/torch,stages/torch,bench/torch"
+# The same crate features in every build here, so libtorch's bindings and
+# the workspace build once. `engine` never links libtorch; the workspace
+# build includes `engine-worker` (the model stages), which does.
+FEATURES="engine-cli/torch,bench/torch"
 say "checking that the committed JSON Schema is current"
-cargo run --quiet --features engine-cli/torch --bin engine -- schema --check schemas/pipeline.schema.json
+cargo run --quiet --features "$FEATURES" --bin engine -- schema --check schemas/pipeline.schema.json
 say "running the tests (with the torch feature: the replay model on libtorch)"
 cargo nextest run --workspace --features "$FEATURES" --no-fail-fast "$@"
 say "spec parser fuzz smoke run"

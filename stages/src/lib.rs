@@ -5,7 +5,6 @@ pub mod catalog;
 #[cfg(feature = "video")]
 pub mod clips;
 pub mod deploy;
-#[cfg(feature = "torch")]
 pub mod model;
 pub mod replay;
 #[cfg(feature = "video")]
@@ -19,7 +18,8 @@ pub mod video;
 
 use engine_core::stage::Registry;
 
-/// Adds every stage kind this build has.
+/// Adds every stage kind this build has; the model kinds as proxies to
+/// the worker (`model::register` adds the real ones, feature `torch`).
 pub fn register(r: &mut Registry) {
     catalog::register(r);
     deploy::register(r);
@@ -32,7 +32,7 @@ pub fn register(r: &mut Registry) {
         clips::register(r);
         split::register(r);
     }
-    #[cfg(feature = "torch")]
-    model::register(r);
-    let _ = r;
+    // The model kinds as proxies: their stages run in `engine-worker`, so
+    // a binary that registers them never loads libtorch.
+    model::proxy::register(r);
 }

@@ -10,8 +10,8 @@
 //! that length, in a fresh process (ours, and ffmpeg's).
 //! `cargo run --release -p bench --features torch --bin extract_speed`
 
-use stages::model::frames::{Sampling, batch_tensor, stream, video_features};
-use stages::model::net::{Arch, BACKBONE_KIND, Backbone, BackboneInfo, SmallCnn};
+use replay_model::frames::{Sampling, batch_tensor, stream, video_features};
+use replay_model::net::{Arch, BACKBONE_KIND, Backbone, BackboneInfo, SmallCnn};
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;

@@ -1,11 +1,13 @@
 //! `engine detect VIDEO --model REF`: replay segments of one video, streamed
 //! through a stored detector (the same code path as evaluation).
 
-use anyhow::Result;
+use anyhow::{Context, Result, anyhow};
+use engine_core::worker::Reply;
+use stages::replay::postprocess::VideoDetections;
 use std::path::{Path, PathBuf};
+use tokio::io::AsyncBufReadExt;
 
 /// What `engine detect` prints.
-#[cfg_attr(not(feature = "torch"), allow(dead_code))]
 pub struct DetectArgs<'a> {
     pub video: &'a Path,
     pub model: &'a str,
@@ -20,15 +22,7 @@ pub struct DetectArgs<'a> {
     pub signals: Option<&'a PathBuf>,
 }
 
-#[cfg(not(feature = "torch"))]
-pub async fn run(_store: &engine_core::store::Store, _a: DetectArgs<'_>) -> Result<u8> {
-    anyhow::bail!(
-        "this `engine` was built without the `torch` feature; rebuild with `cargo build --release --features engine-cli/torch` after `source scripts/lib.sh && need_torch`"
-    )
-}
-
 /// `frame,time,start,end,content`: one line per sampled frame.
-#[cfg(feature = "torch")]
 fn write_signals(path: &Path, probs: &[[f32; 3]], fps: f64) -> Result<()> {
     use std::fmt::Write as _;
     let mut csv = String::from("frame,time,start,end,content\n");
@@ -46,10 +40,7 @@ fn write_signals(path: &Path, probs: &[[f32; 3]], fps: f64) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("Failed to write the signals to `{}`: {e}", path.display()))
 }
 
-#[cfg(feature = "torch")]
 pub async fn run(store: &engine_core::store::Store, a: DetectArgs<'_>) -> Result<u8> {
-    use anyhow::{Context, anyhow};
-    use stages::model::detector::Detector;
     if !a.video.is_file() {
         return Err(anyhow!("video `{}` does not exist", a.video.display()));
     }
@@ -96,40 +87,25 @@ pub async fn run(store: &engine_core::store::Store, a: DetectArgs<'_>) -> Result
     };
     let video = a.video.to_path_buf();
     let model_dir = dir.path().to_path_buf();
-    let total = media::probe(&video)
-        .map(|i| i.duration)
-        .map_err(|e| anyhow!("Failed to read video `{}`: {e}", video.display()))?;
+    // An unreadable video fails before the model loads.
+    media::probe(&video).map_err(|e| anyhow!("Failed to read video `{}`: {e}", video.display()))?;
     let show_bar = !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     // Messages name what the user typed, not the temporary folder.
     let tmp_shown = format!("`{}`", model_dir.display());
     let user_shown = format!("`{}`", a.model);
-    let named = move |e: engine_core::stage::StageError| {
-        anyhow!("{}", e.to_string().replace(&tmp_shown, &user_shown))
-    };
-    let found = tokio::task::spawn_blocking(move || -> Result<_> {
-        let d = Detector::load(&model_dir).map_err(&named)?;
-        stages::model::detector::check_sport(
-            &d.info,
-            sport.as_deref(),
-            &video.display().to_string(),
-        )
-        .map_err(&named)?;
-        let fps = d.sampling().fps;
-        let bar = indicatif::ProgressBar::new((total * fps).ceil() as u64);
-        if !show_bar {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
-        let r = d
-            .detect_video(&video, |n| bar.set_position(n), || false)
-            .map_err(&named)?;
-        bar.finish_and_clear();
-        Ok(r)
-    })
-    .await??;
+    let named = move |e: String| anyhow!("{}", e.replace(&tmp_shown, &user_shown));
+    let found = infer(&model_dir, &video, sport.as_deref(), show_bar)
+        .await
+        .map_err(named)?;
     if let Some((url, uri)) = &catalog_video {
-        stages::model::detector::record_predictions(url, uri, &digest.to_string(), &found.segments)
-            .await
-            .map_err(|e| anyhow!("{e}"))?;
+        stages::replay::predictions::record_predictions(
+            url,
+            uri,
+            &digest.to_string(),
+            &found.segments,
+        )
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
         if !a.json {
             eprintln!(
                 "recorded {} predictions of model {} in the catalog `{url}` (review them with `engine review predictions`)",
@@ -181,7 +157,64 @@ pub async fn run(store: &engine_core::store::Store, a: DetectArgs<'_>) -> Result
 }
 
 /// `m:ss.s`.
-#[cfg_attr(not(feature = "torch"), allow(dead_code))]
 fn clock(t: f64) -> String {
     format!("{}:{:04.1}", (t / 60.0).floor() as u64, t % 60.0)
+}
+
+/// Runs the detector in `engine-worker` (libtorch lives there), drawing
+/// its progress; the error is the worker's message.
+async fn infer(
+    model_dir: &Path,
+    video: &Path,
+    sport: Option<&str>,
+    show_bar: bool,
+) -> Result<VideoDetections, String> {
+    let bin = engine_core::worker::worker_path().map_err(|e| e.to_string())?;
+    let mut cmd = tokio::process::Command::new(&bin);
+    cmd.arg("detect")
+        .arg("--model-dir")
+        .arg(model_dir)
+        .arg("--video")
+        .arg(video)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(s) = sport {
+        cmd.arg("--sport").arg(s);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("Failed to start `{}`: {e}", bin.display()))?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    let bar = indicatif::ProgressBar::new(0);
+    if !show_bar {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut answer = None;
+    while let Ok(Some(line)) = lines.next_line().await {
+        match serde_json::from_str::<Reply>(&line) {
+            Ok(Reply::Progress(n, total)) => {
+                bar.set_length(total);
+                bar.set_position(n);
+            }
+            Ok(Reply::Done(d)) => answer = Some(Ok(d.meta)),
+            Ok(Reply::Failed(m)) => answer = Some(Err(m)),
+            _ => {}
+        }
+    }
+    bar.finish_and_clear();
+    let status = child.wait().await.map_err(|e| e.to_string())?;
+    match answer {
+        Some(Ok(meta)) => serde_json::from_value(meta).map_err(|e| {
+            format!(
+                "`{}` answered with unreadable detections: {e}",
+                bin.display()
+            )
+        }),
+        Some(Err(m)) => Err(m),
+        None => Err(format!(
+            "`{}` exited ({status}) without an answer; its messages are above",
+            bin.display()
+        )),
+    }
 }

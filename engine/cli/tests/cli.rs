@@ -441,20 +441,12 @@ fn bad_command_line_input_is_a_clear_error() {
 }
 
 #[test]
-#[cfg_attr(
-    not(feature = "torch"),
-    ignore = "the replay pipelines use the model stages of the `torch` feature"
-)]
 fn every_pipeline_template_validates_for_every_sport() {
     let dir = repo().join("pipelines");
     let mut checked = 0;
     for t in std::fs::read_dir(&dir).unwrap() {
         let t = t.unwrap().path();
         if !t.to_string_lossy().ends_with(".yaml.j2") {
-            continue;
-        }
-        // The model stages exist only in a build with libtorch.
-        if cfg!(not(feature = "torch")) && t.ends_with("replay.yaml.j2") {
             continue;
         }
         for v in std::fs::read_dir(dir.join("sports")).unwrap() {
@@ -752,4 +744,112 @@ fn killing_the_engine_kills_every_process_of_its_tasks() {
         alive.is_empty(),
         "processes of the task outlived the engine: {alive:?}"
     );
+}
+
+/// A pipeline with one model stage (run by `engine-worker`).
+const MODEL_STAGE: &str = "name: m
+stages:
+  bb:
+    uses: backbone.import
+    with: { path: missing.pt, arch: torchscript }
+";
+
+#[test]
+fn engine_does_not_link_libtorch() {
+    let o = Command::new("ldd")
+        .arg(env!("CARGO_BIN_EXE_engine"))
+        .output()
+        .expect("ldd runs");
+    let libs = text(&o.stdout);
+    assert!(o.status.success(), "{libs}{}", text(&o.stderr));
+    for lib in ["libtorch", "libc10"] {
+        assert!(!libs.contains(lib), "`engine` links {lib}:\n{libs}");
+    }
+    // ... and still knows the model stages.
+    let o = engine().args(["stages"]).output().unwrap();
+    let out = text(&o.stdout);
+    for kind in [
+        "backbone.train",
+        "features.extract",
+        "train.sweep",
+        "detect",
+    ] {
+        assert!(out.contains(kind), "{out}");
+    }
+}
+
+#[test]
+fn a_model_stage_without_the_worker_says_how_to_build_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.yaml"), MODEL_STAGE).unwrap();
+    // An `engine` with no `engine-worker` beside it.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let exe = bin.join("engine");
+    std::fs::hard_link(env!("CARGO_BIN_EXE_engine"), &exe)
+        .or_else(|_| std::fs::copy(env!("CARGO_BIN_EXE_engine"), &exe).map(|_| ()))
+        .unwrap();
+    let o = Command::new(&exe)
+        .current_dir(dir.path())
+        .env_remove("ENGINE_WORKER")
+        .env_remove("ENGINE_STORE")
+        .args(["validate", "m.yaml"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "validation needs no worker: {}",
+        text(&o.stderr)
+    );
+    let o = Command::new(&exe)
+        .current_dir(dir.path())
+        .env_remove("ENGINE_WORKER")
+        .env_remove("ENGINE_STORE")
+        .args(["run", "m.yaml"])
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`engine-worker`") && err.contains("cargo build --release -p engine-worker"),
+        "{err}"
+    );
+    // A wrong ENGINE_WORKER is named.
+    let o = Command::new(&exe)
+        .current_dir(dir.path())
+        .env("ENGINE_WORKER", dir.path().join("nope"))
+        .env_remove("ENGINE_STORE")
+        .args(["run", "m.yaml"])
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("`ENGINE_WORKER` names") && err.contains("nope"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_worker_that_dies_is_reported_with_its_last_words() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.yaml"), MODEL_STAGE).unwrap();
+    let fake = dir.path().join("worker.sh");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'error while loading shared libraries: libtorch_cpu.so' >&2\nexit 127\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = engine()
+        .current_dir(dir.path())
+        .env("ENGINE_WORKER", &fake)
+        .args(["run", "m.yaml"])
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("exited before answering"), "{err}");
+    assert!(err.contains("libtorch_cpu.so"), "{err}");
+    assert!(err.contains("127"), "{err}");
 }

@@ -8,7 +8,8 @@
 //! artifacts, refs) -> [`records`] (run records with lineage).
 //!
 //! Stages plug in through the [`stage`] API; [`builtin`] and [`shell`] are
-//! the stages that ship with the core.
+//! the stages that ship with the core; [`worker`] runs stages that need a
+//! heavy library (libtorch) in a separate process.
 
 pub mod builtin;
 pub mod cache;
@@ -30,6 +31,7 @@ pub mod spec;
 pub mod stage;
 pub mod store;
 pub mod template;
+pub mod worker;
 
 /// The engine's version, recorded in every run record.
 pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");

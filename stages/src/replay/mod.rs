@@ -8,6 +8,7 @@ pub mod evaluate;
 pub mod html;
 pub mod metrics;
 pub mod postprocess;
+pub mod predictions;
 pub mod targets;
 
 /// The three per-frame outputs of the temporal model, in tensor order.

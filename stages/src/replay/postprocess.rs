@@ -323,3 +323,13 @@ mod tests {
         );
     }
 }
+
+/// What a detector found in one video.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VideoDetections {
+    pub frames: usize,
+    pub fps: f64,
+    pub segments: Vec<Detection>,
+    /// Per-frame `[start, end, content]` probabilities the segments came from.
+    pub signals: Vec<[f32; 3]>,
+}

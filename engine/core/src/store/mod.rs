@@ -353,6 +353,11 @@ impl Store {
         &self.url
     }
 
+    /// Whether this handle's writes replace mismatching objects ([`Store::rewriting`]).
+    pub fn is_rewriting(&self) -> bool {
+        self.existing == Verify::Hash
+    }
+
     /// The URL a worker on another machine opens this store with; `None`
     /// for `memory://`, which lives in this process only.
     pub fn worker_url(&self) -> Option<&str> {

@@ -3,7 +3,7 @@
 //! ahead of the network by at most two batches (decode overlaps compute,
 //! memory stays flat with video length).
 
-use super::net::Backbone;
+use crate::net::Backbone;
 use engine_core::stage::StageError;
 use std::path::Path;
 use std::sync::mpsc;

@@ -5,49 +5,29 @@
 //! (`video`, `[frames, dim]`) and one tensor per clip (`clip.<id>`), so
 //! training reads clips and evaluation reads whole videos from one file.
 
-use super::data::{ClipFrames, FeatureInfo, clip_first};
-use super::frames::{Sampling, video_features};
-use super::net::{Backbone, BackboneInfo};
-use super::{device, read_json, torch_err};
-use crate::clips::ClipSet;
-use crate::video::local_video;
+use crate::data::{ClipFrames, FeatureInfo, clip_first};
+use crate::frames::{Sampling, video_features};
+use crate::net::{Backbone, BackboneInfo};
+use crate::{device, read_json, torch_err};
 use async_trait::async_trait;
 use engine_core::stage::{Input, ItemCtx, MapStage, Registry, StageError, StageImpl, parse_params};
 use engine_core::store::Item;
-use serde::Deserialize;
 use serde_json::{Value, json};
+use stages::clips::ClipSet;
+pub use stages::model::params::extract::ExtractConfig;
+use stages::video::local_video;
 use std::path::Path;
 use std::sync::Arc;
 use tch::Tensor;
 
 pub fn register(r: &mut Registry) {
-    r.add(
-        "features.extract",
-        "per video: frozen-backbone features of every sampled frame and of each clip (safetensors)",
-        |v| {
-            let c: ExtractConfig = parse_params(v)?;
-            if c.batch == 0 {
-                return Err("`batch` must be at least 1".into());
-            }
-            Ok(StageImpl::Map(Arc::new(Extract(c))))
-        },
-    );
-}
-
-/// Params of `features.extract`.
-#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExtractConfig {
-    /// Frames per forward pass.
-    #[serde(default = "default_batch")]
-    pub batch: usize,
-    /// Overrides the backbone's sampling rate (frames per second).
-    #[serde(default)]
-    pub fps: Option<f64>,
-}
-
-fn default_batch() -> usize {
-    64
+    crate::add(r, "features.extract", |v| {
+        let c: ExtractConfig = parse_params(v)?;
+        if c.batch == 0 {
+            return Err("`batch` must be at least 1".into());
+        }
+        Ok(StageImpl::Map(Arc::new(Extract(c))))
+    });
 }
 
 struct Extract(ExtractConfig);
@@ -138,7 +118,7 @@ impl AsyncFetch for &engine_core::stage::TaskCtx {
 #[async_trait]
 impl MapStage for Extract {
     fn version(&self) -> u32 {
-        1
+        stages::model::params::kind("features.extract").version
     }
     fn output(&self) -> String {
         "features".into()

@@ -1,26 +1,13 @@
 //! The networks: the small frame CNN, user-supplied backbones (TorchScript,
 //! ResNet-18 safetensors) and the LSTM temporal model.
 
-use super::torch_err;
+use crate::torch_err;
 use engine_core::stage::StageError;
 use serde::{Deserialize, Serialize};
+pub use stages::model::params::backbone::Arch;
 use std::path::Path;
 use tch::nn::{self, ModuleT, RNN};
 use tch::{Device, Kind, Tensor};
-
-/// Architectures a backbone artifact may hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Arch {
-    /// The project's small CNN (4 strided convolutions + a linear layer),
-    /// trained by `backbone.train`.
-    SmallCnn,
-    /// torchvision's ResNet-18 without its final layer (512 features),
-    /// weights from a safetensors file with torchvision's names.
-    Resnet18,
-    /// Any TorchScript module mapping float `[B, 3, H, W]` in [0, 1] to `[B, D]`.
-    Torchscript,
-}
 
 /// `backbone.json`: what a backbone is and how it wants its frames.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

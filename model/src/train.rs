@@ -4,59 +4,11 @@
 
 use engine_core::stage::StageError;
 use serde::{Deserialize, Serialize};
+pub use stages::model::params::train::FitParams;
 use std::collections::HashMap;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Kind, Reduction, Tensor};
 use tokio_util::sync::CancellationToken;
-
-/// Optimisation params (part of each trainer's `with:`).
-#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FitParams {
-    /// Adam learning rate.
-    #[serde(default = "default_lr")]
-    pub lr: f64,
-    /// Most epochs.
-    #[serde(default = "default_epochs")]
-    pub epochs: usize,
-    /// Stop after this many epochs without a better validation loss.
-    #[serde(default = "default_patience")]
-    pub patience: usize,
-    /// Clips per mini-batch.
-    #[serde(default = "default_batch")]
-    pub batch: usize,
-    /// Seed of initialisation and shuffling.
-    #[serde(default = "default_seed")]
-    pub seed: u64,
-}
-
-fn default_lr() -> f64 {
-    2e-3
-}
-fn default_epochs() -> usize {
-    40
-}
-fn default_patience() -> usize {
-    6
-}
-fn default_batch() -> usize {
-    32
-}
-fn default_seed() -> u64 {
-    7
-}
-
-impl FitParams {
-    pub fn check(&self) -> Result<(), String> {
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(format!("`lr` must be a positive number, got {}", self.lr));
-        }
-        if self.epochs == 0 || self.batch == 0 {
-            return Err("`epochs` and `batch` must be at least 1".into());
-        }
-        Ok(())
-    }
-}
 
 /// Loss and best epoch per epoch.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -1,7 +1,6 @@
 //! User-supplied backbones through `backbone.import`, with real libtorch:
 //! a TorchScript module and ResNet-18 weights in safetensors, and a file
 //! that is neither.
-#![cfg(feature = "torch")]
 
 use engine_core::compile::compile;
 use engine_core::plan::plan;
@@ -17,6 +16,7 @@ use tch::{Device, Kind, Tensor, nn};
 fn registry() -> Registry {
     let mut r = Registry::with_builtins();
     stages::register(&mut r);
+    replay_model::register(&mut r);
     r
 }
 

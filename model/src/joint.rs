@@ -3,68 +3,30 @@
 //! clips, with the same targets, optimiser, early stopping and evaluation,
 //! so the speed-up of training on cached features is measured, not claimed.
 
-use super::backbone::{ctx_log, to_json};
-use super::data::{DatasetVideo, clip_first, dataset_videos};
-use super::detector::{DETECTOR_KIND, DetectorInfo, EvalReport, segments_of};
-use super::frames::{Sampling, decode_all};
-use super::net::{Arch, BACKBONE_KIND, BackboneInfo, SmallCnn, Temporal, joint_forward};
-use super::sweep::SweepConfig;
-use super::train::{fit, frame_loss};
-use super::{device, torch_err};
-use crate::replay::targets::temporal_targets;
-use crate::video::local_video;
+use crate::backbone::{ctx_log, to_json};
+use crate::data::{DatasetVideo, clip_first, dataset_videos};
+use crate::detector::{DETECTOR_KIND, DetectorInfo, EvalReport, segments_of};
+use crate::frames::{Sampling, decode_all};
+use crate::net::{Arch, BACKBONE_KIND, BackboneInfo, SmallCnn, Temporal, joint_forward};
+use crate::train::{fit, frame_loss};
+use crate::{device, torch_err};
 use async_trait::async_trait;
 use engine_core::stage::{
     OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
 };
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+pub use stages::model::params::joint::JointConfig;
+use stages::replay::targets::temporal_targets;
+use stages::video::local_video;
 use std::sync::Arc;
 use tch::{Kind, Tensor, nn};
 
 pub fn register(r: &mut Registry) {
-    r.add(
-        "train.joint",
-        "baseline: CNN and LSTM trained end to end on clip frames (same data and budget as train.sweep)",
-        |v| {
-            let c: JointConfig = parse_params(v)?;
-            c.temporal.check()?;
-            Ok(StageImpl::Task(Arc::new(Joint(c))))
-        },
-    );
-}
-
-/// Params of `train.joint`: the backbone's frame sampling and size plus
-/// every `train.sweep` param.
-#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JointConfig {
-    /// Frames per second sampled from the videos.
-    #[serde(default = "default_fps")]
-    pub fps: f64,
-    /// Frames are resized to `size` x `size`.
-    #[serde(default = "default_size")]
-    pub size: u32,
-    /// CNN feature dimension.
-    #[serde(default = "default_dim")]
-    pub dim: i64,
-    /// The temporal model, targets, optimiser and post-processing, as in
-    /// `train.sweep` (its `from` names the dataset collection here).
-    #[serde(default = "default_temporal")]
-    pub temporal: SweepConfig,
-}
-
-fn default_fps() -> f64 {
-    5.0
-}
-fn default_size() -> u32 {
-    64
-}
-fn default_dim() -> i64 {
-    64
-}
-fn default_temporal() -> SweepConfig {
-    serde_json::from_value(json!({})).expect("every sweep param has a default")
+    crate::add(r, "train.joint", |v| {
+        let c: JointConfig = parse_params(v)?;
+        c.temporal.check()?;
+        Ok(StageImpl::Task(Arc::new(Joint(c))))
+    });
 }
 
 struct Joint(JointConfig);
@@ -82,7 +44,7 @@ struct Frames {
 #[async_trait]
 impl Stage for Joint {
     fn version(&self) -> u32 {
-        2 // 2: motion input, bridged post-processing
+        stages::model::params::kind("train.joint").version
     }
     fn outputs(&self) -> Vec<OutputDecl> {
         vec![OutputDecl::artifact("model")]
@@ -173,7 +135,7 @@ impl Stage for Joint {
                 let dev = device();
                 let vs = nn::VarStore::new(dev);
                 let cnn = SmallCnn::new(&(vs.root() / "backbone"), cc.dim, 3);
-                let tcfg = t.temporal(cc.dim, window);
+                let tcfg = crate::sweep::temporal(&t, cc.dim, window);
                 let temporal = Temporal::new(&(vs.root() / "temporal"), tcfg.clone());
                 let loss = |x: &Tensor, y: &Tensor| {
                     frame_loss(

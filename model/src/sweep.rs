@@ -3,160 +3,45 @@
 //! stage's resource class), and `model.select`: the best trial on the test
 //! split becomes the model.
 
-use super::backbone::{ctx_log, to_json};
-use super::data::FeatureInfo;
-use super::detector::{DETECTOR_KIND, DetectorInfo, EvalReport, TrainedOn, segments_of};
-use super::extract::{fetch_artifact, find_backbone};
-use super::net::{BackboneInfo, Temporal, TemporalConfig};
-use super::train::{FitParams, fit, frame_loss};
-use super::{device, read_json, torch_err};
-use crate::replay::postprocess::PostProcess;
-use crate::replay::targets::temporal_targets;
+use crate::backbone::{ctx_log, to_json};
+use crate::data::FeatureInfo;
+use crate::detector::{DETECTOR_KIND, DetectorInfo, EvalReport, TrainedOn, segments_of};
+use crate::extract::{fetch_artifact, find_backbone};
+use crate::net::{BackboneInfo, Temporal, TemporalConfig};
+use crate::train::{fit, frame_loss};
+use crate::{device, read_json, torch_err};
 use async_trait::async_trait;
 use engine_core::stage::{
     Input, OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
 };
 use engine_core::store::Item;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+pub use stages::model::params::sweep::{SelectConfig, SweepConfig};
+use stages::replay::targets::temporal_targets;
 use std::sync::Arc;
 use tch::{Device, Kind, Tensor, nn};
 
 pub fn register(r: &mut Registry) {
-    r.add(
-        "train.sweep",
-        "an LSTM over cached features, one trial per matrix task, evaluated on the test split",
-        |v| {
-            let c: SweepConfig = parse_params(v)?;
-            c.check()?;
-            Ok(StageImpl::Task(Arc::new(Sweep(c))))
-        },
-    );
-    r.add(
-        "model.select",
-        "the best of its input models by a test-split metric",
-        |v| {
-            let c: SelectConfig = parse_params(v)?;
-            Ok(StageImpl::Task(Arc::new(Select(c))))
-        },
-    );
+    crate::add(r, "train.sweep", |v| {
+        let c: SweepConfig = parse_params(v)?;
+        c.check()?;
+        Ok(StageImpl::Task(Arc::new(Sweep(c))))
+    });
+    crate::add(r, "model.select", |v| {
+        let c: SelectConfig = parse_params(v)?;
+        Ok(StageImpl::Task(Arc::new(Select(c))))
+    });
 }
 
-/// The temporal model's shape and training targets (shared with `train.joint`).
-#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SweepConfig {
-    /// LSTM hidden size.
-    #[serde(default = "default_hidden")]
-    pub hidden: i64,
-    /// LSTM layers.
-    #[serde(default = "default_layers")]
-    pub layers: i64,
-    /// Read the sequence both ways.
-    #[serde(default = "default_true")]
-    pub bidirectional: bool,
-    /// Start/end targets are 1 within this many seconds of the boundary.
-    #[serde(default = "default_tolerance")]
-    pub tolerance: f64,
-    /// Weight of positive start/end frames in the loss.
-    #[serde(default = "default_pos_weight")]
-    pub pos_weight: f64,
-    /// Adam learning rate.
-    #[serde(default = "default_lr")]
-    pub lr: f64,
-    /// Most epochs.
-    #[serde(default = "default_epochs")]
-    pub epochs: usize,
-    /// Early stopping: epochs without a better validation loss.
-    #[serde(default = "default_patience")]
-    pub patience: usize,
-    /// Clips per mini-batch.
-    #[serde(default = "default_batch")]
-    pub batch: usize,
-    /// Seed of initialisation and shuffling.
-    #[serde(default = "default_seed")]
-    pub seed: u64,
-    /// Feed the LSTM each frame's change from the previous frame as well as
-    /// the frame (slow motion changes little; a live camera a lot).
-    #[serde(default = "default_true")]
-    pub motion: bool,
-    /// From per-frame signals to segments.
-    #[serde(default)]
-    pub postprocess: PostProcess,
-    /// The input collection, as `stage.output`; default: every input
-    /// collection with features.
-    #[serde(default)]
-    pub from: Option<String>,
-}
-
-fn default_hidden() -> i64 {
-    64
-}
-fn default_layers() -> i64 {
-    1
-}
-fn default_true() -> bool {
-    true
-}
-fn default_tolerance() -> f64 {
-    0.4
-}
-fn default_pos_weight() -> f64 {
-    4.0
-}
-fn default_lr() -> f64 {
-    3e-3
-}
-fn default_epochs() -> usize {
-    60
-}
-fn default_patience() -> usize {
-    8
-}
-fn default_batch() -> usize {
-    32
-}
-fn default_seed() -> u64 {
-    7
-}
-
-impl SweepConfig {
-    pub fn fit(&self) -> FitParams {
-        FitParams {
-            lr: self.lr,
-            epochs: self.epochs,
-            patience: self.patience,
-            batch: self.batch,
-            seed: self.seed,
-        }
-    }
-    pub fn check(&self) -> Result<(), String> {
-        self.fit().check()?;
-        self.postprocess.check()?;
-        if self.hidden < 1 || self.layers < 1 {
-            return Err(format!(
-                "`hidden` and `layers` must be at least 1, got {} and {}",
-                self.hidden, self.layers
-            ));
-        }
-        if !(self.tolerance.is_finite()
-            && self.tolerance >= 0.0
-            && self.pos_weight.is_finite()
-            && self.pos_weight > 0.0)
-        {
-            return Err("`tolerance` must be 0 or more and `pos_weight` positive".into());
-        }
-        Ok(())
-    }
-    pub fn temporal(&self, dim: i64, window: i64) -> TemporalConfig {
-        TemporalConfig {
-            dim,
-            hidden: self.hidden,
-            layers: self.layers,
-            bidirectional: self.bidirectional,
-            window,
-            motion: self.motion,
-        }
+/// The temporal model's shape from a sweep's params.
+pub fn temporal(c: &SweepConfig, dim: i64, window: i64) -> TemporalConfig {
+    TemporalConfig {
+        dim,
+        hidden: c.hidden,
+        layers: c.layers,
+        bidirectional: c.bidirectional,
+        window,
+        motion: c.motion,
     }
 }
 
@@ -197,7 +82,7 @@ struct Sweep(SweepConfig);
 #[async_trait]
 impl Stage for Sweep {
     fn version(&self) -> u32 {
-        2 // 2: motion input, bridged post-processing
+        stages::model::params::kind("train.sweep").version
     }
     fn outputs(&self) -> Vec<OutputDecl> {
         vec![OutputDecl::artifact("model")]
@@ -296,7 +181,7 @@ impl Stage for Sweep {
                 tch::manual_seed(cc.seed as i64);
                 let dev = device();
                 let vs = nn::VarStore::new(dev);
-                let tcfg = cc.temporal(binfo.dim, window);
+                let tcfg = temporal(&cc, binfo.dim, window);
                 let mut temporal = Temporal::new(&vs.root(), tcfg.clone());
                 temporal.set_norm(&Tensor::cat(&train.iter().map(|v| v.feats.shallow_clone()).collect::<Vec<_>>(), 0).to_device(dev));
                 let (xt, yt, xv, yv) = (xt.to_device(dev), yt.to_device(dev), xv.to_device(dev), yv.to_device(dev));
@@ -374,26 +259,12 @@ impl Stage for Sweep {
     }
 }
 
-/// Params of `model.select`.
-#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SelectConfig {
-    /// Test-split figure to maximise (e.g. `segment_f1`, `start_f1_1s`,
-    /// `segment_mean_f1`).
-    #[serde(default = "default_metric")]
-    pub metric: String,
-}
-
-fn default_metric() -> String {
-    "segment_f1".into()
-}
-
 struct Select(SelectConfig);
 
 #[async_trait]
 impl Stage for Select {
     fn version(&self) -> u32 {
-        1
+        stages::model::params::kind("model.select").version
     }
     fn outputs(&self) -> Vec<OutputDecl> {
         vec![OutputDecl::artifact("model")]
@@ -456,7 +327,7 @@ impl Stage for Select {
         };
         let title = format!("Replay model: {}", best.task);
         let html =
-            crate::replay::html::model_report(&title, &best.task, metric, &rows, &info["metrics"]);
+            stages::replay::html::model_report(&title, &best.task, metric, &rows, &info["metrics"]);
         ctx.put_file("model", "report.html", html.into_bytes())
             .await?;
         ctx.set_meta("model", json!({ "chosen": best.task, "metric": metric, "value": value, "trials": table, "test": best.manifest.meta.get("test") }))?;

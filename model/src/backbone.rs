@@ -2,134 +2,42 @@
 //! labels) and `backbone.import` (a user's TorchScript or ResNet-18
 //! safetensors file). Either output is a frozen backbone artifact.
 
-use super::data::{DatasetVideo, dataset_videos};
-use super::frames::{Sampling, decode_all};
-use super::net::{Arch, BACKBONE_KIND, Backbone, BackboneInfo, SmallCnn};
-use super::train::{FitParams, accuracy, fit};
-use super::{device, torch_err};
-use crate::replay::targets::{FRAME_CLASSES, frame_classes};
-use crate::video::local_video;
+use crate::data::{DatasetVideo, dataset_videos};
+use crate::frames::{Sampling, decode_all};
+use crate::net::{Arch, BACKBONE_KIND, Backbone, BackboneInfo, SmallCnn};
+use crate::train::{accuracy, fit};
+use crate::{device, torch_err};
 use async_trait::async_trait;
 use engine_core::stage::{
     OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
 };
-use serde::Deserialize;
 use serde_json::json;
-use std::path::PathBuf;
+pub use stages::model::params::backbone::{ImportConfig, TrainConfig};
+use stages::replay::targets::{FRAME_CLASSES, frame_classes};
+use stages::video::local_video;
 use std::sync::Arc;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
 pub fn register(r: &mut Registry) {
-    r.add(
-        "backbone.train",
-        "a small frame CNN trained on live/transition/replay frames of the train split",
-        |v| {
-            let c: TrainConfig = parse_params(v)?;
-            c.fit().check()?;
-            Ok(StageImpl::Task(Arc::new(TrainBackbone(c))))
-        },
-    );
-    r.add(
-        "backbone.import",
-        "a user-supplied backbone: TorchScript file or ResNet-18 safetensors",
-        |v| {
-            let c: ImportConfig = parse_params(v)?;
-            match (&c.artifact, &c.path, c.arch) {
-                (Some(_), None, None) => {}
-                (None, Some(_), Some(Arch::Torchscript | Arch::Resnet18)) => {}
-                (None, Some(_), Some(Arch::SmallCnn)) => {
-                    return Err("a `small-cnn` comes from `backbone.train`; import it with `artifact:` (its ref or digest)".into());
-                }
-                (None, Some(_), None) => return Err("`path` needs `arch`: `torchscript` or `resnet18`".into()),
-                _ => return Err("give either `artifact` (a backbone in the store) or `path` with `arch`".into()),
-            }
-            Ok(StageImpl::Task(Arc::new(Import(c))))
-        },
-    );
+    crate::add(r, "backbone.train", |v| {
+        let c: TrainConfig = parse_params(v)?;
+        c.fit().check()?;
+        Ok(StageImpl::Task(Arc::new(TrainBackbone(c))))
+    });
+    crate::add(r, "backbone.import", |v| {
+        let c: ImportConfig = parse_params(v)?;
+        c.check()?;
+        Ok(StageImpl::Task(Arc::new(Import(c))))
+    });
 }
 
-/// Params of `backbone.train`.
-#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TrainConfig {
-    /// Frames per second sampled from the videos (also for extraction).
-    #[serde(default = "default_fps")]
-    pub fps: f64,
-    /// Frames are resized to `size` x `size`.
-    #[serde(default = "default_size")]
-    pub size: u32,
-    /// Feature dimension.
-    #[serde(default = "default_dim")]
-    pub dim: i64,
-    /// Seconds after a replay's start and before its end labelled `transition`.
-    #[serde(default = "default_transition")]
-    pub transition: f64,
-    /// Adam learning rate.
-    #[serde(default = "default_lr")]
-    pub lr: f64,
-    /// Most epochs.
-    #[serde(default = "default_epochs")]
-    pub epochs: usize,
-    /// Early-stopping patience in epochs.
-    #[serde(default = "default_patience")]
-    pub patience: usize,
-    /// Frames per mini-batch.
-    #[serde(default = "default_batch")]
-    pub batch: usize,
-    /// Seed.
-    #[serde(default = "default_seed")]
-    pub seed: u64,
-    /// The dataset collection, as `stage.output`; default: every input
-    /// collection with `clips.json` items.
-    #[serde(default)]
-    pub from: Option<String>,
-}
-
-fn default_fps() -> f64 {
-    5.0
-}
-fn default_size() -> u32 {
-    64
-}
-fn default_dim() -> i64 {
-    64
-}
-fn default_transition() -> f64 {
-    0.6
-}
-fn default_lr() -> f64 {
-    2e-3
-}
-fn default_epochs() -> usize {
-    12
-}
-fn default_patience() -> usize {
-    3
-}
-fn default_batch() -> usize {
-    128
-}
-fn default_seed() -> u64 {
-    7
-}
-
-impl TrainConfig {
-    fn fit(&self) -> FitParams {
-        FitParams {
-            lr: self.lr,
-            epochs: self.epochs,
-            patience: self.patience,
-            batch: self.batch,
-            seed: self.seed,
-        }
-    }
-    pub fn sampling(&self) -> Sampling {
-        Sampling {
-            fps: self.fps,
-            width: self.size,
-            height: self.size,
-        }
+/// How `backbone.train` samples frames.
+pub fn sampling(c: &TrainConfig) -> Sampling {
+    Sampling {
+        fps: c.fps,
+        width: c.size,
+        height: c.size,
     }
 }
 
@@ -182,7 +90,7 @@ struct TrainBackbone(TrainConfig);
 #[async_trait]
 impl Stage for TrainBackbone {
     fn version(&self) -> u32 {
-        1
+        stages::model::params::kind("backbone.train").version
     }
     fn outputs(&self) -> Vec<OutputDecl> {
         vec![OutputDecl::artifact("backbone")]
@@ -206,7 +114,7 @@ impl Stage for TrainBackbone {
                 videos.len()
             )));
         }
-        let s = c.sampling();
+        let s = sampling(&c);
         let (xt, yt) = clip_frames(ctx, &train, s, c.transition).await?;
         let (xv, yv) = clip_frames(ctx, &val, s, c.transition).await?;
         ctx.log(format!(
@@ -314,40 +222,12 @@ pub fn ctx_log(ctx: &TaskCtx) -> impl Fn(String) + Send + 'static {
     move |line: String| log.line(&line)
 }
 
-/// Params of `backbone.import`: either `artifact` (a backbone already in
-/// the store, by ref or digest: pins the backbone so a run that adds videos
-/// extracts features only for them) or `path` with `arch` (a user's file).
-#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ImportConfig {
-    /// A backbone artifact in the store: a ref (`backbones/basketball@production`)
-    /// or a digest. Resolved on every run.
-    #[serde(default)]
-    pub artifact: Option<String>,
-    /// The file: a TorchScript module (`.pt`) or ResNet-18 weights (`.safetensors`).
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    /// `torchscript` or `resnet18` (with `path`).
-    #[serde(default)]
-    pub arch: Option<Arch>,
-    /// Frame size the network takes.
-    #[serde(default = "default_import_size")]
-    pub size: u32,
-    /// Frames per second to sample.
-    #[serde(default = "default_fps")]
-    pub fps: f64,
-}
-
-fn default_import_size() -> u32 {
-    112
-}
-
 struct Import(ImportConfig);
 
 #[async_trait]
 impl Stage for Import {
     fn version(&self) -> u32 {
-        1
+        stages::model::params::kind("backbone.import").version
     }
     fn outputs(&self) -> Vec<OutputDecl> {
         vec![OutputDecl::artifact("backbone")]

@@ -4,18 +4,21 @@
 //! [`Detector::detect_video`] or [`Detector::segments_of`], so what is
 //! measured is what runs in production.
 
-use super::extract::{fetch_artifact, find_one};
-use super::frames::{Sampling, video_features};
-use super::net::{Backbone, BackboneInfo, Temporal, TemporalConfig};
-use super::{device, read_json, torch_err};
-use crate::replay::metrics::Evaluation;
-use crate::replay::postprocess::{Detection, PostProcess};
-use crate::video::local_video;
+use crate::extract::{fetch_artifact, find_one};
+use crate::frames::{Sampling, video_features};
+use crate::net::{Backbone, BackboneInfo, Temporal, TemporalConfig};
+use crate::{device, read_json, torch_err};
 use async_trait::async_trait;
 use engine_core::stage::{Input, ItemCtx, MapStage, Registry, StageError, StageImpl, parse_params};
 use engine_core::store::Item;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+pub use stages::model::params::detect::DetectConfig;
+use stages::replay::metrics::Evaluation;
+pub use stages::replay::postprocess::VideoDetections;
+use stages::replay::postprocess::{Detection, PostProcess};
+pub use stages::replay::predictions::record_predictions;
+use stages::video::local_video;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -132,16 +135,6 @@ pub struct Detector {
     _vs: nn::VarStore,
     temporal: Temporal,
     device: Device,
-}
-
-/// What a detector found in one video.
-#[derive(Clone, Debug, Serialize)]
-pub struct VideoDetections {
-    pub frames: usize,
-    pub fps: f64,
-    pub segments: Vec<Detection>,
-    /// Per-frame `[start, end, content]` probabilities the segments came from.
-    pub signals: Vec<[f32; 3]>,
 }
 
 impl Detector {
@@ -306,30 +299,10 @@ pub fn find_model<'a>(inputs: &'a [Input], stage: &str) -> Result<&'a Input, Sta
 }
 
 pub fn register(r: &mut Registry) {
-    r.add(
-        "detect",
-        "per video: replay segments from a detector (predictions.json), optionally recorded in the catalog",
-        |v| {
-            let c: DetectConfig = parse_params(v)?;
-            Ok(StageImpl::Map(Arc::new(Detect(c))))
-        },
-    );
-}
-
-/// Params of `detect`.
-#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DetectConfig {
-    /// Catalog URL (SQLite path or postgres://) to record the predictions
-    /// in, for videos that came from the catalog (their `uri`).
-    #[serde(default)]
-    pub catalog: Option<String>,
-    /// The model may be missing: its input is an `artifact.ref` with
-    /// `optional: true` that found nothing (no production model yet). Each
-    /// video then gets `predictions.json` with `"model": null` and no
-    /// segments, and `evaluate` shows the candidate alone.
-    #[serde(default)]
-    pub optional: bool,
+    crate::add(r, "detect", |v| {
+        let c: DetectConfig = parse_params(v)?;
+        Ok(StageImpl::Map(Arc::new(Detect(c))))
+    });
 }
 
 struct Detect(DetectConfig);
@@ -348,7 +321,7 @@ fn missing_model(inputs: &[Input]) -> Option<String> {
 #[async_trait]
 impl MapStage for Detect {
     fn version(&self) -> u32 {
-        2 // 2: bridged post-processing
+        stages::model::params::kind("detect").version
     }
     fn output(&self) -> String {
         "predictions".into()
@@ -412,32 +385,4 @@ impl MapStage for Detect {
         ctx.set_meta(meta);
         Ok(())
     }
-}
-
-/// Adds a model's segments for one video to the catalog's predictions.
-pub async fn record_predictions(
-    url: &str,
-    uri: &str,
-    model: &str,
-    segs: &[Detection],
-) -> Result<(), StageError> {
-    let fail = |e: catalog::CatalogError| StageError::msg(format!("catalog `{url}`: {e}"));
-    let cat = catalog::Catalog::open(url).await.map_err(fail)?;
-    let id = cat.video_id(uri).await.map_err(fail)?;
-    cat.add_detection(id, model, segs.len())
-        .await
-        .map_err(fail)?;
-    for s in segs {
-        cat.add_prediction(&catalog::NewPrediction {
-            video_id: id,
-            model_version: model.to_string(),
-            start_s: s.start,
-            end_s: s.end,
-            score: s.score,
-        })
-        .await
-        .map_err(fail)?;
-    }
-    cat.close().await;
-    Ok(())
 }

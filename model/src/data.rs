@@ -2,11 +2,11 @@
 //! (league, broadcaster), replay segments and clip spans; and the JSON that
 //! `features.extract` attaches to each video's features.
 
-use crate::clips::ClipSet;
 use engine_core::stage::{StageError, TaskCtx};
 use engine_core::store::Item;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use stages::clips::ClipSet;
 
 /// One video of the dataset.
 #[derive(Clone, Debug)]

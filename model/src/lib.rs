@@ -1,0 +1,67 @@
+//! The replay model on libtorch: a frame backbone, frozen
+//! and used as a feature extractor; an LSTM over feature sequences; the
+//! joint CNN+LSTM baseline; and the detector that production inference
+//! and evaluation share.
+//!
+//! Artifacts (each a manifest of files, named by content):
+//! - backbone: `backbone.json` ([`net::BackboneInfo`]) + weights
+//!   (`backbone.safetensors`, or `backbone.pt` for TorchScript);
+//! - detector: `model.json` ([`detector::DetectorInfo`]) + the backbone's
+//!   weights + `temporal.safetensors`.
+//!
+//! `Tensor` is Send but not Sync: every worker loads its own model.
+//!
+//! `engine` registers these kinds as proxies (`stages::model::proxy`) and
+//! never links this crate; `engine-worker` registers them with [`register`]
+//! and runs them.
+
+pub mod backbone;
+pub mod data;
+pub mod detector;
+pub mod extract;
+pub mod frames;
+pub mod joint;
+pub mod net;
+pub mod sweep;
+pub mod train;
+
+use engine_core::stage::{Registry, StageError};
+use stages::model::params;
+use std::path::Path;
+
+/// Registers the real model stages, replacing their proxies: for the
+/// worker executable and for tests that run the stages in-process.
+pub fn register(r: &mut Registry) {
+    backbone::register(r);
+    extract::register(r);
+    sweep::register(r);
+    joint::register(r);
+    detector::register(r);
+}
+
+/// Adds kind `name` with the summary from [`params::KINDS`].
+fn add(r: &mut Registry, name: &'static str, build: engine_core::stage::BuildFn) {
+    let k = params::kind(name);
+    r.add(k.name, k.summary, build);
+}
+
+/// CUDA when present, else CPU. Nothing assumes a GPU.
+pub fn device() -> tch::Device {
+    tch::Device::cuda_if_available()
+}
+
+/// A libtorch error as a stage error, saying what was being done.
+pub fn torch_err(what: impl std::fmt::Display) -> impl FnOnce(tch::TchError) -> StageError {
+    move |e| StageError::msg(format!("{what}: {e}"))
+}
+
+/// Reads and parses a JSON file of an artifact, naming it on failure.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T, StageError> {
+    let bytes = std::fs::read(path).map_err(|e| StageError::io("read", path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        StageError::msg(format!(
+            "Failed to parse {what} `{}`: {e}; is this the right kind of artifact?",
+            path.display()
+        ))
+    })
+}

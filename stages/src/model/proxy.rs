@@ -1,0 +1,84 @@
+//! The model kinds as the `engine` binary registers them: params checked
+//! and versions and outputs declared here, without libtorch; the work runs
+//! in the `engine-worker` process ([`engine_core::worker`]).
+
+use super::params::{ModelKind, Shape, kind};
+use engine_core::stage::{OutputDecl, Registry, StageImpl};
+use engine_core::worker::{Remote, WorkerMap, WorkerTask};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Registers every model kind as a proxy to the worker.
+pub fn register(r: &mut Registry) {
+    // One line per kind: a build function is a plain `fn`, so each names
+    // its kind inline rather than capturing it.
+    macro_rules! proxy {
+        ($name:literal) => {{
+            let k = kind($name);
+            r.add(k.name, k.summary, |v| build(kind($name), v));
+        }};
+    }
+    proxy!("backbone.train");
+    proxy!("backbone.import");
+    proxy!("features.extract");
+    proxy!("train.sweep");
+    proxy!("model.select");
+    proxy!("train.joint");
+    proxy!("detect");
+}
+
+fn build(k: &'static ModelKind, params: &Value) -> Result<StageImpl, String> {
+    (k.check)(params)?;
+    let remote = Remote {
+        kind: k.name,
+        version: k.version,
+        params: params.clone(),
+    };
+    Ok(match k.shape {
+        Shape::Task(output) => StageImpl::Task(Arc::new(WorkerTask {
+            remote,
+            outputs: vec![OutputDecl::artifact(output)],
+        })),
+        Shape::Map(output) => StageImpl::Map(Arc::new(WorkerMap {
+            remote,
+            output: output.into(),
+        })),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_model_kind_has_a_proxy() {
+        let mut r = Registry::default();
+        register(&mut r);
+        let names: Vec<&str> = r.names().collect();
+        for k in super::super::params::KINDS {
+            assert!(names.contains(&k.name), "{} has no proxy", k.name);
+        }
+        assert_eq!(names.len(), super::super::params::KINDS.len());
+    }
+
+    #[test]
+    fn a_proxy_checks_params_like_the_stage() {
+        let mut r = Registry::default();
+        register(&mut r);
+        let build = r.get("train.sweep").unwrap().build;
+        let err = build(&serde_json::json!({"hidden": 0}))
+            .err()
+            .expect("hidden 0 is refused");
+        assert!(err.contains("`hidden`"), "{err}");
+        let err = build(&serde_json::json!({"hiden": 3}))
+            .err()
+            .expect("a typo is refused");
+        assert!(err.contains("hiden"), "{err}");
+        let s = build(&serde_json::json!({"hidden": 32})).unwrap();
+        assert_eq!(s.version(), kind("train.sweep").version);
+        assert!(!s.is_map());
+        let s = (r.get("features.extract").unwrap().build)(&Value::Null).unwrap();
+        assert!(s.is_map());
+        assert_eq!(s.outputs()[0].name, "features");
+    }
+}
