@@ -65,3 +65,47 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Res
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use engine_core::stage::Registry;
+    use serde_json::json;
+
+    /// `engine` plans with the proxies and the worker runs these stages:
+    /// the two must agree on everything a fingerprint or a plan reads.
+    #[test]
+    fn each_proxy_matches_its_stage() {
+        let mut proxies = Registry::default();
+        stages::model::proxy::register(&mut proxies);
+        let mut real = Registry::default();
+        super::register(&mut real);
+        let names: Vec<&str> = real.names().collect();
+        assert_eq!(names, proxies.names().collect::<Vec<_>>());
+        let cases = names.iter().flat_map(|&name| match name {
+            "backbone.import" => vec![
+                (name, json!({"artifact": "backbones/x@production"})),
+                (name, json!({"path": "b.pt", "arch": "torchscript"})),
+            ],
+            _ => vec![(name, json!({}))],
+        });
+        for (name, params) in cases {
+            let p = (proxies.get(name).unwrap().build)(&params).unwrap();
+            let r = (real.get(name).unwrap().build)(&params).unwrap();
+            assert_eq!(p.version(), r.version(), "{name}");
+            assert_eq!(p.is_map(), r.is_map(), "{name}");
+            assert_eq!(p.outputs(), r.outputs(), "{name}");
+            assert_eq!(p.always_run(), r.always_run(), "{name}");
+            assert_eq!(
+                proxies.get(name).unwrap().summary,
+                real.get(name).unwrap().summary
+            );
+            // The same params are refused the same way.
+            let bad = json!({"no_such_param": 1});
+            assert_eq!(
+                (proxies.get(name).unwrap().build)(&bad).err(),
+                (real.get(name).unwrap().build)(&bad).err(),
+                "{name}"
+            );
+        }
+    }
+}

@@ -121,6 +121,8 @@ pub struct Remote {
 pub struct WorkerTask {
     pub remote: Remote,
     pub outputs: Vec<OutputDecl>,
+    /// The real stage runs on every run (see [`Stage::always_run`]).
+    pub always_run: bool,
 }
 
 /// A map stage whose items run in the worker.
@@ -136,6 +138,9 @@ impl Stage for WorkerTask {
     }
     fn outputs(&self) -> Vec<OutputDecl> {
         self.outputs.clone()
+    }
+    fn always_run(&self) -> bool {
+        self.always_run
     }
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
         let req = Request {

@@ -426,6 +426,9 @@ pub struct ModelKind {
     /// Bumped when behaviour changes; old cache entries stop matching.
     pub version: u32,
     pub shape: Shape,
+    /// Whether a stage with these params runs on every run, never cached
+    /// (it resolves a ref that may have moved).
+    pub always_run: fn(&Value) -> bool,
     /// Parses and checks `with:`; the error names the param.
     pub check: fn(&Value) -> Result<(), String>,
 }
@@ -439,6 +442,7 @@ pub const KINDS: &[ModelKind] = &[
         summary: "a small frame CNN trained on live/transition/replay frames of the train split",
         version: 1,
         shape: Shape::Task("backbone"),
+        always_run: |_| false,
         check: |v| parse_params::<backbone::TrainConfig>(v)?.fit().check(),
     },
     ModelKind {
@@ -446,6 +450,7 @@ pub const KINDS: &[ModelKind] = &[
         summary: "a user-supplied backbone: TorchScript file or ResNet-18 safetensors",
         version: 1,
         shape: Shape::Task("backbone"),
+        always_run: |v| v.get("artifact").is_some_and(|a| !a.is_null()),
         check: |v| parse_params::<backbone::ImportConfig>(v)?.check(),
     },
     ModelKind {
@@ -453,6 +458,7 @@ pub const KINDS: &[ModelKind] = &[
         summary: "per video: frozen-backbone features of every sampled frame and of each clip (safetensors)",
         version: 1,
         shape: Shape::Map("features"),
+        always_run: |_| false,
         check: |v| {
             if parse_params::<extract::ExtractConfig>(v)?.batch == 0 {
                 return Err("`batch` must be at least 1".into());
@@ -465,6 +471,7 @@ pub const KINDS: &[ModelKind] = &[
         summary: "an LSTM over cached features, one trial per matrix task, evaluated on the test split",
         version: 2, // 2: motion input, bridged post-processing
         shape: Shape::Task("model"),
+        always_run: |_| false,
         check: |v| parse_params::<sweep::SweepConfig>(v)?.check(),
     },
     ModelKind {
@@ -472,6 +479,7 @@ pub const KINDS: &[ModelKind] = &[
         summary: "the best of its input models by a test-split metric",
         version: 1,
         shape: Shape::Task("model"),
+        always_run: |_| false,
         check: |v| parse_params::<sweep::SelectConfig>(v).map(|_| ()),
     },
     ModelKind {
@@ -479,6 +487,7 @@ pub const KINDS: &[ModelKind] = &[
         summary: "baseline: CNN and LSTM trained end to end on clip frames (same data and budget as train.sweep)",
         version: 2, // 2: motion input, bridged post-processing
         shape: Shape::Task("model"),
+        always_run: |_| false,
         check: |v| parse_params::<joint::JointConfig>(v)?.temporal.check(),
     },
     ModelKind {
@@ -486,6 +495,7 @@ pub const KINDS: &[ModelKind] = &[
         summary: "per video: replay segments from a detector (predictions.json), optionally recorded in the catalog",
         version: 2, // 2: bridged post-processing
         shape: Shape::Map("predictions"),
+        always_run: |_| false,
         check: |v| parse_params::<detect::DetectConfig>(v).map(|_| ()),
     },
 ];

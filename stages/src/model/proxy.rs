@@ -38,6 +38,7 @@ fn build(k: &'static ModelKind, params: &Value) -> Result<StageImpl, String> {
         Shape::Task(output) => StageImpl::Task(Arc::new(WorkerTask {
             remote,
             outputs: vec![OutputDecl::artifact(output)],
+            always_run: (k.always_run)(params),
         })),
         Shape::Map(output) => StageImpl::Map(Arc::new(WorkerMap {
             remote,
