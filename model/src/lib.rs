@@ -42,7 +42,12 @@ pub fn register(r: &mut Registry) {
 /// Adds kind `name` with the summary from [`params::KINDS`].
 fn add(r: &mut Registry, name: &'static str, build: engine_core::stage::BuildFn) {
     let k = params::kind(name);
-    r.add(k.name, k.summary, build);
+    r.insert(engine_core::stage::KindInfo {
+        name: k.name,
+        summary: k.summary,
+        build,
+        params: Some(k.params),
+    });
 }
 
 /// CUDA when present, else CPU. Nothing assumes a GPU.
@@ -99,6 +104,7 @@ mod tests {
                 proxies.get(name).unwrap().summary,
                 real.get(name).unwrap().summary
             );
+            assert!(proxies.get(name).unwrap().params.is_some(), "{name}");
             // The same params are refused the same way.
             let bad = json!({"no_such_param": 1});
             assert_eq!(

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub fn register(r: &mut Registry) {
-    r.add(
+    r.add_typed::<CatalogQueryConfig>(
         "catalog.query",
         "videos from the catalog chosen by a SELECT, as collection `videos` (uri, metadata, labels; no bytes)",
         |v| Ok(StageImpl::Task(Arc::new(CatalogQuery::build(parse_params(v)?)?))),

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub fn register(r: &mut Registry) {
-    r.add(
+    r.add_typed::<CutConfig>(
         "clips.cut",
         "per video: replay start/end/content clips and negatives (clips.json)",
         |v| {

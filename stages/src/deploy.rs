@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub fn register(r: &mut Registry) {
-    r.add(
+    r.add_typed::<DeployConfig>(
         "model.deploy",
         "passes a replay detector on for `publish:` only if it is of this sport and its evaluation passed",
         |v| Ok(StageImpl::Task(Arc::new(Deploy(parse_params(v)?)))),

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub fn register(r: &mut Registry) {
-    r.add(
+    r.add_typed::<ReportConfig>(
         "dataset.report",
         "per-league summary of video collections (JSON + HTML)",
         |v| Ok(StageImpl::Task(Arc::new(Report(parse_params(v)?)))),

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub fn register(r: &mut Registry) {
-    r.add(
+    r.add_typed::<SplitConfig>(
         "dataset.split",
         "train/test/validation by video, no leakage: exact per-league quotas kept across runs, or a stable hash",
         |v| {

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub fn register(r: &mut Registry) {
-    r.add(
+    r.add_typed::<TagConfig>(
         "teacher.tag",
         "per video: graphic boundaries, proposed replays and a confidence (tags.json)",
         |v| {
@@ -37,7 +37,7 @@ pub fn register(r: &mut Registry) {
             Ok(StageImpl::Map(Arc::new(Tag(c))))
         },
     );
-    r.add(
+    r.add_typed::<calibrate::CalibrateConfig>(
         "teacher.calibrate",
         "per league: the detector threshold with the best boundary recall on labelled videos (calibration.json, for teacher.tag)",
         |v| {
@@ -46,7 +46,7 @@ pub fn register(r: &mut Registry) {
             Ok(StageImpl::Task(Arc::new(calibrate::Calibrate(c))))
         },
     );
-    r.add(
+    r.add_typed::<RouteConfig>(
         "review.route",
         "split tagged videos into `tagged` (auto) and `review` (low confidence)",
         |v| {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub fn register(r: &mut Registry) {
-    r.add(
+    r.add_typed::<SynthSpec>(
         "synth.broadcast",
         "generate synthetic broadcasts with exact replay ground truth",
         |v| {
@@ -21,7 +21,7 @@ pub fn register(r: &mut Registry) {
             Ok(StageImpl::Task(Arc::new(SynthBroadcast(spec))))
         },
     );
-    r.add(
+    r.add_typed::<Empty>(
         "video.probe",
         "per video: duration, fps, size and codec (ffprobe)",
         |v| {
@@ -31,7 +31,8 @@ pub fn register(r: &mut Registry) {
     );
 }
 
-#[derive(serde::Deserialize)]
+/// No params.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Empty {}
 

@@ -289,7 +289,12 @@ enum Cmd {
         write: Option<PathBuf>,
     },
     /// List the stage kinds `uses:` accepts.
-    Stages,
+    Stages {
+        /// Print each kind's name, summary and the JSON Schema of its
+        /// `with:` params.
+        #[arg(long)]
+        json: bool,
+    },
     /// What executors run on worker machines.
     #[command(hide = true)]
     Task {
@@ -837,7 +842,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Cmd::Schema { check, write } => {
-            let schema = engine_core::schema::pipeline_schema();
+            let schema = engine_core::schema::pipeline_schema(&registry());
             if let Some(path) = check {
                 let current = std::fs::read_to_string(&path)
                     .with_context(|| format!("Failed to read `{}`", path.display()))?;
@@ -882,7 +887,12 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                 }
             }
         }
-        Cmd::Stages => {
+        Cmd::Stages { json: true } => {
+            let kinds = engine_core::schema::kinds_json(&registry());
+            println!("{}", serde_json::to_string_pretty(&kinds)?);
+            Ok(0)
+        }
+        Cmd::Stages { json: false } => {
             for k in registry().kinds() {
                 println!("{:<20} {}", k.name, k.summary);
             }

@@ -853,3 +853,68 @@ fn a_worker_that_dies_is_reported_with_its_last_words() {
     assert!(err.contains("libtorch_cpu.so"), "{err}");
     assert!(err.contains("127"), "{err}");
 }
+
+#[test]
+fn the_schema_checks_with_against_each_kinds_params() {
+    let o = engine().arg("schema").output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let schema: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let doc = |stage: &str| -> serde_json::Value {
+        serde_saphyr::from_str(&format!("name: x\nstages:\n  s:\n{stage}")).unwrap()
+    };
+    let errors =
+        |d: &serde_json::Value| -> String { v.iter_errors(d).map(|e| format!("{e}; ")).collect() };
+    for good in [
+        "    uses: train.sweep\n    with: { hidden: 32, lr: 0.001, postprocess: { bridge_gap: 3.0 } }\n",
+        "    uses: shell\n    with: { run: echo hi }\n",
+        "    uses: synth.broadcast\n    with: { sport: basketball, seed: 1 }\n",
+        "    uses: builtin.items\n    matrix: { count: [1, 2] }\n",
+    ] {
+        let d = doc(good);
+        assert!(v.is_valid(&d), "{good}: {}", errors(&d));
+    }
+    for (bad, needle) in [
+        ("    uses: train.sweep\n    with: { hiden: 32 }\n", "hiden"),
+        ("    uses: train.sweep\n    with: { hidden: big }\n", "big"),
+        ("    uses: shell\n    with: { rn: echo hi }\n", "rn"),
+        (
+            "    uses: synth.broadcast\n    with: { sport: cricket, seed: 1 }\n",
+            "cricket",
+        ),
+        ("    uses: train.swep\n", "train.swep"),
+    ] {
+        let d = doc(bad);
+        let e = errors(&d);
+        assert!(!e.is_empty(), "{bad} passed the schema");
+        assert!(e.contains(needle), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn stages_json_gives_each_kinds_params_schema() {
+    let o = engine().args(["stages", "--json"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let kinds: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let find = |n: &str| {
+        kinds
+            .iter()
+            .find(|k| k["name"] == n)
+            .unwrap_or_else(|| panic!("{n}"))
+    };
+    let sweep = find("train.sweep");
+    assert_eq!(
+        sweep["params"]["properties"]["hidden"]["description"],
+        "LSTM hidden size."
+    );
+    assert_eq!(sweep["params"]["additionalProperties"], false);
+    assert!(find("shell")["params"]["properties"]["run"].is_object());
+    // Every kind has typed params.
+    for k in &kinds {
+        assert!(
+            k["params"].is_object(),
+            "{} has no params schema",
+            k["name"]
+        );
+    }
+}

@@ -14,22 +14,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub fn register(r: &mut Registry) {
-    r.add(
+    r.add_typed::<RefConfig>(
         "artifact.ref",
         "an artifact already in the store, by ref or digest, resolved on every run",
         |v| Ok(StageImpl::Task(Arc::new(RefArtifact(parse_params(v)?)))),
     );
-    r.add(
+    r.add_typed::<ItemsConfig>(
         "builtin.items",
         "produce a collection of N small items",
         |v| Ok(StageImpl::Task(Arc::new(Items(parse_params(v)?)))),
     );
-    r.add(
+    r.add_typed::<UpperConfig>(
         "builtin.upper",
         "per item: upper-case each file (a map stage)",
         |v| Ok(StageImpl::Map(Arc::new(Upper(parse_params(v)?)))),
     );
-    r.add(
+    r.add_typed::<Empty>(
         "builtin.concat",
         "concatenate every input file and item into one file",
         |v| {
@@ -37,30 +37,30 @@ pub fn register(r: &mut Registry) {
             Ok(StageImpl::Task(Arc::new(Concat)))
         },
     );
-    r.add(
+    r.add_typed::<EchoConfig>(
         "builtin.echo",
         "write `text` to file `text.txt` of output `out`",
         |v| Ok(StageImpl::Task(Arc::new(Echo(parse_params(v)?)))),
     );
-    r.add(
+    r.add_typed::<ValueConfig>(
         "builtin.value",
         "set values for downstream `when:` expressions",
         |v| Ok(StageImpl::Task(Arc::new(SetValues(parse_params(v)?)))),
     );
-    r.add(
+    r.add_typed::<SleepConfig>(
         "builtin.sleep",
         "sleep, then write a marker (for scheduling tests)",
         |v| Ok(StageImpl::Task(Arc::new(Sleep(parse_params(v)?)))),
     );
-    r.add(
+    r.add_typed::<FlakyConfig>(
         "builtin.flaky",
         "fail the first N attempts, then succeed",
         |v| Ok(StageImpl::Task(Arc::new(Flaky(parse_params(v)?)))),
     );
-    r.add("builtin.fail", "always fail with `message`", |v| {
+    r.add_typed::<FailConfig>("builtin.fail", "always fail with `message`", |v| {
         Ok(StageImpl::Task(Arc::new(Fail(parse_params(v)?))))
     });
-    r.add(
+    r.add_typed::<WriteConfig>(
         "builtin.write",
         "write the given files to output `out` (names are checked)",
         |v| Ok(StageImpl::Task(Arc::new(Write(parse_params(v)?)))),

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 pub fn register(r: &mut Registry) {
-    r.add(
+    r.add_typed::<ShellConfig>(
         "shell",
         "run a command; inputs as files, declared outputs collected",
         |v| {

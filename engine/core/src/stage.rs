@@ -142,12 +142,22 @@ impl StageImpl {
 /// Builds a stage from its `with:` params; the error says which param.
 pub type BuildFn = fn(&Value) -> Result<StageImpl, String>;
 
+/// The JSON Schema of a kind's `with:` params, added to `generator`'s
+/// definitions (what [`Registry::add_typed`] records).
+pub type ParamsSchema = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
 /// One stage kind in the registry.
 #[derive(Clone)]
 pub struct KindInfo {
     pub name: &'static str,
     pub summary: &'static str,
     pub build: BuildFn,
+    /// The schema of `with:`; `None` leaves it untyped in the pipeline schema.
+    pub params: Option<ParamsSchema>,
+}
+
+fn params_schema<T: schemars::JsonSchema>(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    g.subschema_for::<T>()
 }
 
 /// The table of stage kinds a pipeline may `uses:`.
@@ -164,6 +174,7 @@ impl Registry {
         crate::builtin::register(&mut r);
         r
     }
+    /// Adds a kind whose `with:` is untyped (prefer [`Registry::add_typed`]).
     pub fn add(&mut self, name: &'static str, summary: &'static str, build: BuildFn) {
         self.kinds.insert(
             name,
@@ -171,6 +182,29 @@ impl Registry {
                 name,
                 summary,
                 build,
+                params: None,
+            },
+        );
+    }
+    /// Adds (or replaces) a kind.
+    pub fn insert(&mut self, kind: KindInfo) {
+        self.kinds.insert(kind.name, kind);
+    }
+    /// Adds a kind whose `with:` deserialises into `P`: the pipeline schema
+    /// and `engine stages --json` describe its params from `P`'s doc comments.
+    pub fn add_typed<P: schemars::JsonSchema>(
+        &mut self,
+        name: &'static str,
+        summary: &'static str,
+        build: BuildFn,
+    ) {
+        self.kinds.insert(
+            name,
+            KindInfo {
+                name,
+                summary,
+                build,
+                params: Some(params_schema::<P>),
             },
         );
     }

@@ -70,7 +70,9 @@ pub enum SynthError {
 }
 
 /// Size, rate and length presets.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Preset {
     /// 112x112 at 10 fps, 16 s: for tests (one replay guaranteed).
@@ -161,7 +163,7 @@ impl VideoSpec {
 
 /// A set of videos to generate: styles filtered by sport / league /
 /// broadcaster / season, cycled through for `count` videos.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SynthSpec {
     /// Sport.

@@ -7,7 +7,19 @@ use serde::{Deserialize, Serialize};
 pub type Rgb = [u8; 3];
 
 /// The sports the generator can draw.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Sport {
     /// Green striped pitch, 11-a-side.

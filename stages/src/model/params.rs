@@ -431,6 +431,8 @@ pub struct ModelKind {
     pub always_run: fn(&Value) -> bool,
     /// Parses and checks `with:`; the error names the param.
     pub check: fn(&Value) -> Result<(), String>,
+    /// The schema of `with:`.
+    pub params: engine_core::stage::ParamsSchema,
 }
 
 use engine_core::stage::parse_params;
@@ -443,6 +445,7 @@ pub const KINDS: &[ModelKind] = &[
         version: 1,
         shape: Shape::Task("backbone"),
         always_run: |_| false,
+        params: |g| g.subschema_for::<backbone::TrainConfig>(),
         check: |v| parse_params::<backbone::TrainConfig>(v)?.fit().check(),
     },
     ModelKind {
@@ -451,6 +454,7 @@ pub const KINDS: &[ModelKind] = &[
         version: 1,
         shape: Shape::Task("backbone"),
         always_run: |v| v.get("artifact").is_some_and(|a| !a.is_null()),
+        params: |g| g.subschema_for::<backbone::ImportConfig>(),
         check: |v| parse_params::<backbone::ImportConfig>(v)?.check(),
     },
     ModelKind {
@@ -459,6 +463,7 @@ pub const KINDS: &[ModelKind] = &[
         version: 1,
         shape: Shape::Map("features"),
         always_run: |_| false,
+        params: |g| g.subschema_for::<extract::ExtractConfig>(),
         check: |v| {
             if parse_params::<extract::ExtractConfig>(v)?.batch == 0 {
                 return Err("`batch` must be at least 1".into());
@@ -472,6 +477,7 @@ pub const KINDS: &[ModelKind] = &[
         version: 2, // 2: motion input, bridged post-processing
         shape: Shape::Task("model"),
         always_run: |_| false,
+        params: |g| g.subschema_for::<sweep::SweepConfig>(),
         check: |v| parse_params::<sweep::SweepConfig>(v)?.check(),
     },
     ModelKind {
@@ -480,6 +486,7 @@ pub const KINDS: &[ModelKind] = &[
         version: 1,
         shape: Shape::Task("model"),
         always_run: |_| false,
+        params: |g| g.subschema_for::<sweep::SelectConfig>(),
         check: |v| parse_params::<sweep::SelectConfig>(v).map(|_| ()),
     },
     ModelKind {
@@ -488,6 +495,7 @@ pub const KINDS: &[ModelKind] = &[
         version: 2, // 2: motion input, bridged post-processing
         shape: Shape::Task("model"),
         always_run: |_| false,
+        params: |g| g.subschema_for::<joint::JointConfig>(),
         check: |v| parse_params::<joint::JointConfig>(v)?.temporal.check(),
     },
     ModelKind {
@@ -496,6 +504,7 @@ pub const KINDS: &[ModelKind] = &[
         version: 2, // 2: bridged post-processing
         shape: Shape::Map("predictions"),
         always_run: |_| false,
+        params: |g| g.subschema_for::<detect::DetectConfig>(),
         check: |v| parse_params::<detect::DetectConfig>(v).map(|_| ()),
     },
 ];

@@ -3,7 +3,7 @@
 //! in the `engine-worker` process ([`engine_core::worker`]).
 
 use super::params::{ModelKind, Shape, kind};
-use engine_core::stage::{OutputDecl, Registry, StageImpl};
+use engine_core::stage::{KindInfo, OutputDecl, Registry, StageImpl};
 use engine_core::worker::{Remote, WorkerMap, WorkerTask};
 use serde_json::Value;
 use std::sync::Arc;
@@ -15,7 +15,12 @@ pub fn register(r: &mut Registry) {
     macro_rules! proxy {
         ($name:literal) => {{
             let k = kind($name);
-            r.add(k.name, k.summary, |v| build(kind($name), v));
+            r.insert(KindInfo {
+                name: k.name,
+                summary: k.summary,
+                build: |v| build(kind($name), v),
+                params: Some(k.params),
+            });
         }};
     }
     proxy!("backbone.train");

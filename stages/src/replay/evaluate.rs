@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub fn register(r: &mut Registry) {
-    r.add(
+    r.add_typed::<EvaluateConfig>(
         "evaluate",
         "candidate vs production detector on the golden videos: figures per league and broadcaster, gates (evaluation.json/.md/.html)",
         |v| {
