@@ -400,7 +400,6 @@ class Case:
 
 
 def run_case(tool: str, n: int, rep: int, root: Path, args) -> dict:
-    wait_quiet(args.quiet_load, args.quiet_wait)
     c = Case(tool, n, root, args)
     res = {}
     res["cold"] = c.phase("cold")
@@ -587,7 +586,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--workdir", default="/tmp/peers-bench", help="where the pipelines run (deleted after)")
     ap.add_argument("--quiet-load", type=float, default=0.5, help="wait for the 1-min load below this")
-    ap.add_argument("--quiet-wait", type=float, default=10, help="... at most this many minutes per case")
+    ap.add_argument("--quiet-wait", type=float, default=10, help="... at most this many minutes before each tool and N")
     ap.add_argument("--max-dvc", type=int, default=500)
     ap.add_argument("--max-snakemake", type=int, default=5000)
     ap.add_argument("--cores", type=int, default=os.cpu_count(), help="snakemake --cores")
@@ -650,6 +649,7 @@ def main() -> int:
                 log(f"skip {tool} N={n} (over --max-{tool})")
                 continue
             reps = []
+            wait_quiet(args.quiet_load, args.quiet_wait)
             for rep in range(args.reps):
                 reps.append(run_case(tool, n, rep, root, args))
                 if not reps[-1]["cold"]["valid"]:
