@@ -382,6 +382,14 @@ class Case:
             m = re.findall(r'^\{"counts":(\{[^}]*\})', r["output"], re.M)
             counts = json.loads(m[-1]) if m else {}
             rec["engine_counts"] = counts
+            # the slowest task by the engine's own clock (a diagnostic, not checked)
+            slow = ("", 0.0)
+            for line in r["output"].splitlines():
+                if line.startswith('{"event":"task_finished"'):
+                    ev = json.loads(line)
+                    if ev.get("status") == "done" and ev.get("seconds", 0) > slow[1]:
+                        slow = (ev["task"], ev["seconds"])
+            rec["slowest_task"] = slow
             if counts.get("done", 0) != len(exp):
                 problems.append(f"engine reports {counts}, expected done={len(exp)}")
         if phase == "plan":
