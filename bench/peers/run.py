@@ -522,6 +522,11 @@ def svg(results: dict) -> str:
     o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
          f'<rect width="{W}" height="{H}" fill="white"/>',
          f'<text x="{L}" y="18" font-size="14">Pipeline of N trivial shell stages: wall time against N (log-log)</text>']
+    loads = [v[p]["load"] for n in s for v in s[n].values() for p in v]
+    m = results.get("meta", {}).get("machine", {})
+    o.append(f'<text x="{L}" y="{H - 1}" font-size="10">{m.get("nproc", "?")} CPUs, {m.get("cpu", "")};'
+             f' last run {results.get("meta", {}).get("date", "?")}; max 1-min load during runs'
+             f' {max(loads) if loads else 0:.2f}</text>')
     e = math.log10(x0)
     while 10 ** e <= x1 * 1.0001:
         x = X(10 ** e)
