@@ -51,6 +51,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -95,18 +96,16 @@ def timed(cmd: list[str], cwd: Path, env: dict | None = None, timeout: float = 3
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL)
-        deadline = time.time() + timeout
-        while True:
-            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.time() > deadline:
-                p.kill()
-                pid, status, ru = os.wait4(p.pid, 0)
-                break
-            time.sleep(0.002)
+        # A blocking wait4 (no polling that would compete for the CPUs); a
+        # timer kills the command past `timeout`.
+        killer = threading.Timer(timeout, p.kill)
+        killer.start()
+        try:
+            _, status, ru = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait again
+        finally:
+            killer.cancel()
         wall = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
     text = out_path.read_text(errors="replace")
     out_path.unlink()
     return {"seconds": wall, "rss_mb": ru.ru_maxrss / 1024.0, "rc": p.returncode, "output": text}
