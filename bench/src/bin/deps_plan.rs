@@ -112,18 +112,42 @@ fn plan_once(
     store: &Store,
 ) -> (f64, HashStats, Vec<Decision>) {
     let t = Instant::now();
-    let (p, stats, mut cache) = prepare(file, yaml, repo, cache_file);
+    let mut lap = Laps(t, vec![]);
+    let mut cache = StatCache::load(cache_file);
+    lap.lap("load stat cache");
+    let mut p = compile(file, yaml, &Registry::with_builtins()).expect("valid");
+    lap.lap("compile");
+    let r = deps::resolve(&p, repo).unwrap_or_else(|d| panic!("{}", d.render()));
+    lap.lap("resolve");
+    let stats = deps::hash(&mut p, &r, &mut cache, None).expect("hash");
+    lap.lap("hash");
     if let Some(w) = cache.save() {
         panic!("{w}");
     }
+    lap.lap("save stat cache");
     let pl = plan(&p);
     let d = rt
         .block_on(scheduler::explain(&p, &pl, store, &[], false))
         .expect("explain");
+    lap.lap("plan + cache lookup");
+    if std::env::var_os("DEPS_PLAN_LAPS").is_some() {
+        eprintln!("{}", lap.1.join(", "));
+    }
     (t.elapsed().as_secs_f64() * 1000.0, stats, d)
 }
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// Time per phase, with `DEPS_PLAN_LAPS=1`.
+struct Laps(Instant, Vec<String>);
+
+impl Laps {
+    fn lap(&mut self, what: &str) {
+        let now = Instant::now();
+        self.1.push(format!("{what} {:.1} ms", (now - self.0).as_secs_f64() * 1000.0));
+        self.0 = now;
+    }
 }

@@ -101,6 +101,8 @@ pub fn resolve(p: &Pipeline, base: &Path) -> Result<Resolved, Diagnostics> {
     let mut errors = vec![];
     let mut stages = Vec::with_capacity(p.stages.len());
     let root = base.canonicalize().ok();
+    // Absolute once, so every file's path is (the stat cache's key).
+    let base = &std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
     for s in &p.stages {
         let mut files = vec![];
         for (pattern, loc) in &s.deps {
@@ -207,7 +209,10 @@ fn walk(base: &Path, start: &Path, select: &dyn Fn(&str) -> bool) -> Result<Vec<
             it.skip_current_dir();
             continue;
         }
-        let rel = rel_of(base, entry.path());
+        let rel = match entry.path().strip_prefix(base) {
+            Ok(r) => r.to_string_lossy().into_owned(),
+            Err(_) => rel_of(base, entry.path()),
+        };
         let chosen = selected_at.is_some() || select(&rel);
         if ft.is_dir() {
             if chosen && selected_at.is_none() && entry.depth() > 0 {
@@ -328,6 +333,9 @@ struct Entry {
     ino: u64,
     dev: u64,
     digest: Digest,
+    /// Looked at in this process (kept on save even if the file is gone).
+    #[serde(skip)]
+    seen: bool,
 }
 
 impl Entry {
@@ -339,11 +347,15 @@ impl Entry {
             ino: meta.ino(),
             dev: meta.dev(),
             digest,
+            seen: true,
         }
     }
-    fn same_stat(&self, other: &Entry) -> bool {
-        (self.size, self.mtime_ns, self.ctime_ns, self.ino, self.dev)
-            == (other.size, other.mtime_ns, other.ctime_ns, other.ino, other.dev)
+    fn same_stat(&self, meta: &std::fs::Metadata) -> bool {
+        self.size == meta.len()
+            && self.ino == meta.ino()
+            && self.dev == meta.dev()
+            && self.mtime_ns == meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128
+            && self.ctime_ns == meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128
     }
 }
 
@@ -369,7 +381,6 @@ const STAT_CACHE_VERSION: u32 = 1;
 pub struct StatCache {
     path: Option<PathBuf>,
     entries: HashMap<String, Entry>,
-    seen: HashSet<String>,
     dirty: bool,
     /// Why the cache file was not used, when it was there but unreadable.
     pub warning: Option<String>,
@@ -434,25 +445,32 @@ impl StatCache {
 
     /// The content digest of `path`, and whether it came from the cache.
     pub fn digest(&mut self, path: &Path) -> std::io::Result<(Digest, bool)> {
-        let key = absolute(path);
+        let abs;
+        let path = if path.is_absolute() {
+            path
+        } else {
+            abs = std::path::absolute(path)?;
+            &abs
+        };
+        let key = path.to_string_lossy();
         let meta = std::fs::metadata(path)?;
-        self.seen.insert(key.clone());
-        if let Some(e) = self.entries.get(&key)
-            && e.same_stat(&Entry::stat(&meta, e.digest.clone()))
+        if let Some(e) = self.entries.get_mut(key.as_ref())
+            && e.same_stat(&meta)
         {
+            e.seen = true;
             return Ok((e.digest.clone(), true));
         }
         // Stat before reading: a change while we read makes the file racy
-        // (recent mtime/ctime), so what we read is never cached under a
-        // stat it does not belong to.
+        // (recent mtime), so what we read is never cached under a stat it
+        // does not belong to.
         let digest = hash_file(path)?;
         let entry = Entry::stat(&meta, digest.clone());
         if is_racy(&entry) {
-            if self.entries.remove(&key).is_some() {
+            if self.entries.remove(key.as_ref()).is_some() {
                 self.dirty = true;
             }
         } else {
-            self.entries.insert(key, entry);
+            self.entries.insert(key.into_owned(), entry);
             self.dirty = true;
         }
         Ok((digest, false))
@@ -465,9 +483,8 @@ impl StatCache {
     pub fn save(&mut self) -> Option<String> {
         let path = self.path.clone()?;
         let before = self.entries.len();
-        let seen = &self.seen;
         self.entries
-            .retain(|k, _| seen.contains(k) || Path::new(k).exists());
+            .retain(|k, e| e.seen || Path::new(k).exists());
         if !self.dirty && self.entries.len() == before {
             return None;
         }
@@ -497,13 +514,6 @@ impl StatCache {
             )),
         }
     }
-}
-
-fn absolute(path: &Path) -> String {
-    std::path::absolute(path)
-        .unwrap_or_else(|_| path.to_path_buf())
-        .to_string_lossy()
-        .into_owned()
 }
 
 fn is_racy(e: &Entry) -> bool {

@@ -125,6 +125,24 @@ async fn a_stage_without_deps_keeps_its_fingerprint() {
 }
 
 #[test]
+fn a_fingerprint_digest_is_the_blake3_of_its_canonical_json() {
+    // Cache entries are keyed by this digest: computing it another way must
+    // give the same bytes as canonical JSON, or every entry stops matching.
+    let d = |s: &str| engine_core::digest::Digest::of(s.as_bytes());
+    let params = serde_json::json!({"b": [1, {"z": 1, "a": 2}], "a": "x"});
+    let inputs = [("up/up/out".to_string(), d("i")), ("a/a/b".to_string(), d("j"))];
+    let mut fp = TaskFingerprint::new("shell", 3, &params, inputs.into_iter().collect());
+    for with_files in [false, true] {
+        if with_files {
+            fp.files.insert("data/x \"q\".csv".into(), d("f"));
+            fp.files.insert("a.py".into(), d("g"));
+        }
+        let canonical = engine_core::digest::canonical_json(&serde_json::to_value(&fp).unwrap());
+        assert_eq!(fp.digest(), engine_core::digest::Digest::of(canonical.as_bytes()));
+    }
+}
+
+#[test]
 fn why_changed_names_the_first_changed_file_and_counts_the_rest() {
     let d = |s: &str| engine_core::digest::Digest::of(s.as_bytes());
     let mut a = TaskFingerprint::new("shell", 1, &serde_json::json!({}), Default::default());
