@@ -147,7 +147,10 @@ struct Laps(Instant, Vec<String>);
 impl Laps {
     fn lap(&mut self, what: &str) {
         let now = Instant::now();
-        self.1.push(format!("{what} {:.1} ms", (now - self.0).as_secs_f64() * 1000.0));
+        self.1.push(format!(
+            "{what} {:.1} ms",
+            (now - self.0).as_secs_f64() * 1000.0
+        ));
         self.0 = now;
     }
 }

@@ -89,7 +89,11 @@ fn a_changed_declared_file_reruns_the_stage_and_plan_names_it() {
     std::fs::write(repo.join(".engine/stat-cache.json"), "garbage").unwrap();
     let o = engine(repo, &["plan", "pipeline.yaml", "--exit-code"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("stat cache"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("stat cache"),
+        "{}",
+        text(&o.stderr)
+    );
     let o = engine(repo, &["plan", "pipeline.yaml"]);
     assert!(!text(&o.stderr).contains("warning"), "{}", text(&o.stderr));
 }
@@ -135,11 +139,17 @@ fn deps_from_git_uses_blob_ids_of_clean_files() {
     git(&["commit", "-q", "-m", "init"]);
     let o = engine(repo, &["run", "pipeline.yaml", "--deps-from-git"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let o = engine(repo, &["plan", "pipeline.yaml", "--deps-from-git", "--exit-code"]);
+    let o = engine(
+        repo,
+        &["plan", "pipeline.yaml", "--deps-from-git", "--exit-code"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
     // An edit makes the file dirty: hashed, so it no longer matches.
     write(&repo.join("data/in.txt"), "hello\nworld\n");
-    let o = engine(repo, &["plan", "pipeline.yaml", "--deps-from-git", "--json"]);
+    let o = engine(
+        repo,
+        &["plan", "pipeline.yaml", "--deps-from-git", "--json"],
+    );
     let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(d[0]["reason"], "input changed: data/in.txt");
 }

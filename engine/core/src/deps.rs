@@ -205,7 +205,10 @@ fn walk(base: &Path, start: &Path, select: &dyn Fn(&str) -> bool) -> Result<Vec<
             selected_at = None;
         }
         let ft = entry.file_type();
-        if ft.is_dir() && entry.depth() > 0 && SKIP_DIRS.contains(&&*entry.file_name().to_string_lossy()) {
+        if ft.is_dir()
+            && entry.depth() > 0
+            && SKIP_DIRS.contains(&&*entry.file_name().to_string_lossy())
+        {
             it.skip_current_dir();
             continue;
         }
@@ -297,7 +300,8 @@ pub fn hash(
                     stats.files += 1;
                     let d = if let Some(d) = git
                         .zip(real_base.as_ref())
-                        .and_then(|(g, b)| g.digest(&b.join(&f.rel))) {
+                        .and_then(|(g, b)| g.digest(&b.join(&f.rel)))
+                    {
                         stats.from_git += 1;
                         d
                     } else {
@@ -483,8 +487,7 @@ impl StatCache {
     pub fn save(&mut self) -> Option<String> {
         let path = self.path.clone()?;
         let before = self.entries.len();
-        self.entries
-            .retain(|k, e| e.seen || Path::new(k).exists());
+        self.entries.retain(|k, e| e.seen || Path::new(k).exists());
         if !self.dirty && self.entries.len() == before {
             return None;
         }
@@ -585,7 +588,9 @@ impl GitBlobs {
         for rec in listed.split(|&b| b == 0).filter(|r| !r.is_empty()) {
             // `MODE OBJECT STAGE\tPATH`
             let rec = String::from_utf8_lossy(rec);
-            let Some((meta, path)) = rec.split_once('\t') else { continue };
+            let Some((meta, path)) = rec.split_once('\t') else {
+                continue;
+            };
             let parts: Vec<&str> = meta.split(' ').collect();
             if parts.len() != 3 || parts[2] != "0" || !parts[0].starts_with("100") {
                 continue; // conflicts, symlinks, submodules

@@ -37,8 +37,12 @@ stages:
 /// Compile, resolve and hash, as `engine run` and `engine plan` do.
 fn prepare(repo: &Path, yaml: &str, cache: &mut StatCache) -> (Pipeline, HashStats) {
     let file = repo.join("pipeline.yaml");
-    let mut p = compile(&file.display().to_string(), yaml, &Registry::with_builtins())
-        .unwrap_or_else(|d| panic!("{}", d.render()));
+    let mut p = compile(
+        &file.display().to_string(),
+        yaml,
+        &Registry::with_builtins(),
+    )
+    .unwrap_or_else(|d| panic!("{}", d.render()));
     let r = deps::resolve(&p, repo).unwrap_or_else(|d| panic!("{}", d.render()));
     let stats = deps::hash(&mut p, &r, cache, None).unwrap();
     (p, stats)
@@ -75,7 +79,12 @@ async fn a_shell_stage_reruns_when_a_declared_file_changes_and_not_when_only_tou
     assert_eq!((stats.files, stats.hashed), (1, 1));
     assert_eq!(cache.save(), None);
     let r = run(p, &fs.store).await;
-    assert_eq!(status(&r, "train"), TaskStatus::Done, "{:?}", r.task("train"));
+    assert_eq!(
+        status(&r, "train"),
+        TaskStatus::Done,
+        "{:?}",
+        r.task("train")
+    );
 
     // Unchanged: cached, and the file is not read again.
     let mut cache = StatCache::load(&cache_file);
@@ -87,7 +96,10 @@ async fn a_shell_stage_reruns_when_a_declared_file_changes_and_not_when_only_tou
         .await
         .unwrap();
     assert_eq!(d[0].action, "cached", "{d:?}");
-    assert_eq!(status(&run(p, &fs.store).await, "train"), TaskStatus::Cached);
+    assert_eq!(
+        status(&run(p, &fs.store).await, "train"),
+        TaskStatus::Cached
+    );
 
     // New content of the same size: plan names the file, run reruns.
     std::fs::write(&data, "two\n").unwrap();
@@ -104,20 +116,31 @@ async fn a_shell_stage_reruns_when_a_declared_file_changes_and_not_when_only_tou
     assert_eq!(d[0].reason, "input changed: data/in.txt");
     let r = run(p, &fs.store).await;
     assert_eq!(status(&r, "train"), TaskStatus::Done);
-    assert_eq!(r.task("train").unwrap().reason, "input changed: data/in.txt");
+    assert_eq!(
+        r.task("train").unwrap().reason,
+        "input changed: data/in.txt"
+    );
 
     // `touch`: the stat changes, the content does not: hashed, still cached.
     age(&data, 10);
     let mut cache = StatCache::load(&cache_file);
     let (p, stats) = prepare(repo.path(), &yaml, &mut cache);
     assert_eq!(stats.hashed, 1, "a changed stat is read again");
-    assert_eq!(status(&run(p, &fs.store).await, "train"), TaskStatus::Cached);
+    assert_eq!(
+        status(&run(p, &fs.store).await, "train"),
+        TaskStatus::Cached
+    );
 }
 
 #[tokio::test]
 async fn a_stage_without_deps_keeps_its_fingerprint() {
     // Cache entries written before `deps:` existed must still match.
-    let fp = TaskFingerprint::new("shell", 1, &serde_json::json!({"run": "x"}), Default::default());
+    let fp = TaskFingerprint::new(
+        "shell",
+        1,
+        &serde_json::json!({"run": "x"}),
+        Default::default(),
+    );
     let v = serde_json::to_value(&fp).unwrap();
     assert!(v.get("files").is_none(), "{v}");
     let old: TaskFingerprint = serde_json::from_value(v).unwrap();
@@ -130,7 +153,10 @@ fn a_fingerprint_digest_is_the_blake3_of_its_canonical_json() {
     // give the same bytes as canonical JSON, or every entry stops matching.
     let d = |s: &str| engine_core::digest::Digest::of(s.as_bytes());
     let params = serde_json::json!({"b": [1, {"z": 1, "a": 2}], "a": "x"});
-    let inputs = [("up/up/out".to_string(), d("i")), ("a/a/b".to_string(), d("j"))];
+    let inputs = [
+        ("up/up/out".to_string(), d("i")),
+        ("a/a/b".to_string(), d("j")),
+    ];
     let mut fp = TaskFingerprint::new("shell", 3, &params, inputs.into_iter().collect());
     for with_files in [false, true] {
         if with_files {
@@ -138,7 +164,10 @@ fn a_fingerprint_digest_is_the_blake3_of_its_canonical_json() {
             fp.files.insert("a.py".into(), d("g"));
         }
         let canonical = engine_core::digest::canonical_json(&serde_json::to_value(&fp).unwrap());
-        assert_eq!(fp.digest(), engine_core::digest::Digest::of(canonical.as_bytes()));
+        assert_eq!(
+            fp.digest(),
+            engine_core::digest::Digest::of(canonical.as_bytes())
+        );
     }
 }
 
@@ -210,7 +239,9 @@ fn folders_and_globs_expand_to_files_inside_the_pipeline_folder() {
     let err = deps::resolve(&p, root).unwrap_err();
     assert_eq!(err.items.len(), 1, "{}", err.render());
     assert!(
-        err.items[0].message.contains("outside the pipeline's folder"),
+        err.items[0]
+            .message
+            .contains("outside the pipeline's folder"),
         "{}",
         err.render()
     );
@@ -243,7 +274,11 @@ fn a_corrupt_stat_cache_is_ignored_with_a_warning_and_rebuilt() {
     std::fs::create_dir_all(cache_file.parent().unwrap()).unwrap();
     std::fs::write(&cache_file, "{ not json").unwrap();
     let mut c = StatCache::load(&cache_file);
-    assert!(c.warning.as_deref().unwrap().contains("corrupt"), "{:?}", c.warning);
+    assert!(
+        c.warning.as_deref().unwrap().contains("corrupt"),
+        "{:?}",
+        c.warning
+    );
     let (d, cached) = c.digest(&file).unwrap();
     assert!(!cached);
     assert_eq!(d, deps::hash_file(&file).unwrap());
@@ -283,7 +318,11 @@ fn clean_tracked_files_take_git_blob_ids() {
             .args(args)
             .output()
             .expect("git runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     git(&["init", "-q"]);
@@ -306,20 +345,30 @@ fn clean_tracked_files_take_git_blob_ids() {
     assert_eq!((stats.from_git, stats.hashed), (1, 2));
     let digests = p.stages[0].dep_digests().unwrap();
     assert_eq!(digests["clean.txt"].as_str(), format!("git-blob:{blob}"));
-    assert_eq!(digests["edited.txt"], engine_core::digest::Digest::of(b"v2"));
-    assert_eq!(digests["untracked.txt"], engine_core::digest::Digest::of(b"u"));
+    assert_eq!(
+        digests["edited.txt"],
+        engine_core::digest::Digest::of(b"v2")
+    );
+    assert_eq!(
+        digests["untracked.txt"],
+        engine_core::digest::Digest::of(b"u")
+    );
 }
 
 #[tokio::test]
 async fn a_run_refuses_deps_that_were_not_hashed() {
     let repo = tempfile::tempdir().unwrap();
-    let yaml = "name: n\nstages:\n  a:\n    uses: builtin.echo\n    deps: [x]\n    with: { text: x }\n";
+    let yaml =
+        "name: n\nstages:\n  a:\n    uses: builtin.echo\n    deps: [x]\n    with: { text: x }\n";
     let p = compile("p.yaml", yaml, &Registry::with_builtins()).unwrap();
     let _ = repo;
     let r = run(p, &common::mem_store("deps-unhashed")).await;
     let t = r.task("a").unwrap();
     assert_eq!(t.status, TaskStatus::Failed);
-    assert!(t.error.as_deref().unwrap().contains("were not hashed"), "{t:?}");
+    assert!(
+        t.error.as_deref().unwrap().contains("were not hashed"),
+        "{t:?}"
+    );
 }
 
 #[tokio::test]
@@ -330,7 +379,7 @@ async fn a_map_stage_reruns_its_items_when_a_declared_file_changes() {
     let yaml = "name: m\nstages:\n  items:\n    uses: builtin.items\n    with: { count: 3 }\n  upper:\n    uses: builtin.upper\n    map: { over: items.items }\n    deps: [tool.txt]\n";
     let store = common::mem_store("deps-map");
     let items = |r: &engine_core::records::RunRecord| {
-        let c = r.task("upper").unwrap().items.clone().unwrap();
+        let c = r.task("upper").unwrap().items.unwrap();
         (c.run, c.cached)
     };
     let mut cache = StatCache::in_memory();

@@ -26,7 +26,10 @@ fn cases(prefix: &str) -> Vec<std::path::PathBuf> {
 /// matches files in the cases' folder.
 fn validate(text: &str, reg: &Registry) -> Result<Pipeline, Diagnostics> {
     let p = compile("case.yaml", text, reg)?;
-    deps::resolve(&p, &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases"))?;
+    deps::resolve(
+        &p,
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases"),
+    )?;
     Ok(p)
 }
 
