@@ -6,6 +6,11 @@
 //! only stats), then once more after one file changed.
 //!
 //! `cargo run --release -p bench --bin deps_plan -- 10000 [FILE_BYTES]`
+//! (`DEPS_PLAN_LAPS=1` prints the time of each step). Measured 2026-11-28
+//! on a 2-core machine at load 7, engine-core and bench at opt-level 3
+//! (`--config 'profile.dev.package.engine-core.opt-level=3'`, the same for
+//! `bench`; dependencies at the dev profile's 1): cold 220 ms, no-op
+//! 115 ms (stat cache load 21, expand 28, stat 48, plan 32).
 
 use engine_core::compile::{Pipeline, compile};
 use engine_core::deps::{self, HashStats, StatCache};
