@@ -13,6 +13,7 @@ mod show;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use engine_core::compile::{self, Pipeline};
+use engine_core::deps;
 use engine_core::diag::Diagnostics;
 use engine_core::plan::{self, Plan};
 use engine_core::scheduler::{self, RunOptions};
@@ -441,6 +442,11 @@ struct CacheArgs {
     /// Run every task; results are still stored for later runs.
     #[arg(long)]
     no_cache: bool,
+    /// Key `deps:` files that git has clean (tracked, unmodified, not
+    /// staged) by their git blob ids instead of hashing them; the others
+    /// are hashed. Switching this on or off reruns stages with `deps`.
+    #[arg(long)]
+    deps_from_git: bool,
 }
 
 #[derive(Args, Clone)]
@@ -524,6 +530,46 @@ fn load(p: &PipelineArgs) -> Result<(Pipeline, template::Rendered)> {
     Ok((pipeline, r))
 }
 
+/// `load`, then expand every stage's `deps:` against the pipeline's
+/// folder: a declared file that is not there is a located error, reported
+/// before anything else happens.
+fn load_checked(p: &PipelineArgs) -> Result<(Pipeline, template::Rendered, deps::Resolved)> {
+    let (pipeline, rendered) = load(p)?;
+    let resolved = deps::resolve(&pipeline, pipeline_dir(Path::new(&pipeline.file)))
+        .map_err(anyhow::Error::new)?;
+    Ok((pipeline, rendered, resolved))
+}
+
+/// Hashes the files of every stage's `deps:` into the pipeline (through
+/// the stat cache `.engine/stat-cache.json` in the current folder, or
+/// git's blob ids with `--deps-from-git`), so task fingerprints hold them.
+fn hash_deps(pipeline: &mut Pipeline, resolved: &deps::Resolved, from_git: bool) -> Result<()> {
+    if resolved.file_count() == 0 {
+        return Ok(());
+    }
+    let cwd = std::env::current_dir().context("Failed to read the current folder")?;
+    let mut cache = deps::StatCache::load(&deps::StatCache::default_path(&cwd));
+    if let Some(w) = &cache.warning {
+        eprintln!("warning: {w}");
+    }
+    let git = if from_git {
+        match deps::GitBlobs::load(&resolved.base) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                eprintln!("warning: `--deps-from-git`: {e}; hashing the files instead");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    deps::hash(pipeline, resolved, &mut cache, git.as_ref())?;
+    if let Some(w) = cache.save() {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
+}
+
 fn open_store(flag: &StoreArgs, pipeline: Option<&Pipeline>) -> Result<Store> {
     let url = flag
         .store
@@ -579,7 +625,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         Cmd::Validate { p, format, json } => {
             let format = if json { ReportFormat::Json } else { format };
             if format == ReportFormat::Text {
-                let (pipeline, _) = load(&p)?;
+                let (pipeline, _, _) = load_checked(&p)?;
                 let plan = plan::plan(&pipeline);
                 println!(
                     "{}: ok ({} stages, {} tasks after matrix expansion)",
@@ -589,7 +635,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                 );
                 return Ok(0);
             }
-            let found = load(&p).map(|(pipeline, _)| {
+            let found = load_checked(&p).map(|(pipeline, _, _)| {
                 let tasks = plan::plan(&pipeline).tasks.len();
                 (pipeline, tasks)
             });
@@ -632,8 +678,9 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             json,
             exit_code,
         } => {
-            let (pipeline, _) = load(&p)?;
+            let (mut pipeline, _, resolved) = load_checked(&p)?;
             check_forced(&pipeline, &cache.force)?;
+            hash_deps(&mut pipeline, &resolved, cache.deps_from_git)?;
             let plan = plan::plan(&pipeline);
             let store = open_store(&store, Some(&pipeline))?;
             let decisions =
@@ -688,8 +735,9 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             verbose,
             verify,
         } => {
-            let (pipeline, rendered) = load(&p)?;
+            let (mut pipeline, rendered, resolved) = load_checked(&p)?;
             check_forced(&pipeline, &cache.force)?;
+            hash_deps(&mut pipeline, &resolved, cache.deps_from_git)?;
             let plan = plan::plan(&pipeline);
             let store = open_store(&store, Some(&pipeline))?;
             let slurm = if executor == Executor::Slurm {

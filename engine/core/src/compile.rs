@@ -9,6 +9,7 @@ use crate::stage::{OutputDecl, Registry, StageImpl};
 use crate::store::ArtifactKind;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A resource class with its sizes resolved.
@@ -52,6 +53,12 @@ pub struct CompiledStage {
     pub outputs: Vec<OutputDecl>,
     /// Output name -> ref moved to it after success.
     pub publish: Vec<(String, String)>,
+    /// `deps:` as written (checked to stay inside the pipeline's folder),
+    /// with where each was written.
+    pub deps: Vec<(String, Loc)>,
+    /// Relative path -> digest of every file `deps` matches, put here by
+    /// [`crate::deps::hash`] before planning or running; `None` until then.
+    pub dep_digests: Option<Arc<BTreeMap<String, Digest>>>,
     pub loc: Loc,
 }
 
@@ -74,6 +81,20 @@ impl CompiledStage {
         }
         p
     }
+    /// The digests of this stage's declared files: empty without `deps`;
+    /// an error when it has some that [`crate::deps::hash`] has not hashed
+    /// (a run must never treat declared files as absent).
+    pub fn dep_digests(&self) -> Result<BTreeMap<String, Digest>, String> {
+        match &self.dep_digests {
+            Some(d) => Ok(d.as_ref().clone()),
+            None if self.deps.is_empty() => Ok(BTreeMap::new()),
+            None => Err(format!(
+                "the `deps` of stage `{}` were not hashed (engine_core::deps::hash runs before planning)",
+                self.name
+            )),
+        }
+    }
+
     /// Number of tasks the matrix expands to.
     pub fn task_count(&self) -> usize {
         self.matrix
@@ -472,6 +493,8 @@ fn check_stage(
             })
             .unwrap_or_default(),
         outputs: imp.outputs(),
+        deps: check_deps(c, name, &st.deps),
+        dep_digests: None,
         imp,
         build: kind.build,
         loc: key.loc,
@@ -527,6 +550,23 @@ fn check_stage(
         return None;
     }
     Some(stage)
+}
+
+/// `deps:` entries must be relative paths or globs inside the pipeline's
+/// folder; whether they match files is checked by [`crate::deps::resolve`].
+fn check_deps(c: &mut Checker, name: &str, deps: &[Located<String>]) -> Vec<(String, Loc)> {
+    let mut out = vec![];
+    for d in deps {
+        match crate::deps::check_pattern(&d.value) {
+            Ok(()) => out.push((d.value.clone(), d.loc)),
+            Err(m) => c.error(
+                d.loc,
+                format!("stage `{name}`: `deps` entry {m}"),
+                Some("`deps` are paths inside the pipeline file's folder, relative to it, e.g. `scripts/train.py` or `data/**/*.csv`".into()),
+            ),
+        }
+    }
+    out
 }
 
 fn check_maps(c: &mut Checker, spec: &PipelineSpec, stages: &mut [Option<CompiledStage>]) {

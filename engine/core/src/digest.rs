@@ -25,6 +25,12 @@ impl Digest {
         .then(|| Digest(s.to_string()))
     }
 
+    /// A git blob id standing in for a content digest (`git-blob:ID`), for
+    /// dependency files a clean repository already names by content.
+    pub fn git_blob(id: &str) -> Digest {
+        Digest(format!("git-blob:{id}"))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

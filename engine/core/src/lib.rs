@@ -3,7 +3,8 @@
 //! Data flows one way, one module per arrow:
 //!
 //! YAML text -> [`template`] (minijinja) -> [`spec`] (typed, located) ->
-//! [`compile`] (every error at once) -> [`plan`] (petgraph DAG of tasks) ->
+//! [`compile`] (every error at once) -> [`deps`] (declared files, hashed)
+//! -> [`plan`] (petgraph DAG of tasks) ->
 //! [`scheduler`] (tokio, [`resources`]) -> [`store`] (content-addressed
 //! artifacts, refs) -> [`records`] (run records with lineage).
 //!
@@ -15,6 +16,7 @@ pub mod builtin;
 pub mod cache;
 pub mod compile;
 pub mod dag;
+pub mod deps;
 pub mod diag;
 pub mod digest;
 pub mod events;

@@ -688,15 +688,29 @@ async fn execute(
             }
         }
     };
-    let fp = TaskFingerprint::new(
-        &stage.kind,
+    let fp = match TaskFingerprint::of_task(
+        stage,
         imp.version(),
         &params,
         rec.inputs
             .iter()
             .map(|i| (i.name.clone(), i.digest.clone()))
             .collect(),
-    );
+    ) {
+        Ok(fp) => fp,
+        Err(msg) => {
+            return (
+                finish(
+                    &sh,
+                    rec,
+                    TaskStatus::Failed,
+                    Some("deps not hashed".into()),
+                    Some(msg),
+                ),
+                None,
+            );
+        }
+    };
     let fpd = fp.digest();
     rec.fingerprint = Some(fpd.clone());
     let forced = sh.forced(&stage.name);
@@ -1075,6 +1089,8 @@ async fn run_map(
         params,
         side.iter()
             .map(|i| (i.task.as_str(), i.output.as_str(), &i.digest)),
+        // Checked by the task's fingerprint before the map started.
+        &stage.dep_digests().unwrap_or_default(),
     );
     let cancel = sh.opts.cancel.child_token();
     // Each batch returns (item index, output item, came from cache) and
@@ -1333,7 +1349,14 @@ pub async fn explain(
         } else {
             (stage.build)(&params).map(|i| i.version()).unwrap_or(0)
         };
-        let fp = TaskFingerprint::new(&stage.kind, version, &params, inputs.clone());
+        let fp = match TaskFingerprint::of_task(stage, version, &params, inputs.clone()) {
+            Ok(fp) => fp,
+            Err(why) => {
+                d.reason = why;
+                out.push(d);
+                continue;
+            }
+        };
         let fpd = fp.digest();
         let use_cache = stage.cache && !no_cache && !forced;
         let mut damaged = None;
@@ -1383,7 +1406,7 @@ pub async fn explain(
                     }
                 }
             }
-            let params = cache::item_params(&params, side.into_iter());
+            let params = cache::item_params(&params, side.into_iter(), &fp.files);
             let mut counts = ItemCounts::default();
             for u in plan.stage_tasks[over.stage].clone() {
                 if let Some(dig) = known[u].as_ref().and_then(|o| o.get(&over.output)) {

@@ -147,6 +147,13 @@ pub struct StageSpec {
     /// true; set false for side effects that must happen every run.
     #[serde(default = "yes")]
     pub cache: bool,
+    /// Files of the pipeline's repository the stage reads (a script, a data
+    /// file): paths relative to the pipeline file's folder, folders (every
+    /// file under them) or globs (`scripts/*.py`, `data/**/*.csv`). Their
+    /// contents are part of the cache key, so a changed `train.py` runs
+    /// the stage again. Each must match at least one file.
+    #[serde(default)]
+    pub deps: Vec<Located<String>>,
     /// Refs to move to this stage's outputs when it succeeds (or comes from
     /// the cache), e.g. `{ dataset: datasets/basketball@latest }` or, under
     /// a `when:` gate, `{ model: models/basketball@production }`.

@@ -1,9 +1,13 @@
 //! Table-driven spec cases: every `cases/valid-*.yaml` compiles; every
 //! `cases/invalid-*.yaml` fails with exactly the errors its header lists
 //! (`# error: LINE:COL: message` lines; the file name is left out).
+//! Each case is compiled, then its `deps:` are resolved against this folder
+//! (as `engine validate` does against the pipeline's folder).
 //! Run with `UPDATE_CASES=1` to rewrite the headers from actual output.
 
-use engine_core::compile::compile;
+use engine_core::compile::{Pipeline, compile};
+use engine_core::deps;
+use engine_core::diag::Diagnostics;
 use engine_core::stage::Registry;
 use std::path::Path;
 
@@ -16,6 +20,17 @@ fn cases(prefix: &str) -> Vec<std::path::PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+/// What `engine validate` checks: the spec, then that every `deps:` entry
+/// matches files in the cases' folder.
+fn validate(text: &str, reg: &Registry) -> Result<Pipeline, Diagnostics> {
+    let p = compile("case.yaml", text, reg)?;
+    deps::resolve(
+        &p,
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases"),
+    )?;
+    Ok(p)
 }
 
 fn body(text: &str) -> String {
@@ -32,7 +47,7 @@ fn valid_cases_compile() {
     assert!(files.len() >= 2);
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
-        if let Err(d) = compile("case.yaml", &text, &reg) {
+        if let Err(d) = validate(&text, &reg) {
             panic!("{} should compile:\n{}", f.display(), d.render());
         }
     }
@@ -53,7 +68,7 @@ fn invalid_cases_report_exact_errors() {
             .take_while(|l| l.starts_with("# error: ") || l.starts_with("#   help: "))
             .map(str::to_string)
             .collect();
-        let d = match compile("case.yaml", &spec, &reg) {
+        let d = match validate(&spec, &reg) {
             Ok(_) => {
                 failures.push(format!("{}: compiled, but should fail", f.display()));
                 continue;
