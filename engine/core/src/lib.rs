@@ -14,6 +14,7 @@ pub mod builtin;
 pub mod cache;
 pub mod compile;
 pub mod dag;
+pub mod diff;
 pub mod diag;
 pub mod digest;
 pub mod events;
