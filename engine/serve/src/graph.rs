@@ -28,7 +28,10 @@ pub struct Trial {
 #[derive(Debug, Serialize)]
 pub struct StageNode {
     pub name: String,
+    /// The name cut to fit the box.
+    pub label: String,
     pub kind: String,
+    pub kind_label: String,
     /// The state its colour shows: `failed` if any task failed, `running`
     /// while any runs, `done`/`cached` when all succeeded, ...
     pub state: &'static str,
@@ -133,6 +136,17 @@ fn ranks(preds: &[Vec<usize>]) -> Vec<usize> {
     (0..preds.len())
         .map(|i| visit(i, preds, &mut rank, &mut on))
         .collect()
+}
+
+/// `s` cut to `n` characters, with `…` when cut.
+pub fn cut(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(n - 1).collect();
+        out.push('…');
+        out
+    }
 }
 
 /// The state a group of task states shows as one.
@@ -251,7 +265,9 @@ pub fn stage_graph(run: &RunRecord) -> Graph {
         let (x, y) = pos(i);
         nodes.push(StageNode {
             name: name.clone(),
+            label: cut(name, 24),
             kind: first.kind.clone(),
+            kind_label: cut(&first.kind, 18),
             state: aggregate(&states),
             summary,
             items,
@@ -299,6 +315,8 @@ pub struct Bar {
 #[derive(Debug, Serialize)]
 pub struct TimelineRow {
     pub label: String,
+    /// The label cut to fit the label column.
+    pub short: String,
     pub state: &'static str,
     pub url: String,
     pub y: f64,
@@ -343,6 +361,7 @@ pub fn timeline(run: &RunRecord) -> Timeline {
         let state = task_state(t, interrupted);
         rows.push(TimelineRow {
             label: t.task.clone(),
+            short: cut(&t.task, 38),
             state,
             url: task_url(&run.id, &t.task),
             y: i as f64 * row + 4.0,

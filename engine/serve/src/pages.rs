@@ -3,7 +3,8 @@
 //! works with no internet.
 
 use crate::error::{Result, ServeError};
-use minijinja::{Environment, Value, context};
+use minijinja::value::{Serde, Value};
+use minijinja::{Environment, context};
 use serde::Serialize;
 
 pub const STYLE_CSS: &str = include_str!("../assets/style.css");
@@ -46,15 +47,23 @@ pub struct Common {
 
 pub fn render<T: Serialize>(env: &Environment<'static>, name: &str, common: &Common, page: &T) -> Result<String> {
     let ctx = context! {
-        page => Value::from_serialize(page),
+        page => Value::from(Serde(page)),
         store => &common.store,
         allow_write => common.allow_write,
         csrf => &common.csrf,
     };
     env.get_template(name)
         .and_then(|t| t.render(ctx))
-        .map_err(|e| ServeError::Render {
-            page: name.into(),
-            reason: format!("{e:#}"),
+        .map_err(|e| {
+            let mut reason = format!("{e:#}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                reason.push_str(&format!("\ncaused by: {s:#}"));
+                source = s.source();
+            }
+            ServeError::Render {
+                page: name.into(),
+                reason,
+            }
         })
 }

@@ -250,6 +250,8 @@ pub struct TaskRow {
 #[derive(Debug, Serialize)]
 pub struct RunView {
     pub run: RunRow,
+    /// This run on the compare page, waiting for a second.
+    pub compare_url: String,
     pub file: String,
     pub host: String,
     pub engine_version: String,
@@ -268,6 +270,7 @@ pub fn run_view(r: &RunRecord) -> RunView {
     let interrupted = r.interrupted();
     RunView {
         run: RunRow::of(r),
+        compare_url: format!("/compare?a={}", enc(&r.id)),
         file: r.file.clone(),
         host: r.host.clone(),
         engine_version: r.engine_version.clone(),

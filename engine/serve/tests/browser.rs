@@ -112,7 +112,7 @@ async fn a_browser_sees_the_dag_coloured_and_updating_live() {
             .await?
             .click()
             .await?;
-        c.wait_for_find(Locator::Css("svg.dag")).await?;
+        c.wait().for_element(Locator::Css("svg.dag")).await?;
         assert!(c.current_url().await?.path().ends_with(&f.run.id));
         for (stage, state) in [("make", "done"), ("shout", "done"), ("report", "done"), ("sweep", "done"), ("broken", "failed")] {
             let class = class_of(&c, stage).await;
@@ -128,7 +128,7 @@ async fn a_browser_sees_the_dag_coloured_and_updating_live() {
         assert_eq!(fill, serde_json::json!("rgb(242, 139, 130)"), "failed is red");
         // A live run: the page changes when its task finishes, without a reload.
         c.goto(&format!("{base}/runs/{}", live.id)).await?;
-        c.wait_for_find(Locator::Css("svg.dag")).await?;
+        c.wait().for_element(Locator::Css("svg.dag")).await?;
         assert!(class_of(&c, "gather").await.contains("st-running"));
         c.execute("window.__same_page = 42; return null;", vec![]).await?;
         let i = live.tasks.iter().position(|t| t.task == "gather").unwrap();

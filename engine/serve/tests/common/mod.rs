@@ -43,8 +43,8 @@ stages:
   sweep:
     uses: shell
     needs: [make]
-    matrix: { x: [1, 2, 3] }
-    with: { run: "echo trial $MATRIX_X" }
+    matrix: { env.X: [1, 2, 3] }
+    with: { run: "echo trial $X" }
   broken:
     uses: shell
     needs: [make]
