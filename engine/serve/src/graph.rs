@@ -250,11 +250,12 @@ pub fn stage_graph(run: &RunRecord) -> Graph {
         // At most 40 trial squares fit; the summary counts them all.
         let trials = if idx.len() > 1 {
             idx.iter()
+                .zip(&states)
                 .take(40)
                 .enumerate()
-                .map(|(k, &t)| Trial {
+                .map(|(k, (&t, &state))| Trial {
                     label: run.tasks[t].task.clone(),
-                    state: states[idx.iter().position(|&x| x == t).unwrap_or(0)],
+                    state,
                     url: task_url(&run.id, &run.tasks[t].task),
                     x: 10.0 + (k % 20) as f64 * 8.5,
                 })

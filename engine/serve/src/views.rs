@@ -140,30 +140,22 @@ impl RunRow {
     }
 }
 
-/// A running run's record has no `seconds` yet: its time so far.
+/// A running run's record has no `seconds` yet: its time so far, or up
+/// to its last heartbeat when its engine is gone.
 fn run_seconds(r: &RunRecord) -> f64 {
     if r.finished.is_some() || r.seconds > 0.0 {
         return r.seconds;
     }
-    let end = r.heartbeat.as_deref().unwrap_or(&r.started);
-    match (
-        humantime_parse(&r.started),
-        humantime_parse(end).filter(|_| !r.interrupted()),
-    ) {
-        (Some(a), Some(_)) => std::time::SystemTime::now()
-            .duration_since(a)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0),
-        (Some(a), None) => humantime_parse(end)
-            .and_then(|b| b.duration_since(a).ok())
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0),
-        _ => 0.0,
-    }
-}
-
-fn humantime_parse(s: &str) -> Option<std::time::SystemTime> {
-    humantime::parse_rfc3339(s).ok()
+    let parse = |s: &str| humantime::parse_rfc3339(s).ok();
+    let Some(start) = parse(&r.started) else {
+        return 0.0;
+    };
+    let end = if r.interrupted() {
+        r.heartbeat.as_deref().and_then(parse).unwrap_or(start)
+    } else {
+        std::time::SystemTime::now()
+    };
+    end.duration_since(start).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 #[derive(Debug, Serialize)]

@@ -145,6 +145,12 @@ async fn a_browser_sees_the_dag_coloured_and_updating_live() {
         let same = c.execute("return window.__same_page === 42;", vec![]).await?;
         assert_eq!(same, serde_json::json!(true), "the page was reloaded");
         eprintln!("the live page updated in {:?}", t0.elapsed());
+        // `SERVE_SCREENSHOT=F.png`: a picture of the run page for the README.
+        if let Some(path) = std::env::var_os("SERVE_SCREENSHOT") {
+            c.goto(&format!("{base}/runs/{}", f.run.id)).await?;
+            c.wait().for_element(Locator::Css("svg.dag")).await?;
+            std::fs::write(&path, c.screenshot().await?).unwrap();
+        }
         Ok::<(), fantoccini::error::CmdError>(())
     }
     .await;

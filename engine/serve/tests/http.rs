@@ -371,3 +371,83 @@ async fn a_live_run_streams_updates_until_it_ends() {
     assert_eq!(last["status"], "succeeded");
     next_event(&mut resp, &mut buf, "end").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_runs_compare_side_by_side() {
+    let f = fixture().await;
+    let other = common::run_pipeline(
+        &f.store,
+        &common::PIPELINE.replace("count: 5", "count: 6").replace("exit 3", "exit 0"),
+    )
+    .await;
+    let (addr, _) = start(&f.store, local()).await;
+    let base = format!("http://{addr}");
+    let (s, page) = get(&base, "/compare").await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(page.contains(&format!(r#"<option value="{}">"#, f.run.id)), "{page}");
+    let (s, page) = get(&base, &format!("/compare?a={}&b={}", f.run.id, other.id)).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(page.contains(r#"data-section="params""#), "{page}");
+    assert!(page.contains("make.with.count"), "{page}");
+    assert!(page.contains(r#"data-section="outputs""#), "{page}");
+    assert!(page.contains("+1.0000") || page.contains(">+1<") || page.contains("+1"), "{page}");
+    let (s, page) = get(&base, &format!("/compare?a={}&b={}", f.run.id, f.run.id)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("No differences"), "{page}");
+    let (s, _) = get(&base, &format!("/compare?a={}&b=20200101-000000-000-none", f.run.id)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+/// A record of 10,000 tasks: 100 stages in a chain, each a matrix of 100.
+fn big_run(template: &engine_core::records::RunRecord) -> engine_core::records::RunRecord {
+    let mut r = template.clone();
+    r.id = "20990101-000000-000-big0".into();
+    let mut spec = String::from("name: big\nstages:\n");
+    let mut tasks = vec![];
+    let t0 = template.tasks[0].clone();
+    for s in 0..100 {
+        spec.push_str(&format!("  s{s}:\n    uses: builtin.echo\n"));
+        if s > 0 {
+            spec.push_str(&format!("    needs: [s{}]\n", s - 1));
+        }
+        for i in 0..100 {
+            let mut t = t0.clone();
+            t.stage = format!("s{s}");
+            t.task = format!("s{s}[i={i}]");
+            t.status = [TaskStatus::Done, TaskStatus::Cached, TaskStatus::Failed][(s + i) % 3];
+            t.started_ms = Some((s * 100 + i) as f64);
+            t.finished_ms = Some((s * 100 + i + 50) as f64);
+            t.held_ms = vec![];
+            t.items = None;
+            tasks.push(t);
+        }
+    }
+    r.spec = spec;
+    r.tasks = tasks;
+    r
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_of_ten_thousand_tasks_renders_quickly() {
+    let f = fixture().await;
+    let big = big_run(&f.run);
+    records::save_run(&f.store, &big).await.unwrap();
+    let (addr, _) = start(&f.store, local()).await;
+    let base = format!("http://{addr}");
+    let mut best = std::time::Duration::MAX;
+    let mut size = 0;
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let (s, page) = get(&base, &format!("/runs/{}", big.id)).await;
+        assert_eq!(s, StatusCode::OK);
+        best = best.min(t.elapsed());
+        size = page.len();
+        assert_eq!(page.matches("<g class=\"stage ").count(), 100);
+        assert_eq!(page.matches("<tr data-task=").count(), 10_000);
+    }
+    eprintln!("run page of 10,000 tasks: {best:?} (best of 3), {} KiB", size / 1024);
+    // Debug builds are several times slower than release; the bound is for
+    // release (`cargo test --release`), a looser one for debug.
+    let bound = if cfg!(debug_assertions) { 5.0 } else { 1.0 };
+    assert!(best.as_secs_f64() < bound, "{best:?}");
+}
