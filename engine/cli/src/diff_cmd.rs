@@ -5,9 +5,9 @@
 //! The same [`Diff`] feeds the table, `--json` and `--md` (a PR comment).
 
 use anyhow::{Result, anyhow};
-use engine_core::digest::Digest;
-pub use engine_core::diff::{Change, Diff, Side};
 use engine_core::diff::compare;
+pub use engine_core::diff::{Change, Diff, Side};
+use engine_core::digest::Digest;
 use engine_core::records::{self, RunRecord};
 use engine_core::store::Store;
 use serde_json::Value;

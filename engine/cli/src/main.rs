@@ -759,7 +759,9 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                 allow_write,
                 ..Default::default()
             };
-            engine_serve::serve(store, &o).await.map_err(|e| anyhow!(e))?;
+            engine_serve::serve(store, &o)
+                .await
+                .map_err(|e| anyhow!(e))?;
             Ok(0)
         }
         Cmd::Runs { store, limit, json } => {

@@ -16,7 +16,11 @@ pub const COOKIE: &str = "engine_token";
 
 /// Equal in time that does not depend on where they differ.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -97,8 +101,8 @@ pub async fn guard(State(ctx): State<Arc<Ctx>>, req: Request, next: Next) -> Res
         let from_query = Query::<HashMap<String, String>>::try_from_uri(req.uri())
             .ok()
             .and_then(|q| q.0.get("token").cloned());
-        let ok = bearer.is_some_and(|b| same(b, token))
-            || from_cookie.is_some_and(|c| same(c, token));
+        let ok =
+            bearer.is_some_and(|b| same(b, token)) || from_cookie.is_some_and(|c| same(c, token));
         if !ok {
             if from_query.as_deref().is_some_and(|q| same(q, token)) {
                 set_cookie = Some(format!(
@@ -132,7 +136,10 @@ pub async fn guard(State(ctx): State<Arc<Ctx>>, req: Request, next: Next) -> Res
     }
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     if !h.contains_key("content-security-policy") {
         // Pages: only this server's script and stylesheet, frames from
@@ -171,9 +178,15 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
         assert!(same_origin(&h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8080"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8080"),
+        );
         assert!(same_origin(&h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
         assert!(!same_origin(&h));
     }
 }

@@ -49,7 +49,11 @@ impl IntoResponse for ServeError {
         let mut r = (
             status,
             [("content-type", "text/plain; charset=utf-8")],
-            format!("{} {}: {self}\n", status.as_u16(), status.canonical_reason().unwrap_or("")),
+            format!(
+                "{} {}: {self}\n",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            ),
         )
             .into_response();
         if status == StatusCode::UNAUTHORIZED {

@@ -3,7 +3,7 @@
 //! ordered by the mean row of their upstream stages; drawn as inline SVG
 //! by `templates/dag.html`. Also the timeline (Gantt) of tasks.
 
-use crate::views::{task_url, task_state};
+use crate::views::{task_state, task_url};
 use engine_core::records::RunRecord;
 use serde::Serialize;
 use serde_json::Value;
@@ -92,7 +92,12 @@ fn upstream(run: &RunRecord, stages: &[String]) -> Vec<Vec<usize>> {
             let Some(&i) = index.get(name.as_str()) else {
                 continue;
             };
-            for n in st.get("needs").and_then(Value::as_array).into_iter().flatten() {
+            for n in st
+                .get("needs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(n) = n.as_str() {
                     add(i, n);
                 }
@@ -344,7 +349,11 @@ pub fn timeline(run: &RunRecord) -> Timeline {
     let end = run
         .tasks
         .iter()
-        .flat_map(|t| t.finished_ms.into_iter().chain(t.held_ms.iter().map(|h| h[1])))
+        .flat_map(|t| {
+            t.finished_ms
+                .into_iter()
+                .chain(t.held_ms.iter().map(|h| h[1]))
+        })
         .fold(1.0f64, f64::max);
     let (label_w, width, row) = (240.0, 1100.0, 18.0);
     let scale = (width - label_w - 20.0) / end;

@@ -109,9 +109,12 @@ pub struct Server {
 impl Server {
     pub async fn bind(store: Store, o: &Options) -> Result<Server, String> {
         check_listen(o)?;
-        let listener = tokio::net::TcpListener::bind(o.listen)
-            .await
-            .map_err(|e| format!("Failed to listen on `{}`: {e}; pick another with `--listen ADDR:PORT`", o.listen))?;
+        let listener = tokio::net::TcpListener::bind(o.listen).await.map_err(|e| {
+            format!(
+                "Failed to listen on `{}`: {e}; pick another with `--listen ADDR:PORT`",
+                o.listen
+            )
+        })?;
         Ok(Server {
             listener,
             ctx: Arc::new(context(store, o)),
@@ -125,7 +128,10 @@ impl Server {
     }
 
     /// Serves until `stop` completes; live event streams end with it.
-    pub async fn run(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let shutdown = self.ctx.shutdown.clone();
         let app = routes::router(self.ctx);
         axum::serve(self.listener, app)
@@ -149,20 +155,30 @@ pub async fn serve(store: Store, o: &Options) -> Result<(), String> {
     eprintln!(
         "engine serve: {url}/runs (store {}, {}{}); Ctrl-C stops",
         server.ctx.store.url(),
-        if o.allow_write { "writes allowed" } else { "read-only" },
-        if o.token.is_some() { ", token required: open it once with ?token=TOKEN" } else { "" },
+        if o.allow_write {
+            "writes allowed"
+        } else {
+            "read-only"
+        },
+        if o.token.is_some() {
+            ", token required: open it once with ?token=TOKEN"
+        } else {
+            ""
+        },
     );
     server
         .run(async {
             #[cfg(unix)]
             {
-                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => {
-                        let _ = tokio::signal::ctrl_c().await;
-                        return;
-                    }
-                };
+                let mut term =
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(s) => s,
+                        Err(_) => {
+                            let _ = tokio::signal::ctrl_c().await;
+                            return;
+                        }
+                    };
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}

@@ -45,7 +45,12 @@ pub struct Common {
     pub csrf: String,
 }
 
-pub fn render<T: Serialize>(env: &Environment<'static>, name: &str, common: &Common, page: &T) -> Result<String> {
+pub fn render<T: Serialize>(
+    env: &Environment<'static>,
+    name: &str,
+    common: &Common,
+    page: &T,
+) -> Result<String> {
     let ctx = context! {
         page => Value::from(Serde(page)),
         store => &common.store,

@@ -33,17 +33,33 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/api/refs", get(refs_json))
         .route("/refs/rollback", post(rollback))
         .route("/compare", get(compare_page))
-        .route("/assets/style.css", get(|| async { asset("text/css; charset=utf-8", pages::STYLE_CSS) }))
-        .route("/assets/app.js", get(|| async { asset("text/javascript; charset=utf-8", pages::APP_JS) }))
+        .route(
+            "/assets/style.css",
+            get(|| async { asset("text/css; charset=utf-8", pages::STYLE_CSS) }),
+        )
+        .route(
+            "/assets/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", pages::APP_JS) }),
+        )
         .fallback(|uri: axum::http::Uri| async move {
             ServeError::NotFound(format!("no page `{}`; start at /runs", uri.path()))
         })
-        .layer(axum::middleware::from_fn_with_state(ctx.clone(), auth::guard))
+        .layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            auth::guard,
+        ))
         .with_state(ctx)
 }
 
 fn asset(ctype: &'static str, body: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, ctype), (header::CACHE_CONTROL, "max-age=300")], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, ctype),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 fn page<T: serde::Serialize>(ctx: &Ctx, name: &str, data: &T) -> Result<Html<String>> {
@@ -60,7 +76,13 @@ struct RunsQuery {
 }
 
 async fn runs_data(ctx: &Ctx, q: &RunsQuery) -> Result<views::RunsPage> {
-    views::runs(&ctx.store, &q.pipeline, &q.status, q.limit.unwrap_or(200).clamp(1, 10_000)).await
+    views::runs(
+        &ctx.store,
+        &q.pipeline,
+        &q.status,
+        q.limit.unwrap_or(200).clamp(1, 10_000),
+    )
+    .await
 }
 
 async fn runs_page(State(ctx): S, Query(q): Query<RunsQuery>) -> Result<Html<String>> {
@@ -157,18 +179,31 @@ fn fragments(ctx: &Ctx, view: &views::RunView) -> Result<String> {
         ("timeline", "timeline.html"),
         ("tasks", "tasks.html"),
     ] {
-        m.insert(key.into(), pages::render(&ctx.env, template, &ctx.common, view)?.into());
+        m.insert(
+            key.into(),
+            pages::render(&ctx.env, template, &ctx.common, view)?.into(),
+        );
     }
     m.insert("status".into(), view.run.status.clone().into());
     Ok(serde_json::Value::Object(m).to_string())
 }
 
-async fn task_page(State(ctx): S, Path((id, task)): Path<(String, String)>) -> Result<Html<String>> {
+async fn task_page(
+    State(ctx): S,
+    Path((id, task)): Path<(String, String)>,
+) -> Result<Html<String>> {
     let r = views::load_run(&ctx.store, &id).await?;
-    page(&ctx, "task.html", &views::task_view(&ctx.store, &r, &task).await?)
+    page(
+        &ctx,
+        "task.html",
+        &views::task_view(&ctx.store, &r, &task).await?,
+    )
 }
 
-async fn task_json(State(ctx): S, Path((id, task)): Path<(String, String)>) -> Result<Json<views::TaskView>> {
+async fn task_json(
+    State(ctx): S,
+    Path((id, task)): Path<(String, String)>,
+) -> Result<Json<views::TaskView>> {
     let r = views::load_run(&ctx.store, &id).await?;
     Ok(Json(views::task_view(&ctx.store, &r, &task).await?))
 }
@@ -181,7 +216,11 @@ async fn task_log(State(ctx): S, Path((id, task)): Path<(String, String)>) -> Re
 
 async fn artifact_page(State(ctx): S, Path(digest): Path<String>) -> Result<Html<String>> {
     let d = views::parse_digest(&digest)?;
-    page(&ctx, "artifact.html", &views::artifact_view(&ctx.store, &d).await?)
+    page(
+        &ctx,
+        "artifact.html",
+        &views::artifact_view(&ctx.store, &d).await?,
+    )
 }
 
 #[derive(Deserialize)]
@@ -199,12 +238,18 @@ async fn artifact_file(
 ) -> Result<Response> {
     let d = views::parse_digest(&digest)?;
     let bytes = views::artifact_file(&ctx.store, &d, &name).await?;
-    let file = name.rsplit('/').next().unwrap_or(&name).replace(['"', '\\', '\r', '\n'], "_");
+    let file = name
+        .rsplit('/')
+        .next()
+        .unwrap_or(&name)
+        .replace(['"', '\\', '\r', '\n'], "_");
     let mut res = ([(header::CONTENT_TYPE, views::content_type(&name))], bytes).into_response();
     let h = res.headers_mut();
     h.insert(
         "content-security-policy",
-        header::HeaderValue::from_static("sandbox allow-scripts; default-src 'self' 'unsafe-inline' data:"),
+        header::HeaderValue::from_static(
+            "sandbox allow-scripts; default-src 'self' 'unsafe-inline' data:",
+        ),
     );
     if q.download.is_some()
         && let Ok(v) = header::HeaderValue::from_str(&format!("attachment; filename=\"{file}\""))
@@ -245,5 +290,9 @@ struct CompareQuery {
 }
 
 async fn compare_page(State(ctx): S, Query(q): Query<CompareQuery>) -> Result<Html<String>> {
-    page(&ctx, "compare.html", &views::compare(&ctx.store, &q.a, &q.b).await?)
+    page(
+        &ctx,
+        "compare.html",
+        &views::compare(&ctx.store, &q.a, &q.b).await?,
+    )
 }

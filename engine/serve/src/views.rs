@@ -97,7 +97,11 @@ fn duration(secs: f64) -> String {
     } else if secs < 3600.0 {
         format!("{}m {:02}s", (secs / 60.0) as u64, (secs % 60.0) as u64)
     } else {
-        format!("{}h {:02}m", (secs / 3600.0) as u64, ((secs % 3600.0) / 60.0) as u64)
+        format!(
+            "{}h {:02}m",
+            (secs / 3600.0) as u64,
+            ((secs % 3600.0) / 60.0) as u64
+        )
     }
 }
 
@@ -155,7 +159,9 @@ fn run_seconds(r: &RunRecord) -> f64 {
     } else {
         std::time::SystemTime::now()
     };
-    end.duration_since(start).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    end.duration_since(start)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 #[derive(Debug, Serialize)]
@@ -221,9 +227,12 @@ pub async fn load_run(store: &Store, id: &str) -> Result<RunRecord> {
             "`{id}` is not a run id; run ids look like `20261128-001500-123-abcd` (see /runs)"
         )));
     }
-    records::load_run(store, id)
-        .await?
-        .ok_or_else(|| ServeError::NotFound(format!("no run `{id}` in store `{}`; see /runs", store.url())))
+    records::load_run(store, id).await?.ok_or_else(|| {
+        ServeError::NotFound(format!(
+            "no run `{id}` in store `{}`; see /runs",
+            store.url()
+        ))
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -343,9 +352,9 @@ pub struct TaskView {
 pub const LOG_TAIL: usize = 64 * 1024;
 
 pub async fn task_view(store: &Store, r: &RunRecord, label: &str) -> Result<TaskView> {
-    let t = r.task(label).ok_or_else(|| {
-        ServeError::NotFound(format!("run `{}` has no task `{label}`", r.id))
-    })?;
+    let t = r
+        .task(label)
+        .ok_or_else(|| ServeError::NotFound(format!("run `{}` has no task `{label}`", r.id)))?;
     let interrupted = r.interrupted();
     let mut inputs = vec![];
     for i in &t.inputs {
@@ -409,7 +418,11 @@ pub async fn task_view(store: &Store, r: &RunRecord, label: &str) -> Result<Task
 }
 
 /// A stage's entry in the rendered spec, with the task's matrix values.
-fn stage_params(spec: &str, stage: &str, matrix: &std::collections::BTreeMap<String, Value>) -> Value {
+fn stage_params(
+    spec: &str,
+    stage: &str,
+    matrix: &std::collections::BTreeMap<String, Value>,
+) -> Value {
     let doc: Value = serde_saphyr::from_str(spec).unwrap_or(Value::Null);
     let mut v = doc
         .get("stages")
@@ -419,15 +432,18 @@ fn stage_params(spec: &str, stage: &str, matrix: &std::collections::BTreeMap<Str
     if !matrix.is_empty()
         && let Value::Object(m) = &mut v
     {
-        m.insert("matrix (this task)".into(), serde_json::to_value(matrix).unwrap_or_default());
+        m.insert(
+            "matrix (this task)".into(),
+            serde_json::to_value(matrix).unwrap_or_default(),
+        );
     }
     v
 }
 
 pub async fn task_log(store: &Store, r: &RunRecord, label: &str) -> Result<Vec<u8>> {
-    let t = r.task(label).ok_or_else(|| {
-        ServeError::NotFound(format!("run `{}` has no task `{label}`", r.id))
-    })?;
+    let t = r
+        .task(label)
+        .ok_or_else(|| ServeError::NotFound(format!("run `{}` has no task `{label}`", r.id)))?;
     match &t.log {
         Some(d) => Ok(store.get_blob(d).await?),
         None => Ok(vec![]),
@@ -482,14 +498,18 @@ pub fn content_type(name: &str) -> &'static str {
         "svg" => "image/svg+xml",
         "webp" => "image/webp",
         "mp4" => "video/mp4",
-        "txt" | "md" | "csv" | "log" | "yaml" | "yml" | "tsv" | "prom" => "text/plain; charset=utf-8",
+        "txt" | "md" | "csv" | "log" | "yaml" | "yml" | "tsv" | "prom" => {
+            "text/plain; charset=utf-8"
+        }
         _ => "application/octet-stream",
     }
 }
 
 pub fn parse_digest(s: &str) -> Result<Digest> {
     Digest::parse(s).ok_or_else(|| {
-        ServeError::BadRequest(format!("`{s}` is not an artifact digest (64 lowercase hex characters)"))
+        ServeError::BadRequest(format!(
+            "`{s}` is not an artifact digest (64 lowercase hex characters)"
+        ))
     })
 }
 
@@ -537,7 +557,11 @@ pub async fn artifact_view(store: &Store, d: &Digest) -> Result<ArtifactView> {
         files,
         items: m.items.iter().take(200).map(|i| i.key.clone()).collect(),
         item_count: m.items.len(),
-        meta: if m.meta.is_null() { String::new() } else { pretty(&m.meta) },
+        meta: if m.meta.is_null() {
+            String::new()
+        } else {
+            pretty(&m.meta)
+        },
         made_by: lin.map(|l| InputView {
             name: l.output.clone(),
             digest: d.to_string(),
@@ -578,12 +602,18 @@ mod tests {
     #[test]
     fn secrets_are_redacted_by_key() {
         let v = redact(&json!({"db": {"password": "pw", "host": "h"}, "api_token": 3, "lr": 0.1}));
-        assert_eq!(v, json!({"db": {"password": "[redacted]", "host": "h"}, "api_token": "[redacted]", "lr": 0.1}));
+        assert_eq!(
+            v,
+            json!({"db": {"password": "[redacted]", "host": "h"}, "api_token": "[redacted]", "lr": 0.1})
+        );
     }
 
     #[test]
     fn urls_encode_every_reserved_character() {
-        assert_eq!(task_url("r1", "train[lr=0.1,x=a/b]"), "/runs/r1/tasks/train%5Blr%3D0.1%2Cx%3Da%2Fb%5D");
+        assert_eq!(
+            task_url("r1", "train[lr=0.1,x=a/b]"),
+            "/runs/r1/tasks/train%5Blr%3D0.1%2Cx%3Da%2Fb%5D"
+        );
     }
 }
 
@@ -732,7 +762,10 @@ pub async fn compare(store: &Store, a: &str, b: &str) -> Result<ComparePage> {
     let mut choices = vec![];
     for id in ids.iter().take(200) {
         if let Ok(Some(r)) = records::load_run(store, id).await {
-            choices.push((r.id.clone(), format!("{} · {}", r.pipeline, r.shown_status())));
+            choices.push((
+                r.id.clone(),
+                format!("{} · {}", r.pipeline, r.shown_status()),
+            ));
         }
     }
     let mut page = ComparePage {
@@ -768,7 +801,10 @@ pub async fn compare(store: &Store, a: &str, b: &str) -> Result<ComparePage> {
                 let (va, vb) = (redacted(&c.a), redacted(&c.b));
                 DiffRow {
                     key: c.key.clone(),
-                    delta: match (va.as_ref().and_then(Value::as_f64), vb.as_ref().and_then(Value::as_f64)) {
+                    delta: match (
+                        va.as_ref().and_then(Value::as_f64),
+                        vb.as_ref().and_then(Value::as_f64),
+                    ) {
                         (Some(x), Some(y)) => format!("{:+.4}", y - x),
                         _ => String::new(),
                     },
@@ -779,10 +815,22 @@ pub async fn compare(store: &Store, a: &str, b: &str) -> Result<ComparePage> {
             .collect()
     };
     page.sections = vec![
-        DiffSection { name: "values", rows: rows(&d.values) },
-        DiffSection { name: "params", rows: rows(&d.params) },
-        DiffSection { name: "metrics", rows: rows(&d.metrics) },
-        DiffSection { name: "outputs", rows: rows(&d.outputs) },
+        DiffSection {
+            name: "values",
+            rows: rows(&d.values),
+        },
+        DiffSection {
+            name: "params",
+            rows: rows(&d.params),
+        },
+        DiffSection {
+            name: "metrics",
+            rows: rows(&d.metrics),
+        },
+        DiffSection {
+            name: "outputs",
+            rows: rows(&d.outputs),
+        },
     ];
     page.compared = true;
     Ok(page)

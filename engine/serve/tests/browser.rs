@@ -55,7 +55,10 @@ async fn start_driver(bin: &str) -> (Driver, String) {
     let driver = Driver(child);
     let url = format!("http://127.0.0.1:{port}");
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return (driver, url);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -76,7 +79,9 @@ async fn browser(driver: &str) -> fantoccini::Client {
         .capabilities(caps)
         .connect(driver)
         .await
-        .unwrap_or_else(|e| panic!("Failed to start chromium through chromedriver at {driver}: {e}"))
+        .unwrap_or_else(|e| {
+            panic!("Failed to start chromium through chromedriver at {driver}: {e}")
+        })
 }
 
 async fn class_of(c: &fantoccini::Client, stage: &str) -> String {
@@ -93,9 +98,13 @@ async fn class_of(c: &fantoccini::Client, stage: &str) -> String {
 async fn a_browser_sees_the_dag_coloured_and_updating_live() {
     let Some(bin) = chromedriver() else {
         if in_ci() {
-            panic!("`chromedriver` is not installed and CI is set: install it with `source scripts/lib.sh && need_chromium`");
+            panic!(
+                "`chromedriver` is not installed and CI is set: install it with `source scripts/lib.sh && need_chromium`"
+            );
         }
-        eprintln!("SKIPPED a_browser_sees_the_dag_coloured_and_updating_live: `chromedriver` is not installed (Debian: apt-get install chromium chromium-driver)");
+        eprintln!(
+            "SKIPPED a_browser_sees_the_dag_coloured_and_updating_live: `chromedriver` is not installed (Debian: apt-get install chromium chromium-driver)"
+        );
         return;
     };
     let f = fixture().await;

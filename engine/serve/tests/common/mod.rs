@@ -84,9 +84,22 @@ pub async fn fixture() -> Fixture {
     let run = run_pipeline(&store, PIPELINE).await;
     assert_eq!(run.status, RunStatus::Failed, "{:?}", run.tasks);
     let report = &run.task("report").unwrap().outputs["report"];
-    let gather = &run.task("gather").unwrap().outputs.values().next().unwrap().clone();
-    store.set_ref("models/web/production", gather, "first").await.unwrap();
-    store.set_ref("models/web/production", report, "second").await.unwrap();
+    let gather = &run
+        .task("gather")
+        .unwrap()
+        .outputs
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    store
+        .set_ref("models/web/production", gather, "first")
+        .await
+        .unwrap();
+    store
+        .set_ref("models/web/production", report, "second")
+        .await
+        .unwrap();
     Fixture { dir, store, run }
 }
 
