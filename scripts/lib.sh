@@ -29,6 +29,14 @@ need_ffmpeg() {
   apt_install ffmpeg
 }
 
+# A headless browser for the `engine serve` browser test (fantoccini
+# drives chromium through chromedriver): Debian's chromium and
+# chromium-driver, about a minute to install.
+need_chromium() {
+  command -v chromium >/dev/null && command -v chromedriver >/dev/null && return 0
+  apt_install chromium chromium-driver
+}
+
 need_rust() {
   command -v cargo >/dev/null && return 0
   echo "error: cargo was not found; install Rust 1.91 or newer (https://rustup.rs) and rerun" >&2

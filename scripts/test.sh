@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_rust
 need_ffmpeg
 need_torch
+need_chromium
 start_postgres
 start_s3_server
 start_slurm

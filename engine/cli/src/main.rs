@@ -107,6 +107,22 @@ enum Cmd {
         #[arg(long)]
         verify: bool,
     },
+    /// Serve a live web view of runs, tasks, artifacts and refs from the
+    /// store: `engine serve`, then open http://127.0.0.1:8080.
+    Serve {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Address to listen on; anything but loopback needs a token.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Required on every request: `Authorization: Bearer TOKEN`, or
+        /// open a page once with `?token=TOKEN` (sets a cookie).
+        #[arg(long, env = "ENGINE_SERVE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Allow writes (rolling back a ref); read-only otherwise.
+        #[arg(long)]
+        allow_write: bool,
+    },
     /// List runs, newest first.
     Runs {
         #[command(flatten)]
@@ -476,7 +492,7 @@ fn main() -> ExitCode {
     // not kill the engine.
     if !matches!(
         cli.cmd,
-        Cmd::Run { .. } | Cmd::Task { .. } | Cmd::Monitor(_)
+        Cmd::Run { .. } | Cmd::Task { .. } | Cmd::Monitor(_) | Cmd::Serve { .. }
     ) {
         // SAFETY: called first thing in main, before any other thread exists.
         unsafe {
@@ -782,6 +798,24 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             let report = engine_core::gc::gc(&store, &opts).await?;
             show::print_gc(&report, json)?;
             Ok(if report.is_ok() { 0 } else { 1 })
+        }
+        Cmd::Serve {
+            store,
+            listen,
+            token,
+            allow_write,
+        } => {
+            let store = open_store(&store, None)?;
+            let o = engine_serve::Options {
+                listen,
+                token,
+                allow_write,
+                ..Default::default()
+            };
+            engine_serve::serve(store, &o)
+                .await
+                .map_err(|e| anyhow!(e))?;
+            Ok(0)
         }
         Cmd::Runs { store, limit, json } => {
             let store = open_store(&store, None)?;

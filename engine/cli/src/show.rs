@@ -564,32 +564,7 @@ async fn list_refs(
     store: &Store,
     prefix: Option<&str>,
 ) -> Result<Vec<(String, engine_core::store::RefDoc)>> {
-    let root = match prefix {
-        Some(p) => format!("refs/{}", ref_name(p).trim_matches('/')),
-        None => "refs".to_string(),
-    };
-    let mut out = vec![];
-    let mut dirs = vec![root];
-    while let Some(dir) = dirs.pop() {
-        for entry in store.list(&dir).await? {
-            let path = format!("{dir}/{entry}");
-            match path.strip_suffix(".json") {
-                Some(stem) => {
-                    let stored = stem.trim_start_matches("refs/");
-                    let name = match stored.rsplit_once('/') {
-                        Some((a, b)) => format!("{a}@{b}"),
-                        None => stored.to_string(),
-                    };
-                    if let Some(doc) = store.get_ref(stored).await? {
-                        out.push((name, doc));
-                    }
-                }
-                None => dirs.push(path),
-            }
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    Ok(store.list_refs(prefix).await?)
 }
 
 fn ref_name(name: &str) -> String {

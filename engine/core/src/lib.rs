@@ -18,6 +18,7 @@ pub mod compile;
 pub mod dag;
 pub mod deps;
 pub mod diag;
+pub mod diff;
 pub mod digest;
 pub mod events;
 pub mod fsck;

@@ -985,6 +985,41 @@ impl Store {
         self.get_json(&Self::ref_path(name)?).await
     }
 
+    /// Every ref under `prefix` (all when `None`), by the name users type
+    /// (`models/x@production`: the last `/` of the stored name becomes
+    /// `@`), sorted by name.
+    pub async fn list_refs(
+        &self,
+        prefix: Option<&str>,
+    ) -> Result<Vec<(String, RefDoc)>, StoreError> {
+        let root = match prefix {
+            Some(p) => format!("refs/{}", p.replace('@', "/").trim_matches('/')),
+            None => "refs".to_string(),
+        };
+        let mut out = vec![];
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in self.list(&dir).await? {
+                let path = format!("{dir}/{entry}");
+                match path.strip_suffix(".json") {
+                    Some(stem) => {
+                        let stored = stem.trim_start_matches("refs/");
+                        let name = match stored.rsplit_once('/') {
+                            Some((a, b)) => format!("{a}@{b}"),
+                            None => stored.to_string(),
+                        };
+                        if let Some(doc) = self.get_ref(stored).await? {
+                            out.push((name, doc));
+                        }
+                    }
+                    None => dirs.push(path),
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
     /// Moves a ref to an artifact that exists, recording the move.
     pub async fn set_ref(
         &self,
