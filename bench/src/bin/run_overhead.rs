@@ -39,13 +39,18 @@ fn main() {
         for &n in &ns {
             let dir = tempfile::tempdir().expect("tempdir");
             let store = Store::open(url, dir.path()).expect("store");
-            let yaml = format!(
-                "name: overhead\nstages:\n  t:\n    uses: builtin.echo\n    matrix: {{ text: [{}] }}\n",
-                (0..n)
-                    .map(|i| format!("\"t{i}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            // Independent stages of at most 5,000 matrix tasks each (a
+            // stage may expand to 10,000 at most).
+            let mut yaml = String::from("name: overhead\nstages:\n");
+            for (k, start) in (0..n).step_by(5000).enumerate() {
+                yaml.push_str(&format!(
+                    "  t{k}:\n    uses: builtin.echo\n    matrix: {{ text: [{}] }}\n",
+                    (start..n.min(start + 5000))
+                        .map(|i| format!("\"t{i}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
             let p =
                 Arc::new(compile("bench.yaml", &yaml, &Registry::with_builtins()).expect("valid"));
             let pl = Arc::new(plan(&p));
