@@ -92,7 +92,12 @@ fn main() {
         let w0 = bench::written_bytes();
         let (cold, r) = run(&pipeline(n, false));
         let written = bench::written_bytes().saturating_sub(w0) as f64 / n as f64;
-        assert_eq!(r.counts().get("done"), Some(&n), "cold run: {:?}", r.counts());
+        assert_eq!(
+            r.counts().get("done"),
+            Some(&n),
+            "cold run: {:?}",
+            r.counts()
+        );
         let (noop, r) = run(&pipeline(n, false));
         assert_eq!(r.counts().get("cached"), Some(&n));
         let (one, r) = run(&pipeline(n, true));

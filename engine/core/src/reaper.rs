@@ -100,7 +100,11 @@ fn send(line: &str) -> Result<(), String> {
 /// Starts the reaper now (it is otherwise started by the first [`watch`]);
 /// the reason when it cannot run.
 pub fn ready() -> Result<(), String> {
-    REAPER.get_or_init(start).as_ref().map(|_| ()).map_err(String::clone)
+    REAPER
+        .get_or_init(start)
+        .as_ref()
+        .map(|_| ())
+        .map_err(String::clone)
 }
 
 /// The process group `pgid` dies with this process from now on.

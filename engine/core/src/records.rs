@@ -194,7 +194,10 @@ impl RunEvents {
                 *slot = t;
             }
         }
-        if r.heartbeat.as_deref().is_none_or(|h| h < self.heartbeat.as_str()) {
+        if r.heartbeat
+            .as_deref()
+            .is_none_or(|h| h < self.heartbeat.as_str())
+        {
             r.heartbeat = Some(self.heartbeat);
         }
         r.events = r.events.max(self.seq);
@@ -243,7 +246,10 @@ pub async fn apply_events(store: &Store, r: &mut RunRecord) -> Result<(), StoreE
                 stale = true;
                 break;
             }
-            match store.get_json::<RunEvents>(&events_path(&r.id, seq)).await? {
+            match store
+                .get_json::<RunEvents>(&events_path(&r.id, seq))
+                .await?
+            {
                 Some(ev) => ev.apply(&mut folded),
                 None => {
                     stale = true;
@@ -501,7 +507,11 @@ mod tests {
         };
         for b in [
             batch(1, "2026-01-01T00:00:02Z", vec![(0, task("a", "running"))]),
-            batch(2, "2026-01-01T00:00:04Z", vec![(0, task("a", "done")), (1, task("b", "running"))]),
+            batch(
+                2,
+                "2026-01-01T00:00:04Z",
+                vec![(0, task("a", "done")), (1, task("b", "running"))],
+            ),
             // A task index the document does not have is ignored.
             batch(3, "2026-01-01T00:00:06Z", vec![(9, task("z", "done"))]),
         ] {
@@ -537,8 +547,12 @@ mod tests {
         store
             .write(
                 &events_path("r", 4),
-                serde_json::to_vec(&batch(4, "2026-01-01T00:00:08Z", vec![(1, task("b", "failed"))]))
-                    .unwrap(),
+                serde_json::to_vec(&batch(
+                    4,
+                    "2026-01-01T00:00:08Z",
+                    vec![(1, task("b", "failed"))],
+                ))
+                .unwrap(),
             )
             .await
             .unwrap();
