@@ -135,7 +135,7 @@ mod tests {
     fn end_of_input_kills_the_groups_still_listed() {
         use std::os::unix::process::CommandExt;
         let r = start().expect("reaper starts");
-        let mut spawn = || {
+        let spawn = || {
             let mut c = Command::new("sleep");
             c.arg("60").process_group(0);
             c.spawn().unwrap()
