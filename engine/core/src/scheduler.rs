@@ -445,7 +445,8 @@ pub async fn run(
 /// every [`CHECKPOINT`] (with a heartbeat at least every
 /// [`records::HEARTBEAT`]), as [`records::RunEvents`] objects. The
 /// document is rewritten (compacted) only once the batches written since
-/// hold as many bytes as it does, or there are [`MAX_BATCHES`] of them: so
+/// hold as many bytes as it does (or a sixteenth of that past
+/// [`MAX_BATCHES`] of them, or [`HARD_MAX_BATCHES`] of them): so
 /// the bytes written stay proportional to the number of task events,
 /// where saving the whole record every checkpoint grew with the square of
 /// the number of tasks.
@@ -464,8 +465,15 @@ struct RecordLog {
 
 /// How often the changed tasks of a running run are written, at most.
 const CHECKPOINT: Duration = Duration::from_secs(2);
-/// Batches after which the document is compacted whatever their size.
+/// Batches after which the document is compacted once they hold a
+/// sixteenth of its bytes: a bound on what a reader lists and reads that
+/// keeps the bytes written linear (a long run of N tasks makes many
+/// batches, and compacting every 64 whatever their size rewrote the
+/// N-task document once per 64 batches, a cost growing with N x time).
 const MAX_BATCHES: u64 = 64;
+/// Batches after which the document is compacted whatever their size (the
+/// heartbeats of a long run whose tasks rarely change).
+const HARD_MAX_BATCHES: u64 = 1024;
 
 impl RecordLog {
     fn touch(&mut self, t: usize) {
@@ -482,7 +490,10 @@ impl RecordLog {
     /// batches are due for compaction (or a batch cannot be written).
     async fn checkpoint(&mut self, store: &Store, record: &mut RunRecord, events: &EventSink) {
         self.last = Some(Instant::now());
-        if self.batches >= MAX_BATCHES || self.batch_bytes > self.doc_bytes {
+        if self.batch_bytes > self.doc_bytes
+            || (self.batches >= MAX_BATCHES && self.batch_bytes * 16 > self.doc_bytes)
+            || self.batches >= HARD_MAX_BATCHES
+        {
             self.save_whole(store, record, events).await;
             return;
         }
