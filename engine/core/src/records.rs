@@ -238,10 +238,9 @@ pub async fn apply_events(store: &Store, r: &mut RunRecord) -> Result<(), StoreE
             .into_iter()
             .filter(|&s| s > r.events)
             .collect();
-        let mut next = r.events + 1;
         let mut folded = r.clone();
         let mut stale = false;
-        for seq in seqs {
+        for (next, seq) in (r.events + 1..).zip(seqs) {
             if seq != next {
                 stale = true;
                 break;
@@ -256,7 +255,6 @@ pub async fn apply_events(store: &Store, r: &mut RunRecord) -> Result<(), StoreE
                     break;
                 }
             }
-            next += 1;
         }
         if !stale {
             *r = folded;

@@ -277,7 +277,7 @@ impl Stage for Shell {
         let mut direct = match crate::reaper::ready() {
             Ok(()) => true,
             Err(why) => {
-                ctx.log(&format!(
+                ctx.log(format!(
                     "note: the helper that kills this task's processes if the engine dies is unavailable ({why}); starting the command through a supervising shell instead"
                 ));
                 false
@@ -307,7 +307,7 @@ impl Stage for Shell {
                     // killed engine. Start it again the old way.
                     guard.kill();
                     let _ = child.wait().await;
-                    ctx.log(&format!(
+                    ctx.log(format!(
                         "note: {why}; starting the command through a supervising shell instead"
                     ));
                     direct = false;
