@@ -699,6 +699,17 @@ fn diff_names_changed_values_params_and_outputs_and_ref_ls_lists_refs() {
 
 #[test]
 fn killing_the_engine_kills_every_process_of_its_tasks() {
+    kill_engine_and_check_its_tasks_die(false);
+}
+
+/// The same through the fallback: a supervising shell with a parent-death
+/// signal, where the reaper cannot run.
+#[test]
+fn without_the_reaper_killing_the_engine_still_kills_its_tasks() {
+    kill_engine_and_check_its_tasks_die(true);
+}
+
+fn kill_engine_and_check_its_tasks_die(no_reaper: bool) {
     let dir = tempfile::tempdir().unwrap();
     let pids = dir.path().join("pids");
     let p = dir.path().join("p.yaml");
@@ -712,7 +723,11 @@ fn killing_the_engine_kills_every_process_of_its_tasks() {
         ),
     )
     .unwrap();
-    let mut child = engine()
+    let mut cmd = engine();
+    if no_reaper {
+        cmd.env("ENGINE_NO_REAPER", "1");
+    }
+    let mut child = cmd
         .current_dir(dir.path())
         .arg("run")
         .arg(&p)

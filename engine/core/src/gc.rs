@@ -283,12 +283,15 @@ async fn read_runs(
         };
         let id = id.to_string();
         runs.seen.insert(id.clone());
-        let Some(rec) = rec else {
+        let Some(mut rec) = rec else {
             // Unreadable: what it references is unknown; fsck reports it.
             runs.kept.insert(id.clone());
             runs.kept_order.push(id);
             continue;
         };
+        // A running run's latest tasks and heartbeat are in its event
+        // batches, not yet in its document.
+        crate::records::apply_events(store, &mut rec).await?;
         let is_running = rec.status == RunStatus::Running;
         if is_running && !rec.interrupted() {
             runs.running.push(id.clone());

@@ -24,6 +24,7 @@ pub mod events;
 pub mod fsck;
 pub mod gc;
 pub mod plan;
+pub mod reaper;
 pub mod records;
 pub mod resources;
 pub mod scheduler;

@@ -161,6 +161,111 @@ pub struct RunRecord {
     #[serde(default)]
     pub warnings: Vec<String>,
     pub tasks: Vec<TaskRecord>,
+    /// The event batches folded into this document: those numbered up to
+    /// this one (see [`RunEvents`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub events: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What changed in a running run since the last batch: the records of
+/// the tasks that started or finished, and a heartbeat. While a run goes,
+/// its record document is written whole only now and then (compaction);
+/// in between, each batch is a new object `runs/<id>/events/<seq>.json`,
+/// so the bytes a run writes grow with its number of tasks, not with its
+/// square. [`load_run`] folds the batches newer than the document in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunEvents {
+    pub seq: u64,
+    pub heartbeat: String,
+    /// Index in [`RunRecord::tasks`] and the task's record now.
+    #[serde(default)]
+    pub tasks: Vec<(usize, TaskRecord)>,
+}
+
+impl RunEvents {
+    /// Applies this batch to the document it follows.
+    pub fn apply(self, r: &mut RunRecord) {
+        for (i, t) in self.tasks {
+            if let Some(slot) = r.tasks.get_mut(i) {
+                *slot = t;
+            }
+        }
+        if r.heartbeat
+            .as_deref()
+            .is_none_or(|h| h < self.heartbeat.as_str())
+        {
+            r.heartbeat = Some(self.heartbeat);
+        }
+        r.events = r.events.max(self.seq);
+    }
+}
+
+pub fn events_dir(id: &str) -> String {
+    format!("runs/{id}/events")
+}
+
+pub fn events_path(id: &str, seq: u64) -> String {
+    format!("runs/{id}/events/{seq:010}.json")
+}
+
+/// The numbers of the event batches stored for a run, in order.
+pub async fn list_events(store: &Store, id: &str) -> Result<Vec<u64>, StoreError> {
+    let mut seqs: Vec<u64> = store
+        .list(&events_dir(id))
+        .await?
+        .iter()
+        .filter_map(|n| n.strip_suffix(".json")?.parse().ok())
+        .collect();
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+/// Folds the event batches newer than the document into a running run's
+/// record. A compaction may run meanwhile (the document rewritten, the
+/// batches it took in deleted): a gap or a batch gone means the document
+/// read is stale, so it is read again.
+pub async fn apply_events(store: &Store, r: &mut RunRecord) -> Result<(), StoreError> {
+    for _ in 0..5 {
+        if r.status != RunStatus::Running {
+            return Ok(());
+        }
+        let seqs: Vec<u64> = list_events(store, &r.id)
+            .await?
+            .into_iter()
+            .filter(|&s| s > r.events)
+            .collect();
+        let mut folded = r.clone();
+        let mut stale = false;
+        for (next, seq) in (r.events + 1..).zip(seqs) {
+            if seq != next {
+                stale = true;
+                break;
+            }
+            match store
+                .get_json::<RunEvents>(&events_path(&r.id, seq))
+                .await?
+            {
+                Some(ev) => ev.apply(&mut folded),
+                None => {
+                    stale = true;
+                    break;
+                }
+            }
+        }
+        if !stale {
+            *r = folded;
+            return Ok(());
+        }
+        match store.get_json::<RunRecord>(&run_path(&r.id)).await? {
+            Some(fresh) => *r = fresh,
+            None => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// How often a running run saves its record, at the least.
@@ -232,10 +337,16 @@ pub fn lineage_path(d: &Digest) -> String {
     format!("lineage/{}/{}.json", &d.as_str()[..2], d.as_str())
 }
 
-pub async fn save_run(store: &Store, r: &RunRecord) -> Result<(), StoreError> {
-    store.put_json(&run_path(&r.id), r).await
+/// Writes a run's record document whole; returns its size in bytes.
+pub async fn save_run(store: &Store, r: &RunRecord) -> Result<usize, StoreError> {
+    let bytes = serde_json::to_vec_pretty(r).expect("run records serialise");
+    let n = bytes.len();
+    store.write(&run_path(&r.id), bytes).await?;
+    Ok(n)
 }
 
+/// A run's record as it stands: the document, plus the event batches not
+/// yet folded into it while the run goes on.
 pub async fn load_run(store: &Store, id: &str) -> Result<Option<RunRecord>, StoreError> {
     if id.contains('/') || id.contains("..") {
         return Err(StoreError::BadName {
@@ -243,7 +354,11 @@ pub async fn load_run(store: &Store, id: &str) -> Result<Option<RunRecord>, Stor
             why: "run ids have no `/`".into(),
         });
     }
-    store.get_json(&run_path(id)).await
+    let Some(mut r) = store.get_json::<RunRecord>(&run_path(id)).await? else {
+        return Ok(None);
+    };
+    apply_events(store, &mut r).await?;
+    Ok(Some(r))
 }
 
 /// Run ids, newest first (ids start with a UTC timestamp).
@@ -368,5 +483,78 @@ mod tests {
         // Another host: judged by the heartbeat.
         assert!(!record("elsewhere", Some(1), &now).interrupted());
         assert!(record("elsewhere", Some(1), "2026-01-01T00:00:00Z").interrupted());
+    }
+
+    fn task(name: &str, status: &str) -> TaskRecord {
+        serde_json::from_value(serde_json::json!({
+            "task": name, "stage": name, "kind": "builtin.echo", "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_running_record_is_its_document_plus_the_batches_after_it() {
+        let store = Store::open("memory://events", std::path::Path::new(".")).unwrap();
+        let mut doc = record("elsewhere", None, "2026-01-01T00:00:00Z");
+        doc.tasks = vec![task("a", "waiting"), task("b", "waiting")];
+        save_run(&store, &doc).await.unwrap();
+        let batch = |seq: u64, beat: &str, tasks: Vec<(usize, TaskRecord)>| RunEvents {
+            seq,
+            heartbeat: beat.into(),
+            tasks,
+        };
+        for b in [
+            batch(1, "2026-01-01T00:00:02Z", vec![(0, task("a", "running"))]),
+            batch(
+                2,
+                "2026-01-01T00:00:04Z",
+                vec![(0, task("a", "done")), (1, task("b", "running"))],
+            ),
+            // A task index the document does not have is ignored.
+            batch(3, "2026-01-01T00:00:06Z", vec![(9, task("z", "done"))]),
+        ] {
+            store
+                .write(&events_path("r", b.seq), serde_json::to_vec(&b).unwrap())
+                .await
+                .unwrap();
+        }
+        let r = load_run(&store, "r").await.unwrap().unwrap();
+        let states: Vec<_> = r.tasks.iter().map(|t| t.status).collect();
+        assert_eq!(states, [TaskStatus::Done, TaskStatus::Running]);
+        assert_eq!(r.heartbeat.as_deref(), Some("2026-01-01T00:00:06Z"));
+        assert_eq!(r.events, 3);
+
+        // A compaction took batches 1-2 in and deleted them: a reader that
+        // saw the old document and now finds a gap reads it again.
+        doc.tasks = vec![task("a", "done"), task("b", "running")];
+        doc.events = 2;
+        save_run(&store, &doc).await.unwrap();
+        store.delete(&events_path("r", 1)).await.unwrap();
+        store.delete(&events_path("r", 2)).await.unwrap();
+        let mut stale = record("elsewhere", None, "2026-01-01T00:00:00Z");
+        stale.tasks = vec![task("a", "waiting"), task("b", "waiting")];
+        apply_events(&store, &mut stale).await.unwrap();
+        assert_eq!(stale.events, 3);
+        assert_eq!(stale.tasks[0].status, TaskStatus::Done);
+
+        // A finished run's document is the whole truth: batches a crash
+        // left behind are not applied.
+        doc.status = RunStatus::Succeeded;
+        doc.tasks = vec![task("a", "done"), task("b", "done")];
+        save_run(&store, &doc).await.unwrap();
+        store
+            .write(
+                &events_path("r", 4),
+                serde_json::to_vec(&batch(
+                    4,
+                    "2026-01-01T00:00:08Z",
+                    vec![(1, task("b", "failed"))],
+                ))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        let r = load_run(&store, "r").await.unwrap().unwrap();
+        assert_eq!(r.tasks[1].status, TaskStatus::Done);
     }
 }

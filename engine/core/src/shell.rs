@@ -108,19 +108,41 @@ impl ShellConfig {
 
 struct Shell(ShellConfig);
 
-/// Kills the command's whole process group unless it exited by itself, so
-/// a timeout or Ctrl-C leaves nothing running.
-struct KillGroup(Option<i32>);
+/// Kills the command's whole process group when the task ends, however it
+/// ends (a timeout or Ctrl-C drops it), so nothing is left running; then
+/// takes the group off the reaper's list.
+struct KillGroup {
+    pgid: Option<i32>,
+    /// The reaper knows the group.
+    watched: bool,
+}
 
-impl Drop for KillGroup {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
+impl KillGroup {
+    fn kill(&mut self) {
+        if let Some(pgid) = self.pgid.take() {
             // SAFETY: killpg only sends a signal; a stale pgid fails harmlessly.
             unsafe {
                 libc::killpg(pgid, libc::SIGKILL);
             }
+            if self.watched {
+                crate::reaper::forget(pgid);
+            }
         }
     }
+}
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What a task's command is started with, besides its params.
+struct TaskEnv<'a> {
+    shell: &'static str,
+    work: &'a Path,
+    inputs_dir: &'a Path,
+    passed: Vec<(String, String)>,
 }
 
 fn env_key(k: &str) -> String {
@@ -133,6 +155,62 @@ fn env_key(k: &str) -> String {
             }
         })
         .collect()
+}
+
+impl Shell {
+    /// The command of a task: `bash -c RUN` in its own process group, or
+    /// (`direct` false) the same under the [`SUPERVISE`] shell with a
+    /// parent-death signal, which needs a pre-exec hook and so a fork of
+    /// the whole engine.
+    fn command(&self, ctx: &TaskCtx, env: &TaskEnv, direct: bool) -> tokio::process::Command {
+        let shell = env.shell;
+        let mut cmd = tokio::process::Command::new(shell);
+        // Only an allow-list of the engine's environment, plus what the
+        // stage names in `pass_env`: the engine's own credentials (store,
+        // catalog, cloud) must not reach every command and its stored log.
+        cmd.env_clear()
+            .envs(std::env::vars().filter(|(k, _)| allowed_env(k)))
+            .envs(env.passed.iter().cloned());
+        if direct {
+            cmd.arg("-c").arg(&self.0.run);
+        } else {
+            cmd.arg("-c")
+                .arg(SUPERVISE)
+                .arg(shell)
+                .env("ENGINE_RUN", &self.0.run);
+        }
+        cmd.current_dir(env.work)
+            .env("ENGINE_TASK", ctx.task())
+            .env("ENGINE_THREADS", ctx.threads().to_string())
+            .env("OMP_NUM_THREADS", ctx.threads().to_string())
+            .env("ENGINE_ATTEMPT", ctx.attempt().to_string())
+            .env("ENGINE_INPUTS", env.inputs_dir)
+            .envs(
+                ctx.matrix()
+                    .iter()
+                    .map(|(k, v)| (format!("MATRIX_{}", env_key(k)), scalar(v))),
+            )
+            .envs(self.0.env.iter().map(|(k, v)| (k.clone(), scalar(v))))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        // If the engine itself is killed (even with SIGKILL), the supervising
+        // shell gets SIGTERM and kills the task's whole process group, the
+        // command's own children included (see `SUPERVISE`).
+        // SAFETY: prctl is async-signal-safe and touches no Rust state.
+        #[cfg(target_os = "linux")]
+        if !direct {
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    Ok(())
+                });
+            }
+        }
+        cmd
+    }
 }
 
 #[async_trait]
@@ -169,9 +247,6 @@ impl Stage for Shell {
         } else {
             "/bin/sh"
         };
-        // Only an allow-list of the engine's environment, plus what the
-        // stage names in `pass_env`: the engine's own credentials (store,
-        // catalog, cloud) must not reach every command and its stored log.
         let mut secrets: Vec<String> = vec![];
         let mut passed: Vec<(String, String)> = vec![];
         for name in &self.0.pass_env {
@@ -189,49 +264,56 @@ impl Stage for Shell {
                 }
             }
         }
-        let mut cmd = tokio::process::Command::new(shell);
-        cmd.env_clear()
-            .envs(std::env::vars().filter(|(k, _)| allowed_env(k)))
-            .envs(passed);
-        cmd.arg("-c")
-            .arg(SUPERVISE)
-            .arg(shell)
-            .env("ENGINE_RUN", &self.0.run)
-            .current_dir(&work)
-            .env("ENGINE_TASK", ctx.task())
-            .env("ENGINE_THREADS", ctx.threads().to_string())
-            .env("OMP_NUM_THREADS", ctx.threads().to_string())
-            .env("ENGINE_ATTEMPT", ctx.attempt().to_string())
-            .env("ENGINE_INPUTS", &inputs_dir)
-            .envs(
-                ctx.matrix()
-                    .iter()
-                    .map(|(k, v)| (format!("MATRIX_{}", env_key(k)), scalar(v))),
-            )
-            .envs(self.0.env.iter().map(|(k, v)| (k.clone(), scalar(v))))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        // If the engine itself is killed (even with SIGKILL), the supervising
-        // shell gets SIGTERM and kills the task's whole process group, the
-        // command's own children included (see `SUPERVISE`).
-        // SAFETY: prctl is async-signal-safe and touches no Rust state.
-        #[cfg(target_os = "linux")]
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().map_err(|e| {
-            StageError::msg(format!(
-                "Failed to start `{shell}` for task `{}`: {e}",
-                ctx.task()
-            ))
-        })?;
-        let mut guard = KillGroup(child.id().map(|p| p as i32));
+        let env = TaskEnv {
+            shell,
+            work: &work,
+            inputs_dir: &inputs_dir,
+            passed,
+        };
+        // The fast way: `posix_spawn` straight into the task's own process
+        // group, which the reaper kills if the engine dies (see
+        // `reaper.rs`). Where the reaper cannot run, the old way: a forked
+        // supervising shell with a parent-death signal.
+        let mut direct = match crate::reaper::ready() {
+            Ok(()) => true,
+            Err(why) => {
+                ctx.log(format!(
+                    "note: the helper that kills this task's processes if the engine dies is unavailable ({why}); starting the command through a supervising shell instead"
+                ));
+                false
+            }
+        };
+        let (mut child, mut guard) = loop {
+            let mut child = self.command(ctx, &env, direct).spawn().map_err(|e| {
+                StageError::msg(format!(
+                    "Failed to start `{shell}` for task `{}`: {e}",
+                    ctx.task()
+                ))
+            })?;
+            let mut guard = KillGroup {
+                pgid: child.id().map(|p| p as i32),
+                watched: false,
+            };
+            if !direct {
+                break (child, guard);
+            }
+            match guard.pgid.map(crate::reaper::watch) {
+                Some(Ok(())) | None => {
+                    guard.watched = guard.pgid.is_some();
+                    break (child, guard);
+                }
+                Some(Err(why)) => {
+                    // The reaper died since: this command would outlive a
+                    // killed engine. Start it again the old way.
+                    guard.kill();
+                    let _ = child.wait().await;
+                    ctx.log(format!(
+                        "note: {why}; starting the command through a supervising shell instead"
+                    ));
+                    direct = false;
+                }
+            }
+        };
         let tail = Arc::new(std::sync::Mutex::new(VecDeque::<String>::new()));
         let secrets = Arc::new(secrets);
         let pump = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>,
@@ -279,12 +361,7 @@ impl Stage for Shell {
         // the background (`sleep 600 &`) dies with the process group, which
         // also closes the pipes it held, so reading ends. A process that left
         // the group (setsid) and keeps a pipe open is not waited for.
-        if let Some(pgid) = guard.0.take() {
-            // SAFETY: killpg only sends a signal; a stale pgid fails harmlessly.
-            unsafe {
-                libc::killpg(pgid, libc::SIGKILL);
-            }
-        }
+        guard.kill();
         let mut pumps = pumps;
         if tokio::time::timeout(Duration::from_secs(5), &mut pumps)
             .await

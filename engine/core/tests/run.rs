@@ -916,3 +916,52 @@ stages:
         m.error
     );
 }
+
+/// While a run goes, what changed reaches the store as small event
+/// batches, not as the whole record again: a reader folds them into the
+/// document, and the run leaves none behind when it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_run_is_read_from_its_document_and_event_batches() {
+    let s = common::fs_store();
+    let yaml = "name: batches\nstages:\n  slow:\n    uses: builtin.sleep\n    with: { ms: 2300 }\n  after:\n    uses: builtin.sleep\n    needs: [slow]\n    with: { ms: 1500, tag: after }\n";
+    let o = opts(4);
+    let id = o.run_id.clone();
+    let store = s.store.clone();
+    let running = tokio::spawn(async move { run_with(yaml, &store, o).await });
+    // `slow` finishes after 2.3 s, past the first checkpoint: its record
+    // goes out in a batch while `after` runs, and the document still says
+    // it is running.
+    let t0 = Instant::now();
+    let mut seen = None;
+    while t0.elapsed() < Duration::from_secs(20) && !running.is_finished() {
+        if let Ok(Some(r)) = engine_core::records::load_run(&s.store, &id).await
+            && r.status == RunStatus::Running
+            && status(&r, "slow") == TaskStatus::Done
+        {
+            seen = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = seen.expect("a reader saw `slow` done while the run went on");
+    assert!(r.events >= 1, "read from a batch: {}", r.events);
+    let doc: RunRecord = s
+        .store
+        .get_json(&engine_core::records::run_path(&id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(doc.events, 0, "the document was not rewritten for one task");
+    assert_ne!(status(&doc, "slow"), TaskStatus::Done);
+    let done = running.await.unwrap();
+    assert_eq!(done.status, RunStatus::Succeeded);
+    let left = std::fs::read_dir(s.root.join(format!("runs/{id}/events")))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "the run left event batches behind");
+    let r = engine_core::records::load_run(&s.store, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status(&r, "after"), TaskStatus::Done);
+}

@@ -11,6 +11,7 @@
 //! lineage/<digest>.json       which run and task first produced an artifact
 //! refs/<name>.json            named pointers with history
 //! runs/<run-id>.json          run records
+//! runs/<run-id>/events/N.json  a running run's task changes since its record was last written whole
 //! locks/refs/<name>.lock      who is moving a ref right now (fs only)
 //! ```
 //!
