@@ -18,7 +18,7 @@ command -v cargo-nextest >/dev/null || { say "installing cargo-nextest"; cargo i
 # build includes `engine-worker` (the model stages), which does.
 FEATURES="engine-cli/torch,bench/torch"
 say "checking that the committed JSON Schema is current"
-cargo run --quiet --features "$FEATURES" --bin engine -- schema --check schemas/pipeline.schema.json
+cargo run --quiet -p engine-cli --features engine-cli/torch --bin engine -- schema --check schemas/pipeline.schema.json
 say "running the tests (with the torch feature: the replay model on libtorch)"
 cargo nextest run --workspace --features "$FEATURES" --no-fail-fast "$@"
 say "spec parser fuzz smoke run"
