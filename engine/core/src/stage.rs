@@ -176,15 +176,12 @@ impl Registry {
     }
     /// Adds a kind whose `with:` is untyped (prefer [`Registry::add_typed`]).
     pub fn add(&mut self, name: &'static str, summary: &'static str, build: BuildFn) {
-        self.kinds.insert(
+        self.insert(KindInfo {
             name,
-            KindInfo {
-                name,
-                summary,
-                build,
-                params: None,
-            },
-        );
+            summary,
+            build,
+            params: None,
+        });
     }
     /// Adds (or replaces) a kind.
     pub fn insert(&mut self, kind: KindInfo) {
@@ -198,15 +195,12 @@ impl Registry {
         summary: &'static str,
         build: BuildFn,
     ) {
-        self.kinds.insert(
+        self.insert(KindInfo {
             name,
-            KindInfo {
-                name,
-                summary,
-                build,
-                params: Some(params_schema::<P>),
-            },
-        );
+            summary,
+            build,
+            params: Some(params_schema::<P>),
+        });
     }
     pub fn get(&self, name: &str) -> Option<&KindInfo> {
         self.kinds.get(name)
