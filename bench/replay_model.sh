@@ -14,7 +14,7 @@ need_ffmpeg
 need_torch
 if [ -z "${ENGINE:-}" ]; then
   say "building engine and engine-worker (libtorch) (release)"
-  cargo build --release --quiet --bin engine --bin engine-worker
+  cargo build --release --quiet -p engine-cli -p engine-worker
   ENGINE="$PWD/target/release/engine"
 fi
 mkdir -p "$OUT"

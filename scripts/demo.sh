@@ -15,7 +15,7 @@ need_rust
 need_ffmpeg
 need_torch
 say "building the engine and its model worker (engine-worker, libtorch) (release)"
-cargo build --release --quiet --bin engine --bin engine-worker
+cargo build --release --quiet -p engine-cli -p engine-worker
 TARGET="${CARGO_TARGET_DIR:-target}"
 case "$TARGET" in /*) ;; *) TARGET="$PWD/$TARGET" ;; esac
 ENGINE="$TARGET/release/engine"
