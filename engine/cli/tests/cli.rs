@@ -864,7 +864,11 @@ fn a_worker_that_dies_is_reported_with_its_last_words() {
         .unwrap();
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("exited before answering"), "{err}");
+    // Depending on timing it dies before or after reading the request.
+    assert!(
+        err.contains("exited before answering") || err.contains("did not take the request"),
+        "{err}"
+    );
     assert!(err.contains("libtorch_cpu.so"), "{err}");
     assert!(err.contains("127"), "{err}");
 }

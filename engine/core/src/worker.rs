@@ -367,43 +367,17 @@ async fn exchange(
     line: &str,
     log: &Log,
 ) -> Result<Result<Done, StageError>, StageError> {
-    let died = |w: &mut Worker, what: String| {
-        let status = w
-            .child
-            .try_wait()
-            .ok()
-            .flatten()
-            .map(|s| format!(" ({s})"))
-            .unwrap_or_default();
-        let tail = w.tail.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
-        StageError::msg(format!(
-            "the worker process `{WORKER_BIN}` {what}{status}{}",
-            if tail.is_empty() {
-                String::new()
-            } else {
-                format!("; its last output:\n{tail}")
-            }
-        ))
-    };
     if let Err(e) = w.stdin.write_all(line.as_bytes()).await {
-        return Err(died(w, format!("did not take the request: {e}")));
+        return Err(died(w, format!("did not take the request: {e}")).await);
     }
     if let Err(e) = w.stdin.flush().await {
-        return Err(died(w, format!("did not take the request: {e}")));
+        return Err(died(w, format!("did not take the request: {e}")).await);
     }
     loop {
         let next = match w.stdout.next_line().await {
             Ok(Some(l)) => l,
-            Ok(None) => {
-                // Let the stderr copier reach the end before quoting it.
-                let two = std::time::Duration::from_secs(2);
-                let _ = tokio::time::timeout(two, w.child.wait()).await;
-                if let Some(h) = w.stderr_copier.take() {
-                    let _ = tokio::time::timeout(two, h).await;
-                }
-                return Err(died(w, "exited before answering".into()));
-            }
-            Err(e) => return Err(died(w, format!("could not be read: {e}"))),
+            Ok(None) => return Err(died(w, "exited before answering".into()).await),
+            Err(e) => return Err(died(w, format!("could not be read: {e}")).await),
         };
         match serde_json::from_str::<Reply>(&next) {
             Ok(Reply::Log(l)) => log.line(&l),
@@ -414,6 +388,34 @@ async fn exchange(
             Err(_) => log.line(&next),
         }
     }
+}
+
+/// The error for a worker that failed mid-request, quoting the end of its
+/// stderr: a worker that cannot load libtorch dies before reading anything,
+/// and what the dynamic loader said is the useful part.
+async fn died(w: &mut Worker, what: String) -> StageError {
+    // Let it exit and the stderr copier reach the end before quoting it.
+    let two = std::time::Duration::from_secs(2);
+    let _ = tokio::time::timeout(two, w.child.wait()).await;
+    if let Some(h) = w.stderr_copier.take() {
+        let _ = tokio::time::timeout(two, h).await;
+    }
+    let status = w
+        .child
+        .try_wait()
+        .ok()
+        .flatten()
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default();
+    let tail = w.tail.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+    StageError::msg(format!(
+        "the worker process `{WORKER_BIN}` {what}{status}{}",
+        if tail.is_empty() {
+            String::new()
+        } else {
+            format!("; its last output:\n{tail}")
+        }
+    ))
 }
 
 // ---------------------------------------------------------------------------
