@@ -17,6 +17,12 @@ command -v cargo-nextest >/dev/null || { say "installing cargo-nextest"; cargo i
 # the workspace build once. `engine` never links libtorch; the workspace
 # build includes `engine-worker` (the model stages), which does.
 FEATURES="engine-cli/torch,bench/torch"
+# A clean build's incremental state is only disk on a machine that builds once.
+if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
+free_gb=$(df -Pk . | awk 'NR==2 {print int($4 / 1048576)}')
+if [ "$free_gb" -lt 20 ]; then
+  say "warning: only ${free_gb} GB free here; a clean test build needs about 20 GB (free some, or set CARGO_TARGET_DIR to a larger disk)"
+fi
 say "checking that the committed JSON Schema is current"
 cargo run --quiet -p engine-cli --features engine-cli/torch --bin engine -- schema --check schemas/pipeline.schema.json
 say "running the tests (with the torch feature: the replay model on libtorch)"
