@@ -131,7 +131,8 @@ struct Tag(TagConfig);
 impl MapStage for Tag {
     fn version(&self) -> u32 {
         // 2: catalog human labels and verdicts win; calibration.
-        2
+        // 3: human-labelled videos keep the teacher's cuts and graphics.
+        3
     }
     fn output(&self) -> String {
         "tagged".into()
@@ -149,8 +150,14 @@ impl MapStage for Tag {
             item.files.get("human_labels.json"),
             catalog_human_labels(&item.meta),
         ) {
-            (Some(blob), _) => human_tags(item, ctx, blob, duration).await,
-            (None, Some(segments)) => human_tags_from(item, segments, duration),
+            (Some(blob), _) => {
+                let t = human_tags(item, ctx, blob, duration).await;
+                self.with_teacher_negatives(item, ctx, t).await?
+            }
+            (None, Some(segments)) => {
+                let t = human_tags_from(item, segments, duration);
+                self.with_teacher_negatives(item, ctx, t).await?
+            }
             (None, None) => self.teacher_tags(item, ctx, duration).await?,
         };
         let mut meta = if item.meta.is_object() {
@@ -184,6 +191,32 @@ impl MapStage for Tag {
 }
 
 impl Tag {
+    /// Human labels say where the replays are, but not where the hard
+    /// negatives are: live cuts to a tight camera and non-replay graphics.
+    /// Those come from the teacher's cues of the same video. Without them a
+    /// league whose replays were labelled by people (typically a drifted
+    /// one: no graphics, so the teacher was unsure) trains with only easy
+    /// negatives, and the model learns "a cut is a replay" there and calls
+    /// every live cut of every league a replay. A video the teacher cannot
+    /// read keeps its human labels and simply gets no hard negatives.
+    async fn with_teacher_negatives(
+        &self,
+        item: &Item,
+        ctx: &mut ItemCtx,
+        mut tags: Tags,
+    ) -> Result<Tags, StageError> {
+        if tags.error.is_some() {
+            return Ok(tags);
+        }
+        let seen = self.teacher_tags(item, ctx, tags.duration).await?;
+        if seen.error.is_none() {
+            tags.cuts = seen.cuts;
+            tags.boundaries = seen.boundaries;
+            tags.duration = tags.duration.or(seen.duration);
+        }
+        Ok(tags)
+    }
+
     async fn teacher_tags(
         &self,
         item: &Item,

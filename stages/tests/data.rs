@@ -459,3 +459,113 @@ stages:
         clips.len()
     );
 }
+
+/// A video whose replays a person labelled (a drifted league: no replay
+/// graphics, so the teacher was unsure) still gets the teacher's hard-cut
+/// negatives. Without them the model learns "a cut is a replay" from that
+/// league and calls live cuts replays everywhere (golden seed 6464).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn human_labelled_videos_keep_the_teachers_hard_cut_negatives() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src/labelled");
+    std::fs::create_dir_all(&src).unwrap();
+    let w = 2.0; // clips.cut's default window
+    let p = DetectParams::default();
+    // The first seed where the teacher sees a cut clear of every replay.
+    let (truth, clear_cuts) = (1..40)
+        .find_map(|seed| {
+            let mut spec = VideoSpec::from_preset(
+                "video",
+                style_by_name("basketball/street-league/dunk-tv/2024").unwrap(),
+                Preset::Small,
+                seed,
+            );
+            spec.duration = 20.0;
+            let mp4 = src.join("video.mp4");
+            let truth =
+                generate_video(&spec, &mp4, &dir.path().join("truth.json"), &mut |_, _| {})
+                    .unwrap();
+            let seen = detect(&cues_from_video(&mp4, &p, &|| false).unwrap(), &p);
+            let clear: Vec<f64> = seen
+                .cuts
+                .into_iter()
+                .filter(|&t| {
+                    t > w
+                        && t < spec.duration - w
+                        && truth
+                            .replays
+                            .iter()
+                            .all(|r| t + w < r.span.start || t - w > r.span.end)
+                })
+                .collect();
+            (!clear.is_empty()).then_some((truth, clear))
+        })
+        .expect("a seed whose video has a live cut away from the replays");
+    let segments: Vec<Value> = truth
+        .replays
+        .iter()
+        .map(|r| json!({ "start": r.span.start, "end": r.span.end }))
+        .collect();
+    std::fs::write(
+        src.join("human_labels.json"),
+        json!({ "video": "video.mp4", "segments": segments }).to_string(),
+    )
+    .unwrap();
+    let store = Store::open("fs://store", dir.path()).unwrap();
+    let yaml = format!(
+        r#"
+name: human-negatives
+stages:
+  files:
+    uses: shell
+    with:
+      run: mkdir -p out/v && cp -r '{}' out/v/
+      collections: {{ videos: out/v }}
+  tag:
+    uses: teacher.tag
+    map: {{ over: files.videos }}
+  cut:
+    uses: clips.cut
+    map: {{ over: tag.tagged }}
+"#,
+        src.display()
+    );
+    let r = run(&yaml, &store).await;
+    let file = async |task: &str, output: &str, name: &str| -> Value {
+        let m = store
+            .get_manifest(&r.task(task).unwrap().outputs[output])
+            .await
+            .unwrap();
+        let i = m.items.iter().find(|i| i.key == "labelled").unwrap();
+        serde_json::from_slice(&store.get_blob(&i.files[name].digest).await.unwrap()).unwrap()
+    };
+    let tags = file("tag", "tagged", "tags.json").await;
+    assert_eq!(tags["source"], "human", "{tags}");
+    assert_eq!(tags["segments"].as_array().unwrap().len(), truth.replays.len());
+    let cuts: Vec<f64> = tags["cuts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    for t in &clear_cuts {
+        assert!(
+            cuts.iter().any(|c| (c - t).abs() < 1e-6),
+            "the teacher's cut at {t:.2} s is in the human tags' cuts {cuts:?}"
+        );
+    }
+    let set = file("cut", "clips", "clips.json").await;
+    let hard: Vec<f64> = set["clips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["negative"] == "hard_cut")
+        .map(|c| c["start"].as_f64().unwrap() + w / 2.0)
+        .collect();
+    assert!(
+        clear_cuts
+            .iter()
+            .any(|t| hard.iter().any(|h| (h - t).abs() < 0.5)),
+        "a hard-cut negative around one of {clear_cuts:?} among {hard:?}"
+    );
+}
