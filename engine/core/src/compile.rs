@@ -452,7 +452,7 @@ fn check_stage(
     }
     let first: Vec<usize> = vec![0; matrix.len()];
     let probe = CompiledStage::params_with(&params, &matrix, &first);
-    let imp = match (kind.build)(&probe) {
+    let imp = match crate::secrets::build_stage(kind.build, &probe) {
         Ok(imp) => imp,
         Err(m) => {
             let (m, hint) = match m.split_once("; did you mean") {

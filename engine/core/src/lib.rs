@@ -29,6 +29,7 @@ pub mod records;
 pub mod resources;
 pub mod scheduler;
 pub mod schema;
+pub mod secrets;
 pub mod shell;
 pub mod slurm;
 pub mod spec;

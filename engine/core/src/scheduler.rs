@@ -609,7 +609,8 @@ fn finish(
     if let Some(r) = reason {
         rec.reason = r;
     }
-    rec.error = error;
+    // A driver error can print the URL it was given, password included.
+    rec.error = error.map(|e| crate::secrets::redact(&e).into_owned());
     rec.finished_ms = Some(sh.ms());
     if rec.started_ms.is_none() {
         rec.started_ms = rec.finished_ms;
@@ -770,7 +771,7 @@ async fn execute(
     let imp = if task.combo.is_empty() {
         stage.imp.clone()
     } else {
-        match (stage.build)(&params) {
+        match crate::secrets::build_stage(stage.build, &params) {
             Ok(i) => i,
             Err(m) => {
                 let msg = format!(
@@ -1130,7 +1131,7 @@ async fn run_task(
                 sh.opts.events.emit(Event::TaskRetry {
                     task: label.into(),
                     attempt,
-                    error: e.to_string(),
+                    error: crate::secrets::redact(&e.to_string()).into_owned(),
                     delay_ms: delay.as_millis() as u64,
                 });
                 tokio::select! {
@@ -1449,7 +1450,9 @@ pub async fn explain(
         let version = if task.combo.is_empty() {
             stage.imp.version()
         } else {
-            (stage.build)(&params).map(|i| i.version()).unwrap_or(0)
+            crate::secrets::build_stage(stage.build, &params)
+                .map(|i| i.version())
+                .unwrap_or(0)
         };
         let fp = match TaskFingerprint::of_task(stage, version, &params, inputs.clone()) {
             Ok(fp) => fp,

@@ -40,7 +40,9 @@ pub struct ShellConfig {
     pub run: String,
     /// Extra environment variables (strings, numbers or booleans). They
     /// are params: stored in the run record and part of the cache key, so
-    /// never put a secret here; use `pass_env`.
+    /// never put a secret here as text: reference it as `${env:NAME}`
+    /// (resolved when the task runs, redacted in its log), or use
+    /// `pass_env`.
     #[serde(default)]
     pub env: BTreeMap<String, Value>,
     /// Names of the engine's environment variables to pass to the command
@@ -252,6 +254,7 @@ impl Stage for Shell {
         for name in &self.0.pass_env {
             match std::env::var(name) {
                 Ok(v) => {
+                    crate::secrets::remember(&v);
                     if v.len() >= 4 {
                         secrets.push(v.clone());
                     }

@@ -275,7 +275,7 @@ pub async fn exec_task(
         });
     }
     let params = stage.params_for(&t.combo);
-    let imp = (stage.build)(&params)?;
+    let imp = crate::secrets::build_stage(stage.build, &params)?;
     let StageImpl::Task(s) = imp else {
         return Err(format!(
             "stage `{}` is a map stage; map stages run on the submitting machine",

@@ -331,6 +331,7 @@ impl Log {
         }
     }
     pub fn line(&self, line: &str) {
+        let line = &*crate::secrets::redact(line);
         self.buf
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -506,7 +506,7 @@ async fn run_request(
             req.kind
         ))
     })?;
-    let stage = (kind.build)(&req.params)
+    let stage = crate::secrets::build_stage(kind.build, &req.params)
         .map_err(|e| StageError::msg(format!("stage kind `{}`: {e}", req.kind)))?;
     let log = Log::new(&req.task, events);
     let inputs: Vec<Input> = req

@@ -917,6 +917,67 @@ stages:
     );
 }
 
+/// `${env:NAME}` in params: the reference is what the record and the
+/// fingerprint see; the value reaches the command, and task logs and errors
+/// print `[redacted]` in its place. A new value does not rerun the task.
+#[tokio::test]
+async fn env_references_reach_the_command_but_not_the_record_log_or_cache_key() {
+    // SAFETY: set before the run starts its tasks; no other test reads these.
+    unsafe {
+        std::env::set_var("ENGINE_TEST_REF_PASSWORD", "pa55word-one");
+    }
+    let store = mem_store("env-ref");
+    let yaml = r#"
+name: env-ref
+stages:
+  use:
+    uses: shell
+    with:
+      env: { DB: "postgres://engine:${env:ENGINE_TEST_REF_PASSWORD}@db/catalog" }
+      run: |
+        mkdir -p out
+        echo "connecting to $DB"
+        test "${#DB}" = 41 && echo resolved > out/ok.txt
+      outputs: { ok: out/ok.txt }
+  fail:
+    uses: shell
+    with:
+      env: { DB: "${env:ENGINE_TEST_REF_PASSWORD}" }
+      run: echo "cannot log in with $DB" >&2; exit 3
+"#;
+    let r = run(yaml, &store).await;
+    let t = r.task("use").unwrap();
+    assert_eq!(t.status, TaskStatus::Done, "{:?}", t.error);
+    let log = String::from_utf8(store.get_blob(t.log.as_ref().unwrap()).await.unwrap()).unwrap();
+    assert!(
+        log.contains("connecting to postgres://engine:[redacted]@db/catalog"),
+        "{log}"
+    );
+    let f = r.task("fail").unwrap();
+    assert_eq!(f.status, TaskStatus::Failed);
+    let flog = String::from_utf8(store.get_blob(f.log.as_ref().unwrap()).await.unwrap()).unwrap();
+    assert!(flog.contains("cannot log in with [redacted]"), "{flog}");
+    let record = serde_json::to_string(&r).unwrap();
+    assert!(!record.contains("pa55word"), "{record}");
+    assert!(record.contains("${env:ENGINE_TEST_REF_PASSWORD}"), "{record}");
+    // A rotated password is not a change of the task.
+    unsafe {
+        std::env::set_var("ENGINE_TEST_REF_PASSWORD", "pa55word-two");
+    }
+    let again = run(yaml, &store).await;
+    assert_eq!(again.task("use").unwrap().status, TaskStatus::Cached);
+    // An unset variable is a compile error naming it.
+    let bad = yaml.replace("ENGINE_TEST_REF_PASSWORD", "ENGINE_TEST_REF_NEVER_SET");
+    let e = compile("t.yaml", &bad, &Registry::with_builtins())
+        .err()
+        .expect("an unset variable is an error")
+        .render();
+    assert!(
+        e.contains("`${env:ENGINE_TEST_REF_NEVER_SET}`") && e.contains("export `ENGINE_TEST_REF_NEVER_SET`"),
+        "{e}"
+    );
+}
+
 /// While a run goes, what changed reaches the store as small event
 /// batches, not as the whole record again: a reader folds them into the
 /// document, and the run leaves none behind when it ends.
