@@ -959,7 +959,10 @@ stages:
     assert!(flog.contains("cannot log in with [redacted]"), "{flog}");
     let record = serde_json::to_string(&r).unwrap();
     assert!(!record.contains("pa55word"), "{record}");
-    assert!(record.contains("${env:ENGINE_TEST_REF_PASSWORD}"), "{record}");
+    assert!(
+        record.contains("${env:ENGINE_TEST_REF_PASSWORD}"),
+        "{record}"
+    );
     // A rotated password is not a change of the task.
     unsafe {
         std::env::set_var("ENGINE_TEST_REF_PASSWORD", "pa55word-two");
@@ -973,7 +976,8 @@ stages:
         .expect("an unset variable is an error")
         .render();
     assert!(
-        e.contains("`${env:ENGINE_TEST_REF_NEVER_SET}`") && e.contains("export `ENGINE_TEST_REF_NEVER_SET`"),
+        e.contains("`${env:ENGINE_TEST_REF_NEVER_SET}`")
+            && e.contains("export `ENGINE_TEST_REF_NEVER_SET`"),
         "{e}"
     );
 }

@@ -1,0 +1,133 @@
+//! One attempt of a whole task, with retries, backoff, timeout and
+//! cancellation.
+
+use super::*;
+
+pub(super) fn backoff(base: Duration, attempt: u32) -> Duration {
+    (base * 2u32.saturating_pow(attempt.saturating_sub(1).min(16))).min(Duration::from_secs(10))
+}
+
+/// Runs `fut` under the stage's timeout and the run's cancellation.
+pub(super) async fn guarded<F: std::future::Future<Output = Result<(), StageError>>>(
+    timeout: Option<Duration>,
+    cancel: &CancellationToken,
+    fut: F,
+) -> Result<(), StageError> {
+    let timed = async {
+        match timeout {
+            Some(d) => tokio::time::timeout(d, fut).await.unwrap_or_else(|_| {
+                Err(StageError::msg(format!(
+                    "timed out after {}",
+                    humantime::format_duration(d)
+                )))
+            }),
+            None => fut.await,
+        }
+    };
+    tokio::select! {
+        r = timed => r,
+        _ = cancel.cancelled() => Err(StageError::Cancelled),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_task(
+    sh: &Arc<Shared>,
+    stage: &CompiledStage,
+    label: &str,
+    s: Arc<dyn Stage>,
+    inputs: &[Input],
+    matrix: &BTreeMap<String, Value>,
+    log: &Log,
+    rec: &mut TaskRecord,
+) -> Result<(BTreeMap<String, Manifest>, BTreeMap<String, Value>), StageError> {
+    let cancel = sh.opts.cancel.clone();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        rec.attempts = attempt;
+        let grant = tokio::select! {
+            g = sh.pool.acquire(stage.class) => g,
+            _ = cancel.cancelled() => return Err(StageError::Cancelled),
+        };
+        if attempt == 1 {
+            rec.started_ms = Some(sh.ms());
+        }
+        sh.opts.events.emit(Event::TaskStarted {
+            task: label.into(),
+            attempt,
+        });
+        let scratch = sh
+            .scratch
+            .path()
+            .join(sanitize(label))
+            .join(format!("attempt-{attempt}"));
+        let mut ctx = TaskCtx {
+            store: sh.writer(&stage.name),
+            task: label.into(),
+            inputs: inputs.to_vec(),
+            matrix: matrix.clone(),
+            declared: stage.outputs.clone(),
+            outputs: BTreeMap::new(),
+            values: BTreeMap::new(),
+            log: log.clone(),
+            cancel: cancel.child_token(),
+            scratch: scratch.clone(),
+            threads: grant.threads(),
+            attempt,
+        };
+        let held_from = sh.ms();
+        let res = match &sh.opts.slurm {
+            Some(cfg) => {
+                let class = sh.pool.class(stage.class).clone();
+                let remote = async {
+                    let (o, v) = crate::slurm::run_attempt(
+                        cfg,
+                        &sh.store,
+                        &class,
+                        &sh.opts.run_id,
+                        label,
+                        attempt,
+                        inputs,
+                        log,
+                    )
+                    .await?;
+                    ctx.outputs = o;
+                    ctx.values = v;
+                    Ok(())
+                };
+                guarded(stage.timeout, &cancel, remote).await
+            }
+            None => guarded(stage.timeout, &cancel, s.run(&mut ctx)).await,
+        };
+        ctx.cancel.cancel();
+        rec.held_ms.push([held_from, sh.ms()]);
+        drop(grant);
+        let _ = tokio::fs::remove_dir_all(&scratch).await;
+        match res {
+            Ok(()) => return Ok((ctx.outputs, ctx.values)),
+            Err(StageError::Cancelled) => return Err(StageError::Cancelled),
+            Err(e) if attempt <= stage.retries => {
+                let delay = backoff(sh.opts.retry_backoff, attempt);
+                log.line(&format!(
+                    "attempt {attempt} failed: {e}; retrying in {}",
+                    humantime::format_duration(delay)
+                ));
+                sh.opts.events.emit(Event::TaskRetry {
+                    task: label.into(),
+                    attempt,
+                    error: crate::secrets::redact(&e.to_string()).into_owned(),
+                    delay_ms: delay.as_millis() as u64,
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = cancel.cancelled() => return Err(StageError::Cancelled),
+                }
+            }
+            Err(e) => {
+                log.line(&format!("attempt {attempt} failed: {e}"));
+                return Err(e);
+            }
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! One task from "ready" to its record: `when`, upstream failures, the
+//! fingerprint and the cache, then a run as a whole task or a map.
+
+use super::*;
+
+/// Why a stage cannot run: an upstream task failed, was cancelled or skipped.
+pub(super) fn upstream_problem(
+    p: &Pipeline,
+    plan: &Plan,
+    rec: &RunRecord,
+    stage: &CompiledStage,
+) -> Option<String> {
+    for &n in &stage.needs {
+        for t in plan.stage_tasks[n].clone() {
+            let r = &rec.tasks[t];
+            match r.status {
+                TaskStatus::Failed => return Some(format!("upstream `{}` failed", r.task)),
+                TaskStatus::Cancelled => {
+                    return Some(format!("upstream `{}` was cancelled", r.task));
+                }
+                TaskStatus::Skipped => {
+                    return Some(format!("upstream `{}` was skipped", p.stages[n].name));
+                }
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+pub(super) async fn execute(
+    sh: Arc<Shared>,
+    t: usize,
+    mut rec: TaskRecord,
+    input_specs: Vec<InputSpec>,
+    when_ctx: Value,
+) -> (TaskRecord, Option<Done>) {
+    let task = &sh.plan.tasks[t];
+    let stage = &sh.pipeline.stages[task.stage];
+    rec.started_ms = Some(sh.ms());
+    rec.inputs = input_specs
+        .iter()
+        .map(|i| InputRef {
+            name: format!("{}/{}/{}", i.stage, i.task, i.output),
+            digest: i.digest.clone(),
+        })
+        .collect();
+
+    if let Some(expr) = &stage.when {
+        let env = crate::compile::when_env();
+        let verdict = env
+            .compile_expression(expr)
+            .and_then(|e| e.eval(minijinja::Value::from(minijinja::value::Serde(&when_ctx))))
+            .map(|v| v.is_true());
+        match verdict {
+            Ok(true) => {}
+            Ok(false) => {
+                let r = finish(
+                    &sh,
+                    rec,
+                    TaskStatus::Skipped,
+                    Some(format!("condition `{expr}` is false")),
+                    None,
+                );
+                return (r, None);
+            }
+            Err(e) => {
+                let msg = format!(
+                    "Failed to evaluate `when: {expr}` of stage `{}`: {e}",
+                    stage.name
+                );
+                return (
+                    finish(
+                        &sh,
+                        rec,
+                        TaskStatus::Failed,
+                        Some("condition error".into()),
+                        Some(msg),
+                    ),
+                    None,
+                );
+            }
+        }
+    }
+
+    let mut inputs = Vec::with_capacity(input_specs.len());
+    for i in &input_specs {
+        match sh.manifest(&i.digest).await {
+            Ok(m) => inputs.push(Input {
+                stage: i.stage.clone(),
+                task: i.task.clone(),
+                output: i.output.clone(),
+                digest: i.digest.clone(),
+                manifest: m,
+            }),
+            Err(e) => {
+                let msg = format!(
+                    "Failed to load input `{}.{}` of task `{}`: {e}",
+                    i.stage, i.output, rec.task
+                );
+                return (
+                    finish(
+                        &sh,
+                        rec,
+                        TaskStatus::Failed,
+                        Some("input missing".into()),
+                        Some(msg),
+                    ),
+                    None,
+                );
+            }
+        }
+    }
+
+    let params = stage.params_for(&task.combo);
+    let imp = if task.combo.is_empty() {
+        stage.imp.clone()
+    } else {
+        match crate::secrets::build_stage(stage.build, &params) {
+            Ok(i) => i,
+            Err(m) => {
+                let msg = format!(
+                    "invalid params for `{}` in task `{}`: {m}",
+                    stage.kind, rec.task
+                );
+                return (
+                    finish(
+                        &sh,
+                        rec,
+                        TaskStatus::Failed,
+                        Some("invalid params".into()),
+                        Some(msg),
+                    ),
+                    None,
+                );
+            }
+        }
+    };
+    let fp = match TaskFingerprint::of_task(
+        stage,
+        imp.version(),
+        &params,
+        rec.inputs
+            .iter()
+            .map(|i| (i.name.clone(), i.digest.clone()))
+            .collect(),
+    ) {
+        Ok(fp) => fp,
+        Err(msg) => {
+            return (
+                finish(
+                    &sh,
+                    rec,
+                    TaskStatus::Failed,
+                    Some("deps not hashed".into()),
+                    Some(msg),
+                ),
+                None,
+            );
+        }
+    };
+    let fpd = fp.digest();
+    rec.fingerprint = Some(fpd.clone());
+    let forced = sh.forced(&stage.name);
+    let use_cache = stage.cache && !sh.opts.no_cache && !forced;
+    let mut damaged = None;
+    if use_cache {
+        match cache::lookup(&sh.store, &fpd, sh.verify()).await {
+            Ok(cache::Lookup::Hit(entry)) => {
+                rec.outputs = entry.outputs.clone();
+                rec.values = entry.values.clone();
+                let d = Done {
+                    outputs: entry.outputs,
+                    values: entry.values,
+                };
+                let r = finish(
+                    &sh,
+                    rec,
+                    TaskStatus::Cached,
+                    Some(format!("cached from run {}", entry.run)),
+                    None,
+                );
+                return (r, Some(d));
+            }
+            Ok(cache::Lookup::Miss) => {}
+            Ok(cache::Lookup::Damaged(why)) => damaged = Some(why),
+            Err(e) => {
+                let msg = format!("Failed to read the cache for task `{}`: {e}", rec.task);
+                return (
+                    finish(
+                        &sh,
+                        rec,
+                        TaskStatus::Failed,
+                        Some("cache unreadable".into()),
+                        Some(msg),
+                    ),
+                    None,
+                );
+            }
+        }
+    }
+    let last_path = cache::last_path(&sh.pipeline.name, &rec.task);
+    rec.reason = if forced {
+        "forced".into()
+    } else if sh.opts.no_cache {
+        "cache disabled (--no-cache)".into()
+    } else if let Some(why) = damaged {
+        format!("cached outputs are damaged, running again: {why}")
+    } else if !stage.cache {
+        if stage.imp.always_run() {
+            "runs every time (reads outside state)".into()
+        } else {
+            "cache: false".into()
+        }
+    } else {
+        match sh.store.get_json::<TaskFingerprint>(&last_path).await {
+            Ok(Some(before)) => fp.why_changed(&before),
+            _ => "no cache entry".into(),
+        }
+    };
+
+    let log = Log::new(&rec.task, sh.opts.events.clone());
+    let label = rec.task.clone();
+    let outcome = match &imp {
+        StageImpl::Task(s) => {
+            run_task(
+                &sh,
+                stage,
+                &label,
+                s.clone(),
+                &inputs,
+                &task_matrix(stage, &task.combo),
+                &log,
+                &mut rec,
+            )
+            .await
+        }
+        StageImpl::Map(m) => {
+            run_map(
+                &sh,
+                task.stage,
+                &label,
+                m.clone(),
+                &params,
+                &inputs,
+                &log,
+                &mut rec,
+                use_cache,
+            )
+            .await
+        }
+    };
+    let log_text = log.text();
+    if !log_text.is_empty()
+        && let Ok(b) = sh.store.put_blob(log_text.into_bytes()).await
+    {
+        rec.log = Some(b.digest);
+    }
+    let (outputs, values) = match outcome {
+        Ok(x) => x,
+        Err(StageError::Cancelled) => {
+            return (
+                finish(
+                    &sh,
+                    rec,
+                    TaskStatus::Cancelled,
+                    None,
+                    Some("cancelled".into()),
+                ),
+                None,
+            );
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            return (finish(&sh, rec, TaskStatus::Failed, None, Some(msg)), None);
+        }
+    };
+    match publish(&sh, stage, &rec, &fpd, outputs, &values).await {
+        Ok(digests) => {
+            let _ = sh.store.put_json(&last_path, &fp).await;
+            rec.outputs = digests.clone();
+            rec.values = values.clone();
+            let d = Done {
+                outputs: digests,
+                values,
+            };
+            (finish(&sh, rec, TaskStatus::Done, None, None), Some(d))
+        }
+        Err(e) => {
+            let msg = format!("Failed to publish outputs of task `{}`: {e}", rec.task);
+            (finish(&sh, rec, TaskStatus::Failed, None, Some(msg)), None)
+        }
+    }
+}
+
+pub(super) fn task_matrix(stage: &CompiledStage, combo: &[usize]) -> BTreeMap<String, Value> {
+    stage
+        .matrix
+        .iter()
+        .zip(combo)
+        .map(|((k, v), &i)| (k.clone(), v[i].clone()))
+        .collect()
+}

@@ -1,0 +1,242 @@
+//! Map stages: items fanned out in batches, each cached on its own.
+
+use super::*;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_map(
+    sh: &Arc<Shared>,
+    stage_idx: usize,
+    label: &str,
+    m: Arc<dyn MapStage>,
+    params: &Value,
+    inputs: &[Input],
+    log: &Log,
+    rec: &mut TaskRecord,
+    use_cache: bool,
+) -> Result<(BTreeMap<String, Manifest>, BTreeMap<String, Value>), StageError> {
+    let stage = &sh.pipeline.stages[stage_idx];
+    let over = stage
+        .map
+        .as_ref()
+        .ok_or_else(|| StageError::msg(format!("stage `{}` has no `map`", stage.name)))?;
+    let up = &sh.pipeline.stages[over.stage].name;
+    let mut items: Vec<Item> = vec![];
+    let mut keys = HashSet::new();
+    for i in inputs
+        .iter()
+        .filter(|i| &i.stage == up && i.output == over.output)
+    {
+        for it in &i.manifest.items {
+            if !keys.insert(it.key.clone()) {
+                return Err(StageError::msg(format!(
+                    "collection `{up}.{}` has two items with key `{}`",
+                    over.output, it.key
+                )));
+            }
+            items.push(it.clone());
+        }
+    }
+    let items = Arc::new(items);
+    let total = items.len();
+    let version = m.version();
+    // Inputs from stages other than the mapped one (a model, a config) are
+    // part of every item's fingerprint and visible to every item.
+    let side: Arc<Vec<Input>> =
+        Arc::new(inputs.iter().filter(|i| &i.stage != up).cloned().collect());
+    let params = &cache::item_params(
+        params,
+        side.iter()
+            .map(|i| (i.task.as_str(), i.output.as_str(), &i.digest)),
+        // Checked by the task's fingerprint before the map started.
+        &stage.dep_digests().unwrap_or_default(),
+    );
+    let cancel = sh.opts.cancel.child_token();
+    // Each batch returns (item index, output item, came from cache) and
+    // when it held its grant.
+    type BatchResult = Result<(Vec<(usize, Item, bool)>, Option<[f64; 2]>), StageError>;
+    let mut join: JoinSet<BatchResult> = JoinSet::new();
+    rec.started_ms = Some(sh.ms());
+    sh.opts.events.emit(Event::TaskStarted {
+        task: label.into(),
+        attempt: 1,
+    });
+    let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    log.progress(0, total as u64);
+    let batch = over.batch.max(1);
+    for start in (0..total).step_by(batch) {
+        let end = (start + batch).min(total);
+        let (sh, m, items, cancel, log, label, params, progress, side) = (
+            sh.clone(),
+            m.clone(),
+            items.clone(),
+            cancel.clone(),
+            log.clone(),
+            label.to_string(),
+            params.clone(),
+            progress.clone(),
+            side.clone(),
+        );
+        join.spawn(async move {
+            let stage = &sh.pipeline.stages[stage_idx];
+            let mut out = Vec::with_capacity(end - start);
+            let mut grant = None;
+            let mut held_from = None;
+            for i in start..end {
+                let item = &items[i];
+                let fp = cache::item_fingerprint(&stage.kind, version, &params, item);
+                let hit = if use_cache {
+                    cache::lookup_item(&sh.store, &fp, sh.verify()).await?
+                } else {
+                    cache::Lookup::Miss
+                };
+                if let cache::Lookup::Hit(e) = hit {
+                    let mut it = e.item;
+                    it.key = item.key.clone();
+                    out.push((i, it, true));
+                } else {
+                    if grant.is_none() {
+                        grant = Some(tokio::select! {
+                            g = sh.pool.acquire(stage.class) => g,
+                            _ = cancel.cancelled() => return Err(StageError::Cancelled),
+                        });
+                        held_from = Some(sh.ms());
+                    }
+                    let threads = grant.as_ref().map(|g| g.threads()).unwrap_or(1);
+                    let it = run_item(
+                        &sh, stage, &label, &m, item, i, threads, &cancel, &log, &side,
+                    )
+                    .await?;
+                    if stage.cache {
+                        let entry = ItemEntry {
+                            item: it.clone(),
+                            run: sh.opts.run_id.clone(),
+                        };
+                        sh.store.put_json(&cache::item_path(&fp), &entry).await?;
+                    }
+                    out.push((i, it, false));
+                }
+                let n = progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                log.progress(n, total as u64);
+            }
+            Ok((out, held_from.map(|a| [a, sh.ms()])))
+        });
+    }
+    let mut results: Vec<Option<Item>> = vec![None; total];
+    let mut counts = ItemCounts {
+        total,
+        run: 0,
+        cached: 0,
+    };
+    let mut first_err = None;
+    while let Some(j) = join.join_next().await {
+        match j {
+            Ok(Ok((v, held))) => {
+                rec.held_ms.extend(held);
+                for (i, it, cached) in v {
+                    if cached {
+                        counts.cached += 1
+                    } else {
+                        counts.run += 1
+                    }
+                    results[i] = Some(it);
+                }
+            }
+            Ok(Err(e)) => {
+                if first_err.is_none() {
+                    cancel.cancel();
+                    first_err = Some(e);
+                }
+            }
+            Err(e) => {
+                if first_err.is_none() {
+                    cancel.cancel();
+                    first_err = Some(StageError::msg(format!("an item worker panicked: {e}")));
+                }
+            }
+        }
+    }
+    rec.items = Some(counts);
+    rec.held_ms.sort_by(|a, b| a[0].total_cmp(&b[0]));
+    rec.attempts = 1;
+    if let Some(e) = first_err {
+        if sh.opts.cancel.is_cancelled() {
+            return Err(StageError::Cancelled);
+        }
+        return Err(e);
+    }
+    let manifest = Manifest {
+        kind: ArtifactKind::Collection,
+        items: results.into_iter().flatten().collect(),
+        files: BTreeMap::new(),
+        meta: Value::Null,
+    };
+    let mut outputs = BTreeMap::new();
+    outputs.insert(m.output(), manifest);
+    let mut values = BTreeMap::new();
+    values.insert("items".to_string(), Value::from(counts.total));
+    values.insert("items_run".to_string(), Value::from(counts.run));
+    values.insert("items_cached".to_string(), Value::from(counts.cached));
+    Ok((outputs, values))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_item(
+    sh: &Arc<Shared>,
+    stage: &CompiledStage,
+    label: &str,
+    m: &Arc<dyn MapStage>,
+    item: &Item,
+    index: usize,
+    threads: usize,
+    cancel: &CancellationToken,
+    log: &Log,
+    side: &Arc<Vec<Input>>,
+) -> Result<Item, StageError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let scratch = sh
+            .scratch
+            .path()
+            .join(sanitize(label))
+            .join(format!("item-{index}-{attempt}"));
+        let mut ctx = ItemCtx {
+            store: sh.writer(&stage.name),
+            task: label.into(),
+            files: BTreeMap::new(),
+            meta: Value::Null,
+            log: log.clone(),
+            cancel: cancel.child_token(),
+            scratch: scratch.clone(),
+            threads,
+            inputs: side.clone(),
+        };
+        let res = guarded(stage.timeout, cancel, m.run_item(item, &mut ctx)).await;
+        // A timed-out item's future is dropped, but work it handed to a
+        // worker thread goes on until told: tell it, before any retry starts.
+        ctx.cancel.cancel();
+        let _ = tokio::fs::remove_dir_all(&scratch).await;
+        match res {
+            Ok(()) => {
+                return Ok(Item {
+                    key: item.key.clone(),
+                    files: ctx.files,
+                    meta: ctx.meta,
+                });
+            }
+            Err(StageError::Cancelled) => return Err(StageError::Cancelled),
+            Err(e) if attempt <= stage.retries => {
+                let delay = backoff(sh.opts.retry_backoff, attempt);
+                log.line(&format!(
+                    "item `{}` attempt {attempt} failed: {e}; retrying",
+                    item.key
+                ));
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = cancel.cancelled() => return Err(StageError::Cancelled),
+                }
+            }
+            Err(e) => return Err(StageError::msg(format!("item `{}`: {e}", item.key))),
+        }
+    }
+}

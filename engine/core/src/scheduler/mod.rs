@@ -1,0 +1,482 @@
+//! The scheduler: runs a plan on the local machine. Stages become ready when
+//! every task they need has finished; each task evaluates its `when`,
+//! checks the cache, takes its resource class from the pool, runs with
+//! retries, timeout and cancellation, then publishes outputs (blobs first,
+//! manifests next, the cache entry last) and its record.
+//!
+//! The steps, one file each, in the order a task meets them:
+//! - this file: [`RunOptions`], the shared run state and the loop that
+//!   starts ready tasks and collects finished ones;
+//! - `execute`: one task from ready to record (`when`, upstream failures,
+//!   fingerprint and cache, then a whole task or a map);
+//! - `attempt`: one attempt of a whole task with retries, timeout, cancel;
+//! - `map`: map stages, items in batches, each cached on its own;
+//! - `publish`: outputs, cache entries, lineage and refs;
+//! - `record_log`: the run record written as event batches while it runs;
+//! - `scratch`: private scratch folders, and those of dead runs removed;
+//! - `explain`: `engine plan`'s decisions, without running anything.
+
+mod attempt;
+mod execute;
+mod explain;
+mod map;
+mod publish;
+mod record_log;
+mod scratch;
+
+use attempt::*;
+use execute::*;
+pub use explain::{Decision, explain};
+use map::*;
+use publish::*;
+use record_log::*;
+use scratch::*;
+
+use crate::cache::{self, CacheEntry, ItemEntry, TaskFingerprint};
+use crate::compile::{CompiledStage, Pipeline, when_name};
+use crate::digest::Digest;
+use crate::events::{Event, EventSink};
+use crate::plan::Plan;
+use crate::records::{
+    self, InputRef, ItemCounts, Lineage, RunRecord, RunStatus, TaskRecord, TaskStatus,
+};
+use crate::resources::{Machine, Pool};
+use crate::stage::{Input, ItemCtx, Log, MapStage, Stage, StageError, StageImpl, TaskCtx};
+use crate::store::{ArtifactKind, Item, Manifest, Store, StoreError, Verify, now_rfc3339};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How to run.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Stages to run even when cached.
+    pub force: Vec<String>,
+    /// Ignore the cache for every stage (results are still stored).
+    pub no_cache: bool,
+    /// A cache hit hashes every blob of its outputs instead of checking
+    /// their sizes, and writes hash what they find already stored, so a
+    /// damaged object of the right size is found and rebuilt.
+    pub verify: bool,
+    pub cancel: CancellationToken,
+    pub events: EventSink,
+    /// Template values, recorded in the run.
+    pub values: Value,
+    pub machine: Machine,
+    pub run_id: String,
+    pub executor: String,
+    pub git_commit: Option<String>,
+    /// Where task scratch folders go.
+    pub scratch_root: PathBuf,
+    /// First retry delay; doubles each retry, at most 10 s.
+    pub retry_backoff: Duration,
+    /// Run whole-task stages as Slurm jobs instead of in this process.
+    pub slurm: Option<crate::slurm::SlurmConfig>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            force: vec![],
+            no_cache: false,
+            verify: false,
+            cancel: CancellationToken::new(),
+            events: EventSink::none(),
+            values: Value::Object(Default::default()),
+            machine: Machine::detect(),
+            run_id: records::new_run_id(),
+            executor: "local".into(),
+            git_commit: None,
+            scratch_root: std::env::temp_dir(),
+            retry_backoff: Duration::from_millis(200),
+            slurm: None,
+        }
+    }
+}
+
+/// What a finished task hands to its dependants.
+#[derive(Debug, Clone, Default)]
+struct Done {
+    outputs: BTreeMap<String, Digest>,
+    values: BTreeMap<String, Value>,
+}
+
+struct Shared {
+    pipeline: Arc<Pipeline>,
+    plan: Arc<Plan>,
+    store: Store,
+    pool: Arc<Pool>,
+    opts: RunOptions,
+    t0: Instant,
+    manifests: Mutex<HashMap<Digest, Arc<Manifest>>>,
+    /// This run's private scratch folder (random name, mode 0700), removed
+    /// when the run ends; one left by a killed run is removed by the next.
+    scratch: tempfile::TempDir,
+}
+
+impl Shared {
+    fn ms(&self) -> f64 {
+        self.t0.elapsed().as_secs_f64() * 1000.0
+    }
+    fn forced(&self, stage: &str) -> bool {
+        self.opts.force.iter().any(|f| f == stage)
+    }
+    /// How closely a cache hit is checked.
+    fn verify(&self) -> Verify {
+        if self.opts.verify {
+            Verify::Hash
+        } else {
+            Verify::Size
+        }
+    }
+    /// The store a stage writes its outputs through: under `--force`,
+    /// `--no-cache` and `--verify` it hashes what it finds already stored
+    /// and replaces it when it does not match.
+    fn writer(&self, stage: &str) -> Store {
+        if self.forced(stage) || self.opts.no_cache || self.opts.verify {
+            self.store.rewriting()
+        } else {
+            self.store.clone()
+        }
+    }
+    async fn manifest(&self, d: &Digest) -> Result<Arc<Manifest>, StoreError> {
+        if let Some(m) = self
+            .manifests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(d)
+        {
+            return Ok(m.clone());
+        }
+        let m = Arc::new(self.store.get_manifest(d).await?);
+        self.manifests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(d.clone(), m.clone());
+        Ok(m)
+    }
+}
+
+/// An upstream output handed to a task, before its manifest is loaded.
+#[derive(Clone)]
+struct InputSpec {
+    stage: String,
+    task: String,
+    output: String,
+    digest: Digest,
+}
+
+/// Runs the plan to the end (or to cancellation) and returns its record,
+/// which is also saved in the store.
+pub async fn run(
+    pipeline: Arc<Pipeline>,
+    plan: Arc<Plan>,
+    store: Store,
+    opts: RunOptions,
+) -> Result<RunRecord, StoreError> {
+    let pool = Pool::new(&pipeline.classes, opts.machine);
+    let mut record = RunRecord {
+        id: opts.run_id.clone(),
+        pipeline: pipeline.name.clone(),
+        file: pipeline.file.clone(),
+        status: RunStatus::Running,
+        started: now_rfc3339(),
+        finished: None,
+        seconds: 0.0,
+        engine_version: crate::ENGINE_VERSION.into(),
+        host: hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        pid: Some(std::process::id()),
+        heartbeat: None,
+        git_commit: opts.git_commit.clone(),
+        pipeline_digest: pipeline.digest.clone(),
+        spec: pipeline.text.clone(),
+        values: opts.values.clone(),
+        store: store.url().into(),
+        executor: opts.executor.clone(),
+        forced: opts.force.clone(),
+        no_cache: opts.no_cache,
+        verify: opts.verify,
+        warnings: pool.clamped.clone(),
+        events: 0,
+        tasks: plan
+            .tasks
+            .iter()
+            .map(|t| {
+                let s = &pipeline.stages[t.stage];
+                TaskRecord {
+                    task: t.label.clone(),
+                    stage: s.name.clone(),
+                    kind: s.kind.clone(),
+                    status: TaskStatus::Waiting,
+                    reason: String::new(),
+                    attempts: 0,
+                    matrix: s
+                        .matrix
+                        .iter()
+                        .zip(&t.combo)
+                        .map(|((k, v), &i)| (k.clone(), v[i].clone()))
+                        .collect(),
+                    started_ms: None,
+                    finished_ms: None,
+                    held_ms: vec![],
+                    fingerprint: None,
+                    inputs: vec![],
+                    outputs: BTreeMap::new(),
+                    values: BTreeMap::new(),
+                    items: None,
+                    log: None,
+                    error: None,
+                }
+            })
+            .collect(),
+    };
+    let mut log = RecordLog::default();
+    log.save_whole(&store, &mut record, &opts.events).await;
+    let scratch =
+        private_scratch(&opts.scratch_root, &record.id).map_err(|e| StoreError::Local {
+            op: "create a scratch folder in",
+            path: opts.scratch_root.display().to_string(),
+            source: e,
+        })?;
+    let sh = Arc::new(Shared {
+        pipeline: pipeline.clone(),
+        plan: plan.clone(),
+        store: store.clone(),
+        pool,
+        opts: opts.clone(),
+        t0: Instant::now(),
+        manifests: Mutex::new(HashMap::new()),
+        scratch,
+    });
+    opts.events.emit(Event::RunStarted {
+        run: record.id.clone(),
+        pipeline: pipeline.name.clone(),
+        tasks: plan.tasks.len(),
+        store: store.url().into(),
+    });
+
+    let n_stages = pipeline.stages.len();
+    let mut stage_left: Vec<usize> = plan.stage_tasks.iter().map(|r| r.len()).collect();
+    let mut needs_left: Vec<usize> = pipeline.stages.iter().map(|s| s.needs.len()).collect();
+    let mut done: Vec<Option<Done>> = vec![None; plan.tasks.len()];
+    let mut ready: VecDeque<usize> = plan
+        .stage_order
+        .iter()
+        .copied()
+        .filter(|&s| needs_left[s] == 0)
+        .collect();
+    let mut join: JoinSet<(usize, TaskRecord, Option<Done>)> = JoinSet::new();
+    let mut completed_stages = 0;
+
+    loop {
+        while let Some(si) = ready.pop_front() {
+            let stage = &pipeline.stages[si];
+            let range = plan.stage_tasks[si].clone();
+            let blocked = if opts.cancel.is_cancelled() {
+                Some("run cancelled before it started".to_string())
+            } else {
+                upstream_problem(&pipeline, &plan, &record, stage)
+            };
+            if let Some(reason) = blocked {
+                for t in range {
+                    log.touch(t);
+                    let r = &mut record.tasks[t];
+                    r.status = TaskStatus::Skipped;
+                    r.reason = reason.clone();
+                    opts.events.emit(Event::TaskFinished {
+                        task: r.task.clone(),
+                        status: r.status,
+                        seconds: 0.0,
+                        reason: reason.clone(),
+                        error: None,
+                    });
+                }
+                stage_left[si] = 0;
+                completed_stages += 1;
+                for &d in &plan.dependants[si] {
+                    needs_left[d] -= 1;
+                    if needs_left[d] == 0 {
+                        ready.push_back(d);
+                    }
+                }
+                continue;
+            }
+            let mut inputs = vec![];
+            let mut when_ctx = serde_json::Map::new();
+            for &n in &stage.needs {
+                let up = &pipeline.stages[n];
+                let mut vals = vec![];
+                for u in plan.stage_tasks[n].clone() {
+                    let Some(d) = &done[u] else { continue };
+                    for (out, dig) in &d.outputs {
+                        inputs.push(InputSpec {
+                            stage: up.name.clone(),
+                            task: plan.tasks[u].label.clone(),
+                            output: out.clone(),
+                            digest: dig.clone(),
+                        });
+                    }
+                    vals.push(Value::Object(d.values.clone().into_iter().collect()));
+                }
+                let v = if vals.len() == 1 {
+                    vals.pop().unwrap_or(Value::Null)
+                } else {
+                    Value::Array(vals)
+                };
+                when_ctx.insert(when_name(&up.name), v);
+            }
+            if stage.when.is_some() {
+                // `when` may read any ancestor, not only direct needs.
+                for a in crate::compile::ancestors(&pipeline.stages, si) {
+                    let key = when_name(&pipeline.stages[a].name);
+                    if when_ctx.contains_key(&key) {
+                        continue;
+                    }
+                    let vals: Vec<Value> = plan.stage_tasks[a]
+                        .clone()
+                        .filter_map(|u| {
+                            done[u]
+                                .as_ref()
+                                .map(|d| Value::Object(d.values.clone().into_iter().collect()))
+                        })
+                        .collect();
+                    let v = if vals.len() == 1 {
+                        vals[0].clone()
+                    } else {
+                        Value::Array(vals)
+                    };
+                    when_ctx.insert(key, v);
+                }
+            }
+            let when_ctx = Value::Object(when_ctx);
+            for t in range {
+                log.touch(t);
+                record.tasks[t].status = TaskStatus::Running;
+                let sh = sh.clone();
+                let inputs = inputs.clone();
+                let when_ctx = when_ctx.clone();
+                let rec = record.tasks[t].clone();
+                join.spawn(async move {
+                    use futures::FutureExt;
+                    let fallback = rec.clone();
+                    let ms = sh.ms();
+                    match std::panic::AssertUnwindSafe(execute(
+                        sh.clone(),
+                        t,
+                        rec,
+                        inputs,
+                        when_ctx,
+                    ))
+                    .catch_unwind()
+                    .await
+                    {
+                        Ok((rec, d)) => {
+                            let rec = publish_refs(&sh, t, rec).await;
+                            (t, rec, d)
+                        }
+                        Err(p) => {
+                            let what = p
+                                .downcast_ref::<String>()
+                                .cloned()
+                                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                                .unwrap_or_default();
+                            let mut r = fallback;
+                            r.status = TaskStatus::Failed;
+                            r.finished_ms = Some(ms);
+                            r.error = Some(format!(
+                                "the stage panicked (a bug in stage `{}`): {what}",
+                                r.kind
+                            ));
+                            (t, r, None)
+                        }
+                    }
+                });
+            }
+        }
+        if join.is_empty() {
+            break;
+        }
+        // Tasks just started are in the record; so is a heartbeat while
+        // long tasks run (how `engine runs` tells a live run from a dead one).
+        if log.due() {
+            log.checkpoint(&store, &mut record, &opts.events).await;
+        }
+        let joined = tokio::select! {
+            j = join.join_next() => j,
+            _ = tokio::time::sleep(log.until_heartbeat()) => {
+                log.checkpoint(&store, &mut record, &opts.events).await;
+                continue;
+            }
+        };
+        let Some(joined) = joined else {
+            break;
+        };
+        // Panics are caught inside the task; a join error means it was aborted.
+        let Ok((t, rec, d)) = joined else { continue };
+        let si = plan.tasks[t].stage;
+        record.tasks[t] = rec;
+        log.touch(t);
+        done[t] = d;
+        stage_left[si] -= 1;
+        if stage_left[si] == 0 {
+            completed_stages += 1;
+            for &dep in &plan.dependants[si] {
+                needs_left[dep] -= 1;
+                if needs_left[dep] == 0 {
+                    ready.push_back(dep);
+                }
+            }
+        }
+        if log.due() {
+            log.checkpoint(&store, &mut record, &opts.events).await;
+        }
+    }
+    let _ = (completed_stages, n_stages);
+    for r in &mut record.tasks {
+        if matches!(r.status, TaskStatus::Waiting | TaskStatus::Running) {
+            r.status = TaskStatus::Skipped;
+            r.reason = "run cancelled before it started".into();
+        }
+    }
+    record.status = if record.tasks.iter().any(|t| t.status == TaskStatus::Failed) {
+        RunStatus::Failed
+    } else if opts.cancel.is_cancelled()
+        || record
+            .tasks
+            .iter()
+            .any(|t| t.status == TaskStatus::Cancelled)
+    {
+        RunStatus::Cancelled
+    } else {
+        RunStatus::Succeeded
+    };
+    record.finished = Some(now_rfc3339());
+    record.seconds = sh.t0.elapsed().as_secs_f64();
+    log.save_whole(&store, &mut record, &opts.events).await;
+    opts.events.emit(Event::RunFinished {
+        run: record.id.clone(),
+        status: record.status,
+        seconds: record.seconds,
+        counts: record.counts(),
+    });
+    Ok(record)
+}
+
+fn sanitize(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

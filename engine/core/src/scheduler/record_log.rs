@@ -1,0 +1,147 @@
+//! How a running run's record reaches the store: whole documents at the
+//! ends, small event batches in between.
+
+use super::*;
+
+/// How a running run's record reaches the store: the whole document at
+/// the start and the end, and in between a batch of the tasks that changed
+/// every [`CHECKPOINT`] (with a heartbeat at least every
+/// [`records::HEARTBEAT`]), as [`records::RunEvents`] objects. The
+/// document is rewritten (compacted) only once the batches written since
+/// hold as many bytes as it does (or a sixteenth of that past
+/// [`MAX_BATCHES`] of them, or [`HARD_MAX_BATCHES`] of them): so
+/// the bytes written stay proportional to the number of task events,
+/// where saving the whole record every checkpoint grew with the square of
+/// the number of tasks.
+#[derive(Default)]
+pub(super) struct RecordLog {
+    /// Tasks changed since the last batch.
+    dirty: std::collections::BTreeSet<usize>,
+    /// Number of the last batch written.
+    seq: u64,
+    /// Batches and their bytes since the document was last written.
+    batches: u64,
+    batch_bytes: usize,
+    doc_bytes: usize,
+    last: Option<Instant>,
+}
+
+/// How often the changed tasks of a running run are written, at most.
+pub(super) const CHECKPOINT: Duration = Duration::from_secs(2);
+/// Batches after which the document is compacted once they hold a
+/// sixteenth of its bytes: a bound on what a reader lists and reads that
+/// keeps the bytes written linear (a long run of N tasks makes many
+/// batches, and compacting every 64 whatever their size rewrote the
+/// N-task document once per 64 batches, a cost growing with N x time).
+pub(super) const MAX_BATCHES: u64 = 64;
+/// Batches after which the document is compacted whatever their size (the
+/// heartbeats of a long run whose tasks rarely change).
+pub(super) const HARD_MAX_BATCHES: u64 = 1024;
+
+impl RecordLog {
+    pub(super) fn touch(&mut self, t: usize) {
+        self.dirty.insert(t);
+    }
+    pub(super) fn due(&self) -> bool {
+        self.last.is_none_or(|l| l.elapsed() > CHECKPOINT) && !self.dirty.is_empty()
+    }
+    pub(super) fn until_heartbeat(&self) -> Duration {
+        records::HEARTBEAT.saturating_sub(self.last.map_or(Duration::ZERO, |l| l.elapsed()))
+    }
+
+    /// Writes the changed tasks as one batch, or the document when the
+    /// batches are due for compaction (or a batch cannot be written).
+    pub(super) async fn checkpoint(
+        &mut self,
+        store: &Store,
+        record: &mut RunRecord,
+        events: &EventSink,
+    ) {
+        self.last = Some(Instant::now());
+        if self.batch_bytes > self.doc_bytes
+            || (self.batches >= MAX_BATCHES && self.batch_bytes * 16 > self.doc_bytes)
+            || self.batches >= HARD_MAX_BATCHES
+        {
+            self.save_whole(store, record, events).await;
+            return;
+        }
+        let heartbeat = now_rfc3339();
+        let batch = records::RunEvents {
+            seq: self.seq + 1,
+            heartbeat: heartbeat.clone(),
+            tasks: self
+                .dirty
+                .iter()
+                .map(|&t| (t, record.tasks[t].clone()))
+                .collect(),
+        };
+        let bytes = serde_json::to_vec(&batch).expect("run events serialise");
+        let n = bytes.len();
+        match store
+            .write(&records::events_path(&record.id, batch.seq), bytes)
+            .await
+        {
+            Ok(()) => {
+                self.seq = batch.seq;
+                self.batches += 1;
+                self.batch_bytes += n;
+                self.dirty.clear();
+                record.heartbeat = Some(heartbeat);
+                record.events = self.seq;
+            }
+            // The document carries everything: readers need no batch.
+            Err(_) => self.save_whole(store, record, events).await,
+        }
+    }
+
+    /// Writes the whole document, retrying a failed save, then deletes the
+    /// batches it took in. A record that still cannot be saved is a
+    /// warning, not a failure: the run's outputs and cache entries are in
+    /// the store, and the record is saved again at the next checkpoint.
+    /// Each distinct failure is warned about once.
+    pub(super) async fn save_whole(
+        &mut self,
+        store: &Store,
+        record: &mut RunRecord,
+        events: &EventSink,
+    ) {
+        self.last = Some(Instant::now());
+        record.heartbeat = Some(now_rfc3339());
+        record.events = self.seq;
+        let mut delay = Duration::from_millis(100);
+        let mut last = None;
+        for attempt in 1..=3 {
+            match records::save_run(store, record).await {
+                Ok(n) => {
+                    self.doc_bytes = n;
+                    self.dirty.clear();
+                    if self.batches > 0 {
+                        for seq in (self.seq + 1 - self.batches)..=self.seq {
+                            let _ = store.delete(&records::events_path(&record.id, seq)).await;
+                        }
+                    }
+                    self.batches = 0;
+                    self.batch_bytes = 0;
+                    return;
+                }
+                Err(e) => last = Some(e),
+            }
+            if attempt < 3 {
+                tokio::time::sleep(delay).await;
+                delay *= 4;
+            }
+        }
+        let Some(e) = last else { return };
+        let w = format!(
+            "Failed to save the run record `{}` (3 tries): {e}; the run goes on, but `engine runs` and `engine show` may not show it",
+            records::run_path(&record.id)
+        );
+        if !record.warnings.contains(&w) {
+            events.emit(Event::Log {
+                task: String::new(),
+                line: format!("warning: {w}"),
+            });
+            record.warnings.push(w);
+        }
+    }
+}
