@@ -1074,22 +1074,11 @@ async fn run(
         events: engine_core::events::EventSink::new(tx),
         values: rendered.values.clone(),
         git_commit: engine_core::records::git_commit(pipeline_dir(Path::new(&pipeline.file))),
-        executor: if slurm.is_some() {
-            "slurm".into()
-        } else {
-            "local".into()
-        },
         ..RunOptions::default()
     };
-    if slurm.is_some() {
-        // The cluster schedules cpus, memory and gpus; classes keep their slots.
-        opts.machine = engine_core::resources::Machine {
-            cpus: u32::MAX / 4,
-            memory: u64::MAX / 4,
-            gpus: u32::MAX / 4,
-        };
+    if let Some(cfg) = slurm {
+        opts.executor = Arc::new(cfg);
     }
-    opts.slurm = slurm;
     let cancel = opts.cancel.clone();
     tokio::spawn(async move {
         watch_signals(cancel).await;

@@ -21,6 +21,7 @@ pub mod diag;
 pub mod diff;
 pub mod digest;
 pub mod events;
+pub mod executor;
 pub mod fsck;
 pub mod gc;
 pub mod plan;

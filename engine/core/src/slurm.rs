@@ -96,6 +96,44 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// The cluster schedules cpus, memory and gpus; the engine keeps only the
+/// classes' `slots` (how many of a class run at once).
+#[async_trait::async_trait]
+impl crate::executor::Executor for SlurmConfig {
+    fn name(&self) -> &'static str {
+        "slurm"
+    }
+    fn capacity(&self, _here: crate::resources::Machine) -> crate::resources::Machine {
+        crate::resources::Machine {
+            cpus: u32::MAX / 4,
+            memory: u64::MAX / 4,
+            gpus: u32::MAX / 4,
+        }
+    }
+    async fn run_attempt(
+        &self,
+        _stage: &dyn crate::stage::Stage,
+        class: &ResourceClass,
+        run_id: &str,
+        ctx: &mut TaskCtx,
+    ) -> Result<(), StageError> {
+        let (outputs, values) = run_attempt(
+            self,
+            &ctx.store,
+            class,
+            run_id,
+            &ctx.task,
+            ctx.attempt,
+            &ctx.inputs,
+            &ctx.log,
+        )
+        .await?;
+        ctx.outputs = outputs;
+        ctx.values = values;
+        Ok(())
+    }
+}
+
 /// Submits one attempt of a task and waits for its result. Dropping the
 /// future (timeout, Ctrl-C) cancels the job.
 #[allow(clippy::too_many_arguments)]

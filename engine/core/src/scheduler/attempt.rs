@@ -77,29 +77,12 @@ pub(super) async fn run_task(
             attempt,
         };
         let held_from = sh.ms();
-        let res = match &sh.opts.slurm {
-            Some(cfg) => {
-                let class = sh.pool.class(stage.class).clone();
-                let remote = async {
-                    let (o, v) = crate::slurm::run_attempt(
-                        cfg,
-                        &sh.store,
-                        &class,
-                        &sh.opts.run_id,
-                        label,
-                        attempt,
-                        inputs,
-                        log,
-                    )
-                    .await?;
-                    ctx.outputs = o;
-                    ctx.values = v;
-                    Ok(())
-                };
-                guarded(stage.timeout, &cancel, remote).await
-            }
-            None => guarded(stage.timeout, &cancel, s.run(&mut ctx)).await,
-        };
+        let class = sh.pool.class(stage.class).clone();
+        let run = sh
+            .opts
+            .executor
+            .run_attempt(s.as_ref(), &class, &sh.opts.run_id, &mut ctx);
+        let res = guarded(stage.timeout, &cancel, run).await;
         ctx.cancel.cancel();
         rec.held_ms.push([held_from, sh.ms()]);
         drop(grant);

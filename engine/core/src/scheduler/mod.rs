@@ -68,14 +68,14 @@ pub struct RunOptions {
     pub values: Value,
     pub machine: Machine,
     pub run_id: String,
-    pub executor: String,
+    /// Where whole-task attempts run: [`crate::executor::Local`] or a
+    /// [`crate::slurm::SlurmConfig`]. Map items always run here.
+    pub executor: Arc<dyn crate::executor::Executor>,
     pub git_commit: Option<String>,
     /// Where task scratch folders go.
     pub scratch_root: PathBuf,
     /// First retry delay; doubles each retry, at most 10 s.
     pub retry_backoff: Duration,
-    /// Run whole-task stages as Slurm jobs instead of in this process.
-    pub slurm: Option<crate::slurm::SlurmConfig>,
 }
 
 impl Default for RunOptions {
@@ -89,11 +89,10 @@ impl Default for RunOptions {
             values: Value::Object(Default::default()),
             machine: Machine::detect(),
             run_id: records::new_run_id(),
-            executor: "local".into(),
+            executor: Arc::new(crate::executor::Local),
             git_commit: None,
             scratch_root: std::env::temp_dir(),
             retry_backoff: Duration::from_millis(200),
-            slurm: None,
         }
     }
 }
@@ -178,7 +177,7 @@ pub async fn run(
     store: Store,
     opts: RunOptions,
 ) -> Result<RunRecord, StoreError> {
-    let pool = Pool::new(&pipeline.classes, opts.machine);
+    let pool = Pool::new(&pipeline.classes, opts.executor.capacity(opts.machine));
     let mut record = RunRecord {
         id: opts.run_id.clone(),
         pipeline: pipeline.name.clone(),
@@ -198,7 +197,7 @@ pub async fn run(
         spec: pipeline.text.clone(),
         values: opts.values.clone(),
         store: store.url().into(),
-        executor: opts.executor.clone(),
+        executor: opts.executor.name().into(),
         forced: opts.force.clone(),
         no_cache: opts.no_cache,
         verify: opts.verify,
