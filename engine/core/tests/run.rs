@@ -590,6 +590,49 @@ async fn plan_explains_what_would_run_and_why() {
     assert_eq!(d[1].reason, "upstream `make` will run");
 }
 
+/// `engine plan` and `engine run` decide through one function: for every
+/// task whose inputs are known, the plan's reason is the run's reason.
+#[tokio::test]
+async fn plan_and_run_give_the_same_reason_for_every_task() {
+    let store = mem_store("agree");
+    let yaml = r#"
+name: agree
+stages:
+  model:
+    uses: artifact.ref
+    with: { name: "models/none@production", optional: true }
+  required:
+    uses: artifact.ref
+    with: { name: "models/none@production" }
+  always:
+    uses: shell
+    cache: false
+    with: { run: "true" }
+  hello:
+    uses: builtin.echo
+    with: { text: hi }
+"#;
+    let reg = Registry::with_builtins();
+    let p = compile("t.yaml", yaml, &reg).unwrap();
+    let pl = plan(&p);
+    for round in 0..2 {
+        let d = scheduler::explain(&p, &pl, &store, &[], false)
+            .await
+            .unwrap();
+        let r = run(yaml, &store).await;
+        for d in &d {
+            let t = r.task(&d.task).unwrap();
+            let ran = if t.status == TaskStatus::Cached { "cached" } else { "run" };
+            assert_eq!(
+                (d.action.as_str(), d.reason.as_str()),
+                (ran, t.reason.as_str()),
+                "round {round}, task `{}`",
+                d.task
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn s3_store_runs_and_caches() {
     let Ok(endpoint) = std::env::var("ENGINE_TEST_S3_ENDPOINT") else {

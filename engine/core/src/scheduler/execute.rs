@@ -112,28 +112,23 @@ pub(super) async fn execute(
         }
     }
 
-    let params = stage.params_for(&task.combo);
-    let imp = if task.combo.is_empty() {
-        stage.imp.clone()
-    } else {
-        match crate::secrets::build_stage(stage.build, &params) {
-            Ok(i) => i,
-            Err(m) => {
-                let msg = format!(
-                    "invalid params for `{}` in task `{}`: {m}",
-                    stage.kind, rec.task
-                );
-                return (
-                    finish(
-                        &sh,
-                        rec,
-                        TaskStatus::Failed,
-                        Some("invalid params".into()),
-                        Some(msg),
-                    ),
-                    None,
-                );
-            }
+    let (params, imp) = match task_stage(stage, &task.combo) {
+        Ok(x) => x,
+        Err(m) => {
+            let msg = format!(
+                "invalid params for `{}` in task `{}`: {m}",
+                stage.kind, rec.task
+            );
+            return (
+                finish(
+                    &sh,
+                    rec,
+                    TaskStatus::Failed,
+                    Some("invalid params".into()),
+                    Some(msg),
+                ),
+                None,
+            );
         }
     };
     let fp = match TaskFingerprint::of_task(
@@ -161,63 +156,45 @@ pub(super) async fn execute(
     };
     let fpd = fp.digest();
     rec.fingerprint = Some(fpd.clone());
-    let forced = sh.forced(&stage.name);
-    let use_cache = stage.cache && !sh.opts.no_cache && !forced;
-    let mut damaged = None;
-    if use_cache {
-        match cache::lookup(&sh.store, &fpd, sh.verify()).await {
-            Ok(cache::Lookup::Hit(entry)) => {
-                rec.outputs = entry.outputs.clone();
-                rec.values = entry.values.clone();
-                let d = Done {
-                    outputs: entry.outputs,
-                    values: entry.values,
-                };
-                let r = finish(
+    let policy = CachePolicy {
+        forced: sh.forced(&stage.name),
+        no_cache: sh.opts.no_cache,
+        verify: sh.verify(),
+    };
+    let use_cache = stage.cache && !policy.no_cache && !policy.forced;
+    let last_path = cache::last_path(&sh.pipeline.name, &rec.task);
+    match decide(&sh.store, &sh.pipeline.name, &rec.task, stage, &fp, &policy).await {
+        Ok(Decided::Cached(entry)) => {
+            rec.outputs = entry.outputs.clone();
+            rec.values = entry.values.clone();
+            let d = Done {
+                outputs: entry.outputs,
+                values: entry.values,
+            };
+            let r = finish(
+                &sh,
+                rec,
+                TaskStatus::Cached,
+                Some(format!("cached from run {}", entry.run)),
+                None,
+            );
+            return (r, Some(d));
+        }
+        Ok(Decided::Run(reason)) => rec.reason = reason,
+        Err(e) => {
+            let msg = format!("Failed to read the cache for task `{}`: {e}", rec.task);
+            return (
+                finish(
                     &sh,
                     rec,
-                    TaskStatus::Cached,
-                    Some(format!("cached from run {}", entry.run)),
-                    None,
-                );
-                return (r, Some(d));
-            }
-            Ok(cache::Lookup::Miss) => {}
-            Ok(cache::Lookup::Damaged(why)) => damaged = Some(why),
-            Err(e) => {
-                let msg = format!("Failed to read the cache for task `{}`: {e}", rec.task);
-                return (
-                    finish(
-                        &sh,
-                        rec,
-                        TaskStatus::Failed,
-                        Some("cache unreadable".into()),
-                        Some(msg),
-                    ),
-                    None,
-                );
-            }
+                    TaskStatus::Failed,
+                    Some("cache unreadable".into()),
+                    Some(msg),
+                ),
+                None,
+            );
         }
     }
-    let last_path = cache::last_path(&sh.pipeline.name, &rec.task);
-    rec.reason = if forced {
-        "forced".into()
-    } else if sh.opts.no_cache {
-        "cache disabled (--no-cache)".into()
-    } else if let Some(why) = damaged {
-        format!("cached outputs are damaged, running again: {why}")
-    } else if !stage.cache {
-        if stage.imp.always_run() {
-            "runs every time (reads outside state)".into()
-        } else {
-            "cache: false".into()
-        }
-    } else {
-        match sh.store.get_json::<TaskFingerprint>(&last_path).await {
-            Ok(Some(before)) => fp.why_changed(&before),
-            _ => "no cache entry".into(),
-        }
-    };
 
     let log = Log::new(&rec.task, sh.opts.events.clone());
     let label = rec.task.clone();

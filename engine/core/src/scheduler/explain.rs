@@ -62,13 +62,13 @@ pub async fn explain(
             out.push(d);
             continue;
         }
-        let params = stage.params_for(&task.combo);
-        let version = if task.combo.is_empty() {
-            stage.imp.version()
-        } else {
-            crate::secrets::build_stage(stage.build, &params)
-                .map(|i| i.version())
-                .unwrap_or(0)
+        let (params, version) = match task_stage(stage, &task.combo) {
+            Ok((params, imp)) => (params, imp.version()),
+            Err(why) => {
+                d.reason = format!("invalid params: {why}");
+                out.push(d);
+                continue;
+            }
         };
         let fp = match TaskFingerprint::of_task(stage, version, &params, inputs.clone()) {
             Ok(fp) => fp,
@@ -78,44 +78,26 @@ pub async fn explain(
                 continue;
             }
         };
-        let fpd = fp.digest();
-        let use_cache = stage.cache && !no_cache && !forced;
-        let mut damaged = None;
-        if use_cache {
-            match cache::lookup(store, &fpd, Verify::Size).await? {
-                cache::Lookup::Hit(entry) => {
-                    d.action = "cached".into();
-                    d.reason = format!("cached from run {}", entry.run);
-                    known[t] = Some(entry.outputs);
-                    out.push(d);
-                    continue;
-                }
-                cache::Lookup::Miss => {}
-                cache::Lookup::Damaged(why) => damaged = Some(why),
-            }
-        }
-        d.reason = if forced {
-            "forced".into()
-        } else if no_cache {
-            "cache disabled (--no-cache)".into()
-        } else if let Some(why) = damaged {
-            format!("cached outputs are damaged, running again: {why}")
-        } else if !stage.cache {
-            "cache: false".into()
-        } else {
-            match store
-                .get_json::<TaskFingerprint>(&cache::last_path(&pipeline.name, &task.label))
-                .await?
-            {
-                Some(before) => fp.why_changed(&before),
-                None => "no cache entry".into(),
-            }
+        let policy = CachePolicy {
+            forced,
+            no_cache,
+            verify: Verify::Size,
         };
+        let use_cache = stage.cache && !no_cache && !forced;
+        match decide(store, &pipeline.name, &task.label, stage, &fp, &policy).await? {
+            Decided::Cached(entry) => {
+                d.action = "cached".into();
+                d.reason = format!("cached from run {}", entry.run);
+                known[t] = Some(entry.outputs);
+                out.push(d);
+                continue;
+            }
+            Decided::Run(reason) => d.reason = reason,
+        }
         if let StageImpl::Task(s) = &stage.imp
             && stage.imp.always_run()
             && let Some(outputs) = s.foresee(store).await
         {
-            d.reason = "runs every time (reads outside state)".into();
             known[t] = Some(outputs);
         }
         if let (Some(over), StageImpl::Map(m)) = (&stage.map, &stage.imp) {

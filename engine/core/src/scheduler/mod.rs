@@ -7,6 +7,7 @@
 //! The steps, one file each, in the order a task meets them:
 //! - this file: [`RunOptions`], the shared run state and the loop that
 //!   starts ready tasks and collects finished ones;
+//! - `decide`: whether a task runs and why, the same for run and plan;
 //! - `execute`: one task from ready to record (`when`, upstream failures,
 //!   fingerprint and cache, then a whole task or a map);
 //! - `attempt`: one attempt of a whole task with retries, timeout, cancel;
@@ -17,6 +18,7 @@
 //! - `explain`: `engine plan`'s decisions, without running anything.
 
 mod attempt;
+mod decide;
 mod execute;
 mod explain;
 mod map;
@@ -25,6 +27,7 @@ mod record_log;
 mod scratch;
 
 use attempt::*;
+use decide::*;
 use execute::*;
 pub use explain::{Decision, explain};
 use map::*;

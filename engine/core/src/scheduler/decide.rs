@@ -1,0 +1,79 @@
+//! Deciding whether a task runs, and why: shared by `engine run`
+//! ([`super::execute`]) and `engine plan` ([`super::explain`]), so what
+//! the plan says is what the run does.
+
+use super::*;
+
+/// A task's params (its matrix values applied) and its stage built from
+/// them. A task without a matrix reuses the stage compiled once.
+pub(super) fn task_stage(
+    stage: &CompiledStage,
+    combo: &[usize],
+) -> Result<(Value, StageImpl), String> {
+    let params = stage.params_for(combo);
+    if combo.is_empty() {
+        return Ok((params, stage.imp.clone()));
+    }
+    let imp = crate::secrets::build_stage(stage.build, &params)?;
+    Ok((params, imp))
+}
+
+/// What the cache says about a task.
+pub(super) enum Decided {
+    /// Its outputs are stored: reuse them.
+    Cached(CacheEntry),
+    /// It runs, for this reason.
+    Run(String),
+}
+
+/// How a run treats the cache.
+pub(super) struct CachePolicy {
+    pub forced: bool,
+    pub no_cache: bool,
+    pub verify: Verify,
+}
+
+/// Looks `fp` up in the cache (when the stage and `policy` allow it) and
+/// says why the task runs when it does: forced, cache off, damaged outputs,
+/// a stage that reads outside state, or what changed since the task's last
+/// fingerprint.
+pub(super) async fn decide(
+    store: &Store,
+    pipeline: &str,
+    label: &str,
+    stage: &CompiledStage,
+    fp: &TaskFingerprint,
+    policy: &CachePolicy,
+) -> Result<Decided, StoreError> {
+    let mut damaged = None;
+    if stage.cache && !policy.no_cache && !policy.forced {
+        match cache::lookup(store, &fp.digest(), policy.verify).await? {
+            cache::Lookup::Hit(entry) => return Ok(Decided::Cached(entry)),
+            cache::Lookup::Miss => {}
+            cache::Lookup::Damaged(why) => damaged = Some(why),
+        }
+    }
+    let reason = if policy.forced {
+        "forced".into()
+    } else if policy.no_cache {
+        "cache disabled (--no-cache)".into()
+    } else if let Some(why) = damaged {
+        format!("cached outputs are damaged, running again: {why}")
+    } else if !stage.cache {
+        if stage.imp.always_run() {
+            "runs every time (reads outside state)".into()
+        } else {
+            "cache: false".into()
+        }
+    } else {
+        // An unreadable last fingerprint only costs the explanation.
+        match store
+            .get_json::<TaskFingerprint>(&cache::last_path(pipeline, label))
+            .await
+        {
+            Ok(Some(before)) => fp.why_changed(&before),
+            _ => "no cache entry".into(),
+        }
+    };
+    Ok(Decided::Run(reason))
+}
