@@ -123,7 +123,7 @@ pub async fn guard(State(ctx): State<Arc<Ctx>>, req: Request, next: Next) -> Res
         }
         if !ctx.allow_write {
             return ServeError::Forbidden(
-                "this server is read-only; start it with `engine serve --allow-write` to roll back refs".into(),
+                "this server is read-only; start it with `engine serve --allow-write` to roll back refs or record review verdicts".into(),
             )
             .into_response();
         }
