@@ -452,7 +452,7 @@ mod tests {
             .spans()
             .unwrap_err();
         assert!(e.to_string().contains("overlap"), "{e}");
-        assert!(form(&[("reviewer", &"x".repeat(101))]).is_err());
+        assert!(form(&[("reviewer", "x".repeat(101).as_str())]).is_err());
         assert_eq!(form(&[("reviewer", " ana ")]).unwrap().reviewer, "ana");
     }
 

@@ -190,7 +190,7 @@ async fn the_video_page_draws_the_proposals_and_read_only_refuses_verdicts() {
     }
     // Read-only: no buttons, and a POST is refused before it reaches the catalog.
     assert!(page.contains("id=\"read-only\"") && !page.contains("<form"), "{page}");
-    let (s, _, body) = post(&base, &format!("/review/{}/accept", f.video), &[("csrf", &ctx.csrf)]).await;
+    let (s, _, body) = post(&base, &format!("/review/{}/accept", f.video), &[("csrf", ctx.csrf.as_str())]).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert!(body.contains("--allow-write"), "{body}");
     let (_, entry) = verdict_of(&f.catalog, f.video).await;
@@ -216,11 +216,11 @@ async fn accept_records_the_proposals_once_and_a_second_verdict_is_409() {
     let accept = format!("/review/{}/accept", f.video);
     let (s, _, body) = post(&base, &accept, &[("reviewer", "ana")]).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "no CSRF token: {body}");
-    let (s, _, body) = post(&base, &accept, &[("csrf", &"0".repeat(64)), ("reviewer", "ana")]).await;
+    let (s, _, body) = post(&base, &accept, &[("csrf", "0".repeat(64).as_str()), ("reviewer", "ana")]).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(verdict_of(&f.catalog, f.video).await.1.status, "pending");
 
-    let (s, to, body) = post(&base, &accept, &[("csrf", &ctx.csrf), ("reviewer", "ana")]).await;
+    let (s, to, body) = post(&base, &accept, &[("csrf", ctx.csrf.as_str()), ("reviewer", "ana")]).await;
     assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
     assert_eq!(to, format!("/review/{}", f.video));
     let (human, entry) = verdict_of(&f.catalog, f.video).await;
@@ -257,7 +257,7 @@ async fn accept_records_the_proposals_once_and_a_second_verdict_is_409() {
     assert_eq!(verdict_of(&f.catalog, f.video).await.0, PROPOSED);
 
     // Unknown ids: 404 (a POST too), not a verdict on something else.
-    let (s, _, body) = post(&base, "/review/9999/accept", &[("csrf", &ctx.csrf)]).await;
+    let (s, _, body) = post(&base, "/review/9999/accept", &[("csrf", ctx.csrf.as_str())]).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
     assert!(body.contains("no video with id 9999"), "{body}");
 }
