@@ -265,7 +265,9 @@ async fn a_reviewer_plays_the_video_and_fixes_its_segments() {
             std::fs::write(&path, c.screenshot().await?).unwrap();
         }
         c.find(Locator::Id("fix")).await?.click().await?;
-        c.wait().for_element(Locator::Id("reviewed")).await?;
+        if c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Id("reviewed")).await.is_err() {
+            panic!("no verdict shown after submitting the fix; the page: {}", c.source().await?);
+        }
         Ok::<(), fantoccini::error::CmdError>(())
     }
     .await;
