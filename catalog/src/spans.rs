@@ -12,9 +12,7 @@ pub fn parse_spans(text: &str) -> Result<Vec<NewLabel>, String> {
     let mut out: Vec<NewLabel> = vec![];
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let Some((a, b)) = part.split_once('-') else {
-            return Err(format!(
-                "segment `{part}` has no `-` between start and end"
-            ));
+            return Err(format!("segment `{part}` has no `-` between start and end"));
         };
         let num = |s: &str, which: &str| -> Result<f64, String> {
             let s = s.trim();

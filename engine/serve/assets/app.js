@@ -62,6 +62,7 @@
       edited.appendChild(el);
     }
     layout();
+    playhead();
   }
   function layout() {
     for (const el of box.querySelectorAll(".seg[data-start]")) place(el);
@@ -75,11 +76,28 @@
     video.currentTime = Number(seg.dataset.start);
     box.dataset.seeked = seg.dataset.start;
   });
+  // A line at the player's time on every lane, so a boundary can be read
+  // off the timeline while scrubbing.
+  function playhead() {
+    if (!video || !(duration > 0)) return;
+    const left = Math.min(100, (100 * video.currentTime) / duration) + "%";
+    for (const track of box.querySelectorAll(".track")) {
+      let line = track.querySelector(".playhead");
+      if (!line) {
+        line = document.createElement("div");
+        line.className = "playhead";
+        track.appendChild(line);
+      }
+      line.style.left = left;
+    }
+  }
   if (video) {
+    video.addEventListener("timeupdate", playhead);
+    video.addEventListener("seeked", playhead);
     // The player's own duration wins once known: the timeline then lines
     // up with its seek bar even if the catalog's number is off.
     video.addEventListener("loadedmetadata", () => {
-      if (isFinite(video.duration) && video.duration > 0) { duration = video.duration; layout(); }
+      if (isFinite(video.duration) && video.duration > 0) { duration = video.duration; layout(); playhead(); }
     });
   }
   if (rows) {

@@ -129,7 +129,11 @@ impl Server {
             None => None,
             Some(url) => {
                 catalog::prepare_default(url).map_err(|e| e.to_string())?;
-                Some(catalog::Catalog::open(url).await.map_err(|e| e.to_string())?)
+                Some(
+                    catalog::Catalog::open(url)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
             }
         };
         let listener = tokio::net::TcpListener::bind(o.listen).await.map_err(|e| {

@@ -231,7 +231,12 @@ async fn queue(ctx: &Ctx) -> Result<QueuePage> {
     Ok(QueuePage {
         catalog: Some(cat.url().to_string()),
         message: None,
-        videos: cat.review_queue(true).await?.into_iter().map(item).collect(),
+        videos: cat
+            .review_queue(true)
+            .await?
+            .into_iter()
+            .map(item)
+            .collect(),
     })
 }
 
@@ -310,7 +315,12 @@ async fn video_file(State(ctx): S, Path(id): Path<String>, headers: HeaderMap) -
         )));
     };
     let path = local_path(uri).map_err(|why| ServeError::NotFound(format!("video {id}: {why}")))?;
-    video::serve_file(&path, &format!("the file of video {id} (uri `{uri}`)"), &headers).await
+    video::serve_file(
+        &path,
+        &format!("the file of video {id} (uri `{uri}`)"),
+        &headers,
+    )
+    .await
 }
 
 /// The verdict form: repeated `segment` fields need a list of pairs, which
@@ -373,9 +383,7 @@ impl VerdictForm {
 /// A verdict the catalog refused because another reviewer got there first.
 fn verdict_error(e: CatalogError) -> ServeError {
     match e {
-        CatalogError::Invalid(m) if m.contains("closed by someone else") => {
-            ServeError::Conflict(m)
-        }
+        CatalogError::Invalid(m) if m.contains("closed by someone else") => ServeError::Conflict(m),
         e => e.into(),
     }
 }
@@ -430,7 +438,12 @@ mod tests {
 
     #[test]
     fn the_form_reads_rows_and_refuses_bad_ones_with_the_reason() {
-        let f = form(&[("segment", "40-47.2"), ("segment", " "), ("segment", "1-2.5")]).unwrap();
+        let f = form(&[
+            ("segment", "40-47.2"),
+            ("segment", " "),
+            ("segment", "1-2.5"),
+        ])
+        .unwrap();
         assert_eq!(f.reviewer, "web");
         let s = f.spans().unwrap();
         assert_eq!(
@@ -458,8 +471,18 @@ mod tests {
 
     #[test]
     fn only_local_files_are_played() {
-        assert_eq!(local_path("/v/a.mp4").unwrap(), std::path::Path::new("/v/a.mp4"));
-        assert_eq!(local_path("file:///v/a.mp4").unwrap(), std::path::Path::new("/v/a.mp4"));
-        assert!(local_path("s3://bucket/a.mp4").unwrap_err().contains("local files only"));
+        assert_eq!(
+            local_path("/v/a.mp4").unwrap(),
+            std::path::Path::new("/v/a.mp4")
+        );
+        assert_eq!(
+            local_path("file:///v/a.mp4").unwrap(),
+            std::path::Path::new("/v/a.mp4")
+        );
+        assert!(
+            local_path("s3://bucket/a.mp4")
+                .unwrap_err()
+                .contains("local files only")
+        );
     }
 }

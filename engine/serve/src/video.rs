@@ -145,10 +145,7 @@ pub async fn serve_file(path: &Path, what: &str, headers: &HeaderMap) -> Result<
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
     if status == StatusCode::PARTIAL_CONTENT
-        && let Ok(v) = HeaderValue::from_str(&format!(
-            "bytes {first}-{}/{len}",
-            first + count - 1
-        ))
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {first}-{}/{len}", first + count - 1))
     {
         h.insert(header::CONTENT_RANGE, v);
     }
@@ -172,7 +169,13 @@ mod tests {
         assert_eq!(wanted(Some("bytes=-0"), 100), Wanted::Unsatisfiable);
         assert_eq!(wanted(Some("bytes=0-"), 0), Wanted::Unsatisfiable);
         // Ignored, so the whole file: other units, several ranges, nonsense.
-        for h in ["items=0-9", "bytes=0-9,20-29", "bytes=9-0", "bytes=x-", "bytes=5"] {
+        for h in [
+            "items=0-9",
+            "bytes=0-9,20-29",
+            "bytes=9-0",
+            "bytes=x-",
+            "bytes=5",
+        ] {
             assert_eq!(wanted(Some(h), 100), Wanted::Whole, "{h}");
         }
     }

@@ -262,6 +262,17 @@ async fn a_reviewer_plays_the_video_and_fixes_its_segments() {
         // `SERVE_REVIEW_SCREENSHOT=F.png`: a picture of the page for the README.
         if let Some(path) = std::env::var_os("SERVE_REVIEW_SCREENSHOT") {
             c.set_window_size(1280, 1120).await?;
+            // The frame at the seek point, not the player's loading spinner.
+            for _ in 0..50 {
+                let ready = c
+                    .execute("const v = document.getElementById('player'); return !v.seeking && v.readyState >= 3;", vec![])
+                    .await?;
+                if ready == serde_json::json!(true) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
             std::fs::write(&path, c.screenshot().await?).unwrap();
         }
         c.find(Locator::Id("fix")).await?.click().await?;

@@ -70,7 +70,11 @@ async fn the_queue_lists_the_pending_video_and_says_when_there_is_no_catalog() {
     ] {
         assert!(page.contains(want), "`{want}` not in {page}");
     }
-    let r = client().get(format!("{base}/api/review")).send().await.unwrap();
+    let r = client()
+        .get(format!("{base}/api/review"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let j: serde_json::Value = r.json().await.unwrap();
     assert_eq!(j["videos"][0]["video_id"], f.video, "{j}");
@@ -96,12 +100,26 @@ async fn the_queue_lists_the_pending_video_and_says_when_there_is_no_catalog() {
         .json()
         .await
         .unwrap();
-    assert!(j["catalog"].is_null() && j["videos"] == serde_json::json!([]), "{j}");
-    assert!(j["message"].as_str().unwrap().contains("engine serve --catalog URL"));
-    for path in [format!("/review/{}", f.video), format!("/review/{}/video", f.video)] {
+    assert!(
+        j["catalog"].is_null() && j["videos"] == serde_json::json!([]),
+        "{j}"
+    );
+    assert!(
+        j["message"]
+            .as_str()
+            .unwrap()
+            .contains("engine serve --catalog URL")
+    );
+    for path in [
+        format!("/review/{}", f.video),
+        format!("/review/{}/video", f.video),
+    ] {
         let (s, body) = get(&base, &path).await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
-        assert!(body.contains("engine serve --catalog URL"), "{path}: {body}");
+        assert!(
+            body.contains("engine serve --catalog URL"),
+            "{path}: {body}"
+        );
     }
 }
 
@@ -126,7 +144,12 @@ async fn the_video_is_served_with_range_requests_and_only_by_catalog_id() {
         ("bytes=-16", len - 16, len - 1),
         (&format!("bytes=5-{}", len + 1000) as &str, 5, len - 1),
     ] {
-        let r = client().get(&url).header("range", range).send().await.unwrap();
+        let r = client()
+            .get(&url)
+            .header("range", range)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT, "{range}");
         assert_eq!(r.headers()["accept-ranges"], "bytes");
         assert_eq!(
@@ -141,9 +164,17 @@ async fn the_video_is_served_with_range_requests_and_only_by_catalog_id() {
         assert_eq!(r.bytes().await.unwrap(), &bytes[first..=last], "{range}");
     }
     for range in [format!("bytes={len}-"), "bytes=-0".to_string()] {
-        let r = client().get(&url).header("range", &range).send().await.unwrap();
+        let r = client()
+            .get(&url)
+            .header("range", &range)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
-        assert_eq!(r.headers()["content-range"], format!("bytes */{len}").as_str());
+        assert_eq!(
+            r.headers()["content-range"],
+            format!("bytes */{len}").as_str()
+        );
         assert!(r.text().await.unwrap().contains(&format!("{len} bytes")));
     }
 
@@ -167,7 +198,10 @@ async fn the_video_is_served_with_range_requests_and_only_by_catalog_id() {
     assert!(body.contains(&f.path.display().to_string()), "{body}");
     let (s, page) = get(&base, &format!("/review/{}", f.video)).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(page.contains("id=\"missing-file\"") && !page.contains("<video"), "{page}");
+    assert!(
+        page.contains("id=\"missing-file\"") && !page.contains("<video"),
+        "{page}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -178,19 +212,41 @@ async fn the_video_page_draws_the_proposals_and_read_only_refuses_verdicts() {
     let (s, page) = get(&base, &format!("/review/{}", f.video)).await;
     assert_eq!(s, StatusCode::OK, "{page}");
     assert!(
-        page.contains(&format!("<video id=\"player\" controls preload=\"auto\" src=\"/review/{}/video\"", f.video)),
+        page.contains(&format!(
+            "<video id=\"player\" controls preload=\"auto\" src=\"/review/{}/video\"",
+            f.video
+        )),
         "{page}"
     );
     assert!(page.contains("data-duration=\"6.0\""), "{page}");
     for (a, b) in PROPOSED {
         assert!(
-            page.contains(&format!("class=\"seg proposed\" data-start=\"{a:?}\" data-end=\"{b:?}\"")),
+            page.contains(&format!(
+                "class=\"seg proposed\" data-start=\"{a:?}\" data-end=\"{b:?}\""
+            )),
             "{a}-{b} not drawn: {page}"
         );
     }
+    // A browser posts the verdict form with its real Origin only under a
+    // policy that lets same-origin requests carry it (`no-referrer` makes
+    // it `null`, which the origin check refuses).
+    let r = client()
+        .get(format!("{base}/review/{}", f.video))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["referrer-policy"], "same-origin");
     // Read-only: no buttons, and a POST is refused before it reaches the catalog.
-    assert!(page.contains("id=\"read-only\"") && !page.contains("<form"), "{page}");
-    let (s, _, body) = post(&base, &format!("/review/{}/accept", f.video), &[("csrf", ctx.csrf.as_str())]).await;
+    assert!(
+        page.contains("id=\"read-only\"") && !page.contains("<form"),
+        "{page}"
+    );
+    let (s, _, body) = post(
+        &base,
+        &format!("/review/{}/accept", f.video),
+        &[("csrf", ctx.csrf.as_str())],
+    )
+    .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert!(body.contains("--allow-write"), "{body}");
     let (_, entry) = verdict_of(&f.catalog, f.video).await;
@@ -216,17 +272,31 @@ async fn accept_records_the_proposals_once_and_a_second_verdict_is_409() {
     let accept = format!("/review/{}/accept", f.video);
     let (s, _, body) = post(&base, &accept, &[("reviewer", "ana")]).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "no CSRF token: {body}");
-    let (s, _, body) = post(&base, &accept, &[("csrf", "0".repeat(64).as_str()), ("reviewer", "ana")]).await;
+    let (s, _, body) = post(
+        &base,
+        &accept,
+        &[("csrf", "0".repeat(64).as_str()), ("reviewer", "ana")],
+    )
+    .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(verdict_of(&f.catalog, f.video).await.1.status, "pending");
 
-    let (s, to, body) = post(&base, &accept, &[("csrf", ctx.csrf.as_str()), ("reviewer", "ana")]).await;
+    let (s, to, body) = post(
+        &base,
+        &accept,
+        &[("csrf", ctx.csrf.as_str()), ("reviewer", "ana")],
+    )
+    .await;
     assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
     assert_eq!(to, format!("/review/{}", f.video));
     let (human, entry) = verdict_of(&f.catalog, f.video).await;
     assert_eq!(human, PROPOSED);
     assert_eq!(
-        (entry.status.as_str(), entry.verdict.as_deref(), entry.reviewer.as_deref()),
+        (
+            entry.status.as_str(),
+            entry.verdict.as_deref(),
+            entry.reviewer.as_deref()
+        ),
         ("done", Some("accepted"), Some("ana"))
     );
     let cat = catalog::Catalog::open(&f.catalog).await.unwrap();
@@ -236,7 +306,12 @@ async fn accept_records_the_proposals_once_and_a_second_verdict_is_409() {
     assert!(!page.contains("match-01.mp4"), "{page}");
     let (s, page) = get(&base, &to).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(page.contains("id=\"reviewed\"") && page.contains("by ana") && !page.contains("id=\"verdict\""), "{page}");
+    assert!(
+        page.contains("id=\"reviewed\"")
+            && page.contains("by ana")
+            && !page.contains("id=\"verdict\""),
+        "{page}"
+    );
 
     // Again, or a fix after it: 409 saying who and when; nothing changes.
     let when = entry.done_at.clone().unwrap();
@@ -273,7 +348,10 @@ async fn fix_records_the_typed_segments_and_bad_ones_are_400() {
         (vec!["3-2"], "segment `3-2` ends (2) before it starts (3)"),
         (vec!["3-3"], "ends (3) before it starts (3)"),
         (vec!["-1-2"], "segment `-1-2` has no start"),
-        (vec!["abc-2"], "the start `abc` of segment `abc-2` is not a number"),
+        (
+            vec!["abc-2"],
+            "the start `abc` of segment `abc-2` is not a number",
+        ),
         (vec!["1-2", "5"], "segment `5` has no `-`"),
         (vec!["1-4", "3-6"], "segments `1-4` and `3-6` overlap"),
         (vec!["1-2,3-4"], "one segment per row"),
@@ -282,7 +360,10 @@ async fn fix_records_the_typed_segments_and_bad_ones_are_400() {
         form.extend(rows.iter().map(|r| ("segment", *r)));
         let (s, _, body) = post(&base, &fix, &form).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{rows:?}: {body}");
-        assert!(body.contains(want) && body.contains("START-END"), "{rows:?}: {body}");
+        assert!(
+            body.contains(want) && body.contains("START-END"),
+            "{rows:?}: {body}"
+        );
     }
     assert_eq!(verdict_of(&f.catalog, f.video).await.1.status, "pending");
 
@@ -304,9 +385,16 @@ async fn fix_records_the_typed_segments_and_bad_ones_are_400() {
     let (human, entry) = verdict_of(&f.catalog, f.video).await;
     assert_eq!(human, [(0.5, 1.0), (3.25, 4.5)]);
     assert_eq!(
-        (entry.status.as_str(), entry.verdict.as_deref(), entry.reviewer.as_deref()),
+        (
+            entry.status.as_str(),
+            entry.verdict.as_deref(),
+            entry.reviewer.as_deref()
+        ),
         ("done", Some("fixed"), Some("web"))
     );
     let (_, page) = get(&base, &to).await;
-    assert!(page.contains("0.5-1") && page.contains("3.25-4.5") && page.contains("by web"), "{page}");
+    assert!(
+        page.contains("0.5-1") && page.contains("3.25-4.5") && page.contains("by web"),
+        "{page}"
+    );
 }

@@ -233,10 +233,7 @@ pub async fn review_fixture() -> ReviewFixture {
 
 /// The video's `human` labels and its newest review entry, read from the
 /// catalog file as `engine review` would.
-pub async fn verdict_of(
-    catalog: &str,
-    video: i64,
-) -> (Vec<(f64, f64)>, catalog::QueueEntry) {
+pub async fn verdict_of(catalog: &str, video: i64) -> (Vec<(f64, f64)>, catalog::QueueEntry) {
     let cat = catalog::Catalog::open(catalog).await.unwrap();
     let human = cat
         .labels_for(video)
