@@ -8,7 +8,8 @@
 //! - [`Catalog::list`], [`Catalog::labels_for`], [`Catalog::add_prediction`],
 //!   [`Catalog::add_review`], [`Catalog::set_labels`]: typed reads and writes ([`db`]).
 //! - [`Catalog::enqueue_review`], [`Catalog::review_queue`], [`Catalog::record_verdict`]:
-//!   the manual-review queue ([`review`]).
+//!   the manual-review queue ([`review`]); [`parse_spans`] reads a person's
+//!   `START-END` segments ([`spans`]).
 //! - [`Catalog::golden_add`], [`Catalog::golden_list`], [`Catalog::golden_coverage`]:
 //!   the golden set, held out for evaluation ([`golden`]).
 //! - [`Catalog::predictions`], [`Catalog::record_prediction_verdict`],
@@ -30,6 +31,7 @@ pub mod model;
 pub mod monitor;
 pub mod query;
 pub mod review;
+pub mod spans;
 pub mod verdicts;
 
 pub use db::{Catalog, DEFAULT_DB, prepare_default};
@@ -39,6 +41,7 @@ pub use identity::{ContentIdentity, content_identity, item_key, unique_item_key}
 pub use import::{FoundLabels, read_label_file};
 pub use model::*;
 pub use query::{Table, bind_named};
+pub use spans::parse_spans;
 pub use verdicts::{
     PredictionFilter, PredictionRow, PredictionVerdict, SIMULATED_REVIEWER, SimVerdict,
     SimulationReport,

@@ -119,9 +119,13 @@ enum Cmd {
         /// open a page once with `?token=TOKEN` (sets a cookie).
         #[arg(long, env = "ENGINE_SERVE_TOKEN", hide_env_values = true)]
         token: Option<String>,
-        /// Allow writes (rolling back a ref); read-only otherwise.
+        /// Allow writes (rolling back a ref, review verdicts); read-only otherwise.
         #[arg(long)]
         allow_write: bool,
+        /// The catalog whose review queue `/review` shows: a SQLite path,
+        /// `sqlite://PATH` or `postgres://...` (as `engine review` takes it).
+        #[arg(long, value_name = "URL")]
+        catalog: Option<String>,
     },
     /// List runs, newest first.
     Runs {
@@ -804,12 +808,14 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             listen,
             token,
             allow_write,
+            catalog,
         } => {
             let store = open_store(&store, None)?;
             let o = engine_serve::Options {
                 listen,
                 token,
                 allow_write,
+                catalog,
                 ..Default::default()
             };
             engine_serve::serve(store, &o)

@@ -378,53 +378,13 @@ fn report(e: &QueueEntry, spans: usize) {
 }
 
 /// `12.0-18.5,40-47.2` -> spans; an empty (or blank) list is no replays.
+/// The rules are [`catalog::parse_spans`]'s, shared with `engine serve`.
 pub fn parse_segments(text: &str) -> anyhow::Result<Vec<NewLabel>> {
-    let fail = |what: String| {
+    catalog::parse_spans(text).map_err(|what| {
         anyhow::anyhow!(
             "Failed to read `--segments {text}`: {what}; write START-END pairs in seconds, comma-separated, e.g. `--segments 12.0-18.5,40-47.2`"
         )
-    };
-    let mut out: Vec<NewLabel> = vec![];
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let Some((a, b)) = part.split_once('-') else {
-            return Err(fail(format!(
-                "segment `{part}` has no `-` between start and end"
-            )));
-        };
-        let num = |s: &str, which: &str| -> anyhow::Result<f64> {
-            let s = s.trim();
-            if s.is_empty() {
-                return Err(fail(format!("segment `{part}` has no {which}")));
-            }
-            match s.parse::<f64>() {
-                Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-                _ => Err(fail(format!(
-                    "the {which} `{s}` of segment `{part}` is not a number of seconds >= 0"
-                ))),
-            }
-        };
-        let (start, end) = (num(a, "start")?, num(b, "end")?);
-        if end <= start {
-            return Err(fail(format!(
-                "segment `{part}` ends ({end}) before it starts ({start})"
-            )));
-        }
-        out.push(NewLabel {
-            start_s: start,
-            end_s: end,
-            confidence: None,
-        });
-    }
-    out.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
-    for w in out.windows(2) {
-        if w[1].start_s < w[0].end_s {
-            return Err(fail(format!(
-                "segments `{}-{}` and `{}-{}` overlap",
-                w[0].start_s, w[0].end_s, w[1].start_s, w[1].end_s
-            )));
-        }
-    }
-    Ok(out)
+    })
 }
 
 /// The spans a labels file gives for the video at `uri`, read exactly as

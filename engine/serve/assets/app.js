@@ -1,6 +1,7 @@
 // engine serve: the only script, shipped inside the binary. A live run page
 // listens to its run's server-sent events and swaps in the fragments the
-// server renders (stage graph, timeline, tasks); no page reload.
+// server renders (stage graph, timeline, tasks); no page reload. The review
+// page's timeline and segment rows are the second part.
 "use strict";
 (function () {
   const run = document.getElementById("run");
@@ -17,4 +18,105 @@
   });
   // The run finished: nothing more will change.
   source.addEventListener("end", () => { source.close(); run.dataset.ended = "1"; });
+})();
+
+// The review page: the segments on the timeline are positioned here (the
+// page's policy forbids inline styles), a click on one seeks the video, and
+// the "yours" lane redraws as the reviewer types rows.
+(function () {
+  const box = document.getElementById("review");
+  if (!box) return;
+  const video = document.getElementById("player");
+  const rows = document.getElementById("rows");
+  const edited = document.getElementById("track-edited");
+  let duration = Number(box.dataset.duration) || 0;
+
+  function place(el) {
+    const start = Number(el.dataset.start), end = Number(el.dataset.end);
+    if (!(duration > 0) || !(end > start)) { el.hidden = true; return; }
+    el.hidden = false;
+    const left = Math.min(100, (100 * start) / duration);
+    el.style.left = left + "%";
+    el.style.width = Math.max(0.5, Math.min(100 - left, (100 * (end - start)) / duration)) + "%";
+  }
+  function parse(text) {
+    const m = /^\s*([0-9]*\.?[0-9]+)\s*-\s*([0-9]*\.?[0-9]+)\s*$/.exec(text);
+    if (!m) return null;
+    const a = Number(m[1]), b = Number(m[2]);
+    return b > a ? [a, b] : null;
+  }
+  function redrawEdited() {
+    if (!edited || !rows) return;
+    edited.replaceChildren();
+    for (const input of rows.querySelectorAll("input[name=segment]")) {
+      const blank = input.value.trim() === "";
+      const span = parse(input.value);
+      input.classList.toggle("bad", !blank && !span);
+      if (!span) continue;
+      const el = document.createElement("div");
+      el.className = "seg edited";
+      el.dataset.start = span[0];
+      el.dataset.end = span[1];
+      el.textContent = span[0] + "-" + span[1];
+      el.title = "yours " + el.textContent + " s";
+      edited.appendChild(el);
+    }
+    layout();
+    playhead();
+  }
+  function layout() {
+    for (const el of box.querySelectorAll(".seg[data-start]")) place(el);
+    const end = document.getElementById("axis-end");
+    if (end && duration > 0) end.textContent = duration.toFixed(1) + " s";
+  }
+
+  box.addEventListener("click", (ev) => {
+    const seg = ev.target.closest(".seg");
+    if (!seg || !video) return;
+    video.currentTime = Number(seg.dataset.start);
+    box.dataset.seeked = seg.dataset.start;
+  });
+  // A line at the player's time on every lane, so a boundary can be read
+  // off the timeline while scrubbing.
+  function playhead() {
+    if (!video || !(duration > 0)) return;
+    const left = Math.min(100, (100 * video.currentTime) / duration) + "%";
+    for (const track of box.querySelectorAll(".track")) {
+      let line = track.querySelector(".playhead");
+      if (!line) {
+        line = document.createElement("div");
+        line.className = "playhead";
+        track.appendChild(line);
+      }
+      line.style.left = left;
+    }
+  }
+  if (video) {
+    video.addEventListener("timeupdate", playhead);
+    video.addEventListener("seeked", playhead);
+    // The player's own duration wins once known: the timeline then lines
+    // up with its seek bar even if the catalog's number is off.
+    video.addEventListener("loadedmetadata", () => {
+      if (isFinite(video.duration) && video.duration > 0) { duration = video.duration; layout(); playhead(); }
+    });
+  }
+  if (rows) {
+    rows.addEventListener("input", redrawEdited);
+    rows.addEventListener("click", (ev) => {
+      if (!ev.target.classList.contains("remove")) return;
+      ev.target.closest("li").remove();
+      redrawEdited();
+    });
+    const add = document.getElementById("add-row");
+    const tpl = document.getElementById("row-template");
+    if (add && tpl) {
+      add.addEventListener("click", () => {
+        rows.appendChild(tpl.content.cloneNode(true));
+        const inputs = rows.querySelectorAll("input[name=segment]");
+        inputs[inputs.length - 1].focus();
+      });
+    }
+  }
+  redrawEdited();
+  layout();
 })();

@@ -123,7 +123,7 @@ pub async fn guard(State(ctx): State<Arc<Ctx>>, req: Request, next: Next) -> Res
         }
         if !ctx.allow_write {
             return ServeError::Forbidden(
-                "this server is read-only; start it with `engine serve --allow-write` to roll back refs".into(),
+                "this server is read-only; start it with `engine serve --allow-write` to roll back refs or record review verdicts".into(),
             )
             .into_response();
         }
@@ -140,7 +140,11 @@ pub async fn guard(State(ctx): State<Arc<Ctx>>, req: Request, next: Next) -> Res
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: under it Chromium sends `Origin: null` with a
+    // form POST, and `same_origin` (rightly) refuses that, so no write form
+    // worked from a real browser. `same-origin` still tells other sites
+    // nothing.
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     if !h.contains_key("content-security-policy") {
         // Pages: only this server's script and stylesheet, frames from
         // this server (artifact reports, themselves sandboxed).

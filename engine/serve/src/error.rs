@@ -21,6 +21,12 @@ pub enum ServeError {
     /// A write refused: read-only server, or a missing CSRF token.
     #[error("{0}")]
     Forbidden(String),
+    /// A write that lost to an earlier one: a video already reviewed.
+    #[error("{0}")]
+    Conflict(String),
+    /// The review queue's catalog failed (SQL, connection).
+    #[error(transparent)]
+    Catalog(#[from] catalog::CatalogError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("Failed to render page `{page}`: {reason}")]
@@ -36,9 +42,12 @@ impl ServeError {
             ServeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServeError::Unauthorized => StatusCode::UNAUTHORIZED,
             ServeError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ServeError::Conflict(_) => StatusCode::CONFLICT,
             ServeError::Store(e) if e.is_not_found() => StatusCode::NOT_FOUND,
             ServeError::Store(StoreError::BadName { .. }) => StatusCode::BAD_REQUEST,
-            ServeError::Store(_) | ServeError::Render { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ServeError::Store(_) | ServeError::Catalog(_) | ServeError::Render { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }

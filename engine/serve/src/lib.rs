@@ -9,6 +9,10 @@
 //!   the script, all inside the binary.
 //! - [`routes`]: the axum routes, a thin layer over [`views`]; live run
 //!   pages get server-sent events.
+//! - [`review`]: the catalog's manual-review queue (`--catalog`): the
+//!   queue, a page per video with its player and the teacher's segments on
+//!   a timeline, and the accept/fix verdicts; [`video`] serves the file
+//!   with range requests so the browser can seek.
 //! - [`auth`]: the token, read-only by default, CSRF on every write, safe
 //!   headers.
 //! - [`error`]: every failure mapped to a status code in one place.
@@ -17,7 +21,9 @@ pub mod auth;
 pub mod error;
 pub mod graph;
 pub mod pages;
+pub mod review;
 pub mod routes;
+pub mod video;
 pub mod views;
 
 use engine_core::store::Store;
@@ -32,10 +38,13 @@ pub struct Options {
     pub listen: SocketAddr,
     /// Required on every request when set; required to listen beyond loopback.
     pub token: Option<String>,
-    /// Allow writes (ref rollback); read-only otherwise.
+    /// Allow writes (ref rollback, review verdicts); read-only otherwise.
     pub allow_write: bool,
     /// How often a live run page's record is read again.
     pub poll: Duration,
+    /// The catalog whose review queue `/review` shows (as `engine review`
+    /// takes it: a SQLite path, `sqlite://PATH` or `postgres://...`).
+    pub catalog: Option<String>,
 }
 
 impl Default for Options {
@@ -45,6 +54,7 @@ impl Default for Options {
             token: None,
             allow_write: false,
             poll: Duration::from_millis(500),
+            catalog: None,
         }
     }
 }
@@ -61,6 +71,9 @@ pub struct Ctx {
     pub poll: Duration,
     /// Ends live event streams when the server stops.
     pub shutdown: CancellationToken,
+    /// The review queue's catalog; the review pages say how to give one
+    /// when it is `None`.
+    pub catalog: Option<catalog::Catalog>,
 }
 
 /// Refuses to listen beyond loopback without a token: the pages show
@@ -82,7 +95,7 @@ pub fn check_listen(o: &Options) -> Result<(), String> {
     Ok(())
 }
 
-pub fn context(store: Store, o: &Options) -> Ctx {
+pub fn context(store: Store, o: &Options, catalog: Option<catalog::Catalog>) -> Ctx {
     let csrf = auth::random_hex();
     Ctx {
         common: pages::Common {
@@ -97,6 +110,7 @@ pub fn context(store: Store, o: &Options) -> Ctx {
         env: pages::environment(),
         poll: o.poll,
         shutdown: CancellationToken::new(),
+        catalog,
     }
 }
 
@@ -109,6 +123,19 @@ pub struct Server {
 impl Server {
     pub async fn bind(store: Store, o: &Options) -> Result<Server, String> {
         check_listen(o)?;
+        // Opened before listening: a wrong URL fails at start, not on the
+        // first review page.
+        let catalog = match &o.catalog {
+            None => None,
+            Some(url) => {
+                catalog::prepare_default(url).map_err(|e| e.to_string())?;
+                Some(
+                    catalog::Catalog::open(url)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+        };
         let listener = tokio::net::TcpListener::bind(o.listen).await.map_err(|e| {
             format!(
                 "Failed to listen on `{}`: {e}; pick another with `--listen ADDR:PORT`",
@@ -117,7 +144,7 @@ impl Server {
         })?;
         Ok(Server {
             listener,
-            ctx: Arc::new(context(store, o)),
+            ctx: Arc::new(context(store, o, catalog)),
         })
     }
 
@@ -153,8 +180,12 @@ pub async fn serve(store: Store, o: &Options) -> Result<(), String> {
         format!("http://{addr}")
     };
     eprintln!(
-        "engine serve: {url}/runs (store {}, {}{}); Ctrl-C stops",
+        "engine serve: {url}/runs (store {}{}, {}{}); Ctrl-C stops",
         server.ctx.store.url(),
+        match &server.ctx.catalog {
+            Some(c) => format!(", review queue of catalog {} at {url}/review", c.url()),
+            None => String::new(),
+        },
         if o.allow_write {
             "writes allowed"
         } else {

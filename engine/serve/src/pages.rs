@@ -10,7 +10,7 @@ use serde::Serialize;
 pub const STYLE_CSS: &str = include_str!("../assets/style.css");
 pub const APP_JS: &str = include_str!("../assets/app.js");
 
-const TEMPLATES: [(&str, &str); 11] = [
+const TEMPLATES: [(&str, &str); 13] = [
     ("layout.html", include_str!("../templates/layout.html")),
     ("runs.html", include_str!("../templates/runs.html")),
     ("run.html", include_str!("../templates/run.html")),
@@ -22,6 +22,11 @@ const TEMPLATES: [(&str, &str); 11] = [
     ("artifact.html", include_str!("../templates/artifact.html")),
     ("refs.html", include_str!("../templates/refs.html")),
     ("compare.html", include_str!("../templates/compare.html")),
+    ("review.html", include_str!("../templates/review.html")),
+    (
+        "review_video.html",
+        include_str!("../templates/review_video.html"),
+    ),
 ];
 
 /// The template set; `.html` names turn on auto-escaping.

@@ -2,7 +2,7 @@
 //! function and renders its struct as a page or JSON.
 
 use crate::error::{Result, ServeError};
-use crate::{Ctx, auth, pages, views};
+use crate::{Ctx, auth, pages, review, views};
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::header;
@@ -33,6 +33,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/api/refs", get(refs_json))
         .route("/refs/rollback", post(rollback))
         .route("/compare", get(compare_page))
+        .merge(review::routes())
         .route(
             "/assets/style.css",
             get(|| async { asset("text/css; charset=utf-8", pages::STYLE_CSS) }),

@@ -1,7 +1,8 @@
 //! `engine serve` in a real headless browser: Debian's `chromium` driven
 //! through `chromedriver` by fantoccini. Opens the runs page, clicks into
 //! a run, checks each stage's colour class, then watches a live run's page
-//! change without a reload as a task finishes.
+//! change without a reload as a task finishes. On the review page: the video
+//! loads and seeks, the timeline shows the segments, a typed fix is recorded.
 //!
 //! Without `chromedriver` the test says so and passes, except under
 //! `CI` (set and not `false`), where a missing browser is a failure:
@@ -165,4 +166,128 @@ async fn a_browser_sees_the_dag_coloured_and_updating_live() {
     .await;
     let _ = c.close().await;
     result.unwrap();
+}
+
+/// A number a script returned (`null` and the like read as NaN).
+fn num(v: &serde_json::Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reviewer_plays_the_video_and_fixes_its_segments() {
+    let Some(bin) = chromedriver() else {
+        if in_ci() {
+            panic!(
+                "`chromedriver` is not installed and CI is set: install it with `source scripts/lib.sh && need_chromium`"
+            );
+        }
+        eprintln!(
+            "SKIPPED a_reviewer_plays_the_video_and_fixes_its_segments: `chromedriver` is not installed (Debian: apt-get install chromium chromium-driver)"
+        );
+        return;
+    };
+    let f = common::review_fixture().await;
+    let o = engine_serve::Options {
+        catalog: Some(f.catalog.clone()),
+        allow_write: true,
+        ..local()
+    };
+    let (addr, _) = start(&f.store, o).await;
+    let base = format!("http://{addr}");
+    let (_driver, url) = start_driver(&bin).await;
+    let c = browser(&url).await;
+    let result = async {
+        // The queue, then a click into the video.
+        c.goto(&format!("{base}/review")).await?;
+        assert_eq!(c.title().await?, "Review · engine serve");
+        c.find(Locator::Css(&format!("tr[data-video='{}'] a.review-link", f.video)))
+            .await?
+            .click()
+            .await?;
+        c.wait().for_element(Locator::Css("video#player")).await?;
+        // The player reads the file through range requests: its duration is known.
+        let t0 = std::time::Instant::now();
+        let duration = loop {
+            let d = c
+                .execute(
+                    "const v = document.getElementById('player'); return v.error ? -v.error.code : v.duration;",
+                    vec![],
+                )
+                .await?;
+            let d = num(&d);
+            assert!(d.is_nan() || d >= 0.0, "the video failed to load: MediaError code {}", -d);
+            if d > 0.0 {
+                break d;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(15), "the video did not load within 15 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!((duration - 6.0).abs() < 0.3, "duration {duration}");
+        // The teacher's two segments, placed over the duration.
+        let segs = c.find_all(Locator::Css("#track-proposed .seg.proposed")).await?;
+        assert_eq!(segs.len(), 2);
+        let left = c
+            .execute(
+                "return [...document.querySelectorAll('#track-proposed .seg')].map(e => [parseFloat(e.style.left), parseFloat(e.style.width), e.offsetWidth]);",
+                vec![],
+            )
+            .await?;
+        let left: Vec<Vec<f64>> = serde_json::from_value(left).unwrap();
+        let pct = |s: f64| 100.0 * s / duration;
+        assert!((left[0][0] - pct(1.0)).abs() < 0.5 && (left[0][1] - pct(1.5)).abs() < 0.5, "{left:?}");
+        assert!((left[1][0] - pct(4.0)).abs() < 0.5 && left[1][2] > 10.0, "{left:?}");
+        // A click on a segment seeks the video to its start.
+        segs[1].click().await?;
+        let t0 = std::time::Instant::now();
+        loop {
+            let at = num(&c.execute("return document.getElementById('player').currentTime;", vec![]).await?);
+            if (at - 4.0).abs() < 0.2 {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "the click did not seek: at {at}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Fix: drop the first row, move the second, add one.
+        c.find(Locator::Css("#rows li:first-child button.remove")).await?.click().await?;
+        let row = c.find(Locator::Css("#rows li:first-child input")).await?;
+        row.clear().await?;
+        row.send_keys("4.2-5.5").await?;
+        c.find(Locator::Id("add-row")).await?.click().await?;
+        c.find(Locator::Css("#rows li:last-child input")).await?.send_keys("0.5-1.5").await?;
+        let reviewer = c.find(Locator::Css("input[name=reviewer]")).await?;
+        reviewer.clear().await?;
+        reviewer.send_keys("chromium").await?;
+        let edited = c.find_all(Locator::Css("#track-edited .seg.edited")).await?;
+        assert_eq!(edited.len(), 2, "the 'yours' lane shows the typed rows");
+        // `SERVE_REVIEW_SCREENSHOT=F.png`: a picture of the page for the README.
+        if let Some(path) = std::env::var_os("SERVE_REVIEW_SCREENSHOT") {
+            c.set_window_size(1280, 1120).await?;
+            // The frame at the seek point, not the player's loading spinner.
+            for _ in 0..50 {
+                let ready = c
+                    .execute("const v = document.getElementById('player'); return !v.seeking && v.readyState >= 3;", vec![])
+                    .await?;
+                if ready == serde_json::json!(true) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            std::fs::write(&path, c.screenshot().await?).unwrap();
+        }
+        c.find(Locator::Id("fix")).await?.click().await?;
+        if c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Id("reviewed")).await.is_err() {
+            panic!("no verdict shown after submitting the fix; the page: {}", c.source().await?);
+        }
+        Ok::<(), fantoccini::error::CmdError>(())
+    }
+    .await;
+    let _ = c.close().await;
+    result.unwrap();
+    let (human, entry) = common::verdict_of(&f.catalog, f.video).await;
+    assert_eq!(human, [(0.5, 1.5), (4.2, 5.5)]);
+    assert_eq!(
+        (entry.verdict.as_deref(), entry.reviewer.as_deref()),
+        (Some("fixed"), Some("chromium"))
+    );
 }

@@ -148,3 +148,102 @@ pub async fn live_copy(store: &Store, run: &RunRecord, id: &str, running: &str) 
 pub fn hostname() -> String {
     ::hostname::get().unwrap().to_string_lossy().into_owned()
 }
+
+/// A SQLite catalog file holding one real video, made by ffmpeg (6 s of
+/// test pattern, H.264 in MP4 as a browser plays it), queued for review
+/// with two proposed segments; an empty store beside it.
+pub struct ReviewFixture {
+    pub dir: tempfile::TempDir,
+    pub store: Store,
+    /// The catalog's URL: the file's path, as `engine serve --catalog` takes it.
+    pub catalog: String,
+    pub video: i64,
+    pub path: std::path::PathBuf,
+}
+
+pub const PROPOSED: [(f64, f64); 2] = [(1.0, 2.5), (4.0, 5.0)];
+
+pub fn make_video(path: &std::path::Path) {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+        .args(["-i", "testsrc=duration=6:size=160x90:rate=10"])
+        // testsrc is RGB: without this x264 writes 4:4:4, which browsers do not decode.
+        .args(["-pix_fmt", "yuv420p"])
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("Failed to run `ffmpeg` (the review tests make a real video; apt-get install ffmpeg): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "ffmpeg failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub async fn review_fixture() -> ReviewFixture {
+    use catalog::{Catalog, NewLabel, NewQueueEntry, NewVideo};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open("fs://store", dir.path()).unwrap();
+    let path = dir.path().canonicalize().unwrap().join("match-01.mp4");
+    make_video(&path);
+    let url = dir.path().join("catalog.db").display().to_string();
+    let cat = Catalog::open(&url).await.unwrap();
+    let (video, _) = cat
+        .upsert_video(&NewVideo {
+            uri: path.display().to_string(),
+            sport: Some("ice-hockey".into()),
+            league: Some("no-graphics-league".into()),
+            broadcaster: Some("home-tv".into()),
+            duration_s: 6.0,
+            fps: 10.0,
+            width: 160,
+            height: 90,
+            ..NewVideo::default()
+        })
+        .await
+        .unwrap();
+    cat.enqueue_review(
+        video,
+        &NewQueueEntry {
+            confidence: Some(0.31),
+            proposals: PROPOSED
+                .iter()
+                .map(|&(start_s, end_s)| NewLabel {
+                    start_s,
+                    end_s,
+                    confidence: Some(0.6),
+                })
+                .collect(),
+            reason: Some("teacher confidence 0.31 < 0.50".into()),
+            queued_by: Some("route".into()),
+        },
+    )
+    .await
+    .unwrap();
+    cat.close().await;
+    ReviewFixture {
+        dir,
+        store,
+        catalog: url,
+        video,
+        path,
+    }
+}
+
+/// The video's `human` labels and its newest review entry, read from the
+/// catalog file as `engine review` would.
+pub async fn verdict_of(catalog: &str, video: i64) -> (Vec<(f64, f64)>, catalog::QueueEntry) {
+    let cat = catalog::Catalog::open(catalog).await.unwrap();
+    let human = cat
+        .labels_for(video)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.source == "human")
+        .map(|l| (l.start_s, l.end_s))
+        .collect();
+    let entry = cat.reviews_of(video).await.unwrap().remove(0);
+    cat.close().await;
+    (human, entry)
+}
