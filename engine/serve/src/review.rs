@@ -393,15 +393,7 @@ async fn accept(
     Path(id): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Redirect> {
-    let f = VerdictForm::read(fields)?;
-    auth::check_csrf(&ctx, &f.csrf)?;
-    let cat = catalog(&ctx)?;
-    let id = video_id(&id)?;
-    pending(cat, id).await?;
-    cat.record_verdict(VideoKey::Id(id), QueueVerdict::Accepted, &[], &f.reviewer)
-        .await
-        .map_err(verdict_error)?;
-    Ok(Redirect::to(&format!("/review/{id}")))
+    verdict(&ctx, &id, fields, QueueVerdict::Accepted).await
 }
 
 async fn fix(
@@ -409,15 +401,29 @@ async fn fix(
     Path(id): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Redirect> {
+    verdict(&ctx, &id, fields, QueueVerdict::Fixed).await
+}
+
+/// Records an accept (the teacher's segments) or a fix (the typed ones),
+/// then shows the video's page again.
+async fn verdict(
+    ctx: &Ctx,
+    id: &str,
+    fields: Vec<(String, String)>,
+    kind: QueueVerdict,
+) -> Result<Redirect> {
     let f = VerdictForm::read(fields)?;
-    auth::check_csrf(&ctx, &f.csrf)?;
-    let spans = f.spans()?;
-    let cat = catalog(&ctx)?;
-    let id = video_id(&id)?;
-    // Checked first: `record_verdict` would record a fix on a reviewed
-    // video as a second verdict, overwriting the first reviewer's labels.
+    auth::check_csrf(ctx, &f.csrf)?;
+    let spans = match kind {
+        QueueVerdict::Fixed => f.spans()?,
+        _ => vec![],
+    };
+    let cat = catalog(ctx)?;
+    let id = video_id(id)?;
+    // Checked first: `record_verdict` would record a verdict on a reviewed
+    // video as a second one, overwriting the first reviewer's labels.
     pending(cat, id).await?;
-    cat.record_verdict(VideoKey::Id(id), QueueVerdict::Fixed, &spans, &f.reviewer)
+    cat.record_verdict(VideoKey::Id(id), kind, &spans, &f.reviewer)
         .await
         .map_err(verdict_error)?;
     Ok(Redirect::to(&format!("/review/{id}")))

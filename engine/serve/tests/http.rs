@@ -3,26 +3,13 @@
 //! real run.
 
 mod common;
+mod web;
 
 use common::{fixture, live_copy, local, start};
 use engine_core::records::{self, RunStatus, TaskStatus};
 use engine_serve::Options;
 use reqwest::StatusCode;
-use reqwest::redirect::Policy;
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(Policy::none())
-        .build()
-        .unwrap()
-}
-
-async fn get(base: &str, path: &str) -> (StatusCode, String) {
-    let r = client().get(format!("{base}{path}")).send().await.unwrap();
-    let s = r.status();
-    // minijinja escapes `/` in text and attributes; a browser reads it back.
-    (s, r.text().await.unwrap().replace("&#x2f;", "/"))
-}
+use web::{client, get};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn runs_are_listed_newest_first_and_filtered() {

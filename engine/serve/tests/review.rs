@@ -4,25 +4,12 @@
 //! `engine review` reads them.
 
 mod common;
+mod web;
 
 use common::{PROPOSED, local, review_fixture, start, verdict_of};
 use engine_serve::Options;
 use reqwest::StatusCode;
-use reqwest::redirect::Policy;
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(Policy::none())
-        .build()
-        .unwrap()
-}
-
-async fn get(base: &str, path: &str) -> (StatusCode, String) {
-    let r = client().get(format!("{base}{path}")).send().await.unwrap();
-    let s = r.status();
-    // minijinja escapes `/` in text and attributes; a browser reads it back.
-    (s, r.text().await.unwrap().replace("&#x2f;", "/"))
-}
+use web::{client, get};
 
 async fn post(base: &str, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
     let r = client()
