@@ -714,12 +714,20 @@ fn kill_engine_and_check_its_tasks_die(no_reaper: bool) {
     let pids = dir.path().join("pids");
     let p = dir.path().join("p.yaml");
     // Before: only the shell died with the engine; its children (here a
-    // background sleep and a foreground one) ran on.
+    // background sleep and a foreground one) ran on. A `setsid` one leaves
+    // the process group: the reaper kills it through the task's cgroup,
+    // where the machine has them.
+    let setsid = !no_reaper && engine_core::cgroup::available();
     std::fs::write(
         &p,
         format!(
-            "name: orphans\nstages:\n  nap:\n    uses: shell\n    with:\n      run: |\n        sleep 120 &\n        echo $! > {pids}.tmp\n        sh -c 'echo $$ >> {pids}.tmp; exec sleep 120' &\n        sleep 0.3\n        mv {pids}.tmp {pids}\n        wait\n",
-            pids = pids.display()
+            "name: orphans\nstages:\n  nap:\n    uses: shell\n    with:\n      run: |\n        sleep 120 &\n        echo $! > {pids}.tmp\n        sh -c 'echo $$ >> {pids}.tmp; exec sleep 120' &\n{extra}        sleep 0.3\n        mv {pids}.tmp {pids}\n        wait\n",
+            pids = pids.display(),
+            extra = if setsid {
+                format!("        setsid sleep 120 &\n        echo $! >> {}.tmp\n", pids.display())
+            } else {
+                String::new()
+            }
         ),
     )
     .unwrap();
@@ -741,7 +749,7 @@ fn kill_engine_and_check_its_tasks_die(no_reaper: bool) {
         .lines()
         .map(|l| l.trim().parse().unwrap())
         .collect();
-    assert_eq!(pids.len(), 2);
+    assert_eq!(pids.len(), if setsid { 3 } else { 2 });
     child.kill().unwrap(); // SIGKILL: the engine cannot clean up
     child.wait().unwrap();
     let running = |pid: i32| {

@@ -14,6 +14,7 @@
 
 pub mod builtin;
 pub mod cache;
+pub mod cgroup;
 pub mod compile;
 pub mod dag;
 pub mod deps;

@@ -30,16 +30,22 @@ use std::io::Write;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
-/// Reads `+PGID` / `-PGID` lines; at end of input, kills the groups left.
+/// Reads `+PGID` / `-PGID` lines (and `+PATH` / `-PATH` for a task's
+/// cgroup folder); at end of input, kills the groups and cgroups left.
 const SCRIPT: &str = r#"trap '' INT TERM HUP QUIT PIPE
-declare -A live
+declare -A live cg
 while read -r line; do
   case $line in
+    +/*) cg[${line#+}]=1 ;;
+    -/*) unset "cg[${line#-}]" ;;
     +*) live[${line#+}]=1 ;;
     -*) unset "live[${line#-}]" ;;
   esac
 done
 for pg in "${!live[@]}"; do kill -KILL -- "-$pg" 2>/dev/null; done
+for c in "${!cg[@]}"; do echo 1 > "$c/cgroup.kill"; done 2>/dev/null
+sleep 0.2
+for c in "${!cg[@]}"; do rmdir "$c"; done 2>/dev/null
 exit 0"#;
 
 struct Reaper {
@@ -115,6 +121,21 @@ pub fn watch(pgid: i32) -> Result<(), String> {
 /// The process group `pgid` is gone (its task ended and it was killed).
 pub fn forget(pgid: i32) {
     let _ = send(&format!("-{pgid}\n"));
+}
+
+/// The task cgroup at `path` (see `cgroup.rs`) is killed if this process
+/// dies. A path with a newline cannot be listed (the engine makes none).
+pub fn watch_cgroup(path: &std::path::Path) -> Result<(), String> {
+    let p = path.to_string_lossy();
+    if !p.starts_with('/') || p.contains('\n') {
+        return Err(format!("cannot watch cgroup `{p}`"));
+    }
+    send(&format!("+{p}\n"))
+}
+
+/// The task cgroup at `path` was killed and removed.
+pub fn forget_cgroup(path: &std::path::Path) {
+    let _ = send(&format!("-{}\n", path.to_string_lossy()));
 }
 
 #[cfg(test)]

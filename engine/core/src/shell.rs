@@ -117,6 +117,9 @@ struct KillGroup {
     pgid: Option<i32>,
     /// The reaper knows the group.
     watched: bool,
+    /// The task's cgroup, where the machine has them: it also holds the
+    /// processes that left the group (`setsid`).
+    cgroup: Option<crate::cgroup::TaskCgroup>,
 }
 
 impl KillGroup {
@@ -128,6 +131,12 @@ impl KillGroup {
             }
             if self.watched {
                 crate::reaper::forget(pgid);
+            }
+        }
+        if let Some(cg) = self.cgroup.take() {
+            cg.kill();
+            if self.watched {
+                crate::reaper::forget_cgroup(cg.path());
             }
         }
     }
@@ -164,7 +173,13 @@ impl Shell {
     /// (`direct` false) the same under the [`SUPERVISE`] shell with a
     /// parent-death signal, which needs a pre-exec hook and so a fork of
     /// the whole engine.
-    fn command(&self, ctx: &TaskCtx, env: &TaskEnv, direct: bool) -> tokio::process::Command {
+    fn command(
+        &self,
+        ctx: &TaskCtx,
+        env: &TaskEnv,
+        direct: bool,
+        cgroup: Option<&Path>,
+    ) -> tokio::process::Command {
         let shell = env.shell;
         let mut cmd = tokio::process::Command::new(shell);
         // Only an allow-list of the engine's environment, plus what the
@@ -173,13 +188,27 @@ impl Shell {
         cmd.env_clear()
             .envs(std::env::vars().filter(|(k, _)| allowed_env(k)))
             .envs(env.passed.iter().cloned());
+        // The shell joins the task's cgroup before anything of the command
+        // runs: a command that forks and exits at once would otherwise be
+        // gone, its children outside, before the engine could move it. On
+        // the command's first line, so bash's line numbers are unchanged.
+        let run = match cgroup {
+            Some(cg) => {
+                cmd.env("ENGINE_CGROUP", cg);
+                format!(
+                    "echo 0 > \"$ENGINE_CGROUP/cgroup.procs\" 2>/dev/null; {}",
+                    self.0.run
+                )
+            }
+            None => self.0.run.clone(),
+        };
         if direct {
-            cmd.arg("-c").arg(&self.0.run);
+            cmd.arg("-c").arg(&run);
         } else {
             cmd.arg("-c")
                 .arg(SUPERVISE)
                 .arg(shell)
-                .env("ENGINE_RUN", &self.0.run);
+                .env("ENGINE_RUN", &run);
         }
         cmd.current_dir(env.work)
             .env("ENGINE_TASK", ctx.task())
@@ -287,20 +316,31 @@ impl Stage for Shell {
             }
         };
         let (mut child, mut guard) = loop {
-            let mut child = self.command(ctx, &env, direct).spawn().map_err(|e| {
-                StageError::msg(format!(
-                    "Failed to start `{shell}` for task `{}`: {e}",
-                    ctx.task()
-                ))
-            })?;
+            let cgroup = crate::cgroup::TaskCgroup::new();
+            let mut child = self
+                .command(ctx, &env, direct, cgroup.as_ref().map(|c| c.path()))
+                .spawn()
+                .map_err(|e| {
+                    StageError::msg(format!(
+                        "Failed to start `{shell}` for task `{}`: {e}",
+                        ctx.task()
+                    ))
+                })?;
             let mut guard = KillGroup {
                 pgid: child.id().map(|p| p as i32),
                 watched: false,
+                cgroup: cgroup.filter(|cg| child.id().is_some_and(|pid| cg.join(pid).is_ok())),
             };
             if !direct {
                 break (child, guard);
             }
-            match guard.pgid.map(crate::reaper::watch) {
+            let watched = guard.pgid.map(crate::reaper::watch).map(|r| {
+                r.and_then(|()| match &guard.cgroup {
+                    Some(cg) => crate::reaper::watch_cgroup(cg.path()),
+                    None => Ok(()),
+                })
+            });
+            match watched {
                 Some(Ok(())) | None => {
                     guard.watched = guard.pgid.is_some();
                     break (child, guard);
@@ -363,7 +403,8 @@ impl Stage for Shell {
         // The task ends when its command does: whatever it left running in
         // the background (`sleep 600 &`) dies with the process group, which
         // also closes the pipes it held, so reading ends. A process that left
-        // the group (setsid) and keeps a pipe open is not waited for.
+        // the group (setsid) dies with the task's cgroup where the machine
+        // has them; elsewhere it lives on, and its pipe is not waited for.
         guard.kill();
         let mut pumps = pumps;
         if tokio::time::timeout(Duration::from_secs(5), &mut pumps)

@@ -622,7 +622,11 @@ stages:
         let r = run(yaml, &store).await;
         for d in &d {
             let t = r.task(&d.task).unwrap();
-            let ran = if t.status == TaskStatus::Cached { "cached" } else { "run" };
+            let ran = if t.status == TaskStatus::Cached {
+                "cached"
+            } else {
+                "run"
+            };
             assert_eq!(
                 (d.action.as_str(), d.reason.as_str()),
                 (ran, t.reason.as_str()),
@@ -775,8 +779,10 @@ async fn a_task_ends_when_its_command_does_and_takes_its_background_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open("fs://store", dir.path()).unwrap();
     let pidfile = dir.path().join("bg.pid");
+    let setsid_pid = dir.path().join("setsid.pid");
     // Before: the background `sleep` held the output pipe, so the task ran
-    // as long as it did, and it outlived the task.
+    // as long as it did, and it outlived the task. A `setsid` one leaves
+    // the process group: only a cgroup holds it.
     let yaml = format!(
         r#"
 name: bg
@@ -787,9 +793,12 @@ stages:
       run: |
         sleep 30 &
         echo $! > {}
+        setsid sleep 30 &
+        echo $! > {}
         echo started
 "#,
-        pidfile.display()
+        pidfile.display(),
+        setsid_pid.display()
     );
     let t0 = std::time::Instant::now();
     let r = run(&yaml, &store).await;
@@ -814,6 +823,30 @@ stages:
         !running,
         "the background sleep {pid} outlived its task: {state}"
     );
+    let pid: i32 = std::fs::read_to_string(&setsid_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let running = state
+        .rsplit_once(") ")
+        .is_some_and(|(_, rest)| !rest.starts_with('Z'));
+    if engine_core::cgroup::available() {
+        let t = r.task("leaves").unwrap();
+        let log = store.get_blob(t.log.as_ref().unwrap()).await.unwrap();
+        assert!(
+            !running,
+            "the setsid sleep {pid} left the process group and outlived its task: {state}\nlog:\n{}",
+            String::from_utf8_lossy(&log)
+        );
+    } else {
+        // SAFETY: kill only sends a signal.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        eprintln!(
+            "no writable cgroup v2 tree here: a setsid process outlives its task (tested where cgroups are available)"
+        );
+    }
 }
 
 #[tokio::test]
