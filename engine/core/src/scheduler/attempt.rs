@@ -30,6 +30,30 @@ pub(super) async fn guarded<F: std::future::Future<Output = Result<(), StageErro
     }
 }
 
+/// After attempt `attempt` of a task or a map item failed with `e`: whether
+/// to try again. When yes, `on_retry(delay)` is told and the backoff waited
+/// first. A cancelled attempt, or the last one allowed, is not retried;
+/// cancellation during the wait is an error. Shared by [`run_task`] and
+/// `map::run_item`, so both retry alike.
+pub(super) async fn wait_to_retry(
+    base: Duration,
+    retries: u32,
+    attempt: u32,
+    e: &StageError,
+    cancel: &CancellationToken,
+    on_retry: impl FnOnce(Duration),
+) -> Result<bool, StageError> {
+    if matches!(e, StageError::Cancelled) || attempt > retries {
+        return Ok(false);
+    }
+    let delay = backoff(base, attempt);
+    on_retry(delay);
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => Ok(true),
+        _ = cancel.cancelled() => Err(StageError::Cancelled),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run_task(
     sh: &Arc<Shared>,
@@ -87,30 +111,28 @@ pub(super) async fn run_task(
         rec.held_ms.push([held_from, sh.ms()]);
         drop(grant);
         let _ = tokio::fs::remove_dir_all(&scratch).await;
-        match res {
+        let e = match res {
             Ok(()) => return Ok((ctx.outputs, ctx.values)),
-            Err(StageError::Cancelled) => return Err(StageError::Cancelled),
-            Err(e) if attempt <= stage.retries => {
-                let delay = backoff(sh.opts.retry_backoff, attempt);
-                log.line(&format!(
-                    "attempt {attempt} failed: {e}; retrying in {}",
-                    humantime::format_duration(delay)
-                ));
-                sh.opts.events.emit(Event::TaskRetry {
-                    task: label.into(),
-                    attempt,
-                    error: crate::secrets::redact(&e.to_string()).into_owned(),
-                    delay_ms: delay.as_millis() as u64,
-                });
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = cancel.cancelled() => return Err(StageError::Cancelled),
-                }
-            }
-            Err(e) => {
+            Err(e) => e,
+        };
+        let retry = |delay: Duration| {
+            log.line(&format!(
+                "attempt {attempt} failed: {e}; retrying in {}",
+                humantime::format_duration(delay)
+            ));
+            sh.opts.events.emit(Event::TaskRetry {
+                task: label.into(),
+                attempt,
+                error: crate::secrets::redact(&e.to_string()).into_owned(),
+                delay_ms: delay.as_millis() as u64,
+            });
+        };
+        let base = sh.opts.retry_backoff;
+        if !wait_to_retry(base, stage.retries, attempt, &e, &cancel, retry).await? {
+            if !matches!(e, StageError::Cancelled) {
                 log.line(&format!("attempt {attempt} failed: {e}"));
-                return Err(e);
             }
+            return Err(e);
         }
     }
 }

@@ -216,7 +216,7 @@ pub(super) async fn run_item(
         // worker thread goes on until told: tell it, before any retry starts.
         ctx.cancel.cancel();
         let _ = tokio::fs::remove_dir_all(&scratch).await;
-        match res {
+        let e = match res {
             Ok(()) => {
                 return Ok(Item {
                     key: item.key.clone(),
@@ -224,19 +224,20 @@ pub(super) async fn run_item(
                     meta: ctx.meta,
                 });
             }
-            Err(StageError::Cancelled) => return Err(StageError::Cancelled),
-            Err(e) if attempt <= stage.retries => {
-                let delay = backoff(sh.opts.retry_backoff, attempt);
-                log.line(&format!(
-                    "item `{}` attempt {attempt} failed: {e}; retrying",
-                    item.key
-                ));
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = cancel.cancelled() => return Err(StageError::Cancelled),
-                }
-            }
-            Err(e) => return Err(StageError::msg(format!("item `{}`: {e}", item.key))),
+            Err(e) => e,
+        };
+        let retry = |_| {
+            log.line(&format!(
+                "item `{}` attempt {attempt} failed: {e}; retrying",
+                item.key
+            ))
+        };
+        let base = sh.opts.retry_backoff;
+        if !wait_to_retry(base, stage.retries, attempt, &e, cancel, retry).await? {
+            return Err(match e {
+                StageError::Cancelled => e,
+                e => StageError::msg(format!("item `{}`: {e}", item.key)),
+            });
         }
     }
 }
