@@ -344,6 +344,21 @@ impl Log {
     pub fn text(&self) -> String {
         self.buf.lock().unwrap_or_else(|p| p.into_inner()).text()
     }
+    /// Bytes written so far (cut ones included): grows with every line.
+    pub fn written(&self) -> usize {
+        let b = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        b.head.len() + b.tail_bytes + b.cut_bytes
+    }
+    /// The last `max` bytes of the log (at a character boundary), for the
+    /// log of a task still running.
+    pub fn tail(&self, max: usize) -> String {
+        let text = self.text();
+        let mut at = text.len().saturating_sub(max);
+        while !text.is_char_boundary(at) {
+            at += 1;
+        }
+        text[at..].to_string()
+    }
     pub fn progress(&self, done: u64, total: u64) {
         self.events.emit(Event::Progress {
             task: self.task.clone(),

@@ -1064,14 +1064,15 @@ stages:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_run_is_read_from_its_document_and_event_batches() {
     let s = common::fs_store();
-    let yaml = "name: batches\nstages:\n  slow:\n    uses: builtin.sleep\n    with: { ms: 2300 }\n  after:\n    uses: builtin.sleep\n    needs: [slow]\n    with: { ms: 1500, tag: after }\n";
+    let yaml = "name: batches\nstages:\n  slow:\n    uses: builtin.sleep\n    with: { ms: 2300 }\n  after:\n    uses: builtin.sleep\n    needs: [slow]\n    with: { ms: 3000, tag: after }\n";
     let o = opts(4);
     let id = o.run_id.clone();
     let store = s.store.clone();
     let running = tokio::spawn(async move { run_with(yaml, &store, o).await });
     // `slow` finishes after 2.3 s, past the first checkpoint: its record
-    // goes out in a batch while `after` runs, and the document still says
-    // it is running.
+    // goes out in a batch while `after` runs (within 2 s of the last
+    // checkpoint, which its live log may have moved to 2 s), and the
+    // document still says it is running.
     let t0 = Instant::now();
     let mut seen = None;
     while t0.elapsed() < Duration::from_secs(20) && !running.is_finished() {
@@ -1105,4 +1106,39 @@ async fn a_running_run_is_read_from_its_document_and_event_batches() {
         .unwrap()
         .unwrap();
     assert_eq!(status(&r, "after"), TaskStatus::Done);
+}
+
+/// A long task's log reaches its record while it runs (its tail, every
+/// checkpoint), so a reader (`engine serve`, `engine show`) can follow it;
+/// the whole log replaces it when the task ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_tasks_log_is_in_its_record_while_it_runs() {
+    let s = common::fs_store();
+    let yaml = "name: live-log\nstages:\n  long:\n    uses: shell\n    with:\n      run: |\n        echo first line\n        sleep 4\n        echo last line\n";
+    let o = opts(2);
+    let id = o.run_id.clone();
+    let store = s.store.clone();
+    let running = tokio::spawn(async move { run_with(yaml, &store, o).await });
+    let t0 = Instant::now();
+    let mut seen = None;
+    while t0.elapsed() < Duration::from_secs(20) && !running.is_finished() {
+        if let Ok(Some(r)) = engine_core::records::load_run(&s.store, &id).await
+            && status(&r, "long") == TaskStatus::Running
+            && let Some(d) = &r.task("long").unwrap().log
+        {
+            seen = Some(String::from_utf8(s.store.get_blob(d).await.unwrap()).unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let live = seen.expect("the running task's log was in its record");
+    assert!(
+        live.contains("first line") && !live.contains("last line"),
+        "{live}"
+    );
+    let done = running.await.unwrap();
+    let t = done.task("long").unwrap();
+    assert_eq!(t.status, TaskStatus::Done);
+    let whole = String::from_utf8(s.store.get_blob(t.log.as_ref().unwrap()).await.unwrap()).unwrap();
+    assert!(whole.contains("first line") && whole.contains("last line"), "{whole}");
 }

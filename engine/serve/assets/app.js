@@ -20,6 +20,29 @@
   source.addEventListener("end", () => { source.close(); run.dataset.ended = "1"; });
 })();
 
+// A running task's page follows its log: the engine puts the log's tail
+// into the run record every checkpoint (2 s), and this polls the task's
+// JSON for it until the task is no longer running.
+(function () {
+  const log = document.getElementById("log");
+  if (!log || !log.dataset.follow || !window.fetch) return;
+  const url = log.dataset.follow;
+  const tick = async () => {
+    let page;
+    try {
+      const r = await fetch(url, { credentials: "same-origin" });
+      if (!r.ok) return;
+      page = await r.json();
+    } catch (e) { return setTimeout(tick, 2000); }
+    const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    log.textContent = page.log || "(empty)";
+    if (atEnd) log.scrollTop = log.scrollHeight;
+    log.dataset.polls = String(Number(log.dataset.polls || 0) + 1);
+    if (page.live) setTimeout(tick, 2000); else log.dataset.ended = "1";
+  };
+  setTimeout(tick, 2000);
+})();
+
 // The review page: the segments on the timeline are positioned here (the
 // page's policy forbids inline styles), a click on one seeks the video, and
 // the "yours" lane redraws as the reviewer types rows.

@@ -345,6 +345,8 @@ pub struct TaskView {
     pub log: String,
     pub log_cut: bool,
     pub log_url: String,
+    /// This page as JSON: what a live page polls for its log's tail.
+    pub api_url: String,
     pub live: bool,
 }
 
@@ -413,6 +415,7 @@ pub async fn task_view(store: &Store, r: &RunRecord, label: &str) -> Result<Task
         log,
         log_cut,
         log_url: format!("{}/log", task_url(&r.id, &t.task)),
+        api_url: format!("/api{}", task_url(&r.id, &t.task)),
         live: t.status == TaskStatus::Running && !interrupted,
     })
 }

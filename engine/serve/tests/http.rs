@@ -664,3 +664,66 @@ async fn a_run_of_ten_thousand_tasks_renders_quickly() {
     let bound = if cfg!(debug_assertions) { 5.0 } else { 1.0 };
     assert!(best.as_secs_f64() < bound, "{best:?}");
 }
+
+/// A running task's page follows its log: the engine puts the log's tail in
+/// the record while the task runs, the page marks the log to follow, and
+/// its JSON (what the page polls) has the lines printed so far.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_tasks_log_is_followed_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = engine_core::store::Store::open("fs://store", dir.path()).unwrap();
+    let yaml = "name: live-log\nstages:\n  long:\n    uses: shell\n    with:\n      run: |\n        echo first line\n        sleep 5\n        echo last line\n";
+    let running = {
+        let store = store.clone();
+        tokio::spawn(async move { common::run_pipeline(&store, yaml).await })
+    };
+    let (addr, _) = start(&store, local()).await;
+    let base = format!("http://{addr}");
+    let t0 = std::time::Instant::now();
+    let mut followed = None;
+    while t0.elapsed() < std::time::Duration::from_secs(20) && !running.is_finished() {
+        let runs: serde_json::Value = client()
+            .get(format!("{base}/api/runs"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(id) = runs["runs"][0]["id"].as_str() {
+            let j: serde_json::Value = client()
+                .get(format!("{base}/api/runs/{id}/tasks/long"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or_default();
+            // The params show the command too: look at the log itself.
+            if j["live"] == true && j["log"].as_str().is_some_and(|l| l.contains("first line")) {
+                let (_, page) = get(&base, &format!("/runs/{id}/tasks/long")).await;
+                followed = Some((id.to_string(), j, page));
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (id, live, page) = followed.expect("the log of the running task was shown while it ran");
+    assert!(
+        page.contains(&format!("data-follow=\"/api/runs/{id}/tasks/long\"")),
+        "{page}"
+    );
+    assert!(!live["log"].as_str().unwrap().contains("last line"), "{live}");
+    let r = running.await.unwrap();
+    assert_eq!(r.task("long").unwrap().status, TaskStatus::Done);
+    let j: serde_json::Value = client()
+        .get(format!("{base}/api/runs/{id}/tasks/long"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(j["live"], false);
+    assert!(j["log"].as_str().unwrap().contains("last line"), "{j}");
+}

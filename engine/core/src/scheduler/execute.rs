@@ -197,6 +197,10 @@ pub(super) async fn execute(
     }
 
     let log = Log::new(&rec.task, sh.opts.events.clone());
+    sh.live
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(t, log.clone());
     let label = rec.task.clone();
     let outcome = match &imp {
         StageImpl::Task(s) => {
@@ -227,6 +231,7 @@ pub(super) async fn execute(
             .await
         }
     };
+    sh.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&t);
     let log_text = log.text();
     if !log_text.is_empty()
         && let Ok(b) = sh.store.put_blob(log_text.into_bytes()).await

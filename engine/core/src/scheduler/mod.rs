@@ -118,6 +118,10 @@ struct Shared {
     /// This run's private scratch folder (random name, mode 0700), removed
     /// when the run ends; one left by a killed run is removed by the next.
     scratch: tempfile::TempDir,
+    /// Logs of running tasks, by task index: their tails reach the record
+    /// while they run ([`live_logs`]), so `engine serve` and `engine show`
+    /// can follow a long task.
+    live: Mutex<HashMap<usize, Log>>,
 }
 
 impl Shared {
@@ -255,7 +259,10 @@ pub async fn run(
         t0: Instant::now(),
         manifests: Mutex::new(HashMap::new()),
         scratch,
+        live: Mutex::new(HashMap::new()),
     });
+    let mut logs_saved: HashMap<usize, usize> = HashMap::new();
+    let mut logs_at = Instant::now();
     opts.events.emit(Event::RunStarted {
         run: record.id.clone(),
         pipeline: pipeline.name.clone(),
@@ -405,14 +412,24 @@ pub async fn run(
             break;
         }
         // Tasks just started are in the record; so is a heartbeat while
-        // long tasks run (how `engine runs` tells a live run from a dead one).
+        // long tasks run (how `engine runs` tells a live run from a dead one),
+        // and the tail of each running task's log.
+        if logs_at.elapsed() >= CHECKPOINT {
+            logs_at = Instant::now();
+            live_logs(&sh, &mut record, &mut log, &mut logs_saved).await;
+        }
         if log.due() {
             log.checkpoint(&store, &mut record, &opts.events).await;
         }
+        let wake = log
+            .until_heartbeat()
+            .min(CHECKPOINT.saturating_sub(logs_at.elapsed()));
         let joined = tokio::select! {
             j = join.join_next() => j,
-            _ = tokio::time::sleep(log.until_heartbeat()) => {
-                log.checkpoint(&store, &mut record, &opts.events).await;
+            _ = tokio::time::sleep(wake) => {
+                if log.until_heartbeat().is_zero() {
+                    log.checkpoint(&store, &mut record, &opts.events).await;
+                }
                 continue;
             }
         };
@@ -481,4 +498,36 @@ fn sanitize(label: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The last bytes of a running task's log kept in its record.
+const LIVE_LOG_TAIL: usize = 64 << 10;
+
+/// Puts the tail of every running task's log that grew since it was last
+/// saved into the store, and its digest into the task's record (replaced by
+/// the whole log when the task ends).
+async fn live_logs(
+    sh: &Shared,
+    record: &mut RunRecord,
+    log: &mut RecordLog,
+    saved: &mut HashMap<usize, usize>,
+) {
+    let grown: Vec<(usize, Log)> = {
+        let live = sh.live.lock().unwrap_or_else(|p| p.into_inner());
+        saved.retain(|t, _| live.contains_key(t));
+        live.iter()
+            .filter(|(t, l)| saved.get(t).copied().unwrap_or(0) != l.written())
+            .map(|(t, l)| (*t, l.clone()))
+            .collect()
+    };
+    for (t, l) in grown {
+        let written = l.written();
+        if let Ok(b) = sh.store.put_blob(l.tail(LIVE_LOG_TAIL).into_bytes()).await
+            && record.tasks[t].status == TaskStatus::Running
+        {
+            record.tasks[t].log = Some(b.digest);
+            log.touch(t);
+            saved.insert(t, written);
+        }
+    }
 }
