@@ -16,7 +16,7 @@ pub enum CatalogError {
     },
     /// The SQLite file's folder does not exist.
     #[error(
-        "Failed to open the catalog `{url}`: the folder `{}` does not exist; create it (`mkdir -p {}`) or point `--db` elsewhere",
+        "Failed to open the catalog `{url}`: the folder `{}` does not exist; create it (`mkdir -p {}`) or give a catalog in an existing folder (`--db`, `--catalog` or `ENGINE_CATALOG`)",
         dir.display(),
         dir.display()
     )]
