@@ -120,6 +120,58 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `text` (an error from a storage or database client) with the secrets a
+/// URL can carry hidden: the password of `scheme://user:PASSWORD@host`, and
+/// the values of query parameters whose names say secret, password, token,
+/// signature, credential or key; then remembered secrets ([`redact`]).
+pub fn scrub(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        out.push_str(&rest[..at + 3]);
+        rest = &rest[at + 3..];
+        let end = rest
+            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '`' || c == '"' || c == '\'')
+            .unwrap_or(rest.len());
+        let authority = &rest[..end];
+        match authority.rsplit_once('@') {
+            Some((user, host)) if user.contains(':') => {
+                let name = user.split(':').next().unwrap_or_default();
+                out.push_str(&format!("{name}:***@{host}"));
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    let secret_name = |k: &str| {
+        let k = k.to_ascii_lowercase();
+        ["secret", "password", "token", "signature", "credential", "key"]
+            .iter()
+            .any(|w| k.contains(w))
+    };
+    let mut scrubbed = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    // `name=value` after `?` or `&`: hide the value of a secret-named one.
+    while let Some(at) = rest.find(['?', '&']) {
+        scrubbed.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let end = rest
+            .find(|c: char| c == '&' || c.is_whitespace() || c == '`' || c == '"' || c == '\'' || c == ')')
+            .unwrap_or(rest.len());
+        match rest[..end].split_once('=') {
+            Some((k, _)) if secret_name(k) => {
+                scrubbed.push_str(k);
+                scrubbed.push_str("=***");
+            }
+            _ => scrubbed.push_str(&rest[..end]),
+        }
+        rest = &rest[end..];
+    }
+    scrubbed.push_str(rest);
+    redact(&scrubbed).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +212,19 @@ mod tests {
         assert!(e.contains("not closed"), "{e}");
         let e = resolve(&json!("${env:a-b}")).unwrap_err();
         assert!(e.contains("does not name"), "{e}");
+    }
+
+    #[test]
+    fn urls_in_error_text_lose_their_secrets() {
+        assert_eq!(
+            scrub("Unexpected (temporary) at read, context: { endpoint: http://minio:s3cr3tpw@10.0.0.1:9000/b?X-Amz-Signature=abc123&part=2 } => send failed"),
+            "Unexpected (temporary) at read, context: { endpoint: http://minio:***@10.0.0.1:9000/b?X-Amz-Signature=***&part=2 } => send failed"
+        );
+        assert_eq!(
+            scrub("postgres://db/x?user=u&password=pw and s3://bucket/prefix"),
+            "postgres://db/x?user=u&password=*** and s3://bucket/prefix"
+        );
+        assert_eq!(scrub("no url here"), "no url here");
     }
 
     #[test]

@@ -107,9 +107,11 @@ impl Manifest {
 /// Store failures; each names the object and the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("Failed to open store `{url}`: {reason}")]
+    #[error("Failed to open store `{}`: {}", crate::secrets::scrub(.url), crate::secrets::scrub(.reason))]
     Open { url: String, reason: String },
-    #[error("Failed to {op} `{path}` in store `{url}`: {source}")]
+    /// The backend's error is shown scrubbed: OpenDAL's messages carry
+    /// endpoints, which may carry credentials.
+    #[error("Failed to {op} `{path}` in store `{}`: {}", crate::secrets::scrub(.url), crate::secrets::scrub(&.source.to_string()))]
     Io {
         op: &'static str,
         path: String,
