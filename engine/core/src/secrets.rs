@@ -131,7 +131,15 @@ pub fn scrub(text: &str) -> String {
         out.push_str(&rest[..at + 3]);
         rest = &rest[at + 3..];
         let end = rest
-            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '`' || c == '"' || c == '\'')
+            .find(|c: char| {
+                c == '/'
+                    || c == '?'
+                    || c == '#'
+                    || c.is_whitespace()
+                    || c == '`'
+                    || c == '"'
+                    || c == '\''
+            })
             .unwrap_or(rest.len());
         let authority = &rest[..end];
         match authority.rsplit_once('@') {
@@ -146,9 +154,16 @@ pub fn scrub(text: &str) -> String {
     out.push_str(rest);
     let secret_name = |k: &str| {
         let k = k.to_ascii_lowercase();
-        ["secret", "password", "token", "signature", "credential", "key"]
-            .iter()
-            .any(|w| k.contains(w))
+        [
+            "secret",
+            "password",
+            "token",
+            "signature",
+            "credential",
+            "key",
+        ]
+        .iter()
+        .any(|w| k.contains(w))
     };
     let mut scrubbed = String::with_capacity(out.len());
     let mut rest = out.as_str();
@@ -157,7 +172,9 @@ pub fn scrub(text: &str) -> String {
         scrubbed.push_str(&rest[..=at]);
         rest = &rest[at + 1..];
         let end = rest
-            .find(|c: char| c == '&' || c.is_whitespace() || c == '`' || c == '"' || c == '\'' || c == ')')
+            .find(|c: char| {
+                c == '&' || c.is_whitespace() || c == '`' || c == '"' || c == '\'' || c == ')'
+            })
             .unwrap_or(rest.len());
         match rest[..end].split_once('=') {
             Some((k, _)) if secret_name(k) => {
@@ -217,7 +234,9 @@ mod tests {
     #[test]
     fn urls_in_error_text_lose_their_secrets() {
         assert_eq!(
-            scrub("Unexpected (temporary) at read, context: { endpoint: http://minio:s3cr3tpw@10.0.0.1:9000/b?X-Amz-Signature=abc123&part=2 } => send failed"),
+            scrub(
+                "Unexpected (temporary) at read, context: { endpoint: http://minio:s3cr3tpw@10.0.0.1:9000/b?X-Amz-Signature=abc123&part=2 } => send failed"
+            ),
             "Unexpected (temporary) at read, context: { endpoint: http://minio:***@10.0.0.1:9000/b?X-Amz-Signature=***&part=2 } => send failed"
         );
         assert_eq!(

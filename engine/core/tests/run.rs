@@ -1058,6 +1058,26 @@ stages:
     );
 }
 
+/// The first record of run `id` that a reader sees matching `want` while
+/// `running` goes on (polled every 50 ms, for up to 20 s).
+async fn record_while_running<T>(
+    store: &Store,
+    id: &str,
+    running: &tokio::task::JoinHandle<T>,
+    want: impl Fn(&RunRecord) -> bool,
+) -> Option<RunRecord> {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(20) && !running.is_finished() {
+        if let Ok(Some(r)) = engine_core::records::load_run(store, id).await
+            && want(&r)
+        {
+            return Some(r);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
 /// While a run goes, what changed reaches the store as small event
 /// batches, not as the whole record again: a reader folds them into the
 /// document, and the run leaves none behind when it ends.
@@ -1073,19 +1093,11 @@ async fn a_running_run_is_read_from_its_document_and_event_batches() {
     // goes out in a batch while `after` runs (within 2 s of the last
     // checkpoint, which its live log may have moved to 2 s), and the
     // document still says it is running.
-    let t0 = Instant::now();
-    let mut seen = None;
-    while t0.elapsed() < Duration::from_secs(20) && !running.is_finished() {
-        if let Ok(Some(r)) = engine_core::records::load_run(&s.store, &id).await
-            && r.status == RunStatus::Running
-            && status(&r, "slow") == TaskStatus::Done
-        {
-            seen = Some(r);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let r = seen.expect("a reader saw `slow` done while the run went on");
+    let r = record_while_running(&s.store, &id, &running, |r| {
+        r.status == RunStatus::Running && status(r, "slow") == TaskStatus::Done
+    })
+    .await
+    .expect("a reader saw `slow` done while the run went on");
     assert!(r.events >= 1, "read from a batch: {}", r.events);
     let doc: RunRecord = s
         .store
@@ -1119,19 +1131,13 @@ async fn a_running_tasks_log_is_in_its_record_while_it_runs() {
     let id = o.run_id.clone();
     let store = s.store.clone();
     let running = tokio::spawn(async move { run_with(yaml, &store, o).await });
-    let t0 = Instant::now();
-    let mut seen = None;
-    while t0.elapsed() < Duration::from_secs(20) && !running.is_finished() {
-        if let Ok(Some(r)) = engine_core::records::load_run(&s.store, &id).await
-            && status(&r, "long") == TaskStatus::Running
-            && let Some(d) = &r.task("long").unwrap().log
-        {
-            seen = Some(String::from_utf8(s.store.get_blob(d).await.unwrap()).unwrap());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let live = seen.expect("the running task's log was in its record");
+    let r = record_while_running(&s.store, &id, &running, |r| {
+        status(r, "long") == TaskStatus::Running && r.task("long").unwrap().log.is_some()
+    })
+    .await
+    .expect("the running task's log was in its record");
+    let live = r.task("long").unwrap().log.as_ref().unwrap();
+    let live = String::from_utf8(s.store.get_blob(live).await.unwrap()).unwrap();
     assert!(
         live.contains("first line") && !live.contains("last line"),
         "{live}"
@@ -1139,6 +1145,10 @@ async fn a_running_tasks_log_is_in_its_record_while_it_runs() {
     let done = running.await.unwrap();
     let t = done.task("long").unwrap();
     assert_eq!(t.status, TaskStatus::Done);
-    let whole = String::from_utf8(s.store.get_blob(t.log.as_ref().unwrap()).await.unwrap()).unwrap();
-    assert!(whole.contains("first line") && whole.contains("last line"), "{whole}");
+    let whole =
+        String::from_utf8(s.store.get_blob(t.log.as_ref().unwrap()).await.unwrap()).unwrap();
+    assert!(
+        whole.contains("first line") && whole.contains("last line"),
+        "{whole}"
+    );
 }

@@ -9,7 +9,7 @@ use common::{fixture, live_copy, local, start};
 use engine_core::records::{self, RunStatus, TaskStatus};
 use engine_serve::Options;
 use reqwest::StatusCode;
-use web::{client, get};
+use web::{client, get, get_json};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn runs_are_listed_newest_first_and_filtered() {
@@ -36,14 +36,7 @@ async fn runs_are_listed_newest_first_and_filtered() {
     assert!(only.contains(&f.run.id) && !only.contains(&second.id));
     let (_, none) = get(&base, "/runs?status=succeeded").await;
     assert!(!none.contains(&f.run.id) && none.contains("No runs"));
-    let j: serde_json::Value = client()
-        .get(format!("{base}/api/runs?status=failed"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let j: serde_json::Value = get_json(&base, "/api/runs?status=failed").await;
     assert_eq!(j["runs"].as_array().unwrap().len(), 2);
     assert_eq!(j["runs"][0]["id"], second.id.as_str());
     assert!(
@@ -203,14 +196,7 @@ async fn a_task_shows_params_reason_lineage_and_log() {
     let (s, page) = get(&base, &format!("/runs/{id}/tasks/sweep%5Benv.X%3D2%5D")).await;
     assert_eq!(s, StatusCode::OK, "{page}");
     assert!(page.contains("trial 2"), "{page}");
-    let j: serde_json::Value = client()
-        .get(format!("{base}/api/runs/{id}/tasks/report"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let j: serde_json::Value = get_json(&base, &format!("/api/runs/{id}/tasks/report")).await;
     assert_eq!(j["fingerprint"], fp.as_str());
 }
 
@@ -682,23 +668,9 @@ async fn a_running_tasks_log_is_followed_while_it_runs() {
     let t0 = std::time::Instant::now();
     let mut followed = None;
     while t0.elapsed() < std::time::Duration::from_secs(20) && !running.is_finished() {
-        let runs: serde_json::Value = client()
-            .get(format!("{base}/api/runs"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let runs: serde_json::Value = get_json(&base, "/api/runs").await;
         if let Some(id) = runs["runs"][0]["id"].as_str() {
-            let j: serde_json::Value = client()
-                .get(format!("{base}/api/runs/{id}/tasks/long"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap_or_default();
+            let j: serde_json::Value = get_json(&base, &format!("/api/runs/{id}/tasks/long")).await;
             // The params show the command too: look at the log itself.
             if j["live"] == true && j["log"].as_str().is_some_and(|l| l.contains("first line")) {
                 let (_, page) = get(&base, &format!("/runs/{id}/tasks/long")).await;
@@ -713,17 +685,13 @@ async fn a_running_tasks_log_is_followed_while_it_runs() {
         page.contains(&format!("data-follow=\"/api/runs/{id}/tasks/long\"")),
         "{page}"
     );
-    assert!(!live["log"].as_str().unwrap().contains("last line"), "{live}");
+    assert!(
+        !live["log"].as_str().unwrap().contains("last line"),
+        "{live}"
+    );
     let r = running.await.unwrap();
     assert_eq!(r.task("long").unwrap().status, TaskStatus::Done);
-    let j: serde_json::Value = client()
-        .get(format!("{base}/api/runs/{id}/tasks/long"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let j: serde_json::Value = get_json(&base, &format!("/api/runs/{id}/tasks/long")).await;
     assert_eq!(j["live"], false);
     assert!(j["log"].as_str().unwrap().contains("last line"), "{j}");
 }

@@ -9,7 +9,7 @@ mod web;
 use common::{PROPOSED, local, review_fixture, start, verdict_of};
 use engine_serve::Options;
 use reqwest::StatusCode;
-use web::{client, get};
+use web::{client, get, get_json};
 
 async fn post(base: &str, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
     let r = client()
@@ -79,14 +79,7 @@ async fn the_queue_lists_the_pending_video_and_says_when_there_is_no_catalog() {
         page.contains("No catalog: start with <code>engine serve --catalog URL</code>"),
         "{page}"
     );
-    let j: serde_json::Value = client()
-        .get(format!("{base}/api/review"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let j: serde_json::Value = get_json(&base, "/api/review").await;
     assert!(
         j["catalog"].is_null() && j["videos"] == serde_json::json!([]),
         "{j}"

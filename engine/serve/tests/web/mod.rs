@@ -18,3 +18,15 @@ pub async fn get(base: &str, path: &str) -> (StatusCode, String) {
     // minijinja escapes `/` in text and attributes; a browser reads it back.
     (s, r.text().await.unwrap().replace("&#x2f;", "/"))
 }
+
+/// GET `path` as JSON (`null` when the body is not JSON).
+pub async fn get_json(base: &str, path: &str) -> serde_json::Value {
+    client()
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or_default()
+}
