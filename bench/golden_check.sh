@@ -29,4 +29,4 @@ for v in "$OUT"/*.mp4; do
   "$ENGINE" detect "$v" --model "$MODEL" --store "$STORE" --json > "${v%.mp4}.pred.json"
 done
 echo "model $MODEL:"
-python3 bench/score_golden.py "$OUT"
+python3 bench/score_golden.py "$OUT" ${ERRORS:+--errors}

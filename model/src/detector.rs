@@ -49,6 +49,22 @@ pub struct DetectorInfo {
     /// model of another sport. Absent in models made before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trained_on: Option<TrainedOn>,
+    /// More temporal models whose probabilities are averaged with the
+    /// first one's (`model.select` with `ensemble:` above 1). Empty for a
+    /// single model, and in models made before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ensemble: Vec<EnsembleMember>,
+}
+
+/// One more temporal model of an ensemble, over the same backbone.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnsembleMember {
+    /// The sweep trial it came from.
+    pub trial: String,
+    pub temporal: TemporalConfig,
+    /// Its weights file in the artifact (`temporal-1.safetensors`, ...).
+    pub weights: String,
 }
 
 /// The training data of a detector.
@@ -132,9 +148,36 @@ pub fn check_sport(
 pub struct Detector {
     pub info: DetectorInfo,
     backbone: Backbone,
-    _vs: nn::VarStore,
-    temporal: Temporal,
+    /// The temporal model, then the ensemble's other members (each with
+    /// the store its weights live in).
+    temporal: Vec<(nn::VarStore, Temporal)>,
     device: Device,
+}
+
+/// Loads one temporal model's weights from `path`.
+fn load_temporal(
+    cfg: &TemporalConfig,
+    path: &Path,
+    dev: Device,
+    json: &Path,
+    dim: i64,
+) -> Result<(nn::VarStore, Temporal), StageError> {
+    if cfg.dim != dim {
+        return Err(StageError::msg(format!(
+            "`{}`: the temporal model `{}` takes {} features but the backbone gives {dim}",
+            json.display(),
+            path.display(),
+            cfg.dim,
+        )));
+    }
+    let mut vs = nn::VarStore::new(dev);
+    let temporal = Temporal::new(&vs.root(), cfg.clone());
+    vs.load(path).map_err(torch_err(format!(
+        "Failed to load the temporal model `{}` (does it match the sizes in `{}`?)",
+        path.display(),
+        json.display()
+    )))?;
+    Ok((vs, temporal))
 }
 
 impl Detector {
@@ -162,25 +205,27 @@ impl Detector {
             .map_err(|e| StageError::msg(format!("`{}`: {e}", json.display())))?;
         let dev = device();
         let backbone = Backbone::load(&info.backbone, dir, dev)?;
-        let mut vs = nn::VarStore::new(dev);
-        let temporal = Temporal::new(&vs.root(), info.temporal.clone());
-        let w = dir.join("temporal.safetensors");
-        vs.load(&w).map_err(torch_err(format!(
-            "Failed to load the temporal model `{}` (does it match the sizes in model.json?)",
-            w.display()
-        )))?;
-        if info.temporal.dim != info.backbone.dim {
-            return Err(StageError::msg(format!(
-                "`{}`: the temporal model takes {} features but the backbone gives {}",
-                json.display(),
-                info.temporal.dim,
-                info.backbone.dim
-            )));
+        let dim = info.backbone.dim;
+        let mut temporal = vec![load_temporal(
+            &info.temporal,
+            &dir.join("temporal.safetensors"),
+            dev,
+            &json,
+            dim,
+        )?];
+        for m in &info.ensemble {
+            if m.weights.contains(['/', '\\']) || m.weights.starts_with('.') {
+                return Err(StageError::msg(format!(
+                    "`{}`: ensemble weights `{}` must be a file name inside the model",
+                    json.display(),
+                    m.weights
+                )));
+            }
+            temporal.push(load_temporal(&m.temporal, &dir.join(&m.weights), dev, &json, dim)?);
         }
         Ok(Detector {
             info,
             backbone,
-            _vs: vs,
             temporal,
             device: dev,
         })
@@ -194,15 +239,38 @@ impl Detector {
         }
     }
 
+    /// Per-frame (start, end, content) probabilities of a feature sequence
+    /// `[frames, dim]`: the mean over the ensemble's members.
+    pub fn probs(&self, feats: &Tensor) -> Result<Vec<[f32; 3]>, StageError> {
+        let feats = feats.to_device(self.device);
+        let mut sum: Vec<[f32; 3]> = vec![];
+        for (_, t) in &self.temporal {
+            let p = t.probs(&feats)?;
+            if sum.is_empty() {
+                sum = p;
+            } else {
+                for (s, q) in sum.iter_mut().zip(&p) {
+                    for k in 0..3 {
+                        s[k] += q[k];
+                    }
+                }
+            }
+        }
+        let n = self.temporal.len() as f32;
+        if n > 1.0 {
+            for s in &mut sum {
+                for v in s.iter_mut() {
+                    *v /= n;
+                }
+            }
+        }
+        Ok(sum)
+    }
+
     /// Segments from a video's feature sequence `[frames, dim]`.
     pub fn segments_of(&self, feats: &Tensor) -> Result<Vec<Detection>, StageError> {
-        segments_of(
-            &self.temporal,
-            &self.info.postprocess,
-            feats,
-            self.info.backbone.fps,
-            self.device,
-        )
+        let probs = self.probs(feats)?;
+        Ok(self.info.postprocess.segments(&probs, self.info.backbone.fps))
     }
 
     /// Streams a video through backbone, temporal model and post-processing.
@@ -214,7 +282,7 @@ impl Detector {
     ) -> Result<VideoDetections, StageError> {
         let s = self.sampling();
         let f = video_features(&self.backbone, path, s, 64, self.device, progress, stop)?;
-        let signals = self.temporal.probs(&f.to_device(self.device))?;
+        let signals = self.probs(&f)?;
         Ok(VideoDetections {
             frames: f.size()[0] as usize,
             fps: s.fps,

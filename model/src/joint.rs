@@ -232,6 +232,7 @@ impl Stage for Joint {
             params: serde_json::to_value(&c).unwrap_or(Value::Null),
             metrics: json!({ "test": summary, "leagues": report_json["leagues"], "curves": curves, "clips": clips}),
             trained_on: None,
+            ensemble: vec![],
         };
         ctx.put_file_from("model", "backbone.safetensors", &bout)
             .await?;

@@ -227,6 +227,7 @@ impl Stage for Sweep {
             params: serde_json::to_value(&c).unwrap_or(Value::Null),
             metrics: metrics.clone(),
             trained_on: Some(trained_on),
+            ensemble: vec![],
         };
         ctx.put_file_from("model", &binfo.weights, &bdir.join(&binfo.weights))
             .await?;
@@ -260,6 +261,19 @@ impl Stage for Sweep {
 }
 
 struct Select(SelectConfig);
+
+/// The `model.json` of a trial's model.
+async fn read_info(ctx: &TaskCtx, trial: &Input) -> Result<DetectorInfo, StageError> {
+    let blob = trial.manifest.files.get("model.json").ok_or_else(|| {
+        StageError::msg(format!("the output of `{}` has no model.json", trial.task))
+    })?;
+    serde_json::from_slice(&ctx.read(blob).await?).map_err(|e| {
+        StageError::msg(format!(
+            "the model of `{}` has a bad model.json: {e}",
+            trial.task
+        ))
+    })
+}
 
 #[async_trait]
 impl Stage for Select {
@@ -306,8 +320,39 @@ impl Stage for Select {
                 .then(a.0.task.cmp(&b.0.task))
         });
         let (best, value) = trials[0].clone();
+        if self.0.ensemble == 0 {
+            return Err(StageError::msg(
+                "model.select `ensemble` must be 1 (one trial) or more",
+            ));
+        }
+        let members = &trials[..self.0.ensemble.min(trials.len())];
+        let mut info = read_info(ctx, &best).await?;
         for (name, blob) in &best.manifest.files {
-            ctx.attach_file("model", name, blob.clone())?;
+            if members.len() == 1 || name != "model.json" {
+                ctx.attach_file("model", name, blob.clone())?;
+            }
+        }
+        for (i, (m, _)) in members.iter().enumerate().skip(1) {
+            let other = read_info(ctx, m).await?;
+            if other.backbone_digest != info.backbone_digest {
+                return Err(StageError::msg(format!(
+                    "trials `{}` and `{}` were trained on different backbones; an ensemble shares one",
+                    best.task, m.task
+                )));
+            }
+            let Some(w) = m.manifest.files.get("temporal.safetensors") else {
+                return Err(StageError::msg(format!("the model of `{}` has no temporal.safetensors", m.task)));
+            };
+            let weights = format!("temporal-{i}.safetensors");
+            ctx.attach_file("model", &weights, w.clone())?;
+            info.ensemble.push(crate::detector::EnsembleMember {
+                trial: m.task.clone(),
+                temporal: other.temporal,
+                weights,
+            });
+        }
+        if members.len() > 1 {
+            ctx.put_file("model", "model.json", to_json(&info)?).await?;
         }
         let table: Vec<Value> = trials
             .iter()
@@ -321,22 +366,26 @@ impl Stage for Select {
                 json!({ "trial": i.task, "params": m.get("params"), "test": m.get("test"), "best_epoch": m.get("best_epoch") })
             })
             .collect();
-        let info: Value = match best.manifest.files.get("model.json") {
-            Some(b) => serde_json::from_slice(&ctx.read(b).await?).unwrap_or(Value::Null),
-            None => Value::Null,
-        };
+        let info = serde_json::to_value(&info).unwrap_or(Value::Null);
         let title = format!("Replay model: {}", best.task);
         let html =
             stages::replay::html::model_report(&title, &best.task, metric, &rows, &info["metrics"]);
         ctx.put_file("model", "report.html", html.into_bytes())
             .await?;
-        ctx.set_meta("model", json!({ "chosen": best.task, "metric": metric, "value": value, "trials": table, "test": best.manifest.meta.get("test") }))?;
+        let ensemble: Vec<&str> = members.iter().map(|(m, _)| m.task.as_str()).collect();
+        ctx.set_meta("model", json!({ "chosen": best.task, "ensemble": ensemble, "metric": metric, "value": value, "trials": table, "test": best.manifest.meta.get("test") }))?;
         ctx.set_value("chosen", json!(best.task));
+        ctx.set_value("ensemble", json!(ensemble));
         ctx.set_value(metric, json!(value));
         ctx.log(format!(
-            "model.select: {} wins with {metric} {value:.3} of {} trials",
+            "model.select: {} wins with {metric} {value:.3} of {} trials{}",
             best.task,
-            trials.len()
+            trials.len(),
+            if members.len() > 1 {
+                format!("; the model averages the best {}: {}", members.len(), ensemble.join(", "))
+            } else {
+                String::new()
+            }
         ));
         Ok(())
     }

@@ -175,6 +175,52 @@ fn trains_selects_detects_and_extracts_only_new_videos() {
         "{err}"
     );
 
+    // An ensemble of the two trials (only `select` reruns): its per-frame
+    // probabilities are the mean of its members'.
+    let extra = ["--set", "videos_per_league=5", "--set", "joint=true"];
+    run_pipeline(dir, &[&extra[..], &["--set", "ensemble=2"]].concat());
+    let select = task(dir, "select");
+    let members: Vec<String> = select["task"]["values"]["ensemble"]
+        .as_array()
+        .expect("ensemble recorded")
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(members.len(), 2, "{select}");
+    assert_eq!(members[0], chosen, "the best trial leads the ensemble");
+    let probs = |model: &str| -> Vec<Vec<f64>> {
+        let csv = dir.join("member.csv");
+        ok(engine(dir)
+            .arg("detect")
+            .arg(&mp4)
+            .args(["--model", model, "--signals"])
+            .arg(&csv)
+            .output()
+            .unwrap());
+        std::fs::read_to_string(&csv)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').skip(2).map(|v| v.parse().unwrap()).collect())
+            .collect()
+    };
+    let both = probs("latest/select");
+    let a = probs(&format!("latest/{}", members[0]));
+    let b = probs(&format!("latest/{}", members[1]));
+    assert_eq!(both.len(), a.len());
+    for ((e, x), y) in both.iter().zip(&a).zip(&b) {
+        for k in 0..3 {
+            assert!(
+                (e[k] - (x[k] + y[k]) / 2.0).abs() < 2e-4,
+                "ensemble {e:?} is not the mean of {x:?} and {y:?}"
+            );
+        }
+    }
+    assert!(
+        a.iter().zip(&b).any(|(x, y)| (x[2] - y[2]).abs() > 1e-3),
+        "the two trials should differ, or the test proves nothing"
+    );
+
     // The joint CNN+LSTM baseline is a detector of the same format, evaluated the same way.
     let joint = task(dir, "joint");
     assert!(

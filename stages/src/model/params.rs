@@ -341,6 +341,16 @@ pub mod sweep {
         /// `segment_mean_f1`).
         #[serde(default = "default_metric")]
         pub metric: String,
+        /// Average the probabilities of the best this-many trials (ranked
+        /// by `metric`, then validation loss) instead of keeping one. The
+        /// test split is a video or two per league, too small to pick one
+        /// trial reliably; an ensemble is steadier on unseen broadcasts.
+        #[serde(default = "default_ensemble")]
+        pub ensemble: usize,
+    }
+
+    fn default_ensemble() -> usize {
+        1
     }
 
     fn default_metric() -> String {
