@@ -217,6 +217,15 @@ pub fn plan_clips(c: &CutConfig, key: &str, v: &VideoLabels) -> Vec<Clip> {
             if clear(a, b) && !hard.iter().any(|h| (h.0 - a).abs() < w / 2.0) {
                 hard.push((a, b, ClipKind::Negative, Some(kind)));
             }
+            // The shot a hard cut opens (a tight live camera) looks like
+            // replay content frame by frame; the window around the cut
+            // shows only its first half.
+            if kind == NegativeKind::HardCut && t + w <= v.duration {
+                let (a, b) = (t, t + w);
+                if clear(a, b) && !hard.iter().any(|h| (h.0 - a).abs() < w / 2.0) {
+                    hard.push((a, b, ClipKind::Negative, Some(kind)));
+                }
+            }
         }
     }
     let mut live = vec![];
@@ -363,7 +372,7 @@ impl Cut {
 #[async_trait]
 impl MapStage for Cut {
     fn version(&self) -> u32 {
-        1
+        2 // 2: the shot after a hard cut is a hard negative too
     }
     fn output(&self) -> String {
         "clips".into()
@@ -470,5 +479,35 @@ mod tests {
             assert!(c.end <= 9.0 || c.start >= 19.0, "{c:?}");
         }
         assert_eq!(clips, plan_clips(&cfg(), "k", &v), "deterministic");
+    }
+
+    #[test]
+    fn a_hard_cut_gives_the_window_around_it_and_the_shot_it_opens() {
+        let v = VideoLabels {
+            duration: 60.0,
+            segments: vec![(10.0, 18.0)],
+            graphics: vec![],
+            cuts: vec![40.0],
+            source: "truth".into(),
+        };
+        let clips = plan_clips(&cfg(), "k", &v);
+        let w = cfg().window;
+        let hard: Vec<(f64, f64)> = clips
+            .iter()
+            .filter(|c| c.negative == Some(NegativeKind::HardCut))
+            .map(|c| (c.start, c.end))
+            .collect();
+        assert!(hard.contains(&(40.0 - w / 2.0, 40.0 + w / 2.0)), "{hard:?}");
+        assert!(hard.contains(&(40.0, 40.0 + w)), "{hard:?}");
+        // A cut at a replay's edge gives neither.
+        let edge = VideoLabels {
+            cuts: vec![18.0],
+            ..v
+        };
+        assert!(
+            !plan_clips(&cfg(), "k", &edge)
+                .iter()
+                .any(|c| c.negative == Some(NegativeKind::HardCut))
+        );
     }
 }
