@@ -221,7 +221,13 @@ impl Detector {
                     m.weights
                 )));
             }
-            temporal.push(load_temporal(&m.temporal, &dir.join(&m.weights), dev, &json, dim)?);
+            temporal.push(load_temporal(
+                &m.temporal,
+                &dir.join(&m.weights),
+                dev,
+                &json,
+                dim,
+            )?);
         }
         Ok(Detector {
             info,
@@ -270,7 +276,10 @@ impl Detector {
     /// Segments from a video's feature sequence `[frames, dim]`.
     pub fn segments_of(&self, feats: &Tensor) -> Result<Vec<Detection>, StageError> {
         let probs = self.probs(feats)?;
-        Ok(self.info.postprocess.segments(&probs, self.info.backbone.fps))
+        Ok(self
+            .info
+            .postprocess
+            .segments(&probs, self.info.backbone.fps))
     }
 
     /// Streams a video through backbone, temporal model and post-processing.

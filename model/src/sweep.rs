@@ -341,7 +341,10 @@ impl Stage for Select {
                 )));
             }
             let Some(w) = m.manifest.files.get("temporal.safetensors") else {
-                return Err(StageError::msg(format!("the model of `{}` has no temporal.safetensors", m.task)));
+                return Err(StageError::msg(format!(
+                    "the model of `{}` has no temporal.safetensors",
+                    m.task
+                )));
             };
             let weights = format!("temporal-{i}.safetensors");
             ctx.attach_file("model", &weights, w.clone())?;
@@ -382,7 +385,11 @@ impl Stage for Select {
             best.task,
             trials.len(),
             if members.len() > 1 {
-                format!("; the model averages the best {}: {}", members.len(), ensemble.join(", "))
+                format!(
+                    "; the model averages the best {}: {}",
+                    members.len(),
+                    ensemble.join(", ")
+                )
             } else {
                 String::new()
             }

@@ -482,9 +482,8 @@ async fn human_labelled_videos_keep_the_teachers_hard_cut_negatives() {
             );
             spec.duration = 20.0;
             let mp4 = src.join("video.mp4");
-            let truth =
-                generate_video(&spec, &mp4, &dir.path().join("truth.json"), &mut |_, _| {})
-                    .unwrap();
+            let truth = generate_video(&spec, &mp4, &dir.path().join("truth.json"), &mut |_, _| {})
+                .unwrap();
             let seen = detect(&cues_from_video(&mp4, &p, &|| false).unwrap(), &p);
             let clear: Vec<f64> = seen
                 .cuts
@@ -541,7 +540,10 @@ stages:
     };
     let tags = file("tag", "tagged", "tags.json").await;
     assert_eq!(tags["source"], "human", "{tags}");
-    assert_eq!(tags["segments"].as_array().unwrap().len(), truth.replays.len());
+    assert_eq!(
+        tags["segments"].as_array().unwrap().len(),
+        truth.replays.len()
+    );
     let cuts: Vec<f64> = tags["cuts"]
         .as_array()
         .unwrap()
