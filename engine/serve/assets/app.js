@@ -1,11 +1,40 @@
 // engine serve: the only script, shipped inside the binary. A live run page
 // listens to its run's server-sent events and swaps in the fragments the
-// server renders (stage graph, timeline, tasks); no page reload. The review
+// server renders (stage graph, timeline) and the task rows that changed;
+// no page reload. The review
 // page's timeline and segment rows are the second part.
 "use strict";
 (function () {
   const run = document.getElementById("run");
   if (!run || !run.dataset.live || !window.EventSource) return;
+  // A task row that changed: [index, state, seconds, why, items, error],
+  // written as text (never HTML) into the row the page drew.
+  function row(r) {
+    if (!Array.isArray(r) || r.length < 6) return;
+    const tr = document.querySelector('#tasks tr[data-i="' + Number(r[0]) + '"]');
+    if (!tr) return;
+    const state = String(r[1]);
+    tr.className = "st-row-" + state;
+    const pill = tr.querySelector("td.state .pill");
+    if (pill) { pill.className = "pill st-" + state; pill.textContent = state; }
+    const secs = tr.querySelector("td.secs");
+    if (secs) secs.textContent = String(r[2]);
+    const why = tr.querySelector("td.why");
+    if (!why) return;
+    why.replaceChildren(document.createTextNode(String(r[3])));
+    if (r[4] != null) {
+      const note = document.createElement("span");
+      note.className = "note";
+      note.textContent = "(" + r[4] + ")";
+      why.append(" ", note);
+    }
+    if (r[5] != null) {
+      const err = document.createElement("div");
+      err.className = "error";
+      err.textContent = String(r[5]);
+      why.append(err);
+    }
+  }
   const source = new EventSource(run.dataset.live);
   source.addEventListener("update", (ev) => {
     let u;
@@ -14,6 +43,7 @@
       const el = document.getElementById(id);
       if (el && typeof u[id] === "string") el.innerHTML = u[id];
     }
+    if (Array.isArray(u.rows)) for (const r of u.rows) row(r);
     run.dataset.updates = String(Number(run.dataset.updates || 0) + 1);
   });
   // The run finished: nothing more will change.
