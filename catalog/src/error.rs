@@ -97,6 +97,10 @@ pub enum CatalogError {
     /// review without a span, ...).
     #[error("{0}")]
     Invalid(String),
+    /// A write lost to an earlier one: the review entry a verdict was for
+    /// was closed by another reviewer first.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// The catalog's result type.

@@ -139,51 +139,42 @@ impl Catalog {
             .await?
             .into_iter()
             .find(|e| e.status == "pending");
-        let spans: Vec<NewLabel> = match (verdict, &pending) {
-            (QueueVerdict::Accepted, Some(e)) => e.proposals.clone(),
-            (QueueVerdict::Accepted, None) => {
-                return Err(CatalogError::Invalid(format!(
-                    "Video {key} has no pending review in `{}`, so there are no proposals to accept; \
-                     `engine review ls` lists the queue, `engine review fix` records spans for any video",
-                    self.url
-                )));
-            }
-            (QueueVerdict::Fixed, _) => labels.to_vec(),
-        };
-        for l in &spans {
+        // A pending entry is closed only if it still is when the verdict
+        // is written: a second reviewer at the same moment gets a conflict
+        // instead of overwriting the first one's labels.
+        if let Some(e) = pending {
+            return self
+                .record_verdict_if_pending(e.id, verdict, labels, reviewer)
+                .await;
+        }
+        // No pending entry: a fix replaces any earlier verdict and is
+        // recorded as a closed entry of its own.
+        if verdict == QueueVerdict::Accepted {
+            return Err(CatalogError::Invalid(format!(
+                "Video {key} has no pending review in `{}`, so there are no proposals to accept; \
+                 `engine review ls` lists the queue, `engine review fix` records spans for any video",
+                self.url
+            )));
+        }
+        for l in labels {
             check_span(l.start_s, l.end_s)?;
         }
         const DELETE: &str = "DELETE FROM labels WHERE video_id = $1 AND source = 'human'";
         const LABEL: &str = "INSERT INTO labels (video_id, start_s, end_s, source, confidence, created_at) \
             VALUES ($1, $2, $3, 'human', NULL, $4)";
-        const CLOSE: &str = "UPDATE review_queue SET status = 'done', verdict = $2, reviewer = $3, done_at = $4 \
-            WHERE id = $1 AND status = 'pending'";
         const DONE: &str = "INSERT INTO review_queue (video_id, status, confidence, proposals, reason, queued_at, verdict, reviewer, done_at) \
             VALUES ($1, 'done', NULL, '[]', 'reviewed without a queue entry', $2, $3, $4, $2) RETURNING id";
         let at = now();
         let id = with_pool!(self, p => {
             let mut tx = p.begin().await.map_err(|e| self.sql_err("BEGIN", e))?;
             sqlx::query(DELETE).bind(video_id).execute(&mut *tx).await.map_err(|e| self.sql_err(DELETE, e))?;
-            for l in &spans {
+            for l in labels {
                 sqlx::query(LABEL).bind(video_id).bind(l.start_s).bind(l.end_s).bind(&at)
                     .execute(&mut *tx).await.map_err(|e| self.sql_err(LABEL, e))?;
             }
-            let id = match &pending {
-                Some(e) => {
-                    let done = sqlx::query(CLOSE).bind(e.id).bind(verdict.as_str()).bind(reviewer).bind(&at)
-                        .execute(&mut *tx).await.map_err(|err| self.sql_err(CLOSE, err))?;
-                    if done.rows_affected() != 1 {
-                        return Err(CatalogError::Invalid(format!(
-                            "Review entry {} of video {key} was closed by someone else meanwhile; run the command again",
-                            e.id
-                        )));
-                    }
-                    e.id
-                }
-                None => sqlx::query(DONE).bind(video_id).bind(&at).bind(verdict.as_str()).bind(reviewer)
-                    .fetch_one(&mut *tx).await.map_err(|e| self.sql_err(DONE, e))?
-                    .get::<i64, _>(0),
-            };
+            let id = sqlx::query(DONE).bind(video_id).bind(&at).bind(verdict.as_str()).bind(reviewer)
+                .fetch_one(&mut *tx).await.map_err(|e| self.sql_err(DONE, e))?
+                .get::<i64, _>(0);
             tx.commit().await.map_err(|e| self.sql_err("COMMIT", e))?;
             Ok::<i64, CatalogError>(id)
         })?;
@@ -194,5 +185,96 @@ impl Catalog {
             .ok_or_else(|| {
                 CatalogError::Invalid(format!("Review entry {id} vanished from `{}`", self.url))
             })
+    }
+
+    /// Records a verdict on review entry `entry` only if that entry is
+    /// still pending, atomically: the entry is closed by a conditional
+    /// `UPDATE ... WHERE status = 'pending'` as the transaction's first
+    /// statement, which takes the write lock (SQLite) or the row lock
+    /// (PostgreSQL) before anything else is written; the video's `human`
+    /// labels are replaced in the same transaction. Of several reviewers
+    /// recording at once exactly one succeeds; the others get
+    /// [`CatalogError::Conflict`] naming who reviewed it, and nothing of
+    /// theirs is written. `Accepted` records the entry's proposals,
+    /// `Fixed` records `labels` (empty: no replays). Returns the closed
+    /// entry.
+    pub async fn record_verdict_if_pending(
+        &self,
+        entry: i64,
+        verdict: QueueVerdict,
+        labels: &[NewLabel],
+        reviewer: &str,
+    ) -> Result<QueueEntry> {
+        for l in labels {
+            check_span(l.start_s, l.end_s)?;
+        }
+        const CLOSE: &str = "UPDATE review_queue SET status = 'done', verdict = $2, reviewer = $3, done_at = $4 \
+            WHERE id = $1 AND status = 'pending' RETURNING video_id, proposals";
+        const DELETE: &str = "DELETE FROM labels WHERE video_id = $1 AND source = 'human'";
+        const LABEL: &str = "INSERT INTO labels (video_id, start_s, end_s, source, confidence, created_at) \
+            VALUES ($1, $2, $3, 'human', NULL, $4)";
+        let at = now();
+        let closed = with_pool!(self, p => {
+            let mut tx = p.begin().await.map_err(|e| self.sql_err("BEGIN", e))?;
+            let row = sqlx::query(CLOSE)
+                .bind(entry).bind(verdict.as_str()).bind(reviewer).bind(&at)
+                .fetch_optional(&mut *tx).await.map_err(|e| self.sql_err(CLOSE, e))?
+                .map(|r| (r.get::<i64, _>(0), r.get::<String, _>(1)));
+            let Some((video_id, proposals)) = row else {
+                // Rolled back (nothing was written) before asking why, so
+                // a one-connection pool is free for the question.
+                tx.rollback().await.map_err(|e| self.sql_err("ROLLBACK", e))?;
+                return Err(self.lost(entry).await);
+            };
+            let spans: Vec<NewLabel> = match verdict {
+                QueueVerdict::Fixed => labels.to_vec(),
+                _ => serde_json::from_str(&proposals).map_err(|err| {
+                    CatalogError::Invalid(format!(
+                        "Failed to read the proposals of review entry {entry} in `{}`: {err}; \
+                         record a verdict with `engine review fix` to replace them",
+                        self.url
+                    ))
+                })?,
+            };
+            sqlx::query(DELETE).bind(video_id).execute(&mut *tx).await.map_err(|e| self.sql_err(DELETE, e))?;
+            for l in &spans {
+                sqlx::query(LABEL).bind(video_id).bind(l.start_s).bind(l.end_s).bind(&at)
+                    .execute(&mut *tx).await.map_err(|e| self.sql_err(LABEL, e))?;
+            }
+            tx.commit().await.map_err(|e| self.sql_err("COMMIT", e))?;
+            Ok::<i64, CatalogError>(video_id)
+        })?;
+        self.reviews_of(closed)
+            .await?
+            .into_iter()
+            .find(|e| e.id == entry)
+            .ok_or_else(|| {
+                CatalogError::Invalid(format!("Review entry {entry} vanished from `{}`", self.url))
+            })
+    }
+
+    /// Why a verdict on `entry` was not recorded: it is closed (a
+    /// conflict, naming who closed it) or does not exist.
+    async fn lost(&self, entry: i64) -> CatalogError {
+        let sql = format!("SELECT {ENTRY_COLUMNS} WHERE q.id = $1");
+        let raw = with_pool!(self, p => sqlx::query(&sql).bind(entry).fetch_optional(p).await
+            .map(|r| r.map(|r| raw_entry!(r))));
+        match raw {
+            Err(e) => self.sql_err(&sql, e),
+            Ok(None) => CatalogError::Invalid(format!(
+                "No review entry {entry} in `{}`; `engine review ls --all` lists the entries",
+                self.url
+            )),
+            Ok(Some((e, _))) => CatalogError::Conflict(format!(
+                "Review entry {entry} of video {} (`{}`) was already reviewed: {} by {} at {}; \
+                 `engine review ls` lists the videos still waiting (`engine review fix {} --segments ...` replaces a verdict)",
+                e.video_id,
+                e.uri,
+                e.verdict.as_deref().unwrap_or("closed"),
+                e.reviewer.as_deref().unwrap_or("an unknown reviewer"),
+                e.done_at.as_deref().unwrap_or("an unknown time"),
+                e.video_id,
+            )),
+        }
     }
 }

@@ -165,3 +165,11 @@ async fn postgres_monitor_rows() {
     };
     common::verdicts::monitor(&url).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_racing_reviewers_one_wins() {
+    let Some(url) = fresh_db("engine_test_verdict_race").await else {
+        return;
+    };
+    common::verdicts::verdict_race(&url).await;
+}

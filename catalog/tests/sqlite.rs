@@ -233,3 +233,9 @@ async fn sqlite_migration_0003_keeps_legacy_reviews() {
     assert!(e.contains("CHECK"), "{e}");
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_racing_reviewers_one_wins() {
+    let (_tmp, url) = fresh();
+    common::verdicts::verdict_race(&url).await;
+}

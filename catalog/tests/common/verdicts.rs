@@ -479,3 +479,122 @@ pub async fn monitor(url: &str) {
     assert_eq!(r.failing(), ["ink"]);
     cat.close().await;
 }
+
+/// Reviewers racing on one queue entry: `record_verdict_if_pending`
+/// lets exactly one of them record; the others get a conflict naming
+/// the winner, and the video's human labels are the winner's alone.
+pub async fn verdict_race(url: &str) {
+    const WRITERS: usize = 8;
+    let cat = Catalog::open(url).await.unwrap();
+    let id = video(&cat, "race", "soccer", "l1", "b1").await;
+    let queued = NewQueueEntry {
+        confidence: Some(0.2),
+        proposals: vec![NewLabel {
+            start_s: 1.0,
+            end_s: 2.0,
+            confidence: None,
+        }],
+        reason: Some("low confidence".into()),
+        queued_by: Some("test".into()),
+    };
+    let (entry, _) = cat.enqueue_review(id, &queued).await.unwrap();
+    // Each writer on its own connection pool, as separate servers or CLI
+    // processes would be, all released at once.
+    let mut writers = vec![];
+    for _ in 0..WRITERS {
+        writers.push(Catalog::open(url).await.unwrap());
+    }
+    let gate = std::sync::Arc::new(tokio::sync::Barrier::new(WRITERS));
+    let tasks: Vec<_> = writers
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                let span = [NewLabel {
+                    start_s: 10.0 + i as f64,
+                    end_s: 11.0 + i as f64,
+                    confidence: None,
+                }];
+                gate.wait().await;
+                let r = c
+                    .record_verdict_if_pending(
+                        entry,
+                        QueueVerdict::Fixed,
+                        &span,
+                        &format!("reviewer-{i}"),
+                    )
+                    .await;
+                c.close().await;
+                (i, r)
+            })
+        })
+        .collect();
+    let mut won = vec![];
+    for t in tasks {
+        let (i, r) = t.await.unwrap();
+        match r {
+            Ok(e) => {
+                assert_eq!(e.id, entry);
+                assert_eq!(e.status, "done");
+                assert_eq!(
+                    e.reviewer.as_deref(),
+                    Some(format!("reviewer-{i}").as_str())
+                );
+                won.push(i);
+            }
+            Err(CatalogError::Conflict(m)) => {
+                assert!(m.contains("already reviewed"), "{m}");
+                assert!(m.contains(&format!("entry {entry}")), "{m}");
+            }
+            Err(e) => panic!("writer {i}: neither a verdict nor a conflict: {e}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one writer wins, not {won:?}");
+    let w = won[0] as f64;
+    let labels = cat.labels_for(id).await.unwrap();
+    assert_eq!(
+        human(&labels),
+        [(10.0 + w, 11.0 + w)],
+        "the winner's labels only"
+    );
+    let entries = cat.reviews_of(id).await.unwrap();
+    assert_eq!(entries.len(), 1, "no second entry: {entries:?}");
+
+    // Later, one by one: the closed entry refuses, and says who closed it.
+    let e = cat
+        .record_verdict_if_pending(entry, QueueVerdict::Accepted, &[], "late")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, CatalogError::Conflict(m) if m.contains(&format!("reviewer-{}", won[0]))),
+        "{e}"
+    );
+    assert_eq!(
+        human(&cat.labels_for(id).await.unwrap()),
+        [(10.0 + w, 11.0 + w)]
+    );
+    // An entry that does not exist is not a conflict.
+    let e = cat
+        .record_verdict_if_pending(entry + 1000, QueueVerdict::Accepted, &[], "x")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, CatalogError::Invalid(m) if m.contains("No review entry")),
+        "{e}"
+    );
+    // Accept records the entry's proposals; `record_verdict` (the CLI's)
+    // goes through the same conditional close.
+    let (again, new) = cat.enqueue_review(id, &queued).await.unwrap();
+    assert!(new);
+    let done = cat
+        .record_verdict(id, QueueVerdict::Accepted, &[], "ana")
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.id, done.verdict.as_deref()),
+        (again, Some("accepted"))
+    );
+    assert_eq!(human(&cat.labels_for(id).await.unwrap()), [(1.0, 2.0)]);
+    cat.close().await;
+}

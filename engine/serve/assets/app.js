@@ -1,11 +1,40 @@
 // engine serve: the only script, shipped inside the binary. A live run page
 // listens to its run's server-sent events and swaps in the fragments the
-// server renders (stage graph, timeline, tasks); no page reload. The review
+// server renders (stage graph, timeline) and the task rows that changed;
+// no page reload. The review
 // page's timeline and segment rows are the second part.
 "use strict";
 (function () {
   const run = document.getElementById("run");
   if (!run || !run.dataset.live || !window.EventSource) return;
+  // A task row that changed: [index, state, seconds, why, items, error],
+  // written as text (never HTML) into the row the page drew.
+  function row(r) {
+    if (!Array.isArray(r) || r.length < 6) return;
+    const tr = document.querySelector('#tasks tr[data-i="' + Number(r[0]) + '"]');
+    if (!tr) return;
+    const state = String(r[1]);
+    tr.className = "st-row-" + state;
+    const pill = tr.querySelector("td.state .pill");
+    if (pill) { pill.className = "pill st-" + state; pill.textContent = state; }
+    const secs = tr.querySelector("td.secs");
+    if (secs) secs.textContent = String(r[2]);
+    const why = tr.querySelector("td.why");
+    if (!why) return;
+    why.replaceChildren(document.createTextNode(String(r[3])));
+    if (r[4] != null) {
+      const note = document.createElement("span");
+      note.className = "note";
+      note.textContent = "(" + r[4] + ")";
+      why.append(" ", note);
+    }
+    if (r[5] != null) {
+      const err = document.createElement("div");
+      err.className = "error";
+      err.textContent = String(r[5]);
+      why.append(err);
+    }
+  }
   const source = new EventSource(run.dataset.live);
   source.addEventListener("update", (ev) => {
     let u;
@@ -14,6 +43,7 @@
       const el = document.getElementById(id);
       if (el && typeof u[id] === "string") el.innerHTML = u[id];
     }
+    if (Array.isArray(u.rows)) for (const r of u.rows) row(r);
     run.dataset.updates = String(Number(run.dataset.updates || 0) + 1);
   });
   // The run finished: nothing more will change.
@@ -44,8 +74,9 @@
 })();
 
 // The review page: the segments on the timeline are positioned here (the
-// page's policy forbids inline styles), a click on one seeks the video, and
-// the "yours" lane redraws as the reviewer types rows.
+// page's policy forbids inline styles), a click on one seeks the video, the
+// "yours" lane redraws as the reviewer types rows, and dragging the handle
+// at either end of one of its segments rewrites that row.
 (function () {
   const box = document.getElementById("review");
   if (!box) return;
@@ -68,24 +99,81 @@
     const a = Number(m[1]), b = Number(m[2]);
     return b > a ? [a, b] : null;
   }
+  function inputs() {
+    return rows ? [...rows.querySelectorAll("input[name=segment]")] : [];
+  }
+  // A segment of the "yours" lane: its text, and a handle at each end that
+  // drags that boundary (the row it came from is rewritten as it moves).
+  function edSeg(i, a, b) {
+    const el = document.createElement("div");
+    el.className = "seg edited";
+    el.dataset.row = i;
+    const label = document.createElement("span");
+    label.className = "label";
+    el.appendChild(label);
+    for (const side of ["start", "end"]) {
+      const h = document.createElement("span");
+      h.className = "handle " + side;
+      h.dataset.side = side;
+      h.title = "drag to move the " + side;
+      el.appendChild(h);
+    }
+    setSpan(el, a, b);
+    return el;
+  }
+  function setSpan(el, a, b) {
+    el.dataset.start = a;
+    el.dataset.end = b;
+    el.querySelector(".label").textContent = a + "-" + b;
+    el.title = "yours " + a + "-" + b + " s; drag an end to move it";
+  }
   function redrawEdited() {
     if (!edited || !rows) return;
     edited.replaceChildren();
-    for (const input of rows.querySelectorAll("input[name=segment]")) {
+    inputs().forEach((input, i) => {
       const blank = input.value.trim() === "";
       const span = parse(input.value);
       input.classList.toggle("bad", !blank && !span);
-      if (!span) continue;
-      const el = document.createElement("div");
-      el.className = "seg edited";
-      el.dataset.start = span[0];
-      el.dataset.end = span[1];
-      el.textContent = span[0] + "-" + span[1];
-      el.title = "yours " + el.textContent + " s";
-      edited.appendChild(el);
-    }
+      if (span) edited.appendChild(edSeg(i, span[0], span[1]));
+    });
     layout();
     playhead();
+  }
+  // Dragging a boundary: the time under the pointer, to 0.1 s, kept
+  // inside the video and at least 0.1 s from the segment's other end.
+  let drag = null;
+  const tenth = (x) => Math.round(x * 10) / 10;
+  if (edited) {
+    edited.addEventListener("pointerdown", (ev) => {
+      const h = ev.target.closest(".handle");
+      if (!h || !(duration > 0)) return;
+      const seg = h.closest(".seg");
+      const input = inputs()[Number(seg.dataset.row)];
+      if (!input) return;
+      drag = { seg, input, side: h.dataset.side };
+      if (h.setPointerCapture) h.setPointerCapture(ev.pointerId);
+      ev.preventDefault();
+    });
+    edited.addEventListener("pointermove", (ev) => {
+      if (!drag) return;
+      const r = edited.getBoundingClientRect();
+      const t = tenth(Math.max(0, Math.min(1, (ev.clientX - r.left) / r.width)) * duration);
+      let a = Number(drag.seg.dataset.start), b = Number(drag.seg.dataset.end);
+      if (drag.side === "start") a = Math.max(0, Math.min(t, tenth(b - 0.1)));
+      else b = Math.max(t, tenth(a + 0.1));
+      setSpan(drag.seg, a, b);
+      place(drag.seg);
+      drag.input.value = a + "-" + b;
+      drag.input.classList.remove("bad");
+    });
+    const drop = () => {
+      if (!drag) return;
+      drag = null;
+      box.dataset.drags = String(Number(box.dataset.drags || 0) + 1);
+      redrawEdited();
+    };
+    edited.addEventListener("pointerup", drop);
+    edited.addEventListener("pointercancel", drop);
   }
   function layout() {
     for (const el of box.querySelectorAll(".seg[data-start]")) place(el);
@@ -94,6 +182,7 @@
   }
 
   box.addEventListener("click", (ev) => {
+    if (ev.target.closest(".handle")) return;
     const seg = ev.target.closest(".seg");
     if (!seg || !video) return;
     video.currentTime = Number(seg.dataset.start);

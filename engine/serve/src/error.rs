@@ -42,7 +42,9 @@ impl ServeError {
             ServeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServeError::Unauthorized => StatusCode::UNAUTHORIZED,
             ServeError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ServeError::Conflict(_) => StatusCode::CONFLICT,
+            ServeError::Conflict(_) | ServeError::Catalog(catalog::CatalogError::Conflict(_)) => {
+                StatusCode::CONFLICT
+            }
             ServeError::Store(e) if e.is_not_found() => StatusCode::NOT_FOUND,
             ServeError::Store(StoreError::BadName { .. }) => StatusCode::BAD_REQUEST,
             ServeError::Store(_) | ServeError::Catalog(_) | ServeError::Render { .. } => {

@@ -9,6 +9,8 @@
 //!   the script, all inside the binary.
 //! - [`routes`]: the axum routes, a thin layer over [`views`]; live run
 //!   pages get server-sent events.
+//! - [`live`]: what a live run page receives: the fragments and task rows
+//!   that changed since the page was drawn.
 //! - [`review`]: the catalog's manual-review queue (`--catalog`): the
 //!   queue, a page per video with its player and the teacher's segments on
 //!   a timeline, and the accept/fix verdicts; [`video`] serves the file
@@ -20,6 +22,7 @@
 pub mod auth;
 pub mod error;
 pub mod graph;
+pub mod live;
 pub mod pages;
 pub mod review;
 pub mod routes;
@@ -74,6 +77,8 @@ pub struct Ctx {
     /// The review queue's catalog; the review pages say how to give one
     /// when it is `None`.
     pub catalog: Option<catalog::Catalog>,
+    /// The snapshots live run pages were drawn from, for their streams.
+    pub snapshots: live::Snapshots,
 }
 
 /// Refuses to listen beyond loopback without a token: the pages show
@@ -111,6 +116,7 @@ pub fn context(store: Store, o: &Options, catalog: Option<catalog::Catalog>) -> 
         poll: o.poll,
         shutdown: CancellationToken::new(),
         catalog,
+        snapshots: live::Snapshots::default(),
     }
 }
 

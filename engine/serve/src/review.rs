@@ -48,6 +48,8 @@ pub struct QueuePage {
 /// One queued video, as the queue and its own page show it.
 #[derive(Debug, Serialize)]
 pub struct QueueItem {
+    /// The queue entry's id: a verdict from the page closes this entry.
+    pub entry: i64,
     pub video_id: i64,
     pub uri: String,
     /// The file name, for lists where the whole path is noise.
@@ -117,6 +119,7 @@ fn item(e: QueueEntry) -> QueueItem {
         .unwrap_or_else(|| e.uri.clone());
     QueueItem {
         url: format!("/review/{}", e.video_id),
+        entry: e.id,
         video_id: e.video_id,
         name,
         proposals: spans(&e.proposals),
@@ -329,6 +332,8 @@ struct VerdictForm {
     csrf: String,
     reviewer: String,
     segments: Vec<String>,
+    /// The queue entry the page showed (absent: the pending one).
+    entry: Option<i64>,
 }
 
 impl VerdictForm {
@@ -337,12 +342,20 @@ impl VerdictForm {
             csrf: String::new(),
             reviewer: String::new(),
             segments: vec![],
+            entry: None,
         };
         for (k, v) in fields {
             match k.as_str() {
                 "csrf" => f.csrf = v,
                 "reviewer" => f.reviewer = v.trim().to_string(),
                 "segment" => f.segments.push(v),
+                "entry" if !v.is_empty() => {
+                    f.entry = Some(v.trim().parse().map_err(|_| {
+                        ServeError::BadRequest(format!(
+                            "`{v}` is not a review entry id (a number); reload the video's page"
+                        ))
+                    })?)
+                }
                 _ => {}
             }
         }
@@ -380,10 +393,11 @@ impl VerdictForm {
     }
 }
 
-/// A verdict the catalog refused because another reviewer got there first.
+/// A verdict the catalog refused because another reviewer got there first
+/// is a 409.
 fn verdict_error(e: CatalogError) -> ServeError {
     match e {
-        CatalogError::Invalid(m) if m.contains("closed by someone else") => ServeError::Conflict(m),
+        CatalogError::Conflict(m) => ServeError::Conflict(m),
         e => e.into(),
     }
 }
@@ -420,10 +434,23 @@ async fn verdict(
     };
     let cat = catalog(ctx)?;
     let id = video_id(id)?;
-    // Checked first: `record_verdict` would record a verdict on a reviewed
-    // video as a second one, overwriting the first reviewer's labels.
-    pending(cat, id).await?;
-    cat.record_verdict(VideoKey::Id(id), kind, &spans, &f.reviewer)
+    // The entry the page showed, else the video's pending one; recorded
+    // only if it is still pending when the verdict is written (409 when
+    // another reviewer closed it first). `record_verdict` would record a
+    // verdict on a reviewed video as a second one, overwriting the first
+    // reviewer's labels.
+    let entry = match f.entry {
+        Some(e) => {
+            if !entries(cat, id).await?.iter().any(|x| x.id == e) {
+                return Err(ServeError::BadRequest(format!(
+                    "review entry {e} is not an entry of video {id}; reload /review/{id}"
+                )));
+            }
+            e
+        }
+        None => pending(cat, id).await?.id,
+    };
+    cat.record_verdict_if_pending(entry, kind, &spans, &f.reviewer)
         .await
         .map_err(verdict_error)?;
     Ok(Redirect::to(&format!("/review/{id}")))

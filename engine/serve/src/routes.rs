@@ -2,7 +2,7 @@
 //! function and renders its struct as a page or JSON.
 
 use crate::error::{Result, ServeError};
-use crate::{Ctx, auth, pages, review, views};
+use crate::{Ctx, auth, live, pages, review, views};
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::header;
@@ -96,7 +96,12 @@ async fn runs_json(State(ctx): S, Query(q): Query<RunsQuery>) -> Result<Json<vie
 
 async fn run_page(State(ctx): S, Path(id): Path<String>) -> Result<Html<String>> {
     let r = views::load_run(&ctx.store, &id).await?;
-    page(&ctx, "run.html", &views::run_view(&r))
+    let mut view = views::run_view(&r);
+    if view.live {
+        let key = ctx.snapshots.keep(live::Snapshot::of(&view));
+        view.events_url = Some(format!("{}/events?since={key}", view.run.url));
+    }
+    page(&ctx, "run.html", &view)
 }
 
 async fn run_json(State(ctx): S, Path(id): Path<String>) -> Result<Json<views::RunView>> {
@@ -104,62 +109,74 @@ async fn run_json(State(ctx): S, Path(id): Path<String>) -> Result<Json<views::R
     Ok(Json(views::run_view(&r)))
 }
 
-/// Server-sent events for a run page: the record is read every
-/// `ctx.poll`; when it changed, the page's fragments are rendered again
-/// and sent as one `update`; when the run is over, an `end`.
+#[derive(Deserialize)]
+struct EventsQuery {
+    /// The key of the snapshot the page was drawn from ([`live`]).
+    since: Option<String>,
+}
+
+/// Server-sent events for a run page: the record (with its event batches)
+/// is read every `ctx.poll`; what changed since the page was drawn goes
+/// out as one `update` ([`live::Follower`]); when the run is over, a last
+/// update and an `end`.
 async fn run_events(
     State(ctx): S,
     Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
     views::load_run(&ctx.store, &id).await?;
+    let since = q.since.as_deref().and_then(|k| ctx.snapshots.get(k));
     struct Poll {
         ctx: Arc<Ctx>,
         id: String,
-        last: Option<blake3::Hash>,
+        follower: live::Follower,
         ended: bool,
+        /// Read once already: wait a poll before reading again, so a
+        /// header whose duration ticks cannot make this a busy loop.
+        read: bool,
     }
     let start = Poll {
         ctx,
         id,
-        last: None,
+        follower: live::Follower::new(since),
         ended: false,
+        read: false,
     };
     let stream = futures::stream::unfold(start, |mut p| async move {
         if p.ended {
             return None;
         }
         loop {
+            if p.read {
+                tokio::select! {
+                    _ = tokio::time::sleep(p.ctx.poll) => {}
+                    _ = p.ctx.shutdown.cancelled() => return None,
+                }
+            }
+            p.read = true;
             if p.ctx.shutdown.is_cancelled() {
                 return None;
             }
-            let path = engine_core::records::run_path(&p.id);
-            if let Ok(bytes) = p.ctx.store.read(&path).await
-                && let Ok(r) = serde_json::from_slice::<engine_core::records::RunRecord>(&bytes)
-            {
+            if let Ok(Some(r)) = engine_core::records::load_run(&p.ctx.store, &p.id).await {
                 let view = views::run_view(&r);
-                let mut h = blake3::Hasher::new();
-                h.update(&bytes);
-                h.update(&[u8::from(view.live)]);
-                let key = h.finalize();
-                if p.last != Some(key) {
-                    p.last = Some(key);
-                    if !view.live {
-                        p.ended = true;
-                    }
-                    let ev = match fragments(&p.ctx, &view) {
-                        Ok(json) => Event::default().event("update").data(json),
-                        Err(e) => Event::default().event("failure").data(e.to_string()),
-                    };
-                    return Some((Ok(ev), p));
-                }
                 if !view.live {
                     p.ended = true;
-                    return Some((Ok(Event::default().event("end").data("")), p));
                 }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(p.ctx.poll) => {}
-                _ = p.ctx.shutdown.cancelled() => return None,
+                match p.follower.update(&p.ctx, &view) {
+                    Ok(Some(json)) => {
+                        return Some((Ok(Event::default().event("update").data(json)), p));
+                    }
+                    Ok(None) if p.ended => {
+                        return Some((Ok(Event::default().event("end").data("")), p));
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        return Some((
+                            Ok(Event::default().event("failure").data(e.to_string())),
+                            p,
+                        ));
+                    }
+                }
             }
         }
     });
@@ -169,24 +186,6 @@ async fn run_events(
         futures::stream::once(async { Ok(Event::default().event("end").data("")) }),
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
-}
-
-/// The parts of a run page that change while it runs, rendered.
-fn fragments(ctx: &Ctx, view: &views::RunView) -> Result<String> {
-    let mut m = serde_json::Map::new();
-    for (key, template) in [
-        ("runhead", "runhead.html"),
-        ("dag", "dag.html"),
-        ("timeline", "timeline.html"),
-        ("tasks", "tasks.html"),
-    ] {
-        m.insert(
-            key.into(),
-            pages::render(&ctx.env, template, &ctx.common, view)?.into(),
-        );
-    }
-    m.insert("status".into(), view.run.status.clone().into());
-    Ok(serde_json::Value::Object(m).to_string())
 }
 
 async fn task_page(

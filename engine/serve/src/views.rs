@@ -261,6 +261,9 @@ pub struct RunView {
     pub values: String,
     pub warnings: Vec<String>,
     pub live: bool,
+    /// A live page's event stream, from the snapshot it was drawn from
+    /// (set by the page's route; [`crate::live`]).
+    pub events_url: Option<String>,
     pub legend: [&'static str; 8],
     pub graph: Graph,
     pub timeline: Timeline,
@@ -280,6 +283,7 @@ pub fn run_view(r: &RunRecord) -> RunView {
         values: pretty(&r.values),
         warnings: r.warnings.clone(),
         live: r.status == records::RunStatus::Running && !interrupted,
+        events_url: None,
         legend: STATES,
         graph: graph::stage_graph(r),
         timeline: graph::timeline(r),

@@ -2,7 +2,8 @@
 //! through `chromedriver` by fantoccini. Opens the runs page, clicks into
 //! a run, checks each stage's colour class, then watches a live run's page
 //! change without a reload as a task finishes. On the review page: the video
-//! loads and seeks, the timeline shows the segments, a typed fix is recorded.
+//! loads and seeks, the timeline shows the segments, rows are typed, two
+//! boundaries are dragged with the mouse, and the fix is recorded.
 //!
 //! Without `chromedriver` the test says so and passes, except under
 //! `CI` (set and not `false`), where a missing browser is a failure:
@@ -12,6 +13,7 @@ mod common;
 
 use common::{fixture, live_copy, local, start};
 use engine_core::records::{self, TaskStatus};
+use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
 use fantoccini::{ClientBuilder, Locator};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -196,6 +198,7 @@ async fn a_reviewer_plays_the_video_and_fixes_its_segments() {
     let base = format!("http://{addr}");
     let (_driver, url) = start_driver(&bin).await;
     let c = browser(&url).await;
+    let mut dragged = vec![];
     let result = async {
         // The queue, then a click into the video.
         c.goto(&format!("{base}/review")).await?;
@@ -259,6 +262,52 @@ async fn a_reviewer_plays_the_video_and_fixes_its_segments() {
         reviewer.send_keys("chromium").await?;
         let edited = c.find_all(Locator::Css("#track-edited .seg.edited")).await?;
         assert_eq!(edited.len(), 2, "the 'yours' lane shows the typed rows");
+        // Drag: the end of row 2 (0.5-1.5) to 2.5 s, the start of row 1
+        // (4.2-5.5) to 3.6 s, with the mouse on the lane's handles.
+        for (row, side, to) in [(1, "end", 2.5), (0, "start", 3.6)] {
+            let sel = format!("#track-edited .seg[data-row='{row}'] .handle.{side}");
+            let handle = c.find(Locator::Css(&sel)).await?;
+            let dx = c
+                .execute(
+                    "const h = document.querySelector(arguments[0]).getBoundingClientRect(); \
+                     const t = document.getElementById('track-edited').getBoundingClientRect(); \
+                     return t.left + arguments[1] * t.width / arguments[2] - (h.left + h.width / 2);",
+                    vec![serde_json::json!(sel), serde_json::json!(to), serde_json::json!(duration)],
+                )
+                .await?;
+            let drag = MouseActions::new("mouse".into())
+                .then(PointerAction::MoveToElement { element: handle, duration: None, x: 0.0, y: 0.0 })
+                .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT })
+                .then(PointerAction::MoveBy { duration: Some(Duration::from_millis(200)), x: num(&dx).round(), y: 0.0 })
+                .then(PointerAction::Up { button: MOUSE_BUTTON_LEFT });
+            c.perform_actions(drag).await?;
+            c.release_actions().await?;
+        }
+        let typed: Vec<String> = serde_json::from_value(
+            c.execute("return [...document.querySelectorAll('#rows input[name=segment]')].map(i => i.value);", vec![])
+                .await?,
+        )
+        .unwrap();
+        let spans: Vec<(f64, f64)> = typed
+            .iter()
+            .map(|t| {
+                let (a, b) = t.split_once('-').unwrap_or_else(|| panic!("row `{t}`"));
+                (a.parse().unwrap(), b.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(spans[0].1, 5.5, "the other end stays: {typed:?}");
+        assert!((spans[0].0 - 3.6).abs() < 0.15, "start dragged to 3.6: {typed:?}");
+        assert_eq!(spans[1].0, 0.5, "the other end stays: {typed:?}");
+        assert!((spans[1].1 - 2.5).abs() < 0.15, "end dragged to 2.5: {typed:?}");
+        let lane = c
+            .execute(
+                "return [...document.querySelectorAll('#track-edited .seg')].map(e => [Number(e.dataset.start), Number(e.dataset.end)]);",
+                vec![],
+            )
+            .await?;
+        let lane: Vec<(f64, f64)> = serde_json::from_value(lane).unwrap();
+        assert_eq!(lane, spans, "the lane redrawn from the rows");
+        dragged = spans;
         // `SERVE_REVIEW_SCREENSHOT=F.png`: a picture of the page for the README.
         if let Some(path) = std::env::var_os("SERVE_REVIEW_SCREENSHOT") {
             c.set_window_size(1280, 1120).await?;
@@ -285,7 +334,8 @@ async fn a_reviewer_plays_the_video_and_fixes_its_segments() {
     let _ = c.close().await;
     result.unwrap();
     let (human, entry) = common::verdict_of(&f.catalog, f.video).await;
-    assert_eq!(human, [(0.5, 1.5), (4.2, 5.5)]);
+    // The dragged boundaries, exactly as the rows showed them.
+    assert_eq!(human, [dragged[1], dragged[0]]);
     assert_eq!(
         (entry.verdict.as_deref(), entry.reviewer.as_deref()),
         (Some("fixed"), Some("chromium"))

@@ -506,6 +506,22 @@ async fn next_event(resp: &mut reqwest::Response, buf: &mut String, name: &str) 
     }
 }
 
+/// The next `update` that carries `key`: a live header's duration ticks
+/// between the updates a test waits for.
+async fn next_update_with(
+    resp: &mut reqwest::Response,
+    buf: &mut String,
+    key: &str,
+) -> serde_json::Value {
+    loop {
+        let u: serde_json::Value =
+            serde_json::from_str(&next_event(resp, buf, "update").await).unwrap();
+        if u.get(key).is_some() {
+            return u;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_live_run_streams_updates_until_it_ends() {
     let f = fixture().await;
@@ -513,10 +529,31 @@ async fn a_live_run_streams_updates_until_it_ends() {
     let (addr, _) = start(&f.store, local()).await;
     let base = format!("http://{addr}");
     let (_, page) = get(&base, &format!("/runs/{}", r.id)).await;
-    assert!(
-        page.contains(&format!(r#"data-live="/runs/{}/events""#, r.id)),
-        "{page}"
-    );
+    let marker = format!(r#"data-live="/runs/{}/events?since="#, r.id);
+    let at = page.find(&marker).unwrap_or_else(|| panic!("{page}"));
+    let since_url = page[at + 11..].split('"').next().unwrap().to_string();
+    // From the page's snapshot: nothing is sent until something changes,
+    // then only the changed task's row, as data, and the stage graph.
+    let mut diffs = client()
+        .get(format!("{base}{since_url}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(diffs.status(), StatusCode::OK);
+    let mut dbuf = String::new();
+    // Several polls (100 ms each) with no task changed: at most the
+    // header, whose duration ticks; no graph, no rows, no table.
+    if let Ok(chunk) =
+        tokio::time::timeout(std::time::Duration::from_millis(600), diffs.chunk()).await
+    {
+        let text = String::from_utf8_lossy(&chunk.unwrap().unwrap_or_default()).into_owned();
+        for key in ["\"dag\"", "\"rows\"", "\"tasks\"", "\"timeline\""] {
+            assert!(
+                !text.contains(key),
+                "{key} sent with no task changed: {text}"
+            );
+        }
+    }
     let mut resp = client()
         .get(format!("{base}/runs/{}/events", r.id))
         .send()
@@ -538,21 +575,43 @@ async fn a_live_run_streams_updates_until_it_ends() {
     let i = r.tasks.iter().position(|t| t.task == "gather").unwrap();
     r.tasks[i].status = TaskStatus::Done;
     records::save_run(&f.store, &r).await.unwrap();
-    let second: serde_json::Value =
-        serde_json::from_str(&next_event(&mut resp, &mut buf, "update").await).unwrap();
+    let second = next_update_with(&mut resp, &mut buf, "rows").await;
     assert!(
         second["dag"]
             .as_str()
             .unwrap()
             .contains(r#"<g class="stage st-done" data-stage="gather""#)
     );
+    assert!(second.get("tasks").is_none(), "not the whole table again");
+    let row = serde_json::json!([[
+        i,
+        "done",
+        second["rows"][0][2],
+        second["rows"][0][3],
+        null,
+        null
+    ]]);
+    assert_eq!(second["rows"], row, "{second}");
+    let diff = next_update_with(&mut diffs, &mut dbuf, "rows").await;
+    assert_eq!(diff["rows"], row, "{diff}");
+    assert!(
+        diff.get("tasks").is_none() && diff.get("runhead").is_some(),
+        "{diff}"
+    );
     // The run ends: a last update, then `end`.
     r.status = RunStatus::Succeeded;
     r.finished = Some(engine_core::store::now_rfc3339());
     records::save_run(&f.store, &r).await.unwrap();
-    let last: serde_json::Value =
-        serde_json::from_str(&next_event(&mut resp, &mut buf, "update").await).unwrap();
-    assert_eq!(last["status"], "succeeded");
+    let last = loop {
+        let u = next_update_with(&mut resp, &mut buf, "status").await;
+        if u["status"] == "succeeded" {
+            break u;
+        }
+    };
+    assert!(
+        last["runhead"].as_str().unwrap().contains("succeeded"),
+        "{last}"
+    );
     next_event(&mut resp, &mut buf, "end").await;
 }
 

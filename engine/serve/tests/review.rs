@@ -378,3 +378,76 @@ async fn fix_records_the_typed_segments_and_bad_ones_are_400() {
         "{page}"
     );
 }
+
+/// Reviewers submitting the same page at once: exactly one verdict is
+/// recorded (303), every other gets 409 naming the winner, and the
+/// labels are the winner's. The page's entry id keys the verdict: a form
+/// for another video's entry, or a malformed one, is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_reviewers_one_wins_the_others_get_409() {
+    const REVIEWERS: usize = 6;
+    let f = review_fixture().await;
+    let (addr, ctx) = start(&f.store, with_catalog(&f.catalog, true)).await;
+    let base = format!("http://{addr}");
+    let page = get_json(&base, &format!("/api/review/{}", f.video)).await;
+    let entry = page["video"]["entry"].as_i64().unwrap().to_string();
+    let fix = format!("/review/{}/fix", f.video);
+    for (bad, want) in [
+        ("x1", "is not a review entry id"),
+        ("999999", "is not an entry of video"),
+    ] {
+        let (s, _, body) = post(
+            &base,
+            &fix,
+            &[
+                ("csrf", ctx.csrf.as_str()),
+                ("entry", bad),
+                ("segment", "0-1"),
+            ],
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body.contains(want), "{bad}: {body}");
+    }
+    let gate = std::sync::Arc::new(tokio::sync::Barrier::new(REVIEWERS));
+    let racers: Vec<_> = (0..REVIEWERS)
+        .map(|i| {
+            let (base, fix, entry, csrf, gate) = (
+                base.clone(),
+                fix.clone(),
+                entry.clone(),
+                ctx.csrf.clone(),
+                gate.clone(),
+            );
+            tokio::spawn(async move {
+                let seg = format!("{i}-{}.5", i);
+                let who = format!("r{i}");
+                gate.wait().await;
+                let form = [
+                    ("csrf", csrf.as_str()),
+                    ("entry", entry.as_str()),
+                    ("segment", seg.as_str()),
+                    ("reviewer", who.as_str()),
+                ];
+                let (s, _, body) = post(&base, &fix, &form).await;
+                (i, s, body)
+            })
+        })
+        .collect();
+    let mut won = vec![];
+    for r in racers {
+        let (i, s, body) = r.await.unwrap();
+        match s {
+            StatusCode::SEE_OTHER => won.push(i),
+            StatusCode::CONFLICT => {
+                assert!(body.contains("already reviewed: fixed by r"), "{body}")
+            }
+            s => panic!("reviewer {i}: {s} {body}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one verdict: {won:?}");
+    let w = won[0] as f64;
+    let (human, entry_now) = verdict_of(&f.catalog, f.video).await;
+    assert_eq!(human, [(w, w + 0.5)], "the winner's labels only");
+    assert_eq!(entry_now.reviewer, Some(format!("r{}", won[0])));
+}
