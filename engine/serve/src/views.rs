@@ -637,6 +637,12 @@ pub struct MoveView {
     pub note: String,
     pub run: Option<String>,
     pub run_url: Option<String>,
+    /// The evaluation that justified a deploy (candidate and the production
+    /// it replaced, side by side, in its `evaluation.html`).
+    pub evaluation: Option<String>,
+    pub evaluation_url: Option<String>,
+    /// This move's run beside the run of the move before it.
+    pub compare_url: Option<String>,
     pub current: bool,
 }
 
@@ -678,6 +684,15 @@ pub async fn refs(store: &Store) -> Result<RefsPage> {
                             note: e.note.clone(),
                             run_url: e.run.as_deref().map(run_url),
                             run: e.run.clone(),
+                            evaluation: e.evaluation.as_ref().map(|d| d.short().to_string()),
+                            evaluation_url: e.evaluation.as_ref().map(artifact_url),
+                            compare_url: doc.history[..i]
+                                .iter()
+                                .rev()
+                                .find_map(|p| p.run.as_deref())
+                                .zip(e.run.as_deref())
+                                .filter(|(a, b)| a != b)
+                                .map(|(a, b)| format!("/compare?a={}&b={}", enc(a), enc(b))),
                             current: i + 1 == n,
                         })
                         .collect(),

@@ -366,6 +366,12 @@ async fn rollback_is_a_post_with_csrf_only_when_writes_are_allowed() {
         "{page}"
     );
     assert!(!page.contains("Roll back to"));
+    // A deploy links the evaluation that justified it.
+    let eval = f.run.task("report").unwrap().outputs["report"].as_str().to_string();
+    assert!(
+        page.contains(&format!("<a class=\"mono\" href=\"/artifacts/{eval}\"")),
+        "no evaluation link in {page}"
+    );
     let form = [("csrf", ctx.csrf.as_str()), ("name", name), ("to", "1")];
     let r = client()
         .post(format!("{base}/refs/rollback"))

@@ -96,8 +96,14 @@ pub async fn fixture() -> Fixture {
         .set_ref("models/web/production", gather, "first")
         .await
         .unwrap();
+    // The second move is a deploy: its run and the evaluation behind it.
+    let deploy = engine_core::store::RefMove {
+        note: "second".into(),
+        run: Some(run.id.clone()),
+        evaluation: Some(report.clone()),
+    };
     store
-        .set_ref("models/web/production", report, "second")
+        .move_ref("models/web/production", report, &deploy)
         .await
         .unwrap();
     Fixture { dir, store, run }
