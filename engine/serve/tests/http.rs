@@ -367,7 +367,9 @@ async fn rollback_is_a_post_with_csrf_only_when_writes_are_allowed() {
     );
     assert!(!page.contains("Roll back to"));
     // A deploy links the evaluation that justified it.
-    let eval = f.run.task("report").unwrap().outputs["report"].as_str().to_string();
+    let eval = f.run.task("report").unwrap().outputs["report"]
+        .as_str()
+        .to_string();
     assert!(
         page.contains(&format!("<a class=\"mono\" href=\"/artifacts/{eval}\"")),
         "no evaluation link in {page}"
