@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The folder task cgroups are made in (this process's own cgroup), if
@@ -86,6 +86,20 @@ fn remove_dead(dir: &Path) {
 /// when it is dropped.
 pub struct TaskCgroup {
     path: PathBuf,
+    /// Removed already: a second [`TaskCgroup::kill`] (the explicit one,
+    /// then the drop) has nothing to wait for.
+    removed: AtomicBool,
+}
+
+/// What [`TaskCgroup::kill`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Killed {
+    /// Its processes were killed and it was removed now.
+    Removed,
+    /// It had been removed before.
+    AlreadyGone,
+    /// Its processes outlived the wait; left for the next engine.
+    Left,
 }
 
 impl TaskCgroup {
@@ -97,7 +111,10 @@ impl TaskCgroup {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = root.join(format!("{PREFIX}{}-{n}", std::process::id()));
         std::fs::create_dir(&path).ok()?;
-        Some(TaskCgroup { path })
+        Some(TaskCgroup {
+            path,
+            removed: AtomicBool::new(false),
+        })
     }
 
     /// Moves process `pid` (just started) into the cgroup. Its children
@@ -112,25 +129,62 @@ impl TaskCgroup {
 
     /// Kills every process in the cgroup and removes it once empty (up to
     /// a second; a cgroup whose processes take longer is left for the next
-    /// engine to remove).
-    pub fn kill(&self) {
+    /// engine to remove). Calling it again returns at once.
+    pub fn kill(&self) -> Killed {
+        if self.removed.load(Ordering::Acquire) {
+            return Killed::AlreadyGone;
+        }
         let _ = std::fs::write(self.path.join("cgroup.kill"), "1");
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(1) {
             let empty = std::fs::read_to_string(self.path.join("cgroup.procs"))
                 .map(|s| s.trim().is_empty())
                 .unwrap_or(true);
-            if empty && std::fs::remove_dir(&self.path).is_ok() {
-                return;
+            if empty {
+                match std::fs::remove_dir(&self.path) {
+                    Ok(()) => {
+                        self.removed.store(true, Ordering::Release);
+                        return Killed::Removed;
+                    }
+                    // Before, a missing folder was retried for the whole
+                    // second: every shell task paid it on its drop.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        self.removed.store(true, Ordering::Release);
+                        return Killed::AlreadyGone;
+                    }
+                    Err(_) => {}
+                }
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+        Killed::Left
     }
 }
 
 impl Drop for TaskCgroup {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_kill_finds_the_cgroup_gone_and_does_not_wait() {
+        let Some(cg) = TaskCgroup::new() else {
+            eprintln!("no writable cgroup v2 tree with cgroup.kill here: nothing to test");
+            return;
+        };
+        assert!(cg.path().exists());
+        assert_eq!(cg.kill(), Killed::Removed);
+        assert!(!cg.path().exists());
+        assert_eq!(cg.kill(), Killed::AlreadyGone);
+        // Removed behind its back (another engine's clean-up): no wait either.
+        let other = TaskCgroup::new().unwrap();
+        std::fs::remove_dir(other.path()).unwrap();
+        assert_eq!(other.kill(), Killed::AlreadyGone);
     }
 }
 

@@ -134,7 +134,7 @@ impl KillGroup {
             }
         }
         if let Some(cg) = self.cgroup.take() {
-            cg.kill();
+            let _ = cg.kill();
             if self.watched {
                 crate::reaper::forget_cgroup(cg.path());
             }

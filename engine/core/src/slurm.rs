@@ -403,6 +403,8 @@ pub async fn exec_task(
         Err(e) => result.error = Some(e.to_string()),
     }
     result.log = log.text();
+    // The submitter trusts the result: the outputs it names must be on disk.
+    store.flush().await.map_err(|e| e.to_string())?;
     store
         .put_json(&result_path(run, task, attempt), &result)
         .await

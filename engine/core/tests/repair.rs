@@ -96,6 +96,44 @@ async fn a_zero_byte_manifest_is_rebuilt_by_the_next_run() {
     s.store.get_manifest(&out).await.unwrap();
 }
 
+/// Objects and cache documents are written without an fsync each and made
+/// durable together at the end of a run (`Store::flush`): a power cut in
+/// between can leave them empty. That must cost a rerun, never a failure
+/// or a wrong result.
+#[tokio::test]
+async fn what_a_power_cut_leaves_of_deferred_writes_costs_only_a_rerun() {
+    let s = fs_store();
+    let r = run(TWO, &s.store).await;
+    let a = r.task("a").unwrap();
+    let out = a.outputs["out"].clone();
+    let fp = a.fingerprint.clone().unwrap();
+    let lineage = s.file(&engine_core::records::lineage_path(&out));
+    for rel in [
+        engine_core::cache::task_path(&fp),
+        engine_core::cache::last_path("two", "a"),
+    ] {
+        let f = s.file(&rel);
+        assert!(f.exists(), "{rel} was not written");
+        std::fs::write(&f, b"").unwrap();
+    }
+    std::fs::write(&lineage, b"").unwrap();
+    let r = run(TWO, &s.store).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", errors(&r));
+    assert_eq!(status(&r, "a"), TaskStatus::Done);
+    assert!(
+        r.task("a").unwrap().reason.contains("damaged"),
+        "{}",
+        r.task("a").unwrap().reason
+    );
+    assert_eq!(r.task("a").unwrap().outputs["out"], out);
+    let l: engine_core::records::Lineage =
+        serde_json::from_slice(&std::fs::read(&lineage).unwrap()).unwrap();
+    assert_eq!(l.artifact, out);
+    // And the rerun's own entries are whole again: a third run is cached.
+    let r = run(TWO, &s.store).await;
+    assert_eq!(status(&r, "a"), TaskStatus::Cached, "{:?}", errors(&r));
+}
+
 #[tokio::test]
 async fn a_same_size_corruption_is_found_by_verify_and_rewritten_by_force() {
     let s = fs_store();

@@ -259,7 +259,7 @@ pub(super) async fn execute(
     };
     match publish(&sh, stage, &rec, &fpd, outputs, &values).await {
         Ok(digests) => {
-            let _ = sh.store.put_json(&last_path, &fp).await;
+            let _ = sh.store.put_json_deferred(&last_path, &fp).await;
             rec.outputs = digests.clone();
             rec.values = values.clone();
             let d = Done {

@@ -111,7 +111,9 @@ pub(super) async fn run_map(
                             item: it.clone(),
                             run: sh.opts.run_id.clone(),
                         };
-                        sh.store.put_json(&cache::item_path(&fp), &entry).await?;
+                        sh.store
+                            .put_json_deferred(&cache::item_path(&fp), &entry)
+                            .await?;
                     }
                     out.push((i, it, false));
                 }

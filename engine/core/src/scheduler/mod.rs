@@ -477,6 +477,18 @@ pub async fn run(
     };
     record.finished = Some(now_rfc3339());
     record.seconds = sh.t0.elapsed().as_secs_f64();
+    // The final record names this run's outputs, which were written as
+    // deferred writes: make them durable first, all at once.
+    if let Err(e) = store.flush().await {
+        let w = format!(
+            "Failed to flush the store to disk at the end of the run: {e}; a power cut now could damage its outputs (a rerun would redo them)"
+        );
+        opts.events.emit(Event::Log {
+            task: String::new(),
+            line: format!("warning: {w}"),
+        });
+        record.warnings.push(w);
+    }
     log.save_whole(&store, &mut record, &opts.events).await;
     opts.events.emit(Event::RunFinished {
         run: record.id.clone(),

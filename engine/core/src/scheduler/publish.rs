@@ -101,7 +101,10 @@ pub(super) async fn publish(
         };
         let d = sh.store.put_manifest(&m).await.map_err(|e| e.to_string())?;
         let lpath = records::lineage_path(&d);
-        if !sh.store.exists(&lpath).await.map_err(|e| e.to_string())? {
+        // The first producer's note stays; one a power cut damaged (a
+        // deferred write) is written again.
+        let kept = matches!(sh.store.get_json::<Lineage>(&lpath).await, Ok(Some(_)));
+        if !kept {
             let l = Lineage {
                 artifact: d.clone(),
                 output: decl.name.clone(),
@@ -114,7 +117,7 @@ pub(super) async fn publish(
                 at: now_rfc3339(),
             };
             sh.store
-                .put_json(&lpath, &l)
+                .put_json_deferred(&lpath, &l)
                 .await
                 .map_err(|e| e.to_string())?;
         }
@@ -129,7 +132,7 @@ pub(super) async fn publish(
             at: now_rfc3339(),
         };
         sh.store
-            .put_json(&cache::task_path(fp), &entry)
+            .put_json_deferred(&cache::task_path(fp), &entry)
             .await
             .map_err(|e| e.to_string())?;
     }

@@ -16,8 +16,12 @@
 //! ```
 //!
 //! Blobs are written before the manifest that lists them, and every write
-//! goes through a flushed temporary file renamed into place (fs) or a single
-//! PUT (s3), so a crash never leaves a manifest pointing at missing data.
+//! goes through a temporary file renamed into place (fs) or a single PUT
+//! (s3), so a crash never leaves a manifest pointing at missing data. On
+//! fs, objects that readers verify (blobs, manifests, cache entries,
+//! lineage) are flushed to disk together by [`Store::flush`] before a ref
+//! or a run's final record points at them; refs and records are flushed
+//! as they are written (see [`url::FsRoot`] for why and what it saves).
 //!
 //! A write of a content-addressed object that finds one already there keeps
 //! it only when it has the right size (and, for manifests and under
@@ -416,7 +420,39 @@ impl Store {
         }
     }
 
-    /// Writes bytes under `path`, replacing what was there, in one step.
+    /// Writes bytes under `path` in one step, as a deferred write: atomic,
+    /// but on `fs://` durable against a power cut only after the next
+    /// [`Store::flush`] (see [`url::FsRoot`]). For what readers verify:
+    /// content-addressed objects, cache entries, lineage. Elsewhere the
+    /// same as [`Store::write`] (an object store's PUT is durable when it
+    /// returns).
+    pub async fn write_deferred(&self, path: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Dal(_) => self.write(path, bytes).await,
+            Backend::Fs(fs) => fs
+                .write_deferred(path, &bytes)
+                .map_err(|e| self.local_io("write", path, e)),
+        }
+    }
+
+    /// Makes every deferred write so far durable. Called before anything
+    /// durable points at deferred objects: a ref move, a run's final
+    /// record, the end of a task run elsewhere (`engine task exec`).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Dal(_) => Ok(()),
+            Backend::Fs(fs) => {
+                let fs = fs.clone();
+                tokio::task::spawn_blocking(move || fs.flush())
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+                    .map_err(|e| self.local_io("flush", "", e))
+            }
+        }
+    }
+
+    /// Writes bytes under `path`, replacing what was there, in one step;
+    /// durable once this returns.
     pub async fn write(&self, path: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Dal(op) => op
@@ -638,7 +674,7 @@ impl Store {
         let size = bytes.len() as u64;
         let path = Self::blob_path(&digest);
         if !self.holds(&path, &digest, size, self.existing).await? {
-            self.write(&path, bytes).await?;
+            self.write_deferred(&path, bytes).await?;
         }
         Ok(BlobRef { digest, size })
     }
@@ -804,7 +840,7 @@ impl Store {
                 Some(_) => {}
             }
         }
-        self.write(&path, text.into_bytes()).await?;
+        self.write_deferred(&path, text.into_bytes()).await?;
         Ok(digest)
     }
 
@@ -822,6 +858,18 @@ impl Store {
     pub async fn put_json<T: Serialize>(&self, path: &str, v: &T) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec_pretty(v).expect("store documents serialise");
         self.write(path, bytes).await
+    }
+
+    /// [`Store::put_json`] as a deferred write (see [`Store::write_deferred`]):
+    /// for documents a reader that finds them damaged can do without (a
+    /// cache entry is then a miss, a lineage note is written again).
+    pub async fn put_json_deferred<T: Serialize>(
+        &self,
+        path: &str,
+        v: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec_pretty(v).expect("store documents serialise");
+        self.write_deferred(path, bytes).await
     }
 
     /// Reads a JSON document; `Ok(None)` when it does not exist.

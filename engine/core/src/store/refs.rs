@@ -97,6 +97,8 @@ impl Store {
                 url: self.url.clone(),
             });
         }
+        // A ref is durable when moved: what it points at must be too.
+        self.flush().await?;
         match &self.backend {
             Backend::Fs(_) => {
                 let _lock = self.lock_fs(name).await?;

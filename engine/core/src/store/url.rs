@@ -152,11 +152,20 @@ impl StoreUrl {
     }
 }
 
-/// A local store root. Writes go to a temporary file under `.tmp/`, which
-/// is flushed to disk (fsync) before it is renamed into place and the
-/// folder holding it is flushed after, so a reader never sees a partial
-/// file and a crash (of the process or of the machine) leaves either the
-/// old state or the complete new object.
+/// A local store root. Writes go to a temporary file under `.tmp/` that is
+/// renamed into place, so a reader never sees a partial file and a killed
+/// process leaves either the old state or the complete new object.
+///
+/// A durable write ([`FsRoot::write`]) also flushes the file (fsync) before
+/// the rename and the folder after it, so a power cut cannot lose it
+/// either. A deferred one ([`FsRoot::write_deferred`], [`FsRoot::copy_in`])
+/// does not: content-addressed objects and cache entries are checked when
+/// they are read (size, digest, a parse), so one damaged by a power cut is
+/// a cache miss that the next write repairs, and [`FsRoot::flush`] makes
+/// them all durable at once before anything durable (a ref, a run's final
+/// record) points at them. Two fsyncs per object cost about 1.2 ms on this
+/// project's machines against 0.06 ms for the write itself, and a task
+/// writes five or six objects.
 pub struct FsRoot {
     root: PathBuf,
     tmp: PathBuf,
@@ -260,13 +269,22 @@ impl FsRoot {
         }
     }
 
-    /// Writes a flushed temporary file; the caller publishes it.
-    fn write_tmp(&self, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    /// Renames a complete temporary file into place without flushing
+    /// (a deferred write: see [`FsRoot::flush`]).
+    fn publish_deferred(&self, tmp: &Path, rel: &str) -> std::io::Result<()> {
+        let dest = self.path(rel);
+        self.ensure_parent(&dest)?;
+        std::fs::rename(tmp, &dest)
+    }
+
+    /// Writes a temporary file, flushed when `durable`; the caller
+    /// publishes it.
+    fn write_tmp(&self, bytes: &[u8], durable: bool) -> std::io::Result<PathBuf> {
         let tmp = self.tmp_name();
         let res = (|| {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(bytes)?;
-            f.sync_all()
+            if durable { f.sync_all() } else { Ok(()) }
         })();
         match res {
             Ok(()) => Ok(tmp),
@@ -277,13 +295,38 @@ impl FsRoot {
         }
     }
 
+    /// Writes `rel` durably: it survives a power cut once this returns.
     pub fn write(&self, rel: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let tmp = self.write_tmp(bytes)?;
+        let tmp = self.write_tmp(bytes, true)?;
         let res = self.publish(&tmp, rel);
         if res.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
         res
+    }
+
+    /// Writes `rel` atomically but durable only after the next
+    /// [`FsRoot::flush`]; for objects that readers verify.
+    pub fn write_deferred(&self, rel: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let tmp = self.write_tmp(bytes, false)?;
+        let res = self.publish_deferred(&tmp, rel);
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        res
+    }
+
+    /// Makes every deferred write so far durable: one `syncfs` of the file
+    /// system holding the store (one flush of its journal, where an fsync
+    /// per object paid one each).
+    pub fn flush(&self) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let dir = std::fs::File::open(&self.root)?;
+        // SAFETY: syncfs only reads the descriptor, which `dir` keeps open.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Creates `rel` with these bytes only if nothing is there yet
@@ -307,7 +350,8 @@ impl FsRoot {
     /// Copies a local file in under `rel`, hashing what it copies; the copy
     /// is published only when it hashes to `expected` (a file that changed
     /// since it was hashed never lands under a digest it does not have).
-    /// Returns the digest of what was copied.
+    /// Returns the digest of what was copied. The copy is a deferred write
+    /// (a blob: its size and digest are checked where it is used).
     pub fn copy_in(&self, src: &Path, rel: &str, expected: &Digest) -> std::io::Result<Digest> {
         let tmp = self.tmp_name();
         let res = (|| {
@@ -323,11 +367,10 @@ impl FsRoot {
                 hasher.update(&buf[..n]);
                 out.write_all(&buf[..n])?;
             }
-            out.sync_all()?;
             drop(out);
             let got = Digest::from_hasher(&hasher);
             if &got == expected {
-                self.publish(&tmp, rel)?;
+                self.publish_deferred(&tmp, rel)?;
             } else {
                 std::fs::remove_file(&tmp)?;
             }
