@@ -4,7 +4,7 @@
 //! same number of bare `bash -c` spawns run 2 at a time (the floor: what
 //! the spawns alone cost on this machine).
 //!
-//! `cargo run --release -p bench --bin shell_stages -- 501 5001`
+//! `cargo run --release -p bench --bin shell_stages -- 501 5001 [--dir PATH]`
 //!
 //! One line per N: `cold` is the whole run's wall time; `bare x2` is N
 //! `bash -c 'echo i > /dev/null'` spawned by two threads, measured in the
@@ -58,10 +58,18 @@ fn bare_pairs(n: usize) -> f64 {
 }
 
 fn main() {
-    let ns: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `--dir PATH`: where the store and the scratch folders go (default: the
+    // system's temporary folder), to tell the engine's own cost from the
+    // file system's (this project's machines have an ext4 without a journal
+    // mounted with `discard`, where every new inode scans recently deleted
+    // ones; a tmpfs has neither cost).
+    let base = args
+        .iter()
+        .position(|a| a == "--dir")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from);
+    let ns: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let ns = if ns.is_empty() { vec![501] } else { ns };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -73,7 +81,10 @@ fn main() {
         "N", "cold", "bare x2", "ratio", "no-op", "one changed", "written"
     );
     for n in ns {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = match &base {
+            Some(b) => tempfile::tempdir_in(b).expect("tempdir under --dir"),
+            None => tempfile::tempdir().expect("tempdir"),
+        };
         let store = Store::open("fs://store", dir.path()).expect("store");
         let run = |yaml: &str| {
             let p = Arc::new(compile("bench.yaml", yaml, &reg).expect("valid"));

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -261,10 +261,10 @@ impl Stage for Shell {
     }
 
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
-        let work = ctx.scratch_dir()?.join("work");
-        tokio::fs::create_dir_all(&work)
-            .await
-            .map_err(|e| StageError::io("create", &work, e))?;
+        // The task's own scratch folder is its working folder: each folder
+        // made and removed per task costs inode work that showed in
+        // profiles of many small tasks.
+        let work = ctx.scratch_dir()?.to_path_buf();
         let inputs_dir = work.join("inputs");
         for input in ctx.inputs().to_vec() {
             let mut dir = inputs_dir.join(&input.stage);
@@ -433,17 +433,13 @@ impl Stage for Shell {
             }
             return Err(StageError::msg(msg));
         }
+        // Every output is found before any is stored, so a missing one
+        // fails the task before its files move.
+        let mut singles = vec![];
         for (name, rel) in &self.0.outputs {
-            let path = work.join(rel);
-            let files = collect_files(&work, &path, name, rel)?;
-            if files.is_empty() {
-                // An empty folder is a valid, empty artifact.
-                ctx.set_meta(name, serde_json::json!({ "empty": true }))?;
-            }
-            for (relname, abs) in files {
-                ctx.put_file_from(name, &relname, &abs).await?;
-            }
+            singles.push((name, collect_files(&work, &work.join(rel), name, rel)?));
         }
+        let mut collections = vec![];
         for (name, rel) in &self.0.collections {
             let dir = work.join(rel);
             let meta = tokio::fs::symlink_metadata(&dir).await.map_err(|_| {
@@ -461,11 +457,51 @@ impl Stage for Shell {
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .collect();
             entries.sort();
+            let mut items = vec![];
             for entry in entries {
-                let key = file_name(&entry);
+                items.push((file_name(&entry), collect_files(&work, &entry, name, rel)?));
+            }
+            collections.push((name, items));
+        }
+        // The task is over and its processes are dead: a file that one
+        // output names moves into the store instead of being copied (no
+        // second file written, none deleted); one that several outputs
+        // name is copied.
+        let mut claims: HashMap<PathBuf, usize> = HashMap::new();
+        let all = singles.iter().flat_map(|(_, f)| f).chain(
+            collections
+                .iter()
+                .flat_map(|(_, i)| i.iter().flat_map(|(_, f)| f)),
+        );
+        for (_, abs) in all {
+            *claims.entry(abs.clone()).or_default() += 1;
+        }
+        let store = ctx.store().clone();
+        let put = |abs: PathBuf| {
+            let (store, shared) = (store.clone(), claims[&abs] > 1);
+            async move {
+                if shared {
+                    store.put_blob_file(&abs).await
+                } else {
+                    store.put_blob_file_moving(&abs).await
+                }
+            }
+        };
+        for (name, files) in singles {
+            if files.is_empty() {
+                // An empty folder is a valid, empty artifact.
+                ctx.set_meta(name, serde_json::json!({ "empty": true }))?;
+            }
+            for (relname, abs) in files {
+                let blob = put(abs).await?;
+                ctx.attach_file(name, &relname, blob)?;
+            }
+        }
+        for (name, items) in collections {
+            for (key, found) in items {
                 let mut files: BTreeMap<String, BlobRef> = BTreeMap::new();
-                for (relname, abs) in collect_files(&work, &entry, name, rel)? {
-                    files.insert(relname, ctx.put_blob_file(&abs).await?);
+                for (relname, abs) in found {
+                    files.insert(relname, put(abs).await?);
                 }
                 ctx.add_item(
                     name,

@@ -869,9 +869,11 @@ stages:
     with:
       run: |
         mkdir -p out
-        stat -c %a "$(dirname "$(dirname "$(dirname "$PWD")")")" > out/mode.txt
+        stat -c %a "$(dirname "$PWD")" > out/mode.txt
       outputs: { mode: out/mode.txt }
 "#;
+    // A shell task works in `RUN-FOLDER/TASK.ATTEMPT`; the run's folder is
+    // the one that must be private.
     let mut o = opts(2);
     o.scratch_root = root.path().to_path_buf();
     let r = run_with(yaml, &store, o).await;

@@ -81,11 +81,11 @@ pub(super) async fn run_task(
             task: label.into(),
             attempt,
         });
+        // One folder per attempt, made only when the stage asks for it.
         let scratch = sh
             .scratch
             .path()
-            .join(sanitize(label))
-            .join(format!("attempt-{attempt}"));
+            .join(format!("{}.{attempt}", sanitize(label)));
         let mut ctx = TaskCtx {
             store: sh.writer(&stage.name),
             task: label.into(),

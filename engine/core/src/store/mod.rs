@@ -679,6 +679,52 @@ impl Store {
         Ok(BlobRef { digest, size })
     }
 
+    /// Stores a local file as a blob by moving it in (the file is gone
+    /// afterwards): on an `fs://` store on the same file system that is a
+    /// rename, with no copy and no second file made and deleted; elsewhere
+    /// a copy ([`Store::put_blob_file`]) and the file removed. For files a
+    /// finished task left in its scratch folder, which nothing writes any
+    /// more.
+    pub async fn put_blob_file_moving(&self, file: &Path) -> Result<BlobRef, StoreError> {
+        let local = |op, source| StoreError::Local {
+            op,
+            path: file.display().to_string(),
+            source,
+        };
+        let Backend::Fs(fs) = &self.backend else {
+            let b = self.put_blob_file(file).await?;
+            let _ = tokio::fs::remove_file(file).await;
+            return Ok(b);
+        };
+        let taken = {
+            let (fs, src) = (fs.clone(), file.to_path_buf());
+            tokio::task::spawn_blocking(move || fs.take_in(&src))
+                .await
+                .map_err(|e| local("move", std::io::Error::other(e.to_string())))?
+                .map_err(|e| local("move", e))?
+        };
+        let Some((tmp, digest, size)) = taken else {
+            let b = self.put_blob_file(file).await?;
+            let _ = tokio::fs::remove_file(file).await;
+            return Ok(b);
+        };
+        let path = Self::blob_path(&digest);
+        let res = match self.holds(&path, &digest, size, self.existing).await {
+            Ok(true) => {
+                fs.discard(&tmp);
+                Ok(())
+            }
+            Ok(false) => fs
+                .publish_deferred(&tmp, &path)
+                .map_err(|e| self.local_io("write", &path, e)),
+            Err(e) => Err(e),
+        };
+        if res.is_err() {
+            fs.discard(&tmp);
+        }
+        res.map(|()| BlobRef { digest, size })
+    }
+
     /// Stores a local file as a blob, streaming: memory stays bounded by
     /// the chunk size whatever the file's size.
     pub async fn put_blob_file(&self, file: &Path) -> Result<BlobRef, StoreError> {
@@ -1171,5 +1217,68 @@ pub fn now_rfc3339() -> String {
 impl From<StoreError> for String {
     fn from(e: StoreError) -> String {
         e.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_moved_file_becomes_one_blob_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open("fs://s", dir.path()).unwrap();
+        let tmp_left = || {
+            std::fs::read_dir(dir.path().join("s/.tmp"))
+                .unwrap()
+                .count()
+        };
+        let f = dir.path().join("out.txt");
+        std::fs::write(&f, b"hello").unwrap();
+        let b = store.put_blob_file_moving(&f).await.unwrap();
+        assert!(!f.exists(), "the file was not moved");
+        assert_eq!((b.digest.clone(), b.size), (Digest::of(b"hello"), 5));
+        assert_eq!(store.get_blob(&b.digest).await.unwrap(), b"hello");
+        // The same content again: the blob is kept, the second copy dropped.
+        std::fs::write(&f, b"hello").unwrap();
+        assert_eq!(store.put_blob_file_moving(&f).await.unwrap(), b);
+        assert!(!f.exists());
+        assert_eq!(tmp_left(), 0);
+        // A truncated blob is replaced by the next move of its content.
+        std::fs::write(dir.path().join("s").join(Store::blob_path(&b.digest)), b"").unwrap();
+        std::fs::write(&f, b"hello").unwrap();
+        store.put_blob_file_moving(&f).await.unwrap();
+        assert_eq!(store.get_blob(&b.digest).await.unwrap(), b"hello");
+        // A missing file is an error that names it.
+        let e = store
+            .put_blob_file_moving(&f)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("out.txt"), "{e}");
+        assert_eq!(tmp_left(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_file_on_another_file_system_is_copied_in_and_removed() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let Ok(other) = tempfile::tempdir_in("/dev/shm") else {
+            eprintln!("no /dev/shm here: nothing to test");
+            return;
+        };
+        let dev = |p: &Path| std::fs::metadata(p).unwrap().dev();
+        if dev(dir.path()) == dev(other.path()) {
+            eprintln!(
+                "/dev/shm is on the same file system as the temporary folder: nothing to test"
+            );
+            return;
+        }
+        let store = Store::open("fs://s", dir.path()).unwrap();
+        let f = other.path().join("out.bin");
+        std::fs::write(&f, vec![7u8; 3000]).unwrap();
+        let b = store.put_blob_file_moving(&f).await.unwrap();
+        assert!(!f.exists());
+        assert_eq!(store.get_blob(&b.digest).await.unwrap(), vec![7u8; 3000]);
     }
 }

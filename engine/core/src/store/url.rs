@@ -269,9 +269,40 @@ impl FsRoot {
         }
     }
 
+    /// Moves a local file into the store's temporary folder and hashes it
+    /// there: `Ok(None)` when it is on another file system (the caller
+    /// copies it instead). Once moved, the engine holds the only name of
+    /// it; the caller publishes it ([`FsRoot::publish_deferred`]) or drops
+    /// it ([`FsRoot::discard`]).
+    pub fn take_in(&self, src: &Path) -> std::io::Result<Option<(PathBuf, Digest, u64)>> {
+        let tmp = self.tmp_name();
+        match std::fs::rename(src, &tmp) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let hashed = (|| {
+            let mut h = blake3::Hasher::new();
+            let size = h.update_reader(std::fs::File::open(&tmp)?)?.count();
+            Ok((Digest::from_hasher(&h), size as u64))
+        })();
+        match hashed {
+            Ok((d, size)) => Ok(Some((tmp, d, size))),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes a temporary file [`FsRoot::take_in`] made.
+    pub fn discard(&self, tmp: &Path) {
+        let _ = std::fs::remove_file(tmp);
+    }
+
     /// Renames a complete temporary file into place without flushing
     /// (a deferred write: see [`FsRoot::flush`]).
-    fn publish_deferred(&self, tmp: &Path, rel: &str) -> std::io::Result<()> {
+    pub fn publish_deferred(&self, tmp: &Path, rel: &str) -> std::io::Result<()> {
         let dest = self.path(rel);
         self.ensure_parent(&dest)?;
         std::fs::rename(tmp, &dest)
