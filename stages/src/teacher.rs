@@ -19,43 +19,13 @@ pub mod detect;
 use async_trait::async_trait;
 use detect::{DetectParams, Detection};
 use engine_core::stage::{
-    ItemCtx, MapStage, OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
+    ItemCtx, MapStage, OutputDecl, Stage, StageConfig, StageError, StageImpl, TaskCtx,
 };
 use engine_core::store::Item;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-pub fn register(r: &mut Registry) {
-    r.add_typed::<TagConfig>(
-        "teacher.tag",
-        "per video: graphic boundaries, proposed replays and a confidence (tags.json)",
-        |v| {
-            let c: TagConfig = parse_params(v)?;
-            c.check()?;
-            Ok(StageImpl::Map(Arc::new(Tag(c))))
-        },
-    );
-    r.add_typed::<calibrate::CalibrateConfig>(
-        "teacher.calibrate",
-        "per league: the detector threshold with the best boundary recall on labelled videos (calibration.json, for teacher.tag)",
-        |v| {
-            let c: calibrate::CalibrateConfig = parse_params(v)?;
-            c.check()?;
-            Ok(StageImpl::Task(Arc::new(calibrate::Calibrate(c))))
-        },
-    );
-    r.add_typed::<RouteConfig>(
-        "review.route",
-        "split tagged videos into `tagged` (auto) and `review` (low confidence)",
-        |v| {
-            let c: RouteConfig = parse_params(v)?;
-            c.check()?;
-            Ok(StageImpl::Task(Arc::new(Route(c))))
-        },
-    );
-}
 
 /// Params of `teacher.tag`.
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
@@ -75,7 +45,10 @@ fn default_review_below() -> f64 {
     0.5
 }
 
-impl TagConfig {
+impl StageConfig for TagConfig {
+    const KIND: &'static str = "teacher.tag";
+    const SUMMARY: &'static str =
+        "per video: graphic boundaries, proposed replays and a confidence (tags.json)";
     fn check(&self) -> Result<(), String> {
         if !(self.review_below.is_finite() && (0.0..=1.0).contains(&self.review_below)) {
             return Err(format!(
@@ -86,6 +59,9 @@ impl TagConfig {
         self.detector
             .check()
             .map_err(|e| format!("`detector`: {e}"))
+    }
+    fn build(self) -> StageImpl {
+        StageImpl::Map(Arc::new(Tag(self)))
     }
 }
 
@@ -139,7 +115,7 @@ impl MapStage for Tag {
     }
     async fn run_item(&self, item: &Item, ctx: &mut ItemCtx) -> Result<(), StageError> {
         for (n, b) in &item.files {
-            ctx.attach(n, b.clone())?;
+            ctx.attach_file(n, b.clone())?;
         }
         let duration = item
             .meta
@@ -458,7 +434,10 @@ pub struct RouteConfig {
     pub catalog: Option<String>,
 }
 
-impl RouteConfig {
+impl StageConfig for RouteConfig {
+    const KIND: &'static str = "review.route";
+    const SUMMARY: &'static str =
+        "split tagged videos into `tagged` (auto) and `review` (low confidence)";
     fn check(&self) -> Result<(), String> {
         match &self.catalog {
             Some(c) if c.trim().is_empty() => {
@@ -466,6 +445,9 @@ impl RouteConfig {
             }
             _ => Ok(()),
         }
+    }
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(Route(self)))
     }
 }
 

@@ -349,6 +349,15 @@ pub mod sweep {
         pub ensemble: usize,
     }
 
+    impl SelectConfig {
+        pub fn check(&self) -> Result<(), String> {
+            if self.ensemble == 0 {
+                return Err("`ensemble` must be 1 (one trial) or more".into());
+            }
+            Ok(())
+        }
+    }
+
     fn default_ensemble() -> usize {
         1
     }
@@ -497,7 +506,7 @@ pub const KINDS: &[ModelKind] = &[
         shape: Shape::Task("model"),
         always_run: |_| false,
         params: |g| g.subschema_for::<sweep::SelectConfig>(),
-        check: |v| parse_params::<sweep::SelectConfig>(v).map(|_| ()),
+        check: |v| parse_params::<sweep::SelectConfig>(v)?.check(),
     },
     ModelKind {
         name: "train.joint",

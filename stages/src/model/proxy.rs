@@ -68,6 +68,18 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_ensemble_is_refused_when_the_pipeline_is_compiled() {
+        let mut r = Registry::default();
+        register(&mut r);
+        let build = r.get("model.select").unwrap().build;
+        let err = build(&serde_json::json!({"ensemble": 0}))
+            .err()
+            .expect("ensemble 0 is refused");
+        assert_eq!(err, "`ensemble` must be 1 (one trial) or more");
+        assert!(build(&serde_json::json!({"ensemble": 3})).is_ok());
+    }
+
+    #[test]
     fn a_proxy_checks_params_like_the_stage() {
         let mut r = Registry::default();
         register(&mut r);

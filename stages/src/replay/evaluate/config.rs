@@ -4,9 +4,11 @@
 //! choices.
 
 use crate::replay::metrics::METRICS;
+use engine_core::stage::{StageConfig, StageImpl};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Params of `evaluate`.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -78,10 +80,12 @@ pub struct NoRegression {
     pub max_drop: f64,
 }
 
-impl EvaluateConfig {
+impl StageConfig for EvaluateConfig {
+    const KIND: &'static str = "evaluate";
+    const SUMMARY: &'static str = "candidate vs production detector on the golden videos: figures per league and broadcaster, gates (evaluation.json/.md/.html)";
     /// Checks what serde cannot: stage names, metric names, league names
     /// and thresholds. Every problem goes in the one message.
-    pub fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), String> {
         let mut errs: Vec<String> = vec![];
         if self.candidate.trim().is_empty() {
             errs.push("`candidate` must name the `detect` stage of the candidate model".into());
@@ -135,6 +139,9 @@ impl EvaluateConfig {
         } else {
             Err(errs.join("; "))
         }
+    }
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(super::Evaluate(self)))
     }
 }
 
