@@ -25,7 +25,7 @@ pub mod net;
 pub mod sweep;
 pub mod train;
 
-use engine_core::stage::{Registry, StageError, StageImpl, parse_params};
+use engine_core::stage::{ParamsError, Registry, StageError, StageImpl, parse_params};
 use stages::model::params;
 use std::path::Path;
 
@@ -62,7 +62,7 @@ fn add<S: ModelStage>(r: &mut Registry) {
 
 /// Checked by the proxy's own check, so `engine` and the worker refuse the
 /// same params with the same message.
-fn build<S: ModelStage>(v: &serde_json::Value) -> Result<StageImpl, String> {
+fn build<S: ModelStage>(v: &serde_json::Value) -> Result<StageImpl, ParamsError> {
     (params::kind(S::KIND).check)(v)?;
     Ok(S::build(parse_params(v)?))
 }

@@ -314,7 +314,7 @@ pub async fn exec_task(
         });
     }
     let params = stage.params_for(&t.combo);
-    let imp = crate::secrets::build_stage(stage.build, &params)?;
+    let imp = crate::secrets::build_stage(stage.build, &params).map_err(|e| e.to_string())?;
     let StageImpl::Task(s) = imp else {
         return Err(format!(
             "stage `{}` is a map stage; map stages run on the submitting machine",

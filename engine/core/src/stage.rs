@@ -1,9 +1,14 @@
 //! The Stage API: how built-in and plugin stages plug into the engine.
 //!
-//! A stage kind is a config struct (deserialised from `with:`), a runtime
-//! value and a trait impl. The engine caches, fans out, retries and records
-//! any stage without knowing what it does; a stage never touches the store
-//! directly, only through its context.
+//! A stage kind is a config struct (a [`StageConfig`], deserialised from
+//! `with:` and registered in one line), a runtime value and a trait impl
+//! ([`Stage`] or [`MapStage`]). The engine caches, fans out, retries and
+//! records any stage without knowing what it does; a stage never touches
+//! the store directly, only through its context ([`TaskCtx`] or
+//! [`ItemCtx`], both a [`StageEnv`] underneath).
+//!
+//! Here: the traits and errors; `registry` (the table of kinds), `env`
+//! and `ctx` (what a stage call gets), `log` (the task log).
 
 mod ctx;
 mod env;
@@ -13,7 +18,9 @@ mod registry;
 pub use ctx::{ItemCtx, TaskCtx};
 pub use env::{Input, StageEnv};
 pub use log::Log;
-pub use registry::{BuildFn, KindInfo, ParamsSchema, Registry, StageConfig, parse_params};
+pub use registry::{
+    BuildFn, KindInfo, ParamsError, ParamsSchema, Registry, StageConfig, parse_params,
+};
 
 use crate::store::{ArtifactKind, Item, Store, StoreError};
 use async_trait::async_trait;

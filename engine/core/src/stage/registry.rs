@@ -7,7 +7,32 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Builds a stage from its `with:` params; the error says which param.
-pub type BuildFn = fn(&Value) -> Result<StageImpl, String>;
+pub type BuildFn = fn(&Value) -> Result<StageImpl, ParamsError>;
+
+/// Why a kind refused its `with:` params: what is wrong, and a suggestion
+/// that `engine validate` shows as the diagnostic's hint. As text (a
+/// worker's reply, a run's error), the hint follows the message after `; `.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}{}", .hint.as_ref().map(|h| format!("; {h}")).unwrap_or_default())]
+pub struct ParamsError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl From<String> for ParamsError {
+    fn from(message: String) -> Self {
+        ParamsError {
+            message,
+            hint: None,
+        }
+    }
+}
+
+impl From<&str> for ParamsError {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
 
 /// The JSON Schema of a kind's `with:` params, added to `generator`'s
 /// definitions (what [`Registry::register`] records).
@@ -29,7 +54,7 @@ pub trait StageConfig: DeserializeOwned + schemars::JsonSchema {
     fn build(self) -> StageImpl;
 }
 
-fn build_config<C: StageConfig>(v: &Value) -> Result<StageImpl, String> {
+fn build_config<C: StageConfig>(v: &Value) -> Result<StageImpl, ParamsError> {
     let c: C = parse_params(v)?;
     c.check()?;
     Ok(c.build())
@@ -110,7 +135,7 @@ impl Registry {
 }
 
 /// Deserialises typed params, naming the offending field.
-pub fn parse_params<T: DeserializeOwned>(v: &Value) -> Result<T, String> {
+pub fn parse_params<T: DeserializeOwned>(v: &Value) -> Result<T, ParamsError> {
     let v = if v.is_null() {
         Value::Object(Default::default())
     } else {
@@ -122,11 +147,12 @@ pub fn parse_params<T: DeserializeOwned>(v: &Value) -> Result<T, String> {
         let top_level = path == "."
             || path.is_empty()
             || (inner.starts_with("unknown field") && !path.contains('.'));
-        let mut msg = if top_level {
+        let message = if top_level {
             inner.clone()
         } else {
             format!("`{path}`: {inner}")
         };
+        let mut hint = None;
         if let Some(rest) = inner.strip_prefix("unknown field `")
             && let Some((name, expected)) = rest.split_once('`')
         {
@@ -136,10 +162,9 @@ pub fn parse_params<T: DeserializeOwned>(v: &Value) -> Result<T, String> {
                 .filter(|(i, _)| i % 2 == 1)
                 .map(|(_, s)| s)
                 .collect();
-            if let Some(c) = crate::diag::closest(name, cands.iter().copied()) {
-                msg.push_str(&format!("; did you mean `{c}`?"));
-            }
+            hint = crate::diag::closest(name, cands.iter().copied())
+                .map(|c| format!("did you mean `{c}`?"));
         }
-        msg
+        ParamsError { message, hint }
     })
 }

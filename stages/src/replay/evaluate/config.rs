@@ -167,7 +167,9 @@ mod tests {
     use serde_json::json;
 
     fn check(v: serde_json::Value) -> Result<(), String> {
-        parse_params::<EvaluateConfig>(&v)?.check()
+        parse_params::<EvaluateConfig>(&v)
+            .map_err(|e| e.to_string())?
+            .check()
     }
 
     #[test]
