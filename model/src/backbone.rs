@@ -8,7 +8,7 @@ use crate::net::{Arch, BACKBONE_KIND, Backbone, BackboneInfo, SmallCnn};
 use crate::train::{accuracy, fit};
 use crate::{device, torch_err};
 use async_trait::async_trait;
-use engine_core::stage::{OutputDecl, Stage, StageError, StageImpl, TaskCtx};
+use engine_core::stage::{OutputDecl, Stage, StageEnv, StageError, StageImpl, TaskCtx};
 use serde_json::json;
 pub use stages::model::params::backbone::{ImportConfig, TrainConfig};
 use stages::replay::targets::{FRAME_CLASSES, frame_classes};
@@ -210,7 +210,7 @@ pub fn to_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StageError> {
 }
 
 /// A logger for blocking code (the task log is shared and thread-safe).
-pub fn ctx_log(ctx: &TaskCtx) -> impl Fn(String) + Send + 'static {
+pub fn ctx_log(ctx: &StageEnv) -> impl Fn(String) + Send + 'static {
     let log = ctx.log_handle();
     move |line: String| log.line(&line)
 }

@@ -11,7 +11,7 @@ use crate::net::{BackboneInfo, Temporal, TemporalConfig};
 use crate::train::{fit, frame_loss};
 use crate::{device, read_json, torch_err};
 use async_trait::async_trait;
-use engine_core::stage::{Input, OutputDecl, Stage, StageError, StageImpl, TaskCtx};
+use engine_core::stage::{Input, OutputDecl, Stage, StageEnv, StageError, StageImpl, TaskCtx};
 use engine_core::store::Item;
 use serde_json::{Value, json};
 pub use stages::model::params::sweep::{SelectConfig, SweepConfig};
@@ -265,7 +265,7 @@ impl crate::ModelStage for Select {
 }
 
 /// The `model.json` of a trial's model.
-async fn read_info(ctx: &TaskCtx, trial: &Input) -> Result<DetectorInfo, StageError> {
+async fn read_info(ctx: &StageEnv, trial: &Input) -> Result<DetectorInfo, StageError> {
     let blob = trial.manifest.files.get("model.json").ok_or_else(|| {
         StageError::msg(format!("the output of `{}` has no model.json", trial.task))
     })?;

@@ -10,7 +10,7 @@
 
 use crate::split::stable_hash;
 use async_trait::async_trait;
-use engine_core::stage::{ItemCtx, MapStage, StageConfig, StageError, StageImpl};
+use engine_core::stage::{ItemCtx, MapStage, StageConfig, StageEnv, StageError, StageImpl};
 use engine_core::store::Item;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -255,7 +255,7 @@ pub fn plan_clips(c: &CutConfig, key: &str, v: &VideoLabels) -> Vec<Clip> {
 struct Cut(CutConfig);
 
 async fn read_json<T: serde::de::DeserializeOwned>(
-    ctx: &ItemCtx,
+    ctx: &StageEnv,
     item: &Item,
     name: &str,
 ) -> Result<Option<T>, StageError> {
@@ -300,7 +300,7 @@ fn catalog_truth(item: &Item, duration: Option<f64>) -> Result<VideoLabels, Stag
 }
 
 impl Cut {
-    async fn labels(&self, item: &Item, ctx: &ItemCtx) -> Result<VideoLabels, StageError> {
+    async fn labels(&self, item: &Item, ctx: &StageEnv) -> Result<VideoLabels, StageError> {
         let meta_duration = item
             .meta
             .get("duration")

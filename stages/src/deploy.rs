@@ -12,7 +12,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use engine_core::stage::{Input, OutputDecl, Stage, StageConfig, StageError, StageImpl, TaskCtx};
+use engine_core::stage::{
+    Input, OutputDecl, Stage, StageConfig, StageEnv, StageError, StageImpl, TaskCtx,
+};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -86,7 +88,7 @@ fn verdict_of(doc: &Value) -> Verdict {
     }
 }
 
-async fn read_json(ctx: &TaskCtx, input: &Input, file: &str) -> Result<Value, StageError> {
+async fn read_json(ctx: &StageEnv, input: &Input, file: &str) -> Result<Value, StageError> {
     let blob = &input.manifest.files[file];
     let bytes = ctx.read(blob).await?;
     serde_json::from_slice(&bytes).map_err(|e| {

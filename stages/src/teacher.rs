@@ -19,7 +19,7 @@ pub mod detect;
 use async_trait::async_trait;
 use detect::{DetectParams, Detection};
 use engine_core::stage::{
-    ItemCtx, MapStage, OutputDecl, Stage, StageConfig, StageError, StageImpl, TaskCtx,
+    ItemCtx, MapStage, OutputDecl, Stage, StageConfig, StageEnv, StageError, StageImpl, TaskCtx,
 };
 use engine_core::store::Item;
 use serde::{Deserialize, Serialize};
@@ -272,7 +272,7 @@ impl Tag {
 }
 
 /// The `calibration.json` among the stage's other inputs (`needs:`), if any.
-async fn calibration(ctx: &ItemCtx) -> Result<Option<calibrate::Calibration>, StageError> {
+async fn calibration(ctx: &StageEnv) -> Result<Option<calibrate::Calibration>, StageError> {
     let found: Vec<_> = ctx
         .inputs()
         .iter()
@@ -351,7 +351,7 @@ fn human_tags_from(item: &Item, mut segments: Vec<(f64, f64)>, duration: Option<
 /// On generated videos (a `truth.json` with replay graphics), how well the
 /// teacher did: boundary recall and precision at +-0.5 s of each wipe's
 /// middle. For monitoring per league; routing never looks at the truth.
-async fn truth_check(item: &Item, ctx: &ItemCtx, tags: &Tags) -> Option<Value> {
+async fn truth_check(item: &Item, ctx: &StageEnv, tags: &Tags) -> Option<Value> {
     if tags.source != "teacher" || tags.error.is_some() {
         return None;
     }
@@ -565,7 +565,7 @@ impl Stage for Route {
 /// Records the videos sent to review in the catalog's queue; returns how
 /// many entries were written. Videos without a catalog `uri` (generated in
 /// the pipeline) are skipped with a log line.
-async fn enqueue(ctx: &TaskCtx, url: &str, items: &[Item]) -> Result<u64, StageError> {
+async fn enqueue(ctx: &StageEnv, url: &str, items: &[Item]) -> Result<u64, StageError> {
     use ::catalog::{Catalog, NewLabel, NewQueueEntry};
     let fail = |e: ::catalog::CatalogError| StageError::msg(format!("review.route: {e}"));
     ::catalog::prepare_default(url).map_err(fail)?;

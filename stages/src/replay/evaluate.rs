@@ -21,7 +21,7 @@ pub mod score;
 
 use async_trait::async_trait;
 use config::EvaluateConfig;
-use engine_core::stage::{Input, OutputDecl, Stage, StageError, TaskCtx};
+use engine_core::stage::{Input, OutputDecl, Stage, StageEnv, StageError, TaskCtx};
 use score::{Pred, Scores, Segment, Video};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -221,7 +221,7 @@ impl Stage for Evaluate {
 type Items = BTreeMap<String, (Value, PredictionsFile)>;
 
 /// Every item's meta and parsed `predictions.json`, by item key.
-async fn read_predictions(ctx: &TaskCtx, input: &Input) -> Result<Items, StageError> {
+async fn read_predictions(ctx: &StageEnv, input: &Input) -> Result<Items, StageError> {
     let mut out = BTreeMap::new();
     for item in &input.manifest.items {
         let Some(blob) = item.files.get("predictions.json") else {
