@@ -22,7 +22,7 @@ use serde_json::json;
 
 fn registry() -> Registry {
     let mut r = Registry::with_builtins();
-    stage::register(&mut r);
+    r.register::<stage::CatalogQueryConfig>();
     r
 }
 

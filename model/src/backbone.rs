@@ -8,9 +8,7 @@ use crate::net::{Arch, BACKBONE_KIND, Backbone, BackboneInfo, SmallCnn};
 use crate::train::{accuracy, fit};
 use crate::{device, torch_err};
 use async_trait::async_trait;
-use engine_core::stage::{
-    OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
-};
+use engine_core::stage::{OutputDecl, Stage, StageEnv, StageError, StageImpl, TaskCtx};
 use serde_json::json;
 pub use stages::model::params::backbone::{ImportConfig, TrainConfig};
 use stages::replay::targets::{FRAME_CLASSES, frame_classes};
@@ -18,19 +16,6 @@ use stages::video::local_video;
 use std::sync::Arc;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
-
-pub fn register(r: &mut Registry) {
-    crate::add(r, "backbone.train", |v| {
-        let c: TrainConfig = parse_params(v)?;
-        c.fit().check()?;
-        Ok(StageImpl::Task(Arc::new(TrainBackbone(c))))
-    });
-    crate::add(r, "backbone.import", |v| {
-        let c: ImportConfig = parse_params(v)?;
-        c.check()?;
-        Ok(StageImpl::Task(Arc::new(Import(c))))
-    });
-}
 
 /// How `backbone.train` samples frames.
 pub fn sampling(c: &TrainConfig) -> Sampling {
@@ -85,7 +70,15 @@ pub async fn clip_frames(
     Ok((Tensor::cat(&xs, 0), Tensor::cat(&ys, 0)))
 }
 
-struct TrainBackbone(TrainConfig);
+pub(crate) struct TrainBackbone(TrainConfig);
+
+impl crate::ModelStage for TrainBackbone {
+    type Config = TrainConfig;
+    const KIND: &'static str = "backbone.train";
+    fn build(c: TrainConfig) -> StageImpl {
+        StageImpl::Task(Arc::new(TrainBackbone(c)))
+    }
+}
 
 #[async_trait]
 impl Stage for TrainBackbone {
@@ -217,12 +210,20 @@ pub fn to_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StageError> {
 }
 
 /// A logger for blocking code (the task log is shared and thread-safe).
-pub fn ctx_log(ctx: &TaskCtx) -> impl Fn(String) + Send + 'static {
+pub fn ctx_log(ctx: &StageEnv) -> impl Fn(String) + Send + 'static {
     let log = ctx.log_handle();
     move |line: String| log.line(&line)
 }
 
-struct Import(ImportConfig);
+pub(crate) struct Import(ImportConfig);
+
+impl crate::ModelStage for Import {
+    type Config = ImportConfig;
+    const KIND: &'static str = "backbone.import";
+    fn build(c: ImportConfig) -> StageImpl {
+        StageImpl::Task(Arc::new(Import(c)))
+    }
+}
 
 #[async_trait]
 impl Stage for Import {

@@ -2,7 +2,7 @@
 //! (league, broadcaster), replay segments and clip spans; and the JSON that
 //! `features.extract` attaches to each video's features.
 
-use engine_core::stage::{StageError, TaskCtx};
+use engine_core::stage::{StageEnv, StageError};
 use engine_core::store::Item;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -29,7 +29,7 @@ fn meta_str(item: &Item, key: &str) -> String {
 /// The videos of the input collections that carry `clips.json` (the
 /// output of `dataset.split`), sorted by key.
 pub async fn dataset_videos(
-    ctx: &TaskCtx,
+    ctx: &StageEnv,
     from: Option<&str>,
 ) -> Result<Vec<DatasetVideo>, StageError> {
     let mut items: Vec<Item> = ctx

@@ -4,12 +4,12 @@
 //! [`Detector::detect_video`] or [`Detector::segments_of`], so what is
 //! measured is what runs in production.
 
-use crate::extract::{fetch_artifact, find_one};
+use crate::extract::find_one;
 use crate::frames::{Sampling, video_features};
 use crate::net::{Backbone, BackboneInfo, Temporal, TemporalConfig};
 use crate::{device, read_json, torch_err};
 use async_trait::async_trait;
-use engine_core::stage::{Input, ItemCtx, MapStage, Registry, StageError, StageImpl, parse_params};
+use engine_core::stage::{Input, ItemCtx, MapStage, StageError, StageImpl};
 use engine_core::store::Item;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -375,14 +375,15 @@ pub fn find_model<'a>(inputs: &'a [Input], stage: &str) -> Result<&'a Input, Sta
     )
 }
 
-pub fn register(r: &mut Registry) {
-    crate::add(r, "detect", |v| {
-        let c: DetectConfig = parse_params(v)?;
-        Ok(StageImpl::Map(Arc::new(Detect(c))))
-    });
-}
+pub(crate) struct Detect(DetectConfig);
 
-struct Detect(DetectConfig);
+impl crate::ModelStage for Detect {
+    type Config = DetectConfig;
+    const KIND: &'static str = "detect";
+    fn build(c: DetectConfig) -> StageImpl {
+        StageImpl::Map(Arc::new(Detect(c)))
+    }
+}
 
 /// True when the inputs hold an `artifact.ref` placeholder for a missing ref.
 fn missing_model(inputs: &[Input]) -> Option<String> {
@@ -426,7 +427,7 @@ impl MapStage for Detect {
         }
         let model = find_model(ctx.inputs(), "detect")?.clone();
         let dir = ctx.scratch_dir()?.join("model");
-        fetch_artifact(&model, &dir, &*ctx).await?;
+        ctx.export(&model, &dir).await?;
         let video = local_video(item, ctx).await?;
         let (threads, cancel) = (ctx.threads(), ctx.cancel_token());
         let sport = item

@@ -10,27 +10,24 @@ use crate::frames::{Sampling, video_features};
 use crate::net::{Backbone, BackboneInfo};
 use crate::{device, read_json, torch_err};
 use async_trait::async_trait;
-use engine_core::stage::{Input, ItemCtx, MapStage, Registry, StageError, StageImpl, parse_params};
+use engine_core::stage::{Input, ItemCtx, MapStage, StageError, StageImpl};
 use engine_core::store::Item;
 use serde_json::{Value, json};
 use stages::clips::ClipSet;
 pub use stages::model::params::extract::ExtractConfig;
 use stages::video::local_video;
-use std::path::Path;
 use std::sync::Arc;
 use tch::Tensor;
 
-pub fn register(r: &mut Registry) {
-    crate::add(r, "features.extract", |v| {
-        let c: ExtractConfig = parse_params(v)?;
-        if c.batch == 0 {
-            return Err("`batch` must be at least 1".into());
-        }
-        Ok(StageImpl::Map(Arc::new(Extract(c))))
-    });
-}
+pub(crate) struct Extract(ExtractConfig);
 
-struct Extract(ExtractConfig);
+impl crate::ModelStage for Extract {
+    type Config = ExtractConfig;
+    const KIND: &'static str = "features.extract";
+    fn build(c: ExtractConfig) -> StageImpl {
+        StageImpl::Map(Arc::new(Extract(c)))
+    }
+}
 
 /// The one input artifact holding `file`; `what` names it in errors and
 /// `hint` says which stages make one.
@@ -72,49 +69,6 @@ pub fn find_backbone<'a>(inputs: &'a [Input], stage: &str) -> Result<&'a Input, 
     )
 }
 
-/// Fetches an artifact's files into `dir`.
-pub async fn fetch_artifact(
-    input: &Input,
-    dir: &Path,
-    fetch: impl AsyncFetch,
-) -> Result<(), StageError> {
-    std::fs::create_dir_all(dir).map_err(|e| StageError::io("create", dir, e))?;
-    for (name, blob) in &input.manifest.files {
-        fetch.fetch(blob, &dir.join(name)).await?;
-    }
-    Ok(())
-}
-
-/// Either context's `fetch`.
-#[async_trait]
-pub trait AsyncFetch: Send + Sync {
-    async fn fetch(
-        &self,
-        blob: &engine_core::store::BlobRef,
-        dest: &Path,
-    ) -> Result<(), StageError>;
-}
-#[async_trait]
-impl AsyncFetch for &ItemCtx {
-    async fn fetch(
-        &self,
-        blob: &engine_core::store::BlobRef,
-        dest: &Path,
-    ) -> Result<(), StageError> {
-        ItemCtx::fetch(self, blob, dest).await
-    }
-}
-#[async_trait]
-impl AsyncFetch for &engine_core::stage::TaskCtx {
-    async fn fetch(
-        &self,
-        blob: &engine_core::store::BlobRef,
-        dest: &Path,
-    ) -> Result<(), StageError> {
-        engine_core::stage::TaskCtx::fetch(self, blob, dest).await
-    }
-}
-
 #[async_trait]
 impl MapStage for Extract {
     fn version(&self) -> u32 {
@@ -138,7 +92,7 @@ impl MapStage for Extract {
             ))
         })?;
         let bdir = ctx.scratch_dir()?.join("backbone");
-        fetch_artifact(&bb, &bdir, &*ctx).await?;
+        ctx.export(&bb, &bdir).await?;
         let info: BackboneInfo = read_json(&bdir.join("backbone.json"), "backbone description")?;
         let video = local_video(item, ctx).await?;
         let s = Sampling {
@@ -209,7 +163,7 @@ impl MapStage for Extract {
             clips: refs,
         };
         ctx.put_file_from("features.safetensors", &out).await?;
-        ctx.attach("clips.json", clips_blob.clone())?;
+        ctx.attach_file("clips.json", clips_blob.clone())?;
         let mut meta = if item.meta.is_object() {
             item.meta.clone()
         } else {

@@ -11,9 +11,7 @@ use crate::net::{Arch, BACKBONE_KIND, BackboneInfo, SmallCnn, Temporal, joint_fo
 use crate::train::{fit, frame_loss};
 use crate::{device, torch_err};
 use async_trait::async_trait;
-use engine_core::stage::{
-    OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
-};
+use engine_core::stage::{OutputDecl, Stage, StageError, StageImpl, TaskCtx};
 use serde_json::{Value, json};
 pub use stages::model::params::joint::JointConfig;
 use stages::replay::targets::temporal_targets;
@@ -21,15 +19,15 @@ use stages::video::local_video;
 use std::sync::Arc;
 use tch::{Kind, Tensor, nn};
 
-pub fn register(r: &mut Registry) {
-    crate::add(r, "train.joint", |v| {
-        let c: JointConfig = parse_params(v)?;
-        c.temporal.check()?;
-        Ok(StageImpl::Task(Arc::new(Joint(c))))
-    });
-}
+pub(crate) struct Joint(JointConfig);
 
-struct Joint(JointConfig);
+impl crate::ModelStage for Joint {
+    type Config = JointConfig;
+    const KIND: &'static str = "train.joint";
+    fn build(c: JointConfig) -> StageImpl {
+        StageImpl::Task(Arc::new(Joint(c)))
+    }
+}
 
 /// A video's frames and its group, decoded once.
 struct Frames {

@@ -25,29 +25,46 @@ pub mod net;
 pub mod sweep;
 pub mod train;
 
-use engine_core::stage::{Registry, StageError};
+use engine_core::stage::{ParamsError, Registry, StageError, StageImpl, parse_params};
 use stages::model::params;
 use std::path::Path;
 
 /// Registers the real model stages, replacing their proxies: for the
 /// worker executable and for tests that run the stages in-process.
 pub fn register(r: &mut Registry) {
-    backbone::register(r);
-    extract::register(r);
-    sweep::register(r);
-    joint::register(r);
-    detector::register(r);
+    add::<backbone::TrainBackbone>(r);
+    add::<backbone::Import>(r);
+    add::<extract::Extract>(r);
+    add::<sweep::Sweep>(r);
+    add::<sweep::Select>(r);
+    add::<joint::Joint>(r);
+    add::<detector::Detect>(r);
 }
 
-/// Adds kind `name` with the summary from [`params::KINDS`].
-fn add(r: &mut Registry, name: &'static str, build: engine_core::stage::BuildFn) {
-    let k = params::kind(name);
+/// A model stage as the worker builds it. Its params type, summary, schema
+/// and checks live in [`params::KINDS`] (the `engine` binary's proxies read
+/// them without libtorch); all this adds is the stage itself.
+trait ModelStage {
+    type Config: serde::de::DeserializeOwned;
+    const KIND: &'static str;
+    fn build(c: Self::Config) -> StageImpl;
+}
+
+fn add<S: ModelStage>(r: &mut Registry) {
+    let k = params::kind(S::KIND);
     r.insert(engine_core::stage::KindInfo {
         name: k.name,
         summary: k.summary,
-        build,
+        build: build::<S>,
         params: Some(k.params),
     });
+}
+
+/// Checked by the proxy's own check, so `engine` and the worker refuse the
+/// same params with the same message.
+fn build<S: ModelStage>(v: &serde_json::Value) -> Result<StageImpl, ParamsError> {
+    (params::kind(S::KIND).check)(v)?;
+    Ok(S::build(parse_params(v)?))
 }
 
 /// CUDA when present, else CPU. Nothing assumes a GPU.

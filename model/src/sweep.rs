@@ -6,32 +6,18 @@
 use crate::backbone::{ctx_log, to_json};
 use crate::data::FeatureInfo;
 use crate::detector::{DETECTOR_KIND, DetectorInfo, EvalReport, TrainedOn, segments_of};
-use crate::extract::{fetch_artifact, find_backbone};
+use crate::extract::find_backbone;
 use crate::net::{BackboneInfo, Temporal, TemporalConfig};
 use crate::train::{fit, frame_loss};
 use crate::{device, read_json, torch_err};
 use async_trait::async_trait;
-use engine_core::stage::{
-    Input, OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
-};
+use engine_core::stage::{Input, OutputDecl, Stage, StageEnv, StageError, StageImpl, TaskCtx};
 use engine_core::store::Item;
 use serde_json::{Value, json};
 pub use stages::model::params::sweep::{SelectConfig, SweepConfig};
 use stages::replay::targets::temporal_targets;
 use std::sync::Arc;
 use tch::{Device, Kind, Tensor, nn};
-
-pub fn register(r: &mut Registry) {
-    crate::add(r, "train.sweep", |v| {
-        let c: SweepConfig = parse_params(v)?;
-        c.check()?;
-        Ok(StageImpl::Task(Arc::new(Sweep(c))))
-    });
-    crate::add(r, "model.select", |v| {
-        let c: SelectConfig = parse_params(v)?;
-        Ok(StageImpl::Task(Arc::new(Select(c))))
-    });
-}
 
 /// The temporal model's shape from a sweep's params.
 pub fn temporal(c: &SweepConfig, dim: i64, window: i64) -> TemporalConfig {
@@ -77,7 +63,15 @@ fn windows(videos: &[&Loaded], window: i64, tolerance: f64) -> (Tensor, Tensor) 
     (Tensor::stack(&xs, 0), Tensor::stack(&ys, 0))
 }
 
-struct Sweep(SweepConfig);
+pub(crate) struct Sweep(SweepConfig);
+
+impl crate::ModelStage for Sweep {
+    type Config = SweepConfig;
+    const KIND: &'static str = "train.sweep";
+    fn build(c: SweepConfig) -> StageImpl {
+        StageImpl::Task(Arc::new(Sweep(c)))
+    }
+}
 
 #[async_trait]
 impl Stage for Sweep {
@@ -104,7 +98,7 @@ impl Stage for Sweep {
         let trained_on = TrainedOn::of(&items)?;
         let scratch = ctx.scratch_dir()?.to_path_buf();
         let bdir = scratch.join("backbone");
-        fetch_artifact(&bb, &bdir, &*ctx).await?;
+        ctx.export(&bb, &bdir).await?;
         let binfo: BackboneInfo = read_json(&bdir.join("backbone.json"), "backbone description")?;
         let mut files = vec![];
         for (i, item) in items.iter().enumerate() {
@@ -260,10 +254,18 @@ impl Stage for Sweep {
     }
 }
 
-struct Select(SelectConfig);
+pub(crate) struct Select(SelectConfig);
+
+impl crate::ModelStage for Select {
+    type Config = SelectConfig;
+    const KIND: &'static str = "model.select";
+    fn build(c: SelectConfig) -> StageImpl {
+        StageImpl::Task(Arc::new(Select(c)))
+    }
+}
 
 /// The `model.json` of a trial's model.
-async fn read_info(ctx: &TaskCtx, trial: &Input) -> Result<DetectorInfo, StageError> {
+async fn read_info(ctx: &StageEnv, trial: &Input) -> Result<DetectorInfo, StageError> {
     let blob = trial.manifest.files.get("model.json").ok_or_else(|| {
         StageError::msg(format!("the output of `{}` has no model.json", trial.task))
     })?;
@@ -320,11 +322,6 @@ impl Stage for Select {
                 .then(a.0.task.cmp(&b.0.task))
         });
         let (best, value) = trials[0].clone();
-        if self.0.ensemble == 0 {
-            return Err(StageError::msg(
-                "model.select `ensemble` must be 1 (one trial) or more",
-            ));
-        }
         let members = &trials[..self.0.ensemble.min(trials.len())];
         let mut info = read_info(ctx, &best).await?;
         for (name, blob) in &best.manifest.files {

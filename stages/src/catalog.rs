@@ -15,21 +15,11 @@ use std::sync::Arc;
 
 use ::catalog::{Catalog, CatalogError};
 use async_trait::async_trait;
-use engine_core::stage::{
-    OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
-};
+use engine_core::stage::{OutputDecl, Stage, StageConfig, StageError, StageImpl, TaskCtx};
 use engine_core::store::Item;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-pub fn register(r: &mut Registry) {
-    r.add_typed::<CatalogQueryConfig>(
-        "catalog.query",
-        "videos from the catalog chosen by a SELECT, as collection `videos` (uri, metadata, labels; no bytes)",
-        |v| Ok(StageImpl::Task(Arc::new(CatalogQuery::build(parse_params(v)?)?))),
-    );
-}
 
 /// Params of `catalog.query`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -61,14 +51,19 @@ fn default_sql() -> String {
 
 struct CatalogQuery(CatalogQueryConfig);
 
-impl CatalogQuery {
-    fn build(config: CatalogQueryConfig) -> Result<Self, String> {
-        // Placeholder typos fail when the pipeline is compiled, not at run time.
-        ::catalog::bind_named(&config.sql, &config.params).map_err(|e| match e {
+impl StageConfig for CatalogQueryConfig {
+    const KIND: &'static str = "catalog.query";
+    const SUMMARY: &'static str = "videos from the catalog chosen by a SELECT, as collection `videos` (uri, metadata, labels; no bytes)";
+    /// Placeholder typos fail when the pipeline is compiled, not at run time.
+    fn check(&self) -> Result<(), String> {
+        ::catalog::bind_named(&self.sql, &self.params).map_err(|e| match e {
             CatalogError::Params { message, .. } => format!("`sql` / `params`: {message}"),
             other => other.to_string(),
         })?;
-        Ok(CatalogQuery(config))
+        Ok(())
+    }
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(CatalogQuery(self)))
     }
 }
 

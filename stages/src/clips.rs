@@ -10,24 +10,12 @@
 
 use crate::split::stable_hash;
 use async_trait::async_trait;
-use engine_core::stage::{ItemCtx, MapStage, Registry, StageError, StageImpl, parse_params};
+use engine_core::stage::{ItemCtx, MapStage, StageConfig, StageEnv, StageError, StageImpl};
 use engine_core::store::Item;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-pub fn register(r: &mut Registry) {
-    r.add_typed::<CutConfig>(
-        "clips.cut",
-        "per video: replay start/end/content clips and negatives (clips.json)",
-        |v| {
-            let c: CutConfig = parse_params(v)?;
-            c.check()?;
-            Ok(StageImpl::Map(Arc::new(Cut(c))))
-        },
-    );
-}
 
 /// Where the replay segments come from.
 #[derive(
@@ -77,7 +65,10 @@ fn default_ratio() -> f64 {
     1.0
 }
 
-impl CutConfig {
+impl StageConfig for CutConfig {
+    const KIND: &'static str = "clips.cut";
+    const SUMMARY: &'static str =
+        "per video: replay start/end/content clips and negatives (clips.json)";
     fn check(&self) -> Result<(), String> {
         for (n, v) in [("window", self.window), ("stride", self.stride)] {
             if !(v.is_finite() && v > 0.0) {
@@ -93,6 +84,9 @@ impl CutConfig {
             ));
         }
         Ok(())
+    }
+    fn build(self) -> StageImpl {
+        StageImpl::Map(Arc::new(Cut(self)))
     }
 }
 
@@ -261,7 +255,7 @@ pub fn plan_clips(c: &CutConfig, key: &str, v: &VideoLabels) -> Vec<Clip> {
 struct Cut(CutConfig);
 
 async fn read_json<T: serde::de::DeserializeOwned>(
-    ctx: &ItemCtx,
+    ctx: &StageEnv,
     item: &Item,
     name: &str,
 ) -> Result<Option<T>, StageError> {
@@ -306,7 +300,7 @@ fn catalog_truth(item: &Item, duration: Option<f64>) -> Result<VideoLabels, Stag
 }
 
 impl Cut {
-    async fn labels(&self, item: &Item, ctx: &ItemCtx) -> Result<VideoLabels, StageError> {
+    async fn labels(&self, item: &Item, ctx: &StageEnv) -> Result<VideoLabels, StageError> {
         let meta_duration = item
             .meta
             .get("duration")
@@ -381,7 +375,7 @@ impl MapStage for Cut {
         let labels = self.labels(item, ctx).await?;
         let clips = plan_clips(&self.0, &item.key, &labels);
         for (n, b) in &item.files {
-            ctx.attach(n, b.clone())?;
+            ctx.attach_file(n, b.clone())?;
         }
         if self.0.write_video && !clips.is_empty() {
             let (name, blob) = item

@@ -13,19 +13,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use engine_core::stage::{
-    Input, OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
+    Input, OutputDecl, Stage, StageConfig, StageEnv, StageError, StageImpl, TaskCtx,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-pub fn register(r: &mut Registry) {
-    r.add_typed::<DeployConfig>(
-        "model.deploy",
-        "passes a replay detector on for `publish:` only if it is of this sport and its evaluation passed",
-        |v| Ok(StageImpl::Task(Arc::new(Deploy(parse_params(v)?)))),
-    );
-}
 
 /// Params of `model.deploy`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -45,6 +37,14 @@ fn yes() -> bool {
 }
 
 struct Deploy(DeployConfig);
+
+impl StageConfig for DeployConfig {
+    const KIND: &'static str = "model.deploy";
+    const SUMMARY: &'static str = "passes a replay detector on for `publish:` only if it is of this sport and its evaluation passed";
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(Deploy(self)))
+    }
+}
 
 fn norm_sport(s: &str) -> String {
     if s == "ice-hockey" {
@@ -88,7 +88,7 @@ fn verdict_of(doc: &Value) -> Verdict {
     }
 }
 
-async fn read_json(ctx: &TaskCtx, input: &Input, file: &str) -> Result<Value, StageError> {
+async fn read_json(ctx: &StageEnv, input: &Input, file: &str) -> Result<Value, StageError> {
     let blob = &input.manifest.files[file];
     let bytes = ctx.read(blob).await?;
     serde_json::from_slice(&bytes).map_err(|e| {

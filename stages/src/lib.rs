@@ -1,5 +1,5 @@
-//! The built-in stage plugins, one module per family. Each module has a
-//! `register` that adds its kinds to the engine's table.
+//! The built-in stage plugins, one module per family; [`register`] is the
+//! table of their kinds.
 
 pub mod catalog;
 #[cfg(feature = "video")]
@@ -21,16 +21,19 @@ use engine_core::stage::Registry;
 /// Adds every stage kind this build has; the model kinds as proxies to
 /// the worker (`model::register` adds the real ones, feature `torch`).
 pub fn register(r: &mut Registry) {
-    catalog::register(r);
-    deploy::register(r);
-    replay::register(r);
+    r.register::<catalog::CatalogQueryConfig>();
+    r.register::<deploy::DeployConfig>();
+    r.register::<replay::evaluate::config::EvaluateConfig>();
     #[cfg(feature = "video")]
     {
-        video::register(r);
-        report::register(r);
-        teacher::register(r);
-        clips::register(r);
-        split::register(r);
+        r.register::<video::SynthConfig>();
+        r.register::<video::ProbeConfig>();
+        r.register::<report::ReportConfig>();
+        r.register::<teacher::TagConfig>();
+        r.register::<teacher::calibrate::CalibrateConfig>();
+        r.register::<teacher::RouteConfig>();
+        r.register::<clips::CutConfig>();
+        r.register::<split::SplitConfig>();
     }
     // The model kinds as proxies: their stages run in `engine-worker`, so
     // a binary that registers them never loads libtorch.

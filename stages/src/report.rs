@@ -2,21 +2,11 @@
 //! reads, as JSON and as an HTML page with a bar chart.
 
 use async_trait::async_trait;
-use engine_core::stage::{
-    OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
-};
+use engine_core::stage::{OutputDecl, Stage, StageConfig, StageError, StageImpl, TaskCtx};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-pub fn register(r: &mut Registry) {
-    r.add_typed::<ReportConfig>(
-        "dataset.report",
-        "per-league summary of video collections (JSON + HTML)",
-        |v| Ok(StageImpl::Task(Arc::new(Report(parse_params(v)?)))),
-    );
-}
 
 /// Params of `dataset.report`.
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -32,6 +22,14 @@ fn default_title() -> String {
 }
 
 struct Report(ReportConfig);
+
+impl StageConfig for ReportConfig {
+    const KIND: &'static str = "dataset.report";
+    const SUMMARY: &'static str = "per-league summary of video collections (JSON + HTML)";
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(Report(self)))
+    }
+}
 
 #[derive(Default, Clone)]
 struct Row {

@@ -19,26 +19,12 @@
 //! training query must exclude them.
 
 use async_trait::async_trait;
-use engine_core::stage::{
-    OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
-};
+use engine_core::stage::{OutputDecl, Stage, StageConfig, StageError, StageImpl, TaskCtx};
 use engine_core::store::Item;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-pub fn register(r: &mut Registry) {
-    r.add_typed::<SplitConfig>(
-        "dataset.split",
-        "train/test/validation by video, no leakage: exact per-league quotas kept across runs, or a stable hash",
-        |v| {
-            let c: SplitConfig = parse_params(v)?;
-            c.check()?;
-            Ok(StageImpl::Task(Arc::new(Split(c))))
-        },
-    );
-}
 
 /// A stable 64-bit hash of (seed, text): FNV-1a then the SplitMix64
 /// finaliser. Same on every platform and release, unlike `DefaultHasher`.
@@ -172,7 +158,9 @@ fn default_eval() -> f64 {
     0.15
 }
 
-impl SplitConfig {
+impl StageConfig for SplitConfig {
+    const KIND: &'static str = "dataset.split";
+    const SUMMARY: &'static str = "train/test/validation by video, no leakage: exact per-league quotas kept across runs, or a stable hash";
     fn check(&self) -> Result<(), String> {
         let all = [self.train, self.test, self.validation];
         if all.iter().any(|f| !(f.is_finite() && *f >= 0.0)) {
@@ -189,6 +177,12 @@ impl SplitConfig {
         Ok(())
     }
 
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(Split(self)))
+    }
+}
+
+impl SplitConfig {
     /// The split of one video: stable under additions of other videos.
     pub fn split_of(&self, key: &str) -> &'static str {
         let u = (stable_hash(self.seed, key) >> 11) as f64 / (1u64 << 53) as f64;

@@ -19,43 +19,13 @@ pub mod detect;
 use async_trait::async_trait;
 use detect::{DetectParams, Detection};
 use engine_core::stage::{
-    ItemCtx, MapStage, OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
+    ItemCtx, MapStage, OutputDecl, Stage, StageConfig, StageEnv, StageError, StageImpl, TaskCtx,
 };
 use engine_core::store::Item;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-pub fn register(r: &mut Registry) {
-    r.add_typed::<TagConfig>(
-        "teacher.tag",
-        "per video: graphic boundaries, proposed replays and a confidence (tags.json)",
-        |v| {
-            let c: TagConfig = parse_params(v)?;
-            c.check()?;
-            Ok(StageImpl::Map(Arc::new(Tag(c))))
-        },
-    );
-    r.add_typed::<calibrate::CalibrateConfig>(
-        "teacher.calibrate",
-        "per league: the detector threshold with the best boundary recall on labelled videos (calibration.json, for teacher.tag)",
-        |v| {
-            let c: calibrate::CalibrateConfig = parse_params(v)?;
-            c.check()?;
-            Ok(StageImpl::Task(Arc::new(calibrate::Calibrate(c))))
-        },
-    );
-    r.add_typed::<RouteConfig>(
-        "review.route",
-        "split tagged videos into `tagged` (auto) and `review` (low confidence)",
-        |v| {
-            let c: RouteConfig = parse_params(v)?;
-            c.check()?;
-            Ok(StageImpl::Task(Arc::new(Route(c))))
-        },
-    );
-}
 
 /// Params of `teacher.tag`.
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
@@ -75,7 +45,10 @@ fn default_review_below() -> f64 {
     0.5
 }
 
-impl TagConfig {
+impl StageConfig for TagConfig {
+    const KIND: &'static str = "teacher.tag";
+    const SUMMARY: &'static str =
+        "per video: graphic boundaries, proposed replays and a confidence (tags.json)";
     fn check(&self) -> Result<(), String> {
         if !(self.review_below.is_finite() && (0.0..=1.0).contains(&self.review_below)) {
             return Err(format!(
@@ -86,6 +59,9 @@ impl TagConfig {
         self.detector
             .check()
             .map_err(|e| format!("`detector`: {e}"))
+    }
+    fn build(self) -> StageImpl {
+        StageImpl::Map(Arc::new(Tag(self)))
     }
 }
 
@@ -139,7 +115,7 @@ impl MapStage for Tag {
     }
     async fn run_item(&self, item: &Item, ctx: &mut ItemCtx) -> Result<(), StageError> {
         for (n, b) in &item.files {
-            ctx.attach(n, b.clone())?;
+            ctx.attach_file(n, b.clone())?;
         }
         let duration = item
             .meta
@@ -296,7 +272,7 @@ impl Tag {
 }
 
 /// The `calibration.json` among the stage's other inputs (`needs:`), if any.
-async fn calibration(ctx: &ItemCtx) -> Result<Option<calibrate::Calibration>, StageError> {
+async fn calibration(ctx: &StageEnv) -> Result<Option<calibrate::Calibration>, StageError> {
     let found: Vec<_> = ctx
         .inputs()
         .iter()
@@ -375,7 +351,7 @@ fn human_tags_from(item: &Item, mut segments: Vec<(f64, f64)>, duration: Option<
 /// On generated videos (a `truth.json` with replay graphics), how well the
 /// teacher did: boundary recall and precision at +-0.5 s of each wipe's
 /// middle. For monitoring per league; routing never looks at the truth.
-async fn truth_check(item: &Item, ctx: &ItemCtx, tags: &Tags) -> Option<Value> {
+async fn truth_check(item: &Item, ctx: &StageEnv, tags: &Tags) -> Option<Value> {
     if tags.source != "teacher" || tags.error.is_some() {
         return None;
     }
@@ -458,7 +434,10 @@ pub struct RouteConfig {
     pub catalog: Option<String>,
 }
 
-impl RouteConfig {
+impl StageConfig for RouteConfig {
+    const KIND: &'static str = "review.route";
+    const SUMMARY: &'static str =
+        "split tagged videos into `tagged` (auto) and `review` (low confidence)";
     fn check(&self) -> Result<(), String> {
         match &self.catalog {
             Some(c) if c.trim().is_empty() => {
@@ -466,6 +445,9 @@ impl RouteConfig {
             }
             _ => Ok(()),
         }
+    }
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(Route(self)))
     }
 }
 
@@ -583,7 +565,7 @@ impl Stage for Route {
 /// Records the videos sent to review in the catalog's queue; returns how
 /// many entries were written. Videos without a catalog `uri` (generated in
 /// the pipeline) are skipped with a log line.
-async fn enqueue(ctx: &TaskCtx, url: &str, items: &[Item]) -> Result<u64, StageError> {
+async fn enqueue(ctx: &StageEnv, url: &str, items: &[Item]) -> Result<u64, StageError> {
     use ::catalog::{Catalog, NewLabel, NewQueueEntry};
     let fail = |e: ::catalog::CatalogError| StageError::msg(format!("review.route: {e}"));
     ::catalog::prepare_default(url).map_err(fail)?;

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use engine_core::stage::{
-    ItemCtx, MapStage, OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
+    ItemCtx, MapStage, OutputDecl, Stage, StageConfig, StageEnv, StageError, StageImpl, TaskCtx,
 };
 use engine_core::store::Item;
 use media::synth::SynthSpec;
@@ -11,30 +11,52 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub fn register(r: &mut Registry) {
-    r.add_typed::<SynthSpec>(
-        "synth.broadcast",
-        "generate synthetic broadcasts with exact replay ground truth",
-        |v| {
-            let spec: SynthSpec = parse_params(v)?;
-            spec.videos().map_err(|e| e.to_string())?;
-            Ok(StageImpl::Task(Arc::new(SynthBroadcast(spec))))
-        },
-    );
-    r.add_typed::<Empty>(
-        "video.probe",
-        "per video: duration, fps, size and codec (ffprobe)",
-        |v| {
-            let _: Empty = parse_params(v)?;
-            Ok(StageImpl::Map(Arc::new(Probe)))
-        },
-    );
+// Params of `synth.broadcast`: a `SynthSpec` (a media type, so the stage
+// traits are implemented on this wrapper), with its videos listed when the
+// pipeline is compiled, so a filter that matches no style fails there
+// rather than at run time.
+#[derive(serde::Deserialize)]
+#[serde(transparent)]
+pub struct SynthConfig(pub SynthSpec);
+
+/// Exactly `SynthSpec`'s schema, under its name, so the pipeline schema
+/// does not gain a definition for the wrapper.
+impl schemars::JsonSchema for SynthConfig {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        <SynthSpec as schemars::JsonSchema>::schema_name()
+    }
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        <SynthSpec as schemars::JsonSchema>::schema_id()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <SynthSpec as schemars::JsonSchema>::json_schema(g)
+    }
+}
+
+impl StageConfig for SynthConfig {
+    const KIND: &'static str = "synth.broadcast";
+    const SUMMARY: &'static str = "generate synthetic broadcasts with exact replay ground truth";
+    fn check(&self) -> Result<(), String> {
+        self.0.videos().map(|_| ()).map_err(|e| e.to_string())
+    }
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(SynthBroadcast(self.0)))
+    }
 }
 
 /// No params.
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Empty {}
+#[schemars(rename = "Empty")]
+pub struct ProbeConfig {}
+
+impl StageConfig for ProbeConfig {
+    const KIND: &'static str = "video.probe";
+    const SUMMARY: &'static str = "per video: duration, fps, size and codec (ffprobe)";
+    fn build(self) -> StageImpl {
+        StageImpl::Map(Arc::new(Probe))
+    }
+}
 
 /// `synth.broadcast`: params are a `media::synth::SynthSpec` (sport,
 /// league, broadcaster, season, preset, count, seed, size overrides).
@@ -138,7 +160,7 @@ impl MapStage for Probe {
             .blocking(move || media::probe(&path).map_err(|e| StageError::msg(e.to_string())))
             .await?;
         for (n, b) in &item.files {
-            ctx.attach(n, b.clone())?;
+            ctx.attach_file(n, b.clone())?;
         }
         let mut meta = item.meta.clone();
         if !meta.is_object() {
@@ -160,18 +182,15 @@ impl MapStage for Probe {
 /// A local path to an item's video: its attached `.mp4`/`.mkv`/`.webm`
 /// file (fetched into scratch space), or the local file its `uri` names
 /// (catalog rows carry a uri instead of the bytes).
-pub async fn local_video(
-    item: &Item,
-    ctx: &impl VideoSource,
-) -> Result<std::path::PathBuf, StageError> {
+pub async fn local_video(item: &Item, env: &StageEnv) -> Result<std::path::PathBuf, StageError> {
     let attached = item
         .files
         .iter()
         .find(|(n, _)| n.ends_with(".mp4") || n.ends_with(".mkv") || n.ends_with(".webm"));
     match (attached, item.meta.get("uri").and_then(|u| u.as_str())) {
         (Some((name, blob)), _) => {
-            let path = ctx.scratch()?.join(&item.key).join(name);
-            ctx.fetch_to(blob, &path).await?;
+            let path = env.scratch_dir()?.join(&item.key).join(name);
+            env.fetch(blob, &path).await?;
             Ok(path)
         }
         (None, Some(uri)) => {
@@ -186,44 +205,5 @@ pub async fn local_video(
         (None, None) => Err(StageError::msg(
             "no video file (.mp4, .mkv or .webm) and no `uri` in the item".to_string(),
         )),
-    }
-}
-
-/// Where [`local_video`] fetches attached videos to: both stage contexts.
-#[async_trait]
-pub trait VideoSource: Sync {
-    fn scratch(&self) -> Result<&std::path::Path, StageError>;
-    async fn fetch_to(
-        &self,
-        blob: &engine_core::store::BlobRef,
-        dest: &std::path::Path,
-    ) -> Result<(), StageError>;
-}
-
-#[async_trait]
-impl VideoSource for ItemCtx {
-    fn scratch(&self) -> Result<&std::path::Path, StageError> {
-        self.scratch_dir()
-    }
-    async fn fetch_to(
-        &self,
-        blob: &engine_core::store::BlobRef,
-        dest: &std::path::Path,
-    ) -> Result<(), StageError> {
-        self.fetch(blob, dest).await
-    }
-}
-
-#[async_trait]
-impl VideoSource for engine_core::stage::TaskCtx {
-    fn scratch(&self) -> Result<&std::path::Path, StageError> {
-        self.scratch_dir()
-    }
-    async fn fetch_to(
-        &self,
-        blob: &engine_core::store::BlobRef,
-        dest: &std::path::Path,
-    ) -> Result<(), StageError> {
-        self.fetch(blob, dest).await
     }
 }

@@ -775,22 +775,7 @@ pub async fn fetch(
 ) -> Result<(engine_core::digest::Digest, usize)> {
     let digest = resolve_artifact(store, what).await?;
     let m = store.get_manifest(&digest).await?;
-    let mut n = 0;
-    for (name, b) in &m.files {
-        engine_core::store::check_rel_path(name).map_err(|e| anyhow!(e))?;
-        store.get_blob_to_file(&b.digest, &dest.join(name)).await?;
-        n += 1;
-    }
-    for item in &m.items {
-        engine_core::store::check_rel_path(&item.key).map_err(|e| anyhow!(e))?;
-        for (name, b) in &item.files {
-            engine_core::store::check_rel_path(name).map_err(|e| anyhow!(e))?;
-            store
-                .get_blob_to_file(&b.digest, &dest.join(&item.key).join(name))
-                .await?;
-            n += 1;
-        }
-    }
+    let n = store.export(&m, dest).await?.len();
     Ok((digest, n))
 }
 

@@ -2,7 +2,7 @@
 //! benchmarked) without ML or subprocesses.
 
 use crate::stage::{
-    ItemCtx, MapStage, OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
+    ItemCtx, MapStage, OutputDecl, Stage, StageConfig, StageError, StageImpl, TaskCtx,
 };
 use crate::store::Item;
 use async_trait::async_trait;
@@ -13,63 +13,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub fn register(r: &mut Registry) {
-    r.add_typed::<RefConfig>(
-        "artifact.ref",
-        "an artifact already in the store, by ref or digest, resolved on every run",
-        |v| Ok(StageImpl::Task(Arc::new(RefArtifact(parse_params(v)?)))),
-    );
-    r.add_typed::<ItemsConfig>(
-        "builtin.items",
-        "produce a collection of N small items",
-        |v| Ok(StageImpl::Task(Arc::new(Items(parse_params(v)?)))),
-    );
-    r.add_typed::<UpperConfig>(
-        "builtin.upper",
-        "per item: upper-case each file (a map stage)",
-        |v| Ok(StageImpl::Map(Arc::new(Upper(parse_params(v)?)))),
-    );
-    r.add_typed::<Empty>(
-        "builtin.concat",
-        "concatenate every input file and item into one file",
-        |v| {
-            let _: Empty = parse_params(v)?;
-            Ok(StageImpl::Task(Arc::new(Concat)))
-        },
-    );
-    r.add_typed::<EchoConfig>(
-        "builtin.echo",
-        "write `text` to file `text.txt` of output `out`",
-        |v| Ok(StageImpl::Task(Arc::new(Echo(parse_params(v)?)))),
-    );
-    r.add_typed::<ValueConfig>(
-        "builtin.value",
-        "set values for downstream `when:` expressions",
-        |v| Ok(StageImpl::Task(Arc::new(SetValues(parse_params(v)?)))),
-    );
-    r.add_typed::<SleepConfig>(
-        "builtin.sleep",
-        "sleep, then write a marker (for scheduling tests)",
-        |v| Ok(StageImpl::Task(Arc::new(Sleep(parse_params(v)?)))),
-    );
-    r.add_typed::<FlakyConfig>(
-        "builtin.flaky",
-        "fail the first N attempts, then succeed",
-        |v| Ok(StageImpl::Task(Arc::new(Flaky(parse_params(v)?)))),
-    );
-    r.add_typed::<FailConfig>("builtin.fail", "always fail with `message`", |v| {
-        Ok(StageImpl::Task(Arc::new(Fail(parse_params(v)?))))
-    });
-    r.add_typed::<WriteConfig>(
-        "builtin.write",
-        "write the given files to output `out` (names are checked)",
-        |v| Ok(StageImpl::Task(Arc::new(Write(parse_params(v)?)))),
-    );
-}
-
+// Params of `builtin.concat`: none.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Empty {}
+#[schemars(rename = "Empty")]
+pub struct ConcatConfig {}
 
 /// Params of `builtin.items`.
 #[derive(Deserialize, JsonSchema)]
@@ -93,6 +41,14 @@ fn item_prefix() -> String {
 }
 
 struct Items(ItemsConfig);
+
+impl StageConfig for ItemsConfig {
+    const KIND: &'static str = "builtin.items";
+    const SUMMARY: &'static str = "produce a collection of N small items";
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(Items(self)))
+    }
+}
 
 #[async_trait]
 impl Stage for Items {
@@ -150,6 +106,14 @@ pub struct UpperConfig {
 
 struct Upper(UpperConfig);
 
+impl StageConfig for UpperConfig {
+    const KIND: &'static str = "builtin.upper";
+    const SUMMARY: &'static str = "per item: upper-case each file (a map stage)";
+    fn build(self) -> StageImpl {
+        StageImpl::Map(Arc::new(Upper(self)))
+    }
+}
+
 #[async_trait]
 impl MapStage for Upper {
     fn version(&self) -> u32 {
@@ -206,6 +170,14 @@ impl MapStage for Upper {
 
 struct Concat;
 
+impl StageConfig for ConcatConfig {
+    const KIND: &'static str = "builtin.concat";
+    const SUMMARY: &'static str = "concatenate every input file and item into one file";
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(Concat))
+    }
+}
+
 #[async_trait]
 impl Stage for Concat {
     fn version(&self) -> u32 {
@@ -244,6 +216,14 @@ pub struct EchoConfig {
 
 struct Echo(EchoConfig);
 
+impl StageConfig for EchoConfig {
+    const KIND: &'static str = "builtin.echo";
+    const SUMMARY: &'static str = "write `text` to file `text.txt` of output `out`";
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(Echo(self)))
+    }
+}
+
 #[async_trait]
 impl Stage for Echo {
     fn version(&self) -> u32 {
@@ -274,6 +254,14 @@ pub struct ValueConfig {
 
 struct SetValues(ValueConfig);
 
+impl StageConfig for ValueConfig {
+    const KIND: &'static str = "builtin.value";
+    const SUMMARY: &'static str = "set values for downstream `when:` expressions";
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(SetValues(self)))
+    }
+}
+
 #[async_trait]
 impl Stage for SetValues {
     fn version(&self) -> u32 {
@@ -303,6 +291,14 @@ pub struct SleepConfig {
 
 struct Sleep(SleepConfig);
 
+impl StageConfig for SleepConfig {
+    const KIND: &'static str = "builtin.sleep";
+    const SUMMARY: &'static str = "sleep, then write a marker (for scheduling tests)";
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(Sleep(self)))
+    }
+}
+
 #[async_trait]
 impl Stage for Sleep {
     fn version(&self) -> u32 {
@@ -328,6 +324,14 @@ pub struct FlakyConfig {
 }
 
 struct Flaky(FlakyConfig);
+
+impl StageConfig for FlakyConfig {
+    const KIND: &'static str = "builtin.flaky";
+    const SUMMARY: &'static str = "fail the first N attempts, then succeed";
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(Flaky(self)))
+    }
+}
 
 #[async_trait]
 impl Stage for Flaky {
@@ -368,6 +372,14 @@ fn fail_message() -> String {
 
 struct Fail(FailConfig);
 
+impl StageConfig for FailConfig {
+    const KIND: &'static str = "builtin.fail";
+    const SUMMARY: &'static str = "always fail with `message`";
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(Fail(self)))
+    }
+}
+
 #[async_trait]
 impl Stage for Fail {
     fn version(&self) -> u32 {
@@ -390,6 +402,14 @@ pub struct WriteConfig {
 }
 
 struct Write(WriteConfig);
+
+impl StageConfig for WriteConfig {
+    const KIND: &'static str = "builtin.write";
+    const SUMMARY: &'static str = "write the given files to output `out` (names are checked)";
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(Write(self)))
+    }
+}
 
 #[async_trait]
 impl Stage for Write {
@@ -425,6 +445,15 @@ pub struct RefConfig {
 /// downstream caches key on its digest; it runs every time because a ref
 /// can move.
 struct RefArtifact(RefConfig);
+
+impl StageConfig for RefConfig {
+    const KIND: &'static str = "artifact.ref";
+    const SUMMARY: &'static str =
+        "an artifact already in the store, by ref or digest, resolved on every run";
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(RefArtifact(self)))
+    }
+}
 
 impl RefArtifact {
     /// The output when an optional ref does not exist.

@@ -454,18 +454,14 @@ fn check_stage(
     let probe = CompiledStage::params_with(&params, &matrix, &first);
     let imp = match crate::secrets::build_stage(kind.build, &probe) {
         Ok(imp) => imp,
-        Err(m) => {
-            let (m, hint) = match m.split_once("; did you mean") {
-                Some((m, rest)) => (m.to_string(), Some(format!("did you mean{rest}"))),
-                None => (m, None),
-            };
+        Err(e) => {
             c.error(
                 params_loc,
                 format!(
-                    "invalid params for `{}` in stage `{name}`: {m}",
-                    st.uses.value
+                    "invalid params for `{}` in stage `{name}`: {}",
+                    st.uses.value, e.message
                 ),
-                hint,
+                e.hint,
             );
             return None;
         }

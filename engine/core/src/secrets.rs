@@ -10,7 +10,7 @@
 //! logs and task errors print `[redacted]` in its place ([`redact`]).
 //! `$${env:NAME}` is the literal text `${env:NAME}`.
 
-use crate::stage::{BuildFn, StageImpl};
+use crate::stage::{BuildFn, ParamsError, StageImpl};
 use serde_json::Value;
 use std::borrow::Cow;
 use std::sync::{Mutex, PoisonError};
@@ -25,7 +25,7 @@ const MIN_REDACTED: usize = 6;
 
 /// Builds a stage from its params with `${env:NAME}` references resolved.
 /// Every place that turns params into a stage goes through here.
-pub fn build_stage(build: BuildFn, params: &Value) -> Result<StageImpl, String> {
+pub fn build_stage(build: BuildFn, params: &Value) -> Result<StageImpl, ParamsError> {
     build(&resolve(params)?)
 }
 

@@ -5,7 +5,7 @@
 //! Inputs appear under `inputs/STAGE/OUTPUT/` (for a matrix upstream,
 //! `inputs/STAGE/TASK/OUTPUT/`), items of a collection under their key.
 
-use crate::stage::{OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params};
+use crate::stage::{OutputDecl, Stage, StageConfig, StageError, StageImpl, TaskCtx};
 use crate::store::{BlobRef, Item, check_rel_path};
 use async_trait::async_trait;
 use schemars::JsonSchema;
@@ -17,18 +17,6 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-
-pub fn register(r: &mut Registry) {
-    r.add_typed::<ShellConfig>(
-        "shell",
-        "run a command; inputs as files, declared outputs collected",
-        |v| {
-            let cfg: ShellConfig = parse_params(v)?;
-            cfg.check()?;
-            Ok(StageImpl::Task(Arc::new(Shell(cfg))))
-        },
-    );
-}
 
 /// Params of `shell`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -66,7 +54,9 @@ pub struct ShellConfig {
     pub collections: BTreeMap<String, String>,
 }
 
-impl ShellConfig {
+impl StageConfig for ShellConfig {
+    const KIND: &'static str = "shell";
+    const SUMMARY: &'static str = "run a command; inputs as files, declared outputs collected";
     fn check(&self) -> Result<(), String> {
         if self.run.trim().is_empty() {
             return Err("`run` is empty; give the command to run".into());
@@ -105,6 +95,9 @@ impl ShellConfig {
             return Err(format!("`{dup}` is both in `outputs` and in `collections`"));
         }
         Ok(())
+    }
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(Shell(self)))
     }
 }
 
@@ -271,7 +264,7 @@ impl Stage for Shell {
             if input.task != input.stage {
                 dir = dir.join(sanitize(&input.task));
             }
-            ctx.materialize(&input, &dir.join(&input.output)).await?;
+            ctx.export(&input, &dir.join(&input.output)).await?;
         }
         let shell = if Path::new("/bin/bash").exists() {
             "/bin/bash"

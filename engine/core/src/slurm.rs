@@ -11,12 +11,13 @@ use crate::compile::{Pipeline, ResourceClass};
 use crate::digest::Digest;
 use crate::plan::Plan;
 use crate::records;
-use crate::stage::{Input, Log, StageError, StageImpl, TaskCtx};
+use crate::stage::{Input, Log, StageEnv, StageError, StageImpl, TaskCtx};
 use crate::store::{Manifest, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -313,7 +314,7 @@ pub async fn exec_task(
         });
     }
     let params = stage.params_for(&t.combo);
-    let imp = crate::secrets::build_stage(stage.build, &params)?;
+    let imp = crate::secrets::build_stage(stage.build, &params).map_err(|e| e.to_string())?;
     let StageImpl::Task(s) = imp else {
         return Err(format!(
             "stage `{}` is a map stage; map stages run on the submitting machine",
@@ -336,25 +337,22 @@ pub async fn exec_task(
     } else {
         store.clone()
     };
-    let mut ctx = TaskCtx {
-        store: writer,
-        task: task.into(),
-        inputs,
-        matrix: stage
-            .matrix
-            .iter()
-            .zip(&t.combo)
-            .map(|((k, v), &i)| (k.clone(), v[i].clone()))
-            .collect(),
-        declared: stage.outputs.clone(),
-        outputs: BTreeMap::new(),
-        values: BTreeMap::new(),
-        log: log.clone(),
-        cancel: CancellationToken::new(),
-        scratch: scratch.clone(),
-        threads: req.threads.max(1),
-        attempt,
-    };
+    let matrix = stage
+        .matrix
+        .iter()
+        .zip(&t.combo)
+        .map(|((k, v), &i)| (k.clone(), v[i].clone()))
+        .collect();
+    let env = StageEnv::new(
+        writer,
+        task,
+        Arc::new(inputs),
+        log.clone(),
+        CancellationToken::new(),
+        scratch.clone(),
+        req.threads.max(1),
+    );
+    let mut ctx = TaskCtx::new(env, matrix, stage.outputs.clone(), attempt);
     let res = s.run(&mut ctx).await;
     let _ = std::fs::remove_dir_all(&scratch);
     let host = hostname::get()

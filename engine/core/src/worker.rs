@@ -22,7 +22,8 @@
 use crate::digest::Digest;
 use crate::events::{Event, EventSink};
 use crate::stage::{
-    Input, ItemCtx, Log, MapStage, OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx,
+    Input, ItemCtx, Log, MapStage, OutputDecl, Registry, Stage, StageEnv, StageError, StageImpl,
+    TaskCtx,
 };
 use crate::store::{BlobRef, Item, Manifest, Store};
 use async_trait::async_trait;
@@ -197,7 +198,7 @@ impl MapStage for WorkerMap {
         };
         let done = call(&req, &ctx.log, &ctx.cancel).await?;
         for (name, blob) in done.files {
-            ctx.attach(&name, blob)?;
+            ctx.attach_file(&name, blob)?;
         }
         ctx.set_meta(done.meta);
         Ok(())
@@ -509,34 +510,30 @@ async fn run_request(
     let stage = crate::secrets::build_stage(kind.build, &req.params)
         .map_err(|e| StageError::msg(format!("stage kind `{}`: {e}", req.kind)))?;
     let log = Log::new(&req.task, events);
-    let inputs: Vec<Input> = req
-        .inputs
-        .into_iter()
-        .map(|i| Input {
-            stage: i.stage,
-            task: i.task,
-            output: i.output,
-            digest: i.digest,
-            manifest: Arc::new(i.manifest),
-        })
-        .collect();
-    let cancel = CancellationToken::new();
+    let inputs: Arc<Vec<Input>> = Arc::new(
+        req.inputs
+            .into_iter()
+            .map(|i| Input {
+                stage: i.stage,
+                task: i.task,
+                output: i.output,
+                digest: i.digest,
+                manifest: Arc::new(i.manifest),
+            })
+            .collect(),
+    );
+    let env = StageEnv::new(
+        store,
+        &req.task,
+        inputs,
+        log,
+        CancellationToken::new(),
+        req.scratch,
+        req.threads.max(1),
+    );
     match (stage, req.item) {
         (StageImpl::Task(s), None) => {
-            let mut ctx = TaskCtx {
-                store,
-                task: req.task,
-                inputs,
-                matrix: req.matrix,
-                declared: s.outputs(),
-                outputs: BTreeMap::new(),
-                values: BTreeMap::new(),
-                log,
-                cancel,
-                scratch: req.scratch,
-                threads: req.threads.max(1),
-                attempt: req.attempt,
-            };
+            let mut ctx = TaskCtx::new(env, req.matrix, s.outputs(), req.attempt);
             s.run(&mut ctx).await?;
             Ok(Done {
                 outputs: ctx.outputs,
@@ -545,17 +542,7 @@ async fn run_request(
             })
         }
         (StageImpl::Map(m), Some(item)) => {
-            let mut ctx = ItemCtx {
-                store,
-                task: req.task,
-                files: BTreeMap::new(),
-                meta: Value::Null,
-                log,
-                cancel,
-                scratch: req.scratch,
-                threads: req.threads.max(1),
-                inputs: Arc::new(inputs),
-            };
+            let mut ctx = ItemCtx::new(env);
             m.run_item(&item, &mut ctx).await?;
             Ok(Done {
                 files: ctx.files,

@@ -349,6 +349,15 @@ pub mod sweep {
         pub ensemble: usize,
     }
 
+    impl SelectConfig {
+        pub fn check(&self) -> Result<(), String> {
+            if self.ensemble == 0 {
+                return Err("`ensemble` must be 1 (one trial) or more".into());
+            }
+            Ok(())
+        }
+    }
+
     fn default_ensemble() -> usize {
         1
     }
@@ -440,12 +449,12 @@ pub struct ModelKind {
     /// (it resolves a ref that may have moved).
     pub always_run: fn(&Value) -> bool,
     /// Parses and checks `with:`; the error names the param.
-    pub check: fn(&Value) -> Result<(), String>,
+    pub check: fn(&Value) -> Result<(), ParamsError>,
     /// The schema of `with:`.
     pub params: engine_core::stage::ParamsSchema,
 }
 
-use engine_core::stage::parse_params;
+use engine_core::stage::{ParamsError, parse_params};
 
 /// Every model stage kind.
 pub const KINDS: &[ModelKind] = &[
@@ -456,7 +465,7 @@ pub const KINDS: &[ModelKind] = &[
         shape: Shape::Task("backbone"),
         always_run: |_| false,
         params: |g| g.subschema_for::<backbone::TrainConfig>(),
-        check: |v| parse_params::<backbone::TrainConfig>(v)?.fit().check(),
+        check: |v| Ok(parse_params::<backbone::TrainConfig>(v)?.fit().check()?),
     },
     ModelKind {
         name: "backbone.import",
@@ -465,7 +474,7 @@ pub const KINDS: &[ModelKind] = &[
         shape: Shape::Task("backbone"),
         always_run: |v| v.get("artifact").is_some_and(|a| !a.is_null()),
         params: |g| g.subschema_for::<backbone::ImportConfig>(),
-        check: |v| parse_params::<backbone::ImportConfig>(v)?.check(),
+        check: |v| Ok(parse_params::<backbone::ImportConfig>(v)?.check()?),
     },
     ModelKind {
         name: "features.extract",
@@ -488,7 +497,7 @@ pub const KINDS: &[ModelKind] = &[
         shape: Shape::Task("model"),
         always_run: |_| false,
         params: |g| g.subschema_for::<sweep::SweepConfig>(),
-        check: |v| parse_params::<sweep::SweepConfig>(v)?.check(),
+        check: |v| Ok(parse_params::<sweep::SweepConfig>(v)?.check()?),
     },
     ModelKind {
         name: "model.select",
@@ -497,7 +506,7 @@ pub const KINDS: &[ModelKind] = &[
         shape: Shape::Task("model"),
         always_run: |_| false,
         params: |g| g.subschema_for::<sweep::SelectConfig>(),
-        check: |v| parse_params::<sweep::SelectConfig>(v).map(|_| ()),
+        check: |v| Ok(parse_params::<sweep::SelectConfig>(v)?.check()?),
     },
     ModelKind {
         name: "train.joint",
@@ -506,7 +515,7 @@ pub const KINDS: &[ModelKind] = &[
         shape: Shape::Task("model"),
         always_run: |_| false,
         params: |g| g.subschema_for::<joint::JointConfig>(),
-        check: |v| parse_params::<joint::JointConfig>(v)?.temporal.check(),
+        check: |v| Ok(parse_params::<joint::JointConfig>(v)?.temporal.check()?),
     },
     ModelKind {
         name: "detect",

@@ -3,7 +3,7 @@
 //! in the `engine-worker` process ([`engine_core::worker`]).
 
 use super::params::{ModelKind, Shape, kind};
-use engine_core::stage::{KindInfo, OutputDecl, Registry, StageImpl};
+use engine_core::stage::{KindInfo, OutputDecl, ParamsError, Registry, StageImpl};
 use engine_core::worker::{Remote, WorkerMap, WorkerTask};
 use serde_json::Value;
 use std::sync::Arc;
@@ -32,7 +32,7 @@ pub fn register(r: &mut Registry) {
     proxy!("detect");
 }
 
-fn build(k: &'static ModelKind, params: &Value) -> Result<StageImpl, String> {
+fn build(k: &'static ModelKind, params: &Value) -> Result<StageImpl, ParamsError> {
     (k.check)(params)?;
     let remote = Remote {
         kind: k.name,
@@ -68,6 +68,18 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_ensemble_is_refused_when_the_pipeline_is_compiled() {
+        let mut r = Registry::default();
+        register(&mut r);
+        let build = r.get("model.select").unwrap().build;
+        let err = build(&serde_json::json!({"ensemble": 0}))
+            .err()
+            .expect("ensemble 0 is refused");
+        assert_eq!(err.to_string(), "`ensemble` must be 1 (one trial) or more");
+        assert!(build(&serde_json::json!({"ensemble": 3})).is_ok());
+    }
+
+    #[test]
     fn a_proxy_checks_params_like_the_stage() {
         let mut r = Registry::default();
         register(&mut r);
@@ -75,11 +87,11 @@ mod tests {
         let err = build(&serde_json::json!({"hidden": 0}))
             .err()
             .expect("hidden 0 is refused");
-        assert!(err.contains("`hidden`"), "{err}");
+        assert!(err.message.contains("`hidden`"), "{err}");
         let err = build(&serde_json::json!({"hiden": 3}))
             .err()
             .expect("a typo is refused");
-        assert!(err.contains("hiden"), "{err}");
+        assert!(err.message.contains("hiden"), "{err}");
         let s = build(&serde_json::json!({"hidden": 32})).unwrap();
         assert_eq!(s.version(), kind("train.sweep").version);
         assert!(!s.is_map());

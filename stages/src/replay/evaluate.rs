@@ -21,26 +21,11 @@ pub mod score;
 
 use async_trait::async_trait;
 use config::EvaluateConfig;
-use engine_core::stage::{
-    Input, OutputDecl, Registry, Stage, StageError, StageImpl, TaskCtx, parse_params,
-};
+use engine_core::stage::{Input, OutputDecl, Stage, StageEnv, StageError, TaskCtx};
 use score::{Pred, Scores, Segment, Video};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-
-pub fn register(r: &mut Registry) {
-    r.add_typed::<EvaluateConfig>(
-        "evaluate",
-        "candidate vs production detector on the golden videos: figures per league and broadcaster, gates (evaluation.json/.md/.html)",
-        |v| {
-            let c: EvaluateConfig = parse_params(v)?;
-            c.check()?;
-            Ok(StageImpl::Task(Arc::new(Evaluate(c))))
-        },
-    );
-}
 
 struct Evaluate(EvaluateConfig);
 
@@ -236,7 +221,7 @@ impl Stage for Evaluate {
 type Items = BTreeMap<String, (Value, PredictionsFile)>;
 
 /// Every item's meta and parsed `predictions.json`, by item key.
-async fn read_predictions(ctx: &TaskCtx, input: &Input) -> Result<Items, StageError> {
+async fn read_predictions(ctx: &StageEnv, input: &Input) -> Result<Items, StageError> {
     let mut out = BTreeMap::new();
     for item in &input.manifest.items {
         let Some(blob) = item.files.get("predictions.json") else {

@@ -13,9 +13,3 @@ pub mod targets;
 
 /// The three per-frame outputs of the temporal model, in tensor order.
 pub const SIGNALS: [&str; 3] = ["start", "end", "content"];
-
-use engine_core::stage::Registry;
-
-pub fn register(r: &mut Registry) {
-    evaluate::register(r);
-}

@@ -14,11 +14,12 @@
 
 use super::detect::{self, DetectParams, VideoCues};
 use async_trait::async_trait;
-use engine_core::stage::{OutputDecl, Stage, StageError, TaskCtx};
+use engine_core::stage::{OutputDecl, Stage, StageConfig, StageError, StageImpl, TaskCtx};
 use engine_core::store::Item;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Params of `teacher.calibrate`.
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
@@ -58,8 +59,10 @@ fn default_rare_shares() -> Vec<f64> {
     vec![0.001, 0.002, 0.004]
 }
 
-impl CalibrateConfig {
-    pub fn check(&self) -> Result<(), String> {
+impl StageConfig for CalibrateConfig {
+    const KIND: &'static str = "teacher.calibrate";
+    const SUMMARY: &'static str = "per league: the detector threshold with the best boundary recall on labelled videos (calibration.json, for teacher.tag)";
+    fn check(&self) -> Result<(), String> {
         if !(self.tolerance.is_finite() && self.tolerance > 0.0) {
             return Err(format!(
                 "`tolerance` must be a positive number of seconds, got {}",
@@ -91,6 +94,9 @@ impl CalibrateConfig {
         self.detector
             .check()
             .map_err(|e| format!("`detector`: {e}"))
+    }
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(Calibrate(self)))
     }
 }
 

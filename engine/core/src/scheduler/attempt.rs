@@ -66,6 +66,7 @@ pub(super) async fn run_task(
     rec: &mut TaskRecord,
 ) -> Result<(BTreeMap<String, Manifest>, BTreeMap<String, Value>), StageError> {
     let cancel = sh.opts.cancel.clone();
+    let inputs = Arc::new(inputs.to_vec());
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -86,20 +87,16 @@ pub(super) async fn run_task(
             .scratch
             .path()
             .join(format!("{}.{attempt}", sanitize(label)));
-        let mut ctx = TaskCtx {
-            store: sh.writer(&stage.name),
-            task: label.into(),
-            inputs: inputs.to_vec(),
-            matrix: matrix.clone(),
-            declared: stage.outputs.clone(),
-            outputs: BTreeMap::new(),
-            values: BTreeMap::new(),
-            log: log.clone(),
-            cancel: cancel.child_token(),
-            scratch: scratch.clone(),
-            threads: grant.threads(),
-            attempt,
-        };
+        let env = StageEnv::new(
+            sh.writer(&stage.name),
+            label,
+            inputs.clone(),
+            log.clone(),
+            cancel.child_token(),
+            scratch.clone(),
+            grant.threads(),
+        );
+        let mut ctx = TaskCtx::new(env, matrix.clone(), stage.outputs.clone(), attempt);
         let held_from = sh.ms();
         let class = sh.pool.class(stage.class).clone();
         let run = sh

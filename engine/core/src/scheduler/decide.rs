@@ -14,7 +14,7 @@ pub(super) fn task_stage(
     if combo.is_empty() {
         return Ok((params, stage.imp.clone()));
     }
-    let imp = crate::secrets::build_stage(stage.build, &params)?;
+    let imp = crate::secrets::build_stage(stage.build, &params).map_err(|e| e.to_string())?;
     Ok((params, imp))
 }
 

@@ -202,17 +202,15 @@ pub(super) async fn run_item(
             .path()
             .join(sanitize(label))
             .join(format!("item-{index}-{attempt}"));
-        let mut ctx = ItemCtx {
-            store: sh.writer(&stage.name),
-            task: label.into(),
-            files: BTreeMap::new(),
-            meta: Value::Null,
-            log: log.clone(),
-            cancel: cancel.child_token(),
-            scratch: scratch.clone(),
+        let mut ctx = ItemCtx::new(StageEnv::new(
+            sh.writer(&stage.name),
+            label,
+            side.clone(),
+            log.clone(),
+            cancel.child_token(),
+            scratch.clone(),
             threads,
-            inputs: side.clone(),
-        };
+        ));
         let res = guarded(stage.timeout, cancel, m.run_item(item, &mut ctx)).await;
         // A timed-out item's future is dropped, but work it handed to a
         // worker thread goes on until told: tell it, before any retry starts.

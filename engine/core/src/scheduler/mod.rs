@@ -44,7 +44,9 @@ use crate::records::{
     self, InputRef, ItemCounts, Lineage, RunRecord, RunStatus, TaskRecord, TaskStatus,
 };
 use crate::resources::{Machine, Pool};
-use crate::stage::{Input, ItemCtx, Log, MapStage, Stage, StageError, StageImpl, TaskCtx};
+use crate::stage::{
+    Input, ItemCtx, Log, MapStage, Stage, StageEnv, StageError, StageImpl, TaskCtx,
+};
 use crate::store::{ArtifactKind, Item, Manifest, Store, StoreError, Verify, now_rfc3339};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};

@@ -31,6 +31,7 @@
 //! `engine gc` ([`crate::gc`]), which deletes in the reverse of this order
 //! and never deletes a young object, cannot take it from under the write.
 
+mod export;
 mod refs;
 mod url;
 
@@ -158,6 +159,10 @@ pub enum StoreError {
     },
     #[error("invalid name `{name}`: {why}")]
     BadName { name: String, why: String },
+    /// A manifest names a file outside its folder (`..`, an absolute path):
+    /// the message of [`check_rel_path`].
+    #[error("{0}")]
+    UnsafePath(String),
     #[error(
         "Failed to lock ref `{name}` in store `{url}`: `{lock}` has been held by {holder} for {waited}; if no engine is moving this ref, delete `{lock}`"
     )]

@@ -4,9 +4,11 @@
 //! choices.
 
 use crate::replay::metrics::METRICS;
+use engine_core::stage::{StageConfig, StageImpl};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Params of `evaluate`.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -78,10 +80,12 @@ pub struct NoRegression {
     pub max_drop: f64,
 }
 
-impl EvaluateConfig {
+impl StageConfig for EvaluateConfig {
+    const KIND: &'static str = "evaluate";
+    const SUMMARY: &'static str = "candidate vs production detector on the golden videos: figures per league and broadcaster, gates (evaluation.json/.md/.html)";
     /// Checks what serde cannot: stage names, metric names, league names
     /// and thresholds. Every problem goes in the one message.
-    pub fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), String> {
         let mut errs: Vec<String> = vec![];
         if self.candidate.trim().is_empty() {
             errs.push("`candidate` must name the `detect` stage of the candidate model".into());
@@ -136,6 +140,9 @@ impl EvaluateConfig {
             Err(errs.join("; "))
         }
     }
+    fn build(self) -> StageImpl {
+        StageImpl::Task(Arc::new(super::Evaluate(self)))
+    }
 }
 
 fn check_metric(errs: &mut Vec<String>, key: &str, metric: &str) {
@@ -160,7 +167,9 @@ mod tests {
     use serde_json::json;
 
     fn check(v: serde_json::Value) -> Result<(), String> {
-        parse_params::<EvaluateConfig>(&v)?.check()
+        parse_params::<EvaluateConfig>(&v)
+            .map_err(|e| e.to_string())?
+            .check()
     }
 
     #[test]

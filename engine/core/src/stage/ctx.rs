@@ -1,0 +1,218 @@
+//! The two stage contexts. Both deref to [`StageEnv`] for everything they
+//! share; what they add is where their results go: a task's named outputs
+//! and values, an item's files and metadata.
+
+use super::{OutputDecl, StageEnv, StageError};
+use crate::store::{ArtifactKind, BlobRef, Item, Manifest, check_rel_path};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::path::Path;
+
+/// What a task gets: its [`StageEnv`], its matrix values and attempt
+/// number, and the outputs it declared.
+pub struct TaskCtx {
+    pub(crate) env: StageEnv,
+    pub(crate) matrix: BTreeMap<String, Value>,
+    pub(crate) declared: Vec<OutputDecl>,
+    pub(crate) outputs: BTreeMap<String, Manifest>,
+    pub(crate) values: BTreeMap<String, Value>,
+    pub(crate) attempt: u32,
+}
+
+impl Deref for TaskCtx {
+    type Target = StageEnv;
+    fn deref(&self) -> &StageEnv {
+        &self.env
+    }
+}
+
+impl TaskCtx {
+    pub(crate) fn new(
+        env: StageEnv,
+        matrix: BTreeMap<String, Value>,
+        declared: Vec<OutputDecl>,
+        attempt: u32,
+    ) -> Self {
+        TaskCtx {
+            env,
+            matrix,
+            declared,
+            outputs: BTreeMap::new(),
+            values: BTreeMap::new(),
+            attempt,
+        }
+    }
+    pub fn env(&self) -> &StageEnv {
+        &self.env
+    }
+    /// Matrix values of this task (empty without a matrix).
+    pub fn matrix(&self) -> &BTreeMap<String, Value> {
+        &self.matrix
+    }
+    /// 1 for the first attempt, 2 for the first retry, ...
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    fn output_mut(
+        &mut self,
+        output: &str,
+        kind: ArtifactKind,
+    ) -> Result<&mut Manifest, StageError> {
+        let Some(decl) = self.declared.iter().find(|d| d.name == output) else {
+            let names: Vec<&str> = self.declared.iter().map(|d| d.name.as_str()).collect();
+            return Err(StageError::msg(format!(
+                "task `{}` wrote output `{output}`, which the stage does not declare (declared: {})",
+                self.env.task,
+                names.join(", ")
+            )));
+        };
+        if decl.kind != kind {
+            return Err(StageError::msg(format!(
+                "output `{output}` of task `{}` is a {:?}, not a {kind:?}",
+                self.env.task, decl.kind
+            )));
+        }
+        Ok(self
+            .outputs
+            .entry(output.into())
+            .or_insert_with(|| Manifest {
+                kind,
+                ..Default::default()
+            }))
+    }
+
+    /// Stores bytes as file `name` of artifact output `output`.
+    pub async fn put_file(
+        &mut self,
+        output: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<BlobRef, StageError> {
+        check_rel_path(name).map_err(StageError::msg)?;
+        let blob = self.env.store.put_blob(bytes).await?;
+        self.attach_file(output, name, blob.clone())?;
+        Ok(blob)
+    }
+
+    /// Stores a local file as file `name` of artifact output `output`.
+    pub async fn put_file_from(
+        &mut self,
+        output: &str,
+        name: &str,
+        path: &Path,
+    ) -> Result<BlobRef, StageError> {
+        check_rel_path(name).map_err(StageError::msg)?;
+        let blob = self.env.store.put_blob_file(path).await?;
+        self.attach_file(output, name, blob.clone())?;
+        Ok(blob)
+    }
+
+    /// Adds a blob already in the store (an input's file) as file `name` of
+    /// artifact output `output`, without reading or writing its bytes.
+    pub fn attach_file(
+        &mut self,
+        output: &str,
+        name: &str,
+        blob: BlobRef,
+    ) -> Result<(), StageError> {
+        check_rel_path(name).map_err(StageError::msg)?;
+        self.output_mut(output, ArtifactKind::Artifact)?
+            .files
+            .insert(name.into(), blob);
+        Ok(())
+    }
+
+    /// Appends an item to collection output `output`.
+    pub fn add_item(&mut self, output: &str, item: Item) -> Result<(), StageError> {
+        check_rel_path(&item.key).map_err(|m| StageError::msg(format!("item key: {m}")))?;
+        for name in item.files.keys() {
+            check_rel_path(name).map_err(StageError::msg)?;
+        }
+        let m = self.output_mut(output, ArtifactKind::Collection)?;
+        if m.items.iter().any(|i| i.key == item.key) {
+            return Err(StageError::msg(format!(
+                "collection `{output}` already has an item `{}`",
+                item.key
+            )));
+        }
+        m.items.push(item);
+        Ok(())
+    }
+
+    /// Sets an output to an existing manifest (e.g. one read from the store
+    /// by ref); its digest stays the same.
+    pub fn set_output(&mut self, output: &str, manifest: Manifest) {
+        self.outputs.insert(output.into(), manifest);
+    }
+
+    /// Sets the small JSON metadata of an output (metrics, counts).
+    pub fn set_meta(&mut self, output: &str, meta: Value) -> Result<(), StageError> {
+        let kind = self
+            .declared
+            .iter()
+            .find(|d| d.name == output)
+            .map(|d| d.kind)
+            .unwrap_or_default();
+        self.output_mut(output, kind)?.meta = meta;
+        Ok(())
+    }
+
+    /// Sets a value downstream `when:` expressions can read as `stage.key`.
+    pub fn set_value(&mut self, key: &str, value: Value) {
+        self.values.insert(key.into(), value);
+    }
+}
+
+/// What one item of a map stage gets: its [`StageEnv`] and the files and
+/// metadata of its output.
+pub struct ItemCtx {
+    pub(crate) env: StageEnv,
+    pub(crate) files: BTreeMap<String, BlobRef>,
+    pub(crate) meta: Value,
+}
+
+impl Deref for ItemCtx {
+    type Target = StageEnv;
+    fn deref(&self) -> &StageEnv {
+        &self.env
+    }
+}
+
+impl ItemCtx {
+    pub(crate) fn new(env: StageEnv) -> Self {
+        ItemCtx {
+            env,
+            files: BTreeMap::new(),
+            meta: Value::Null,
+        }
+    }
+    pub fn env(&self) -> &StageEnv {
+        &self.env
+    }
+    /// Stores bytes as file `name` of this item's output.
+    pub async fn put_file(&mut self, name: &str, bytes: Vec<u8>) -> Result<BlobRef, StageError> {
+        check_rel_path(name).map_err(StageError::msg)?;
+        let blob = self.env.store.put_blob(bytes).await?;
+        self.files.insert(name.into(), blob.clone());
+        Ok(blob)
+    }
+    pub async fn put_file_from(&mut self, name: &str, path: &Path) -> Result<BlobRef, StageError> {
+        check_rel_path(name).map_err(StageError::msg)?;
+        let blob = self.env.store.put_blob_file(path).await?;
+        self.files.insert(name.into(), blob.clone());
+        Ok(blob)
+    }
+    /// Keeps an existing blob (e.g. an input file) as file `name` of this
+    /// item's output, without copying it.
+    pub fn attach_file(&mut self, name: &str, blob: BlobRef) -> Result<(), StageError> {
+        check_rel_path(name).map_err(StageError::msg)?;
+        self.files.insert(name.into(), blob);
+        Ok(())
+    }
+    /// Sets this item's output metadata.
+    pub fn set_meta(&mut self, meta: Value) {
+        self.meta = meta;
+    }
+}
