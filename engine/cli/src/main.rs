@@ -5,6 +5,7 @@ mod catalog_cmd;
 mod detect_cmd;
 mod diff_cmd;
 mod monitor_cmd;
+mod profile;
 mod progress;
 mod report;
 mod review_cmd;
@@ -33,6 +34,10 @@ const DEFAULT_STORE: &str = "fs://.engine/store";
     about = "Declarative pipelines for continual learning of video models"
 )]
 struct Cli {
+    /// The profile of `engine.toml` to use (executor, store, catalog, Slurm
+    /// settings); default: the profile named `default`, if any.
+    #[arg(long, global = true, value_name = "NAME", env = "ENGINE_PROFILE")]
+    profile: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -93,7 +98,7 @@ enum Cmd {
         #[command(flatten)]
         store: StoreArgs,
         /// Where tasks run.
-        #[arg(long, value_enum, default_value = "local")]
+        #[arg(long, value_enum, default_value = "local", env = "ENGINE_EXECUTOR")]
         executor: Executor,
         /// Print events and the summary as JSON lines (for CI).
         #[arg(long)]
@@ -126,6 +131,12 @@ enum Cmd {
         /// `sqlite://PATH` or `postgres://...` (as `engine review` takes it).
         #[arg(long, value_name = "URL")]
         catalog: Option<String>,
+    },
+    /// Show the profile in effect (`engine.toml`): its file, its settings,
+    /// and the store, catalog and executor they give.
+    Profile {
+        #[arg(long)]
+        json: bool,
     },
     /// List runs, newest first.
     Runs {
@@ -488,7 +499,13 @@ impl std::fmt::Display for Reported {
 impl std::error::Error for Reported {}
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // SAFETY: first thing in main, before any other thread exists.
+    if let Err(e) = unsafe { profile::init(&args) } {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    let cli = Cli::parse_from(args);
     // Commands that only print (`show`, `runs`, `ref log`, ...) end quietly
     // when their reader goes away (`engine show RUN | head`), as Unix tools
     // do, instead of panicking on a broken pipe. Commands that run stages
@@ -540,6 +557,7 @@ fn render(p: &PipelineArgs) -> Result<template::Rendered> {
         path: p.pipeline.clone(),
         values_files: p.values.clone(),
         sets: p.sets.clone(),
+        defaults: profile::template_defaults(),
     };
     template::render(&req).map_err(anyhow::Error::new)
 }
@@ -632,6 +650,53 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                 print!("{}", diff_cmd::text(&d));
             }
             Ok(if d.is_empty() { 0 } else { 2 })
+        }
+        Cmd::Profile { json } => {
+            let a = profile::active();
+            let env = |k: &str| std::env::var(k).ok();
+            let effective = serde_json::json!({
+                "executor": env("ENGINE_EXECUTOR").unwrap_or_else(|| "local".into()),
+                "store": env("ENGINE_STORE"),
+                "catalog": env("ENGINE_CATALOG").unwrap_or_else(|| catalog::DEFAULT_DB.into()),
+            });
+            if json {
+                let doc = serde_json::json!({ "active": a, "effective": effective });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+                return Ok(0);
+            }
+            match (&a.name, &a.file) {
+                (Some(n), Some(f)) => println!("profile `{n}` from `{}`", f.display()),
+                _ if a.files.is_empty() => println!(
+                    "no profile: no `{}` here, above, or in ~/.config/engine/",
+                    profile::FILE
+                ),
+                _ => println!("no profile named `default` in the files found"),
+            }
+            for f in &a.files {
+                println!("  file: {}", f.display());
+            }
+            let store = env("ENGINE_STORE")
+                .unwrap_or_else(|| format!("the pipeline's `store:`, else {DEFAULT_STORE}"));
+            println!(
+                "executor: {}",
+                effective["executor"].as_str().unwrap_or("local")
+            );
+            println!("store:    {}", engine_core::secrets::scrub(&store));
+            println!(
+                "catalog:  {}",
+                engine_core::secrets::scrub(effective["catalog"].as_str().unwrap_or_default())
+            );
+            if let Some(sl) = &a.profile.slurm {
+                println!(
+                    "slurm, every class: {}",
+                    serde_json::to_string(&sl.defaults())?
+                );
+                for (name, c) in &sl.classes {
+                    let set = sl.defaults().under(c);
+                    println!("slurm, class `{name}`: {}", serde_json::to_string(&set)?);
+                }
+            }
+            Ok(0)
         }
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
@@ -761,7 +826,9 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             let plan = plan::plan(&pipeline);
             let store = open_store(&store, Some(&pipeline))?;
             let slurm = if executor == Executor::Slurm {
-                Some(slurm_config(&store)?)
+                let cfg = slurm_config(&store)?;
+                cap_jobs(&mut pipeline, &cfg);
+                Some(cfg)
             } else {
                 None
             };
@@ -1042,12 +1109,29 @@ fn slurm_config(store: &Store) -> Result<engine_core::slurm::SlurmConfig> {
         anyhow!("the slurm executor needs a store the nodes can reach (`fs://` on a shared disk, or `s3://`), not `{}`", store.url())
     })?;
     let cwd = std::env::current_dir().context("Failed to read the current folder")?;
+    let p = profile::active().profile.slurm.clone().unwrap_or_default();
+    let engine_bin = match p.engine_bin.clone() {
+        Some(b) => b,
+        None => std::env::current_exe().context("Failed to find the engine binary")?,
+    };
     Ok(engine_core::slurm::SlurmConfig {
-        engine_bin: std::env::current_exe().context("Failed to find the engine binary")?,
+        engine_bin,
         store_url,
-        log_dir: cwd.join(".engine/slurm"),
-        poll: std::time::Duration::from_millis(200),
+        log_dir: cwd.join(p.log_dir.clone().unwrap_or_else(|| ".engine/slurm".into())),
+        poll: std::time::Duration::from_millis(p.poll_ms.unwrap_or(200)),
+        defaults: p.defaults(),
+        classes: p.classes.clone(),
     })
+}
+
+/// A profile's `max_jobs` per class becomes the class's slot limit: at
+/// most that many of its jobs are in the cluster's queue at once.
+fn cap_jobs(pipeline: &mut Pipeline, cfg: &engine_core::slurm::SlurmConfig) {
+    for class in &mut pipeline.classes {
+        if let Some(cap) = cfg.class_settings(&class.name).max_jobs {
+            class.slots = Some(class.slots.map_or(cap, |s| s.min(cap)).max(1));
+        }
+    }
 }
 
 /// The flags of `engine run` that shape how it runs and prints.

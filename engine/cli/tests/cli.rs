@@ -7,7 +7,12 @@ use std::time::{Duration, Instant};
 
 fn engine() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_engine"));
-    c.env_remove("ENGINE_STORE").env("CI", "true");
+    c.env_remove("ENGINE_STORE")
+        .env_remove("ENGINE_PROFILE")
+        .env_remove("ENGINE_EXECUTOR")
+        // No user's `~/.config/engine/engine.toml` in these tests.
+        .env("XDG_CONFIG_HOME", "/nonexistent/engine-test-config")
+        .env("CI", "true");
     c
 }
 
@@ -944,4 +949,59 @@ fn stages_json_gives_each_kinds_params_schema() {
             k["name"]
         );
     }
+}
+
+/// A profile's store applies where neither `--store` nor `ENGINE_STORE`
+/// says otherwise, and over the pipeline's own `store:`; a profile that no
+/// file defines is an error naming the ones that exist.
+#[test]
+fn profile_store_sits_between_the_environment_and_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "name: p\nstore: fs://from-pipeline\nstages:\n  a: { uses: builtin.echo, with: { text: hi } }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("engine.toml"),
+        "[profiles.default]\nstore = \"fs://from-default\"\n\n[profiles.other]\nstore = \"fs://from-other\"\n",
+    )
+    .unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let runs = |store: &str| dir.path().join(store).join("runs").is_dir();
+    // From a subfolder, the repository's file is found; `default` applies.
+    let o = engine()
+        .current_dir(&sub)
+        .args(["run", "../p.yaml"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(runs("from-default") && !runs("from-pipeline"));
+    let o = run_in(dir.path(), &["--profile", "other", "run", "p.yaml"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(runs("from-other"));
+    let o = engine()
+        .current_dir(dir.path())
+        .env("ENGINE_STORE", "fs://from-env")
+        .args(["--profile", "other", "run", "p.yaml"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(runs("from-env"));
+    let o = run_in(dir.path(), &["run", "p.yaml", "--store", "fs://from-flag"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(runs("from-flag"));
+    let o = run_in(dir.path(), &["profile", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["active"]["name"], "default");
+    let want = format!("fs://{}", dir.path().join("from-default").display());
+    assert_eq!(doc["effective"]["store"], want.as_str());
+    let o = run_in(dir.path(), &["--profile", "gpu", "runs"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("profile `gpu` is not defined") && err.contains("default, other"),
+        "{err}"
+    );
 }

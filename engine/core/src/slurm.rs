@@ -2,7 +2,10 @@
 //! job running `engine task exec`, which rebuilds the task from the run
 //! record in the shared store, runs it on the node, publishes its outputs
 //! and writes a result document the scheduler waits for. A resource class
-//! maps to `--cpus-per-task`, `--mem`, `--gres=gpu:N` and `--partition`.
+//! maps to `--cpus-per-task`, `--mem`, `--gres=gpu:N` and `--partition`;
+//! a profile adds the cluster's own settings per class (partition,
+//! account, qos, time limit, a cap on jobs, extra arguments: see
+//! [`SlurmClassSettings`]).
 //!
 //! Map stages keep running their items on the submitting machine: one job
 //! per item would drown a cluster's scheduler in tiny jobs.
@@ -33,6 +36,93 @@ pub struct SlurmConfig {
     pub log_dir: PathBuf,
     /// How often to look for results.
     pub poll: Duration,
+    /// `sbatch` settings for every class (a profile's `[profiles.P.slurm]`).
+    pub defaults: SlurmClassSettings,
+    /// Per resource class, over `defaults` (`[profiles.P.slurm.classes.C]`).
+    pub classes: BTreeMap<String, SlurmClassSettings>,
+}
+
+/// How a resource class's jobs are submitted on one cluster: what a
+/// profile (`engine.toml`) says, since partitions, accounts and limits
+/// belong to the cluster, not to the pipeline.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmClassSettings {
+    /// `--partition`; replaces the class's `partition:` from the pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// `--account`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// `--qos`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qos: Option<String>,
+    /// `--time`, the job's time limit, e.g. `02:00:00` or `1-00:00:00`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// At most this many jobs of the class queued or running at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_jobs: Option<u32>,
+    /// More `sbatch` arguments, added last, e.g. `["--exclusive"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_args: Vec<String>,
+}
+
+impl SlurmClassSettings {
+    /// These settings with whatever `over` sets put over them.
+    pub fn under(&self, over: &SlurmClassSettings) -> SlurmClassSettings {
+        let pick = |a: &Option<String>, b: &Option<String>| b.clone().or_else(|| a.clone());
+        SlurmClassSettings {
+            partition: pick(&self.partition, &over.partition),
+            account: pick(&self.account, &over.account),
+            qos: pick(&self.qos, &over.qos),
+            time: pick(&self.time, &over.time),
+            max_jobs: over.max_jobs.or(self.max_jobs),
+            extra_args: self
+                .extra_args
+                .iter()
+                .chain(&over.extra_args)
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+impl SlurmConfig {
+    /// The settings of class `name`: its own over the defaults.
+    pub fn class_settings(&self, name: &str) -> SlurmClassSettings {
+        match self.classes.get(name) {
+            Some(c) => self.defaults.under(c),
+            None => self.defaults.clone(),
+        }
+    }
+
+    /// The `sbatch` arguments a class's jobs get (besides the job's name,
+    /// output file and command).
+    pub fn sbatch_args(&self, class: &ResourceClass) -> Vec<String> {
+        let set = self.class_settings(&class.name);
+        let mut a = vec![format!("--cpus-per-task={}", class.cpus.max(1))];
+        if class.memory > 0 {
+            a.push(format!("--mem={}M", class.memory.div_ceil(1 << 20)));
+        }
+        if class.gpus > 0 {
+            a.push(format!("--gres=gpu:{}", class.gpus));
+        }
+        if let Some(p) = set.partition.as_ref().or(class.partition.as_ref()) {
+            a.push(format!("--partition={p}"));
+        }
+        for (flag, v) in [
+            ("account", &set.account),
+            ("qos", &set.qos),
+            ("time", &set.time),
+        ] {
+            if let Some(v) = v {
+                a.push(format!("--{flag}={v}"));
+            }
+        }
+        a.extend(set.extra_args.iter().cloned());
+        a
+    }
 }
 
 /// An input as the job receives it.
@@ -176,22 +266,15 @@ pub async fn run_attempt(
         quote(run),
         quote(task)
     );
+    let args = cfg.sbatch_args(class);
+    log.line(&format!("sbatch {}", args.join(" ")));
     let mut cmd = tokio::process::Command::new("sbatch");
     cmd.env("ENGINE_STORE", &cfg.store_url)
         .arg("--export=ALL")
         .arg("--parsable")
         .arg(format!("--job-name=engine:{task}"))
-        .arg(format!("--cpus-per-task={}", class.cpus.max(1)))
-        .arg(format!("--output={}/slurm-%j.out", cfg.log_dir.display()));
-    if class.memory > 0 {
-        cmd.arg(format!("--mem={}M", class.memory.div_ceil(1 << 20)));
-    }
-    if class.gpus > 0 {
-        cmd.arg(format!("--gres=gpu:{}", class.gpus));
-    }
-    if let Some(p) = &class.partition {
-        cmd.arg(format!("--partition={p}"));
-    }
+        .arg(format!("--output={}/slurm-%j.out", cfg.log_dir.display()))
+        .args(&args);
     cmd.arg("--wrap").arg(&wrap);
     let out = cmd.output().await.map_err(|e| {
         StageError::msg(format!("Failed to run `sbatch` for task `{task}`: {e}; is Slurm installed and `SLURM_CONF` set?"))

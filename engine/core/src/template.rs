@@ -15,6 +15,9 @@ pub struct RenderRequest {
     pub values_files: Vec<PathBuf>,
     /// `key.path=value` overrides, applied last; values parse as YAML scalars.
     pub sets: Vec<String>,
+    /// Values under all the others (a profile's `catalog`): any values
+    /// file or `--set` replaces them.
+    pub defaults: Value,
 }
 
 /// The rendered pipeline with the values that produced it.
@@ -43,7 +46,14 @@ pub fn render(req: &RenderRequest) -> Result<Rendered, Diagnostics> {
             None,
         )
     })?;
-    let values = load_values(&req.values_files, &req.sets)?;
+    let values = match &req.defaults {
+        Value::Object(d) if !d.is_empty() => {
+            let mut v = req.defaults.clone();
+            merge(&mut v, load_values(&req.values_files, &req.sets)?);
+            v
+        }
+        _ => load_values(&req.values_files, &req.sets)?,
+    };
     if !file.ends_with(".j2") {
         return Ok(Rendered {
             file,
