@@ -368,8 +368,13 @@ impl Stage for Select {
             .collect();
         let info = serde_json::to_value(&info).unwrap_or(Value::Null);
         let title = format!("Replay model: {}", best.task);
-        let html =
-            stages::replay::html::model_report(&title, &best.task, metric, &rows, &info["metrics"]);
+        let html = stages::replay::html::model_report(
+            &title,
+            &best.task,
+            metric,
+            &rows,
+            &info["metrics"],
+        )?;
         ctx.put_file("model", "report.html", html.into_bytes())
             .await?;
         let ensemble: Vec<&str> = members.iter().map(|(m, _)| m.task.as_str()).collect();

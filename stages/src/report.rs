@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use engine_core::stage::{OutputDecl, Stage, StageConfig, StageError, StageImpl, TaskCtx};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,11 +41,44 @@ struct Row {
     replay_seconds: f64,
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// One league of the report: a row of `summary.json` and of the page.
+/// Fields in alphabetical order, the order `summary.json` has always had.
+#[derive(Serialize)]
+struct LeagueSummary<'a> {
+    broadcasters: &'a std::collections::BTreeSet<String>,
+    league: &'a str,
+    replay_share: f64,
+    replays: u64,
+    seconds: f64,
+    sport: &'a str,
+    videos: usize,
+}
+
+/// A bar of the replays-per-league chart, in SVG units.
+#[derive(Serialize)]
+struct Bar<'a> {
+    league: &'a str,
+    replays: u64,
+    y: usize,
+    w: f64,
+}
+
+#[derive(Serialize)]
+struct Page<'a> {
+    title: &'a str,
+    task: &'a str,
+    videos: usize,
+    replays: u64,
+    chart_height: usize,
+    bars: Vec<Bar<'a>>,
+    leagues: &'a [LeagueSummary<'a>],
+}
+
+const BAR_H: usize = 26;
+
+fn page_html(page: &Page) -> Result<String, StageError> {
+    engine_core::html::render("report.html", include_str!("templates/report.html"), page)
+        .map_err(|e| StageError::msg(format!("Failed to render report.html: {e:#}")))
 }
 
 #[async_trait]
@@ -112,58 +145,44 @@ impl Stage for Report {
         if rows.is_empty() {
             ctx.log("no videos in the inputs: the report is empty");
         }
-        let summary: Vec<Value> = rows
+        let summary: Vec<LeagueSummary> = rows
             .iter()
-            .map(|(league, r)| {
-                json!({
-                    "league": league, "sport": r.sport, "broadcasters": r.broadcasters,
-                    "videos": r.videos, "seconds": r.seconds, "replays": r.replays,
-                    "replay_share": if r.seconds > 0.0 { r.replay_seconds / r.seconds } else { 0.0 },
-                })
+            .map(|(league, r)| LeagueSummary {
+                league,
+                sport: &r.sport,
+                broadcasters: &r.broadcasters,
+                videos: r.videos,
+                seconds: r.seconds,
+                replays: r.replays,
+                replay_share: if r.seconds > 0.0 {
+                    r.replay_seconds / r.seconds
+                } else {
+                    0.0
+                },
             })
             .collect();
         let videos: usize = rows.values().map(|r| r.videos).sum();
         let replays: u64 = rows.values().map(|r| r.replays).sum();
         let max = rows.values().map(|r| r.replays).max().unwrap_or(1).max(1) as f64;
-        let bar_h = 26;
-        let mut svg = format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"{}\" role=\"img\" aria-label=\"replays per league\">",
-            rows.len() * bar_h + 10
-        );
-        for (i, (league, r)) in rows.iter().enumerate() {
-            let w = (r.replays as f64 / max * 400.0).max(1.0);
-            let y = i * bar_h + 5;
-            svg.push_str(&format!(
-                "<text x=\"0\" y=\"{}\" font-size=\"13\">{}</text><rect x=\"160\" y=\"{y}\" width=\"{w:.0}\" height=\"18\" fill=\"#4a7bd0\"/><text x=\"{:.0}\" y=\"{}\" font-size=\"12\">{}</text>",
-                y + 14,
-                esc(league),
-                165.0 + w,
-                y + 14,
-                r.replays
-            ));
-        }
-        svg.push_str("</svg>");
-        let mut table = String::from(
-            "<table><tr><th>league</th><th>sport</th><th>broadcasters</th><th>videos</th><th>minutes</th><th>replays</th><th>replay share</th></tr>",
-        );
-        for (league, r) in &rows {
-            table.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{:.1}%</td></tr>",
-                esc(league),
-                esc(&r.sport),
-                esc(&r.broadcasters.iter().cloned().collect::<Vec<_>>().join(", ")),
-                r.videos,
-                r.seconds / 60.0,
-                r.replays,
-                if r.seconds > 0.0 { 100.0 * r.replay_seconds / r.seconds } else { 0.0 }
-            ));
-        }
-        table.push_str("</table>");
-        let html = format!(
-            "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title><style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child,th:first-child{{text-align:left}}</style></head><body><h1>{t}</h1><p>{videos} videos, {replays} replays, task <code>{task}</code>.</p><h2>Replays per league</h2>{svg}<h2>Per league</h2>{table}</body></html>\n",
-            t = esc(&self.0.title),
-            task = esc(ctx.task()),
-        );
+        let bars = rows
+            .iter()
+            .enumerate()
+            .map(|(i, (league, r))| Bar {
+                league,
+                replays: r.replays,
+                y: i * BAR_H + 5,
+                w: (r.replays as f64 / max * 400.0).max(1.0),
+            })
+            .collect();
+        let html = page_html(&Page {
+            title: &self.0.title,
+            task: ctx.task(),
+            videos,
+            replays,
+            chart_height: rows.len() * BAR_H + 10,
+            bars,
+            leagues: &summary,
+        })?;
         ctx.put_file("report", "report.html", html.into_bytes())
             .await?;
         let summary =
@@ -172,5 +191,52 @@ impl Stage for Report {
         ctx.set_value("videos", json!(videos));
         ctx.set_value("replays", json!(replays));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn league_and_task_names_are_escaped() {
+        let b: BTreeSet<String> = ["net <one> & co".to_string()].into();
+        let leagues = [LeagueSummary {
+            league: "<script>alert(1)</script>",
+            sport: "basketball",
+            broadcasters: &b,
+            videos: 2,
+            seconds: 120.0,
+            replays: 3,
+            replay_share: 0.25,
+        }];
+        let html = page_html(&Page {
+            title: "Leagues & cups",
+            task: "report[x=<b>]",
+            videos: 2,
+            replays: 3,
+            chart_height: 36,
+            bars: vec![Bar {
+                league: "<script>alert(1)</script>",
+                replays: 3,
+                y: 5,
+                w: 400.0,
+            }],
+            leagues: &leagues,
+        })
+        .unwrap();
+        assert!(
+            !html.contains("<script>") && !html.contains("<b>"),
+            "{html}"
+        );
+        assert!(html.contains("<h1>Leagues &amp; cups</h1>"));
+        assert!(
+            html.contains("<td>&lt;script&gt;alert(1)&lt;&#x2f;script&gt;</td>"),
+            "{html}"
+        );
+        assert!(html.contains("net &lt;one&gt; &amp; co"));
+        assert!(html.contains(r##"<rect x="160" y="5" width="400" height="18" fill="#4a7bd0"/><text x="565" y="19" font-size="12">3</text>"##));
+        assert!(html.contains("<td>2.0</td><td>3</td><td>25.0%</td>"));
     }
 }

@@ -912,7 +912,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                                 store.url()
                             )
                         })?;
-                    std::fs::write(&path, show::timeline_html(&run))
+                    std::fs::write(&path, show::timeline_html(&run)?)
                         .with_context(|| format!("Failed to write `{}`", path.display()))?;
                     println!("wrote {}", path.display());
                 }

@@ -6,6 +6,7 @@ use engine_core::digest::Digest;
 use engine_core::records::{self, RunRecord, TaskStatus};
 use engine_core::scheduler::Decision;
 use engine_core::store::Store;
+use serde::Serialize;
 
 pub fn print_plan(p: &Pipeline, decisions: &[Decision], store: &str) {
     println!(
@@ -818,25 +819,56 @@ pub async fn resolve_artifact(store: &Store, what: &str) -> Result<engine_core::
     Ok(digest)
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// A run's timeline page: the run as `engine show RUN --json` prints it,
+/// and the Gantt chart's geometry.
+#[derive(Serialize)]
+struct TimelinePage<'a> {
+    run: &'a RunRecord,
+    /// Per task, in the order of `run.tasks`.
+    seconds: Vec<f64>,
+    chart: Gantt<'a>,
+}
+
+#[derive(Serialize)]
+struct Gantt<'a> {
+    width: u32,
+    height: usize,
+    row: usize,
+    label_w: u32,
+    axis_y: usize,
+    end_x: u32,
+    end_s: f64,
+    tasks: Vec<GanttRow<'a>>,
+}
+
+#[derive(Serialize)]
+struct GanttRow<'a> {
+    task: &'a str,
+    status: &'static str,
+    colour: &'static str,
+    y: usize,
+    spans: Vec<Span>,
+}
+
+#[derive(Serialize)]
+struct Span {
+    x: f64,
+    w: f64,
+    from_ms: f64,
+    to_ms: f64,
 }
 
 /// A run as an HTML page: a Gantt chart of when each task held its
 /// resources, coloured by status, and the task table.
-pub fn timeline_html(r: &RunRecord) -> String {
+pub fn timeline_html(r: &RunRecord) -> Result<String> {
     let end = r
         .tasks
         .iter()
         .filter_map(|t| t.finished_ms)
         .fold(1.0f64, f64::max);
     let row = 18;
-    let label_w = 260.0;
-    let width = 900.0;
-    let scale = (width - label_w - 20.0) / end;
+    let (label_w, width) = (260u32, 900u32);
+    let scale = (width - label_w - 20) as f64 / end;
     let colour = |s: TaskStatus| match s {
         TaskStatus::Done => "#4caf50",
         TaskStatus::Cached => "#64b5f6",
@@ -844,61 +876,96 @@ pub fn timeline_html(r: &RunRecord) -> String {
         TaskStatus::Cancelled => "#fb8c00",
         _ => "#bdbdbd",
     };
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"11\">",
-        r.tasks.len() * row + 30
-    );
-    for (i, t) in r.tasks.iter().enumerate() {
-        let y = i * row + 4;
-        svg.push_str(&format!(
-            "<text x=\"0\" y=\"{}\">{}</text>",
-            y + 12,
-            esc(&t.task)
-        ));
-        let spans: Vec<[f64; 2]> = if t.held_ms.is_empty() {
-            match (t.started_ms, t.finished_ms) {
-                (Some(a), Some(b)) => vec![[a, b]],
-                _ => vec![],
+    let tasks = r
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let spans: Vec<[f64; 2]> = if t.held_ms.is_empty() {
+                match (t.started_ms, t.finished_ms) {
+                    (Some(a), Some(b)) => vec![[a, b]],
+                    _ => vec![],
+                }
+            } else {
+                t.held_ms.clone()
+            };
+            GanttRow {
+                task: &t.task,
+                status: t.status.as_str(),
+                colour: colour(t.status),
+                y: i * row + 4,
+                spans: spans
+                    .into_iter()
+                    .map(|[a, b]| Span {
+                        x: label_w as f64 + a * scale,
+                        w: ((b - a) * scale).max(1.5),
+                        from_ms: a,
+                        to_ms: b,
+                    })
+                    .collect(),
             }
-        } else {
-            t.held_ms.clone()
-        };
-        for [a, b] in spans {
-            svg.push_str(&format!(
-                "<rect x=\"{:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"{}\" fill=\"{}\"><title>{} {}: {:.0}-{:.0} ms</title></rect>",
-                label_w + a * scale,
-                ((b - a) * scale).max(1.5),
-                row - 4,
-                colour(t.status),
-                esc(&t.task),
-                t.status.as_str(),
-                a,
-                b
-            ));
-        }
-    }
-    let axis_y = r.tasks.len() * row + 20;
-    svg.push_str(&format!(
-        "<text x=\"{label_w}\" y=\"{axis_y}\">0 s</text><text x=\"{:.0}\" y=\"{axis_y}\" text-anchor=\"end\">{:.2} s</text></svg>",
-        width - 20.0,
-        end / 1000.0
-    ));
-    let mut rows = String::new();
-    for t in &r.tasks {
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td></tr>",
-            esc(&t.task),
-            t.status.as_str(),
-            t.seconds(),
-            esc(&t.reason),
-            esc(t.error.as_deref().unwrap_or(""))
-        ));
-    }
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>run {id}</title><style>body{{font-family:sans-serif;margin:2em}}td,th{{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}}</style></head><body><h1>Run {id}</h1><p>pipeline <b>{p}</b>, {st} in {secs:.2} s; green done, blue cached, red failed, orange cancelled, grey skipped.</p>{svg}<table><tr><th>task</th><th>status</th><th>seconds</th><th>reason</th><th>error</th></tr>{rows}</table></body></html>\n",
-        id = esc(&r.id),
-        p = esc(&r.pipeline),
-        st = r.status.as_str(),
-        secs = r.seconds
+        })
+        .collect();
+    let page = TimelinePage {
+        run: r,
+        seconds: r.tasks.iter().map(|t| t.seconds()).collect(),
+        chart: Gantt {
+            width,
+            height: r.tasks.len() * row + 30,
+            row,
+            label_w,
+            axis_y: r.tasks.len() * row + 20,
+            end_x: width - 20,
+            end_s: end / 1000.0,
+            tasks,
+        },
+    };
+    engine_core::html::render(
+        "timeline.html",
+        include_str!("templates/timeline.html"),
+        &page,
     )
+    .context("Failed to render the run's timeline page")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(task: &str, error: Option<&str>) -> RunRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": "r<1>", "pipeline": "leagues & cups", "file": "p.yaml", "status": "failed",
+            "started": "2026-11-28T10:00:00Z", "seconds": 1.5, "engine_version": "0",
+            "host": "h", "pipeline_digest": Digest::of(b"p"), "spec": "", "values": {},
+            "store": "file:///s", "executor": "local",
+            "tasks": [{"task": task, "stage": "s", "kind": "shell", "status": "failed",
+                       "reason": "no cache entry", "started_ms": 0.0, "finished_ms": 1000.0,
+                       "error": error}],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_timeline_draws_each_task_and_lists_it() {
+        let html = timeline_html(&run("train[league=a]", None)).unwrap();
+        assert!(html.contains("<h1>Run r&lt;1&gt;</h1>"), "{html}");
+        assert!(html.contains("pipeline <b>leagues &amp; cups</b>, failed in 1.50 s"));
+        assert!(html.contains(r##"<rect x="260.0" y="4" width="620.0" height="14" fill="#e53935"><title>train[league=a] failed: 0-1000 ms</title></rect>"##), "{html}");
+        assert!(html.contains(r#"<text x="880" y="38" text-anchor="end">1.00 s</text>"#));
+        assert!(html.contains("<tr><td>train[league=a]</td><td>failed</td><td>1.00</td><td>no cache entry</td><td></td></tr>"));
+    }
+
+    #[test]
+    fn task_names_and_errors_are_escaped() {
+        let html = timeline_html(&run("<script>x</script>", Some("a & b <i>"))).unwrap();
+        assert!(
+            !html.contains("<script>") && !html.contains("<i>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<text x=\"0\" y=\"16\">&lt;script&gt;x&lt;&#x2f;script&gt;</text>"),
+            "{html}"
+        );
+        assert!(html.contains("<td>a &amp; b &lt;i&gt;</td>"));
+    }
 }

@@ -25,6 +25,7 @@ pub mod events;
 pub mod executor;
 pub mod fsck;
 pub mod gc;
+pub mod html;
 pub mod plan;
 pub mod reaper;
 pub mod records;

@@ -2,15 +2,9 @@
 //! chosen trial's loss curves as an SVG plot, and its test figures per
 //! league and broadcaster.
 
+use engine_core::stage::StageError;
+use serde::Serialize;
 use serde_json::Value;
-use std::fmt::Write;
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 fn num(v: &Value) -> String {
     match v.as_f64() {
@@ -20,9 +14,36 @@ fn num(v: &Value) -> String {
     }
 }
 
-/// An SVG line plot of named series (one value per epoch).
-pub fn loss_plot(series: &[(&str, &str, Vec<f64>)], best_epoch: usize) -> String {
-    let (w, h, pad) = (560.0, 240.0, 40.0);
+/// An SVG line plot of named series (one value per epoch), as coordinates
+/// the template draws.
+#[derive(Serialize)]
+struct LossPlot {
+    w: u32,
+    h: u32,
+    pad: u32,
+    lo: f64,
+    hi: f64,
+    best: Option<BestEpoch>,
+    series: Vec<Series>,
+}
+
+#[derive(Serialize)]
+struct BestEpoch {
+    x: f64,
+    epoch: usize,
+}
+
+#[derive(Serialize)]
+struct Series {
+    name: &'static str,
+    colour: &'static str,
+    /// `x,y x,y ...`, numbers only.
+    points: String,
+}
+
+fn loss_plot(series: &[(&'static str, &'static str, Vec<f64>)], best_epoch: usize) -> LossPlot {
+    let (w, h, pad) = (560u32, 240u32, 40u32);
+    let (wf, hf, padf) = (w as f64, h as f64, pad as f64);
     let n = series.iter().map(|s| s.2.len()).max().unwrap_or(0).max(2);
     let ys: Vec<f64> = series
         .iter()
@@ -39,56 +60,33 @@ pub fn loss_plot(series: &[(&str, &str, Vec<f64>)], best_epoch: usize) -> String
     } else {
         (lo, hi)
     };
-    let x = |i: usize| pad + (w - 2.0 * pad) * i as f64 / (n - 1) as f64;
-    let y = |v: f64| h - pad - (h - 2.0 * pad) * (v - lo) / (hi - lo);
-    let mut s = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
-    );
-    let _ = write!(
-        s,
-        r##"<rect x="{pad}" y="{pad}" width="{}" height="{}" fill="none" stroke="#bbb"/>"##,
-        w - 2.0 * pad,
-        h - 2.0 * pad
-    );
-    let _ = write!(
-        s,
-        r#"<text x="4" y="{}">{hi:.3}</text><text x="4" y="{}">{lo:.3}</text>"#,
-        pad + 4.0,
-        h - pad
-    );
-    let _ = write!(s, r#"<text x="{}" y="{}">epoch</text>"#, w / 2.0, h - 8.0);
-    if best_epoch > 0 {
-        let bx = x(best_epoch - 1);
-        let _ = write!(
-            s,
-            r##"<line x1="{bx}" y1="{pad}" x2="{bx}" y2="{}" stroke="#999" stroke-dasharray="4 3"/><text x="{}" y="{}">best {best_epoch}</text>"##,
-            h - pad,
-            bx + 3.0,
-            pad + 12.0
-        );
-    }
-    for (k, (name, colour, v)) in series.iter().enumerate() {
-        let pts: Vec<String> = v
+    let x = |i: usize| padf + (wf - 2.0 * padf) * i as f64 / (n - 1) as f64;
+    let y = |v: f64| hf - padf - (hf - 2.0 * padf) * (v - lo) / (hi - lo);
+    LossPlot {
+        w,
+        h,
+        pad,
+        lo,
+        hi,
+        best: (best_epoch > 0).then(|| BestEpoch {
+            x: x(best_epoch - 1),
+            epoch: best_epoch,
+        }),
+        series: series
             .iter()
-            .enumerate()
-            .filter(|(_, v)| v.is_finite())
-            .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
-            .collect();
-        let _ = write!(
-            s,
-            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
-            pts.join(" ")
-        );
-        let _ = write!(
-            s,
-            r#"<text x="{}" y="{}" fill="{colour}">{}</text>"#,
-            w - pad - 110.0,
-            pad + 16.0 + 14.0 * k as f64,
-            esc(name)
-        );
+            .map(|(name, colour, v)| Series {
+                name,
+                colour,
+                points: v
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.is_finite())
+                    .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            })
+            .collect(),
     }
-    s.push_str("</svg>");
-    s
 }
 
 const FIGURES: [&str; 6] = [
@@ -100,26 +98,58 @@ const FIGURES: [&str; 6] = [
     "content_recall",
 ];
 
-fn group_table(title: &str, groups: &Value) -> String {
-    let mut s = format!("<h2>{}</h2><table><tr><th></th><th>videos</th>", esc(title));
-    for f in FIGURES {
-        let _ = write!(s, "<th>{f}</th>");
+#[derive(Serialize)]
+struct Trial<'a> {
+    name: &'a str,
+    chosen: bool,
+    params: String,
+    /// One per [`FIGURES`], formatted.
+    cells: Vec<String>,
+    best_epoch: String,
+}
+
+#[derive(Serialize)]
+struct Group<'a> {
+    name: &'a str,
+    videos: String,
+    cells: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct GroupTable<'a> {
+    title: &'static str,
+    rows: Vec<Group<'a>>,
+}
+
+#[derive(Serialize)]
+struct Page<'a> {
+    title: &'a str,
+    chosen: &'a str,
+    metric: &'a str,
+    figures: [&'static str; 6],
+    trials: Vec<Trial<'a>>,
+    plot: LossPlot,
+    groups: [GroupTable<'a>; 2],
+}
+
+fn cells(figures: &Value) -> Vec<String> {
+    FIGURES.iter().map(|f| num(&figures[f])).collect()
+}
+
+fn group_table<'a>(title: &'static str, groups: &'a Value) -> GroupTable<'a> {
+    GroupTable {
+        title,
+        rows: groups
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, g)| Group {
+                name,
+                videos: num(&g["videos"]),
+                cells: cells(g),
+            })
+            .collect(),
     }
-    s.push_str("</tr>");
-    for (name, g) in groups.as_object().into_iter().flatten() {
-        let _ = write!(
-            s,
-            "<tr><td>{}</td><td>{}</td>",
-            esc(name),
-            num(&g["videos"])
-        );
-        for f in FIGURES {
-            let _ = write!(s, "<td>{}</td>", num(&g[f]));
-        }
-        s.push_str("</tr>");
-    }
-    s.push_str("</table>");
-    s
 }
 
 /// The page. `trials`: `[{trial, params, test, best_epoch}]`;
@@ -130,46 +160,24 @@ pub fn model_report(
     metric: &str,
     trials: &[Value],
     metrics: &Value,
-) -> String {
-    let mut s = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title><style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}tr.chosen{{background:#eef6ff;font-weight:bold}}</style></head><body><h1>{t}</h1>",
-        t = esc(title)
-    );
-    let _ = write!(
-        s,
-        "<p>Chosen: <b>{}</b>, the best <code>{}</code> on the test split.</p>",
-        esc(chosen),
-        esc(metric)
-    );
-    s.push_str("<h2>Trials</h2><table><tr><th>trial</th><th>params</th>");
-    for f in FIGURES {
-        let _ = write!(s, "<th>{f}</th>");
-    }
-    s.push_str("<th>best epoch</th></tr>");
-    for t in trials {
-        let name = t["trial"].as_str().unwrap_or("?");
-        let cls = if name == chosen {
-            " class=\"chosen\""
-        } else {
-            ""
-        };
-        let params: String = ["hidden", "layers", "bidirectional", "lr"]
-            .iter()
-            .filter_map(|k| t["params"].get(*k).map(|v| format!("{k}={v}")))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let _ = write!(
-            s,
-            "<tr{cls}><td>{}</td><td>{}</td>",
-            esc(name),
-            esc(&params)
-        );
-        for f in FIGURES {
-            let _ = write!(s, "<td>{}</td>", num(&t["test"][f]));
-        }
-        let _ = write!(s, "<td>{}</td></tr>", num(&t["best_epoch"]));
-    }
-    s.push_str("</table>");
+) -> Result<String, StageError> {
+    let trials = trials
+        .iter()
+        .map(|t| {
+            let name = t["trial"].as_str().unwrap_or("?");
+            Trial {
+                name,
+                chosen: name == chosen,
+                params: ["hidden", "layers", "bidirectional", "lr"]
+                    .iter()
+                    .filter_map(|k| t["params"].get(*k).map(|v| format!("{k}={v}")))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                cells: cells(&t["test"]),
+                best_epoch: num(&t["best_epoch"]),
+            }
+        })
+        .collect();
     let curve = |k: &str| {
         metrics["curves"][k]
             .as_array()
@@ -177,21 +185,30 @@ pub fn model_report(
             .unwrap_or_default()
     };
     let best = metrics["curves"]["best_epoch"].as_u64().unwrap_or(0) as usize;
-    s.push_str("<h2>Loss of the chosen trial</h2>");
-    s.push_str(&loss_plot(
-        &[
-            ("train", "#1f77b4", curve("train_loss")),
-            ("validation", "#d62728", curve("val_loss")),
+    let page = Page {
+        title,
+        chosen,
+        metric,
+        figures: FIGURES,
+        trials,
+        plot: loss_plot(
+            &[
+                ("train", "#1f77b4", curve("train_loss")),
+                ("validation", "#d62728", curve("val_loss")),
+            ],
+            best,
+        ),
+        groups: [
+            group_table("Test split per league", &metrics["leagues"]),
+            group_table("Test split per broadcaster", &metrics["broadcasters"]),
         ],
-        best,
-    ));
-    s.push_str(&group_table("Test split per league", &metrics["leagues"]));
-    s.push_str(&group_table(
-        "Test split per broadcaster",
-        &metrics["broadcasters"],
-    ));
-    s.push_str("</body></html>\n");
-    s
+    };
+    engine_core::html::render(
+        "model_report.html",
+        include_str!("templates/model_report.html"),
+        &page,
+    )
+    .map_err(|e| StageError::msg(format!("Failed to render the model report: {e:#}")))
 }
 
 #[cfg(test)]
@@ -216,11 +233,35 @@ mod tests {
             "segment_f1",
             &trials,
             &metrics,
-        );
+        )
+        .unwrap();
         assert!(html.contains("<tr class=\"chosen\"><td>train[hidden=64]</td>"));
         assert!(html.contains("<polyline"));
         assert!(html.contains("best 2"));
         assert!(html.contains("hoops-pro") && html.contains("net-one"));
         assert!(html.contains("0.950"));
+    }
+
+    #[test]
+    fn trial_and_league_names_are_escaped() {
+        let trials = vec![json!({"trial": "t<script>", "params": {}, "test": {}, "best_epoch": 1})];
+        let metrics = json!({
+            "curves": {"train_loss": [0.5], "val_loss": [0.6], "best_epoch": 1},
+            "leagues": {"<script>alert(1)</script>": {"videos": 1}},
+            "broadcasters": {"A & B": {"videos": 1}},
+        });
+        let html = model_report("R&D <i>", "t<script>", "segment_f1", &trials, &metrics).unwrap();
+        assert!(
+            !html.contains("<script>") && !html.contains("<i>"),
+            "{html}"
+        );
+        assert!(html.contains("<h1>R&amp;D &lt;i&gt;</h1>"));
+        assert!(html.contains("<tr class=\"chosen\"><td>t&lt;script&gt;</td>"));
+        assert!(
+            html.contains(
+                "<td>&lt;script&gt;alert(1)&lt;&#x2f;script&gt;</td><td>1</td><td>-</td>"
+            )
+        );
+        assert!(html.contains("<td>A &amp; B</td>"));
     }
 }
