@@ -10,17 +10,11 @@ use serde::Serialize;
 const LAYOUT: &str = include_str!("layout.html");
 const STYLE_CSS: &str = include_str!("style.css");
 
-/// Renders `source` (a template that extends `layout.html`) with `page` as
-/// `page`. `name` must end in `.html` for auto-escaping.
-pub fn render<T: Serialize>(
-    name: &str,
-    source: &str,
-    page: &T,
-) -> Result<String, minijinja::Error> {
-    debug_assert!(
-        name.ends_with(".html"),
-        "`{name}` would not be auto-escaped"
-    );
+/// The environment every page renders in: `layout.html` to extend (with a
+/// `head` block for a page's own styles), the shared stylesheet as
+/// `stylesheet`, and the `fixed` filter. Add a page's templates to it,
+/// named `*.html` so they are auto-escaped.
+pub fn environment() -> Result<Environment<'static>, minijinja::Error> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // Readable templates without stray blank lines around `{% %}` tags.
@@ -32,12 +26,28 @@ pub fn render<T: Serialize>(
     env.set_syntax(syntax);
     env.add_filter("fixed", fixed);
     env.add_template("layout.html", LAYOUT)?;
+    // Our own file, not data: safe to insert unescaped.
+    env.add_global(
+        "stylesheet",
+        Value::from_safe_string(STYLE_CSS.trim_end().to_string()),
+    );
+    Ok(env)
+}
+
+/// Renders `source` (a template that extends `layout.html`) with `page` as
+/// `page`. `name` must end in `.html` for auto-escaping.
+pub fn render<T: Serialize>(
+    name: &str,
+    source: &str,
+    page: &T,
+) -> Result<String, minijinja::Error> {
+    debug_assert!(
+        name.ends_with(".html"),
+        "`{name}` would not be auto-escaped"
+    );
+    let mut env = environment()?;
     env.add_template(name, source)?;
-    let ctx = context! {
-        page => Value::from(minijinja::value::Serde(page)),
-        // Our own file, not data: safe to insert unescaped.
-        stylesheet => Value::from_safe_string(STYLE_CSS.trim_end().to_string()),
-    };
+    let ctx = context! { page => Value::from(minijinja::value::Serde(page)) };
     env.get_template(name)?.render(ctx)
 }
 

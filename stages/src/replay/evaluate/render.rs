@@ -306,16 +306,10 @@ fn view(doc: &Value) -> View {
     }
 }
 
+/// The shared page environment (layout, stylesheet; see
+/// [`engine_core::html`]) with the evaluation's templates.
 fn env() -> Environment<'static> {
-    let mut env = Environment::new();
-    let syntax = minijinja::syntax::SyntaxConfig::builder()
-        .keep_trailing_newline(true)
-        .trim_blocks(true)
-        .lstrip_blocks(true)
-        .build()
-        .expect("the default delimiters are valid");
-    env.set_syntax(syntax);
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let mut env = engine_core::html::environment().expect("the shared layout parses");
     // A Markdown table cell must not contain a bare `|`.
     env.add_filter("cell", |s: String| s.replace('|', "\\|").replace('\n', " "));
     env.add_template("evaluation.md", include_str!("templates/evaluation.md.j2"))
