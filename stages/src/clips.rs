@@ -10,6 +10,7 @@
 
 use crate::formats::{CLIPS_FILE, Clip, ClipKind, ClipSet, NegativeKind, stable_hash};
 use async_trait::async_trait;
+use engine_core::stage::ParamsError;
 use engine_core::stage::{ItemCtx, MapStage, StageConfig, StageEnv, StageError, StageImpl};
 use engine_core::store::Item;
 use serde::{Deserialize, Serialize};
@@ -69,19 +70,18 @@ impl StageConfig for CutConfig {
     const KIND: &'static str = "clips.cut";
     const SUMMARY: &'static str =
         "per video: replay start/end/content clips and negatives (clips.json)";
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ParamsError> {
         for (n, v) in [("window", self.window), ("stride", self.stride)] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(format!(
-                    "`{n}` must be a positive number of seconds, got {v}"
-                ));
+                return Err(format!("`{n}` must be a positive number of seconds, got {v}").into());
             }
         }
         if !(self.negative_ratio.is_finite() && self.negative_ratio >= 0.0) {
             return Err(format!(
                 "`negative_ratio` must be 0 or more, got {}",
                 self.negative_ratio
-            ));
+            )
+            .into());
         }
         Ok(())
     }

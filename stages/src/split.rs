@@ -22,6 +22,7 @@ use crate::formats::{
     DATASET_FILE, SPLITS, dataset_splits, has_clip_set, read_clip_set, stable_hash,
 };
 use async_trait::async_trait;
+use engine_core::stage::ParamsError;
 use engine_core::stage::{OutputDecl, Stage, StageConfig, StageError, StageImpl, TaskCtx};
 use engine_core::store::Item;
 use serde::Deserialize;
@@ -148,18 +149,16 @@ fn default_eval() -> f64 {
 impl StageConfig for SplitConfig {
     const KIND: &'static str = "dataset.split";
     const SUMMARY: &'static str = "train/test/validation by video, no leakage: exact per-league quotas kept across runs, or a stable hash";
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ParamsError> {
         let all = [self.train, self.test, self.validation];
         if all.iter().any(|f| !(f.is_finite() && *f >= 0.0)) {
-            return Err(format!(
-                "`train`, `test` and `validation` must be 0 or more, got {all:?}"
-            ));
+            return Err(
+                format!("`train`, `test` and `validation` must be 0 or more, got {all:?}").into(),
+            );
         }
         let sum: f64 = all.iter().sum();
         if (sum - 1.0).abs() > 1e-6 {
-            return Err(format!(
-                "`train` + `test` + `validation` must be 1, got {sum}"
-            ));
+            return Err(format!("`train` + `test` + `validation` must be 1, got {sum}").into());
         }
         Ok(())
     }
@@ -447,6 +446,6 @@ mod tests {
     #[test]
     fn fractions_must_sum_to_one() {
         let c: SplitConfig = serde_json::from_value(json!({ "train": 0.5 })).unwrap();
-        assert!(c.check().unwrap_err().contains("must be 1"));
+        assert!(c.check().unwrap_err().message.contains("must be 1"));
     }
 }

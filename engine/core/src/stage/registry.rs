@@ -47,8 +47,8 @@ pub trait StageConfig: DeserializeOwned + schemars::JsonSchema {
     const SUMMARY: &'static str;
     /// What serde cannot check (ranges, params that go together), when the
     /// pipeline is compiled rather than when the task runs; the error names
-    /// the param.
-    fn check(&self) -> Result<(), String> {
+    /// the param (and may say, as the hint, what to do).
+    fn check(&self) -> Result<(), ParamsError> {
         Ok(())
     }
     fn build(self) -> StageImpl;
