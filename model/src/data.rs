@@ -6,7 +6,7 @@ use engine_core::stage::{StageEnv, StageError};
 use engine_core::store::Item;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use stages::clips::ClipSet;
+use stages::formats::{ClipSet, has_clip_set, read_clip_set};
 
 /// One video of the dataset.
 #[derive(Clone, Debug)]
@@ -34,19 +34,13 @@ pub async fn dataset_videos(
 ) -> Result<Vec<DatasetVideo>, StageError> {
     let mut items: Vec<Item> = ctx
         .input_items(from)
-        .filter(|i| i.files.contains_key("clips.json"))
+        .filter(|i| has_clip_set(i))
         .cloned()
         .collect();
     items.sort_by(|a, b| a.key.cmp(&b.key));
     let mut out = vec![];
     for item in items {
-        let set: ClipSet = serde_json::from_slice(&ctx.read(&item.files["clips.json"]).await?)
-            .map_err(|e| {
-                StageError::msg(format!(
-                    "Failed to parse `clips.json` of video `{}`: {e}",
-                    item.key
-                ))
-            })?;
+        let set = read_clip_set(ctx, &item).await?;
         out.push(DatasetVideo {
             split: meta_str(&item, "split"),
             league: meta_str(&item, "league"),

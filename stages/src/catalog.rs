@@ -9,6 +9,7 @@
 //! The stage reads a database that changes between runs: give it
 //! `cache: false` so every run sees the current catalog.
 
+use engine_core::stage::ParamsError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,7 +56,7 @@ impl StageConfig for CatalogQueryConfig {
     const KIND: &'static str = "catalog.query";
     const SUMMARY: &'static str = "videos from the catalog chosen by a SELECT, as collection `videos` (uri, metadata, labels; no bytes)";
     /// Placeholder typos fail when the pipeline is compiled, not at run time.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ParamsError> {
         ::catalog::bind_named(&self.sql, &self.params).map_err(|e| match e {
             CatalogError::Params { message, .. } => format!("`sql` / `params`: {message}"),
             other => other.to_string(),

@@ -8,8 +8,9 @@
 //! re-encoding thousands of small mp4s would only cost time and storage;
 //! and a map stage emits exactly one item per input item.
 
-use crate::split::stable_hash;
+use crate::formats::{CLIPS_FILE, Clip, ClipKind, ClipSet, NegativeKind, stable_hash};
 use async_trait::async_trait;
+use engine_core::stage::ParamsError;
 use engine_core::stage::{ItemCtx, MapStage, StageConfig, StageEnv, StageError, StageImpl};
 use engine_core::store::Item;
 use serde::{Deserialize, Serialize};
@@ -69,88 +70,24 @@ impl StageConfig for CutConfig {
     const KIND: &'static str = "clips.cut";
     const SUMMARY: &'static str =
         "per video: replay start/end/content clips and negatives (clips.json)";
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ParamsError> {
         for (n, v) in [("window", self.window), ("stride", self.stride)] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(format!(
-                    "`{n}` must be a positive number of seconds, got {v}"
-                ));
+                return Err(format!("`{n}` must be a positive number of seconds, got {v}").into());
             }
         }
         if !(self.negative_ratio.is_finite() && self.negative_ratio >= 0.0) {
             return Err(format!(
                 "`negative_ratio` must be 0 or more, got {}",
                 self.negative_ratio
-            ));
+            )
+            .into());
         }
         Ok(())
     }
     fn build(self) -> StageImpl {
         StageImpl::Map(Arc::new(Cut(self)))
     }
-}
-
-/// What a clip shows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClipKind {
-    ReplayStart,
-    ReplayEnd,
-    ReplayContent,
-    Negative,
-}
-
-impl ClipKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClipKind::ReplayStart => "replay_start",
-            ClipKind::ReplayEnd => "replay_end",
-            ClipKind::ReplayContent => "replay_content",
-            ClipKind::Negative => "negative",
-        }
-    }
-}
-
-/// Which kind of negative.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NegativeKind {
-    /// Plain live play.
-    Live,
-    /// A non-replay graphic (ad banner, lower third, score pop-up, or an
-    /// unpaired teacher boundary).
-    DistractorGraphic,
-    /// A hard cut to another live camera.
-    HardCut,
-}
-
-/// One sample: a span of the source video.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Clip {
-    /// Unique within the video, in time order.
-    pub id: String,
-    pub start: f64,
-    pub end: f64,
-    pub kind: ClipKind,
-    /// For negatives: which kind.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub negative: Option<NegativeKind>,
-    /// 1 for the replay kinds, 0 for negatives.
-    pub label: u8,
-    /// `human`, `teacher` or `truth`.
-    pub source: String,
-}
-
-/// The `clips.json` file.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ClipSet {
-    pub version: u32,
-    pub video: String,
-    pub duration: f64,
-    pub window: f64,
-    pub source: String,
-    pub segments: Vec<(f64, f64)>,
-    pub clips: Vec<Clip>,
 }
 
 /// What the cutter knows about one video.
@@ -427,7 +364,7 @@ impl MapStage for Cut {
             clips,
         };
         let bytes = serde_json::to_vec_pretty(&set).map_err(|e| StageError::msg(e.to_string()))?;
-        ctx.put_file("clips.json", bytes).await?;
+        ctx.put_file(CLIPS_FILE, bytes).await?;
         let mut meta = if item.meta.is_object() {
             item.meta.clone()
         } else {

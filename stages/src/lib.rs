@@ -5,6 +5,7 @@ pub mod catalog;
 #[cfg(feature = "video")]
 pub mod clips;
 pub mod deploy;
+pub mod formats;
 pub mod model;
 pub mod replay;
 #[cfg(feature = "video")]

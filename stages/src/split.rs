@@ -18,29 +18,17 @@
 //! `catalog.query`) are refused: they are for evaluation only, and a
 //! training query must exclude them.
 
+use crate::formats::{
+    DATASET_FILE, SPLITS, dataset_splits, has_clip_set, read_clip_set, stable_hash,
+};
 use async_trait::async_trait;
+use engine_core::stage::ParamsError;
 use engine_core::stage::{OutputDecl, Stage, StageConfig, StageError, StageImpl, TaskCtx};
 use engine_core::store::Item;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// A stable 64-bit hash of (seed, text): FNV-1a then the SplitMix64
-/// finaliser. Same on every platform and release, unlike `DefaultHasher`.
-pub fn stable_hash(seed: u64, text: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    for b in text.as_bytes() {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-pub const SPLITS: [&str; 3] = ["train", "test", "validation"];
 
 /// Params of `dataset.split`.
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
@@ -161,18 +149,16 @@ fn default_eval() -> f64 {
 impl StageConfig for SplitConfig {
     const KIND: &'static str = "dataset.split";
     const SUMMARY: &'static str = "train/test/validation by video, no leakage: exact per-league quotas kept across runs, or a stable hash";
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ParamsError> {
         let all = [self.train, self.test, self.validation];
         if all.iter().any(|f| !(f.is_finite() && *f >= 0.0)) {
-            return Err(format!(
-                "`train`, `test` and `validation` must be 0 or more, got {all:?}"
-            ));
+            return Err(
+                format!("`train`, `test` and `validation` must be 0 or more, got {all:?}").into(),
+            );
         }
         let sum: f64 = all.iter().sum();
         if (sum - 1.0).abs() > 1e-6 {
-            return Err(format!(
-                "`train` + `test` + `validation` must be 1, got {sum}"
-            ));
+            return Err(format!("`train` + `test` + `validation` must be 1, got {sum}").into());
         }
         Ok(())
     }
@@ -212,7 +198,7 @@ impl Stage for Split {
     async fn run(&self, ctx: &mut TaskCtx) -> Result<(), StageError> {
         let mut items: Vec<Item> = ctx
             .input_items(self.0.from.as_deref())
-            .filter(|i| i.files.contains_key("clips.json"))
+            .filter(|i| has_clip_set(i))
             .cloned()
             .collect();
         items.sort_by(|a, b| a.key.cmp(&b.key));
@@ -232,19 +218,14 @@ impl Stage for Split {
                 let mut previous = BTreeMap::new();
                 let mut anchored = false;
                 for input in ctx.inputs() {
-                    if let Some(b) = input.manifest.files.get("dataset.json") {
-                        let d: Value =
-                            serde_json::from_slice(&ctx.read(b).await?).map_err(|e| {
-                                StageError::msg(format!(
-                                    "Failed to parse the previous dataset from `{}`: {e}",
-                                    input.task
-                                ))
-                            })?;
-                        for v in d["videos"].as_array().into_iter().flatten() {
-                            if let (Some(k), Some(s)) = (v["video"].as_str(), v["split"].as_str()) {
-                                previous.insert(k.to_string(), s.to_string());
-                            }
-                        }
+                    if let Some(b) = input.manifest.files.get(DATASET_FILE) {
+                        let d = dataset_splits(&ctx.read(b).await?).map_err(|e| {
+                            StageError::msg(format!(
+                                "Failed to parse the previous dataset from `{}`: {e}",
+                                input.task
+                            ))
+                        })?;
+                        previous.extend(d);
                         anchored = true;
                     } else if input.manifest.meta.get("missing").is_some() {
                         anchored = true; // the first run: the ref does not exist yet
@@ -290,14 +271,8 @@ impl Stage for Split {
                 .and_then(Value::as_str)
                 .unwrap_or("unknown")
                 .to_string();
-            let blob = &item.files["clips.json"];
-            let set: crate::clips::ClipSet = serde_json::from_slice(&ctx.read(blob).await?)
-                .map_err(|e| {
-                    StageError::msg(format!(
-                        "Failed to parse `clips.json` of video `{}`: {e}",
-                        item.key
-                    ))
-                })?;
+            let set = read_clip_set(ctx, &item).await?;
+            let blob = &item.files[crate::formats::CLIPS_FILE];
             let video_digest = item.files.get("video.mp4").map(|b| b.digest.to_string());
             for c in &set.clips {
                 splits.get_mut(split).expect("known split").push(json!({
@@ -361,7 +336,7 @@ impl Stage for Split {
         });
         let bytes =
             serde_json::to_vec_pretty(&dataset).map_err(|e| StageError::msg(e.to_string()))?;
-        ctx.put_file("dataset", "dataset.json", bytes).await?;
+        ctx.put_file("dataset", DATASET_FILE, bytes).await?;
         ctx.set_meta("dataset", meta.clone())?;
         ctx.set_meta("clips", meta)?;
         for s in SPLITS {
@@ -471,6 +446,6 @@ mod tests {
     #[test]
     fn fractions_must_sum_to_one() {
         let c: SplitConfig = serde_json::from_value(json!({ "train": 0.5 })).unwrap();
-        assert!(c.check().unwrap_err().contains("must be 1"));
+        assert!(c.check().unwrap_err().message.contains("must be 1"));
     }
 }

@@ -18,6 +18,7 @@ pub mod detect;
 
 use async_trait::async_trait;
 use detect::{DetectParams, Detection};
+use engine_core::stage::ParamsError;
 use engine_core::stage::{
     ItemCtx, MapStage, OutputDecl, Stage, StageConfig, StageEnv, StageError, StageImpl, TaskCtx,
 };
@@ -49,16 +50,17 @@ impl StageConfig for TagConfig {
     const KIND: &'static str = "teacher.tag";
     const SUMMARY: &'static str =
         "per video: graphic boundaries, proposed replays and a confidence (tags.json)";
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ParamsError> {
         if !(self.review_below.is_finite() && (0.0..=1.0).contains(&self.review_below)) {
             return Err(format!(
                 "`review_below` must be between 0 and 1, got {}",
                 self.review_below
-            ));
+            )
+            .into());
         }
         self.detector
             .check()
-            .map_err(|e| format!("`detector`: {e}"))
+            .map_err(|e| format!("`detector`: {e}").into())
     }
     fn build(self) -> StageImpl {
         StageImpl::Map(Arc::new(Tag(self)))
@@ -438,7 +440,7 @@ impl StageConfig for RouteConfig {
     const KIND: &'static str = "review.route";
     const SUMMARY: &'static str =
         "split tagged videos into `tagged` (auto) and `review` (low confidence)";
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ParamsError> {
         match &self.catalog {
             Some(c) if c.trim().is_empty() => {
                 Err("`catalog` is empty; give a SQLite path, `sqlite://PATH` or `postgres://...`, or leave it out".into())

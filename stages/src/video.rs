@@ -2,6 +2,7 @@
 //! the `media` crate (ffmpeg CLI).
 
 use async_trait::async_trait;
+use engine_core::stage::ParamsError;
 use engine_core::stage::{
     ItemCtx, MapStage, OutputDecl, Stage, StageConfig, StageEnv, StageError, StageImpl, TaskCtx,
 };
@@ -36,8 +37,11 @@ impl schemars::JsonSchema for SynthConfig {
 impl StageConfig for SynthConfig {
     const KIND: &'static str = "synth.broadcast";
     const SUMMARY: &'static str = "generate synthetic broadcasts with exact replay ground truth";
-    fn check(&self) -> Result<(), String> {
-        self.0.videos().map(|_| ()).map_err(|e| e.to_string())
+    fn check(&self) -> Result<(), ParamsError> {
+        self.0
+            .videos()
+            .map(|_| ())
+            .map_err(|e| e.to_string().into())
     }
     fn build(self) -> StageImpl {
         StageImpl::Task(Arc::new(SynthBroadcast(self.0)))

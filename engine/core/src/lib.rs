@@ -8,11 +8,11 @@
 //! [`scheduler`] (tokio, [`resources`]) -> [`store`] (content-addressed
 //! artifacts, refs) -> [`records`] (run records with lineage).
 //!
-//! Stages plug in through the [`stage`] API; [`builtin`] and [`shell`] are
-//! the stages that ship with the core; [`worker`] runs stages that need a
+//! Stages plug in through the [`stage`] API; [`kinds`] holds the ones that
+//! ship with the engine (`shell`, `artifact.ref`, the test-only
+//! `builtin.*`); [`worker`] runs stages that need a
 //! heavy library (libtorch) in a separate process.
 
-pub mod builtin;
 pub mod cache;
 pub mod cgroup;
 pub mod compile;
@@ -26,6 +26,7 @@ pub mod executor;
 pub mod fsck;
 pub mod gc;
 pub mod html;
+pub mod kinds;
 pub mod plan;
 pub mod reaper;
 pub mod records;
@@ -33,7 +34,6 @@ pub mod resources;
 pub mod scheduler;
 pub mod schema;
 pub mod secrets;
-pub mod shell;
 pub mod slurm;
 pub mod spec;
 pub mod stage;

@@ -132,7 +132,7 @@ pub fn load_values(files: &[PathBuf], sets: &[String]) -> Result<Value, Diagnost
             serde_saphyr::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
         };
         set_path(&mut merged, key, value).map_err(|m| Diagnostics {
-            items: vec![Diagnostic::new("--set", Loc::default(), m)],
+            items: vec![Diagnostic::new("--set", Loc::default(), m.to_string())],
             source: None,
         })?;
     }
@@ -156,19 +156,28 @@ pub fn merge(into: &mut Value, from: Value) {
     }
 }
 
+/// Why [`set_path`] cannot set a key path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyPathError {
+    #[error("`{0}` is not a valid key path (empty segment)")]
+    EmptySegment(String),
+    #[error("cannot set `{path}`: `{parent}` is not a mapping")]
+    NotAMapping { path: String, parent: String },
+}
+
 /// Sets `a.b.c` in an object, creating intermediate objects.
-pub fn set_path(root: &mut Value, path: &str, value: Value) -> Result<(), String> {
+pub fn set_path(root: &mut Value, path: &str, value: Value) -> Result<(), KeyPathError> {
     let parts: Vec<&str> = path.split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
-        return Err(format!("`{path}` is not a valid key path (empty segment)"));
+        return Err(KeyPathError::EmptySegment(path.to_string()));
     }
     let mut cur = root;
     for (i, part) in parts.iter().enumerate() {
         let Value::Object(map) = cur else {
-            return Err(format!(
-                "cannot set `{path}`: `{}` is not a mapping",
-                parts[..i].join(".")
-            ));
+            return Err(KeyPathError::NotAMapping {
+                path: path.to_string(),
+                parent: parts[..i].join("."),
+            });
         };
         if i == parts.len() - 1 {
             map.insert(part.to_string(), value);

@@ -14,6 +14,7 @@
 
 use super::detect::{self, DetectParams, VideoCues};
 use async_trait::async_trait;
+use engine_core::stage::ParamsError;
 use engine_core::stage::{OutputDecl, Stage, StageConfig, StageError, StageImpl, TaskCtx};
 use engine_core::store::Item;
 use serde::{Deserialize, Serialize};
@@ -62,18 +63,20 @@ fn default_rare_shares() -> Vec<f64> {
 impl StageConfig for CalibrateConfig {
     const KIND: &'static str = "teacher.calibrate";
     const SUMMARY: &'static str = "per league: the detector threshold with the best boundary recall on labelled videos (calibration.json, for teacher.tag)";
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ParamsError> {
         if !(self.tolerance.is_finite() && self.tolerance > 0.0) {
             return Err(format!(
                 "`tolerance` must be a positive number of seconds, got {}",
                 self.tolerance
-            ));
+            )
+            .into());
         }
         if !(0.0..=1.0).contains(&self.min_precision) {
             return Err(format!(
                 "`min_precision` must be between 0 and 1, got {}",
                 self.min_precision
-            ));
+            )
+            .into());
         }
         if self.thresholds.is_empty() || self.rare_shares.is_empty() {
             return Err("`thresholds` and `rare_shares` need at least one value each".into());
@@ -93,7 +96,7 @@ impl StageConfig for CalibrateConfig {
         }
         self.detector
             .check()
-            .map_err(|e| format!("`detector`: {e}"))
+            .map_err(|e| format!("`detector`: {e}").into())
     }
     fn build(self) -> StageImpl {
         StageImpl::Task(Arc::new(Calibrate(self)))

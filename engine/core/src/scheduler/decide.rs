@@ -9,12 +9,12 @@ use super::*;
 pub(super) fn task_stage(
     stage: &CompiledStage,
     combo: &[usize],
-) -> Result<(Value, StageImpl), String> {
+) -> Result<(Value, StageImpl), crate::stage::ParamsError> {
     let params = stage.params_for(combo);
     if combo.is_empty() {
         return Ok((params, stage.imp.clone()));
     }
-    let imp = crate::secrets::build_stage(stage.build, &params).map_err(|e| e.to_string())?;
+    let imp = crate::secrets::build_stage(stage.build, &params)?;
     Ok((params, imp))
 }
 

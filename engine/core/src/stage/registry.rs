@@ -47,8 +47,8 @@ pub trait StageConfig: DeserializeOwned + schemars::JsonSchema {
     const SUMMARY: &'static str;
     /// What serde cannot check (ranges, params that go together), when the
     /// pipeline is compiled rather than when the task runs; the error names
-    /// the param.
-    fn check(&self) -> Result<(), String> {
+    /// the param (and may say, as the hint, what to do).
+    fn check(&self) -> Result<(), ParamsError> {
         Ok(())
     }
     fn build(self) -> StageImpl;
@@ -81,21 +81,10 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The kinds that ship with the core: `shell` and `builtin.*`.
+    /// The kinds that ship with the engine ([`crate::kinds`]).
     pub fn with_builtins() -> Self {
-        use crate::builtin::*;
         let mut r = Registry::default();
-        r.register::<crate::shell::ShellConfig>();
-        r.register::<RefConfig>();
-        r.register::<ItemsConfig>();
-        r.register::<UpperConfig>();
-        r.register::<ConcatConfig>();
-        r.register::<EchoConfig>();
-        r.register::<ValueConfig>();
-        r.register::<SleepConfig>();
-        r.register::<FlakyConfig>();
-        r.register::<FailConfig>();
-        r.register::<WriteConfig>();
+        crate::kinds::register(&mut r);
         r
     }
     /// Adds a kind whose `with:` is untyped (prefer [`Registry::register`]).

@@ -35,7 +35,7 @@ mod export;
 mod refs;
 mod url;
 
-pub use url::StoreUrl;
+pub use url::{StoreUrl, StoreUrlError};
 
 use crate::digest::{Digest, canonical_json};
 use opendal::{ErrorKind, Operator};
@@ -320,9 +320,9 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens the store a URL names; relative `fs://` paths resolve from `base`.
     pub fn open(url: &str, base: &Path) -> Result<Store, StoreError> {
-        let parsed = StoreUrl::parse(url).map_err(|reason| StoreError::Open {
+        let parsed = StoreUrl::parse(url).map_err(|e| StoreError::Open {
             url: url.into(),
-            reason,
+            reason: e.to_string(),
         })?;
         let open = |reason| StoreError::Open {
             url: url.into(),

@@ -8,6 +8,21 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+/// Why a store URL does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreUrlError {
+    #[error("`fs://` needs a folder, e.g. `fs://.engine/store`")]
+    FsWithoutFolder,
+    #[error("`s3://` needs a bucket, e.g. `s3://my-bucket/engine`")]
+    S3WithoutBucket,
+    #[error("query part `{0}` is not `key=value`")]
+    BadQuery(String),
+    #[error("unknown s3 option `{0}`; known: `endpoint`, `region`")]
+    UnknownS3Option(String),
+    #[error("unknown store scheme `{0}://`; use `fs://`, `memory://` or `s3://`")]
+    UnknownScheme(String),
+}
+
 /// A parsed store URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
@@ -21,10 +36,10 @@ pub enum StoreUrl {
 }
 
 impl StoreUrl {
-    pub fn parse(url: &str) -> Result<StoreUrl, String> {
+    pub fn parse(url: &str) -> Result<StoreUrl, StoreUrlError> {
         if let Some(rest) = url.strip_prefix("fs://") {
             if rest.is_empty() {
-                return Err("`fs://` needs a folder, e.g. `fs://.engine/store`".into());
+                return Err(StoreUrlError::FsWithoutFolder);
             }
             return Ok(StoreUrl::Fs(PathBuf::from(rest)));
         }
@@ -35,17 +50,15 @@ impl StoreUrl {
             let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
             let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
             if bucket.is_empty() {
-                return Err("`s3://` needs a bucket, e.g. `s3://my-bucket/engine`".into());
+                return Err(StoreUrlError::S3WithoutBucket);
             }
             let mut params = vec![];
             for pair in query.split('&').filter(|p| !p.is_empty()) {
                 let (k, v) = pair
                     .split_once('=')
-                    .ok_or_else(|| format!("query part `{pair}` is not `key=value`"))?;
+                    .ok_or_else(|| StoreUrlError::BadQuery(pair.to_string()))?;
                 if !["endpoint", "region"].contains(&k) {
-                    return Err(format!(
-                        "unknown s3 option `{k}`; known: `endpoint`, `region`"
-                    ));
+                    return Err(StoreUrlError::UnknownS3Option(k.to_string()));
                 }
                 params.push((k.to_string(), v.to_string()));
             }
@@ -57,9 +70,7 @@ impl StoreUrl {
         }
         if url.contains("://") {
             let scheme = url.split("://").next().unwrap_or("");
-            return Err(format!(
-                "unknown store scheme `{scheme}://`; use `fs://`, `memory://` or `s3://`"
-            ));
+            return Err(StoreUrlError::UnknownScheme(scheme.to_string()));
         }
         Ok(StoreUrl::Fs(PathBuf::from(url)))
     }

@@ -4,6 +4,7 @@
 //! choices.
 
 use crate::replay::metrics::METRICS;
+use engine_core::stage::ParamsError;
 use engine_core::stage::{StageConfig, StageImpl};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -85,7 +86,7 @@ impl StageConfig for EvaluateConfig {
     const SUMMARY: &'static str = "candidate vs production detector on the golden videos: figures per league and broadcaster, gates (evaluation.json/.md/.html)";
     /// Checks what serde cannot: stage names, metric names, league names
     /// and thresholds. Every problem goes in the one message.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ParamsError> {
         let mut errs: Vec<String> = vec![];
         if self.candidate.trim().is_empty() {
             errs.push("`candidate` must name the `detect` stage of the candidate model".into());
@@ -137,7 +138,7 @@ impl StageConfig for EvaluateConfig {
         if errs.is_empty() {
             Ok(())
         } else {
-            Err(errs.join("; "))
+            Err(errs.join("; ").into())
         }
     }
     fn build(self) -> StageImpl {
@@ -170,6 +171,7 @@ mod tests {
         parse_params::<EvaluateConfig>(&v)
             .map_err(|e| e.to_string())?
             .check()
+            .map_err(|e| e.to_string())
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! Inputs appear under `inputs/STAGE/OUTPUT/` (for a matrix upstream,
 //! `inputs/STAGE/TASK/OUTPUT/`), items of a collection under their key.
 
-use crate::stage::{OutputDecl, Stage, StageConfig, StageError, StageImpl, TaskCtx};
+use crate::stage::{OutputDecl, ParamsError, Stage, StageConfig, StageError, StageImpl, TaskCtx};
 use crate::store::{BlobRef, Item, check_rel_path};
 use async_trait::async_trait;
 use schemars::JsonSchema;
@@ -57,7 +57,7 @@ pub struct ShellConfig {
 impl StageConfig for ShellConfig {
     const KIND: &'static str = "shell";
     const SUMMARY: &'static str = "run a command; inputs as files, declared outputs collected";
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ParamsError> {
         if self.run.trim().is_empty() {
             return Err("`run` is empty; give the command to run".into());
         }
@@ -67,9 +67,9 @@ impl StageConfig for ShellConfig {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             {
-                return Err(format!(
-                    "output name `{name}` must use letters, digits, `_` and `-`"
-                ));
+                return Err(
+                    format!("output name `{name}` must use letters, digits, `_` and `-`").into(),
+                );
             }
             check_rel_path(path).map_err(|e| format!("output `{name}`: {e}"))?;
         }
@@ -78,21 +78,21 @@ impl StageConfig for ShellConfig {
             .iter()
             .find(|(_, v)| v.is_object() || v.is_array() || v.is_null())
         {
-            return Err(format!("`env.{k}` must be a string, number or boolean"));
+            return Err(format!("`env.{k}` must be a string, number or boolean").into());
         }
         if let Some(bad) = self
             .pass_env
             .iter()
             .find(|n| n.is_empty() || n.contains('=') || n.contains('\0'))
         {
-            return Err(format!("`pass_env` entry `{bad}` is not a variable name"));
+            return Err(format!("`pass_env` entry `{bad}` is not a variable name").into());
         }
         if let Some(dup) = self
             .outputs
             .keys()
             .find(|k| self.collections.contains_key(*k))
         {
-            return Err(format!("`{dup}` is both in `outputs` and in `collections`"));
+            return Err(format!("`{dup}` is both in `outputs` and in `collections`").into());
         }
         Ok(())
     }
