@@ -29,9 +29,28 @@ pub fn build_stage(build: BuildFn, params: &Value) -> Result<StageImpl, ParamsEr
     build(&resolve(params)?)
 }
 
+/// A `${env:NAME}` reference that cannot be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvRefError {
+    #[error("`${{env:` in `{text}` is not closed; write `${{env:NAME}}`")]
+    Unclosed { text: String },
+    #[error("`${{env:{name}}}` does not name an environment variable (letters, digits and `_`)")]
+    BadName { name: String },
+    #[error(
+        "`${{env:{name}}}` names an environment variable that is not set; export `{name}` before running the engine"
+    )]
+    Unset { name: String },
+}
+
+impl From<EnvRefError> for ParamsError {
+    fn from(e: EnvRefError) -> Self {
+        ParamsError::from(e.to_string())
+    }
+}
+
 /// `params` with every `${env:NAME}` replaced by the variable's value. A
 /// variable that is not set is an error naming it.
-pub fn resolve(params: &Value) -> Result<Value, String> {
+pub fn resolve(params: &Value) -> Result<Value, EnvRefError> {
     Ok(match params {
         Value::String(s) => match resolve_str(s)? {
             Cow::Borrowed(_) => params.clone(),
@@ -41,13 +60,13 @@ pub fn resolve(params: &Value) -> Result<Value, String> {
         Value::Object(m) => Value::Object(
             m.iter()
                 .map(|(k, v)| Ok((k.clone(), resolve(v)?)))
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, EnvRefError>>()?,
         ),
         other => other.clone(),
     })
 }
 
-fn resolve_str(s: &str) -> Result<Cow<'_, str>, String> {
+fn resolve_str(s: &str) -> Result<Cow<'_, str>, EnvRefError> {
     if !s.contains("${env:") {
         return Ok(Cow::Borrowed(s));
     }
@@ -64,20 +83,13 @@ fn resolve_str(s: &str) -> Result<Cow<'_, str>, String> {
         out.push_str(&rest[..at]);
         let after = &rest[at + 6..];
         let Some(end) = after.find('}') else {
-            return Err(format!(
-                "`${{env:` in `{}` is not closed; write `${{env:NAME}}`",
-                shorten(s)
-            ));
+            return Err(EnvRefError::Unclosed { text: shorten(s) });
         };
         let name = &after[..end];
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!(
-                "`${{env:{name}}}` does not name an environment variable (letters, digits and `_`)"
-            ));
+            return Err(EnvRefError::BadName { name: name.into() });
         }
-        let value = std::env::var(name).map_err(|_| {
-            format!("`${{env:{name}}}` names an environment variable that is not set; export `{name}` before running the engine")
-        })?;
+        let value = std::env::var(name).map_err(|_| EnvRefError::Unset { name: name.into() })?;
         remember(&value);
         out.push_str(&value);
         rest = &after[end + 1..];
@@ -220,15 +232,28 @@ mod tests {
     #[test]
     fn a_missing_or_malformed_reference_is_an_error_naming_it() {
         let e = resolve(&json!({"a": "${env:ENGINE_TEST_NOT_SET_ANYWHERE}"})).unwrap_err();
+        assert_eq!(
+            e,
+            EnvRefError::Unset {
+                name: "ENGINE_TEST_NOT_SET_ANYWHERE".into()
+            }
+        );
+        let e = e.to_string();
         assert!(
             e.contains("`${env:ENGINE_TEST_NOT_SET_ANYWHERE}`")
                 && e.contains("export `ENGINE_TEST_NOT_SET_ANYWHERE`"),
             "{e}"
         );
-        let e = resolve(&json!("x ${env:OPEN")).unwrap_err();
-        assert!(e.contains("not closed"), "{e}");
-        let e = resolve(&json!("${env:a-b}")).unwrap_err();
-        assert!(e.contains("does not name"), "{e}");
+        let e = resolve(&json!("x ${env:OPEN")).unwrap_err().to_string();
+        assert!(
+            e.contains("not closed") && e.contains("`x ${env:OPEN`"),
+            "{e}"
+        );
+        let e = resolve(&json!("${env:a-b}")).unwrap_err().to_string();
+        assert!(
+            e.contains("does not name") && e.contains("`${env:a-b}`"),
+            "{e}"
+        );
     }
 
     #[test]

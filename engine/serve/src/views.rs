@@ -584,7 +584,7 @@ pub async fn artifact_view(store: &Store, d: &Digest) -> Result<ArtifactView> {
 /// The bytes of one file of an artifact, by its name in the manifest (or
 /// `ITEM/NAME` for a collection): nothing outside the manifest can be named.
 pub async fn artifact_file(store: &Store, d: &Digest, name: &str) -> Result<Vec<u8>> {
-    engine_core::store::check_rel_path(name).map_err(ServeError::BadRequest)?;
+    engine_core::store::check_rel_path(name).map_err(|e| ServeError::BadRequest(e.to_string()))?;
     let m = manifest(store, d).await?;
     let blob = match m.files.get(name) {
         Some(b) => Some(b),

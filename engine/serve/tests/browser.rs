@@ -88,13 +88,22 @@ async fn browser(driver: &str) -> fantoccini::Client {
 }
 
 async fn class_of(c: &fantoccini::Client, stage: &str) -> String {
-    c.find(Locator::Css(&format!("g.stage[data-stage='{stage}']")))
-        .await
-        .unwrap_or_else(|e| panic!("no stage `{stage}` on the page: {e}"))
-        .attr("class")
-        .await
-        .unwrap()
-        .unwrap_or_default()
+    // The live page replaces its graph when the run changes: an element
+    // found just before an update is stale when it is read. Look again.
+    for _ in 0..40 {
+        let el = c
+            .find(Locator::Css(&format!("g.stage[data-stage='{stage}']")))
+            .await
+            .unwrap_or_else(|e| panic!("no stage `{stage}` on the page: {e}"));
+        match el.attr("class").await {
+            Ok(v) => return v.unwrap_or_default(),
+            Err(e) if e.to_string().contains("stale element") => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("Failed to read the class of stage `{stage}`: {e}"),
+        }
+    }
+    panic!("stage `{stage}` was replaced every time it was read (2 s)");
 }
 
 #[tokio::test(flavor = "multi_thread")]

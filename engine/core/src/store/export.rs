@@ -14,7 +14,7 @@ impl Store {
         manifest: &Manifest,
         dir: &Path,
     ) -> Result<Vec<PathBuf>, StoreError> {
-        let unsafe_path = |e: String| StoreError::UnsafePath(e);
+        let unsafe_path = |e: super::RelPathError| StoreError::UnsafePath(e.to_string());
         let mut written = vec![];
         for (name, blob) in &manifest.files {
             check_rel_path(name).map_err(unsafe_path)?;

@@ -1195,20 +1195,33 @@ pub fn check_ref_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A file name inside an artifact that could point outside it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RelPathError {
+    #[error("an output name cannot be empty")]
+    Empty,
+    #[error("`{0}` is an absolute path; outputs are named by relative paths")]
+    Absolute(String),
+    #[error("`{0}` contains `..`; outputs must stay inside the task's folder")]
+    Escapes(String),
+}
+
+impl From<RelPathError> for String {
+    fn from(e: RelPathError) -> String {
+        e.to_string()
+    }
+}
+
 /// A relative path for a file inside an artifact: no `..`, not absolute.
-pub fn check_rel_path(name: &str) -> Result<(), String> {
+pub fn check_rel_path(name: &str) -> Result<(), RelPathError> {
     if name.is_empty() {
-        return Err("an output name cannot be empty".into());
+        return Err(RelPathError::Empty);
     }
     if name.starts_with('/') || name.starts_with('\\') || name.contains('\0') {
-        return Err(format!(
-            "`{name}` is an absolute path; outputs are named by relative paths"
-        ));
+        return Err(RelPathError::Absolute(name.into()));
     }
     if name.split(['/', '\\']).any(|s| s == "..") {
-        return Err(format!(
-            "`{name}` contains `..`; outputs must stay inside the task's folder"
-        ));
+        return Err(RelPathError::Escapes(name.into()));
     }
     Ok(())
 }
