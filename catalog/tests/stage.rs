@@ -29,6 +29,9 @@ fn registry() -> Registry {
 async fn run(yaml: &str, store: &Store) -> RunRecord {
     let p = compile("catalog.yaml", yaml, &registry()).unwrap_or_else(|d| panic!("{}", d.render()));
     let pl = plan(&p);
+    // Removed when the run is over (a folder named by pid was left behind
+    // in the temporary folder by every test run).
+    let scratch = tempfile::tempdir().unwrap();
     let opts = RunOptions {
         machine: Machine {
             cpus: 2,
@@ -36,8 +39,7 @@ async fn run(yaml: &str, store: &Store) -> RunRecord {
             gpus: 0,
         },
         retry_backoff: Duration::from_millis(5),
-        scratch_root: std::env::temp_dir()
-            .join(format!("catalog-stage-test-{}", std::process::id())),
+        scratch_root: scratch.path().to_path_buf(),
         ..RunOptions::default()
     };
     scheduler::run(Arc::new(p), Arc::new(pl), store.clone(), opts)
