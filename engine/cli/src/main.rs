@@ -652,50 +652,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             Ok(if d.is_empty() { 0 } else { 2 })
         }
         Cmd::Profile { json } => {
-            let a = profile::active();
-            let env = |k: &str| std::env::var(k).ok();
-            let effective = serde_json::json!({
-                "executor": env("ENGINE_EXECUTOR").unwrap_or_else(|| "local".into()),
-                "store": env("ENGINE_STORE"),
-                "catalog": env("ENGINE_CATALOG").unwrap_or_else(|| catalog::DEFAULT_DB.into()),
-            });
-            if json {
-                let doc = serde_json::json!({ "active": a, "effective": effective });
-                println!("{}", serde_json::to_string_pretty(&doc)?);
-                return Ok(0);
-            }
-            match (&a.name, &a.file) {
-                (Some(n), Some(f)) => println!("profile `{n}` from `{}`", f.display()),
-                _ if a.files.is_empty() => println!(
-                    "no profile: no `{}` here, above, or in ~/.config/engine/",
-                    profile::FILE
-                ),
-                _ => println!("no profile named `default` in the files found"),
-            }
-            for f in &a.files {
-                println!("  file: {}", f.display());
-            }
-            let store = env("ENGINE_STORE")
-                .unwrap_or_else(|| format!("the pipeline's `store:`, else {DEFAULT_STORE}"));
-            println!(
-                "executor: {}",
-                effective["executor"].as_str().unwrap_or("local")
-            );
-            println!("store:    {}", engine_core::secrets::scrub(&store));
-            println!(
-                "catalog:  {}",
-                engine_core::secrets::scrub(effective["catalog"].as_str().unwrap_or_default())
-            );
-            if let Some(sl) = &a.profile.slurm {
-                println!(
-                    "slurm, every class: {}",
-                    serde_json::to_string(&sl.defaults())?
-                );
-                for (name, c) in &sl.classes {
-                    let set = sl.defaults().under(c);
-                    println!("slurm, class `{name}`: {}", serde_json::to_string(&set)?);
-                }
-            }
+            profile::print(json, DEFAULT_STORE)?;
             Ok(0)
         }
         Cmd::Completions { shell } => {
