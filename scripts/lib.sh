@@ -93,16 +93,37 @@ start_postgres() {
   export ENGINE_TEST_PG_URL="postgres://engine:engine@127.0.0.1:$port/engine_test"
 }
 
-# Slurm for the executor tests: a single-node slurmctld + slurmd on this
-# machine (no cgroups, no accounting), configured in a temporary folder.
+# Slurm for the executor tests: a slurmctld and ENGINE_TEST_SLURM_NODES
+# (default 2) slurmd on this machine (no cgroups, no accounting),
+# configured in a temporary folder. Several nodes use Slurm's
+# multiple-slurmd mode, which Debian's build has (`scontrol show config`
+# says `MULTIPLE_SLURMD = Yes`): nodes `node1`, `node2`, ... all on this
+# host, each slurmd on its own port with its own spool, pid and log file
+# (`%n` in their paths), each claiming the machine's cpus and memory
+# (`config_overrides`), jobs placed on the least loaded node (`CR_LLN`) so
+# work spreads over both. ENGINE_TEST_SLURM_NODES=1 gives the former single
+# node named after the host.
 start_slurm() {
   apt_install slurm-wlm slurmctld slurmd munge slurm-client
-  local dir host cpus mem
+  local dir host cpus mem nodes port
   dir="$(mktemp -d /tmp/engine-slurm.XXXXXX)"
   host="$(hostname -s)"
   cpus="$(nproc)"
   mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 512 ))
+  nodes="${ENGINE_TEST_SLURM_NODES:-2}"
+  port="${ENGINE_TEST_SLURMD_PORT:-6918}"
   mkdir -p "$dir/state" "$dir/spool" "$dir/log"
+  local node_lines names
+  if [ "$nodes" -le 1 ]; then
+    names="$host"
+    node_lines="NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN"
+  else
+    names="node[1-$nodes]"
+    node_lines=""
+    for i in $(seq 1 "$nodes"); do
+      node_lines+="NodeName=node$i NodeHostname=$host Port=$((port + i)) CPUs=$cpus RealMemory=$mem State=UNKNOWN"$'\n'
+    done
+  fi
   cat > "$dir/slurm.conf" <<CONF
 ClusterName=engine
 SlurmctldHost=$host
@@ -112,22 +133,23 @@ AuthType=auth/munge
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
+SelectTypeParameters=CR_Core_Memory,CR_LLN
+SlurmdParameters=config_overrides
 StateSaveLocation=$dir/state
-SlurmdSpoolDir=$dir/spool
+SlurmdSpoolDir=$dir/spool/%n
 SlurmctldPidFile=$dir/slurmctld.pid
-SlurmdPidFile=$dir/slurmd.pid
+SlurmdPidFile=$dir/slurmd-%n.pid
 SlurmctldLogFile=$dir/log/slurmctld.log
-SlurmdLogFile=$dir/log/slurmd.log
+SlurmdLogFile=$dir/log/slurmd-%n.log
 SlurmctldPort=${ENGINE_TEST_SLURMCTLD_PORT:-6917}
-SlurmdPort=${ENGINE_TEST_SLURMD_PORT:-6918}
+SlurmdPort=$port
 ReturnToService=2
 MpiDefault=none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SchedulerType=sched/backfill
-NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=main Nodes=$host Default=YES MaxTime=INFINITE State=UP
+$node_lines
+PartitionName=main Nodes=$names Default=YES MaxTime=INFINITE State=UP
 CONF
   if [ ! -s /etc/munge/munge.key ]; then
     (mungekey -c -f 2>/dev/null || create-munge-key -f) >/dev/null
@@ -138,12 +160,22 @@ CONF
   pkill -x slurmctld 2>/dev/null || true
   pkill -x slurmd 2>/dev/null || true
   sleep 0.5
-  say "starting slurmctld and slurmd (single node \`$host\`, config $dir/slurm.conf)"
   slurmctld -f "$dir/slurm.conf"
-  slurmd -f "$dir/slurm.conf" -N "$host"
+  if [ "$nodes" -le 1 ]; then
+    say "starting slurmctld and slurmd (single node \`$host\`, config $dir/slurm.conf)"
+    mkdir -p "$dir/spool/$host"
+    slurmd -f "$dir/slurm.conf" -N "$host"
+  else
+    say "starting slurmctld and $nodes slurmd (nodes $names on this host, config $dir/slurm.conf)"
+    for i in $(seq 1 "$nodes"); do
+      mkdir -p "$dir/spool/node$i"
+      slurmd -f "$dir/slurm.conf" -N "node$i"
+    done
+  fi
   export SLURM_CONF="$dir/slurm.conf"
-  for _ in $(seq 1 50); do
-    if sinfo -h -o %t 2>/dev/null | grep -q idle; then
+  export ENGINE_TEST_SLURM_NODES="$nodes"
+  for _ in $(seq 1 75); do
+    if [ "$(sinfo -h -N -o %t 2>/dev/null | grep -c idle)" -ge "$nodes" ]; then
       export ENGINE_TEST_SLURM=1
       return 0
     fi
