@@ -350,6 +350,23 @@ enum TaskCmd {
         #[arg(long, default_value_t = 1)]
         attempt: u32,
     },
+    /// Run one batch of a map task's items from the store (what an element
+    /// of a Slurm job array runs); publishes each item and its cache entry.
+    ExecBatch {
+        /// The store, from `ENGINE_STORE` as for `exec`.
+        #[arg(long, env = "ENGINE_STORE")]
+        store: String,
+        #[arg(long)]
+        run: String,
+        #[arg(long)]
+        task: String,
+        /// The round of submission (lost batches are resubmitted in the next).
+        #[arg(long, default_value_t = 1)]
+        round: u32,
+        /// Which batch; an array element gets it from `SLURM_ARRAY_TASK_ID`.
+        #[arg(long, env = "SLURM_ARRAY_TASK_ID")]
+        index: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -999,6 +1016,42 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                 }
             }
         }
+        Cmd::Task {
+            cmd:
+                TaskCmd::ExecBatch {
+                    store,
+                    run,
+                    task,
+                    round,
+                    index,
+                },
+        } => {
+            let cwd = std::env::current_dir().context("Failed to read the current folder")?;
+            let store = Store::open(&store, &cwd).map_err(|e| anyhow!(e))?;
+            let r = engine_core::slurm::array::exec_batch(
+                &store,
+                &registry(),
+                &run,
+                &task,
+                round,
+                index,
+            )
+            .await
+            .map_err(|e| anyhow!(e))?;
+            eprint!("{}", r.log);
+            eprintln!(
+                "batch {index} of task `{task}`: {} item(s) on `{}`",
+                r.items.len(),
+                r.host
+            );
+            match r.error {
+                None => Ok(0),
+                Some(e) => {
+                    eprintln!("error: batch {index} of task `{task}` failed: {e}");
+                    Ok(1)
+                }
+            }
+        }
         Cmd::Stages { json: true } => {
             let kinds = engine_core::schema::kinds_json(&registry());
             println!("{}", serde_json::to_string_pretty(&kinds)?);
@@ -1124,7 +1177,7 @@ async fn run(
         ..RunOptions::default()
     };
     if let Some(cfg) = slurm {
-        opts.executor = Arc::new(cfg);
+        opts.executor = Arc::new(engine_core::slurm::SlurmExecutor::new(cfg));
     }
     let cancel = opts.cancel.clone();
     tokio::spawn(async move {

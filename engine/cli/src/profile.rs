@@ -78,6 +78,8 @@ pub struct SlurmProfile {
     pub time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_jobs: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_cap: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_args: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -93,6 +95,7 @@ impl SlurmProfile {
             qos: self.qos.clone(),
             time: self.time.clone(),
             max_jobs: self.max_jobs,
+            array_cap: self.array_cap,
             extra_args: self.extra_args.clone(),
         }
     }

@@ -322,6 +322,18 @@ fn show_run(r: &RunRecord, json: bool) -> Result<()> {
     if r.values.as_object().is_some_and(|m| !m.is_empty()) {
         println!("values    {}", r.values);
     }
+    if let Some(x) = &r.executor_stats {
+        println!(
+            "executor  {}: {} sbatch, {} job(s) followed, {} squeue ({:.1}/s, every {} ms), {} scancel",
+            r.executor,
+            x.sbatch_calls,
+            x.jobs,
+            x.squeue_calls,
+            x.squeue_calls as f64 / x.seconds.max(1e-3),
+            x.poll_ms,
+            x.scancel_calls
+        );
+    }
     println!();
     let width = r
         .tasks
@@ -394,6 +406,26 @@ async fn show_task(store: &Store, r: &RunRecord, label: &str, json: bool) -> Res
             "items     {} total, {} run, {} cached",
             c.total, c.run, c.cached
         );
+    }
+    if let Some(p) = &t.placement {
+        println!("placement {p}");
+    }
+    if !t.jobs.is_empty() {
+        println!("jobs:");
+        for j in &t.jobs {
+            println!(
+                "  {:<10} attempt {}  {:<10} node {:<12} exit {:<4}{}  log {}",
+                j.job,
+                j.attempt,
+                j.state,
+                j.node.as_deref().unwrap_or("-"),
+                j.exit_code.map_or("-".to_string(), |c| c.to_string()),
+                j.items
+                    .map(|n| format!("  {n} item(s)"))
+                    .unwrap_or_default(),
+                j.log.as_deref().unwrap_or("-")
+            );
+        }
     }
     println!("inputs:");
     for i in &t.inputs {

@@ -219,3 +219,284 @@ stages:
     let (a, b) = (spans[0], spans[1]);
     assert!(a[1] <= b[0] || b[1] <= a[0], "ran at once: {spans:?}");
 }
+
+fn record(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let o = engine(dir)
+        .args(["show", "latest", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn task<'a>(rec: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    rec["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task"] == name)
+        .unwrap_or_else(|| panic!("no task `{name}` in {rec}"))
+}
+
+const MAPPED: &str = r#"
+name: mapped
+resources:
+  small: { cpus: 1, memory: 64MiB }
+stages:
+  make:
+    uses: builtin.items
+    with: { count: COUNT }
+  shout:
+    uses: builtin.upper
+    resources: small
+    map: { over: make.items, batch: 2 }
+  gather:
+    uses: builtin.concat
+    needs: [shout]
+"#;
+
+/// A map stage under `--executor slurm` is one job array of its uncached
+/// batches: its collection has the digest a local run gives, the nodes
+/// ran every item (the record says none ran here), and after items are
+/// added a rerun submits an array of the new ones only.
+#[test]
+fn a_map_stage_runs_as_one_job_array_of_its_uncached_batches() {
+    if !slurm_ready() {
+        return;
+    }
+    let local = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for d in [&local, &dir] {
+        std::fs::write(d.path().join("p.yaml"), MAPPED.replace("COUNT", "5")).unwrap();
+    }
+    let o = engine(local.path())
+        .args(["run", "p.yaml"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = engine(dir.path())
+        .args(["run", "p.yaml", "--executor", "slurm"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (lr, sr) = (record(local.path(), &[]), record(dir.path(), &[]));
+    assert_eq!(sr["executor"], "slurm");
+    for t in ["shout", "gather"] {
+        assert_eq!(
+            task(&lr, t)["outputs"],
+            task(&sr, t)["outputs"],
+            "`{t}` differs between local and Slurm"
+        );
+    }
+    let shout = task(&sr, "shout");
+    assert_eq!(shout["items"]["run"], 5);
+    assert!(
+        shout["placement"]
+            .as_str()
+            .unwrap()
+            .contains("none ran on the submitting machine"),
+        "{shout}"
+    );
+    // 5 items in batches of 2: one array of 3 elements, each on a node.
+    let jobs = shout["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 3, "{shout}");
+    let base = jobs[0]["job"].as_str().unwrap().split('_').next().unwrap();
+    let mut elements: Vec<&str> = jobs.iter().map(|j| j["job"].as_str().unwrap()).collect();
+    elements.sort();
+    assert_eq!(
+        elements,
+        (0..3).map(|i| format!("{base}_{i}")).collect::<Vec<_>>()
+    );
+    for j in jobs {
+        assert_eq!(j["state"], "COMPLETED", "{j}");
+        assert_eq!(j["exit_code"], 0, "{j}");
+        assert!(j["node"].as_str().is_some_and(|n| !n.is_empty()), "{j}");
+        assert!(
+            std::path::Path::new(j["log"].as_str().unwrap()).is_file(),
+            "{j}"
+        );
+    }
+    let counted: u64 = jobs.iter().map(|j| j["items"].as_u64().unwrap()).sum();
+    assert_eq!(counted, 5);
+    // One poller: make, the array and gather were three submissions, all
+    // followed by the same batched squeue calls.
+    let stats = &sr["executor_stats"];
+    assert_eq!(stats["sbatch_calls"], 3, "{stats}");
+    assert!(stats["squeue_calls"].as_u64().unwrap() >= 1, "{stats}");
+    let show = engine(dir.path())
+        .args(["show", "latest/shout"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        text.contains(&format!("{base}_0")) && text.contains("COMPLETED"),
+        "{text}"
+    );
+    assert!(text.contains("--array=0-2%"), "{text}");
+
+    // Four more items: one array of the 4 new ones (2 elements).
+    std::fs::write(dir.path().join("p.yaml"), MAPPED.replace("COUNT", "9")).unwrap();
+    let o = engine(dir.path())
+        .args(["run", "p.yaml", "--executor", "slurm"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sr = record(dir.path(), &[]);
+    let shout = task(&sr, "shout");
+    assert_eq!(shout["items"]["cached"], 5, "{shout}");
+    assert_eq!(shout["items"]["run"], 4, "{shout}");
+    let jobs = shout["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2, "{shout}");
+    assert!(jobs.iter().all(|j| j["items"] == 2), "{shout}");
+}
+
+/// Ctrl-C of a run with jobs in the queue cancels all of them with one
+/// `scancel`, and leaves none in `squeue`.
+#[test]
+fn cancelling_a_run_cancels_all_its_jobs_with_one_scancel() {
+    if !slurm_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = r#"
+name: cancelled
+resources:
+  small: { cpus: 1, memory: 64MiB }
+stages:
+  make:
+    uses: builtin.items
+    with: { count: 6, prefix: napping }
+  napmap:
+    uses: builtin.upper
+    resources: small
+    map: { over: make.items, batch: 1 }
+    with: { sleep_ms: 60000 }
+  naptask:
+    uses: shell
+    resources: small
+    with:
+      run: sleep 60
+"#;
+    std::fs::write(dir.path().join("p.yaml"), pipeline).unwrap();
+    let child = engine(dir.path())
+        .args(["run", "p.yaml", "--executor", "slurm"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ours = |names: &[&str]| -> Vec<String> {
+        let q = Command::new("squeue")
+            .args(["-h", "-r", "-o", "%i %j"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&q.stdout)
+            .lines()
+            .filter(|l| names.iter().any(|n| l.ends_with(&format!("engine:{n}"))))
+            .map(str::to_string)
+            .collect()
+    };
+    let t0 = std::time::Instant::now();
+    // The array (6 elements) and the whole task are queued.
+    while ours(&["napmap", "naptask"]).len() < 7 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "the jobs never reached the queue: {:?}",
+            ours(&["napmap", "naptask"])
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let t0 = std::time::Instant::now();
+    loop {
+        let left = ours(&["napmap", "naptask"]);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "jobs left in squeue after the run was cancelled: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let rec = record(dir.path(), &[]);
+    assert_eq!(rec["status"], "cancelled");
+    assert_eq!(
+        rec["executor_stats"]["scancel_calls"], 1,
+        "{}",
+        rec["executor_stats"]
+    );
+}
+
+/// On the test cluster's two nodes (`start_slurm`: two slurmd in
+/// multiple-slurmd mode), a map stage's array elements land on both, as
+/// its record shows, with the collection a local run gives.
+#[test]
+fn a_map_stage_array_spreads_over_the_clusters_nodes() {
+    if !slurm_ready() {
+        return;
+    }
+    let nodes: u32 = std::env::var("ENGINE_TEST_SLURM_NODES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    if nodes < 2 {
+        eprintln!("skipped: the test cluster has one node (ENGINE_TEST_SLURM_NODES)");
+        return;
+    }
+    // Each element asks for a whole node, so two run at once only on two nodes.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pipeline = format!(
+        r#"
+name: spread
+resources:
+  node: {{ cpus: {cpus}, memory: 64MiB }}
+stages:
+  make:
+    uses: builtin.items
+    with: {{ count: 4, prefix: spread }}
+  spread:
+    uses: builtin.upper
+    resources: node
+    map: {{ over: make.items, batch: 1 }}
+    with: {{ sleep_ms: 1500 }}
+"#
+    );
+    let (local, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for d in [&local, &dir] {
+        std::fs::write(d.path().join("p.yaml"), &pipeline).unwrap();
+    }
+    let o = engine(local.path())
+        .args(["run", "p.yaml"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = engine(dir.path())
+        .args(["run", "p.yaml", "--executor", "slurm"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rec = record(dir.path(), &[]);
+    let t = task(&rec, "spread");
+    assert_eq!(
+        t["outputs"],
+        task(&record(local.path(), &[]), "spread")["outputs"]
+    );
+    let used: std::collections::BTreeSet<&str> = t["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["node"].as_str().unwrap_or(""))
+        .collect();
+    assert!(used.len() >= 2, "all elements ran on {used:?}: {t}");
+}

@@ -111,6 +111,54 @@ pub struct TaskRecord {
     pub log: Option<Digest>,
     #[serde(default)]
     pub error: Option<String>,
+    /// The batch jobs that ran it (Slurm: one per attempt of a whole task,
+    /// one per array element of a map task).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<JobRecord>,
+    /// Where the work ran when not in the engine's process, e.g. `items
+    /// ran on Slurm as job array(s) 12; none ran on the submitting machine`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
+}
+
+/// One batch job (or array element) of a task, as the cluster last showed it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobRecord {
+    /// The task's attempt (a map task: the round of submission).
+    pub attempt: u32,
+    /// Slurm job id: `123`, or `123_4` for element 4 of array job 123.
+    pub job: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// `COMPLETED`, `FAILED`, `NODE_FAIL`, ...; `VANISHED` when the
+    /// controller lost it.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The job's output file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+    /// A map task's element: how many items it was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<usize>,
+}
+
+/// What a batch executor did in a run: how hard it worked the cluster's
+/// controller (a benchmark divides the calls by `seconds`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecutorStats {
+    /// `sbatch` calls (one per whole-task attempt, one per job array).
+    pub sbatch_calls: u64,
+    /// Jobs and array elements followed.
+    pub jobs: u64,
+    /// `squeue` calls, all made by the run's one poller.
+    pub squeue_calls: u64,
+    /// `scancel` calls (a cancelled run makes one).
+    pub scancel_calls: u64,
+    /// The polling interval, in milliseconds.
+    pub poll_ms: u64,
+    /// How long the poller ran, in seconds.
+    pub seconds: f64,
 }
 
 impl TaskRecord {
@@ -160,6 +208,9 @@ pub struct RunRecord {
     pub verify: bool,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// What the executor did (Slurm: its `sbatch`, `squeue`, `scancel` calls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor_stats: Option<ExecutorStats>,
     pub tasks: Vec<TaskRecord>,
     /// The event batches folded into this document: those numbered up to
     /// this one (see [`RunEvents`]).

@@ -99,10 +99,13 @@ pub(super) async fn run_task(
         let mut ctx = TaskCtx::new(env, matrix.clone(), stage.outputs.clone(), attempt);
         let held_from = sh.ms();
         let class = sh.pool.class(stage.class).clone();
-        let run = sh
-            .opts
-            .executor
-            .run_attempt(s.as_ref(), &class, &sh.opts.run_id, &mut ctx);
+        let run = sh.opts.executor.run_attempt(
+            s.as_ref(),
+            &class,
+            &sh.opts.run_id,
+            &mut ctx,
+            &mut rec.jobs,
+        );
         let res = guarded(stage.timeout, &cancel, run).await;
         ctx.cancel.cancel();
         rec.held_ms.push([held_from, sh.ms()]);

@@ -2,6 +2,144 @@
 
 use super::*;
 
+/// The collection and values a finished map task hands on.
+fn map_outputs(
+    m: &Arc<dyn MapStage>,
+    results: Vec<Option<Item>>,
+    counts: ItemCounts,
+) -> (BTreeMap<String, Manifest>, BTreeMap<String, Value>) {
+    let manifest = Manifest {
+        kind: ArtifactKind::Collection,
+        items: results.into_iter().flatten().collect(),
+        files: BTreeMap::new(),
+        meta: Value::Null,
+    };
+    let mut outputs = BTreeMap::new();
+    outputs.insert(m.output(), manifest);
+    let mut values = BTreeMap::new();
+    values.insert("items".to_string(), Value::from(counts.total));
+    values.insert("items_run".to_string(), Value::from(counts.run));
+    values.insert("items_cached".to_string(), Value::from(counts.cached));
+    (outputs, values)
+}
+
+/// A map task whose items run through the executor (Slurm: a job array):
+/// every item is looked up in the cache here, the misses go out in the
+/// stage's batches, and no item runs in this process.
+#[allow(clippy::too_many_arguments)]
+async fn run_map_remote(
+    sh: &Arc<Shared>,
+    stage_idx: usize,
+    label: &str,
+    m: Arc<dyn MapStage>,
+    item_params: &Value,
+    side: Arc<Vec<Input>>,
+    items: Arc<Vec<Item>>,
+    log: &Log,
+    rec: &mut TaskRecord,
+    use_cache: bool,
+) -> Result<(BTreeMap<String, Manifest>, BTreeMap<String, Value>), StageError> {
+    use futures::StreamExt;
+    let stage = &sh.pipeline.stages[stage_idx];
+    let total = items.len();
+    let version = m.version();
+    rec.started_ms = Some(sh.ms());
+    sh.opts.events.emit(Event::TaskStarted {
+        task: label.into(),
+        attempt: 1,
+    });
+    log.progress(0, total as u64);
+    let mut results: Vec<Option<Item>> = vec![None; total];
+    let mut counts = ItemCounts {
+        total,
+        run: 0,
+        cached: 0,
+    };
+    let mut todo: Vec<(usize, Item)> = vec![];
+    if use_cache {
+        // Collected first: a lazy `map` closure in the stream makes the
+        // task's future fail the `Send` check (higher-ranked lifetimes).
+        let lookups: Vec<_> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let fp = cache::item_fingerprint(&stage.kind, version, item_params, item);
+                let (store, verify) = (sh.store.clone(), sh.verify());
+                async move { (i, cache::lookup_item(&store, &fp, verify).await) }
+            })
+            .collect();
+        let mut found = futures::stream::iter(lookups).buffer_unordered(32);
+        while let Some((i, hit)) = found.next().await {
+            match hit? {
+                cache::Lookup::Hit(e) => {
+                    let mut it = e.item;
+                    it.key = items[i].key.clone();
+                    results[i] = Some(it);
+                    counts.cached += 1;
+                }
+                _ => todo.push((i, items[i].clone())),
+            }
+        }
+        todo.sort_by_key(|(i, _)| *i);
+    } else {
+        todo = items.iter().cloned().enumerate().collect();
+    }
+    log.progress(counts.cached as u64, total as u64);
+    let batch = stage.map.as_ref().map_or(1, |o| o.batch.max(1));
+    let batches: Vec<Vec<(usize, Item)>> = todo.chunks(batch).map(<[_]>::to_vec).collect();
+    rec.attempts = 1;
+    if batches.is_empty() {
+        rec.placement = Some("every item was cached; no job was submitted".into());
+    } else {
+        let class = sh.pool.class(stage.class).clone();
+        let cached = counts.cached;
+        let progress = |n: usize| log.progress((cached + n) as u64, total as u64);
+        let cancel = sh.opts.cancel.child_token();
+        let job = crate::executor::ItemBatches {
+            run_id: &sh.opts.run_id,
+            task: label,
+            store: &sh.store,
+            class: &class,
+            batches,
+            side: &side,
+            item_params,
+            use_cache: stage.cache && !sh.opts.no_cache && !sh.forced(&stage.name),
+            retries: stage.retries,
+            log,
+            cancel: &cancel,
+            jobs: &mut rec.jobs,
+            progress: &progress,
+        };
+        let done = sh.opts.executor.run_items(job).await;
+        let done = match done {
+            Ok(d) => d,
+            Err(e) => {
+                if sh.opts.cancel.is_cancelled() {
+                    return Err(StageError::Cancelled);
+                }
+                return Err(e);
+            }
+        };
+        rec.attempts = done.rounds.max(1);
+        rec.placement = Some(done.note);
+        counts.run += done.run;
+        counts.cached += done.cached;
+        for (i, it) in done.items {
+            if let Some(slot) = results.get_mut(i) {
+                *slot = Some(it);
+            }
+        }
+    }
+    rec.items = Some(counts);
+    if let Some(i) = results.iter().position(Option::is_none) {
+        return Err(StageError::msg(format!(
+            "item `{}` of task `{label}` got no result from the executor",
+            items[i].key
+        )));
+    }
+    Ok(map_outputs(&m, results, counts))
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run_map(
     sh: &Arc<Shared>,
@@ -50,6 +188,12 @@ pub(super) async fn run_map(
         // Checked by the task's fingerprint before the map started.
         &stage.dep_digests().unwrap_or_default(),
     );
+    if sh.opts.executor.runs_items() {
+        return run_map_remote(
+            sh, stage_idx, label, m, params, side, items, log, rec, use_cache,
+        )
+        .await;
+    }
     let cancel = sh.opts.cancel.child_token();
     // Each batch returns (item index, output item, came from cache) and
     // when it held its grant.
@@ -102,10 +246,17 @@ pub(super) async fn run_map(
                         held_from = Some(sh.ms());
                     }
                     let threads = grant.as_ref().map(|g| g.threads()).unwrap_or(1);
-                    let it = run_item(
-                        &sh, stage, &label, &m, item, i, threads, &cancel, &log, &side,
-                    )
-                    .await?;
+                    let runner = ItemRunner {
+                        writer: sh.writer(&stage.name),
+                        label: label.clone(),
+                        scratch: sh.scratch.path().join(sanitize(&label)),
+                        timeout: stage.timeout,
+                        retries: stage.retries,
+                        backoff: sh.opts.retry_backoff,
+                        log: log.clone(),
+                        side: side.clone(),
+                    };
+                    let it = run_item(&runner, &m, item, i, threads, &cancel).await?;
                     if stage.cache {
                         let entry = ItemEntry {
                             item: it.clone(),
@@ -166,52 +317,51 @@ pub(super) async fn run_map(
         }
         return Err(e);
     }
-    let manifest = Manifest {
-        kind: ArtifactKind::Collection,
-        items: results.into_iter().flatten().collect(),
-        files: BTreeMap::new(),
-        meta: Value::Null,
-    };
-    let mut outputs = BTreeMap::new();
-    outputs.insert(m.output(), manifest);
-    let mut values = BTreeMap::new();
-    values.insert("items".to_string(), Value::from(counts.total));
-    values.insert("items_run".to_string(), Value::from(counts.run));
-    values.insert("items_cached".to_string(), Value::from(counts.cached));
-    Ok((outputs, values))
+    Ok(map_outputs(&m, results, counts))
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn run_item(
-    sh: &Arc<Shared>,
-    stage: &CompiledStage,
-    label: &str,
+/// What one item's attempts need, on this machine or on a Slurm node
+/// (`engine task exec-batch`), so both run items alike.
+pub(crate) struct ItemRunner {
+    /// The store item outputs are written through.
+    pub writer: Store,
+    /// The task's label.
+    pub label: String,
+    /// The folder item scratch folders are made in.
+    pub scratch: PathBuf,
+    pub timeout: Option<Duration>,
+    pub retries: u32,
+    /// First retry delay.
+    pub backoff: Duration,
+    pub log: Log,
+    /// Inputs other than the mapped collection.
+    pub side: Arc<Vec<Input>>,
+}
+
+/// Runs one item with the stage's retries and timeout.
+pub(crate) async fn run_item(
+    r: &ItemRunner,
     m: &Arc<dyn MapStage>,
     item: &Item,
     index: usize,
     threads: usize,
     cancel: &CancellationToken,
-    log: &Log,
-    side: &Arc<Vec<Input>>,
 ) -> Result<Item, StageError> {
+    let log = &r.log;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let scratch = sh
-            .scratch
-            .path()
-            .join(sanitize(label))
-            .join(format!("item-{index}-{attempt}"));
+        let scratch = r.scratch.join(format!("item-{index}-{attempt}"));
         let mut ctx = ItemCtx::new(StageEnv::new(
-            sh.writer(&stage.name),
-            label,
-            side.clone(),
+            r.writer.clone(),
+            &r.label,
+            r.side.clone(),
             log.clone(),
             cancel.child_token(),
             scratch.clone(),
             threads,
         ));
-        let res = guarded(stage.timeout, cancel, m.run_item(item, &mut ctx)).await;
+        let res = guarded(r.timeout, cancel, m.run_item(item, &mut ctx)).await;
         // A timed-out item's future is dropped, but work it handed to a
         // worker thread goes on until told: tell it, before any retry starts.
         ctx.cancel.cancel();
@@ -232,8 +382,7 @@ pub(super) async fn run_item(
                 item.key
             ))
         };
-        let base = sh.opts.retry_backoff;
-        if !wait_to_retry(base, stage.retries, attempt, &e, cancel, retry).await? {
+        if !wait_to_retry(r.backoff, r.retries, attempt, &e, cancel, retry).await? {
             return Err(match e {
                 StageError::Cancelled => e,
                 e => StageError::msg(format!("item `{}`: {e}", item.key)),

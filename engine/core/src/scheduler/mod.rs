@@ -31,6 +31,7 @@ use decide::*;
 use execute::*;
 pub use explain::{Decision, explain};
 use map::*;
+pub(crate) use map::{ItemRunner, run_item};
 use publish::*;
 use record_log::*;
 use scratch::*;
@@ -74,7 +75,8 @@ pub struct RunOptions {
     pub machine: Machine,
     pub run_id: String,
     /// Where whole-task attempts run: [`crate::executor::Local`] or a
-    /// [`crate::slurm::SlurmConfig`]. Map items always run here.
+    /// [`crate::slurm::SlurmExecutor`]. Map items run here unless the
+    /// executor [`runs_items`](crate::executor::Executor::runs_items).
     pub executor: Arc<dyn crate::executor::Executor>,
     pub git_commit: Option<String>,
     /// Where task scratch folders go.
@@ -211,6 +213,7 @@ pub async fn run(
         no_cache: opts.no_cache,
         verify: opts.verify,
         warnings: pool.clamped.clone(),
+        executor_stats: None,
         events: 0,
         tasks: plan
             .tasks
@@ -240,6 +243,8 @@ pub async fn run(
                     items: None,
                     log: None,
                     error: None,
+                    jobs: vec![],
+                    placement: None,
                 }
             })
             .collect(),
@@ -263,6 +268,7 @@ pub async fn run(
         scratch,
         live: Mutex::new(HashMap::new()),
     });
+    opts.executor.begin(&opts.cancel);
     let mut logs_saved: HashMap<usize, usize> = HashMap::new();
     let mut logs_at = Instant::now();
     opts.events.emit(Event::RunStarted {
@@ -477,6 +483,9 @@ pub async fn run(
     } else {
         RunStatus::Succeeded
     };
+    // Cancels what the executor still has in flight (one `scancel` for a
+    // cancelled run's Slurm jobs) and says what it did.
+    record.executor_stats = opts.executor.end().await;
     record.finished = Some(now_rfc3339());
     record.seconds = sh.t0.elapsed().as_secs_f64();
     // The final record names this run's outputs, which were written as

@@ -7,13 +7,24 @@
 //! account, qos, time limit, a cap on jobs, extra arguments: see
 //! [`SlurmClassSettings`]).
 //!
-//! Map stages keep running their items on the submitting machine: one job
-//! per item would drown a cluster's scheduler in tiny jobs.
+//! One poller per run ([`poller`]) follows every job with a batched
+//! `squeue` and wakes the attempt waiting on it; each job's id, node, state,
+//! exit code and output file go into the task's record. A job lost to the
+//! cluster (`NODE_FAIL`, `BOOT_FAIL`, `PREEMPTED`, gone without a result)
+//! fails its attempt like any other failure, so the stage's `retries`
+//! resubmit it. Map stages run as job arrays ([`array`]): one job per item
+//! would drown a cluster's scheduler in tiny jobs, one element per batch
+//! of items does not.
+
+pub mod array;
+pub mod poller;
+
+pub use poller::{JobEnd, Poller};
 
 use crate::compile::{Pipeline, ResourceClass};
 use crate::digest::Digest;
 use crate::plan::Plan;
-use crate::records;
+use crate::records::{self, ExecutorStats, JobRecord};
 use crate::stage::{Input, Log, StageEnv, StageError, StageImpl, TaskCtx};
 use crate::store::{Manifest, Store};
 use serde::{Deserialize, Serialize};
@@ -63,6 +74,10 @@ pub struct SlurmClassSettings {
     /// At most this many jobs of the class queued or running at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_jobs: Option<u32>,
+    /// At most this many elements of one map stage's job array running at
+    /// once (`--array=0-N%CAP`). Default: `max_jobs`, else 32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_cap: Option<u32>,
     /// More `sbatch` arguments, added last, e.g. `["--exclusive"]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_args: Vec<String>,
@@ -78,6 +93,7 @@ impl SlurmClassSettings {
             qos: pick(&self.qos, &over.qos),
             time: pick(&self.time, &over.time),
             max_jobs: over.max_jobs.or(self.max_jobs),
+            array_cap: over.array_cap.or(self.array_cap),
             extra_args: self
                 .extra_args
                 .iter()
@@ -95,6 +111,15 @@ impl SlurmConfig {
             Some(c) => self.defaults.under(c),
             None => self.defaults.clone(),
         }
+    }
+
+    /// The `%CAP` of class `name`'s job arrays.
+    pub fn array_cap(&self, name: &str) -> u32 {
+        let set = self.class_settings(name);
+        set.array_cap
+            .or(set.max_jobs)
+            .unwrap_or(array::DEFAULT_ARRAY_CAP)
+            .max(1)
     }
 
     /// The `sbatch` arguments a class's jobs get (besides the job's name,
@@ -160,7 +185,7 @@ pub struct TaskResult {
     pub host: String,
 }
 
-fn task_key(task: &str) -> String {
+pub(crate) fn task_key(task: &str) -> String {
     Digest::of(task.as_bytes()).short().to_string()
 }
 
@@ -172,25 +197,109 @@ pub fn result_path(run: &str, task: &str, attempt: u32) -> String {
     format!("runs/{run}/tasks/{}-{attempt}.result.json", task_key(task))
 }
 
-/// Cancels a job unless it finished by itself.
-struct Scancel(Option<String>);
+/// Cancels, through the run's poller, the jobs that have not ended when
+/// it is dropped (an attempt timed out, the run was cancelled, a sibling
+/// batch failed).
+pub(crate) struct JobGuard {
+    poller: Poller,
+    ids: Vec<String>,
+}
 
-impl Drop for Scancel {
+impl JobGuard {
+    pub(crate) fn new(poller: &Poller, ids: Vec<String>) -> Self {
+        JobGuard {
+            poller: poller.clone(),
+            ids,
+        }
+    }
+    /// Job `id` ended by itself: nothing to cancel.
+    pub(crate) fn ended(&mut self, id: &str) {
+        self.ids.retain(|i| i != id);
+    }
+}
+
+impl Drop for JobGuard {
     fn drop(&mut self) {
-        if let Some(id) = self.0.take() {
-            let _ = std::process::Command::new("scancel").arg(&id).status();
+        if !self.ids.is_empty() {
+            self.poller.cancel(&self.ids);
         }
     }
 }
 
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The last `n` lines of a job's output file (empty when unreadable).
+pub(crate) fn tail(path: &std::path::Path, n: usize) -> Vec<String> {
+    let out = std::fs::read_to_string(path).unwrap_or_default();
+    let mut v: Vec<String> = out.lines().rev().take(n).map(str::to_string).collect();
+    v.reverse();
+    v
+}
+
+/// The Slurm executor of one run: the cluster's settings and the run's
+/// poller.
+#[derive(Debug)]
+pub struct SlurmExecutor {
+    pub cfg: SlurmConfig,
+    poller: Poller,
+}
+
+impl SlurmExecutor {
+    pub fn new(cfg: SlurmConfig) -> Self {
+        let poller = Poller::new(cfg.poll);
+        SlurmExecutor { cfg, poller }
+    }
+
+    /// Submits a job running `wrap`; returns its id.
+    async fn sbatch(
+        &self,
+        task: &str,
+        args: &[String],
+        output: &str,
+        wrap: &str,
+    ) -> Result<String, StageError> {
+        // The store URL may hold credentials (`?access_key=`): it reaches the
+        // job through its environment (sbatch exports the submitter's), not the
+        // job's command line, which `squeue`/`scontrol` show to every user.
+        let mut cmd = tokio::process::Command::new("sbatch");
+        cmd.env("ENGINE_STORE", &self.cfg.store_url)
+            .arg("--export=ALL")
+            .arg("--parsable")
+            .arg(format!("--job-name=engine:{task}"))
+            .arg(format!("--output={output}"))
+            .args(args);
+        cmd.arg("--wrap").arg(wrap);
+        self.poller.submitted();
+        let out = cmd.output().await.map_err(|e| {
+            StageError::msg(format!("Failed to run `sbatch` for task `{task}`: {e}; is Slurm installed and `SLURM_CONF` set?"))
+        })?;
+        if !out.status.success() {
+            return Err(StageError::msg(format!(
+                "`sbatch` refused task `{task}`: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let job = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        if job.is_empty() {
+            return Err(StageError::msg(format!(
+                "`sbatch` gave no job id for task `{task}`; is `SLURM_CONF` the cluster's?"
+            )));
+        }
+        Ok(job)
+    }
 }
 
 /// The cluster schedules cpus, memory and gpus; the engine keeps only the
 /// classes' `slots` (how many of a class run at once).
 #[async_trait::async_trait]
-impl crate::executor::Executor for SlurmConfig {
+impl crate::executor::Executor for SlurmExecutor {
     fn name(&self) -> &'static str {
         "slurm"
     }
@@ -201,49 +310,55 @@ impl crate::executor::Executor for SlurmConfig {
             gpus: u32::MAX / 4,
         }
     }
+    fn begin(&self, cancel: &CancellationToken) {
+        self.poller.start(cancel);
+    }
+    async fn end(&self) -> Option<ExecutorStats> {
+        Some(self.poller.close().await)
+    }
+    fn runs_items(&self) -> bool {
+        true
+    }
+    async fn run_items(
+        &self,
+        job: crate::executor::ItemBatches<'_>,
+    ) -> Result<crate::executor::ItemsDone, StageError> {
+        array::run_items(self, job).await
+    }
     async fn run_attempt(
         &self,
         _stage: &dyn crate::stage::Stage,
         class: &ResourceClass,
         run_id: &str,
         ctx: &mut TaskCtx,
+        jobs: &mut Vec<JobRecord>,
     ) -> Result<(), StageError> {
-        let (outputs, values) = run_attempt(
-            self,
-            &ctx.store,
-            class,
-            run_id,
-            &ctx.task,
-            ctx.attempt,
-            &ctx.inputs,
-            &ctx.log,
-        )
-        .await?;
+        let (outputs, values) = run_attempt(self, class, run_id, ctx, jobs).await?;
         ctx.outputs = outputs;
         ctx.values = values;
         Ok(())
     }
 }
 
-/// Submits one attempt of a task and waits for its result. Dropping the
-/// future (timeout, Ctrl-C) cancels the job.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_attempt(
-    cfg: &SlurmConfig,
-    store: &Store,
+/// Submits one attempt of a task and waits for the poller to see its job
+/// end, then reads its result. Dropping the future (timeout, Ctrl-C)
+/// cancels the job.
+async fn run_attempt(
+    ex: &SlurmExecutor,
     class: &ResourceClass,
     run: &str,
-    task: &str,
-    attempt: u32,
-    inputs: &[Input],
-    log: &Log,
+    ctx: &TaskCtx,
+    jobs: &mut Vec<JobRecord>,
 ) -> Result<(BTreeMap<String, Manifest>, BTreeMap<String, Value>), StageError> {
+    let cfg = &ex.cfg;
+    let (store, task, attempt, log) = (&ctx.store, ctx.task.as_str(), ctx.attempt, &ctx.log);
     let req = TaskRequest {
         run: run.into(),
         task: task.into(),
         attempt,
         threads: class.cpus as usize,
-        inputs: inputs
+        inputs: ctx
+            .inputs
             .iter()
             .map(|i| InputDoc {
                 stage: i.stage.clone(),
@@ -257,9 +372,6 @@ pub async fn run_attempt(
         .put_json(&request_path(run, task, attempt), &req)
         .await?;
     std::fs::create_dir_all(&cfg.log_dir).map_err(|e| StageError::io("create", &cfg.log_dir, e))?;
-    // The store URL may hold credentials (`?access_key=`): it reaches the
-    // job through its environment (sbatch exports the submitter's), not the
-    // job's command line, which `squeue`/`scontrol` show to every user.
     let wrap = format!(
         "exec {} task exec --run {} --task {} --attempt {attempt}",
         quote(&cfg.engine_bin.to_string_lossy()),
@@ -268,69 +380,58 @@ pub async fn run_attempt(
     );
     let args = cfg.sbatch_args(class);
     log.line(&format!("sbatch {}", args.join(" ")));
-    let mut cmd = tokio::process::Command::new("sbatch");
-    cmd.env("ENGINE_STORE", &cfg.store_url)
-        .arg("--export=ALL")
-        .arg("--parsable")
-        .arg(format!("--job-name=engine:{task}"))
-        .arg(format!("--output={}/slurm-%j.out", cfg.log_dir.display()))
-        .args(&args);
-    cmd.arg("--wrap").arg(&wrap);
-    let out = cmd.output().await.map_err(|e| {
-        StageError::msg(format!("Failed to run `sbatch` for task `{task}`: {e}; is Slurm installed and `SLURM_CONF` set?"))
-    })?;
-    if !out.status.success() {
-        return Err(StageError::msg(format!(
-            "`sbatch` refused task `{task}`: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    let job = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .to_string();
+    let out = format!("{}/slurm-%j.out", cfg.log_dir.display());
+    let job = ex.sbatch(task, &args, &out, &wrap).await?;
     log.line(&format!("submitted Slurm job {job} (attempt {attempt})"));
-    let mut guard = Scancel(Some(job.clone()));
-    let result_at = result_path(run, task, attempt);
-    loop {
-        if let Some(r) = store.get_json::<TaskResult>(&result_at).await? {
-            guard.0 = None;
-            return finish(store, task, &job, r, log).await;
-        }
-        let q = tokio::process::Command::new("squeue")
-            .args(["-h", "-j", &job, "-o", "%T"])
-            .output()
-            .await;
-        let gone = match q {
-            Ok(o) => o.status.success() && String::from_utf8_lossy(&o.stdout).trim().is_empty(),
-            Err(_) => false,
-        };
-        if gone {
-            // The job left the queue; its result may have landed just now.
-            if let Some(r) = store.get_json::<TaskResult>(&result_at).await? {
-                guard.0 = None;
-                return finish(store, task, &job, r, log).await;
-            }
-            guard.0 = None;
-            let out = std::fs::read_to_string(cfg.log_dir.join(format!("slurm-{job}.out")))
-                .unwrap_or_default();
-            let tail: Vec<&str> = out
-                .lines()
-                .rev()
-                .take(5)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
+    let mut guard = JobGuard::new(&ex.poller, vec![job.clone()]);
+    let end = ex.poller.watch(&job).await;
+    guard.ended(&job);
+    let end = match end {
+        Ok(Ok(e)) => e,
+        Ok(Err(msg)) => return Err(StageError::msg(msg)),
+        Err(_) => {
             return Err(StageError::msg(format!(
-                "Slurm job {job} of task `{task}` ended without a result; its last output:\n  {}",
-                tail.join("\n  ")
+                "the Slurm poller stopped while job {job} of task `{task}` ran"
             )));
         }
-        tokio::time::sleep(cfg.poll).await;
+    };
+    let log_file = cfg.log_dir.join(format!("slurm-{job}.out"));
+    let result = store
+        .get_json::<TaskResult>(&result_path(run, task, attempt))
+        .await?;
+    jobs.push(JobRecord {
+        attempt,
+        job: job.clone(),
+        node: end
+            .node
+            .clone()
+            .or_else(|| result.as_ref().map(|r| r.host.clone())),
+        state: end.state.clone(),
+        exit_code: end.exit_code,
+        log: Some(log_file.display().to_string()),
+        items: None,
+    });
+    if let Some(r) = result {
+        return finish(store, task, &job, r, log).await;
     }
+    if end.lost() {
+        return Err(StageError::msg(format!(
+            "Slurm job {job} of task `{task}` was lost ({}{}); the stage's `retries` resubmit it",
+            end.state,
+            end.node
+                .as_ref()
+                .map(|n| format!(" on node `{n}`"))
+                .unwrap_or_default()
+        )));
+    }
+    Err(StageError::msg(format!(
+        "Slurm job {job} of task `{task}` ended {}{} without a result; its last output:\n  {}",
+        end.state,
+        end.exit_code
+            .map(|c| format!(" with exit code {c}"))
+            .unwrap_or_default(),
+        tail(&log_file, 5).join("\n  ")
+    )))
 }
 
 async fn finish(
@@ -400,7 +501,7 @@ pub async fn exec_task(
     let imp = crate::secrets::build_stage(stage.build, &params).map_err(|e| e.to_string())?;
     let StageImpl::Task(s) = imp else {
         return Err(format!(
-            "stage `{}` is a map stage; map stages run on the submitting machine",
+            "stage `{}` is a map stage; its items run with `engine task exec-batch`",
             stage.name
         ));
     };
