@@ -18,6 +18,24 @@ fn slurm_ready() -> bool {
     false
 }
 
+/// The tests share one cluster; the one that takes a node down holds this
+/// lock alone, the others share it, so no test sees a node vanish under it
+/// (a file lock: nextest runs each test in its own process).
+fn cluster(exclusive: bool) -> std::fs::File {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("engine-test-slurm-cluster.lock"))
+        .unwrap();
+    if exclusive {
+        f.lock().unwrap();
+    } else {
+        f.lock_shared().unwrap();
+    }
+    f
+}
+
 fn engine(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_engine"));
     c.current_dir(dir)
@@ -55,6 +73,7 @@ fn tasks_run_as_slurm_jobs() {
     if !slurm_ready() {
         return;
     }
+    let _cluster = cluster(false);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("p.yaml"), PIPELINE).unwrap();
     let o = engine(dir.path())
@@ -120,6 +139,7 @@ fn a_profile_sets_executor_store_and_per_class_sbatch_settings() {
     if !slurm_ready() {
         return;
     }
+    let _cluster = cluster(false);
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("shared-store");
     std::fs::write(
@@ -265,6 +285,7 @@ fn a_map_stage_runs_as_one_job_array_of_its_uncached_batches() {
     if !slurm_ready() {
         return;
     }
+    let _cluster = cluster(false);
     let local = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     for d in [&local, &dir] {
@@ -358,6 +379,7 @@ fn cancelling_a_run_cancels_all_its_jobs_with_one_scancel() {
     if !slurm_ready() {
         return;
     }
+    let _cluster = cluster(false);
     let dir = tempfile::tempdir().unwrap();
     let pipeline = r#"
 name: cancelled
@@ -446,6 +468,7 @@ fn a_map_stage_array_spreads_over_the_clusters_nodes() {
     if !slurm_ready() {
         return;
     }
+    let _cluster = cluster(false);
     let nodes: u32 = std::env::var("ENGINE_TEST_SLURM_NODES")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -499,4 +522,129 @@ stages:
         .map(|j| j["node"].as_str().unwrap_or(""))
         .collect();
     assert!(used.len() >= 2, "all elements ran on {used:?}: {t}");
+}
+
+/// Restarts node2's slurmd when the test ends, passed or not, so the
+/// cluster is whole again for the other tests.
+struct Revive {
+    conf: String,
+}
+
+impl Drop for Revive {
+    fn drop(&mut self) {
+        let _ = Command::new("slurmd")
+            .args(["-f", &self.conf, "-N", "node2"])
+            .status();
+    }
+}
+
+/// A node dies under a running array element (its slurmd killed, the node
+/// marked down, as slurmctld does when a node stops answering): the element
+/// ends in `NODE_FAIL`, the engine resubmits only that batch (the stage has
+/// `retries: 1`; `--no-requeue` keeps Slurm from requeueing it itself), it
+/// runs on the other node, and the finished batches are not run again.
+#[test]
+fn a_batch_lost_with_its_node_is_resubmitted_to_the_other_node() {
+    if !slurm_ready() {
+        return;
+    }
+    let _cluster = cluster(true);
+    let conf = std::env::var("SLURM_CONF").unwrap_or_default();
+    let pid_file = Path::new(&conf)
+        .parent()
+        .map(|d| d.join("slurmd-node2.pid"))
+        .filter(|p| p.is_file());
+    let Some(pid_file) = pid_file else {
+        eprintln!("skipped: no node2 slurmd of scripts/lib.sh's two-node cluster");
+        return;
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pipeline = format!(
+        r#"
+name: lost
+resources:
+  node: {{ cpus: {cpus}, memory: 64MiB }}
+stages:
+  make:
+    uses: builtin.items
+    with: {{ count: 4, prefix: lost }}
+  lostmap:
+    uses: builtin.upper
+    resources: node
+    retries: 1
+    map: {{ over: make.items, batch: 1 }}
+    with: {{ sleep_ms: 5000 }}
+"#
+    );
+    let (local, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for d in [&local, &dir] {
+        std::fs::write(d.path().join("p.yaml"), &pipeline).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("engine.toml"),
+        "[profiles.cluster]\nexecutor = \"slurm\"\n[profiles.cluster.slurm]\nextra_args = [\"--no-requeue\"]\n",
+    )
+    .unwrap();
+    let child = engine(dir.path())
+        .args(["--profile", "cluster", "run", "p.yaml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for an element running on node2.
+    let t0 = std::time::Instant::now();
+    let victim = loop {
+        let q = Command::new("squeue")
+            .args(["-h", "-r", "-o", "%i %j %T %N"])
+            .output()
+            .unwrap();
+        let q = String::from_utf8_lossy(&q.stdout).into_owned();
+        if let Some(l) = q
+            .lines()
+            .find(|l| l.contains("engine:lostmap RUNNING node2"))
+        {
+            break l.split_whitespace().next().unwrap().to_string();
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(90),
+            "no element ran on node2: {q}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _revive = Revive { conf: conf.clone() };
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    assert!(Command::new("kill").arg(pid.trim()).status().unwrap().success());
+    let down = Command::new("scontrol")
+        .args(["update", "nodename=node2", "state=down", "reason=engine-test-node-failure"])
+        .status()
+        .unwrap();
+    assert!(down.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let o = engine(local.path()).args(["run", "p.yaml"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rec = record(dir.path(), &["--profile", "cluster"]);
+    let t = task(&rec, "lostmap");
+    assert_eq!(t["outputs"], task(&record(local.path(), &[]), "lostmap")["outputs"]);
+    assert_eq!(t["attempts"], 2, "{t}");
+    let jobs = t["jobs"].as_array().unwrap();
+    let failed: Vec<_> = jobs.iter().filter(|j| j["job"] == victim.as_str()).collect();
+    assert_eq!(failed.len(), 1, "{t}");
+    assert_eq!(failed[0]["state"], "NODE_FAIL", "{t}");
+    assert_eq!(failed[0]["node"], "node2", "{t}");
+    let second: Vec<_> = jobs.iter().filter(|j| j["attempt"] == 2).collect();
+    assert_eq!(second.len(), 1, "only the lost batch goes again: {t}");
+    assert_eq!(second[0]["state"], "COMPLETED", "{t}");
+    assert_eq!(second[0]["node"], "node1", "{t}");
+    // Four elements in round 1, one in round 2. Killing a slurmd on a
+    // shared host leaves its job's processes running: when the orphan
+    // finished its item before the resubmitted element looked, that item
+    // came from the cache instead of running again.
+    assert_eq!(jobs.len(), 5, "{t}");
+    let (run, cached) = (
+        t["items"]["run"].as_u64().unwrap(),
+        t["items"]["cached"].as_u64().unwrap(),
+    );
+    assert!(run + cached == 4 && cached <= 1 && run >= 3, "{t}");
 }

@@ -12,8 +12,13 @@
 //! or a job that ended without a result) is a retryable failure: its batch
 //! goes into a new, smaller array, up to the stage's `retries`; items it
 //! finished before it was lost are served from their cache entries, never
-//! run again. An item that fails by itself (after its own retries on the
-//! node) fails the stage, as it does locally.
+//! run again. (With Slurm's default `JobRequeue=1` the controller requeues
+//! a batch job whose node failed by itself; the poller then sees the
+//! element pending again and simply keeps waiting. The engine's own
+//! resubmission covers `--no-requeue` jobs, clusters with requeue off,
+//! preemption with `PreemptMode=CANCEL`, and jobs that vanish.) An item
+//! that fails by itself (after its own retries on the node) fails the
+//! stage, as it does locally.
 //!
 //! Store layout, per round `R` of task key `K` (a digest of the label):
 //! `runs/RUN/tasks/K-R.array.json` (what every element shares),
