@@ -272,28 +272,48 @@ impl SlurmExecutor {
             .args(args);
         cmd.arg("--wrap").arg(wrap);
         self.poller.submitted();
-        let out = cmd.output().await.map_err(|e| {
-            StageError::msg(format!("Failed to run `sbatch` for task `{task}`: {e}; is Slurm installed and `SLURM_CONF` set?"))
-        })?;
-        if !out.status.success() {
-            return Err(StageError::msg(format!(
-                "`sbatch` refused task `{task}`: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        let job = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .to_string();
-        if job.is_empty() {
-            return Err(StageError::msg(format!(
-                "`sbatch` gave no job id for task `{task}`; is `SLURM_CONF` the cluster's?"
-            )));
-        }
-        Ok(job)
+        // Submitted apart from the attempt: if the attempt is dropped while
+        // `sbatch` runs (Ctrl-C, a timeout), the job it makes is cancelled
+        // rather than left in the queue.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (poller, task) = (self.poller.clone(), task.to_string());
+        tokio::spawn(async move {
+            let res = submitted_id(&task, cmd.output().await);
+            if let Err(Ok(id)) = tx.send(res) {
+                poller.orphan(&id);
+            }
+        });
+        rx.await
+            .map_err(|_| StageError::msg("the `sbatch` call was lost".to_string()))?
     }
+}
+
+/// The job id from `sbatch --parsable`'s output.
+fn submitted_id(
+    task: &str,
+    out: std::io::Result<std::process::Output>,
+) -> Result<String, StageError> {
+    let out = out.map_err(|e| {
+        StageError::msg(format!("Failed to run `sbatch` for task `{task}`: {e}; is Slurm installed and `SLURM_CONF` set?"))
+    })?;
+    if !out.status.success() {
+        return Err(StageError::msg(format!(
+            "`sbatch` refused task `{task}`: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let job = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    if job.is_empty() {
+        return Err(StageError::msg(format!(
+            "`sbatch` gave no job id for task `{task}`; is `SLURM_CONF` the cluster's?"
+        )));
+    }
+    Ok(job)
 }
 
 /// The cluster schedules cpus, memory and gpus; the engine keeps only the

@@ -83,8 +83,10 @@ struct Inner {
     started: AtomicBool,
     /// The run's cancellation, once started.
     run_cancel: std::sync::OnceLock<CancellationToken>,
-    /// Set once the whole run's jobs were cancelled: later requests are moot.
+    /// Set once the whole run's jobs were cancelled.
     cancelled_all: AtomicBool,
+    /// The (base) ids that call cancelled: later requests for them are moot.
+    covered: Mutex<std::collections::HashSet<String>>,
     sbatch_calls: AtomicU64,
     jobs: AtomicU64,
     squeue_calls: AtomicU64,
@@ -122,6 +124,7 @@ impl Poller {
                 started: AtomicBool::new(false),
                 run_cancel: std::sync::OnceLock::new(),
                 cancelled_all: AtomicBool::new(false),
+                covered: Mutex::new(Default::default()),
                 sbatch_calls: AtomicU64::new(0),
                 jobs: AtomicU64::new(0),
                 squeue_calls: AtomicU64::new(0),
@@ -167,19 +170,34 @@ impl Poller {
     /// Stops following `ids` and cancels them in the next round (their
     /// attempt gave up: a timeout, a failed sibling). Callable from `Drop`.
     pub fn cancel(&self, ids: &[String]) {
+        let mut waiting = lock(&self.inner.waiting);
         // A cancelled run's jobs are all cancelled by one call, including
-        // these: they stay followed until then.
-        if self.inner.cancelled_all.load(Ordering::SeqCst) || self.run_cancelled() {
+        // these, unless that call was made already (checked under the same
+        // lock `cancel_all` takes, so no job falls between the two).
+        if self.run_cancelled() && !self.inner.cancelled_all.load(Ordering::SeqCst) {
             return;
         }
-        let mut waiting = lock(&self.inner.waiting);
+        let covered = lock(&self.inner.covered);
         let mut q = lock(&self.inner.to_cancel);
         for id in ids {
             waiting.remove(id);
-            q.push(id.clone());
+            if !covered.contains(&base_id(id)) {
+                q.push(id.clone());
+            }
         }
+        drop(covered);
+        let queued = !q.is_empty();
         drop((waiting, q));
-        self.inner.wake.notify_one();
+        if queued {
+            self.inner.wake.notify_one();
+        }
+    }
+
+    /// A job whose attempt went away while `sbatch` was still submitting
+    /// it (Ctrl-C, a timeout): nobody waits for it, so it is cancelled.
+    pub fn orphan(&self, id: &str) {
+        lock(&self.inner.waiting).insert(id.to_string(), oneshot::channel().0);
+        self.cancel(&[id.to_string()]);
     }
 
     fn run_cancelled(&self) -> bool {
@@ -197,7 +215,7 @@ impl Poller {
             cancel_all(inner).await;
         }
         let pending = std::mem::take(&mut *lock(&inner.to_cancel));
-        if !pending.is_empty() && !inner.cancelled_all.load(Ordering::SeqCst) {
+        if !pending.is_empty() {
             scancel(inner, &pending).await;
         }
         inner.stop.cancel();
@@ -248,7 +266,7 @@ async fn poll_loop(inner: Arc<Inner>, run_cancel: CancellationToken) {
                     continue;
                 }
                 let q = std::mem::take(&mut *lock(&inner.to_cancel));
-                if !q.is_empty() && !inner.cancelled_all.load(Ordering::SeqCst) {
+                if !q.is_empty() {
                     scancel(&inner, &q).await;
                 }
                 continue;
@@ -297,10 +315,15 @@ async fn poll_loop(inner: Arc<Inner>, run_cancel: CancellationToken) {
 }
 
 async fn cancel_all(inner: &Inner) {
-    if inner.cancelled_all.swap(true, Ordering::SeqCst) {
-        return;
-    }
-    let mut ids: BTreeSet<String> = lock(&inner.waiting).keys().map(|i| base_id(i)).collect();
+    let mut ids: BTreeSet<String> = {
+        let waiting = lock(&inner.waiting);
+        if inner.cancelled_all.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let ids: BTreeSet<String> = waiting.keys().map(|i| base_id(i)).collect();
+        lock(&inner.covered).extend(ids.iter().cloned());
+        ids
+    };
     ids.extend(std::mem::take(&mut *lock(&inner.to_cancel)));
     if !ids.is_empty() {
         scancel(inner, &ids.into_iter().collect::<Vec<_>>()).await;
