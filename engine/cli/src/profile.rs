@@ -78,6 +78,8 @@ pub struct SlurmProfile {
     pub time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_jobs: Option<u32>,
+    /// A map stage's job array runs at most this many elements at once
+    /// (`--array=0-N%CAP`); default `max_jobs`, else 32.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array_cap: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -367,10 +369,12 @@ engine_bin = "/shared/bin/engine"
 log_dir = "/shared/engine/slurm"
 account = "vision"
 time = "04:00:00"
+array_cap = 16
 
 [profiles.cluster.slurm.classes.cpu]
 partition = "cpu"
 max_jobs = 64
+array_cap = 100
 
 [profiles.cluster.slurm.classes.gpu]
 partition = "gpu"
@@ -402,9 +406,11 @@ extra_args = ["--exclusive"]
         assert_eq!(gpu.extra_args, vec!["--exclusive"]);
         let cpu = s.defaults().under(&s.classes["cpu"]);
         assert_eq!(
-            (cpu.time.as_deref(), cpu.max_jobs),
-            (Some("04:00:00"), Some(64))
+            (cpu.time.as_deref(), cpu.max_jobs, cpu.array_cap),
+            (Some("04:00:00"), Some(64), Some(100))
         );
+        // A class without its own cap takes the profile's.
+        assert_eq!(gpu.array_cap, Some(16));
     }
 
     #[test]

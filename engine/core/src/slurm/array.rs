@@ -300,6 +300,14 @@ pub(super) async fn run_items(
             _ = job.cancel.cancelled() => return Err(StageError::Cancelled),
         }
     }
+    // In the record by round, then element, not in the order they ended.
+    job.jobs.sort_by_key(|j| {
+        let element = j
+            .job
+            .rsplit_once('_')
+            .and_then(|(_, i)| i.parse::<usize>().ok());
+        (j.attempt, element)
+    });
     done.rounds = round;
     done.note = format!(
         "items ran on Slurm as job array(s) {} (at most {cap} element(s) at once); none ran on the submitting machine",

@@ -613,3 +613,48 @@ pub async fn exec_task(
         .map_err(|e| e.to_string())?;
     Ok(result)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(defaults: SlurmClassSettings, classes: &[(&str, SlurmClassSettings)]) -> SlurmConfig {
+        SlurmConfig {
+            engine_bin: "engine".into(),
+            store_url: "fs:///shared/store".into(),
+            log_dir: "/shared/logs".into(),
+            poll: Duration::from_millis(200),
+            defaults,
+            classes: classes
+                .iter()
+                .map(|(n, s)| (n.to_string(), s.clone()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_array_cap_is_the_class_cap_then_max_jobs_then_the_default() {
+        let set = |array_cap, max_jobs| SlurmClassSettings {
+            array_cap,
+            max_jobs,
+            ..Default::default()
+        };
+        let c = cfg(
+            set(None, Some(50)),
+            &[
+                ("capped", set(Some(7), Some(3))),
+                ("queued", set(None, Some(4))),
+                ("zero", set(Some(0), None)),
+            ],
+        );
+        assert_eq!(c.array_cap("capped"), 7);
+        assert_eq!(c.array_cap("queued"), 4);
+        assert_eq!(c.array_cap("other"), 50);
+        // A cap of 0 would stop the array: at least one element runs.
+        assert_eq!(c.array_cap("zero"), 1);
+        assert_eq!(
+            cfg(SlurmClassSettings::default(), &[]).array_cap("any"),
+            array::DEFAULT_ARRAY_CAP
+        );
+    }
+}
