@@ -135,6 +135,9 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory,CR_LLN
 SlurmdParameters=config_overrides
+# A job that asks no memory (a class without a memory size) would otherwise get
+# the whole node's and hold it alone.
+DefMemPerCPU=256
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool/%n
 SlurmctldPidFile=$dir/slurmctld.pid
