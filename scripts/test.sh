@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test against real components: ffmpeg, PostgreSQL, an S3
-# server on loopback and a single-node Slurm cluster. Installs and starts what is missing.
+# server on loopback and a two-node Slurm cluster (two slurmd on this machine).
+# Installs and starts what is missing.
 #   ./scripts/test.sh [extra nextest args]
 source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."

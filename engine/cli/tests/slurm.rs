@@ -613,23 +613,43 @@ stages:
     };
     let _revive = Revive { conf: conf.clone() };
     let pid = std::fs::read_to_string(&pid_file).unwrap();
-    assert!(Command::new("kill").arg(pid.trim()).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .arg(pid.trim())
+            .status()
+            .unwrap()
+            .success()
+    );
     let down = Command::new("scontrol")
-        .args(["update", "nodename=node2", "state=down", "reason=engine-test-node-failure"])
+        .args([
+            "update",
+            "nodename=node2",
+            "state=down",
+            "reason=engine-test-node-failure",
+        ])
         .status()
         .unwrap();
     assert!(down.success());
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    let o = engine(local.path()).args(["run", "p.yaml"]).output().unwrap();
+    let o = engine(local.path())
+        .args(["run", "p.yaml"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let rec = record(dir.path(), &["--profile", "cluster"]);
     let t = task(&rec, "lostmap");
-    assert_eq!(t["outputs"], task(&record(local.path(), &[]), "lostmap")["outputs"]);
+    assert_eq!(
+        t["outputs"],
+        task(&record(local.path(), &[]), "lostmap")["outputs"]
+    );
     assert_eq!(t["attempts"], 2, "{t}");
     let jobs = t["jobs"].as_array().unwrap();
-    let failed: Vec<_> = jobs.iter().filter(|j| j["job"] == victim.as_str()).collect();
+    let failed: Vec<_> = jobs
+        .iter()
+        .filter(|j| j["job"] == victim.as_str())
+        .collect();
     assert_eq!(failed.len(), 1, "{t}");
     assert_eq!(failed[0]["state"], "NODE_FAIL", "{t}");
     assert_eq!(failed[0]["node"], "node2", "{t}");
@@ -647,4 +667,52 @@ stages:
         t["items"]["cached"].as_u64().unwrap(),
     );
     assert!(run + cached == 4 && cached <= 1 && run >= 3, "{t}");
+}
+
+/// The same array with the store on S3 (the s3s-fs server `scripts/test.sh`
+/// starts): the elements publish their items to the bucket, and the
+/// collection has the digest of a local run on `fs://`.
+#[test]
+fn a_map_stage_array_publishes_to_an_s3_store() {
+    if !slurm_ready() {
+        return;
+    }
+    let Ok(endpoint) = std::env::var("ENGINE_TEST_S3_ENDPOINT") else {
+        eprintln!("skipped: set ENGINE_TEST_S3_ENDPOINT to test Slurm with an s3:// store");
+        return;
+    };
+    let _cluster = cluster(false);
+    let bucket = std::env::var("ENGINE_TEST_S3_BUCKET").unwrap_or_else(|_| "engine-test".into());
+    let url = format!(
+        "s3://{bucket}/slurm-array-{}?endpoint={endpoint}&region=us-east-1",
+        std::process::id()
+    );
+    let (local, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for d in [&local, &dir] {
+        std::fs::write(d.path().join("p.yaml"), MAPPED.replace("COUNT", "5")).unwrap();
+    }
+    let o = engine(local.path())
+        .args(["run", "p.yaml"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = engine(dir.path())
+        .args(["run", "p.yaml", "--executor", "slurm", "--store", &url])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rec = record(dir.path(), &["--store", &url]);
+    let t = task(&rec, "shout");
+    assert_eq!(
+        t["outputs"],
+        task(&record(local.path(), &[]), "shout")["outputs"]
+    );
+    assert_eq!(t["items"]["run"], 5, "{t}");
+    let jobs = t["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 3, "{t}");
+    assert!(jobs.iter().all(|j| j["state"] == "COMPLETED"), "{t}");
+    assert!(
+        !dir.path().join(".engine/store").exists(),
+        "the fs store was used"
+    );
 }
