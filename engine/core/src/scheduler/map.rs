@@ -86,7 +86,12 @@ async fn run_map_remote(
     }
     log.progress(counts.cached as u64, total as u64);
     let batch = stage.map.as_ref().map_or(1, |o| o.batch.max(1));
-    let batches: Vec<Vec<(usize, Item)>> = todo.chunks(batch).map(<[_]>::to_vec).collect();
+    // Moved, not copied, into the batches: a million-item stage holds one copy.
+    let mut batches: Vec<Vec<(usize, Item)>> = Vec::with_capacity(todo.len().div_ceil(batch));
+    let mut rest = todo.into_iter().peekable();
+    while rest.peek().is_some() {
+        batches.push(rest.by_ref().take(batch).collect());
+    }
     rec.attempts = 1;
     if batches.is_empty() {
         rec.placement = Some("every item was cached; no job was submitted".into());

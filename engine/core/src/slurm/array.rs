@@ -66,6 +66,12 @@ pub struct BatchDoc {
     pub items: Vec<(usize, Item)>,
 }
 
+/// [`BatchDoc`] as written, borrowing the items.
+#[derive(Serialize)]
+struct BatchDocRef<'a> {
+    items: &'a [(usize, Item)],
+}
+
 /// What one element reports, written last.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BatchResult {
@@ -141,9 +147,8 @@ pub(super) async fn run_items(
             .iter()
             .enumerate()
             .map(|(i, b)| {
-                let doc = BatchDoc { items: b.clone() };
                 let path = batch_path(run, task, round, i);
-                async move { store.put_json(&path, &doc).await }
+                async move { store.put_json(&path, &BatchDocRef { items: b }).await }
             })
             .collect();
         let results: Vec<_> = futures::stream::iter(writes)
