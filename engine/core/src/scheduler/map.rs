@@ -57,18 +57,19 @@ async fn run_map_remote(
     };
     let mut todo: Vec<(usize, Item)> = vec![];
     if use_cache {
-        // Collected first: a lazy `map` closure in the stream makes the
-        // task's future fail the `Send` check (higher-ranked lifetimes).
-        let lookups: Vec<_> = items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let fp = cache::item_fingerprint(&stage.kind, version, item_params, item);
-                let (store, verify) = (sh.store.clone(), sh.verify());
+        // Lazily, 32 at a time (a million pending lookups would take GBs);
+        // the closure takes an index and owns what it reads, so the task's
+        // future stays `Send` (a `&Item` argument trips higher-ranked
+        // lifetimes).
+        let (kind, params) = (stage.kind.clone(), Arc::new(item_params.clone()));
+        let (store, verify, all) = (sh.store.clone(), sh.verify(), items.clone());
+        let mut found = futures::stream::iter(0..total)
+            .map(move |i| {
+                let fp = cache::item_fingerprint(&kind, version, &params, &all[i]);
+                let store = store.clone();
                 async move { (i, cache::lookup_item(&store, &fp, verify).await) }
             })
-            .collect();
-        let mut found = futures::stream::iter(lookups).buffer_unordered(32);
+            .buffer_unordered(32);
         while let Some((i, hit)) = found.next().await {
             match hit? {
                 cache::Lookup::Hit(e) => {
