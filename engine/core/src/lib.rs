@@ -5,8 +5,10 @@
 //! YAML text -> [`template`] (minijinja) -> [`spec`] (typed, located) ->
 //! [`compile`] (every error at once) -> [`deps`] (declared files, hashed)
 //! -> [`plan`] (petgraph DAG of tasks) ->
-//! [`scheduler`] (tokio, [`resources`]) -> [`store`] (content-addressed
-//! artifacts, refs) -> [`records`] (run records with lineage).
+//! [`scheduler`] (tokio, [`resources`]) -> [`executor`] (here, or
+//! [`slurm`]: jobs, job arrays, one poller per run) -> [`store`]
+//! (content-addressed artifacts, refs) -> [`records`] (run records with
+//! lineage).
 //!
 //! Stages plug in through the [`stage`] API; [`kinds`] holds the ones that
 //! ship with the engine (`shell`, `artifact.ref`, the test-only

@@ -1,4 +1,8 @@
-//! Map stages: items fanned out in batches, each cached on its own.
+//! Map stages: items fanned out in batches, each cached on its own. Items
+//! run in this process, or, when the executor runs items elsewhere (Slurm:
+//! one job array per map task), only the cache lookups happen here and the
+//! misses go to the executor in the stage's batches. [`run_item`] is the one
+//! way an item runs, here and on a node (`engine task exec-batch`).
 
 use super::*;
 

@@ -11,7 +11,8 @@
 //! - `execute`: one task from ready to record (`when`, upstream failures,
 //!   fingerprint and cache, then a whole task or a map);
 //! - `attempt`: one attempt of a whole task with retries, timeout, cancel;
-//! - `map`: map stages, items in batches, each cached on its own;
+//! - `map`: map stages, items in batches, each cached on its own, run here
+//!   or handed to the executor (a Slurm job array);
 //! - `publish`: outputs, cache entries, lineage and refs;
 //! - `record_log`: the run record written as event batches while it runs;
 //! - `scratch`: private scratch folders, and those of dead runs removed;

@@ -12,7 +12,7 @@
 //! exit code and output file go into the task's record. A job lost to the
 //! cluster (`NODE_FAIL`, `BOOT_FAIL`, `PREEMPTED`, gone without a result)
 //! fails its attempt like any other failure, so the stage's `retries`
-//! resubmit it. Map stages run as job arrays ([`array`]): one job per item
+//! resubmit it. Map stages run as job arrays ([`mod@array`]): one job per item
 //! would drown a cluster's scheduler in tiny jobs, one element per batch
 //! of items does not.
 
