@@ -194,9 +194,11 @@ pub(super) async fn run_items(
             };
             let Some((i, end)) = next else { break };
             let eid = &ids[i];
-            guard.ended(eid);
             let end = match end {
-                Ok(Ok(e)) => e,
+                Ok(Ok(e)) => {
+                    guard.ended(eid);
+                    e
+                }
                 Ok(Err(msg)) => return Err(StageError::msg(msg)),
                 Err(_) => {
                     return Err(StageError::msg(format!(

@@ -405,9 +405,12 @@ async fn run_attempt(
     log.line(&format!("submitted Slurm job {job} (attempt {attempt})"));
     let mut guard = JobGuard::new(&ex.poller, vec![job.clone()]);
     let end = ex.poller.watch(&job).await;
-    guard.ended(&job);
+    // Not followed any more (the poller gave up on `squeue`): cancelled.
     let end = match end {
-        Ok(Ok(e)) => e,
+        Ok(Ok(e)) => {
+            guard.ended(&job);
+            e
+        }
         Ok(Err(msg)) => return Err(StageError::msg(msg)),
         Err(_) => {
             return Err(StageError::msg(format!(

@@ -302,7 +302,7 @@ async fn poll_loop(inner: Arc<Inner>, run_cancel: CancellationToken) {
                 failures += 1;
                 if failures >= SQUEUE_FAILURES {
                     let msg = format!(
-                        "`squeue` failed {failures} times in a row ({e}); is slurmctld up? the jobs may still be running: see `squeue`"
+                        "`squeue` failed {failures} times in a row ({e}); is slurmctld up? the run's jobs are being cancelled; check with `squeue --me`"
                     );
                     for (_, tx) in lock(&inner.waiting).drain() {
                         let _ = tx.send(Err(msg.clone()));
