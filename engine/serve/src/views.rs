@@ -343,6 +343,10 @@ pub struct TaskView {
     pub params: String,
     pub values: String,
     pub items: Option<String>,
+    /// Where the work ran when not in the engine's process (Slurm).
+    pub placement: Option<String>,
+    /// The batch jobs that ran it: id, node, state, exit code, output file.
+    pub jobs: Vec<records::JobRecord>,
     pub inputs: Vec<InputView>,
     pub outputs: Vec<OutputView>,
     /// The end of the log (the whole log is at `log_url`).
@@ -405,6 +409,8 @@ pub async fn task_view(store: &Store, r: &RunRecord, label: &str) -> Result<Task
         items: t
             .items
             .map(|c| format!("{} items: {} run, {} cached", c.total, c.run, c.cached)),
+        placement: t.placement.clone(),
+        jobs: t.jobs.clone(),
         inputs,
         outputs: t
             .outputs

@@ -167,6 +167,46 @@ async fn unknown_ids_are_404_and_bad_ones_400() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
+/// A task that ran on Slurm lists its jobs (id, attempt, state, node, exit
+/// code, items, output file) and says where its items ran.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slurm_tasks_jobs_are_listed() {
+    let f = fixture().await;
+    let mut r = f.run.clone();
+    r.id = "20990101-000000-000-slurm".into();
+    r.executor = "slurm".into();
+    let t = r.tasks.iter_mut().find(|t| t.task == "report").unwrap();
+    t.placement =
+        Some("items ran on Slurm as job array(s) 7; none ran on the submitting machine".into());
+    t.jobs = vec![records::JobRecord {
+        attempt: 1,
+        job: "7_0".into(),
+        node: Some("node2".into()),
+        state: "NODE_FAIL".into(),
+        exit_code: None,
+        log: Some("/logs/slurm-7_0.out".into()),
+        items: Some(3),
+    }];
+    records::save_run(&f.store, &r).await.unwrap();
+    let (addr, _) = start(&f.store, local()).await;
+    let base = format!("http://{addr}");
+    let (s, page) = get(&base, &format!("/runs/{}/tasks/report", r.id)).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(
+        page.contains(
+            r#"<td class="mono">7_0</td><td>1</td><td>NODE_FAIL</td><td>node2</td><td>-</td><td>3</td>"#
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains("none ran on the submitting machine"),
+        "{page}"
+    );
+    // A local run's task has no jobs table.
+    let (_, page) = get(&base, &format!("/runs/{}/tasks/report", f.run.id)).await;
+    assert!(!page.contains("Slurm jobs"), "{page}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_task_shows_params_reason_lineage_and_log() {
     let f = fixture().await;
