@@ -103,6 +103,30 @@ fn tasks_run_as_slurm_jobs() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&show.stdout).contains("submitted Slurm job"));
+    // Each task's job is in its record, as the poller last saw it.
+    let rec = record(dir.path(), &[]);
+    let ok = &task(&rec, "where[env.N=1]")["jobs"][0];
+    assert_eq!(
+        (ok["state"].as_str(), ok["exit_code"].as_i64()),
+        (Some("COMPLETED"), Some(0)),
+        "{ok}"
+    );
+    let bad = &task(&rec, "broken")["jobs"][0];
+    assert_eq!(bad["state"], "FAILED", "{bad}");
+    assert_eq!(
+        bad["exit_code"], 1,
+        "`engine task exec` exits 1 for a failed task: {bad}"
+    );
+    assert!(bad["node"].as_str().is_some_and(|n| !n.is_empty()), "{bad}");
+    assert!(
+        std::path::Path::new(bad["log"].as_str().unwrap()).is_file(),
+        "{bad}"
+    );
+    assert_eq!(
+        rec["executor_stats"]["sbatch_calls"], 4,
+        "{}",
+        rec["executor_stats"]
+    );
     // Rerun: cached tasks are not submitted again.
     let o = engine(dir.path())
         .args(["run", "p.yaml", "--executor", "slurm"])
