@@ -178,6 +178,7 @@ impl Stage for TrainBackbone {
             height: self.0.size,
             dim: self.0.dim,
             fps: self.0.fps,
+            frame_motion: self.0.frame_motion,
             weights: "backbone.safetensors".into(),
             origin: json!({
                 "stage": "backbone.train",
@@ -296,6 +297,7 @@ impl Stage for Import {
             height: c.size,
             dim: 0,
             fps: c.fps,
+            frame_motion: c.frame_motion,
             weights: weights.into(),
             origin: json!({ "stage": "backbone.import", "file": path.display().to_string() }),
         };
