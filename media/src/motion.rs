@@ -21,8 +21,13 @@ use std::path::Path;
 /// 2. the fraction of those changes that are repeats (below
 ///    [`REPEAT_BELOW`]): near 0 in live play, 0.5-0.75 in repeated-frame
 ///    slow motion;
-/// 3. `ln(1 + largest change)`: a hard cut shows as one spike.
-pub const MOTION_CHANNELS: usize = 3;
+/// 3. `ln(1 + largest change)`: a hard cut shows as one spike;
+/// 4. the video's slow-motion style, the same for every sample: the highest
+///    share of repeats over any second of the video. A broadcaster either
+///    repeats frames in its slow motion (this is high) or interpolates them
+///    (this is near 0), so a stretch without repeats means live play in the
+///    first kind of video and says nothing in the second.
+pub const MOTION_CHANNELS: usize = 4;
 
 /// A change below this (mean absolute grey level, 0-255) counts as a
 /// repeated frame: what an encoder leaves of an identical source frame.
@@ -34,7 +39,8 @@ const SIDE: u32 = 48;
 /// Motion statistics of `path` per frame of a sampling at `fps`:
 /// `out[i]` describes the source frames whose time rounds to sample `i`
 /// (`round(t * fps) == i`, as ffmpeg's `fps` filter picks them). Samples
-/// with no measured change (the first) are zero. `stop` is polled every
+/// with no measured change (the first) are zero but for the video's
+/// slow-motion style. `stop` is polled every
 /// source frame; when it returns true, decoding stops and what was
 /// measured so far is returned.
 pub fn frame_motion(
@@ -84,7 +90,26 @@ pub fn frame_motion(
     if let Some(c) = current {
         put(&mut out, c, acc.finish());
     }
+    let style = repeat_style(&out, (fps.round() as usize).max(1));
+    for v in &mut out {
+        v[3] = style;
+    }
     Ok(out)
+}
+
+/// The highest mean repeat share over `window` consecutive samples.
+fn repeat_style(m: &[[f32; MOTION_CHANNELS]], window: usize) -> f32 {
+    if m.is_empty() {
+        return 0.0;
+    }
+    let w = window.min(m.len());
+    let mut sum: f32 = m[..w].iter().map(|v| v[1]).sum();
+    let mut best = sum;
+    for i in w..m.len() {
+        sum += m[i][1] - m[i - w][1];
+        best = best.max(sum);
+    }
+    (best / w as f32).clamp(0.0, 1.0)
 }
 
 fn put(out: &mut Vec<[f32; MOTION_CHANNELS]>, i: usize, v: [f32; MOTION_CHANNELS]) {
@@ -120,6 +145,7 @@ impl Acc {
             (self.sum / n).ln_1p() as f32,
             (self.repeats as f64 / n) as f32,
             self.max.ln_1p() as f32,
+            0.0,
         ]
     }
 }
@@ -132,12 +158,22 @@ mod tests {
     fn a_summary_of_no_changes_is_zero_and_repeats_count_below_the_threshold() {
         assert_eq!(Acc::default().finish(), [0.0; MOTION_CHANNELS]);
         let mut a = Acc::default();
-        for c in [0.0, 4.0, 0.1, 8.0] {
+        for c in [0.0, 4.0, 0.2, 7.8] {
             a.add(c);
         }
-        let [mean, repeats, max] = a.finish();
+        let [mean, repeats, max, _] = a.finish();
         assert!((mean as f64 - 3.0f64.ln_1p()).abs() < 1e-6);
         assert_eq!(repeats, 0.5);
-        assert!((max as f64 - 8.0f64.ln_1p()).abs() < 1e-6);
+        assert!((max as f64 - 7.8f64.ln_1p()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_style_is_the_busiest_second_of_repeats() {
+        let v = |r: f32| [0.0, r, 0.0, 0.0];
+        assert_eq!(repeat_style(&[], 5), 0.0);
+        let m = [v(0.0), v(0.0), v(0.6), v(0.8), v(0.0), v(0.0)];
+        assert!((repeat_style(&m, 2) - 0.7).abs() < 1e-6);
+        // A window longer than the video averages all of it.
+        assert!((repeat_style(&m, 10) - 1.4 / 6.0).abs() < 1e-6);
     }
 }

@@ -79,6 +79,8 @@ fn repeated_frame_slow_motion_shows_as_repeats_and_live_play_does_not() {
     let [content, cut, live] = [&m[0].1, &m[1].1, &m[2].1];
     assert!(content[1] > 0.4, "repeat share in slow motion {content:?}");
     assert!(cut[1] < 0.1 && live[1] < 0.1, "repeat share in live play: cut {cut:?} live {live:?}");
+    // Every sample carries the video's style: it repeats frames.
+    assert!(content[3] > 0.4 && cut[3] > 0.4 && live[3] > 0.4, "style {content:?} {cut:?} {live:?}");
 }
 
 /// Encodes an ffmpeg lavfi source (10 fps, 3 s) with the CLI.
@@ -106,11 +108,11 @@ fn a_still_picture_repeats_every_frame_a_moving_one_none_and_doubled_frames_half
         assert!(m.len().abs_diff(7) <= 1, "3 s at 2 fps: {} samples", m.len());
         let body = &m[1..m.len() - 1];
         let n = body.len() as f64;
-        [0, 1, 2].map(|c| body.iter().map(|v| v[c] as f64).sum::<f64>() / n)
+        [0, 1, 2, 3].map(|c| body.iter().map(|v| v[c] as f64).sum::<f64>() / n)
     };
     let (s, mv, d) = (mean(&still), mean(&moving), mean(&doubled));
     assert!(s[0] < 0.05 && s[1] > 0.99, "still: {s:?}");
-    assert!(mv[0] > 0.5 && mv[1] < 0.01, "moving: {mv:?}");
+    assert!(mv[0] > 0.5 && mv[1] < 0.01 && mv[3] < 0.01, "moving: {mv:?}");
     assert!((0.35..=0.65).contains(&d[1]), "doubled frames repeat half the time: {d:?}");
     assert!(d[2] > s[2], "doubled frames still move: {d:?}");
 }
