@@ -194,7 +194,7 @@ impl Stage for TrainBackbone {
             .await?;
         ctx.set_meta(
             "backbone",
-            json!({ "arch": "small-cnn", "dim": info.dim, "validation_accuracy": acc }),
+            json!({ "arch": "small-cnn", "dim": info.dim, "frame_motion": info.frame_motion, "validation_accuracy": acc }),
         )?;
         ctx.set_value("validation_accuracy", json!(acc));
         ctx.set_value("seconds", json!(curves.seconds));
