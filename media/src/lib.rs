@@ -3,7 +3,8 @@
 //!
 //! - Video I/O through the `ffmpeg` / `ffprobe` command-line tools over pipes:
 //!   [`probe`], [`FrameReader`] (streaming RGB24 decode), [`Encoder`]
-//!   (RGB24 -> H.264 mp4) and [`cut`].
+//!   (RGB24 -> H.264 mp4), [`cut`] and [`frame_motion`] (how fast the
+//!   picture moves at the source rate: slow motion against live play).
 //! - [`synth`]: a deterministic synthetic broadcast generator with exact
 //!   replay ground truth.
 //! - [`labels`]: replay labels from user JSON / CSV files and SoccerNet-v2
@@ -18,6 +19,7 @@ mod cut;
 mod decode;
 mod encode;
 mod error;
+mod motion;
 mod probe;
 mod process;
 mod segments;
@@ -29,6 +31,7 @@ pub use cut::cut;
 pub use decode::{DecodeOptions, Frame, FrameReader, Resize};
 pub use encode::Encoder;
 pub use error::{Error, Result};
+pub use motion::{MOTION_CHANNELS, REPEAT_BELOW, frame_motion};
 pub use probe::{Rational, VideoInfo, probe};
 pub use process::{FFMPEG_ENV, FFPROBE_ENV};
 pub use segments::{Segment, Segments};

@@ -178,6 +178,7 @@ impl Stage for TrainBackbone {
             height: self.0.size,
             dim: self.0.dim,
             fps: self.0.fps,
+            frame_motion: self.0.frame_motion,
             weights: "backbone.safetensors".into(),
             origin: json!({
                 "stage": "backbone.train",
@@ -193,7 +194,7 @@ impl Stage for TrainBackbone {
             .await?;
         ctx.set_meta(
             "backbone",
-            json!({ "arch": "small-cnn", "dim": info.dim, "validation_accuracy": acc }),
+            json!({ "arch": "small-cnn", "dim": info.dim, "frame_motion": info.frame_motion, "validation_accuracy": acc }),
         )?;
         ctx.set_value("validation_accuracy", json!(acc));
         ctx.set_value("seconds", json!(curves.seconds));
@@ -296,6 +297,7 @@ impl Stage for Import {
             height: c.size,
             dim: 0,
             fps: c.fps,
+            frame_motion: c.frame_motion,
             weights: weights.into(),
             origin: json!({ "stage": "backbone.import", "file": path.display().to_string() }),
         };

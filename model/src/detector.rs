@@ -205,7 +205,7 @@ impl Detector {
             .map_err(|e| StageError::msg(format!("`{}`: {e}", json.display())))?;
         let dev = device();
         let backbone = Backbone::load(&info.backbone, dir, dev)?;
-        let dim = info.backbone.dim;
+        let dim = info.backbone.feature_dim();
         let mut temporal = vec![load_temporal(
             &info.temporal,
             &dir.join("temporal.safetensors"),
@@ -287,10 +287,11 @@ impl Detector {
         &self,
         path: &Path,
         progress: impl FnMut(u64),
-        stop: impl Fn() -> bool,
+        stop: impl Fn() -> bool + Sync,
     ) -> Result<VideoDetections, StageError> {
         let s = self.sampling();
-        let f = video_features(&self.backbone, path, s, 64, self.device, progress, stop)?;
+        let motion = self.info.backbone.frame_motion;
+        let f = video_features(&self.backbone, path, s, motion, 64, self.device, progress, stop)?;
         let signals = self.probs(&f)?;
         Ok(VideoDetections {
             frames: f.size()[0] as usize,

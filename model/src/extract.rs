@@ -109,6 +109,7 @@ impl MapStage for Extract {
                     &backbone,
                     &video,
                     s,
+                    info.frame_motion,
                     batch,
                     dev,
                     |_| {},

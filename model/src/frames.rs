@@ -107,10 +107,52 @@ pub fn decode_all(path: &Path, s: Sampling) -> Result<Tensor, StageError> {
     Ok(Tensor::cat(&parts, 0))
 }
 
-/// The backbone features of every sampled frame of a video, `[N, D]` on
-/// the CPU. `progress` gets the frame count after each batch; `stop`
-/// returning true aborts (cancellation).
+/// The features of every sampled frame of a video, `[N, D]` on the CPU:
+/// the backbone's, followed with `motion` by the full-rate motion
+/// statistics of [`media::frame_motion`] (measured on a second decoder
+/// thread while the network runs). `progress` gets the frame count after
+/// each batch; `stop` returning true aborts (cancellation).
+#[allow(clippy::too_many_arguments)]
 pub fn video_features(
+    backbone: &Backbone,
+    path: &Path,
+    s: Sampling,
+    motion: bool,
+    batch: usize,
+    device: Device,
+    progress: impl FnMut(u64),
+    stop: impl Fn() -> bool + Sync,
+) -> Result<Tensor, StageError> {
+    std::thread::scope(|scope| {
+        let measured = motion.then(|| scope.spawn(|| media::frame_motion(path, s.fps, &stop)));
+        let f = backbone_features(backbone, path, s, batch, device, progress, &stop)?;
+        let Some(measured) = measured else {
+            return Ok(f);
+        };
+        let m = measured
+            .join()
+            .map_err(|_| StageError::msg(format!("measuring the motion of `{}` failed", path.display())))?
+            .map_err(|e| decode_error(path, e))?;
+        if stop() {
+            return Err(StageError::Cancelled);
+        }
+        let rows = motion_rows(&m, f.size()[0]);
+        Ok(Tensor::cat(&[f, rows], 1))
+    })
+}
+
+/// `[n, MOTION_CHANNELS]` from per-sample motion figures; samples the
+/// motion decoder did not reach (rounding at the video's end) are zero.
+fn motion_rows(m: &[[f32; media::MOTION_CHANNELS]], n: i64) -> Tensor {
+    let mut flat = Vec::with_capacity(n as usize * media::MOTION_CHANNELS);
+    for i in 0..n as usize {
+        flat.extend_from_slice(&m.get(i).copied().unwrap_or([0.0; media::MOTION_CHANNELS]));
+    }
+    Tensor::from_slice(&flat).view([n, media::MOTION_CHANNELS as i64])
+}
+
+/// The backbone features of every sampled frame of a video, `[N, D]`.
+fn backbone_features(
     backbone: &Backbone,
     path: &Path,
     s: Sampling,

@@ -216,6 +216,7 @@ impl Stage for Joint {
             height: c.size,
             dim: c.dim,
             fps: c.fps,
+            frame_motion: false,
             weights: "backbone.safetensors".into(),
             origin: json!({ "stage": "train.joint" }),
         };

@@ -23,6 +23,12 @@ pub struct BackboneInfo {
     pub dim: i64,
     /// Frames per second it samples from a video.
     pub fps: f64,
+    /// Each sampled frame's features end with [`media::MOTION_CHANNELS`]
+    /// numbers about how fast the picture moves at the source's full frame
+    /// rate ([`media::frame_motion`]): what tells slow motion from a live
+    /// camera when the sampled frames alone cannot.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub frame_motion: bool,
     /// File holding the weights, inside the artifact.
     pub weights: String,
     /// How it was made (training summary or source file).
@@ -31,6 +37,14 @@ pub struct BackboneInfo {
 }
 
 pub const BACKBONE_KIND: &str = "backbone";
+
+impl BackboneInfo {
+    /// Numbers per sampled frame: the network's `dim`, plus the motion
+    /// channels when `frame_motion` is on.
+    pub fn feature_dim(&self) -> i64 {
+        self.dim + if self.frame_motion { media::MOTION_CHANNELS as i64 } else { 0 }
+    }
+}
 
 /// The small frame CNN. `features` is the frozen backbone's output;
 /// `head` classifies frames (live, transition, replay) during its training.

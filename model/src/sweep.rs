@@ -111,10 +111,12 @@ impl Stage for Sweep {
                     &bb.digest.to_string()[..12]
                 )));
             }
-            if info.dim != binfo.dim {
+            if info.dim != binfo.feature_dim() {
                 return Err(StageError::msg(format!(
-                    "the features of video `{}` have {} dimensions, the backbone gives {}",
-                    item.key, info.dim, binfo.dim
+                    "the features of video `{}` have {} dimensions, the backbone gives {}; rerun `features.extract` with this backbone",
+                    item.key,
+                    info.dim,
+                    binfo.feature_dim()
                 )));
             }
             let path = scratch.join(format!("features-{i}.safetensors"));
@@ -131,6 +133,7 @@ impl Stage for Sweep {
         let out = scratch.join("temporal.safetensors");
         let out2 = out.clone();
         let cc = c.clone();
+        let feature_dim = binfo.feature_dim();
         let (temporal_cfg, curves, report, counts) = ctx
             .blocking(move || {
                 tch::set_num_threads(threads as i32);
@@ -175,7 +178,7 @@ impl Stage for Sweep {
                 tch::manual_seed(cc.seed as i64);
                 let dev = device();
                 let vs = nn::VarStore::new(dev);
-                let tcfg = temporal(&cc, binfo.dim, window);
+                let tcfg = temporal(&cc, feature_dim, window);
                 let mut temporal = Temporal::new(&vs.root(), tcfg.clone());
                 temporal.set_norm(&Tensor::cat(&train.iter().map(|v| v.feats.shallow_clone()).collect::<Vec<_>>(), 0).to_device(dev));
                 let (xt, yt, xv, yv) = (xt.to_device(dev), yt.to_device(dev), xv.to_device(dev), yv.to_device(dev));

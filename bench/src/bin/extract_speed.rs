@@ -75,6 +75,7 @@ fn backbone(dir: &Path) -> (Backbone, Sampling) {
         height: size,
         dim,
         fps: 5.0,
+        frame_motion: false,
         weights: "backbone.safetensors".into(),
         origin: serde_json::Value::Null,
     };
@@ -104,7 +105,7 @@ fn main() {
         let (b, s) = backbone(dir.path());
         let before = peak_mib(libc::RUSAGE_SELF);
         let t = Instant::now();
-        let f = video_features(&b, &video, s, 64, Device::Cpu, |_| {}, || false).expect("extract");
+        let f = video_features(&b, &video, s, false, 64, Device::Cpu, |_| {}, || false).expect("extract");
         println!(
             "{minutes}-minute video: {} frames x {} features in {:.1} s; peak RSS engine {:.1} MiB (before extraction {:.1} MiB), ffmpeg {:.1} MiB",
             f.size()[0],
@@ -142,7 +143,7 @@ fn main() {
         }
         bare = bare.min(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let f = video_features(&b, &video, s, 64, Device::Cpu, |_| {}, || false).expect("extract");
+        let f = video_features(&b, &video, s, false, 64, Device::Cpu, |_| {}, || false).expect("extract");
         full = full.min(t.elapsed().as_secs_f64());
         assert_eq!(f.size()[0], frames);
     }

@@ -88,6 +88,21 @@ fn trains_selects_detects_and_extracts_only_new_videos() {
         .to_string();
     assert!(chosen.starts_with("train[hidden="), "{chosen}");
 
+    // The pipeline's backbone measures motion at the source rate, and the
+    // model reads those numbers after the backbone's features.
+    let got = dir.join("got");
+    ok(engine(dir).args(["get", "latest/backbone"]).arg(got.join("backbone")).output().unwrap());
+    ok(engine(dir).args(["get", "latest/select"]).arg(got.join("model")).output().unwrap());
+    let read = |p: PathBuf| -> Value { serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap() };
+    let backbone = read(got.join("backbone/backbone.json"));
+    assert_eq!(backbone["frame_motion"], true, "{backbone}");
+    let model = read(got.join("model/model.json"));
+    assert_eq!(
+        model["temporal"]["dim"].as_i64().unwrap(),
+        backbone["dim"].as_i64().unwrap() + media::MOTION_CHANNELS as i64,
+        "{model}"
+    );
+
     // `engine detect` on a new video of a seen league, against its truth.
     let videos = dir.join("new");
     ok(engine(dir)

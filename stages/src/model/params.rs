@@ -109,6 +109,13 @@ pub mod backbone {
         /// Seed.
         #[serde(default = "default_seed")]
         pub seed: u64,
+        /// Append full-rate motion statistics to every frame's features
+        /// (mean change, share of repeated frames, largest change between
+        /// the source frames a sampled frame stands for): the cue that tells
+        /// slow motion, with or without replay graphics, from a live camera.
+        /// Recorded in the backbone, so extraction and `detect` follow it.
+        #[serde(default)]
+        pub frame_motion: bool,
         /// The dataset collection, as `stage.output`; default: every input
         /// collection with `clips.json` items.
         #[serde(default)]
@@ -177,10 +184,22 @@ pub mod backbone {
         /// Frames per second to sample.
         #[serde(default = "default_fps")]
         pub fps: f64,
+        /// Append full-rate motion statistics to every frame's features
+        /// (mean change, share of repeated frames, largest change between
+        /// the source frames a sampled frame stands for): the cue that tells
+        /// slow motion, with or without replay graphics, from a live camera.
+        /// With `path`; recorded in the backbone, so extraction and `detect` follow it.
+        #[serde(default)]
+        pub frame_motion: bool,
     }
 
     impl ImportConfig {
         pub fn check(&self) -> Result<(), String> {
+            if self.artifact.is_some() && self.frame_motion {
+                return Err(
+                    "`frame_motion` with `artifact` would be ignored: a backbone in the store keeps the setting it was made with".into(),
+                );
+            }
             match (&self.artifact, &self.path, self.arch) {
                 (Some(_), None, None) => Ok(()),
                 (None, Some(_), Some(Arch::Torchscript | Arch::Resnet18)) => Ok(()),

@@ -22,6 +22,9 @@
 //! 5. Segments shorter than `min_length` seconds are dropped.
 //! 6. A segment's score is its mean content probability times the mean of
 //!    its two boundary peaks (a replay without crisp boundaries scores lower).
+//!    An edge at the first or last frame of the video cannot be seen (the
+//!    recording began or ended inside the replay), so it does not count:
+//!    the other edge's peak stands for both.
 //! 7. Segments scoring below `min_score` are dropped: a hard cut to a tight
 //!    live camera looks like replay content frame by frame, but the model
 //!    sees no replay start or end around it.
@@ -205,7 +208,13 @@ impl PostProcess {
                 continue;
             }
             let mean = content[s..e].iter().sum::<f64>() / (e - s) as f64;
-            let score = (mean * (ps + pe) / 2.0).clamp(0.0, 1.0);
+            let edges = match (s == 0, e >= n) {
+                (false, false) => (ps + pe) / 2.0,
+                (true, false) => pe,
+                (false, true) => ps,
+                (true, true) => 1.0,
+            };
+            let score = (mean * edges).clamp(0.0, 1.0);
             if score < self.min_score {
                 continue;
             }
@@ -245,6 +254,29 @@ mod tests {
             p[b - 1][1] = 0.8;
         }
         p
+    }
+
+    #[test]
+    fn a_replay_cut_by_the_end_of_the_video_is_scored_on_its_start() {
+        // Starts with a clear start event; the video ends before its end.
+        let mut p = signal(100, &[(80, 100)]);
+        p[99][1] = 0.0;
+        let d = PostProcess::default().segments(&p, 5.0);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].start, d[0].end), (16.0, 20.0));
+        assert!(d[0].score > 0.6, "{d:?}");
+        // The same shape inside the video, without an end event, scores
+        // half as much: there the missing end is evidence.
+        let mut q = signal(120, &[(80, 100)]);
+        q[99][1] = 0.0;
+        let inner = PostProcess::default().segments(&q, 5.0);
+        assert!(inner.is_empty() || inner[0].score < d[0].score * 0.6, "{inner:?}");
+        // A live stretch at the end with no start event stays dropped.
+        let mut r = vec![[0.0f32; 3]; 100];
+        for x in r.iter_mut().skip(80) {
+            x[2] = 0.9;
+        }
+        assert!(PostProcess::default().segments(&r, 5.0).is_empty());
     }
 
     #[test]
