@@ -69,6 +69,15 @@ fn main() {
         .position(|a| a == "--dir")
         .and_then(|i| args.get(i + 1))
         .map(std::path::PathBuf::from);
+    if let Some(b) = &base
+        && !b.is_dir()
+    {
+        eprintln!(
+            "error: --dir `{}` is not a folder; give an existing folder (for example /dev/shm)",
+            b.display()
+        );
+        std::process::exit(2);
+    }
     let ns: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let ns = if ns.is_empty() { vec![501] } else { ns };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -82,7 +91,13 @@ fn main() {
     );
     for n in ns {
         let dir = match &base {
-            Some(b) => tempfile::tempdir_in(b).expect("tempdir under --dir"),
+            Some(b) => match tempfile::tempdir_in(b) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("error: cannot make a folder under --dir `{}`: {e}", b.display());
+                    std::process::exit(2);
+                }
+            },
             None => tempfile::tempdir().expect("tempdir"),
         };
         let store = Store::open("fs://store", dir.path()).expect("store");
