@@ -28,7 +28,7 @@ use super::{InputDoc, JobGuard, SlurmExecutor, quote, task_key};
 use crate::cache::{self, ItemEntry, Lookup};
 use crate::executor::{ItemBatches, ItemsDone};
 use crate::records::{self, JobRecord};
-use crate::stage::{Input, Log, StageError, StageImpl};
+use crate::stage::{Log, StageError, StageImpl};
 use crate::store::{Item, Store, Verify};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -372,20 +372,7 @@ pub async fn exec_batch(
             stage.name
         ));
     };
-    let mut side = vec![];
-    for i in &req.side {
-        let man = store
-            .get_manifest(&i.digest)
-            .await
-            .map_err(|e| e.to_string())?;
-        side.push(Input {
-            stage: i.stage.clone(),
-            task: i.task.clone(),
-            output: i.output.clone(),
-            digest: i.digest.clone(),
-            manifest: Arc::new(man),
-        });
-    }
+    let side = InputDoc::load_all(&req.side, store).await?;
     let writer = if rec.forced.contains(&stage.name) || rec.no_cache || rec.verify {
         store.rewriting()
     } else {

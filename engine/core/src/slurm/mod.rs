@@ -159,6 +159,27 @@ pub struct InputDoc {
     pub digest: Digest,
 }
 
+impl InputDoc {
+    /// The inputs a job was sent, with their manifests read from `store`.
+    pub async fn load_all(docs: &[InputDoc], store: &Store) -> Result<Vec<Input>, String> {
+        let mut out = Vec::with_capacity(docs.len());
+        for i in docs {
+            let m = store
+                .get_manifest(&i.digest)
+                .await
+                .map_err(|e| e.to_string())?;
+            out.push(Input {
+                stage: i.stage.clone(),
+                task: i.task.clone(),
+                output: i.output.clone(),
+                digest: i.digest.clone(),
+                manifest: Arc::new(m),
+            });
+        }
+        Ok(out)
+    }
+}
+
 /// What the scheduler asks of a job.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRequest {
@@ -506,20 +527,7 @@ pub async fn exec_task(
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no request for task `{task}` attempt {attempt} in run `{run}`"))?;
-    let mut inputs = vec![];
-    for i in &req.inputs {
-        let m = store
-            .get_manifest(&i.digest)
-            .await
-            .map_err(|e| e.to_string())?;
-        inputs.push(Input {
-            stage: i.stage.clone(),
-            task: i.task.clone(),
-            output: i.output.clone(),
-            digest: i.digest.clone(),
-            manifest: std::sync::Arc::new(m),
-        });
-    }
+    let inputs = InputDoc::load_all(&req.inputs, store).await?;
     let params = stage.params_for(&t.combo);
     let imp = crate::secrets::build_stage(stage.build, &params).map_err(|e| e.to_string())?;
     let StageImpl::Task(s) = imp else {
