@@ -24,10 +24,10 @@
 //! `runs/RUN/tasks/K-R.array.json` (what every element shares),
 //! `K-R-I.batch.json` (element `I`'s items), `K-R-I.result.json` (its result).
 
-use super::{InputDoc, JobGuard, SlurmExecutor, quote, task_key};
+use super::{InputDoc, JobGuard, NodeTask, SlurmExecutor, quote, task_key};
 use crate::cache::{self, ItemEntry, Lookup};
 use crate::executor::{ItemBatches, ItemsDone};
-use crate::records::{self, JobRecord};
+use crate::records::JobRecord;
 use crate::stage::{Log, StageError, StageImpl};
 use crate::store::{Item, Store, Verify};
 use futures::StreamExt;
@@ -338,18 +338,8 @@ pub async fn exec_batch(
     round: u32,
     index: usize,
 ) -> Result<BatchResult, String> {
-    let rec = records::load_run(store, run)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("run `{run}` is not in store {}", store.url()))?;
-    let pipeline =
-        crate::compile::compile(&rec.file, &rec.spec, registry).map_err(|d| d.render())?;
-    let plan = crate::plan::plan(&pipeline);
-    let ti = plan
-        .task_index(task)
-        .ok_or_else(|| format!("run `{run}` has no task `{task}`"))?;
-    let t = &plan.tasks[ti];
-    let stage = &pipeline.stages[t.stage];
+    let node = NodeTask::load(store, registry, run, task).await?;
+    let (rec, stage) = (&node.rec, node.stage());
     let req: ArrayRequest = store
         .get_json(&array_path(run, task, round))
         .await
@@ -364,20 +354,14 @@ pub async fn exec_batch(
         .ok_or_else(|| {
             format!("no batch {index} for task `{task}` round {round} in run `{run}`; is `SLURM_ARRAY_TASK_ID` right?")
         })?;
-    let params = stage.params_for(&t.combo);
-    let imp = crate::secrets::build_stage(stage.build, &params).map_err(|e| e.to_string())?;
-    let StageImpl::Map(m) = imp else {
+    let StageImpl::Map(m) = node.build()? else {
         return Err(format!(
             "stage `{}` is not a map stage; its tasks run with `engine task exec`",
             stage.name
         ));
     };
     let side = InputDoc::load_all(&req.side, store).await?;
-    let writer = if rec.forced.contains(&stage.name) || rec.no_cache || rec.verify {
-        store.rewriting()
-    } else {
-        store.clone()
-    };
+    let writer = node.writer(store);
     let verify = if rec.verify {
         Verify::Hash
     } else {

@@ -501,6 +501,68 @@ async fn finish(
     Ok((outputs, r.values))
 }
 
+/// A task of a run as a node rebuilds it: the run record, its pipeline and
+/// plan compiled again from the record, and which task this is. Shared by
+/// `engine task exec` (a whole task) and `engine task exec-batch` (one
+/// batch of a map task's items).
+pub(crate) struct NodeTask {
+    pub rec: records::RunRecord,
+    pub pipeline: Pipeline,
+    pub plan: Plan,
+    index: usize,
+}
+
+impl NodeTask {
+    pub async fn load(
+        store: &Store,
+        registry: &crate::stage::Registry,
+        run: &str,
+        task: &str,
+    ) -> Result<NodeTask, String> {
+        let rec = records::load_run(store, run)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("run `{run}` is not in store {}", store.url()))?;
+        let pipeline =
+            crate::compile::compile(&rec.file, &rec.spec, registry).map_err(|d| d.render())?;
+        let plan = crate::plan::plan(&pipeline);
+        let index = plan
+            .task_index(task)
+            .ok_or_else(|| format!("run `{run}` has no task `{task}`"))?;
+        Ok(NodeTask {
+            rec,
+            pipeline,
+            plan,
+            index,
+        })
+    }
+
+    pub fn task(&self) -> &crate::plan::Task {
+        &self.plan.tasks[self.index]
+    }
+
+    pub fn stage(&self) -> &crate::compile::CompiledStage {
+        &self.pipeline.stages[self.task().stage]
+    }
+
+    /// The stage built with this task's params (its matrix values applied).
+    pub fn build(&self) -> Result<StageImpl, String> {
+        let params = self.stage().params_for(&self.task().combo);
+        crate::secrets::build_stage(self.stage().build, &params).map_err(|e| e.to_string())
+    }
+
+    /// As on the submitting machine: a forced, uncached or verifying run
+    /// replaces stored objects whose bytes do not match what it writes.
+    pub fn writer(&self, store: &Store) -> Store {
+        let rec = &self.rec;
+        if rec.forced.contains(&self.stage().name) || rec.no_cache || rec.verify {
+            store.rewriting()
+        } else {
+            store.clone()
+        }
+    }
+}
+
 /// `engine task exec`: runs one task attempt on this machine from the run
 /// record and request in the store, and writes its result document.
 pub async fn exec_task(
@@ -510,27 +572,15 @@ pub async fn exec_task(
     task: &str,
     attempt: u32,
 ) -> Result<TaskResult, String> {
-    let rec = records::load_run(store, run)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("run `{run}` is not in store {}", store.url()))?;
-    let pipeline: Pipeline =
-        crate::compile::compile(&rec.file, &rec.spec, registry).map_err(|d| d.render())?;
-    let plan: Plan = crate::plan::plan(&pipeline);
-    let ti = plan
-        .task_index(task)
-        .ok_or_else(|| format!("run `{run}` has no task `{task}`"))?;
-    let t = &plan.tasks[ti];
-    let stage = &pipeline.stages[t.stage];
+    let node = NodeTask::load(store, registry, run, task).await?;
+    let (t, stage) = (node.task(), node.stage());
     let req: TaskRequest = store
         .get_json(&request_path(run, task, attempt))
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no request for task `{task}` attempt {attempt} in run `{run}`"))?;
     let inputs = InputDoc::load_all(&req.inputs, store).await?;
-    let params = stage.params_for(&t.combo);
-    let imp = crate::secrets::build_stage(stage.build, &params).map_err(|e| e.to_string())?;
-    let StageImpl::Task(s) = imp else {
+    let StageImpl::Task(s) = node.build()? else {
         return Err(format!(
             "stage `{}` is a map stage; its items run with `engine task exec-batch`",
             stage.name
@@ -545,13 +595,7 @@ pub async fn exec_task(
         .tempdir()
         .map_err(|e| format!("Failed to create a scratch folder for task `{task}`: {e}"))?;
     let scratch = scratch_dir.path().join("task");
-    // As on the submitting machine: a forced, uncached or verifying run
-    // replaces stored objects whose bytes do not match what it writes.
-    let writer = if rec.forced.contains(&stage.name) || rec.no_cache || rec.verify {
-        store.rewriting()
-    } else {
-        store.clone()
-    };
+    let writer = node.writer(store);
     let matrix = stage
         .matrix
         .iter()
