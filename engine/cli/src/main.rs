@@ -363,9 +363,14 @@ enum TaskCmd {
         /// The round of submission (lost batches are resubmitted in the next).
         #[arg(long, default_value_t = 1)]
         round: u32,
-        /// Which batch; an array element gets it from `SLURM_ARRAY_TASK_ID`.
+        /// Which batch, counted from `--offset`; an array element gets it
+        /// from `SLURM_ARRAY_TASK_ID`.
         #[arg(long, env = "SLURM_ARRAY_TASK_ID")]
         index: usize,
+        /// The first batch of this array (a stage with more batches than the
+        /// cluster's `MaxArraySize` goes as several arrays).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
     },
 }
 
@@ -1024,6 +1029,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                     task,
                     round,
                     index,
+                    offset,
                 },
         } => {
             let cwd = std::env::current_dir().context("Failed to read the current folder")?;
@@ -1034,7 +1040,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                 &run,
                 &task,
                 round,
-                index,
+                offset + index,
             )
             .await
             .map_err(|e| anyhow!(e))?;
@@ -1129,6 +1135,7 @@ fn slurm_config(store: &Store) -> Result<engine_core::slurm::SlurmConfig> {
         store_url,
         log_dir: cwd.join(p.log_dir.clone().unwrap_or_else(|| ".engine/slurm".into())),
         poll: std::time::Duration::from_millis(p.poll_ms.unwrap_or(200)),
+        max_array_size: p.max_array_size,
         defaults: p.defaults(),
         classes: p.classes.clone(),
     })

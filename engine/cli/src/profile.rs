@@ -68,6 +68,10 @@ pub struct SlurmProfile {
     /// How often a running job's result is looked for, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_ms: Option<u64>,
+    /// The cluster's `MaxArraySize`: a map stage with more batches goes as
+    /// several arrays. Default: what `scontrol show config` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_array_size: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -396,6 +396,63 @@ fn a_map_stage_runs_as_one_job_array_of_its_uncached_batches() {
     assert!(jobs.iter().all(|j| j["items"] == 2), "{shout}");
 }
 
+/// More batches than the cluster's `MaxArraySize` allows in one array go
+/// as several arrays (here the profile says 3, so at most 2 elements
+/// each): every batch still runs once, on the nodes, with the digests of a
+/// local run.
+#[test]
+fn batches_beyond_max_array_size_go_as_several_arrays() {
+    if !slurm_ready() {
+        return;
+    }
+    let _cluster = cluster(false);
+    let local = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for d in [&local, &dir] {
+        std::fs::write(d.path().join("p.yaml"), MAPPED.replace("COUNT", "9")).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("engine.toml"),
+        "[profiles.default.slurm]\nmax_array_size = 3\n",
+    )
+    .unwrap();
+    let o = engine(local.path())
+        .args(["run", "p.yaml"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = engine(dir.path())
+        .args(["run", "p.yaml", "--executor", "slurm"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (lr, sr) = (record(local.path(), &[]), record(dir.path(), &[]));
+    for t in ["shout", "gather"] {
+        assert_eq!(task(&lr, t)["outputs"], task(&sr, t)["outputs"], "`{t}` differs");
+    }
+    // 9 items in batches of 2: 5 batches, as arrays of 2, 2 and 1.
+    let shout = task(&sr, "shout");
+    assert_eq!(shout["items"]["run"], 9, "{shout}");
+    let jobs = shout["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 5, "{shout}");
+    let mut arrays: Vec<&str> = jobs
+        .iter()
+        .map(|j| j["job"].as_str().unwrap().split('_').next().unwrap())
+        .collect();
+    arrays.dedup();
+    assert_eq!(arrays.len(), 3, "{shout}");
+    let elements: Vec<&str> = jobs
+        .iter()
+        .map(|j| j["job"].as_str().unwrap().split('_').nth(1).unwrap())
+        .collect();
+    assert_eq!(elements, ["0", "1", "0", "1", "0"], "{shout}");
+    assert!(jobs.iter().all(|j| j["state"] == "COMPLETED"), "{shout}");
+    let counted: u64 = jobs.iter().map(|j| j["items"].as_u64().unwrap()).sum();
+    assert_eq!(counted, 9);
+    // make, three arrays, gather.
+    assert_eq!(sr["executor_stats"]["sbatch_calls"], 5, "{}", sr["executor_stats"]);
+}
+
 /// Ctrl-C of a run with jobs in the queue cancels all of them with one
 /// `scancel`, and leaves none in `squeue`.
 #[test]

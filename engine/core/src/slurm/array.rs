@@ -103,6 +103,15 @@ pub fn batch_result_path(run: &str, task: &str, round: u32, i: usize) -> String 
     format!("{}-{i}.result.json", prefix(run, task, round))
 }
 
+/// `n` batches as arrays of at most `max` elements: (first batch, count).
+fn chunks(n: usize, max: usize) -> Vec<(usize, usize)> {
+    let max = max.max(1);
+    (0..n)
+        .step_by(max)
+        .map(|start| (start, max.min(n - start)))
+        .collect()
+}
+
 /// The submitting side: runs `job.batches` as arrays until every batch has
 /// a result, or an item failed, or lost elements used up the retries.
 pub(super) async fn run_items(
@@ -159,24 +168,46 @@ pub(super) async fn run_items(
             r?;
         }
         store.put_json(&array_path(run, task, round), &req).await?;
-        let wrap = format!(
-            "exec {} task exec-batch --run {} --task {} --round {round}",
-            quote(&cfg.engine_bin.to_string_lossy()),
-            quote(run),
-            quote(task)
-        );
-        let mut args = cfg.sbatch_args(job.class);
-        args.push(format!("--array=0-{}%{cap}", n - 1));
-        job.log.line(&format!("sbatch {}", args.join(" ")));
-        let out = format!("{}/slurm-%A_%a.out", cfg.log_dir.display());
-        let id = ex.sbatch(task, &args, &out, &wrap).await?;
-        arrays.push(id.clone());
-        let most = pending.iter().map(Vec::len).max().unwrap_or(0);
-        job.log.line(&format!(
-            "submitted Slurm job array {id}: {n} element(s) of at most {most} item(s), at most {cap} at once (round {round})"
-        ));
-        let ids: Vec<String> = (0..n).map(|i| format!("{id}_{i}")).collect();
-        let mut guard = JobGuard::new(&ex.poller, ids.clone());
+        // Element indices must stay below the cluster's `MaxArraySize`
+        // (1001 by default): more batches go as several arrays, element `j`
+        // of the array at `offset` running batch `offset + j`. The cap is
+        // shared out so that the arrays together run about `cap` at once.
+        let parts = chunks(n, ex.max_array_size().await as usize - 1);
+        let part_cap = (cap as usize / parts.len()).max(1);
+        // Guarded from the first submission: if a later `sbatch` fails, the
+        // arrays already queued are cancelled, not left running.
+        let mut guard = JobGuard::new(&ex.poller, vec![]);
+        let mut ids: Vec<String> = Vec::with_capacity(n);
+        let mut logs: Vec<std::path::PathBuf> = Vec::with_capacity(n);
+        for &(offset, len) in &parts {
+            let wrap = format!(
+                "exec {} task exec-batch --run {} --task {} --round {round} --offset {offset}",
+                quote(&cfg.engine_bin.to_string_lossy()),
+                quote(run),
+                quote(task)
+            );
+            let mut args = cfg.sbatch_args(job.class);
+            args.push(format!("--array=0-{}%{part_cap}", len - 1));
+            job.log.line(&format!("sbatch {}", args.join(" ")));
+            let out = format!("{}/slurm-%A_%a.out", cfg.log_dir.display());
+            let id = ex.sbatch(task, &args, &out, &wrap).await?;
+            arrays.push(id.clone());
+            let most = pending[offset..offset + len]
+                .iter()
+                .map(Vec::len)
+                .max()
+                .unwrap_or(0);
+            job.log.line(&format!(
+                "submitted Slurm job array {id}: {len} element(s) of at most {most} item(s), batches {offset}..{}, at most {part_cap} at once (round {round})",
+                offset + len
+            ));
+            let first = ids.len();
+            for j in 0..len {
+                ids.push(format!("{id}_{j}"));
+                logs.push(cfg.log_dir.join(format!("slurm-{id}_{j}.out")));
+            }
+            guard.follow(ids[first..].iter().cloned());
+        }
         let mut waits: futures::stream::FuturesUnordered<_> = ids
             .iter()
             .enumerate()
@@ -206,7 +237,7 @@ pub(super) async fn run_items(
                     )));
                 }
             };
-            let log_file = cfg.log_dir.join(format!("slurm-{id}_{i}.out"));
+            let log_file = &logs[i];
             let result: Option<BatchResult> = store
                 .get_json(&batch_result_path(run, task, round, i))
                 .await?;
@@ -268,7 +299,7 @@ pub(super) async fn run_items(
                             end.exit_code
                                 .map(|c| format!(" with exit code {c}"))
                                 .unwrap_or_default(),
-                            super::tail(&log_file, 5).join("\n  ")
+                            super::tail(log_file, 5).join("\n  ")
                         )
                     };
                     job.log.line(&why);
@@ -307,13 +338,15 @@ pub(super) async fn run_items(
             _ = job.cancel.cancelled() => return Err(StageError::Cancelled),
         }
     }
-    // In the record by round, then element, not in the order they ended.
+    // In the record by round, array, then element, not in the order they
+    // ended.
     job.jobs.sort_by_key(|j| {
-        let element = j
-            .job
-            .rsplit_once('_')
-            .and_then(|(_, i)| i.parse::<usize>().ok());
-        (j.attempt, element)
+        let (array, element) = j.job.rsplit_once('_').unwrap_or((&j.job, ""));
+        (
+            j.attempt,
+            array.parse::<u64>().ok(),
+            element.parse::<usize>().ok(),
+        )
     });
     done.rounds = round;
     done.note = format!(
@@ -327,8 +360,8 @@ pub(super) async fn run_items(
     Ok(done)
 }
 
-/// `engine task exec-batch`: runs element `index` of round `round` of a map
-/// task's array on this node, from the run record and documents in the
+/// `engine task exec-batch`: runs batch `index` of round `round` of a map
+/// task's array(s) on this node, from the run record and documents in the
 /// store, and writes its result document.
 pub async fn exec_batch(
     store: &Store,
@@ -436,4 +469,18 @@ pub async fn exec_batch(
         .await
         .map_err(|e| e.to_string())?;
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunks;
+
+    #[test]
+    fn batches_beyond_max_array_size_go_as_several_arrays() {
+        assert_eq!(chunks(5, 1000), vec![(0, 5)]);
+        assert_eq!(chunks(1000, 1000), vec![(0, 1000)]);
+        assert_eq!(chunks(2500, 1000), vec![(0, 1000), (1000, 1000), (2000, 500)]);
+        assert_eq!(chunks(0, 1000), vec![]);
+        assert_eq!(chunks(3, 0), vec![(0, 1), (1, 1), (2, 1)]);
+    }
 }

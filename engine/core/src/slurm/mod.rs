@@ -47,6 +47,9 @@ pub struct SlurmConfig {
     pub log_dir: PathBuf,
     /// How often to look for results.
     pub poll: Duration,
+    /// The cluster's `MaxArraySize` (element indices must stay below it):
+    /// from the profile, else asked of `scontrol show config` once.
+    pub max_array_size: Option<u32>,
     /// `sbatch` settings for every class (a profile's `[profiles.P.slurm]`).
     pub defaults: SlurmClassSettings,
     /// Per resource class, over `defaults` (`[profiles.P.slurm.classes.C]`).
@@ -223,26 +226,33 @@ pub fn result_path(run: &str, task: &str, attempt: u32) -> String {
 /// batch failed).
 pub(crate) struct JobGuard {
     poller: Poller,
-    ids: Vec<String>,
+    // A set: an array of 10,000 elements ends one element at a time.
+    ids: std::collections::HashSet<String>,
 }
 
 impl JobGuard {
     pub(crate) fn new(poller: &Poller, ids: Vec<String>) -> Self {
         JobGuard {
             poller: poller.clone(),
-            ids,
+            ids: ids.into_iter().collect(),
         }
+    }
+    /// Follow these jobs too (cancelled with the others when dropped).
+    pub(crate) fn follow(&mut self, ids: impl IntoIterator<Item = String>) {
+        self.ids.extend(ids);
     }
     /// Job `id` ended by itself: nothing to cancel.
     pub(crate) fn ended(&mut self, id: &str) {
-        self.ids.retain(|i| i != id);
+        self.ids.remove(id);
     }
 }
 
 impl Drop for JobGuard {
     fn drop(&mut self) {
         if !self.ids.is_empty() {
-            self.poller.cancel(&self.ids);
+            let mut ids: Vec<String> = self.ids.drain().collect();
+            ids.sort();
+            self.poller.cancel(&ids);
         }
     }
 }
@@ -265,12 +275,38 @@ pub(crate) fn tail(path: &std::path::Path, n: usize) -> Vec<String> {
 pub struct SlurmExecutor {
     pub cfg: SlurmConfig,
     poller: Poller,
+    max_array_size: tokio::sync::OnceCell<u32>,
 }
 
 impl SlurmExecutor {
     pub fn new(cfg: SlurmConfig) -> Self {
         let poller = Poller::new(cfg.poll);
-        SlurmExecutor { cfg, poller }
+        SlurmExecutor {
+            cfg,
+            poller,
+            max_array_size: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The cluster's `MaxArraySize`: the profile's, else `scontrol show
+    /// config`'s (asked once per run), else Slurm's default, 1001.
+    async fn max_array_size(&self) -> u32 {
+        *self
+            .max_array_size
+            .get_or_init(|| async {
+                if let Some(n) = self.cfg.max_array_size {
+                    return n.max(2);
+                }
+                let out = tokio::process::Command::new("scontrol")
+                    .args(["show", "config"])
+                    .output()
+                    .await;
+                out.ok()
+                    .and_then(|o| parse_max_array_size(&String::from_utf8_lossy(&o.stdout)))
+                    .unwrap_or(DEFAULT_MAX_ARRAY_SIZE)
+                    .max(2)
+            })
+            .await
     }
 
     /// Submits a job running `wrap`; returns its id.
@@ -669,9 +705,30 @@ pub async fn exec_task(
     Ok(result)
 }
 
+/// Slurm's own default `MaxArraySize`.
+pub const DEFAULT_MAX_ARRAY_SIZE: u32 = 1001;
+
+/// `MaxArraySize = 1001` from `scontrol show config`.
+fn parse_max_array_size(config: &str) -> Option<u32> {
+    config.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == "MaxArraySize")
+            .then(|| v.trim().parse().ok())
+            .flatten()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_array_size_is_read_from_scontrol_show_config() {
+        let config = "Configuration data as of 2026-11-28T10:00:00\nMaxArraySize            = 1001\nMaxJobCount             = 10000\n";
+        assert_eq!(parse_max_array_size(config), Some(1001));
+        assert_eq!(parse_max_array_size("MaxJobCount = 10000\n"), None);
+        assert_eq!(parse_max_array_size("MaxArraySize = lots\n"), None);
+    }
 
     fn cfg(defaults: SlurmClassSettings, classes: &[(&str, SlurmClassSettings)]) -> SlurmConfig {
         SlurmConfig {
@@ -679,6 +736,7 @@ mod tests {
             store_url: "fs:///shared/store".into(),
             log_dir: "/shared/logs".into(),
             poll: Duration::from_millis(200),
+            max_array_size: None,
             defaults,
             classes: classes
                 .iter()
