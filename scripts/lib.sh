@@ -151,6 +151,9 @@ MpiDefault=none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SchedulerType=sched/backfill
+# Room for a 10,000-element run (bench/slurm.sh): finished elements stay
+# listed for MinJobAge, and the default MaxJobCount is 10,000.
+MaxJobCount=100000
 $node_lines
 PartitionName=main Nodes=$names Default=YES MaxTime=INFINITE State=UP
 CONF
