@@ -291,7 +291,16 @@ impl Detector {
     ) -> Result<VideoDetections, StageError> {
         let s = self.sampling();
         let motion = self.info.backbone.frame_motion;
-        let f = video_features(&self.backbone, path, s, motion, 64, self.device, progress, stop)?;
+        let f = video_features(
+            &self.backbone,
+            path,
+            s,
+            motion,
+            64,
+            self.device,
+            progress,
+            stop,
+        )?;
         let signals = self.probs(&f)?;
         Ok(VideoDetections {
             frames: f.size()[0] as usize,

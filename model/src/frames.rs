@@ -131,7 +131,12 @@ pub fn video_features(
         };
         let m = measured
             .join()
-            .map_err(|_| StageError::msg(format!("measuring the motion of `{}` failed", path.display())))?
+            .map_err(|_| {
+                StageError::msg(format!(
+                    "measuring the motion of `{}` failed",
+                    path.display()
+                ))
+            })?
             .map_err(|e| decode_error(path, e))?;
         if stop() {
             return Err(StageError::Cancelled);

@@ -42,7 +42,12 @@ impl BackboneInfo {
     /// Numbers per sampled frame: the network's `dim`, plus the motion
     /// channels when `frame_motion` is on.
     pub fn feature_dim(&self) -> i64 {
-        self.dim + if self.frame_motion { media::MOTION_CHANNELS as i64 } else { 0 }
+        self.dim
+            + if self.frame_motion {
+                media::MOTION_CHANNELS as i64
+            } else {
+                0
+            }
     }
 }
 

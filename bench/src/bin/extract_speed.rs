@@ -105,7 +105,8 @@ fn main() {
         let (b, s) = backbone(dir.path());
         let before = peak_mib(libc::RUSAGE_SELF);
         let t = Instant::now();
-        let f = video_features(&b, &video, s, false, 64, Device::Cpu, |_| {}, || false).expect("extract");
+        let f = video_features(&b, &video, s, false, 64, Device::Cpu, |_| {}, || false)
+            .expect("extract");
         println!(
             "{minutes}-minute video: {} frames x {} features in {:.1} s; peak RSS engine {:.1} MiB (before extraction {:.1} MiB), ffmpeg {:.1} MiB",
             f.size()[0],
@@ -143,7 +144,8 @@ fn main() {
         }
         bare = bare.min(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let f = video_features(&b, &video, s, false, 64, Device::Cpu, |_| {}, || false).expect("extract");
+        let f = video_features(&b, &video, s, false, 64, Device::Cpu, |_| {}, || false)
+            .expect("extract");
         full = full.min(t.elapsed().as_secs_f64());
         assert_eq!(f.size()[0], frames);
     }

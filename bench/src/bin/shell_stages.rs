@@ -94,7 +94,10 @@ fn main() {
             Some(b) => match tempfile::tempdir_in(b) {
                 Ok(d) => d,
                 Err(e) => {
-                    eprintln!("error: cannot make a folder under --dir `{}`: {e}", b.display());
+                    eprintln!(
+                        "error: cannot make a folder under --dir `{}`: {e}",
+                        b.display()
+                    );
                     std::process::exit(2);
                 }
             },

@@ -91,9 +91,18 @@ fn trains_selects_detects_and_extracts_only_new_videos() {
     // The pipeline's backbone measures motion at the source rate, and the
     // model reads those numbers after the backbone's features.
     let got = dir.join("got");
-    ok(engine(dir).args(["get", "latest/backbone"]).arg(got.join("backbone")).output().unwrap());
-    ok(engine(dir).args(["get", "latest/select"]).arg(got.join("model")).output().unwrap());
-    let read = |p: PathBuf| -> Value { serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap() };
+    ok(engine(dir)
+        .args(["get", "latest/backbone"])
+        .arg(got.join("backbone"))
+        .output()
+        .unwrap());
+    ok(engine(dir)
+        .args(["get", "latest/select"])
+        .arg(got.join("model"))
+        .output()
+        .unwrap());
+    let read =
+        |p: PathBuf| -> Value { serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap() };
     let backbone = read(got.join("backbone/backbone.json"));
     assert_eq!(backbone["frame_motion"], true, "{backbone}");
     let model = read(got.join("model/model.json"));

@@ -428,7 +428,11 @@ fn batches_beyond_max_array_size_go_as_several_arrays() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (lr, sr) = (record(local.path(), &[]), record(dir.path(), &[]));
     for t in ["shout", "gather"] {
-        assert_eq!(task(&lr, t)["outputs"], task(&sr, t)["outputs"], "`{t}` differs");
+        assert_eq!(
+            task(&lr, t)["outputs"],
+            task(&sr, t)["outputs"],
+            "`{t}` differs"
+        );
     }
     // 9 items in batches of 2: 5 batches, as arrays of 2, 2 and 1.
     let shout = task(&sr, "shout");
@@ -450,7 +454,11 @@ fn batches_beyond_max_array_size_go_as_several_arrays() {
     let counted: u64 = jobs.iter().map(|j| j["items"].as_u64().unwrap()).sum();
     assert_eq!(counted, 9);
     // make, three arrays, gather.
-    assert_eq!(sr["executor_stats"]["sbatch_calls"], 5, "{}", sr["executor_stats"]);
+    assert_eq!(
+        sr["executor_stats"]["sbatch_calls"], 5,
+        "{}",
+        sr["executor_stats"]
+    );
 }
 
 /// Ctrl-C of a run with jobs in the queue cancels all of them with one

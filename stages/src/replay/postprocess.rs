@@ -270,7 +270,10 @@ mod tests {
         let mut q = signal(120, &[(80, 100)]);
         q[99][1] = 0.0;
         let inner = PostProcess::default().segments(&q, 5.0);
-        assert!(inner.is_empty() || inner[0].score < d[0].score * 0.6, "{inner:?}");
+        assert!(
+            inner.is_empty() || inner[0].score < d[0].score * 0.6,
+            "{inner:?}"
+        );
         // A live stretch at the end with no start event stays dropped.
         let mut r = vec![[0.0f32; 3]; 100];
         for x in r.iter_mut().skip(80) {

@@ -479,7 +479,10 @@ mod tests {
     fn batches_beyond_max_array_size_go_as_several_arrays() {
         assert_eq!(chunks(5, 1000), vec![(0, 5)]);
         assert_eq!(chunks(1000, 1000), vec![(0, 1000)]);
-        assert_eq!(chunks(2500, 1000), vec![(0, 1000), (1000, 1000), (2000, 500)]);
+        assert_eq!(
+            chunks(2500, 1000),
+            vec![(0, 1000), (1000, 1000), (2000, 500)]
+        );
         assert_eq!(chunks(0, 1000), vec![]);
         assert_eq!(chunks(3, 0), vec![(0, 1), (1, 1), (2, 1)]);
     }
