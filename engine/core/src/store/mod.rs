@@ -32,9 +32,11 @@
 //! and never deletes a young object, cannot take it from under the write.
 
 mod export;
+mod files;
 mod refs;
 mod url;
 
+pub use files::Files;
 pub use url::{StoreUrl, StoreUrlError};
 
 use crate::digest::{Digest, canonical_json};
@@ -67,7 +69,7 @@ pub enum ArtifactKind {
 pub struct Item {
     pub key: String,
     #[serde(default)]
-    pub files: BTreeMap<String, BlobRef>,
+    pub files: Files,
     #[serde(default)]
     pub meta: Value,
 }
@@ -97,8 +99,41 @@ impl Manifest {
         Digest::of(self.canonical().as_bytes())
     }
 
+    /// The manifest's canonical JSON, which its digest hashes and the store
+    /// keeps: the bytes of `canonical_json` of the whole manifest, written
+    /// item by item. The whole collection as one `Value` tree, plus the
+    /// sorted copy `canonical_json` makes, took several KB an item: GBs
+    /// for a million-item map stage.
     fn canonical(&self) -> String {
-        canonical_json(&serde_json::to_value(self).expect("manifests serialise"))
+        let value = |v: Result<Value, serde_json::Error>| {
+            canonical_json(&v.expect("manifests serialise"))
+        };
+        let mut out = String::from("{");
+        // Top-level keys in sorted order, the empty ones skipped as
+        // `Serialize` skips them: files, items, kind, meta.
+        if !self.files.is_empty() {
+            out.push_str("\"files\":");
+            out.push_str(&value(serde_json::to_value(&self.files)));
+            out.push(',');
+        }
+        if !self.items.is_empty() {
+            out.push_str("\"items\":[");
+            for (i, item) in self.items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&value(serde_json::to_value(item)));
+            }
+            out.push_str("],");
+        }
+        out.push_str("\"kind\":");
+        out.push_str(&value(serde_json::to_value(self.kind)));
+        if !self.meta.is_null() {
+            out.push_str(",\"meta\":");
+            out.push_str(&canonical_json(&self.meta));
+        }
+        out.push('}');
+        out
     }
 
     /// Every blob the manifest lists: its files and its items' files.
@@ -1298,5 +1333,55 @@ mod tests {
         let b = store.put_blob_file_moving(&f).await.unwrap();
         assert!(!f.exists());
         assert_eq!(store.get_blob(&b.digest).await.unwrap(), vec![7u8; 3000]);
+    }
+    #[test]
+    fn a_manifest_written_item_by_item_has_the_bytes_of_the_whole_tree() {
+        let whole = |m: &Manifest| canonical_json(&serde_json::to_value(m).unwrap());
+        let blob = |s: &str| BlobRef {
+            digest: Digest::of(s.as_bytes()),
+            size: s.len() as u64,
+        };
+        let item = |key: &str, meta: Value| Item {
+            key: key.into(),
+            files: [("b.txt".to_string(), blob(key)), ("a \"q\"/ä".to_string(), blob("a"))]
+                .into_iter()
+                .collect(),
+            meta,
+        };
+        let mut files = BTreeMap::new();
+        files.insert("z.json".to_string(), blob("z"));
+        files.insert("model.json".to_string(), blob("m"));
+        let cases = [
+            Manifest::default(),
+            Manifest {
+                kind: ArtifactKind::Collection,
+                ..Default::default()
+            },
+            Manifest {
+                files: files.clone(),
+                meta: serde_json::json!({"z": 1, "a": {"y": [1, {"c": 2, "b": null}], "x": "é"}}),
+                ..Default::default()
+            },
+            Manifest {
+                kind: ArtifactKind::Collection,
+                items: vec![
+                    item("k1", Value::Null),
+                    item("k0", serde_json::json!({"w": 2.5, "v": [true]})),
+                    Item {
+                        key: "bare".into(),
+                        files: Files::new(),
+                        meta: Value::Null,
+                    },
+                ],
+                meta: serde_json::json!({"count": 3}),
+                files,
+            },
+        ];
+        for m in &cases {
+            assert_eq!(m.canonical(), whole(m));
+            assert_eq!(m.digest(), Digest::of(whole(m).as_bytes()));
+            let back: Manifest = serde_json::from_str(&m.canonical()).unwrap();
+            assert_eq!(&back, m);
+        }
     }
 }
