@@ -215,6 +215,13 @@ pub(super) async fn execute(
                 &mut rec,
             )
             .await
+            .map(|(outputs, values)| {
+                let outputs = outputs
+                    .into_iter()
+                    .map(|(name, m)| (name, Output::Manifest(m)))
+                    .collect();
+                (outputs, values)
+            })
         }
         StageImpl::Map(m) => {
             run_map(

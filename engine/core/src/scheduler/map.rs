@@ -48,22 +48,17 @@ impl std::ops::Index<usize> for MapItems {
 /// The collection and values a finished map task hands on.
 fn map_outputs(
     m: &Arc<dyn MapStage>,
-    results: Vec<Option<Item>>,
+    results: Vec<Option<Box<str>>>,
     counts: ItemCounts,
-) -> (BTreeMap<String, Manifest>, BTreeMap<String, Value>) {
-    let manifest = Manifest {
-        kind: ArtifactKind::Collection,
-        // In place: `Option<Item>` and `Item` have one size, so the
-        // million-slot vector is reused, not copied.
-        items: results
-            .into_iter()
-            .map(|r| r.expect("every item has a result"))
-            .collect(),
-        files: BTreeMap::new(),
-        meta: Value::Null,
-    };
+) -> (BTreeMap<String, Output>, BTreeMap<String, Value>) {
+    // In place: `Option<Box<str>>` and `Box<str>` have one size, so the
+    // million-slot vector is reused, not copied.
+    let items = results
+        .into_iter()
+        .map(|r| r.expect("every item has a result"))
+        .collect();
     let mut outputs = BTreeMap::new();
-    outputs.insert(m.output(), manifest);
+    outputs.insert(m.output(), Output::Items(items));
     let mut values = BTreeMap::new();
     values.insert("items".to_string(), Value::from(counts.total));
     values.insert("items_run".to_string(), Value::from(counts.run));
@@ -86,7 +81,7 @@ async fn run_map_remote(
     log: &Log,
     rec: &mut TaskRecord,
     use_cache: bool,
-) -> Result<(BTreeMap<String, Manifest>, BTreeMap<String, Value>), StageError> {
+) -> Result<(BTreeMap<String, Output>, BTreeMap<String, Value>), StageError> {
     use futures::StreamExt;
     let stage = &sh.pipeline.stages[stage_idx];
     let total = items.len();
@@ -97,7 +92,7 @@ async fn run_map_remote(
         attempt: 1,
     });
     log.progress(0, total as u64);
-    let mut results: Vec<Option<Item>> = vec![None; total];
+    let mut results: Vec<Option<Box<str>>> = vec![None; total];
     let mut counts = ItemCounts {
         total,
         run: 0,
@@ -123,7 +118,7 @@ async fn run_map_remote(
                 cache::Lookup::Hit(e) => {
                     let mut it = e.item;
                     it.key = items[i].key.clone();
-                    results[i] = Some(it);
+                    results[i] = Some(it.canonical().into_boxed_str());
                     counts.cached += 1;
                 }
                 _ => todo.push((i, items[i].clone())),
@@ -180,7 +175,8 @@ async fn run_map_remote(
         counts.cached += done.cached;
         for (i, it) in done.items {
             if let Some(slot) = results.get_mut(i) {
-                *slot = Some(it);
+                sh.store.check_listed(it.files.values()).await?;
+                *slot = Some(it.canonical().into_boxed_str());
             }
         }
     }
@@ -205,7 +201,7 @@ pub(super) async fn run_map(
     log: &Log,
     rec: &mut TaskRecord,
     use_cache: bool,
-) -> Result<(BTreeMap<String, Manifest>, BTreeMap<String, Value>), StageError> {
+) -> Result<(BTreeMap<String, Output>, BTreeMap<String, Value>), StageError> {
     let stage = &sh.pipeline.stages[stage_idx];
     let over = stage
         .map
@@ -252,7 +248,7 @@ pub(super) async fn run_map(
     let cancel = sh.opts.cancel.child_token();
     // Each batch returns (item index, output item, came from cache) and
     // when it held its grant.
-    type BatchResult = Result<(Vec<(usize, Item, bool)>, Option<[f64; 2]>), StageError>;
+    type BatchResult = Result<(Vec<(usize, Box<str>, bool)>, Option<[f64; 2]>), StageError>;
     let mut join: JoinSet<BatchResult> = JoinSet::new();
     rec.started_ms = Some(sh.ms());
     sh.opts.events.emit(Event::TaskStarted {
@@ -294,7 +290,7 @@ pub(super) async fn run_map(
                 if let cache::Lookup::Hit(e) = hit {
                     let mut it = e.item;
                     it.key = item.key.clone();
-                    out.push((i, it, true));
+                    out.push((i, it.canonical().into_boxed_str(), true));
                 } else {
                     if grant.is_none() {
                         grant = Some(tokio::select! {
@@ -315,16 +311,20 @@ pub(super) async fn run_map(
                         side: side.clone(),
                     };
                     let it = run_item(&runner, &m, item, i, threads, &cancel).await?;
+                    // What `put_manifest` checks, done here: the item is
+                    // kept only as text.
+                    sh.store.check_listed(it.files.values()).await?;
+                    let text = it.canonical().into_boxed_str();
                     if stage.cache {
                         let entry = ItemEntry {
-                            item: it.clone(),
+                            item: it,
                             run: sh.opts.run_id.clone(),
                         };
                         sh.store
                             .put_json_deferred(&cache::item_path(&fp), &entry)
                             .await?;
                     }
-                    out.push((i, it, false));
+                    out.push((i, text, false));
                 }
                 let n = progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 log.progress(n, total as u64);
@@ -332,7 +332,7 @@ pub(super) async fn run_map(
             Ok((out, held_from.map(|a| [a, sh.ms()])))
         });
     }
-    let mut results: Vec<Option<Item>> = vec![None; total];
+    let mut results: Vec<Option<Box<str>>> = vec![None; total];
     let mut counts = ItemCounts {
         total,
         run: 0,

@@ -78,8 +78,41 @@ impl Item {
     /// The digest of the item's key, files and metadata: what per-item
     /// caching keys on.
     pub fn digest(&self) -> Digest {
-        Digest::of(canonical_json(&serde_json::to_value(self).expect("items serialise")).as_bytes())
+        Digest::of(self.canonical().as_bytes())
     }
+
+    /// The item's canonical JSON: what its digest hashes, and its text in
+    /// a manifest.
+    pub fn canonical(&self) -> String {
+        canonical_json(&serde_json::to_value(self).expect("items serialise"))
+    }
+}
+
+/// A collection manifest's canonical JSON from its items' canonical JSON
+/// ([`Item::canonical`]), no files and no metadata: the bytes
+/// [`Manifest::canonical`] writes for the same items.
+pub fn collection_canonical<S: AsRef<str>>(items: &[S]) -> String {
+    let len = items.iter().map(|i| i.as_ref().len() + 1).sum::<usize>();
+    let mut out = String::with_capacity(32 + len);
+    out.push('{');
+    push_items(&mut out, items.iter());
+    out.push_str("\"kind\":\"collection\"}");
+    out
+}
+
+/// `"items":[...],` when there are items.
+fn push_items(out: &mut String, items: impl ExactSizeIterator<Item = impl AsRef<str>>) {
+    if items.len() == 0 {
+        return;
+    }
+    out.push_str("\"items\":[");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(item.as_ref());
+    }
+    out.push_str("],");
 }
 
 /// An artifact: the manifest whose digest is the artifact's version.
@@ -116,16 +149,7 @@ impl Manifest {
             out.push_str(&value(serde_json::to_value(&self.files)));
             out.push(',');
         }
-        if !self.items.is_empty() {
-            out.push_str("\"items\":[");
-            for (i, item) in self.items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&value(serde_json::to_value(item)));
-            }
-            out.push_str("],");
-        }
+        push_items(&mut out, self.items.iter().map(Item::canonical));
         out.push_str("\"kind\":");
         out.push_str(&value(serde_json::to_value(self.kind)));
         if !self.meta.is_null() {
@@ -898,15 +922,48 @@ impl Store {
     /// survive the rerun that rewrites it).
     pub async fn put_manifest(&self, m: &Manifest) -> Result<Digest, StoreError> {
         let text = m.canonical();
+        if let Some(d) = self.manifest_held(&text).await? {
+            return Ok(d);
+        }
+        self.check_listed(m.blobs()).await?;
+        self.write_manifest(text).await
+    }
+
+    /// Publishes a collection manifest given as its canonical text
+    /// ([`collection_canonical`]): a map stage's results, which it keeps as
+    /// text and whose blobs it checked with [`Store::check_listed`] as each
+    /// item finished.
+    pub async fn put_manifest_text(&self, text: String) -> Result<Digest, StoreError> {
+        if let Some(d) = self.manifest_held(&text).await? {
+            return Ok(d);
+        }
+        self.write_manifest(text).await
+    }
+
+    /// The digest of a manifest already stored with these bytes.
+    async fn manifest_held(&self, text: &str) -> Result<Option<Digest>, StoreError> {
         let digest = Digest::of(text.as_bytes());
         let path = Self::manifest_path(&digest);
-        if self
+        let held = self
             .holds(&path, &digest, text.len() as u64, Verify::Hash)
-            .await?
-        {
-            return Ok(digest);
-        }
-        for b in m.blobs() {
+            .await?;
+        Ok(held.then_some(digest))
+    }
+
+    async fn write_manifest(&self, text: String) -> Result<Digest, StoreError> {
+        let digest = Digest::of(text.as_bytes());
+        self.write_deferred(&Self::manifest_path(&digest), text.into_bytes())
+            .await?;
+        Ok(digest)
+    }
+
+    /// Checks that every blob a manifest will list is stored with its
+    /// size: the error names the first that is not.
+    pub async fn check_listed<'a>(
+        &self,
+        blobs: impl Iterator<Item = &'a BlobRef>,
+    ) -> Result<(), StoreError> {
+        for b in blobs {
             let bp = Self::blob_path(&b.digest);
             match self.size_of(&bp).await? {
                 None => {
@@ -926,8 +983,7 @@ impl Store {
                 Some(_) => {}
             }
         }
-        self.write_deferred(&path, text.into_bytes()).await?;
-        Ok(digest)
+        Ok(())
     }
 
     /// Reads a manifest and checks its digest.
@@ -1377,6 +1433,14 @@ mod tests {
                 files,
             },
         ];
+        let texts: Vec<String> = cases[3].items.iter().map(Item::canonical).collect();
+        let bare = Manifest {
+            kind: ArtifactKind::Collection,
+            items: cases[3].items.clone(),
+            ..Default::default()
+        };
+        assert_eq!(collection_canonical(&texts), whole(&bare));
+        assert_eq!(collection_canonical::<String>(&[]), whole(&cases[1]));
         for m in &cases {
             assert_eq!(m.canonical(), whole(m));
             assert_eq!(m.digest(), Digest::of(whole(m).as_bytes()));
