@@ -235,3 +235,55 @@ impl ItemCtx {
         self.meta = meta;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stage::OutputDecl;
+
+    fn ctx(dir: &Path) -> TaskCtx {
+        let store = crate::store::Store::open("memory://ctx-tests", dir).unwrap();
+        let env = StageEnv::new(
+            store,
+            "t",
+            Default::default(),
+            crate::stage::Log::new("t", Default::default()),
+            Default::default(),
+            dir.join("scratch"),
+            1,
+        );
+        TaskCtx::new(env, BTreeMap::new(), vec![OutputDecl::collection("items")], 1)
+    }
+
+    fn item(key: &str) -> Item {
+        Item {
+            key: key.into(),
+            files: Files::new(),
+            meta: Value::Null,
+        }
+    }
+
+    #[test]
+    fn add_item_refuses_a_key_twice_also_after_set_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = ctx(dir.path());
+        for i in 0..1000 {
+            c.add_item("items", item(&format!("k{i}"))).unwrap();
+        }
+        let e = c.add_item("items", item("k500")).unwrap_err().to_string();
+        assert!(e.contains("already has an item `k500`"), "{e}");
+        assert_eq!(c.outputs["items"].items.len(), 1000);
+        // A manifest set whole: its keys count too.
+        c.set_output(
+            "items",
+            Manifest {
+                kind: ArtifactKind::Collection,
+                items: vec![item("a"), item("b")],
+                ..Default::default()
+            },
+        );
+        assert!(c.add_item("items", item("b")).is_err());
+        c.add_item("items", item("k500")).unwrap();
+        assert_eq!(c.outputs["items"].items.len(), 3);
+    }
+}

@@ -120,6 +120,12 @@ impl From<BTreeMap<String, BlobRef>> for Files {
     }
 }
 
+impl<const N: usize> From<[(String, BlobRef); N]> for Files {
+    fn from(a: [(String, BlobRef); N]) -> Self {
+        Files::from_entries(a.into())
+    }
+}
+
 impl From<Files> for BTreeMap<String, BlobRef> {
     fn from(f: Files) -> Self {
         f.0.into_iter().collect()
