@@ -179,7 +179,7 @@ impl CatalogQuery {
                 "videos",
                 Item {
                     key,
-                    files: BTreeMap::new(),
+                    files: Default::default(),
                     meta: Value::Object(row),
                 },
             )?;

@@ -425,7 +425,7 @@ mod tests {
     fn golden_videos_are_refused() {
         let item = |n: usize, golden: bool| Item {
             key: format!("v{n}"),
-            files: BTreeMap::new(),
+            files: Default::default(),
             meta: json!({ "uri": format!("/videos/v{n}.mp4"), "golden": golden }),
         };
         assert!(refuse_golden(&[item(0, false), item(1, false)]).is_ok());

@@ -9,7 +9,6 @@ use engine_core::stage::{
 use engine_core::store::Item;
 use media::synth::SynthSpec;
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 // Params of `synth.broadcast`: a `SynthSpec` (a media type, so the stage
@@ -116,7 +115,7 @@ impl Stage for SynthBroadcast {
             let name = &t.video.name;
             let video = ctx.put_blob_file(&dir.join(format!("{name}.mp4"))).await?;
             let truth = ctx.put_blob_file(&dir.join(format!("{name}.json"))).await?;
-            let mut files = BTreeMap::new();
+            let mut files = engine_core::store::Files::new();
             files.insert("video.mp4".to_string(), video);
             files.insert("truth.json".to_string(), truth);
             let meta = json!({

@@ -57,7 +57,7 @@ impl Stage for FakeDetect {
                 "predictions",
                 Item {
                     key: v.key.clone(),
-                    files: BTreeMap::from([("predictions.json".to_string(), blob)]),
+                    files: [("predictions.json".to_string(), blob)].into_iter().collect(),
                     meta: v.meta.clone(),
                 },
             )?;

@@ -545,7 +545,7 @@ async fn run_request(
             let mut ctx = ItemCtx::new(env);
             m.run_item(&item, &mut ctx).await?;
             Ok(Done {
-                files: ctx.files,
+                files: ctx.files.into(),
                 meta: ctx.meta,
                 ..Default::default()
             })

@@ -6,7 +6,7 @@
 //! `inputs/STAGE/TASK/OUTPUT/`), items of a collection under their key.
 
 use crate::stage::{OutputDecl, ParamsError, Stage, StageConfig, StageError, StageImpl, TaskCtx};
-use crate::store::{BlobRef, Item, check_rel_path};
+use crate::store::{Item, check_rel_path};
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -492,7 +492,7 @@ impl Stage for Shell {
         }
         for (name, items) in collections {
             for (key, found) in items {
-                let mut files: BTreeMap<String, BlobRef> = BTreeMap::new();
+                let mut files = crate::store::Files::new();
                 for (relname, abs) in found {
                     files.insert(relname, put(abs).await?);
                 }

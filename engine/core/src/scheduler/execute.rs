@@ -215,6 +215,13 @@ pub(super) async fn execute(
                 &mut rec,
             )
             .await
+            .map(|(outputs, values)| {
+                let outputs = outputs
+                    .into_iter()
+                    .map(|(name, m)| (name, Output::Manifest(m)))
+                    .collect();
+                (outputs, values)
+            })
         }
         StageImpl::Map(m) => {
             run_map(
@@ -257,6 +264,19 @@ pub(super) async fn execute(
             return (finish(&sh, rec, TaskStatus::Failed, None, Some(msg)), None);
         }
     };
+    // The inputs are not needed any more: a large one goes before the
+    // outputs are written (see `KEEP_MANIFESTS_UP_TO`), and its memory
+    // back to the system. glibc keeps freed small blocks for reuse, but the
+    // manifest text `publish` writes is one large block that cannot reuse
+    // them: without the trim a million-item map stage's peak held its
+    // input, its output and the output's text at once.
+    let large = inputs
+        .iter()
+        .any(|i| i.manifest.items.len() + i.manifest.files.len() > KEEP_MANIFESTS_UP_TO);
+    drop(inputs);
+    if large {
+        crate::resources::trim_heap();
+    }
     match publish(&sh, stage, &rec, &fpd, outputs, &values).await {
         Ok(digests) => {
             let _ = sh.store.put_json_deferred(&last_path, &fp).await;

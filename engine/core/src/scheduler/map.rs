@@ -6,20 +6,59 @@
 
 use super::*;
 
+/// The mapped collection, read in place from the inputs' manifests (one
+/// per upstream task; several under a matrix), indexed as one list. A
+/// copy of the items cost as much memory again as the manifest: 300 MB
+/// for a million items.
+pub(super) struct MapItems {
+    parts: Vec<Arc<Manifest>>,
+    /// Index of each part's first item.
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl MapItems {
+    fn new(parts: Vec<Arc<Manifest>>) -> Self {
+        let mut starts = Vec::with_capacity(parts.len());
+        let mut len = 0;
+        for p in &parts {
+            starts.push(len);
+            len += p.items.len();
+        }
+        MapItems { parts, starts, len }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Item> {
+        self.parts.iter().flat_map(|p| p.items.iter())
+    }
+}
+
+impl std::ops::Index<usize> for MapItems {
+    type Output = Item;
+    fn index(&self, i: usize) -> &Item {
+        let p = self.starts.partition_point(|&s| s <= i) - 1;
+        &self.parts[p].items[i - self.starts[p]]
+    }
+}
+
 /// The collection and values a finished map task hands on.
 fn map_outputs(
     m: &Arc<dyn MapStage>,
-    results: Vec<Option<Item>>,
+    results: Vec<Option<Box<str>>>,
     counts: ItemCounts,
-) -> (BTreeMap<String, Manifest>, BTreeMap<String, Value>) {
-    let manifest = Manifest {
-        kind: ArtifactKind::Collection,
-        items: results.into_iter().flatten().collect(),
-        files: BTreeMap::new(),
-        meta: Value::Null,
-    };
+) -> (BTreeMap<String, Output>, BTreeMap<String, Value>) {
+    // In place: `Option<Box<str>>` and `Box<str>` have one size, so the
+    // million-slot vector is reused, not copied.
+    let items = results
+        .into_iter()
+        .map(|r| r.expect("every item has a result"))
+        .collect();
     let mut outputs = BTreeMap::new();
-    outputs.insert(m.output(), manifest);
+    outputs.insert(m.output(), Output::Items(items));
     let mut values = BTreeMap::new();
     values.insert("items".to_string(), Value::from(counts.total));
     values.insert("items_run".to_string(), Value::from(counts.run));
@@ -38,11 +77,11 @@ async fn run_map_remote(
     m: Arc<dyn MapStage>,
     item_params: &Value,
     side: Arc<Vec<Input>>,
-    items: Arc<Vec<Item>>,
+    items: Arc<MapItems>,
     log: &Log,
     rec: &mut TaskRecord,
     use_cache: bool,
-) -> Result<(BTreeMap<String, Manifest>, BTreeMap<String, Value>), StageError> {
+) -> Result<(BTreeMap<String, Output>, BTreeMap<String, Value>), StageError> {
     use futures::StreamExt;
     let stage = &sh.pipeline.stages[stage_idx];
     let total = items.len();
@@ -53,7 +92,7 @@ async fn run_map_remote(
         attempt: 1,
     });
     log.progress(0, total as u64);
-    let mut results: Vec<Option<Item>> = vec![None; total];
+    let mut results: Vec<Option<Box<str>>> = vec![None; total];
     let mut counts = ItemCounts {
         total,
         run: 0,
@@ -79,7 +118,7 @@ async fn run_map_remote(
                 cache::Lookup::Hit(e) => {
                     let mut it = e.item;
                     it.key = items[i].key.clone();
-                    results[i] = Some(it);
+                    results[i] = Some(it.canonical().into_boxed_str());
                     counts.cached += 1;
                 }
                 _ => todo.push((i, items[i].clone())),
@@ -136,7 +175,8 @@ async fn run_map_remote(
         counts.cached += done.cached;
         for (i, it) in done.items {
             if let Some(slot) = results.get_mut(i) {
-                *slot = Some(it);
+                sh.store.check_listed(it.files.values()).await?;
+                *slot = Some(it.canonical().into_boxed_str());
             }
         }
     }
@@ -161,29 +201,30 @@ pub(super) async fn run_map(
     log: &Log,
     rec: &mut TaskRecord,
     use_cache: bool,
-) -> Result<(BTreeMap<String, Manifest>, BTreeMap<String, Value>), StageError> {
+) -> Result<(BTreeMap<String, Output>, BTreeMap<String, Value>), StageError> {
     let stage = &sh.pipeline.stages[stage_idx];
     let over = stage
         .map
         .as_ref()
         .ok_or_else(|| StageError::msg(format!("stage `{}` has no `map`", stage.name)))?;
     let up = &sh.pipeline.stages[over.stage].name;
-    let mut items: Vec<Item> = vec![];
-    let mut keys = HashSet::new();
-    for i in inputs
-        .iter()
-        .filter(|i| &i.stage == up && i.output == over.output)
-    {
-        for it in &i.manifest.items {
-            if !keys.insert(it.key.clone()) {
-                return Err(StageError::msg(format!(
-                    "collection `{up}.{}` has two items with key `{}`",
-                    over.output, it.key
-                )));
-            }
-            items.push(it.clone());
+    let items = MapItems::new(
+        inputs
+            .iter()
+            .filter(|i| &i.stage == up && i.output == over.output)
+            .map(|i| i.manifest.clone())
+            .collect(),
+    );
+    let mut keys = HashSet::with_capacity(items.len());
+    for it in items.iter() {
+        if !keys.insert(it.key.as_str()) {
+            return Err(StageError::msg(format!(
+                "collection `{up}.{}` has two items with key `{}`",
+                over.output, it.key
+            )));
         }
     }
+    drop(keys);
     let items = Arc::new(items);
     let total = items.len();
     let version = m.version();
@@ -207,7 +248,7 @@ pub(super) async fn run_map(
     let cancel = sh.opts.cancel.child_token();
     // Each batch returns (item index, output item, came from cache) and
     // when it held its grant.
-    type BatchResult = Result<(Vec<(usize, Item, bool)>, Option<[f64; 2]>), StageError>;
+    type BatchResult = Result<(Vec<(usize, Box<str>, bool)>, Option<[f64; 2]>), StageError>;
     let mut join: JoinSet<BatchResult> = JoinSet::new();
     rec.started_ms = Some(sh.ms());
     sh.opts.events.emit(Event::TaskStarted {
@@ -232,7 +273,10 @@ pub(super) async fn run_map(
         );
         join.spawn(async move {
             let stage = &sh.pipeline.stages[stage_idx];
-            let mut out = Vec::with_capacity(end - start);
+            // Grown as items finish, not sized now: every batch is spawned
+            // at once and most wait for a grant, and a million items' worth
+            // of empty slots (100 MB) waited with them.
+            let mut out = Vec::new();
             let mut grant = None;
             let mut held_from = None;
             for i in start..end {
@@ -246,7 +290,7 @@ pub(super) async fn run_map(
                 if let cache::Lookup::Hit(e) = hit {
                     let mut it = e.item;
                     it.key = item.key.clone();
-                    out.push((i, it, true));
+                    out.push((i, it.canonical().into_boxed_str(), true));
                 } else {
                     if grant.is_none() {
                         grant = Some(tokio::select! {
@@ -267,16 +311,20 @@ pub(super) async fn run_map(
                         side: side.clone(),
                     };
                     let it = run_item(&runner, &m, item, i, threads, &cancel).await?;
+                    // What `put_manifest` checks, done here: the item is
+                    // kept only as text.
+                    sh.store.check_listed(it.files.values()).await?;
+                    let text = it.canonical().into_boxed_str();
                     if stage.cache {
                         let entry = ItemEntry {
-                            item: it.clone(),
+                            item: it,
                             run: sh.opts.run_id.clone(),
                         };
                         sh.store
                             .put_json_deferred(&cache::item_path(&fp), &entry)
                             .await?;
                     }
-                    out.push((i, it, false));
+                    out.push((i, text, false));
                 }
                 let n = progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 log.progress(n, total as u64);
@@ -284,7 +332,7 @@ pub(super) async fn run_map(
             Ok((out, held_from.map(|a| [a, sh.ms()])))
         });
     }
-    let mut results: Vec<Option<Item>> = vec![None; total];
+    let mut results: Vec<Option<Box<str>>> = vec![None; total];
     let mut counts = ItemCounts {
         total,
         run: 0,
@@ -398,5 +446,37 @@ pub(crate) async fn run_item(
                 e => StageError::msg(format!("item `{}`: {e}", item.key)),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_items_index_the_inputs_in_place_across_parts() {
+        let part = |keys: &[&str]| {
+            Arc::new(Manifest {
+                kind: ArtifactKind::Collection,
+                items: keys
+                    .iter()
+                    .map(|k| Item {
+                        key: k.to_string(),
+                        files: Default::default(),
+                        meta: Value::Null,
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+        };
+        let (a, b) = (part(&["a0", "a1"]), part(&["b0"]));
+        let items = MapItems::new(vec![part(&[]), a.clone(), part(&[]), b.clone(), part(&[])]);
+        assert_eq!(items.len(), 3);
+        let keys: Vec<&str> = (0..3).map(|i| items[i].key.as_str()).collect();
+        assert_eq!(keys, ["a0", "a1", "b0"]);
+        assert_eq!(items.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), keys);
+        // Read in place, not copied: the item is the one in the input.
+        assert!(std::ptr::eq(&items[2], &b.items[0]));
+        assert!(std::ptr::eq(&items[1], &a.items[1]));
     }
 }

@@ -119,7 +119,8 @@ struct Shared {
     pool: Arc<Pool>,
     opts: RunOptions,
     t0: Instant,
-    manifests: Mutex<HashMap<Digest, Arc<Manifest>>>,
+    /// Manifests read this run, by digest, for the tasks that read them.
+    manifests: Mutex<HashMap<Digest, CachedManifest>>,
     /// This run's private scratch folder (random name, mode 0700), removed
     /// when the run ends; one left by a killed run is removed by the next.
     scratch: tempfile::TempDir,
@@ -155,21 +156,41 @@ impl Shared {
         }
     }
     async fn manifest(&self, d: &Digest) -> Result<Arc<Manifest>, StoreError> {
-        if let Some(m) = self
+        let cached = self
             .manifests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(d)
-        {
-            return Ok(m.clone());
+            .and_then(|c| match c {
+                CachedManifest::Kept(m) => Some(m.clone()),
+                CachedManifest::Lent(m) => m.upgrade(),
+            });
+        if let Some(m) = cached {
+            return Ok(m);
         }
         let m = Arc::new(self.store.get_manifest(d).await?);
+        let c = if m.items.len() + m.files.len() > KEEP_MANIFESTS_UP_TO {
+            CachedManifest::Lent(Arc::downgrade(&m))
+        } else {
+            CachedManifest::Kept(m.clone())
+        };
         self.manifests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(d.clone(), m.clone());
+            .insert(d.clone(), c);
         Ok(m)
     }
+}
+
+/// Manifests with more entries than this stay in memory only while a task
+/// holds them: a million-item collection is about 300 MB, and kept for the
+/// whole run it doubled a map stage's peak (its input, then its output).
+/// Smaller ones are kept, as many tasks read the same few.
+const KEEP_MANIFESTS_UP_TO: usize = 10_000;
+
+enum CachedManifest {
+    Kept(Arc<Manifest>),
+    Lent(std::sync::Weak<Manifest>),
 }
 
 /// An upstream output handed to a task, before its manifest is loaded.

@@ -3,7 +3,7 @@
 //! and values, an item's files and metadata.
 
 use super::{OutputDecl, StageEnv, StageError};
-use crate::store::{ArtifactKind, BlobRef, Item, Manifest, check_rel_path};
+use crate::store::{ArtifactKind, BlobRef, Files, Item, Manifest, check_rel_path};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::ops::Deref;
@@ -18,6 +18,10 @@ pub struct TaskCtx {
     pub(crate) outputs: BTreeMap<String, Manifest>,
     pub(crate) values: BTreeMap<String, Value>,
     pub(crate) attempt: u32,
+    /// Hashes of the item keys in each collection output, so `add_item`
+    /// finds a duplicate key without a scan: scanning made a million
+    /// `add_item` calls quadratic (5 * 10^11 key comparisons).
+    item_keys: BTreeMap<String, std::collections::HashSet<u64>>,
 }
 
 impl Deref for TaskCtx {
@@ -41,6 +45,7 @@ impl TaskCtx {
             outputs: BTreeMap::new(),
             values: BTreeMap::new(),
             attempt,
+            item_keys: BTreeMap::new(),
         }
     }
     pub fn env(&self) -> &StageEnv {
@@ -130,8 +135,21 @@ impl TaskCtx {
         for name in item.files.keys() {
             check_rel_path(name).map_err(StageError::msg)?;
         }
-        let m = self.output_mut(output, ArtifactKind::Collection)?;
-        if m.items.iter().any(|i| i.key == item.key) {
+        let hash = |key: &str| {
+            use std::hash::{BuildHasher, BuildHasherDefault};
+            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                .hash_one(key)
+        };
+        self.output_mut(output, ArtifactKind::Collection)?;
+        let m = self.outputs.get_mut(output).expect("made by output_mut");
+        let keys = self
+            .item_keys
+            .entry(output.into())
+            // Also after `set_output`, which drops the output's hashes.
+            .or_insert_with(|| m.items.iter().map(|i| hash(&i.key)).collect());
+        // A hash seen before is a duplicate key or (rarely) a collision:
+        // only then are the keys compared.
+        if !keys.insert(hash(&item.key)) && m.items.iter().any(|i| i.key == item.key) {
             return Err(StageError::msg(format!(
                 "collection `{output}` already has an item `{}`",
                 item.key
@@ -144,6 +162,7 @@ impl TaskCtx {
     /// Sets an output to an existing manifest (e.g. one read from the store
     /// by ref); its digest stays the same.
     pub fn set_output(&mut self, output: &str, manifest: Manifest) {
+        self.item_keys.remove(output);
         self.outputs.insert(output.into(), manifest);
     }
 
@@ -169,7 +188,7 @@ impl TaskCtx {
 /// metadata of its output.
 pub struct ItemCtx {
     pub(crate) env: StageEnv,
-    pub(crate) files: BTreeMap<String, BlobRef>,
+    pub(crate) files: Files,
     pub(crate) meta: Value,
 }
 
@@ -184,7 +203,7 @@ impl ItemCtx {
     pub(crate) fn new(env: StageEnv) -> Self {
         ItemCtx {
             env,
-            files: BTreeMap::new(),
+            files: Files::new(),
             meta: Value::Null,
         }
     }
@@ -214,5 +233,57 @@ impl ItemCtx {
     /// Sets this item's output metadata.
     pub fn set_meta(&mut self, meta: Value) {
         self.meta = meta;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stage::OutputDecl;
+
+    fn ctx(dir: &Path) -> TaskCtx {
+        let store = crate::store::Store::open("memory://ctx-tests", dir).unwrap();
+        let env = StageEnv::new(
+            store,
+            "t",
+            Default::default(),
+            crate::stage::Log::new("t", Default::default()),
+            Default::default(),
+            dir.join("scratch"),
+            1,
+        );
+        TaskCtx::new(env, BTreeMap::new(), vec![OutputDecl::collection("items")], 1)
+    }
+
+    fn item(key: &str) -> Item {
+        Item {
+            key: key.into(),
+            files: Files::new(),
+            meta: Value::Null,
+        }
+    }
+
+    #[test]
+    fn add_item_refuses_a_key_twice_also_after_set_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = ctx(dir.path());
+        for i in 0..1000 {
+            c.add_item("items", item(&format!("k{i}"))).unwrap();
+        }
+        let e = c.add_item("items", item("k500")).unwrap_err().to_string();
+        assert!(e.contains("already has an item `k500`"), "{e}");
+        assert_eq!(c.outputs["items"].items.len(), 1000);
+        // A manifest set whole: its keys count too.
+        c.set_output(
+            "items",
+            Manifest {
+                kind: ArtifactKind::Collection,
+                items: vec![item("a"), item("b")],
+                ..Default::default()
+            },
+        );
+        assert!(c.add_item("items", item("b")).is_err());
+        c.add_item("items", item("k500")).unwrap();
+        assert_eq!(c.outputs["items"].items.len(), 3);
     }
 }

@@ -32,9 +32,11 @@
 //! and never deletes a young object, cannot take it from under the write.
 
 mod export;
+mod files;
 mod refs;
 mod url;
 
+pub use files::Files;
 pub use url::{StoreUrl, StoreUrlError};
 
 use crate::digest::{Digest, canonical_json};
@@ -67,7 +69,7 @@ pub enum ArtifactKind {
 pub struct Item {
     pub key: String,
     #[serde(default)]
-    pub files: BTreeMap<String, BlobRef>,
+    pub files: Files,
     #[serde(default)]
     pub meta: Value,
 }
@@ -76,8 +78,41 @@ impl Item {
     /// The digest of the item's key, files and metadata: what per-item
     /// caching keys on.
     pub fn digest(&self) -> Digest {
-        Digest::of(canonical_json(&serde_json::to_value(self).expect("items serialise")).as_bytes())
+        Digest::of(self.canonical().as_bytes())
     }
+
+    /// The item's canonical JSON: what its digest hashes, and its text in
+    /// a manifest.
+    pub fn canonical(&self) -> String {
+        canonical_json(&serde_json::to_value(self).expect("items serialise"))
+    }
+}
+
+/// A collection manifest's canonical JSON from its items' canonical JSON
+/// ([`Item::canonical`]), no files and no metadata: the bytes
+/// [`Manifest::canonical`] writes for the same items.
+pub fn collection_canonical<S: AsRef<str>>(items: &[S]) -> String {
+    let len = items.iter().map(|i| i.as_ref().len() + 1).sum::<usize>();
+    let mut out = String::with_capacity(32 + len);
+    out.push('{');
+    push_items(&mut out, items.iter());
+    out.push_str("\"kind\":\"collection\"}");
+    out
+}
+
+/// `"items":[...],` when there are items.
+fn push_items(out: &mut String, items: impl ExactSizeIterator<Item = impl AsRef<str>>) {
+    if items.len() == 0 {
+        return;
+    }
+    out.push_str("\"items\":[");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(item.as_ref());
+    }
+    out.push_str("],");
 }
 
 /// An artifact: the manifest whose digest is the artifact's version.
@@ -97,8 +132,32 @@ impl Manifest {
         Digest::of(self.canonical().as_bytes())
     }
 
+    /// The manifest's canonical JSON, which its digest hashes and the store
+    /// keeps: the bytes of `canonical_json` of the whole manifest, written
+    /// item by item. The whole collection as one `Value` tree, plus the
+    /// sorted copy `canonical_json` makes, took several KB an item: GBs
+    /// for a million-item map stage.
     fn canonical(&self) -> String {
-        canonical_json(&serde_json::to_value(self).expect("manifests serialise"))
+        let value = |v: Result<Value, serde_json::Error>| {
+            canonical_json(&v.expect("manifests serialise"))
+        };
+        let mut out = String::from("{");
+        // Top-level keys in sorted order, the empty ones skipped as
+        // `Serialize` skips them: files, items, kind, meta.
+        if !self.files.is_empty() {
+            out.push_str("\"files\":");
+            out.push_str(&value(serde_json::to_value(&self.files)));
+            out.push(',');
+        }
+        push_items(&mut out, self.items.iter().map(Item::canonical));
+        out.push_str("\"kind\":");
+        out.push_str(&value(serde_json::to_value(self.kind)));
+        if !self.meta.is_null() {
+            out.push_str(",\"meta\":");
+            out.push_str(&canonical_json(&self.meta));
+        }
+        out.push('}');
+        out
     }
 
     /// Every blob the manifest lists: its files and its items' files.
@@ -863,15 +922,48 @@ impl Store {
     /// survive the rerun that rewrites it).
     pub async fn put_manifest(&self, m: &Manifest) -> Result<Digest, StoreError> {
         let text = m.canonical();
+        if let Some(d) = self.manifest_held(&text).await? {
+            return Ok(d);
+        }
+        self.check_listed(m.blobs()).await?;
+        self.write_manifest(text).await
+    }
+
+    /// Publishes a collection manifest given as its canonical text
+    /// ([`collection_canonical`]): a map stage's results, which it keeps as
+    /// text and whose blobs it checked with [`Store::check_listed`] as each
+    /// item finished.
+    pub async fn put_manifest_text(&self, text: String) -> Result<Digest, StoreError> {
+        if let Some(d) = self.manifest_held(&text).await? {
+            return Ok(d);
+        }
+        self.write_manifest(text).await
+    }
+
+    /// The digest of a manifest already stored with these bytes.
+    async fn manifest_held(&self, text: &str) -> Result<Option<Digest>, StoreError> {
         let digest = Digest::of(text.as_bytes());
         let path = Self::manifest_path(&digest);
-        if self
+        let held = self
             .holds(&path, &digest, text.len() as u64, Verify::Hash)
-            .await?
-        {
-            return Ok(digest);
-        }
-        for b in m.blobs() {
+            .await?;
+        Ok(held.then_some(digest))
+    }
+
+    async fn write_manifest(&self, text: String) -> Result<Digest, StoreError> {
+        let digest = Digest::of(text.as_bytes());
+        self.write_deferred(&Self::manifest_path(&digest), text.into_bytes())
+            .await?;
+        Ok(digest)
+    }
+
+    /// Checks that every blob a manifest will list is stored with its
+    /// size: the error names the first that is not.
+    pub async fn check_listed<'a>(
+        &self,
+        blobs: impl Iterator<Item = &'a BlobRef>,
+    ) -> Result<(), StoreError> {
+        for b in blobs {
             let bp = Self::blob_path(&b.digest);
             match self.size_of(&bp).await? {
                 None => {
@@ -891,8 +983,7 @@ impl Store {
                 Some(_) => {}
             }
         }
-        self.write_deferred(&path, text.into_bytes()).await?;
-        Ok(digest)
+        Ok(())
     }
 
     /// Reads a manifest and checks its digest.
@@ -1298,5 +1389,63 @@ mod tests {
         let b = store.put_blob_file_moving(&f).await.unwrap();
         assert!(!f.exists());
         assert_eq!(store.get_blob(&b.digest).await.unwrap(), vec![7u8; 3000]);
+    }
+    #[test]
+    fn a_manifest_written_item_by_item_has_the_bytes_of_the_whole_tree() {
+        let whole = |m: &Manifest| canonical_json(&serde_json::to_value(m).unwrap());
+        let blob = |s: &str| BlobRef {
+            digest: Digest::of(s.as_bytes()),
+            size: s.len() as u64,
+        };
+        let item = |key: &str, meta: Value| Item {
+            key: key.into(),
+            files: [("b.txt".to_string(), blob(key)), ("a \"q\"/ä".to_string(), blob("a"))]
+                .into_iter()
+                .collect(),
+            meta,
+        };
+        let mut files = BTreeMap::new();
+        files.insert("z.json".to_string(), blob("z"));
+        files.insert("model.json".to_string(), blob("m"));
+        let cases = [
+            Manifest::default(),
+            Manifest {
+                kind: ArtifactKind::Collection,
+                ..Default::default()
+            },
+            Manifest {
+                files: files.clone(),
+                meta: serde_json::json!({"z": 1, "a": {"y": [1, {"c": 2, "b": null}], "x": "é"}}),
+                ..Default::default()
+            },
+            Manifest {
+                kind: ArtifactKind::Collection,
+                items: vec![
+                    item("k1", Value::Null),
+                    item("k0", serde_json::json!({"w": 2.5, "v": [true]})),
+                    Item {
+                        key: "bare".into(),
+                        files: Files::new(),
+                        meta: Value::Null,
+                    },
+                ],
+                meta: serde_json::json!({"count": 3}),
+                files,
+            },
+        ];
+        let texts: Vec<String> = cases[3].items.iter().map(Item::canonical).collect();
+        let bare = Manifest {
+            kind: ArtifactKind::Collection,
+            items: cases[3].items.clone(),
+            ..Default::default()
+        };
+        assert_eq!(collection_canonical(&texts), whole(&bare));
+        assert_eq!(collection_canonical::<String>(&[]), whole(&cases[1]));
+        for m in &cases {
+            assert_eq!(m.canonical(), whole(m));
+            assert_eq!(m.digest(), Digest::of(whole(m).as_bytes()));
+            let back: Manifest = serde_json::from_str(&m.canonical()).unwrap();
+            assert_eq!(&back, m);
+        }
     }
 }
