@@ -45,25 +45,29 @@ impl std::ops::Index<usize> for MapItems {
     }
 }
 
-/// The collection and values a finished map task hands on.
+/// The collection and values a finished map task hands on; an error (not
+/// a collection with holes) when an item has no result.
 fn map_outputs(
     m: &Arc<dyn MapStage>,
     results: Vec<Option<Box<str>>>,
     counts: ItemCounts,
-) -> (BTreeMap<String, Output>, BTreeMap<String, Value>) {
+) -> Result<(BTreeMap<String, Output>, BTreeMap<String, Value>), StageError> {
+    if let Some(i) = results.iter().position(Option::is_none) {
+        return Err(StageError::msg(format!(
+            "item {i} of {} has no result; rerun the stage (finished items come from the cache)",
+            results.len()
+        )));
+    }
     // In place: `Option<Box<str>>` and `Box<str>` have one size, so the
     // million-slot vector is reused, not copied.
-    let items = results
-        .into_iter()
-        .map(|r| r.expect("every item has a result"))
-        .collect();
+    let items = results.into_iter().flatten().collect();
     let mut outputs = BTreeMap::new();
     outputs.insert(m.output(), Output::Items(items));
     let mut values = BTreeMap::new();
     values.insert("items".to_string(), Value::from(counts.total));
     values.insert("items_run".to_string(), Value::from(counts.run));
     values.insert("items_cached".to_string(), Value::from(counts.cached));
-    (outputs, values)
+    Ok((outputs, values))
 }
 
 /// A map task whose items run through the executor (Slurm: a job array):
@@ -187,7 +191,7 @@ async fn run_map_remote(
             items[i].key
         )));
     }
-    Ok(map_outputs(&m, results, counts))
+    map_outputs(&m, results, counts)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -375,7 +379,7 @@ pub(super) async fn run_map(
         }
         return Err(e);
     }
-    Ok(map_outputs(&m, results, counts))
+    map_outputs(&m, results, counts)
 }
 
 /// What one item's attempts need, on this machine or on a Slurm node
