@@ -57,7 +57,9 @@ impl Stage for FakeDetect {
                 "predictions",
                 Item {
                     key: v.key.clone(),
-                    files: [("predictions.json".to_string(), blob)].into_iter().collect(),
+                    files: [("predictions.json".to_string(), blob)]
+                        .into_iter()
+                        .collect(),
                     meta: v.meta.clone(),
                 },
             )?;

@@ -1154,3 +1154,31 @@ async fn a_running_tasks_log_is_in_its_record_while_it_runs() {
         "{whole}"
     );
 }
+
+/// The scheduling loop runs on a worker of the runtime: a caller that stops
+/// waiting for the run (a timeout, a dropped future) stops the run too, as
+/// when the loop ran in the caller's own future; it must not go on alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_run_future_stops_the_run() {
+    let store = mem_store("dropped");
+    let yaml = "name: dropped\nstages:\n  nap:\n    uses: builtin.sleep\n    with: { ms: 400 }\n";
+    let p = compile("test.yaml", yaml, &Registry::with_builtins())
+        .unwrap_or_else(|d| panic!("{}", d.render()));
+    let pl = plan(&p);
+    let run = scheduler::run(
+        std::sync::Arc::new(p),
+        std::sync::Arc::new(pl),
+        store.clone(),
+        opts(2),
+    );
+    let waited = tokio::time::timeout(Duration::from_millis(100), run).await;
+    assert!(waited.is_err(), "a 400 ms stage ended within 100 ms");
+    // Long enough for an orphaned run to finish its task and cache it.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let again = run_with(yaml, &store, opts(2)).await;
+    assert_eq!(
+        status(&again, "nap"),
+        TaskStatus::Done,
+        "the dropped run went on and cached its task"
+    );
+}

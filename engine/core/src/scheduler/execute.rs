@@ -203,26 +203,24 @@ pub(super) async fn execute(
         .insert(t, log.clone());
     let label = rec.task.clone();
     let outcome = match &imp {
-        StageImpl::Task(s) => {
-            run_task(
-                &sh,
-                stage,
-                &label,
-                s.clone(),
-                &inputs,
-                &task_matrix(stage, &task.combo),
-                &log,
-                &mut rec,
-            )
-            .await
-            .map(|(outputs, values)| {
-                let outputs = outputs
-                    .into_iter()
-                    .map(|(name, m)| (name, Output::Manifest(m)))
-                    .collect();
-                (outputs, values)
-            })
-        }
+        StageImpl::Task(s) => run_task(
+            &sh,
+            stage,
+            &label,
+            s.clone(),
+            &inputs,
+            &task_matrix(stage, &task.combo),
+            &log,
+            &mut rec,
+        )
+        .await
+        .map(|(outputs, values)| {
+            let outputs = outputs
+                .into_iter()
+                .map(|(name, m)| (name, Output::Manifest(m)))
+                .collect();
+            (outputs, values)
+        }),
         StageImpl::Map(m) => {
             run_map(
                 &sh,

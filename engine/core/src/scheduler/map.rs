@@ -478,7 +478,10 @@ mod tests {
         assert_eq!(items.len(), 3);
         let keys: Vec<&str> = (0..3).map(|i| items[i].key.as_str()).collect();
         assert_eq!(keys, ["a0", "a1", "b0"]);
-        assert_eq!(items.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), keys);
+        assert_eq!(
+            items.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(),
+            keys
+        );
         // Read in place, not copied: the item is the one in the input.
         assert!(std::ptr::eq(&items[2], &b.items[0]));
         assert!(std::ptr::eq(&items[1], &a.items[1]));

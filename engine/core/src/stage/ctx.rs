@@ -137,8 +137,7 @@ impl TaskCtx {
         }
         let hash = |key: &str| {
             use std::hash::{BuildHasher, BuildHasherDefault};
-            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-                .hash_one(key)
+            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key)
         };
         self.output_mut(output, ArtifactKind::Collection)?;
         let m = self.outputs.get_mut(output).expect("made by output_mut");
@@ -252,7 +251,12 @@ mod tests {
             dir.join("scratch"),
             1,
         );
-        TaskCtx::new(env, BTreeMap::new(), vec![OutputDecl::collection("items")], 1)
+        TaskCtx::new(
+            env,
+            BTreeMap::new(),
+            vec![OutputDecl::collection("items")],
+            1,
+        )
     }
 
     fn item(key: &str) -> Item {

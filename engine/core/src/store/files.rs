@@ -215,13 +215,12 @@ mod tests {
 
     #[test]
     fn a_later_duplicate_wins_as_with_a_btreemap() {
-        let back: Files =
-            serde_json::from_str(&format!(
-                r#"{{"x":{},"x":{}}}"#,
-                serde_json::to_string(&blob("1", 1)).unwrap(),
-                serde_json::to_string(&blob("2", 2)).unwrap()
-            ))
-            .unwrap();
+        let back: Files = serde_json::from_str(&format!(
+            r#"{{"x":{},"x":{}}}"#,
+            serde_json::to_string(&blob("1", 1)).unwrap(),
+            serde_json::to_string(&blob("2", 2)).unwrap()
+        ))
+        .unwrap();
         assert_eq!(back.len(), 1);
         assert_eq!(back["x"].size, 2);
         let mut f = Files::new();

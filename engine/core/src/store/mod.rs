@@ -138,9 +138,8 @@ impl Manifest {
     /// sorted copy `canonical_json` makes, took several KB an item: GBs
     /// for a million-item map stage.
     fn canonical(&self) -> String {
-        let value = |v: Result<Value, serde_json::Error>| {
-            canonical_json(&v.expect("manifests serialise"))
-        };
+        let value =
+            |v: Result<Value, serde_json::Error>| canonical_json(&v.expect("manifests serialise"));
         let mut out = String::from("{");
         // Top-level keys in sorted order, the empty ones skipped as
         // `Serialize` skips them: files, items, kind, meta.
@@ -1399,9 +1398,12 @@ mod tests {
         };
         let item = |key: &str, meta: Value| Item {
             key: key.into(),
-            files: [("b.txt".to_string(), blob(key)), ("a \"q\"/ä".to_string(), blob("a"))]
-                .into_iter()
-                .collect(),
+            files: [
+                ("b.txt".to_string(), blob(key)),
+                ("a \"q\"/ä".to_string(), blob("a")),
+            ]
+            .into_iter()
+            .collect(),
             meta,
         };
         let mut files = BTreeMap::new();
