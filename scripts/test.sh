@@ -24,6 +24,21 @@ free_gb=$(df -Pk . | awk 'NR==2 {print int($4 / 1048576)}')
 if [ "$free_gb" -lt 20 ]; then
   say "warning: only ${free_gb} GB free here; a clean test build needs about 20 GB (free some, or set CARGO_TARGET_DIR to a larger disk)"
 fi
+# Formatting: a failure in CI, a warning on a developer's machine (tests
+# still run on unformatted work in progress).
+if command -v rustfmt >/dev/null; then
+  say "checking the formatting (cargo fmt --check)"
+  if ! cargo fmt --check >/dev/null; then
+    if [ -n "${CI:-}" ]; then
+      echo "error: some files are not formatted; run \`cargo fmt\` and commit the result" >&2
+      cargo fmt --check -- --files-with-diff >&2 || true
+      exit 1
+    fi
+    say "warning: some files are not formatted (\`cargo fmt\` fixes them)"
+  fi
+else
+  say "warning: rustfmt is not installed; formatting not checked (rustup component add rustfmt)"
+fi
 say "checking that the committed JSON Schema is current"
 cargo run --quiet -p engine-cli --features engine-cli/torch --bin engine -- schema --check schemas/pipeline.schema.json
 say "running the tests (with the torch feature: the replay model on libtorch)"

@@ -264,6 +264,53 @@ stages:
     assert!(a[1] <= b[0] || b[1] <= a[0], "ran at once: {spans:?}");
 }
 
+/// Runs `engine ARGS` in `dir` and checks that it succeeded.
+fn run_ok(dir: &Path, args: &[&str]) {
+    let o = engine(dir).args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "`engine {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// `pipeline` run in two fresh folders, locally and with `--executor
+/// slurm` plus `slurm_args` (the Slurm folder made ready by `setup`
+/// first). Both runs must succeed, and the tasks named in `same` must have
+/// the same outputs in both. Returns the Slurm folder and its run's record
+/// (read with `slurm_args`' store, if they name one).
+fn local_and_slurm(
+    pipeline: &str,
+    slurm_args: &[&str],
+    same: &[&str],
+    setup: impl FnOnce(&Path),
+) -> (tempfile::TempDir, serde_json::Value) {
+    let (local, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for d in [&local, &dir] {
+        std::fs::write(d.path().join("p.yaml"), pipeline).unwrap();
+    }
+    setup(dir.path());
+    run_ok(local.path(), &["run", "p.yaml"]);
+    let mut args = vec!["run", "p.yaml", "--executor", "slurm"];
+    args.extend_from_slice(slurm_args);
+    run_ok(dir.path(), &args);
+    let store: Vec<&str> = slurm_args
+        .iter()
+        .position(|a| *a == "--store")
+        .map_or(vec![], |i| slurm_args[i..i + 2].to_vec());
+    let (lr, sr) = (record(local.path(), &[]), record(dir.path(), &store));
+    assert_eq!(sr["executor"], "slurm");
+    for t in same {
+        assert_eq!(
+            task(&lr, t)["outputs"],
+            task(&sr, t)["outputs"],
+            "`{t}` differs between local and Slurm"
+        );
+    }
+    (dir, sr)
+}
+
 fn record(dir: &Path, args: &[&str]) -> serde_json::Value {
     let o = engine(dir)
         .args(["show", "latest", "--json"])
@@ -310,30 +357,12 @@ fn a_map_stage_runs_as_one_job_array_of_its_uncached_batches() {
         return;
     }
     let _cluster = cluster(false);
-    let local = tempfile::tempdir().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    for d in [&local, &dir] {
-        std::fs::write(d.path().join("p.yaml"), MAPPED.replace("COUNT", "5")).unwrap();
-    }
-    let o = engine(local.path())
-        .args(["run", "p.yaml"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = engine(dir.path())
-        .args(["run", "p.yaml", "--executor", "slurm"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let (lr, sr) = (record(local.path(), &[]), record(dir.path(), &[]));
-    assert_eq!(sr["executor"], "slurm");
-    for t in ["shout", "gather"] {
-        assert_eq!(
-            task(&lr, t)["outputs"],
-            task(&sr, t)["outputs"],
-            "`{t}` differs between local and Slurm"
-        );
-    }
+    let (dir, sr) = local_and_slurm(
+        &MAPPED.replace("COUNT", "5"),
+        &[],
+        &["shout", "gather"],
+        |_| {},
+    );
     let shout = task(&sr, "shout");
     assert_eq!(shout["items"]["run"], 5);
     assert!(
@@ -382,11 +411,7 @@ fn a_map_stage_runs_as_one_job_array_of_its_uncached_batches() {
 
     // Four more items: one array of the 4 new ones (2 elements).
     std::fs::write(dir.path().join("p.yaml"), MAPPED.replace("COUNT", "9")).unwrap();
-    let o = engine(dir.path())
-        .args(["run", "p.yaml", "--executor", "slurm"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    run_ok(dir.path(), &["run", "p.yaml", "--executor", "slurm"]);
     let sr = record(dir.path(), &[]);
     let shout = task(&sr, "shout");
     assert_eq!(shout["items"]["cached"], 5, "{shout}");
@@ -406,34 +431,18 @@ fn batches_beyond_max_array_size_go_as_several_arrays() {
         return;
     }
     let _cluster = cluster(false);
-    let local = tempfile::tempdir().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    for d in [&local, &dir] {
-        std::fs::write(d.path().join("p.yaml"), MAPPED.replace("COUNT", "9")).unwrap();
-    }
-    std::fs::write(
-        dir.path().join("engine.toml"),
-        "[profiles.default.slurm]\nmax_array_size = 3\n",
-    )
-    .unwrap();
-    let o = engine(local.path())
-        .args(["run", "p.yaml"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = engine(dir.path())
-        .args(["run", "p.yaml", "--executor", "slurm"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let (lr, sr) = (record(local.path(), &[]), record(dir.path(), &[]));
-    for t in ["shout", "gather"] {
-        assert_eq!(
-            task(&lr, t)["outputs"],
-            task(&sr, t)["outputs"],
-            "`{t}` differs"
-        );
-    }
+    let (_dir, sr) = local_and_slurm(
+        &MAPPED.replace("COUNT", "9"),
+        &[],
+        &["shout", "gather"],
+        |d| {
+            std::fs::write(
+                d.join("engine.toml"),
+                "[profiles.default.slurm]\nmax_array_size = 3\n",
+            )
+            .unwrap()
+        },
+    );
     // 9 items in batches of 2: 5 batches, as arrays of 2, 2 and 1.
     let shout = task(&sr, "shout");
     assert_eq!(shout["items"]["run"], 9, "{shout}");
@@ -584,26 +593,8 @@ stages:
     with: {{ sleep_ms: 1500 }}
 "#
     );
-    let (local, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    for d in [&local, &dir] {
-        std::fs::write(d.path().join("p.yaml"), &pipeline).unwrap();
-    }
-    let o = engine(local.path())
-        .args(["run", "p.yaml"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = engine(dir.path())
-        .args(["run", "p.yaml", "--executor", "slurm"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let rec = record(dir.path(), &[]);
+    let (_dir, rec) = local_and_slurm(&pipeline, &[], &["spread"], |_| {});
     let t = task(&rec, "spread");
-    assert_eq!(
-        t["outputs"],
-        task(&record(local.path(), &[]), "spread")["outputs"]
-    );
     let used: std::collections::BTreeSet<&str> = t["jobs"]
         .as_array()
         .unwrap()
@@ -776,26 +767,13 @@ fn a_map_stage_array_publishes_to_an_s3_store() {
         "s3://{bucket}/slurm-array-{}?endpoint={endpoint}&region=us-east-1",
         std::process::id()
     );
-    let (local, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    for d in [&local, &dir] {
-        std::fs::write(d.path().join("p.yaml"), MAPPED.replace("COUNT", "5")).unwrap();
-    }
-    let o = engine(local.path())
-        .args(["run", "p.yaml"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = engine(dir.path())
-        .args(["run", "p.yaml", "--executor", "slurm", "--store", &url])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let rec = record(dir.path(), &["--store", &url]);
-    let t = task(&rec, "shout");
-    assert_eq!(
-        t["outputs"],
-        task(&record(local.path(), &[]), "shout")["outputs"]
+    let (dir, rec) = local_and_slurm(
+        &MAPPED.replace("COUNT", "5"),
+        &["--store", &url],
+        &["shout"],
+        |_| {},
     );
+    let t = task(&rec, "shout");
     assert_eq!(t["items"]["run"], 5, "{t}");
     let jobs = t["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 3, "{t}");
