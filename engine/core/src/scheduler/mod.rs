@@ -209,9 +209,9 @@ struct InputSpec {
 /// workers, not on the thread that awaits this (often `block_on`'s, outside
 /// the pool): the tasks it spawns then start from that worker's own queue
 /// and wake it when they end, where from the outside every task cost two
-/// hand-offs between threads. A 5,001-stage no-op rerun went from about
-/// 145 to about 100 ms (`bench/src/bin/shell_stages.rs`). Dropping the
-/// returned future stops the run, as it did before.
+/// hand-offs between threads. A 5,001-stage no-op rerun went from
+/// 128-152 ms to 97-126 ms (`bench/src/bin/shell_stages.rs`, bench/README).
+/// Dropping the returned future stops the run, as it did before.
 pub async fn run(
     pipeline: Arc<Pipeline>,
     plan: Arc<Plan>,
