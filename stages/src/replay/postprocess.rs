@@ -51,6 +51,11 @@ pub struct PostProcess {
     /// the first and no start event opens the second.
     #[serde(default = "default_bridge_gap")]
     pub bridge_gap: f64,
+    /// Runs closer than this (seconds) are merged when, as for
+    /// `bridge_gap`, neither inner edge is confirmed, and the first run
+    /// opens on a start event and the second closes on an end event.
+    #[serde(default = "default_pair_gap")]
+    pub pair_gap: f64,
     /// Shorter segments are dropped (seconds).
     #[serde(default = "default_min_length")]
     pub min_length: f64,
@@ -77,6 +82,9 @@ fn default_merge_gap() -> f64 {
 fn default_bridge_gap() -> f64 {
     4.0
 }
+fn default_pair_gap() -> f64 {
+    8.0
+}
 fn default_min_length() -> f64 {
     1.0
 }
@@ -97,6 +105,7 @@ impl Default for PostProcess {
             smooth: default_smooth(),
             merge_gap: default_merge_gap(),
             bridge_gap: default_bridge_gap(),
+            pair_gap: default_pair_gap(),
             min_length: default_min_length(),
             boundary_threshold: default_boundary_threshold(),
             snap: default_snap(),
@@ -123,9 +132,14 @@ impl PostProcess {
         if !(unit(self.threshold) && unit(self.boundary_threshold) && unit(self.min_score)) {
             return Err("post-processing thresholds must lie in [0, 1]".into());
         }
-        if !(ok(self.merge_gap) && ok(self.bridge_gap) && ok(self.min_length) && ok(self.snap)) {
+        if !(ok(self.merge_gap)
+            && ok(self.bridge_gap)
+            && ok(self.pair_gap)
+            && ok(self.min_length)
+            && ok(self.snap))
+        {
             return Err(
-                "`merge_gap`, `bridge_gap`, `min_length` and `snap` must be 0 or more seconds"
+                "`merge_gap`, `bridge_gap`, `pair_gap`, `min_length` and `snap` must be 0 or more seconds"
                     .into(),
             );
         }
@@ -168,16 +182,18 @@ impl PostProcess {
         // 3. merge short gaps, and bridge longer ones without boundary events
         let gap = ((self.merge_gap * fps).round() as usize).max(1);
         let bridge = (self.bridge_gap * fps).round() as usize;
+        let pair = (self.pair_gap * fps).round() as usize;
         let mut merged: Vec<(usize, usize)> = vec![];
         for r in runs {
             match merged.last_mut() {
-                Some(last)
-                    if r.0 - last.1 < gap
-                        || (r.0 - last.1 < bridge
-                            && !confirmed(last.1 - 1, 1)
-                            && !confirmed(r.0, 0)) =>
-                {
-                    last.1 = r.1
+                Some(last) if r.0 - last.1 < gap => last.1 = r.1,
+                Some(last) if !confirmed(last.1 - 1, 1) && !confirmed(r.0, 0) => {
+                    let d = r.0 - last.1;
+                    if d < bridge || (d < pair && confirmed(last.0, 0) && confirmed(r.1 - 1, 1)) {
+                        last.1 = r.1
+                    } else {
+                        merged.push(r)
+                    }
                 }
                 _ => merged.push(r),
             }
@@ -328,9 +344,41 @@ mod tests {
         // Bridging off: the dip splits the replay.
         let no_bridge = PostProcess {
             bridge_gap: 0.0,
+            pair_gap: 0.0,
             ..PostProcess::default()
         };
         assert_eq!(no_bridge.segments(&p, 5.0).len(), 2);
+    }
+
+    #[test]
+    fn pairs_a_start_with_an_end_across_a_long_dip() {
+        // One replay 10..80 whose content is lost for 6 s (30 frames at
+        // 5 fps), longer than `bridge_gap`: its start and end events still
+        // frame it, so it stays one replay.
+        let mut p = signal(120, &[(10, 80)]);
+        for q in p.iter_mut().take(50).skip(20) {
+            q[2] = 0.02;
+        }
+        let d = PostProcess::default().segments(&p, 5.0);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].start, d[0].end), (2.0, 16.0));
+        // Without the end event the second run is content with no edge of
+        // its own (a tight live camera after a replay): not paired.
+        let mut open = p.clone();
+        open[79][1] = 0.0;
+        let d = PostProcess::default().segments(&open, 5.0);
+        assert!(d.iter().all(|s| s.end <= 4.0 + 1e-9), "{d:?}");
+        // Without the start event the first run is not a replay's opening.
+        let mut headless = p.clone();
+        headless[10][0] = 0.0;
+        let d = PostProcess::default().segments(&headless, 5.0);
+        assert!(d.iter().all(|s| s.start >= 10.0 - 1e-9), "{d:?}");
+        // A dip longer than `pair_gap` splits it.
+        let short = PostProcess {
+            pair_gap: 5.0,
+            ..PostProcess::default()
+        };
+        assert_ne!(short.segments(&p, 5.0).len(), 1);
     }
 
     #[test]
