@@ -192,7 +192,7 @@ pub struct SynthSpec {
     /// Overrides the preset's duration in seconds.
     #[serde(default)]
     pub duration: Option<f64>,
-    /// Base seed; video `i` uses a seed derived from it and `i`.
+    /// Base seed; video `i` uses a seed derived from it, its style and `i`.
     pub seed: u64,
     /// Number of videos.
     pub count: usize,
@@ -242,7 +242,14 @@ impl SynthSpec {
         Ok((0..self.count)
             .map(|i| {
                 let style = matched[i % matched.len()].clone();
-                let seed = rng::Rng::fork(self.seed, 1000 + i as u64).next_u64();
+                // Each style (sport, league, broadcaster, season) draws its
+                // own videos. Before, the stream depended on `seed` and `i`
+                // only, so video `i` of every league had the same events at
+                // nearly the same times: a golden set of six leagues held
+                // one timeline six times, and training data repeated itself
+                // across leagues.
+                let stream = rng::Rng::fork(self.seed, rng::Rng::name(&style.name)).next_u64();
+                let seed = rng::Rng::fork(stream, 1000 + i as u64).next_u64();
                 VideoSpec {
                     name: format!(
                         "{}-{}-{}-{}-{:04}",

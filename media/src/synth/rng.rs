@@ -16,6 +16,14 @@ impl Rng {
         r
     }
 
+    /// A stable 64-bit name for a string (FNV-1a): the same on every
+    /// platform and in every version, unlike `std`'s hasher.
+    pub(crate) fn name(s: &str) -> u64 {
+        s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
     pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
