@@ -220,7 +220,11 @@ fn leagues_with_one_seed_get_independent_timelines() {
     let (a, b) = (starts("court-league"), starts("ink-league"));
     // One shared stream gives every pair the same first replay start (the
     // leagues' styles shift only the later ones).
-    let same_first = a.iter().zip(&b).filter(|(x, y)| x.first() == y.first()).count();
+    let same_first = a
+        .iter()
+        .zip(&b)
+        .filter(|(x, y)| x.first() == y.first())
+        .count();
     assert!(same_first <= 1, "first replay starts: {a:?} vs {b:?}");
     // And the same league twice is the same draw.
     assert_eq!(a, starts("court-league"));

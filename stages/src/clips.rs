@@ -274,36 +274,45 @@ impl Cut {
                 let tags: crate::teacher::Tags = read_json(ctx, item, "tags.json").await?.ok_or_else(|| {
                     StageError::msg(format!("video `{}` has no `tags.json`; put `teacher.tag` (and `review.route`) before `clips.cut`", item.key))
                 })?;
-                let segments: Vec<(f64, f64)> =
-                    tags.segments.iter().map(|s| (s.start, s.end)).collect();
-                // Teacher boundaries outside every proposed replay: graphics
-                // that are not replay wipes.
-                let graphics = tags
-                    .boundaries
-                    .iter()
-                    .filter(|b| segments.iter().all(|&(s, e)| b.time < s || b.time > e))
-                    .map(|b| b.time)
-                    .collect();
-                let duration = tags
-                    .duration
-                    .or(meta_duration)
-                    .unwrap_or_else(|| segments.last().map(|s| s.1).unwrap_or(0.0));
-                Ok(VideoLabels {
-                    duration,
-                    segments,
-                    graphics,
-                    cuts: tags.cuts,
-                    source: tags.source,
-                })
+                Ok(teacher_labels(tags, meta_duration))
             }
         }
+    }
+}
+
+/// What the teacher's (or a person's) `tags.json` says: the replays, and as
+/// hard negatives the hard cuts, the boundaries outside every replay (graphics
+/// that are not replay wipes) and the overlays the teacher saw.
+fn teacher_labels(tags: crate::teacher::Tags, meta_duration: Option<f64>) -> VideoLabels {
+    let segments: Vec<(f64, f64)> = tags.segments.iter().map(|s| (s.start, s.end)).collect();
+    let outside = |t: &f64| segments.iter().all(|&(s, e)| *t < s || *t > e);
+    let mut graphics: Vec<f64> = tags
+        .boundaries
+        .iter()
+        .map(|b| b.time)
+        .chain(tags.overlays.iter().copied())
+        .filter(outside)
+        .collect();
+    graphics.sort_by(f64::total_cmp);
+    let duration = tags
+        .duration
+        .or(meta_duration)
+        .unwrap_or_else(|| segments.last().map(|s| s.1).unwrap_or(0.0));
+    VideoLabels {
+        duration,
+        segments,
+        graphics,
+        cuts: tags.cuts,
+        source: tags.source,
     }
 }
 
 #[async_trait]
 impl MapStage for Cut {
     fn version(&self) -> u32 {
-        2 // 2: the shot after a hard cut is a hard negative too
+        // 2: the shot after a hard cut is a hard negative too.
+        // 3: the teacher's overlays are hard negatives.
+        3
     }
     fn output(&self) -> String {
         "clips".into()
@@ -383,6 +392,39 @@ mod tests {
 
     fn cfg() -> CutConfig {
         serde_json::from_value(json!({})).unwrap()
+    }
+
+    #[test]
+    fn the_teachers_overlays_outside_replays_are_hard_negatives() {
+        let tags: crate::teacher::Tags = serde_json::from_value(json!({
+            "version": 1, "video": "v", "source": "teacher", "route": "auto",
+            "confidence": 0.9, "duration": 60.0,
+            "boundaries": [
+                {"time": 10.0, "start": 9.8, "end": 10.2, "peak": 0.5, "confidence": 1.0},
+                {"time": 20.0, "start": 19.8, "end": 20.2, "peak": 0.5, "confidence": 1.0},
+                {"time": 50.0, "start": 49.8, "end": 50.2, "peak": 0.3, "confidence": 0.6}
+            ],
+            "segments": [{"start": 9.8, "end": 20.2, "confidence": 1.0}],
+            "cuts": [30.0],
+            "overlays": [40.0, 15.0]
+        }))
+        .unwrap();
+        let v = teacher_labels(tags, None);
+        // The overlay inside the replay (zoomed content) is not a negative.
+        assert_eq!(v.graphics, vec![40.0, 50.0]);
+        assert_eq!((&v.cuts, v.duration), (&vec![30.0], 60.0));
+        let clips = plan_clips(&cfg(), "v", &v);
+        let hard = |k| {
+            clips
+                .iter()
+                .filter(|c| c.negative == Some(k))
+                .map(|c| (c.start + c.end) / 2.0)
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            hard(NegativeKind::DistractorGraphic).contains(&40.0),
+            "{clips:?}"
+        );
     }
 
     #[test]

@@ -91,6 +91,10 @@ pub struct Tags {
     /// Hard cuts the teacher saw (seconds; teacher only).
     #[serde(default)]
     pub cuts: Vec<f64>,
+    /// Non-replay graphics the teacher saw (seconds they appear; teacher
+    /// only): hard negatives for `clips.cut`.
+    #[serde(default)]
+    pub overlays: Vec<f64>,
     /// Replay segments: the teacher's proposals or the human labels.
     pub segments: Vec<detect::Proposal>,
     /// Why the video could not be tagged.
@@ -110,7 +114,8 @@ impl MapStage for Tag {
     fn version(&self) -> u32 {
         // 2: catalog human labels and verdicts win; calibration.
         // 3: human-labelled videos keep the teacher's cuts and graphics.
-        3
+        // 4: non-replay graphics (`overlays`).
+        4
     }
     fn output(&self) -> String {
         "tagged".into()
@@ -150,6 +155,7 @@ impl MapStage for Tag {
             "boundaries": tags.boundaries.len(),
             "segments": tags.segments.len(),
             "cuts": tags.cuts.len(),
+            "overlays": tags.overlays.len(),
         });
         if let Some(league) = &tags.calibrated {
             meta["teacher"]["calibrated_for"] = json!(league);
@@ -189,6 +195,7 @@ impl Tag {
         let seen = self.teacher_tags(item, ctx, tags.duration).await?;
         if seen.error.is_none() {
             tags.cuts = seen.cuts;
+            tags.overlays = seen.overlays;
             tags.boundaries = seen.boundaries;
             tags.duration = tags.duration.or(seen.duration);
         }
@@ -210,6 +217,7 @@ impl Tag {
             duration,
             boundaries: vec![],
             cuts: vec![],
+            overlays: vec![],
             segments: vec![],
             error: Some(e),
             calibrated: None,
@@ -266,6 +274,7 @@ impl Tag {
             duration: duration.or(Some(analysed)),
             boundaries: d.boundaries,
             cuts: d.cuts,
+            overlays: d.overlays,
             segments: d.segments,
             error: None,
             calibrated,
@@ -337,6 +346,7 @@ fn human_tags_from(item: &Item, mut segments: Vec<(f64, f64)>, duration: Option<
         duration,
         boundaries: vec![],
         cuts: vec![],
+        overlays: vec![],
         segments: segments
             .into_iter()
             .map(|(start, end)| detect::Proposal {
@@ -390,6 +400,7 @@ async fn human_tags(
         duration,
         boundaries: vec![],
         cuts: vec![],
+        overlays: vec![],
         segments: vec![],
         error: None,
         calibrated: None,
