@@ -301,14 +301,54 @@ impl Detector {
             progress,
             stop,
         )?;
-        let signals = self.probs(&f)?;
+        self.detect_features(&f)
+    }
+
+    /// The rest of the path from a video's features `[frames, dim]`, made
+    /// by this detector's backbone at its sampling rate.
+    pub fn detect_features(&self, f: &Tensor) -> Result<VideoDetections, StageError> {
+        let fps = self.sampling().fps;
+        let signals = self.probs(f)?;
         Ok(VideoDetections {
             frames: f.size()[0] as usize,
-            fps: s.fps,
-            segments: self.info.postprocess.segments(&signals, s.fps),
+            fps,
+            segments: self.info.postprocess.segments(&signals, fps),
             signals,
         })
     }
+}
+
+/// The features `features.extract` made of this video with the detector's
+/// own backbone and sampling rate, if the item carries them: the backbone
+/// is the costly half of detection, and a golden set evaluated by every
+/// candidate of one backbone needs it once per video.
+fn reusable_features<'a>(
+    item: &'a Item,
+    info: &DetectorInfo,
+) -> Option<&'a engine_core::store::BlobRef> {
+    let blob = item.files.get(FEATURES_FILE)?;
+    let made = item.meta.get("features")?;
+    let same_backbone = made.get("backbone")?.as_str()? == info.backbone_digest;
+    let same_rate = (made.get("fps")?.as_f64()? - info.backbone.fps).abs() < 1e-9;
+    (same_backbone && same_rate).then_some(blob)
+}
+
+const FEATURES_FILE: &str = "features.safetensors";
+
+/// Reads the whole-video tensor of a `features.safetensors` file.
+fn read_video_features(path: &Path, key: &str) -> Result<Tensor, StageError> {
+    Tensor::read_safetensors(path)
+        .map_err(torch_err(format!(
+            "Failed to read the features of video `{key}`"
+        )))?
+        .into_iter()
+        .find(|(n, _)| n == "video")
+        .map(|(_, t)| t.to_kind(tch::Kind::Float))
+        .ok_or_else(|| {
+            StageError::msg(format!(
+                "the features of video `{key}` have no `video` tensor; rerun `features.extract`"
+            ))
+        })
 }
 
 /// The shared inference path: temporal model over `feats`, then the rule.
@@ -387,6 +427,14 @@ pub fn find_model<'a>(inputs: &'a [Input], stage: &str) -> Result<&'a Input, Sta
 
 pub(crate) struct Detect(DetectConfig);
 
+/// What `detect` runs the detector on.
+enum Source {
+    /// A `features.safetensors` made with the detector's backbone.
+    Features(std::path::PathBuf),
+    /// A local video file.
+    Video(std::path::PathBuf),
+}
+
 impl crate::ModelStage for Detect {
     type Config = DetectConfig;
     const KIND: &'static str = "detect";
@@ -438,7 +486,21 @@ impl MapStage for Detect {
         let model = find_model(ctx.inputs(), "detect")?.clone();
         let dir = ctx.scratch_dir()?.join("model");
         ctx.export(&model, &dir).await?;
-        let video = local_video(item, ctx).await?;
+        let info: DetectorInfo = read_json(&dir.join("model.json"), "model description")?;
+        // Features of the same backbone (a `features.extract` item) skip
+        // the decode and the backbone; anything else decodes the video.
+        let source = match reusable_features(item, &info) {
+            Some(blob) => {
+                let path = ctx.scratch_dir()?.join(FEATURES_FILE);
+                ctx.fetch(blob, &path).await?;
+                Source::Features(path)
+            }
+            None => Source::Video(local_video(item, ctx).await?),
+        };
+        meta["detect_from"] = json!(match source {
+            Source::Features(_) => "features",
+            Source::Video(_) => "video",
+        });
         let (threads, cancel) = (ctx.threads(), ctx.cancel_token());
         let sport = item
             .meta
@@ -451,7 +513,12 @@ impl MapStage for Detect {
                 tch::set_num_threads(threads as i32);
                 let d = Detector::load(&dir)?;
                 check_sport(&d.info, sport.as_deref(), &key)?;
-                d.detect_video(&video, |_| {}, || cancel.is_cancelled())
+                match source {
+                    Source::Features(path) => d.detect_features(&read_video_features(&path, &key)?),
+                    Source::Video(video) => {
+                        d.detect_video(&video, |_| {}, || cancel.is_cancelled())
+                    }
+                }
             })
             .await?;
         let doc = json!({

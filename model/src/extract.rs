@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use engine_core::stage::{Input, ItemCtx, MapStage, StageError, StageImpl};
 use engine_core::store::Item;
 use serde_json::{Value, json};
-use stages::formats::{CLIPS_FILE, parse_clip_set};
+use stages::formats::{CLIPS_FILE, ClipSet, parse_clip_set};
 pub use stages::model::params::extract::ExtractConfig;
 use stages::video::local_video;
 use std::sync::Arc;
@@ -79,13 +79,17 @@ impl MapStage for Extract {
     }
     async fn run_item(&self, item: &Item, ctx: &mut ItemCtx) -> Result<(), StageError> {
         let bb = find_backbone(ctx.inputs(), "features.extract")?.clone();
-        let clips_blob = item.files.get(CLIPS_FILE).ok_or_else(|| {
-            StageError::msg(format!(
-                "video `{}` has no `clips.json`; map `features.extract` over `dataset.split`'s `clips`",
-                item.key
-            ))
-        })?;
-        let set = parse_clip_set(&item.key, &ctx.read(clips_blob).await?)?;
+        let clips_blob = item.files.get(CLIPS_FILE);
+        let set = match clips_blob {
+            Some(b) => parse_clip_set(&item.key, &ctx.read(b).await?)?,
+            None if self.0.whole_videos => ClipSet::whole(&item.key),
+            None => {
+                return Err(StageError::msg(format!(
+                    "video `{}` has no `clips.json`; map `features.extract` over `dataset.split`'s `clips` (or set `whole_videos: true` for videos without clips)",
+                    item.key
+                )));
+            }
+        };
         let bdir = ctx.scratch_dir()?.join("backbone");
         ctx.export(&bb, &bdir).await?;
         let info: BackboneInfo = read_json(&bdir.join("backbone.json"), "backbone description")?;
@@ -159,7 +163,9 @@ impl MapStage for Extract {
             clips: refs,
         };
         ctx.put_file_from("features.safetensors", &out).await?;
-        ctx.attach_file(CLIPS_FILE, clips_blob.clone())?;
+        if let Some(b) = clips_blob {
+            ctx.attach_file(CLIPS_FILE, b.clone())?;
+        }
         let mut meta = if item.meta.is_object() {
             item.meta.clone()
         } else {

@@ -94,6 +94,21 @@ pub struct ClipSet {
     pub clips: Vec<Clip>,
 }
 
+impl ClipSet {
+    /// No clips: a whole video whose features are wanted for inference only.
+    pub fn whole(video: &str) -> ClipSet {
+        ClipSet {
+            version: 1,
+            video: video.into(),
+            duration: 0.0,
+            window: 0.0,
+            source: "none".into(),
+            segments: vec![],
+            clips: vec![],
+        }
+    }
+}
+
 /// Whether `item` carries a `clips.json` (a video that `clips.cut` handled).
 pub fn has_clip_set(item: &Item) -> bool {
     item.files.contains_key(CLIPS_FILE)

@@ -108,6 +108,11 @@ fn the_continual_learning_story_runs_on_the_small_preset() {
         12,
         "the 12 golden videos of cycle 0 are cached:\n{out}"
     );
+    // The backbone's features of a golden video are made once: cycle 1
+    // extracts them for the new golden videos only, and both detections
+    // (candidate and production, one backbone) read them.
+    let (gf_ran, gf_total) = ran_of(&out, "cycle 1", "golden_features");
+    assert_eq!((gf_ran, gf_total), (prod_ran, prod_total), "{out}");
 
     // Two deploys, each with its evaluation, and the evaluation of cycle 1
     // compares v2 with v1 over every league.

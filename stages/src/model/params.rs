@@ -231,6 +231,11 @@ pub mod extract {
         /// Overrides the backbone's sampling rate (frames per second).
         #[serde(default)]
         pub fps: Option<f64>,
+        /// Whole videos without clips: the items need no `clips.json` (map
+        /// over `catalog.query`'s videos, e.g. the golden set, so that
+        /// `detect` of every model on this backbone reuses the features).
+        #[serde(default)]
+        pub whole_videos: bool,
     }
 
     fn default_batch() -> usize {
