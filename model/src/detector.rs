@@ -497,10 +497,10 @@ impl MapStage for Detect {
             }
             None => Source::Video(local_video(item, ctx).await?),
         };
-        meta["detect_from"] = json!(match source {
+        let input = match source {
             Source::Features(_) => "features",
             Source::Video(_) => "video",
-        });
+        };
         let (threads, cancel) = (ctx.threads(), ctx.cancel_token());
         let sport = item
             .meta
@@ -522,7 +522,7 @@ impl MapStage for Detect {
             })
             .await?;
         let doc = json!({
-            "video": item.key, "model": model.digest.to_string(),
+            "video": item.key, "model": model.digest.to_string(), "input": input,
             "fps": found.fps, "frames": found.frames, "segments": found.segments,
         });
         let bytes = serde_json::to_vec_pretty(&doc).map_err(|e| StageError::msg(e.to_string()))?;

@@ -311,6 +311,50 @@ fn trains_selects_detects_and_extracts_only_new_videos() {
         "{detect}"
     );
 
+    // `detect` over the features of the model's own backbone (how the
+    // continual pipeline evaluates the golden set) skips the decode and
+    // finds the same segments.
+    std::fs::write(
+        dir.join("detect-features.yaml"),
+        "name: detect-features\nstages:\n  videos:\n    uses: catalog.query\n    with: { db: cat.db, sql: SELECT * FROM videos ORDER BY uri }\n  backbone:\n    uses: backbone.import\n    with: { artifact: backbones/basketball@production }\n  features:\n    uses: features.extract\n    needs: [videos, backbone]\n    map: { over: videos.videos }\n    with: { whole_videos: true }\n  model:\n    uses: artifact.ref\n    with: { name: models/basketball@production }\n  detect:\n    uses: detect\n    needs: [features, model]\n    map: { over: features.features }\n",
+    )
+    .unwrap();
+    ok(engine(dir)
+        .args(["run", "detect-features.yaml"])
+        .output()
+        .unwrap());
+    let predictions_of = |run: &str, to: &str| -> Vec<Value> {
+        let out = got.join(to);
+        ok(engine(dir)
+            .args(["get", &format!("{run}/detect")])
+            .arg(&out)
+            .output()
+            .unwrap());
+        let mut all = vec![];
+        for e in std::fs::read_dir(&out).unwrap() {
+            let p = e.unwrap().path().join("predictions.json");
+            if p.exists() {
+                all.push(read(p));
+            }
+        }
+        all
+    };
+    let from_features = predictions_of("latest", "from-features");
+    assert_eq!(from_features.len(), 1, "{from_features:?}");
+    assert_eq!(from_features[0]["input"], "features", "{from_features:?}");
+    let runs = ok(engine(dir).args(["runs", "--json"]).output().unwrap());
+    let runs: Value = serde_json::from_str(&runs).unwrap();
+    let video_run = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["pipeline"] == "detect-basketball")
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .expect("the detect-basketball run is listed");
+    let from_video = predictions_of(&video_run, "from-video");
+    assert_eq!(from_video[0]["input"], "video", "{from_video:?}");
+    assert_eq!(from_video[0]["segments"], from_features[0]["segments"]);
+
     // With the backbone pinned, add one video per league: only those are extracted.
     run_pipeline(
         dir,

@@ -544,7 +544,7 @@ pub const KINDS: &[ModelKind] = &[
     ModelKind {
         name: "detect",
         summary: "per video: replay segments from a detector (predictions.json), optionally recorded in the catalog",
-        version: 2, // 2: bridged post-processing
+        version: 3, // 2: bridged post-processing; 3: `input` in predictions.json
         shape: Shape::Map("predictions"),
         always_run: |_| false,
         params: |g| g.subschema_for::<detect::DetectConfig>(),
