@@ -700,6 +700,28 @@ stages:
             .unwrap()
             .success()
     );
+    // A slurmd still shutting down answers slurmctld, which then returns the
+    // node to service and may start the resubmitted batch there, on a node
+    // about to vanish (seen once under load: the run then waited forever on
+    // a job stuck completing). Mark it down only once the process is gone.
+    let stat = Path::new("/proc").join(pid.trim()).join("stat");
+    // Gone, or a zombie nobody reaped (a container's init may not).
+    let alive = || {
+        std::fs::read_to_string(&stat).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|t| !t.trim_start().starts_with('Z'))
+        })
+    };
+    let t1 = std::time::Instant::now();
+    while alive() {
+        assert!(
+            t1.elapsed() < std::time::Duration::from_secs(30),
+            "slurmd of node2 (pid {}) did not exit",
+            pid.trim()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let down = Command::new("scontrol")
         .args([
             "update",
