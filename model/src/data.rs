@@ -7,6 +7,28 @@ use engine_core::store::Item;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stages::formats::{ClipSet, has_clip_set, read_clip_set};
+use std::path::Path;
+use tch::Tensor;
+
+/// The file `features.extract` writes per video: the whole sequence
+/// (`video`, `[frames, dim]`) and one tensor per clip.
+pub const FEATURES_FILE: &str = "features.safetensors";
+
+/// Reads the whole-video tensor of a [`FEATURES_FILE`].
+pub fn read_video_features(path: &Path, key: &str) -> Result<Tensor, StageError> {
+    Tensor::read_safetensors(path)
+        .map_err(crate::torch_err(format!(
+            "Failed to read the features of video `{key}`"
+        )))?
+        .into_iter()
+        .find(|(n, _)| n == "video")
+        .map(|(_, t)| t.to_kind(tch::Kind::Float))
+        .ok_or_else(|| {
+            StageError::msg(format!(
+                "the features of video `{key}` have no `video` tensor; rerun `features.extract`"
+            ))
+        })
+}
 
 /// One video of the dataset.
 #[derive(Clone, Debug)]

@@ -4,6 +4,7 @@
 //! [`Detector::detect_video`] or [`Detector::segments_of`], so what is
 //! measured is what runs in production.
 
+use crate::data::{FEATURES_FILE, read_video_features};
 use crate::extract::find_one;
 use crate::frames::{Sampling, video_features};
 use crate::net::{Backbone, BackboneInfo, Temporal, TemporalConfig};
@@ -331,24 +332,6 @@ fn reusable_features<'a>(
     let same_backbone = made.get("backbone")?.as_str()? == info.backbone_digest;
     let same_rate = (made.get("fps")?.as_f64()? - info.backbone.fps).abs() < 1e-9;
     (same_backbone && same_rate).then_some(blob)
-}
-
-const FEATURES_FILE: &str = "features.safetensors";
-
-/// Reads the whole-video tensor of a `features.safetensors` file.
-fn read_video_features(path: &Path, key: &str) -> Result<Tensor, StageError> {
-    Tensor::read_safetensors(path)
-        .map_err(torch_err(format!(
-            "Failed to read the features of video `{key}`"
-        )))?
-        .into_iter()
-        .find(|(n, _)| n == "video")
-        .map(|(_, t)| t.to_kind(tch::Kind::Float))
-        .ok_or_else(|| {
-            StageError::msg(format!(
-                "the features of video `{key}` have no `video` tensor; rerun `features.extract`"
-            ))
-        })
 }
 
 /// The shared inference path: temporal model over `feats`, then the rule.

@@ -5,7 +5,7 @@
 //! (`video`, `[frames, dim]`) and one tensor per clip (`clip.<id>`), so
 //! training reads clips and evaluation reads whole videos from one file.
 
-use crate::data::{ClipFrames, FeatureInfo, clip_first};
+use crate::data::{ClipFrames, FEATURES_FILE, FeatureInfo, clip_first};
 use crate::frames::{Sampling, video_features};
 use crate::net::{Backbone, BackboneInfo};
 use crate::{device, read_json, torch_err};
@@ -100,7 +100,7 @@ impl MapStage for Extract {
             height: info.height,
         };
         let window = ((set.window * s.fps).round() as i64).max(1);
-        let out = ctx.scratch_dir()?.join("features.safetensors");
+        let out = ctx.scratch_dir()?.join(FEATURES_FILE);
         let (threads, batch, cancel) = (ctx.threads(), self.0.batch, ctx.cancel_token());
         let (out2, key) = (out.clone(), item.key.clone());
         let clips = set.clips.clone();
@@ -162,7 +162,7 @@ impl MapStage for Extract {
             source: set.source.clone(),
             clips: refs,
         };
-        ctx.put_file_from("features.safetensors", &out).await?;
+        ctx.put_file_from(FEATURES_FILE, &out).await?;
         if let Some(b) = clips_blob {
             ctx.attach_file(CLIPS_FILE, b.clone())?;
         }

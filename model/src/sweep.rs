@@ -4,7 +4,7 @@
 //! split becomes the model.
 
 use crate::backbone::{ctx_log, to_json};
-use crate::data::FeatureInfo;
+use crate::data::{FEATURES_FILE, FeatureInfo, read_video_features};
 use crate::detector::{DETECTOR_KIND, DetectorInfo, EvalReport, TrainedOn, segments_of};
 use crate::extract::find_backbone;
 use crate::net::{BackboneInfo, Temporal, TemporalConfig};
@@ -86,7 +86,7 @@ impl Stage for Sweep {
         let bb = find_backbone(ctx.inputs(), "train.sweep")?.clone();
         let mut items: Vec<Item> = ctx
             .input_items(c.from.as_deref())
-            .filter(|i| i.files.contains_key("features.safetensors"))
+            .filter(|i| i.files.contains_key(FEATURES_FILE))
             .cloned()
             .collect();
         items.sort_by(|a, b| a.key.cmp(&b.key));
@@ -120,8 +120,7 @@ impl Stage for Sweep {
                 )));
             }
             let path = scratch.join(format!("features-{i}.safetensors"));
-            ctx.fetch(&item.files["features.safetensors"], &path)
-                .await?;
+            ctx.fetch(&item.files[FEATURES_FILE], &path).await?;
             files.push((item.key.clone(), info, path));
         }
         let (threads, cancel, log, task) = (
@@ -139,13 +138,7 @@ impl Stage for Sweep {
                 tch::set_num_threads(threads as i32);
                 let mut loaded = vec![];
                 for (key, info, path) in files {
-                    let named = Tensor::read_safetensors(&path)
-                        .map_err(torch_err(format!("Failed to read the features of video `{key}`")))?;
-                    let feats = named
-                        .into_iter()
-                        .find(|(n, _)| n == "video")
-                        .map(|(_, t)| t.to_kind(Kind::Float))
-                        .ok_or_else(|| StageError::msg(format!("the features of video `{key}` have no `video` tensor")))?;
+                    let feats = read_video_features(&path, &key)?;
                     if feats.size() != [info.frames, info.dim] {
                         return Err(StageError::msg(format!(
                             "the features of video `{key}` have shape {:?}, their meta says [{}, {}]",
