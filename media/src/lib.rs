@@ -31,7 +31,9 @@ pub use cut::cut;
 pub use decode::{DecodeOptions, Frame, FrameReader, Resize};
 pub use encode::Encoder;
 pub use error::{Error, Result};
-pub use motion::{MOTION_CHANNELS, REPEAT_BELOW, frame_motion};
+pub use motion::{
+    MOTION_CHANNELS, REPEAT_BELOW, frame_motion, frame_motion_of, motion_decode_options,
+};
 pub use probe::{Rational, VideoInfo, probe};
 pub use process::{FFMPEG_ENV, FFPROBE_ENV};
 pub use segments::{Segment, Segments};

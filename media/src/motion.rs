@@ -48,13 +48,33 @@ pub fn frame_motion(
     fps: f64,
     stop: impl Fn() -> bool,
 ) -> Result<Vec<[f32; MOTION_CHANNELS]>> {
-    let opts = DecodeOptions {
+    frame_motion_of(
+        FrameReader::open(path, &motion_decode_options())?,
+        fps,
+        stop,
+    )
+}
+
+/// How [`frame_motion`] decodes a video: every source frame, small and
+/// grey-ready. Pass it with other options to [`FrameReader::open_pair`] to
+/// measure motion from the decode another consumer already pays for.
+pub fn motion_decode_options() -> DecodeOptions {
+    DecodeOptions {
         width: Some(SIDE),
         height: Some(SIDE),
         resize: Resize::Stretch,
         ..Default::default()
-    };
-    let mut reader = FrameReader::open(path, &opts)?;
+    }
+}
+
+/// [`frame_motion`] over the frames of a reader opened with
+/// [`motion_decode_options`]; the reader is dropped (its ffmpeg stopped)
+/// on return.
+pub fn frame_motion_of(
+    mut reader: FrameReader,
+    fps: f64,
+    stop: impl Fn() -> bool,
+) -> Result<Vec<[f32; MOTION_CHANNELS]>> {
     let mut frame = crate::Frame::default();
     let mut prev: Vec<u8> = Vec::new();
     let mut grey = Vec::with_capacity((SIDE * SIDE) as usize);

@@ -218,3 +218,81 @@ fn dropping_a_reader_early_does_not_hang() {
     }
     assert!(t.elapsed().as_secs() < 10);
 }
+
+fn stretched(fps: Option<f64>, side: u32) -> DecodeOptions {
+    DecodeOptions {
+        fps,
+        width: Some(side),
+        height: Some(side),
+        resize: Resize::Stretch,
+        ..Default::default()
+    }
+}
+
+fn all_frames(r: FrameReader) -> Vec<media::Frame> {
+    r.collect::<media::Result<Vec<_>>>().unwrap()
+}
+
+#[test]
+fn a_pair_of_outputs_gives_the_frames_of_two_decodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mp4, _) = common::small_video(dir.path(), 5);
+    // What feature extraction asks for: a few sampled frames for the
+    // backbone and every source frame, smaller, for the motion statistics.
+    let (sampled, full) = (stretched(Some(5.0), 64), stretched(None, 48));
+    let alone = (
+        all_frames(FrameReader::open(&mp4, &sampled).unwrap()),
+        all_frames(FrameReader::open(&mp4, &full).unwrap()),
+    );
+    // With one thread (a task's grant): threads change the speed, not the frames.
+    let one_thread = |o: &DecodeOptions| DecodeOptions {
+        threads: Some(1),
+        ..o.clone()
+    };
+    assert!(all_frames(FrameReader::open(&mp4, &one_thread(&sampled)).unwrap()) == alone.0);
+    let (a, b) = FrameReader::open_pair(&mp4, &one_thread(&sampled), &one_thread(&full)).unwrap();
+    assert_eq!((a.fps(), b.fps()), (5.0, 10.0));
+    let second = std::thread::spawn(move || all_frames(b));
+    let first = all_frames(a);
+    let second = second.join().unwrap();
+    assert_eq!(first.len(), 80);
+    assert_eq!(second.len(), 160);
+    assert!(
+        first == alone.0,
+        "the sampled frames differ from a decode of their own"
+    );
+    assert!(
+        second == alone.1,
+        "the full-rate frames differ from a decode of their own"
+    );
+}
+
+#[test]
+fn dropping_one_of_a_pair_ends_the_other_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mp4, _) = common::small_video(dir.path(), 5);
+    let (a, mut b) =
+        FrameReader::open_pair(&mp4, &stretched(Some(5.0), 64), &stretched(None, 48)).unwrap();
+    b.next_frame().unwrap().unwrap();
+    drop(a);
+    let t = std::time::Instant::now();
+    let rest: media::Result<Vec<_>> = b.collect();
+    let err = rest.expect_err("ffmpeg was stopped before it wrote every frame");
+    assert!(err.to_string().contains("small.mp4"), "{err}");
+    assert!(t.elapsed().as_secs() < 10);
+}
+
+#[test]
+fn a_pair_must_cover_one_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mp4, _) = common::small_video(dir.path(), 5);
+    let later = DecodeOptions {
+        start: Some(2.0),
+        ..stretched(None, 48)
+    };
+    let err = FrameReader::open_pair(&mp4, &stretched(Some(5.0), 64), &later).unwrap_err();
+    assert!(
+        err.to_string().contains("same `start` and `duration`"),
+        "{err}"
+    );
+}

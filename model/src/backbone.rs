@@ -23,6 +23,7 @@ pub fn sampling(c: &TrainConfig) -> Sampling {
         fps: c.fps,
         width: c.size,
         height: c.size,
+        threads: None,
     }
 }
 

@@ -243,6 +243,7 @@ impl Detector {
             fps: self.info.backbone.fps,
             width: self.info.backbone.width,
             height: self.info.backbone.height,
+            threads: None,
         }
     }
 

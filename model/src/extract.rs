@@ -98,6 +98,7 @@ impl MapStage for Extract {
             fps: self.0.fps.unwrap_or(info.fps),
             width: info.width,
             height: info.height,
+            threads: Some(ctx.threads()),
         };
         let window = ((set.window * s.fps).round() as i64).max(1);
         let out = ctx.scratch_dir()?.join(FEATURES_FILE);

@@ -15,6 +15,9 @@ pub struct Sampling {
     pub fps: f64,
     pub width: u32,
     pub height: u32,
+    /// ffmpeg's threads (the task's CPU grant; `None`: one per core). Not
+    /// part of what the networks see: the frames are the same either way.
+    pub threads: Option<usize>,
 }
 
 impl Sampling {
@@ -24,6 +27,7 @@ impl Sampling {
             width: Some(self.width),
             height: Some(self.height),
             resize: media::Resize::Stretch,
+            threads: self.threads,
             ..Default::default()
         }
     }
@@ -40,20 +44,35 @@ pub struct Batch {
 
 /// Starts decoding `path` on its own thread; batches arrive on the channel.
 pub fn stream(path: &Path, s: Sampling, batch: usize) -> mpsc::Receiver<Result<Batch, StageError>> {
+    let owned = path.to_path_buf();
+    stream_from(path, batch, move || {
+        media::FrameReader::open(&owned, &s.options())
+    })
+}
+
+/// Streams the frames of the reader `open` returns (called on the decoder
+/// thread), in batches of `batch`; the reader is dropped, and its ffmpeg
+/// stopped, when the receiver is.
+fn stream_from(
+    path: &Path,
+    batch: usize,
+    open: impl FnOnce() -> media::Result<media::FrameReader> + Send + 'static,
+) -> mpsc::Receiver<Result<Batch, StageError>> {
     let (tx, rx) = mpsc::sync_channel(2);
     let path = path.to_path_buf();
     std::thread::spawn(move || {
-        let mut reader = match media::FrameReader::open(&path, &s.options()) {
+        let mut reader = match open() {
             Ok(r) => r,
             Err(e) => {
                 let _ = tx.send(Err(decode_error(&path, e)));
                 return;
             }
         };
+        let frame_bytes = reader.frame_len();
         let mut frame = media::Frame::default();
         loop {
             let mut b = Batch {
-                data: Vec::with_capacity(batch * s.frame_bytes()),
+                data: Vec::with_capacity(batch * frame_bytes),
                 frames: 0,
             };
             while b.frames < batch {
@@ -109,8 +128,8 @@ pub fn decode_all(path: &Path, s: Sampling) -> Result<Tensor, StageError> {
 
 /// The features of every sampled frame of a video, `[N, D]` on the CPU:
 /// the backbone's, followed with `motion` by the full-rate motion
-/// statistics of [`media::frame_motion`] (measured on a second decoder
-/// thread while the network runs). `progress` gets the frame count after
+/// statistics of [`media::frame_motion`] (measured from the same ffmpeg
+/// decode, on a second thread while the network runs). `progress` gets the frame count after
 /// each batch; `stop` returning true aborts (cancellation).
 #[allow(clippy::too_many_arguments)]
 pub fn video_features(
@@ -123,21 +142,39 @@ pub fn video_features(
     progress: impl FnMut(u64),
     stop: impl Fn() -> bool + Sync,
 ) -> Result<Tensor, StageError> {
-    std::thread::scope(|scope| {
-        let measured = motion.then(|| scope.spawn(|| media::frame_motion(path, s.fps, &stop)));
-        let f = backbone_features(backbone, path, s, batch, device, progress, &stop)?;
-        let Some(measured) = measured else {
-            return Ok(f);
-        };
-        let m = measured
-            .join()
-            .map_err(|_| {
-                StageError::msg(format!(
-                    "measuring the motion of `{}` failed",
-                    path.display()
-                ))
-            })?
+    if !motion {
+        return backbone_features(
+            backbone,
+            path,
+            stream(path, s, batch),
+            s,
+            device,
+            progress,
+            &stop,
+        );
+    }
+    // One ffmpeg decodes the video for both: the sampled frames for the
+    // backbone and every source frame for the motion statistics (the same
+    // pixels as two decodes, at about half the decoding cost).
+    let (frames, full_rate) =
+        media::FrameReader::open_pair(path, &s.options(), &media::motion_decode_options())
             .map_err(|e| decode_error(path, e))?;
+    std::thread::scope(|scope| {
+        // Both outputs must be read at once: ffmpeg writes them in step.
+        let stop_ref = &stop;
+        let measured = scope.spawn(move || media::frame_motion_of(full_rate, s.fps, stop_ref));
+        let batches = stream_from(path, batch, move || Ok(frames));
+        // On an error the batches' receiver is dropped, the decoder thread
+        // drops its reader and ffmpeg stops, which ends the motion thread.
+        let f = backbone_features(backbone, path, batches, s, device, progress, &stop);
+        let m = measured.join().map_err(|_| {
+            StageError::msg(format!(
+                "measuring the motion of `{}` failed",
+                path.display()
+            ))
+        })?;
+        let f = f?;
+        let m = m.map_err(|e| decode_error(path, e))?;
         if stop() {
             return Err(StageError::Cancelled);
         }
@@ -160,15 +197,15 @@ fn motion_rows(m: &[[f32; media::MOTION_CHANNELS]], n: i64) -> Tensor {
 fn backbone_features(
     backbone: &Backbone,
     path: &Path,
+    batches: mpsc::Receiver<Result<Batch, StageError>>,
     s: Sampling,
-    batch: usize,
     device: Device,
     mut progress: impl FnMut(u64),
     stop: impl Fn() -> bool,
 ) -> Result<Tensor, StageError> {
     let mut parts = vec![];
     let mut n = 0u64;
-    for b in stream(path, s, batch) {
+    for b in batches {
         if stop() {
             return Err(StageError::Cancelled);
         }

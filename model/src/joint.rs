@@ -54,6 +54,7 @@ impl Stage for Joint {
             fps: c.fps,
             width: c.size,
             height: c.size,
+            threads: None,
         };
         let videos = dataset_videos(ctx, t.from.as_deref()).await?;
         let t0 = std::time::Instant::now();

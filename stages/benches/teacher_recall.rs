@@ -123,7 +123,7 @@ fn main() {
                     } else {
                         generate_video(&v, &mp4, &json, &mut |_, _| {}).unwrap()
                     };
-                    let cues = cues_from_video(&mp4, &p, &|| false).unwrap();
+                    let cues = cues_from_video(&mp4, &p, None, &|| false).unwrap();
                     let d = detect(&cues, &p);
                     let found: Vec<f64> = d.boundaries.iter().map(|b| b.time).collect();
                     let want = truth_boundaries(&truth);

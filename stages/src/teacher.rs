@@ -240,10 +240,11 @@ impl Tag {
             },
             None => (self.0.detector.clone(), None),
         };
-        let cancel = ctx.cancel_token();
+        let (cancel, threads) = (ctx.cancel_token(), Some(ctx.threads()));
         let res = ctx
             .blocking(move || {
-                let cues = detect::cues_from_video(&path, &params, &|| cancel.is_cancelled());
+                let cues =
+                    detect::cues_from_video(&path, &params, threads, &|| cancel.is_cancelled());
                 if cancel.is_cancelled() {
                     return Err(StageError::Cancelled);
                 }

@@ -101,7 +101,7 @@ fn teacher_recall_is_at_least_95_percent_on_graphic_styles() {
                             &mut |_, _| {},
                         )
                         .unwrap();
-                        let d = detect(&cues_from_video(&mp4, p, &|| false).unwrap(), p);
+                        let d = detect(&cues_from_video(&mp4, p, None, &|| false).unwrap(), p);
                         let t = truth_boundaries(&truth);
                         want += t.len();
                         hit += matched(
@@ -484,7 +484,7 @@ async fn human_labelled_videos_keep_the_teachers_hard_cut_negatives() {
             let mp4 = src.join("video.mp4");
             let truth = generate_video(&spec, &mp4, &dir.path().join("truth.json"), &mut |_, _| {})
                 .unwrap();
-            let seen = detect(&cues_from_video(&mp4, &p, &|| false).unwrap(), &p);
+            let seen = detect(&cues_from_video(&mp4, &p, None, &|| false).unwrap(), &p);
             let clear: Vec<f64> = seen
                 .cuts
                 .into_iter()

@@ -18,7 +18,6 @@ use engine_core::stage::{
 use engine_core::store::{Item, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Deserialize)]

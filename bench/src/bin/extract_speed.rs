@@ -83,6 +83,7 @@ fn backbone(dir: &Path) -> (Backbone, Sampling) {
         fps: info.fps,
         width: info.width,
         height: info.height,
+        threads: None,
     };
     (
         Backbone::load(&info, dir, Device::Cpu).expect("load backbone"),

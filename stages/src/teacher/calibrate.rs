@@ -365,10 +365,10 @@ impl Stage for Calibrate {
                 }
             };
             let p = c.detector.clone();
-            let cancel = ctx.cancel_token();
+            let (cancel, threads) = (ctx.cancel_token(), Some(ctx.threads()));
             let cues = ctx
                 .blocking(move || {
-                    Ok(detect::cues_from_video(&path, &p, &|| {
+                    Ok(detect::cues_from_video(&path, &p, threads, &|| {
                         cancel.is_cancelled()
                     }))
                 })

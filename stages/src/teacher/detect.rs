@@ -232,11 +232,13 @@ pub struct Detection {
     pub fps: f64,
 }
 
-/// Decodes `path` at the analysis rate and size and computes the cues,
+/// Decodes `path` at the analysis rate and size with ffmpeg on `threads`
+/// (the task's CPU grant; `None`: one per core) and computes the cues,
 /// streaming (memory grows with frames x 1 KiB, not with pixels).
 pub fn cues_from_video(
     path: &Path,
     p: &DetectParams,
+    threads: Option<usize>,
     cancel: &dyn Fn() -> bool,
 ) -> Result<VideoCues, String> {
     let opts = media::DecodeOptions {
@@ -244,6 +246,7 @@ pub fn cues_from_video(
         width: Some(p.size),
         height: Some(p.size),
         resize: media::Resize::Stretch,
+        threads,
         ..Default::default()
     };
     let mut reader = media::FrameReader::open(path, &opts).map_err(|e| e.to_string())?;
