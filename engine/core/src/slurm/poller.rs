@@ -11,6 +11,11 @@
 //! the poller tells a finished job from one lost to `NODE_FAIL`,
 //! `BOOT_FAIL` or `PREEMPTED`. A job that is no longer listed at all has
 //! vanished; its waiter hears so and looks for its result document.
+//! So does the waiter of a job left `COMPLETING` for longer than
+//! [`COMPLETING_GRACE`]: its script has ended, and a node that died during
+//! the cleanup keeps the job completing until the node comes back, which
+//! may be never (seen when a test marked a node down while its slurmd was
+//! still shutting down: the run waited for ever).
 //!
 //! Cancelling: a job whose attempt is dropped (a timeout) is queued for
 //! `scancel` and cancelled with the others queued in the same interval;
@@ -31,7 +36,9 @@ pub struct JobEnd {
     /// `123`, or `123_4` for element 4 of array job 123.
     pub id: String,
     /// Slurm's state (`COMPLETED`, `FAILED`, `NODE_FAIL`, ...), or
-    /// `VANISHED` when the controller no longer knows the job.
+    /// `VANISHED` when the controller no longer knows the job, or
+    /// `STUCK_COMPLETING` when it stayed `COMPLETING` past
+    /// [`COMPLETING_GRACE`].
     pub state: String,
     /// The node it ran on, when it got one.
     pub node: Option<String>,
@@ -49,7 +56,7 @@ impl JobEnd {
     pub fn lost(&self) -> bool {
         matches!(
             self.state.as_str(),
-            "NODE_FAIL" | "BOOT_FAIL" | "PREEMPTED" | "VANISHED" | "REVOKED"
+            "NODE_FAIL" | "BOOT_FAIL" | "PREEMPTED" | "VANISHED" | "REVOKED" | "STUCK_COMPLETING"
         )
     }
 }
@@ -106,6 +113,24 @@ impl std::fmt::Debug for Poller {
             .field("interval", &self.inner.interval)
             .finish()
     }
+}
+
+/// How long a job may stay `COMPLETING` (its script ended, Slurm cleans
+/// up) before its waiter is told it ended and looks for its result
+/// document. Cleanup takes moments on a live node; on a dead one it never
+/// ends.
+pub const COMPLETING_GRACE: Duration = Duration::from_secs(120);
+
+/// Whether job `id`, seen `COMPLETING` now, has been so for `grace`;
+/// `since` remembers when each job was first seen completing.
+fn stuck_completing(
+    since: &mut HashMap<String, Instant>,
+    id: &str,
+    now: Instant,
+    grace: Duration,
+) -> bool {
+    let first = *since.entry(id.to_string()).or_insert(now);
+    now.duration_since(first) >= grace
 }
 
 /// After this many `squeue` failures in a row (the controller is down),
@@ -249,6 +274,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 async fn poll_loop(inner: Arc<Inner>, run_cancel: CancellationToken) {
     let mut failures = 0u32;
+    let mut completing: HashMap<String, Instant> = HashMap::new();
     loop {
         tokio::select! {
             biased;
@@ -281,9 +307,20 @@ async fn poll_loop(inner: Arc<Inner>, run_cancel: CancellationToken) {
             Ok(seen) => {
                 failures = 0;
                 let mut waiting = lock(&inner.waiting);
+                let now = Instant::now();
+                completing.retain(|id, _| waiting.contains_key(id));
                 for id in &ids {
                     let end = match seen.get(id) {
                         Some(e) if terminal(&e.state) => e.clone(),
+                        Some(e)
+                            if e.state == "COMPLETING"
+                                && stuck_completing(&mut completing, id, now, COMPLETING_GRACE) =>
+                        {
+                            JobEnd {
+                                state: "STUCK_COMPLETING".into(),
+                                ..e.clone()
+                            }
+                        }
                         Some(_) => continue,
                         None => JobEnd {
                             id: id.clone(),
@@ -413,6 +450,38 @@ mod tests {
         assert!(seen["7"].lost() && terminal(&seen["7"].state));
         assert_eq!(seen["8"].signal, Some(15));
         assert!(!seen["1_2"].lost());
+    }
+
+    #[test]
+    fn a_job_completing_past_the_grace_counts_as_lost() {
+        let (mut since, t0, grace) = (HashMap::new(), Instant::now(), Duration::from_secs(120));
+        assert!(!stuck_completing(&mut since, "7", t0, grace));
+        assert!(!stuck_completing(
+            &mut since,
+            "7",
+            t0 + Duration::from_secs(119),
+            grace
+        ));
+        // Another job's clock starts when it is first seen.
+        assert!(!stuck_completing(
+            &mut since,
+            "8",
+            t0 + Duration::from_secs(119),
+            grace
+        ));
+        assert!(stuck_completing(&mut since, "7", t0 + grace, grace));
+        assert!(!stuck_completing(&mut since, "8", t0 + grace, grace));
+        let end = JobEnd {
+            id: "7".into(),
+            state: "STUCK_COMPLETING".into(),
+            node: Some("node2".into()),
+            exit_code: Some(0),
+            signal: None,
+        };
+        assert!(
+            end.lost(),
+            "its waiter checks the result document, then retries"
+        );
     }
 
     #[test]
