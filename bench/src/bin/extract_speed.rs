@@ -8,6 +8,12 @@
 //! both and their ratio; the target is (b) >= 0.8 x (a).
 //! `extract_speed --memory MINUTES`: peak RSS of extraction on a video of
 //! that length, in a fresh process (ours, and ffmpeg's).
+//! `extract_speed --motion [SECONDS]`: extraction with the full-rate motion
+//! statistics, as it was (two ffmpeg decodes: sampled frames, and every
+//! frame for the motion) against one decode feeding both
+//! (`FrameReader::open_pair`), with ffmpeg's own thread count and with one
+//! thread; wall and CPU time (ours plus ffmpeg's) of each, checking that
+//! both give the same features.
 //! `cargo run --release -p bench --features torch --bin extract_speed`
 
 use replay_model::frames::{Sampling, batch_tensor, stream, video_features};
@@ -91,6 +97,89 @@ fn backbone(dir: &Path) -> (Backbone, Sampling) {
     )
 }
 
+/// CPU seconds used so far by this process and its waited-for children.
+fn cpu_seconds() -> f64 {
+    let of = |who| {
+        // SAFETY: getrusage only writes the struct we hand it.
+        let ru = unsafe {
+            let mut ru: libc::rusage = std::mem::zeroed();
+            libc::getrusage(who, &mut ru);
+            ru
+        };
+        let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+        t(ru.ru_utime) + t(ru.ru_stime)
+    };
+    of(libc::RUSAGE_SELF) + of(libc::RUSAGE_CHILDREN)
+}
+
+/// `--motion`: two decodes against one (see the module header).
+fn motion(dir: &Path, seconds: u64) {
+    let video = dir.join("video.mp4");
+    encode(&video, seconds);
+    let (b, s) = backbone(dir);
+    // What extraction did before `open_pair`: the backbone's frames from
+    // one ffmpeg while a second one measured the motion.
+    let two_decodes = || {
+        std::thread::scope(|scope| {
+            let m = scope.spawn(|| media::frame_motion(&video, s.fps, || false));
+            let f = video_features(&b, &video, s, false, 64, Device::Cpu, |_| {}, || false)
+                .expect("extract");
+            let m = m.join().expect("motion thread").expect("motion");
+            let rows: Vec<f32> = (0..f.size()[0] as usize)
+                .flat_map(|i| m.get(i).copied().unwrap_or([0.0; media::MOTION_CHANNELS]))
+                .collect();
+            let rows =
+                tch::Tensor::from_slice(&rows).view([f.size()[0], media::MOTION_CHANNELS as i64]);
+            tch::Tensor::cat(&[f, rows], 1)
+        })
+    };
+    let one_decode = |threads: Option<usize>| {
+        let s = Sampling { threads, ..s };
+        video_features(&b, &video, s, true, 64, Device::Cpu, |_| {}, || false).expect("extract")
+    };
+    let reference = two_decodes();
+    assert!(
+        one_decode(None).equal(&reference) && one_decode(Some(1)).equal(&reference),
+        "one decode gave other features than two"
+    );
+    let mut runs: [(&str, Vec<f64>, Vec<f64>); 3] = [
+        ("two decodes (before)", vec![], vec![]),
+        ("one decode", vec![], vec![]),
+        ("one decode, 1 ffmpeg thread", vec![], vec![]),
+    ];
+    for _ in 0..5 {
+        for (i, run) in runs.iter_mut().enumerate() {
+            let (t, c) = (Instant::now(), cpu_seconds());
+            let _ = match i {
+                0 => two_decodes(),
+                1 => one_decode(None),
+                _ => one_decode(Some(1)),
+            };
+            run.1.push(t.elapsed().as_secs_f64());
+            run.2.push(cpu_seconds() - c);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "{seconds} s video (224x224 25 fps), features at 5 fps with full-rate motion, medians of 5 interleaved runs:"
+    );
+    let (mut base_wall, mut base_cpu) = (0.0, 0.0);
+    for (i, (name, wall, cpu)) in runs.iter_mut().enumerate() {
+        let (w, c) = (median(wall), median(cpu));
+        if i == 0 {
+            (base_wall, base_cpu) = (w, c);
+        }
+        println!(
+            "  {name:<28} wall {w:.2} s ({:.2}x)   CPU {c:.2} s ({:.2}x)",
+            w / base_wall,
+            c / base_cpu
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -99,6 +188,11 @@ fn main() {
         .and_then(|t| t.parse().ok())
         .unwrap_or(1);
     tch::set_num_threads(threads);
+    if args.first().map(String::as_str) == Some("--motion") {
+        let seconds = args.get(1).and_then(|m| m.parse().ok()).unwrap_or(120);
+        motion(dir.path(), seconds);
+        return;
+    }
     if args.first().map(String::as_str) == Some("--memory") {
         let minutes: u64 = args.get(1).and_then(|m| m.parse().ok()).unwrap_or(30);
         let video = dir.path().join("long.mp4");
