@@ -56,3 +56,16 @@ pub fn written_bytes() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// CPU seconds (user + system) this process has used so far, all its
+/// threads, not its children: a spawned command's own work is not in it,
+/// the spawning is.
+pub fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes only into the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0.0;
+    }
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    s(u.ru_utime) + s(u.ru_stime)
+}

@@ -12,7 +12,10 @@
 //! at most 1.5 at 501); `no-op` (the median of `NOOP_RUNS` reruns, 5 by
 //! default) and `one changed` are the reruns. Figures
 //! per stage in parentheses; `written` is what the cold run handed to
-//! `write` calls per stage (see `run_overhead`). (For scale: DVC took about 290 s for 501 such
+//! `write` calls per stage (see `run_overhead`); `own CPU` is this
+//! process's CPU time (all threads, not the commands) during the bare
+//! spawns and during the cold run: the engine's own cost next to the
+//! cost of spawning alone. (For scale: DVC took about 290 s for 501 such
 //! stages on this kind of machine.)
 
 use engine_core::compile::compile;
@@ -92,8 +95,8 @@ fn main() {
         .expect("runtime");
     let reg = Registry::with_builtins();
     println!(
-        "{:>6}  {:>16}  {:>16}  {:>5}  {:>16}  {:>16}  {:>9}",
-        "N", "cold", "bare x2", "ratio", "no-op", "one changed", "written"
+        "{:>6}  {:>16}  {:>16}  {:>5}  {:>16}  {:>16}  {:>9}  {:>17}",
+        "N", "cold", "bare x2", "ratio", "no-op", "one changed", "written", "own CPU bare/cold"
     );
     for n in ns {
         let dir = match &base {
@@ -123,9 +126,12 @@ fn main() {
                 .expect("run");
             (t.elapsed().as_secs_f64(), r)
         };
+        let c0 = bench::own_cpu_seconds();
         let bare = bare_pairs(n);
+        let c1 = bench::own_cpu_seconds();
         let w0 = bench::written_bytes();
         let (cold, r) = run(&pipeline(n, false));
+        let c2 = bench::own_cpu_seconds();
         let written = bench::written_bytes().saturating_sub(w0) as f64 / n as f64;
         assert_eq!(
             r.counts().get("done"),
@@ -148,13 +154,15 @@ fn main() {
         assert_eq!(r.counts().get("done"), Some(&1));
         let cell = |s: f64| format!("{:.3} s ({:.2} ms)", s, s * 1000.0 / n as f64);
         println!(
-            "{n:>6}  {:>16}  {:>16}  {:>5.2}  {:>16}  {:>16}  {:>7.0} B",
+            "{n:>6}  {:>16}  {:>16}  {:>5.2}  {:>16}  {:>16}  {:>7.0} B  {:>7.3} / {:.3} s",
             cell(cold),
             cell(bare),
             cold / bare,
             cell(noop),
             cell(one),
-            written
+            written,
+            c1 - c0,
+            c2 - c1
         );
     }
 }

@@ -6,26 +6,38 @@
 //! a daemonising tool) leaves the group, so such a process outlived its
 //! task and even the engine. A cgroup cannot be left: every process forked
 //! inside stays a member, and writing `1` to `cgroup.kill` kills them all at
-//! once. The task's shell is moved into a fresh cgroup right after it
-//! starts (a few microseconds in which it could fork, before it has read
-//! its command); the reaper kills the cgroups of tasks still running when
-//! the engine dies (see `reaper.rs`). Where no such tree is writable,
-//! tasks fall back to their process group alone; `ENGINE_NO_CGROUP` forces
-//! that.
+//! once. The task's shell moves itself into its cgroup before it runs
+//! anything of the command (see `shell.rs`); the reaper kills the cgroups
+//! of tasks still running when the engine dies (see `reaper.rs`: it finds
+//! them by name, `engine-task-PID-N`, so no per-task message is needed).
+//! Where no such tree is writable, tasks fall back to their process group
+//! alone; `ENGINE_NO_CGROUP` forces that.
+//!
+//! A cgroup emptied at a task's end is kept for the next task (up to
+//! [`MAX_IDLE`] of them) instead of being removed: making and removing one
+//! costs the kernel more than the task's own spawn on a machine with many
+//! small tasks. The idle ones are removed by the reaper when the engine
+//! exits, or by the next engine (`remove_dead`).
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The folder task cgroups are made in (this process's own cgroup), if
 /// usable.
 static ROOT: OnceLock<Option<PathBuf>> = OnceLock::new();
 static NEXT: AtomicU64 = AtomicU64::new(0);
+/// Emptied task cgroups, ready for the next task.
+static IDLE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// The most emptied cgroups kept for reuse; more are removed.
+const MAX_IDLE: usize = 64;
 
 const PREFIX: &str = "engine-task-";
 
-fn root() -> Option<&'static Path> {
+/// The folder this process makes its task cgroups in, if it can (the
+/// reaper kills `ROOT/engine-task-PID-*` when the process dies).
+pub(crate) fn root() -> Option<&'static Path> {
     ROOT.get_or_init(find_root).as_deref()
 }
 
@@ -94,8 +106,9 @@ pub struct TaskCgroup {
 /// What [`TaskCgroup::kill`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Killed {
-    /// Its processes were killed and it was removed now.
-    Removed,
+    /// It is empty now (its processes, if any, were killed) and was kept
+    /// for the next task or removed.
+    Released,
     /// It had been removed before.
     AlreadyGone,
     /// Its processes outlived the wait; left for the next engine.
@@ -103,11 +116,24 @@ pub enum Killed {
 }
 
 impl TaskCgroup {
-    /// A new, empty cgroup for a task about to start; `None` where cgroups
-    /// are unavailable. Made before the task starts, so that moving its
-    /// first process in ([`TaskCgroup::join`]) is one write.
+    /// An empty cgroup for a task about to start (one a finished task
+    /// emptied, or a new one); `None` where cgroups are unavailable. Made
+    /// before the task starts, so that moving its first process in is one
+    /// write.
     pub fn new() -> Option<TaskCgroup> {
         let root = root()?;
+        loop {
+            let Some(path) = IDLE.lock().unwrap_or_else(|p| p.into_inner()).pop() else {
+                break;
+            };
+            // Removed behind this process's back (by hand): make another.
+            if path.join("cgroup.procs").exists() {
+                return Some(TaskCgroup {
+                    path,
+                    removed: AtomicBool::new(false),
+                });
+            }
+        }
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = root.join(format!("{PREFIX}{}-{n}", std::process::id()));
         std::fs::create_dir(&path).ok()?;
@@ -117,43 +143,60 @@ impl TaskCgroup {
         })
     }
 
-    /// Moves process `pid` (just started) into the cgroup. Its children
-    /// forked from then on are members too.
-    pub fn join(&self, pid: u32) -> std::io::Result<()> {
-        std::fs::write(self.path.join("cgroup.procs"), pid.to_string())
-    }
-
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Kills every process in the cgroup and removes it once empty (up to
-    /// a second; a cgroup whose processes take longer is left for the next
-    /// engine to remove). Calling it again returns at once.
+    /// Kills every process in the cgroup and, once it is empty, keeps it
+    /// for the next task or removes it (waiting up to a second; a cgroup
+    /// whose processes take longer is left for the next engine to remove).
+    /// Calling it again returns at once.
     pub fn kill(&self) -> Killed {
         if self.removed.load(Ordering::Acquire) {
             return Killed::AlreadyGone;
         }
-        let _ = std::fs::write(self.path.join("cgroup.kill"), "1");
+        let procs = self.path.join("cgroup.procs");
         let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(1) {
-            let empty = std::fs::read_to_string(self.path.join("cgroup.procs"))
-                .map(|s| s.trim().is_empty())
-                .unwrap_or(true);
-            if empty {
-                match std::fs::remove_dir(&self.path) {
-                    Ok(()) => {
-                        self.removed.store(true, Ordering::Release);
-                        return Killed::Removed;
-                    }
-                    // Before, a missing folder was retried for the whole
-                    // second: every shell task paid it on its drop.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        self.removed.store(true, Ordering::Release);
-                        return Killed::AlreadyGone;
-                    }
-                    Err(_) => {}
+        let mut killed = false;
+        loop {
+            match std::fs::read_to_string(&procs) {
+                // Removed behind this process's back (another engine's
+                // clean-up): nothing to wait for.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    self.removed.store(true, Ordering::Release);
+                    return Killed::AlreadyGone;
                 }
+                Ok(listed) if listed.trim().is_empty() => {
+                    let mut idle = IDLE.lock().unwrap_or_else(|p| p.into_inner());
+                    if idle.len() < MAX_IDLE {
+                        idle.push(self.path.clone());
+                        self.removed.store(true, Ordering::Release);
+                        return Killed::Released;
+                    }
+                    drop(idle);
+                    match std::fs::remove_dir(&self.path) {
+                        Ok(()) => {
+                            self.removed.store(true, Ordering::Release);
+                            return Killed::Released;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            self.removed.store(true, Ordering::Release);
+                            return Killed::AlreadyGone;
+                        }
+                        Err(_) => {}
+                    }
+                }
+                // Most tasks leave nothing behind: the kill is written
+                // only when something is.
+                _ if !killed => {
+                    let _ = std::fs::write(self.path.join("cgroup.kill"), "1");
+                    killed = true;
+                    continue;
+                }
+                _ => {}
+            }
+            if t0.elapsed() >= Duration::from_secs(1) {
+                break;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -178,13 +221,59 @@ mod tests {
             return;
         };
         assert!(cg.path().exists());
-        assert_eq!(cg.kill(), Killed::Removed);
-        assert!(!cg.path().exists());
+        assert_eq!(cg.kill(), Killed::Released);
         assert_eq!(cg.kill(), Killed::AlreadyGone);
         // Removed behind its back (another engine's clean-up): no wait either.
         let other = TaskCgroup::new().unwrap();
         std::fs::remove_dir(other.path()).unwrap();
         assert_eq!(other.kill(), Killed::AlreadyGone);
+    }
+
+    /// An emptied cgroup serves the next task; one whose processes are
+    /// still running is killed first, and one removed by hand is replaced.
+    #[test]
+    fn an_emptied_cgroup_is_used_again_after_its_processes_are_killed() {
+        let Some(cg) = TaskCgroup::new() else {
+            eprintln!("no writable cgroup v2 tree with cgroup.kill here: nothing to test");
+            return;
+        };
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        std::fs::write(cg.path().join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+        let path = cg.path().to_path_buf();
+        // Reaped by another thread, as the engine's own child would be.
+        let reaper = std::thread::spawn(move || sleeper.wait().unwrap());
+        assert_eq!(cg.kill(), Killed::Released);
+        let status = reaper.join().unwrap();
+        assert!(!status.success(), "the sleep was not killed: {status}");
+        // Other tests in this process share the pool: look for ours.
+        let mut taken = vec![];
+        let reused = loop {
+            let Some(next) = TaskCgroup::new() else {
+                break false;
+            };
+            if next.path() == path {
+                break true;
+            }
+            if !IDLE.lock().unwrap().contains(&path) {
+                taken.push(next);
+                break false;
+            }
+            taken.push(next);
+        };
+        assert!(
+            reused,
+            "the emptied cgroup {} was not used again",
+            path.display()
+        );
+        assert!(
+            std::fs::read_to_string(path.join("cgroup.procs"))
+                .unwrap()
+                .trim()
+                .is_empty()
+        );
     }
 }
 

@@ -14,7 +14,10 @@
 //! the read end of a pipe. The engine writes `+PGID` after it starts a
 //! task and `-PGID` after it has killed the task's group; when the engine
 //! dies the pipe reaches end-of-file and the reaper kills every group
-//! still listed. The write end is close-on-exec, so no task keeps it open.
+//! still listed, and every task cgroup of the engine (found by name,
+//! `ROOT/engine-task-PID-*`, see `cgroup.rs`: no message per cgroup, which
+//! bash would read a byte per system call). The write end is
+//! close-on-exec, so no task keeps it open.
 //!
 //! The reaper is a bash script in its own process group (a Ctrl-C in the
 //! terminal does not reach it) that ignores the usual termination signals.
@@ -30,22 +33,24 @@ use std::io::Write;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
-/// Reads `+PGID` / `-PGID` lines (and `+PATH` / `-PATH` for a task's
-/// cgroup folder); at end of input, kills the groups and cgroups left.
+/// Reads `+PGID` / `-PGID` lines; at end of input, kills the groups left
+/// and the engine's task cgroups (`$ENGINE_CGROUPS`, the engine's pid
+/// `$ENGINE_PID`), then removes those cgroups.
 const SCRIPT: &str = r#"trap '' INT TERM HUP QUIT PIPE
-declare -A live cg
+declare -A live
 while read -r line; do
   case $line in
-    +/*) cg[${line#+}]=1 ;;
-    -/*) unset "cg[${line#-}]" ;;
     +*) live[${line#+}]=1 ;;
     -*) unset "live[${line#-}]" ;;
   esac
 done
 for pg in "${!live[@]}"; do kill -KILL -- "-$pg" 2>/dev/null; done
-for c in "${!cg[@]}"; do echo 1 > "$c/cgroup.kill"; done 2>/dev/null
+[ -n "$ENGINE_CGROUPS" ] || exit 0
+shopt -s nullglob
+cgs=("$ENGINE_CGROUPS/engine-task-$ENGINE_PID-"*)
+for c in "${cgs[@]}"; do echo 1 > "$c/cgroup.kill"; done 2>/dev/null
 sleep 0.2
-for c in "${!cg[@]}"; do rmdir "$c"; done 2>/dev/null
+for c in "${cgs[@]}"; do rmdir "$c"; done 2>/dev/null
 exit 0"#;
 
 struct Reaper {
@@ -55,6 +60,11 @@ struct Reaper {
 static REAPER: OnceLock<Result<Reaper, String>> = OnceLock::new();
 
 fn start() -> Result<Reaper, String> {
+    start_for(std::process::id())
+}
+
+/// A reaper for the tasks of the process `pid` (this one, except in tests).
+fn start_for(pid: u32) -> Result<Reaper, String> {
     if std::env::var_os("ENGINE_NO_REAPER").is_some() {
         return Err("`ENGINE_NO_REAPER` is set".into());
     }
@@ -66,10 +76,14 @@ fn start() -> Result<Reaper, String> {
     cmd.arg("-c")
         .arg(SCRIPT)
         .env_clear()
+        .env("ENGINE_PID", pid.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .current_dir("/");
+    if let Some(root) = crate::cgroup::root() {
+        cmd.env("ENGINE_CGROUPS", root);
+    }
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
@@ -123,21 +137,6 @@ pub fn forget(pgid: i32) {
     let _ = send(&format!("-{pgid}\n"));
 }
 
-/// The task cgroup at `path` (see `cgroup.rs`) is killed if this process
-/// dies. A path with a newline cannot be listed (the engine makes none).
-pub fn watch_cgroup(path: &std::path::Path) -> Result<(), String> {
-    let p = path.to_string_lossy();
-    if !p.starts_with('/') || p.contains('\n') {
-        return Err(format!("cannot watch cgroup `{p}`"));
-    }
-    send(&format!("+{p}\n"))
-}
-
-/// The task cgroup at `path` was killed and removed.
-pub fn forget_cgroup(path: &std::path::Path) {
-    let _ = send(&format!("-{}\n", path.to_string_lossy()));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +176,48 @@ mod tests {
         assert!(alive(f), "a forgotten group was killed");
         released.kill().unwrap();
         released.wait().unwrap();
+    }
+
+    /// The engine's task cgroups are found by their names, with no message
+    /// per task: at the end of input their processes die and the cgroups
+    /// go. (A made-up engine pid, so that no cgroup of this test process's
+    /// own tasks is touched.)
+    #[test]
+    fn end_of_input_kills_the_task_cgroups_of_the_engine() {
+        let Some(root) = crate::cgroup::root() else {
+            eprintln!("no writable cgroup v2 tree with cgroup.kill here: nothing to test");
+            return;
+        };
+        let fake = 4_000_000_000u32 - std::process::id();
+        let mine = root.join(format!("engine-task-{fake}-7"));
+        let other = root.join(format!("engine-task-{}-7", fake - 1));
+        std::fs::create_dir(&mine).unwrap();
+        std::fs::create_dir(&other).unwrap();
+        let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = sleeper.id() as i32;
+        std::fs::write(mine.join("cgroup.procs"), pid.to_string()).unwrap();
+        let r = start_for(fake).expect("reaper starts");
+        drop(r.pipe.lock().unwrap().take());
+        let t0 = Instant::now();
+        while (alive(pid) || mine.exists()) && t0.elapsed() < Duration::from_secs(5) {
+            let _ = sleeper.try_wait();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = sleeper.try_wait();
+        let (killed, removed, spared) = (!alive(pid), !mine.exists(), other.exists());
+        let _ = std::fs::remove_dir(&other);
+        if !killed {
+            let _ = sleeper.kill();
+        }
+        assert!(
+            killed,
+            "a process in the engine's task cgroup outlived the end of input"
+        );
+        assert!(
+            removed,
+            "the engine's task cgroup {} was left",
+            mine.display()
+        );
+        assert!(spared, "another engine's task cgroup was removed");
     }
 }

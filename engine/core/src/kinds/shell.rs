@@ -128,9 +128,6 @@ impl KillGroup {
         }
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.kill();
-            if self.watched {
-                crate::reaper::forget_cgroup(cg.path());
-            }
         }
     }
 }
@@ -181,10 +178,12 @@ impl Shell {
         cmd.env_clear()
             .envs(std::env::vars().filter(|(k, _)| allowed_env(k)))
             .envs(env.passed.iter().cloned());
-        // The shell joins the task's cgroup before anything of the command
-        // runs: a command that forks and exits at once would otherwise be
-        // gone, its children outside, before the engine could move it. On
-        // the command's first line, so bash's line numbers are unchanged.
+        // The shell joins the task's cgroup itself, before anything of the
+        // command runs: a command that forks and exits at once would
+        // otherwise be gone, its children outside, before the engine could
+        // move it (and the engine's own move would be a second migration,
+        // which costs the kernel as much as the join). On the command's
+        // first line, so bash's line numbers are unchanged.
         let run = match cgroup {
             Some(cg) => {
                 cmd.env("ENGINE_CGROUP", cg);
@@ -322,18 +321,14 @@ impl Stage for Shell {
             let mut guard = KillGroup {
                 pgid: child.id().map(|p| p as i32),
                 watched: false,
-                cgroup: cgroup.filter(|cg| child.id().is_some_and(|pid| cg.join(pid).is_ok())),
+                cgroup,
             };
             if !direct {
                 break (child, guard);
             }
-            let watched = guard.pgid.map(crate::reaper::watch).map(|r| {
-                r.and_then(|()| match &guard.cgroup {
-                    Some(cg) => crate::reaper::watch_cgroup(cg.path()),
-                    None => Ok(()),
-                })
-            });
-            match watched {
+            // The reaper finds the task's cgroup by its name; the process
+            // group it must be told.
+            match guard.pgid.map(crate::reaper::watch) {
                 Some(Ok(())) | None => {
                     guard.watched = guard.pgid.is_some();
                     break (child, guard);
@@ -550,18 +545,23 @@ fn collect_files(
         ))
     })?;
     // A symlinked folder on the way (`root -> /etc`, output `root/hostname`)
-    // would collect a file from outside the task: resolve, then compare.
-    let real = path
-        .canonicalize()
-        .map_err(|e| StageError::io("resolve", path, e))?;
-    let base = work
-        .canonicalize()
-        .map_err(|e| StageError::io("resolve", work, e))?;
-    if !real.starts_with(&base) {
-        return Err(StageError::msg(format!(
-            "output `{name}`: `{rel}` resolves to `{}`, outside the task's work folder (through a symlink); write real files inside it",
-            real.display()
-        )));
+    // would collect a file from outside the task: where a folder between
+    // the work folder and the output is a symlink, resolve, then compare.
+    // (Resolving every output costs a `readlink` per component of both
+    // paths, which showed in profiles of many small tasks.)
+    if symlink_on_the_way(work, path) {
+        let real = path
+            .canonicalize()
+            .map_err(|e| StageError::io("resolve", path, e))?;
+        let base = work
+            .canonicalize()
+            .map_err(|e| StageError::io("resolve", work, e))?;
+        if !real.starts_with(&base) {
+            return Err(StageError::msg(format!(
+                "output `{name}`: `{rel}` resolves to `{}`, outside the task's work folder (through a symlink); write real files inside it",
+                real.display()
+            )));
+        }
     }
     if meta.file_type().is_symlink() {
         return Err(StageError::msg(format!(
@@ -598,6 +598,32 @@ fn collect_files(
     }
     out.sort();
     Ok(out)
+}
+
+/// Whether a folder between `work` and `path` (below `work`) is a symlink,
+/// or `path` is not below `work` as written: then only resolving both
+/// tells whether `path` is inside.
+fn symlink_on_the_way(work: &Path, path: &Path) -> bool {
+    let Ok(rel) = path.strip_prefix(work) else {
+        return true;
+    };
+    let mut at = work.to_path_buf();
+    let mut parts = rel.components().peekable();
+    while let Some(c) = parts.next() {
+        if parts.peek().is_none() {
+            break;
+        }
+        match c {
+            std::path::Component::Normal(n) => at.push(n),
+            std::path::Component::CurDir => continue,
+            _ => return true,
+        }
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if !m.file_type().is_symlink() => {}
+            _ => return true,
+        }
+    }
+    false
 }
 
 /// The shell that runs a task's command (`$ENGINE_RUN`, with the shell's
