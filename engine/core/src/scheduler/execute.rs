@@ -83,35 +83,6 @@ pub(super) async fn execute(
         }
     }
 
-    let mut inputs = Vec::with_capacity(input_specs.len());
-    for i in &input_specs {
-        match sh.manifest(&i.digest).await {
-            Ok(m) => inputs.push(Input {
-                stage: i.stage.clone(),
-                task: i.task.clone(),
-                output: i.output.clone(),
-                digest: i.digest.clone(),
-                manifest: m,
-            }),
-            Err(e) => {
-                let msg = format!(
-                    "Failed to load input `{}.{}` of task `{}`: {e}",
-                    i.stage, i.output, rec.task
-                );
-                return (
-                    finish(
-                        &sh,
-                        rec,
-                        TaskStatus::Failed,
-                        Some("input missing".into()),
-                        Some(msg),
-                    ),
-                    None,
-                );
-            }
-        }
-    }
-
     let (params, imp) = match task_stage(stage, &task.combo) {
         Ok(x) => x,
         Err(m) => {
@@ -193,6 +164,38 @@ pub(super) async fn execute(
                 ),
                 None,
             );
+        }
+    }
+
+    // The inputs' manifests, only now that the task runs: the fingerprint
+    // needs their digests alone, and a cached task (most of a rerun) would
+    // read them for nothing.
+    let mut inputs = Vec::with_capacity(input_specs.len());
+    for i in &input_specs {
+        match sh.manifest(&i.digest).await {
+            Ok(m) => inputs.push(Input {
+                stage: i.stage.clone(),
+                task: i.task.clone(),
+                output: i.output.clone(),
+                digest: i.digest.clone(),
+                manifest: m,
+            }),
+            Err(e) => {
+                let msg = format!(
+                    "Failed to load input `{}.{}` of task `{}`: {e}",
+                    i.stage, i.output, rec.task
+                );
+                return (
+                    finish(
+                        &sh,
+                        rec,
+                        TaskStatus::Failed,
+                        Some("input missing".into()),
+                        Some(msg),
+                    ),
+                    None,
+                );
+            }
         }
     }
 
