@@ -229,8 +229,8 @@ mod tests {
         assert_eq!(other.kill(), Killed::AlreadyGone);
     }
 
-    /// An emptied cgroup serves the next task; one whose processes are
-    /// still running is killed first, and one removed by hand is replaced.
+    /// A cgroup whose processes are still running is killed, then serves
+    /// the next task, empty.
     #[test]
     fn an_emptied_cgroup_is_used_again_after_its_processes_are_killed() {
         let Some(cg) = TaskCgroup::new() else {

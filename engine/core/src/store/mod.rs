@@ -703,11 +703,11 @@ impl Store {
         how: Verify,
     ) -> Result<Option<String>, StoreError> {
         use futures::StreamExt;
-        // A local file system answers a stat at once: checking one blob
-        // after another costs less than the stream that overlaps the
-        // round trips of an object store (a tenth of a no-op rerun's CPU,
-        // most tasks having one blob).
-        if let Backend::Fs(_) = &self.backend {
+        // A local file system answers a stat at once: checking sizes one
+        // blob after another spares each cached task (most have one blob)
+        // the stream that overlaps an object store's round trips. Hashing
+        // (`--verify`) still runs a few at a time.
+        if matches!(self.backend, Backend::Fs(_)) && how == Verify::Size {
             for b in blobs {
                 if let Some(why) = self.check_blob(b, how).await? {
                     return Ok(Some(why));
