@@ -17,8 +17,10 @@
 //! per stage in parentheses; `written` is what the cold run handed to
 //! `write` calls per stage (see `run_overhead`); `own CPU` is this
 //! process's CPU time (all threads, not the commands) during the bare
-//! spawns and during the cold run: the engine's own cost next to the
-//! cost of spawning alone. (For scale: DVC took about 290 s for 501 such
+//! spawns, during the cold run and during the median no-op rerun: the
+//! engine's own cost next to the cost of spawning alone (a no-op whose
+//! CPU is near twice its wall time is bound by the two cores, one near
+//! its wall time by the scheduling loop). (For scale: DVC took about 290 s for 501 such
 //! stages on this kind of machine.)
 
 use engine_core::compile::compile;
@@ -103,8 +105,15 @@ fn main() {
         .expect("runtime");
     let reg = Registry::with_builtins();
     println!(
-        "{:>6}  {:>16}  {:>16}  {:>5}  {:>16}  {:>16}  {:>9}  {:>17}",
-        "N", "cold", "bare x2", "ratio", "no-op", "one changed", "written", "own CPU bare/cold"
+        "{:>6}  {:>16}  {:>16}  {:>5}  {:>16}  {:>16}  {:>9}  {:>25}",
+        "N",
+        "cold",
+        "bare x2",
+        "ratio",
+        "no-op",
+        "one changed",
+        "written",
+        "own CPU bare/cold/no-op"
     );
     let fresh_dir = || match &base {
         Some(b) => match tempfile::tempdir_in(b) {
@@ -127,11 +136,11 @@ fn main() {
                 scratch_root: dir.path().to_path_buf(),
                 ..RunOptions::default()
             };
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), bench::own_cpu_seconds());
             let r = rt
                 .block_on(scheduler::run(p, pl, store.clone(), opts))
                 .expect("run");
-            (t.elapsed().as_secs_f64(), r)
+            (t.elapsed().as_secs_f64(), bench::own_cpu_seconds() - c, r)
         };
         // `REPS` pairs of (bare spawns, cold run), each cold run on a new
         // store: one pair on a shared 2-core machine varies by a third.
@@ -144,7 +153,7 @@ fn main() {
             let bare = bare_pairs(n);
             let c1 = bench::own_cpu_seconds();
             let w0 = bench::written_bytes();
-            let (cold, r) = run_in(&dir, &store, &pipeline(n, false));
+            let (cold, _, r) = run_in(&dir, &store, &pipeline(n, false));
             let c2 = bench::own_cpu_seconds();
             let written = bench::written_bytes().saturating_sub(w0) as f64 / n as f64;
             assert_eq!(
@@ -167,20 +176,20 @@ fn main() {
         let run = |yaml: &str| run_in(&dir, &store, yaml);
         // The no-op rerun is short and noisy: the median of `NOOP_RUNS`
         // (default 5) runs.
-        let mut noops: Vec<f64> = (0..noop_runs)
+        let mut noops: Vec<(f64, f64)> = (0..noop_runs)
             .map(|_| {
-                let (s, r) = run(&pipeline(n, false));
+                let (s, cpu, r) = run(&pipeline(n, false));
                 assert_eq!(r.counts().get("cached"), Some(&n));
-                s
+                (s, cpu)
             })
             .collect();
-        noops.sort_by(f64::total_cmp);
-        let noop = noops[noops.len() / 2];
-        let (one, r) = run(&pipeline(n, true));
+        noops.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (noop, cpu_noop) = noops[noops.len() / 2];
+        let (one, _, r) = run(&pipeline(n, true));
         assert_eq!(r.counts().get("done"), Some(&1));
         let cell = |s: f64| format!("{:.3} s ({:.2} ms)", s, s * 1000.0 / n as f64);
         println!(
-            "{n:>6}  {:>16}  {:>16}  {:>5.2}  {:>16}  {:>16}  {:>7.0} B  {:>7.3} / {:.3} s",
+            "{n:>6}  {:>16}  {:>16}  {:>5.2}  {:>16}  {:>16}  {:>7.0} B  {:>7.3} / {:.3} / {:.3} s",
             cell(cold),
             cell(bare),
             ratio,
@@ -188,7 +197,8 @@ fn main() {
             cell(one),
             written,
             cpu_bare,
-            cpu_cold
+            cpu_cold,
+            cpu_noop
         );
     }
 }

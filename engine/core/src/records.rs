@@ -73,6 +73,8 @@ pub struct ItemCounts {
     pub cached: usize,
 }
 
+/// Fields that are empty (a task still waiting has nearly all of them)
+/// are left out of the JSON and read back as their defaults.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub task: String,
@@ -81,35 +83,35 @@ pub struct TaskRecord {
     pub status: TaskStatus,
     /// Why it ran, or why not: `no cache entry`, `params changed`, `forced`,
     /// `cached from run X`, `upstream failed`, ...
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub matrix: BTreeMap<String, Value>,
     /// Milliseconds since the run started.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_ms: Option<f64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_ms: Option<f64>,
     /// When the task held its resource grant, per attempt (ms since the
     /// run started): what concurrency is measured from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held_ms: Vec<[f64; 2]>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Digest>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<InputRef>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, Digest>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub values: BTreeMap<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<ItemCounts>,
     /// Digest of the task's log blob.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<Digest>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The batch jobs that ran it (Slurm: one per attempt of a whole task,
     /// one per array element of a map task).
@@ -218,8 +220,8 @@ pub struct RunRecord {
     pub events: u64,
 }
 
-fn is_zero(n: &u64) -> bool {
-    *n == 0
+fn is_zero<N: Default + PartialEq>(n: &N) -> bool {
+    *n == N::default()
 }
 
 /// What changed in a running run since the last batch: the records of
@@ -389,8 +391,10 @@ pub fn lineage_path(d: &Digest) -> String {
 }
 
 /// Writes a run's record document whole; returns its size in bytes.
+/// Compact JSON: a record holds every task of a run and is written at
+/// least twice per run, so indentation would be a third of its bytes.
 pub async fn save_run(store: &Store, r: &RunRecord) -> Result<usize, StoreError> {
-    let bytes = serde_json::to_vec_pretty(r).expect("run records serialise");
+    let bytes = serde_json::to_vec(r).expect("run records serialise");
     let n = bytes.len();
     store.write(&run_path(&r.id), bytes).await?;
     Ok(n)

@@ -33,21 +33,21 @@ pub(super) struct CachePolicy {
     pub verify: Verify,
 }
 
-/// Looks `fp` up in the cache (when the stage and `policy` allow it) and
-/// says why the task runs when it does: forced, cache off, damaged outputs,
-/// a stage that reads outside state, or what changed since the task's last
-/// fingerprint.
+/// Looks `fp` (whose digest is `fpd`) up in the cache (when the stage and
+/// `policy` allow it) and says why the task runs when it does: forced,
+/// cache off, damaged outputs, a stage that reads outside state, or what
+/// changed since the task's last fingerprint.
 pub(super) async fn decide(
     store: &Store,
     pipeline: &str,
     label: &str,
     stage: &CompiledStage,
-    fp: &TaskFingerprint,
+    (fp, fpd): (&TaskFingerprint, &Digest),
     policy: &CachePolicy,
 ) -> Result<Decided, StoreError> {
     let mut damaged = None;
     if stage.cache && !policy.no_cache && !policy.forced {
-        match cache::lookup(store, &fp.digest(), policy.verify).await? {
+        match cache::lookup(store, fpd, policy.verify).await? {
             cache::Lookup::Hit(entry) => return Ok(Decided::Cached(entry)),
             cache::Lookup::Miss => {}
             cache::Lookup::Damaged(why) => damaged = Some(why),

@@ -133,8 +133,16 @@ pub(super) async fn execute(
         verify: sh.verify(),
     };
     let use_cache = stage.cache && !policy.no_cache && !policy.forced;
-    let last_path = cache::last_path(&sh.pipeline.name, &rec.task);
-    match decide(&sh.store, &sh.pipeline.name, &rec.task, stage, &fp, &policy).await {
+    match decide(
+        &sh.store,
+        &sh.pipeline.name,
+        &rec.task,
+        stage,
+        (&fp, &fpd),
+        &policy,
+    )
+    .await
+    {
         Ok(Decided::Cached(entry)) => {
             rec.outputs = entry.outputs.clone();
             rec.values = entry.values.clone();
@@ -205,8 +213,11 @@ pub(super) async fn execute(
         .unwrap_or_else(|p| p.into_inner())
         .insert(t, log.clone());
     let label = rec.task.clone();
+    // The work itself is boxed: its state is large, and inline it would
+    // make every task's future (most of a rerun's are cache hits) that
+    // large, copied whole each time one is spawned.
     let outcome = match &imp {
-        StageImpl::Task(s) => run_task(
+        StageImpl::Task(s) => Box::pin(run_task(
             &sh,
             stage,
             &label,
@@ -215,7 +226,7 @@ pub(super) async fn execute(
             &task_matrix(stage, &task.combo),
             &log,
             &mut rec,
-        )
+        ))
         .await
         .map(|(outputs, values)| {
             let outputs = outputs
@@ -225,7 +236,7 @@ pub(super) async fn execute(
             (outputs, values)
         }),
         StageImpl::Map(m) => {
-            run_map(
+            Box::pin(run_map(
                 &sh,
                 task.stage,
                 &label,
@@ -235,7 +246,7 @@ pub(super) async fn execute(
                 &log,
                 &mut rec,
                 use_cache,
-            )
+            ))
             .await
         }
     };
@@ -280,7 +291,8 @@ pub(super) async fn execute(
     }
     match publish(&sh, stage, &rec, &fpd, outputs, &values).await {
         Ok(digests) => {
-            let _ = sh.store.put_json_deferred(&last_path, &fp).await;
+            let last = cache::last_path(&sh.pipeline.name, &rec.task);
+            let _ = sh.store.put_json_deferred(&last, &fp).await;
             rec.outputs = digests.clone();
             rec.values = values.clone();
             let d = Done {

@@ -84,7 +84,16 @@ pub async fn explain(
             verify: Verify::Size,
         };
         let use_cache = stage.cache && !no_cache && !forced;
-        match decide(store, &pipeline.name, &task.label, stage, &fp, &policy).await? {
+        match decide(
+            store,
+            &pipeline.name,
+            &task.label,
+            stage,
+            (&fp, &fp.digest()),
+            &policy,
+        )
+        .await?
+        {
             Decided::Cached(entry) => {
                 d.action = "cached".into();
                 d.reason = format!("cached from run {}", entry.run);

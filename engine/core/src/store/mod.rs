@@ -542,8 +542,9 @@ impl Store {
                 .await
                 .map(|m| m.content_length())
                 .map_err(self.io("check", path)),
-            Backend::Fs(fs) => std::fs::metadata(fs.path(path))
-                .map(|m| m.len())
+            Backend::Fs(fs) => fs
+                .stat(path)
+                .map(|(len, _)| len)
                 .map_err(|e| self.local_io("check", path, e)),
         };
         match res {
@@ -632,11 +633,12 @@ impl Store {
                     modified: m.last_modified().map(Into::into),
                 })
                 .map_err(self.io("check", path)),
-            Backend::Fs(fs) => std::fs::metadata(fs.path(path))
-                .map(|m| Listed {
+            Backend::Fs(fs) => fs
+                .stat(path)
+                .map(|(size, modified)| Listed {
                     path: path.into(),
-                    size: m.len(),
-                    modified: m.modified().ok(),
+                    size,
+                    modified,
                 })
                 .map_err(|e| self.local_io("check", path, e)),
         };
@@ -742,9 +744,7 @@ impl Store {
     pub async fn read(&self, path: &str) -> Result<Vec<u8>, StoreError> {
         match &self.backend {
             Backend::Dal(op) => Ok(op.read(path).await.map_err(self.io("read", path))?.to_vec()),
-            Backend::Fs(fs) => {
-                std::fs::read(fs.path(path)).map_err(|e| self.local_io("read", path, e))
-            }
+            Backend::Fs(fs) => fs.read(path).map_err(|e| self.local_io("read", path, e)),
         }
     }
 
