@@ -350,7 +350,7 @@ async fn run_loop(
         .copied()
         .filter(|&s| needs_left[s] == 0)
         .collect();
-    let mut join: JoinSet<(usize, TaskRecord, Option<Done>)> = JoinSet::new();
+    let mut join: JoinSet<(usize, TaskRecord, Option<Done>, Box<[u8]>)> = JoinSet::new();
     let mut completed_stages = 0;
 
     loop {
@@ -457,7 +457,8 @@ async fn run_loop(
                     {
                         Ok((rec, d)) => {
                             let rec = publish_refs(&sh, t, rec).await;
-                            (t, rec, d)
+                            let json = sealed(&rec);
+                            (t, rec, d, json)
                         }
                         Err(p) => {
                             let what = p
@@ -472,7 +473,8 @@ async fn run_loop(
                                 "the stage panicked (a bug in stage `{}`): {what}",
                                 r.kind
                             ));
-                            (t, r, None)
+                            let json = sealed(&r);
+                            (t, r, None, json)
                         }
                     }
                 });
@@ -507,10 +509,12 @@ async fn run_loop(
             break;
         };
         // Panics are caught inside the task; a join error means it was aborted.
-        let Ok((t, rec, d)) = joined else { continue };
+        let Ok((t, rec, d, json)) = joined else {
+            continue;
+        };
         let si = plan.tasks[t].stage;
         record.tasks[t] = rec;
-        log.touch(t);
+        log.ended(t, json);
         done[t] = d;
         stage_left[si] -= 1;
         if stage_left[si] == 0 {
@@ -527,10 +531,11 @@ async fn run_loop(
         }
     }
     let _ = (completed_stages, n_stages);
-    for r in &mut record.tasks {
+    for (t, r) in record.tasks.iter_mut().enumerate() {
         if matches!(r.status, TaskStatus::Waiting | TaskStatus::Running) {
             r.status = TaskStatus::Skipped;
             r.reason = "run cancelled before it started".into();
+            log.touch(t);
         }
     }
     record.status = if record.tasks.iter().any(|t| t.status == TaskStatus::Failed) {
@@ -570,6 +575,14 @@ async fn run_loop(
         counts: record.counts(),
     });
     Ok(record)
+}
+
+/// A task's record as JSON, made on the task's own thread as it ends, so
+/// that the run's document is mostly copied (see [`records::run_json`]).
+fn sealed(rec: &TaskRecord) -> Box<[u8]> {
+    serde_json::to_vec(rec)
+        .expect("task records serialise")
+        .into_boxed_slice()
 }
 
 fn sanitize(label: &str) -> String {

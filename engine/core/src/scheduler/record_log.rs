@@ -24,6 +24,11 @@ pub(super) struct RecordLog {
     batch_bytes: usize,
     doc_bytes: usize,
     last: Option<Instant>,
+    /// Each ended task's record as JSON, made by the task on its own
+    /// thread ([`RecordLog::ended`]) and dropped when the record changes
+    /// again ([`RecordLog::touch`]): what the whole document is made of
+    /// (see [`records::run_json`]).
+    sealed: Vec<Option<Box<[u8]>>>,
 }
 
 /// How often the changed tasks of a running run are written, at most.
@@ -39,8 +44,21 @@ pub(super) const MAX_BATCHES: u64 = 64;
 pub(super) const HARD_MAX_BATCHES: u64 = 1024;
 
 impl RecordLog {
+    /// Task `t`'s record changed: it goes into the next batch, and its
+    /// JSON is made again.
     pub(super) fn touch(&mut self, t: usize) {
         self.dirty.insert(t);
+        if let Some(s) = self.sealed.get_mut(t) {
+            *s = None;
+        }
+    }
+    /// Task `t` ended with a record whose JSON is `json`.
+    pub(super) fn ended(&mut self, t: usize, json: Box<[u8]>) {
+        self.dirty.insert(t);
+        if self.sealed.len() <= t {
+            self.sealed.resize(t + 1, None);
+        }
+        self.sealed[t] = Some(json);
     }
     pub(super) fn due(&self) -> bool {
         self.last.is_none_or(|l| l.elapsed() > CHECKPOINT) && !self.dirty.is_empty()
@@ -111,7 +129,7 @@ impl RecordLog {
         let mut delay = Duration::from_millis(100);
         let mut last = None;
         for attempt in 1..=3 {
-            match records::save_run(store, record).await {
+            match records::save_run_sealed(store, record, &self.sealed).await {
                 Ok(n) => {
                     self.doc_bytes = n;
                     self.dirty.clear();
