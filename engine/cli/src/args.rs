@@ -313,31 +313,34 @@ pub(crate) enum Cmd {
     },
 }
 
+/// Which task of which run, from which store: what `engine task exec`
+/// and `engine task exec-batch` both take.
+#[derive(clap::Args)]
+pub(crate) struct TaskAt {
+    /// The store; a Slurm job gets it from `ENGINE_STORE`, never on its
+    /// command line (which every cluster user can read).
+    #[arg(long, env = "ENGINE_STORE")]
+    pub store: String,
+    #[arg(long)]
+    pub run: String,
+    #[arg(long)]
+    pub task: String,
+}
+
 #[derive(Subcommand)]
 pub(crate) enum TaskCmd {
     /// Run one task attempt of a run from the store (what a Slurm job runs).
     Exec {
-        /// The store; a Slurm job gets it from `ENGINE_STORE`, never on its
-        /// command line (which every cluster user can read).
-        #[arg(long, env = "ENGINE_STORE")]
-        store: String,
-        #[arg(long)]
-        run: String,
-        #[arg(long)]
-        task: String,
+        #[command(flatten)]
+        at: TaskAt,
         #[arg(long, default_value_t = 1)]
         attempt: u32,
     },
     /// Run one batch of a map task's items from the store (what an element
     /// of a Slurm job array runs); publishes each item and its cache entry.
     ExecBatch {
-        /// The store, from `ENGINE_STORE` as for `exec`.
-        #[arg(long, env = "ENGINE_STORE")]
-        store: String,
-        #[arg(long)]
-        run: String,
-        #[arg(long)]
-        task: String,
+        #[command(flatten)]
+        at: TaskAt,
         /// The round of submission (lost batches are resubmitted in the next).
         #[arg(long, default_value_t = 1)]
         round: u32,

@@ -14,7 +14,9 @@ mod run_cmd;
 mod show;
 
 use anyhow::{Context, Result, anyhow, bail};
-use args::{Cli, Cmd, DagFormat, Executor, PipelineArgs, RefCmd, ReportFormat, StoreArgs, TaskCmd};
+use args::{
+    Cli, Cmd, DagFormat, Executor, PipelineArgs, RefCmd, ReportFormat, StoreArgs, TaskAt, TaskCmd,
+};
 use clap::Parser;
 use engine_core::compile::{self, Pipeline};
 use engine_core::deps;
@@ -521,9 +523,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         Cmd::Task {
             cmd:
                 TaskCmd::Exec {
-                    store,
-                    run,
-                    task,
+                    at: TaskAt { store, run, task },
                     attempt,
                 },
         } => {
@@ -544,9 +544,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         Cmd::Task {
             cmd:
                 TaskCmd::ExecBatch {
-                    store,
-                    run,
-                    task,
+                    at: TaskAt { store, run, task },
                     round,
                     index,
                     offset,
