@@ -73,8 +73,8 @@ pub struct ItemCounts {
     pub cached: usize,
 }
 
-/// Fields that are empty (a task still waiting has nearly all of them)
-/// are left out of the JSON and read back as their defaults.
+/// Every field is written, empty or not: templates (`engine show
+/// --timeline`) and `engine show --json` readers use them by name.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub task: String,
@@ -83,35 +83,35 @@ pub struct TaskRecord {
     pub status: TaskStatus,
     /// Why it ran, or why not: `no cache entry`, `params changed`, `forced`,
     /// `cached from run X`, `upstream failed`, ...
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub reason: String,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default)]
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub matrix: BTreeMap<String, Value>,
     /// Milliseconds since the run started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub started_ms: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub finished_ms: Option<f64>,
     /// When the task held its resource grant, per attempt (ms since the
     /// run started): what concurrency is measured from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held_ms: Vec<[f64; 2]>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub fingerprint: Option<Digest>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub inputs: Vec<InputRef>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub outputs: BTreeMap<String, Digest>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub values: BTreeMap<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<ItemCounts>,
     /// Digest of the task's log blob.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub log: Option<Digest>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub error: Option<String>,
     /// The batch jobs that ran it (Slurm: one per attempt of a whole task,
     /// one per array element of a map task).
@@ -222,8 +222,8 @@ pub struct RunRecord {
     pub tasks: Vec<TaskRecord>,
 }
 
-fn is_zero<N: Default + PartialEq>(n: &N) -> bool {
-    *n == N::default()
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What changed in a running run since the last batch: the records of
