@@ -182,7 +182,8 @@ pub struct FsRoot {
     /// `root` held open (`O_PATH`): reads and stats resolve their paths
     /// from it, so the kernel walks `blobs/ab/cd…` rather than the whole
     /// path from `/` each time (a cache hit makes three such lookups; a
-    /// 5,001-task no-op rerun spent a quarter of its CPU walking paths).
+    /// 5,001-task no-op rerun spent a quarter of its workers' CPU in
+    /// `openat` and `statx`, much of it walking paths).
     /// `None` where the folder cannot be opened so; then, and when the
     /// folder it holds was removed (perhaps made anew under the same
     /// name), the full path is used.
