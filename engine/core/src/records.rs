@@ -396,9 +396,18 @@ pub fn lineage_path(d: &Digest) -> String {
 /// Compact JSON: a record holds every task of a run and is written at
 /// least twice per run, so indentation would be a third of its bytes.
 pub async fn save_run(store: &Store, r: &RunRecord) -> Result<usize, StoreError> {
-    let bytes = serde_json::to_vec(r).expect("run records serialise");
+    put_run(
+        store,
+        &r.id,
+        serde_json::to_vec(r).expect("run records serialise"),
+    )
+    .await
+}
+
+/// Writes a run's document; returns its size in bytes.
+async fn put_run(store: &Store, id: &str, bytes: Vec<u8>) -> Result<usize, StoreError> {
     let n = bytes.len();
-    store.write(&run_path(&r.id), bytes).await?;
+    store.write(&run_path(id), bytes).await?;
     Ok(n)
 }
 
@@ -410,9 +419,7 @@ pub async fn save_run_sealed(
     sealed: &[Option<Box<[u8]>>],
 ) -> Result<usize, StoreError> {
     let bytes = run_json(r, sealed);
-    let n = bytes.len();
-    store.write(&run_path(&r.id), bytes).await?;
-    Ok(n)
+    put_run(store, &r.id, bytes).await
 }
 
 /// A run record as JSON, the same bytes as `serde_json::to_vec(r)`, made
