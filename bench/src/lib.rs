@@ -61,9 +61,19 @@ pub fn written_bytes() -> u64 {
 /// threads, not its children: a spawned command's own work is not in it,
 /// the spawning is.
 pub fn own_cpu_seconds() -> f64 {
+    cpu_seconds(libc::RUSAGE_SELF)
+}
+
+/// The CPU time (user + system) of this process's children that have
+/// ended and been waited for: the commands a benchmark spawned.
+pub fn children_cpu_seconds() -> f64 {
+    cpu_seconds(libc::RUSAGE_CHILDREN)
+}
+
+fn cpu_seconds(who: libc::c_int) -> f64 {
     // SAFETY: getrusage writes only into the struct it is given.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+    if unsafe { libc::getrusage(who, &mut u) } != 0 {
         return 0.0;
     }
     let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;

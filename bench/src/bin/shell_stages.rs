@@ -20,7 +20,10 @@
 //! spawns, during the cold run and during the median no-op rerun: the
 //! engine's own cost next to the cost of spawning alone (a no-op whose
 //! CPU is near twice its wall time is bound by the two cores, one near
-//! its wall time by the scheduling loop). (For scale: DVC took about 290 s for 501 such
+//! its wall time by the scheduling loop); `command CPU` is the CPU time of
+//! one spawned command (user + system, from `RUSAGE_CHILDREN`) during the
+//! bare spawns and during the cold run: whether the engine makes each
+//! command dearer (its environment, its cgroup) or only adds its own work. (For scale: DVC took about 290 s for 501 such
 //! stages on this kind of machine.)
 
 use engine_core::compile::compile;
@@ -105,7 +108,7 @@ fn main() {
         .expect("runtime");
     let reg = Registry::with_builtins();
     println!(
-        "{:>6}  {:>16}  {:>16}  {:>5}  {:>16}  {:>16}  {:>9}  {:>25}",
+        "{:>6}  {:>16}  {:>16}  {:>5}  {:>16}  {:>16}  {:>9}  {:>25}  {:>22}",
         "N",
         "cold",
         "bare x2",
@@ -113,7 +116,8 @@ fn main() {
         "no-op",
         "one changed",
         "written",
-        "own CPU bare/cold/no-op"
+        "own CPU bare/cold/no-op",
+        "command CPU bare/cold"
     );
     let fresh_dir = || match &base {
         Some(b) => match tempfile::tempdir_in(b) {
@@ -149,12 +153,12 @@ fn main() {
         for _ in 0..reps {
             let dir = fresh_dir();
             let store = Store::open("fs://store", dir.path()).expect("store");
-            let c0 = bench::own_cpu_seconds();
+            let (c0, k0) = (bench::own_cpu_seconds(), bench::children_cpu_seconds());
             let bare = bare_pairs(n);
-            let c1 = bench::own_cpu_seconds();
+            let (c1, k1) = (bench::own_cpu_seconds(), bench::children_cpu_seconds());
             let w0 = bench::written_bytes();
             let (cold, _, r) = run_in(&dir, &store, &pipeline(n, false));
-            let c2 = bench::own_cpu_seconds();
+            let (c2, k2) = (bench::own_cpu_seconds(), bench::children_cpu_seconds());
             let written = bench::written_bytes().saturating_sub(w0) as f64 / n as f64;
             assert_eq!(
                 r.counts().get("done"),
@@ -162,16 +166,19 @@ fn main() {
                 "cold run: {:?}",
                 r.counts()
             );
-            pairs.push((cold, bare, written, c1 - c0, c2 - c1));
+            pairs.push((cold, bare, written, c1 - c0, c2 - c1, k1 - k0, k2 - k1));
             last = Some((dir, store));
         }
-        let median = |f: &dyn Fn(&(f64, f64, f64, f64, f64)) -> f64| {
+        type Pair = (f64, f64, f64, f64, f64, f64, f64);
+        let median = |f: &dyn Fn(&Pair) -> f64| {
             let mut v: Vec<f64> = pairs.iter().map(f).collect();
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
         let (cold, bare, ratio) = (median(&|p| p.0), median(&|p| p.1), median(&|p| p.0 / p.1));
         let (written, cpu_bare, cpu_cold) = (median(&|p| p.2), median(&|p| p.3), median(&|p| p.4));
+        let per_cmd = |s: f64| s * 1000.0 / n as f64;
+        let (kids_bare, kids_cold) = (per_cmd(median(&|p| p.5)), per_cmd(median(&|p| p.6)));
         let (dir, store) = last.expect("REPS is at least 1");
         let run = |yaml: &str| run_in(&dir, &store, yaml);
         // The no-op rerun is short and noisy: the median of `NOOP_RUNS`
@@ -189,7 +196,7 @@ fn main() {
         assert_eq!(r.counts().get("done"), Some(&1));
         let cell = |s: f64| format!("{:.3} s ({:.2} ms)", s, s * 1000.0 / n as f64);
         println!(
-            "{n:>6}  {:>16}  {:>16}  {:>5.2}  {:>16}  {:>16}  {:>7.0} B  {:>7.3} / {:.3} / {:.3} s",
+            "{n:>6}  {:>16}  {:>16}  {:>5.2}  {:>16}  {:>16}  {:>7.0} B  {:>7.3} / {:.3} / {:.3} s  {:>8.3} / {:.3} ms",
             cell(cold),
             cell(bare),
             ratio,
@@ -198,7 +205,9 @@ fn main() {
             written,
             cpu_bare,
             cpu_cold,
-            cpu_noop
+            cpu_noop,
+            kids_bare,
+            kids_cold
         );
     }
 }

@@ -37,6 +37,7 @@ pub mod scheduler;
 pub mod schema;
 pub mod secrets;
 pub mod slurm;
+pub mod spawn;
 pub mod spec;
 pub mod stage;
 pub mod store;

@@ -5,6 +5,7 @@
 //! Inputs appear under `inputs/STAGE/OUTPUT/` (for a matrix upstream,
 //! `inputs/STAGE/TASK/OUTPUT/`), items of a collection under their key.
 
+use crate::spawn;
 use crate::stage::{OutputDecl, ParamsError, Stage, StageConfig, StageError, StageImpl, TaskCtx};
 use crate::store::{Item, check_rel_path};
 use async_trait::async_trait;
@@ -12,6 +13,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -158,35 +160,119 @@ fn env_key(k: &str) -> String {
         .collect()
 }
 
+/// How a task's command is started: program, arguments, the whole
+/// environment and folder; the same for both ways of starting it.
+struct Start {
+    program: &'static str,
+    args: Vec<OsString>,
+    env: BTreeMap<OsString, OsString>,
+    cwd: PathBuf,
+}
+
+impl Start {
+    /// The standard library's way (`posix_spawn`, or a fork where a
+    /// pre-exec hook is needed), in its own process group.
+    fn command(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(self.program);
+        cmd.args(&self.args)
+            .env_clear()
+            .envs(&self.env)
+            .current_dir(&self.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Straight into the cgroup whose folder `cgroup` holds open (see
+    /// `spawn.rs`).
+    fn spawn_into(&self, cgroup: &std::fs::File) -> Result<spawn::Child, spawn::SpawnError> {
+        use std::os::fd::AsRawFd;
+        let env: Vec<(OsString, OsString)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let args: Vec<&std::ffi::OsStr> = self.args.iter().map(|a| a.as_os_str()).collect();
+        spawn::spawn(
+            &spawn::Launch {
+                program: Path::new(self.program),
+                args: &args,
+                env: &env,
+                cwd: &self.cwd,
+            },
+            Some(cgroup.as_raw_fd()),
+        )
+    }
+}
+
+/// A started command, whichever way it was started.
+enum Running {
+    Std(tokio::process::Child),
+    Own(spawn::Child),
+}
+
+type Stream = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+
+impl Running {
+    fn id(&self) -> Option<u32> {
+        match self {
+            Running::Std(c) => c.id(),
+            Running::Own(c) => Some(c.id()),
+        }
+    }
+
+    fn take_pipes(&mut self) -> (Option<Stream>, Option<Stream>) {
+        match self {
+            Running::Std(c) => (
+                c.stdout.take().map(|s| Box::new(s) as Stream),
+                c.stderr.take().map(|s| Box::new(s) as Stream),
+            ),
+            Running::Own(c) => (
+                c.stdout.take().map(|s| Box::new(s) as Stream),
+                c.stderr.take().map(|s| Box::new(s) as Stream),
+            ),
+        }
+    }
+
+    async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        match self {
+            Running::Std(c) => c.wait().await,
+            Running::Own(c) => c.wait().await,
+        }
+    }
+}
+
 impl Shell {
-    /// The command of a task: `bash -c RUN` in its own process group, or
-    /// (`direct` false) the same under the [`SUPERVISE`] shell with a
-    /// parent-death signal, which needs a pre-exec hook and so a fork of
-    /// the whole engine.
-    fn command(
-        &self,
-        ctx: &TaskCtx,
-        env: &TaskEnv,
-        direct: bool,
-        cgroup: Option<&Path>,
-    ) -> tokio::process::Command {
+    /// The command of a task: `bash -c RUN`, or (`direct` false) the same
+    /// under the [`SUPERVISE`] shell, which [`Shell::supervised`] gives a
+    /// parent-death signal. With `join`, the shell first moves itself into
+    /// that cgroup (when it was not started inside it).
+    fn start(&self, ctx: &TaskCtx, env: &TaskEnv, direct: bool, join: Option<&Path>) -> Start {
         let shell = env.shell;
-        let mut cmd = tokio::process::Command::new(shell);
         // Only an allow-list of the engine's environment, plus what the
         // stage names in `pass_env`: the engine's own credentials (store,
         // catalog, cloud) must not reach every command and its stored log.
-        cmd.env_clear()
-            .envs(std::env::vars().filter(|(k, _)| allowed_env(k)))
-            .envs(env.passed.iter().cloned());
+        let mut vars: BTreeMap<OsString, OsString> = std::env::vars_os()
+            .filter(|(k, _)| k.to_str().is_some_and(allowed_env))
+            .collect();
+        let mut set = |k: &str, v: String| {
+            vars.insert(k.into(), v.into());
+        };
+        for (k, v) in &env.passed {
+            set(k, v.clone());
+        }
         // The shell joins the task's cgroup itself, before anything of the
         // command runs: a command that forks and exits at once would
         // otherwise be gone, its children outside, before the engine could
         // move it (and the engine's own move would be a second migration,
         // which costs the kernel as much as the join). On the command's
         // first line, so bash's line numbers are unchanged.
-        let run = match cgroup {
+        let run = match join {
             Some(cg) => {
-                cmd.env("ENGINE_CGROUP", cg);
+                set("ENGINE_CGROUP", cg.to_string_lossy().into_owned());
                 format!(
                     "echo 0 > \"$ENGINE_CGROUP/cgroup.procs\" 2>/dev/null; {}",
                     self.0.run
@@ -194,34 +280,43 @@ impl Shell {
             }
             None => self.0.run.clone(),
         };
-        if direct {
-            cmd.arg("-c").arg(&run);
+        let args: Vec<OsString> = if direct {
+            vec!["-c".into(), run.into()]
         } else {
-            cmd.arg("-c")
-                .arg(SUPERVISE)
-                .arg(shell)
-                .env("ENGINE_RUN", &run);
+            set("ENGINE_RUN", run);
+            vec!["-c".into(), SUPERVISE.into(), shell.into()]
+        };
+        set("ENGINE_TASK", ctx.task().to_string());
+        set("ENGINE_THREADS", ctx.threads().to_string());
+        set("OMP_NUM_THREADS", ctx.threads().to_string());
+        set("ENGINE_ATTEMPT", ctx.attempt().to_string());
+        set(
+            "ENGINE_INPUTS",
+            env.inputs_dir.to_string_lossy().into_owned(),
+        );
+        for (k, v) in ctx.matrix() {
+            set(&format!("MATRIX_{}", env_key(k)), scalar(v));
         }
-        cmd.current_dir(env.work)
-            .env("ENGINE_TASK", ctx.task())
-            .env("ENGINE_THREADS", ctx.threads().to_string())
-            .env("OMP_NUM_THREADS", ctx.threads().to_string())
-            .env("ENGINE_ATTEMPT", ctx.attempt().to_string())
-            .env("ENGINE_INPUTS", env.inputs_dir)
-            .envs(
-                ctx.matrix()
-                    .iter()
-                    .map(|(k, v)| (format!("MATRIX_{}", env_key(k)), scalar(v))),
-            )
-            .envs(self.0.env.iter().map(|(k, v)| (k.clone(), scalar(v))))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        // If the engine itself is killed (even with SIGKILL), the supervising
-        // shell gets SIGTERM and kills the task's whole process group, the
-        // command's own children included (see `SUPERVISE`).
+        for (k, v) in &self.0.env {
+            set(k, scalar(v));
+        }
+        Start {
+            program: shell,
+            args,
+            env: vars,
+            cwd: env.work.to_path_buf(),
+        }
+    }
+
+    /// The standard way for `start`: with `direct` false, a parent-death
+    /// signal on the supervising shell: if the engine itself is killed
+    /// (even with SIGKILL), that shell gets SIGTERM and kills the task's
+    /// whole process group, the command's own children included (see
+    /// [`SUPERVISE`]). That needs a pre-exec hook, and so a fork of the
+    /// whole engine.
+    fn supervised(start: &Start, direct: bool) -> tokio::process::Command {
+        #[allow(unused_mut)]
+        let mut cmd = start.command();
         // SAFETY: prctl is async-signal-safe and touches no Rust state.
         #[cfg(target_os = "linux")]
         if !direct {
@@ -309,15 +404,33 @@ impl Stage for Shell {
         };
         let (mut child, mut guard) = loop {
             let cgroup = crate::cgroup::TaskCgroup::new();
-            let mut child = self
-                .command(ctx, &env, direct, cgroup.as_ref().map(|c| c.path()))
-                .spawn()
-                .map_err(|e| {
-                    StageError::msg(format!(
-                        "Failed to start `{shell}` for task `{}`: {e}",
-                        ctx.task()
-                    ))
-                })?;
+            let failed = |e: std::io::Error| {
+                StageError::msg(format!(
+                    "Failed to start `{shell}` for task `{}`: {e}",
+                    ctx.task()
+                ))
+            };
+            // The quickest way: cloned straight into the task's cgroup (see
+            // `spawn.rs`); where the machine cannot, the standard spawn and
+            // the shell's own move into it.
+            let mut own = None;
+            if direct && let Some(cg) = &cgroup {
+                // A cgroup folder that cannot be opened goes the standard way.
+                if let Ok(held) = std::fs::File::open(cg.path()) {
+                    match self.start(ctx, &env, true, None).spawn_into(&held) {
+                        Ok(c) => own = Some(c),
+                        Err(spawn::SpawnError::Failed(e)) => return Err(failed(e)),
+                        Err(spawn::SpawnError::Unsupported(_)) => {}
+                    }
+                }
+            }
+            let mut child = match own {
+                Some(c) => Running::Own(c),
+                None => {
+                    let start = self.start(ctx, &env, direct, cgroup.as_ref().map(|c| c.path()));
+                    Running::Std(Self::supervised(&start, direct).spawn().map_err(failed)?)
+                }
+            };
             let mut guard = KillGroup {
                 pgid: child.id().map(|p| p as i32),
                 watched: false,
@@ -347,8 +460,7 @@ impl Stage for Shell {
         };
         let tail = Arc::new(std::sync::Mutex::new(VecDeque::<String>::new()));
         let secrets = Arc::new(secrets);
-        let pump = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>,
-                    prefix: &'static str| {
+        let pump = |stream: Option<Stream>, prefix: &'static str| {
             let log = ctx.log.clone();
             let tail = tail.clone();
             let secrets = secrets.clone();
@@ -370,14 +482,7 @@ impl Stage for Shell {
                 .await;
             }
         };
-        let out = child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
-        let err = child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
+        let (out, err) = child.take_pipes();
         let (read_out, read_err) = (pump(out, ""), pump(err, "stderr: "));
         let pumps = tokio::spawn(async move {
             tokio::join!(read_out, read_err);
