@@ -360,11 +360,14 @@ impl Stage for Shell {
             }
             ctx.export(&input, &dir.join(&input.output)).await?;
         }
-        let shell = if Path::new("/bin/bash").exists() {
-            "/bin/bash"
-        } else {
-            "/bin/sh"
-        };
+        static SHELL: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+        let shell = *SHELL.get_or_init(|| {
+            if Path::new("/bin/bash").exists() {
+                "/bin/bash"
+            } else {
+                "/bin/sh"
+            }
+        });
         let mut secrets: Vec<String> = vec![];
         let mut passed: Vec<(String, String)> = vec![];
         for name in &self.0.pass_env {
@@ -759,7 +762,11 @@ const MAX_LINE: usize = 64 << 10;
 /// than [`MAX_LINE`] is cut, saying how much, so one huge line costs no
 /// more memory than a short one. The pipe is read to its end.
 pub(crate) async fn read_lines<R: AsyncRead + Unpin>(r: R, mut on_line: impl FnMut(String)) {
-    let mut reader = BufReader::with_capacity(64 << 10, r);
+    // 8 KiB, as std's default: each task reads two pipes, and a larger
+    // buffer is allocated and zeroed for each (two of 64 KiB were a tenth
+    // of the engine's CPU per trivial task, in allocation, zeroing and page
+    // faults). A long line costs more reads, not more memory.
+    let mut reader = BufReader::with_capacity(8 << 10, r);
     let mut cur: Vec<u8> = Vec::new();
     let mut cut = 0usize;
     let mut emit = |cur: &mut Vec<u8>, cut: &mut usize| {
