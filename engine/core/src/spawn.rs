@@ -455,18 +455,19 @@ mod imp {
         if ret < 0 {
             let e = io::Error::from_raw_os_error(-ret as i32);
             return Err(match -ret as i32 {
-                // No clone3, a flag it does not know, or a filter that
-                // forbids it: this machine cannot do it at all.
-                libc::ENOSYS | libc::EINVAL | libc::EPERM | libc::E2BIG => {
+                // Out of processes or memory: the standard way would fail
+                // the same.
+                libc::EAGAIN | libc::ENOMEM | libc::ENOSPC => SpawnError::Failed(e),
+                // No clone3, or flags it does not know: this machine
+                // cannot do it at all.
+                libc::ENOSYS | libc::EINVAL | libc::E2BIG => {
                     UNSUPPORTED.store(true, Ordering::Relaxed);
                     SpawnError::Unsupported(e)
                 }
-                // The cgroup cannot take processes (not a leaf, removed):
-                // this one task goes the standard way.
-                libc::EOPNOTSUPP | libc::EBUSY | libc::EBADF | libc::ENOENT | libc::ENODEV => {
-                    SpawnError::Unsupported(e)
-                }
-                _ => SpawnError::Failed(e),
+                // The cgroup cannot take this process (not writable here,
+                // not a leaf, removed, a seccomp filter): this task goes
+                // the standard way.
+                _ => SpawnError::Unsupported(e),
             });
         }
         let pid = ret as i32;
