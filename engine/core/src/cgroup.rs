@@ -6,8 +6,10 @@
 //! a daemonising tool) leaves the group, so such a process outlived its
 //! task and even the engine. A cgroup cannot be left: every process forked
 //! inside stays a member, and writing `1` to `cgroup.kill` kills them all at
-//! once. The task's shell moves itself into its cgroup before it runs
-//! anything of the command (see `shell.rs`); the reaper kills the cgroups
+//! once. The task's shell is started inside its cgroup (`clone3` with
+//! `CLONE_INTO_CGROUP`, see `spawn.rs`), or, where the machine cannot do
+//! that, moves itself in before it runs anything of the command (see
+//! `shell.rs`); the reaper kills the cgroups
 //! of tasks still running when the engine dies (see `reaper.rs`: it finds
 //! them by name, `engine-task-PID-N`, so no per-task message is needed).
 //! Where no such tree is writable, tasks fall back to their process group

@@ -13,7 +13,9 @@
 //! Stages plug in through the [`stage`] API; [`kinds`] holds the ones that
 //! ship with the engine (`shell`, `artifact.ref`, the test-only
 //! `builtin.*`); [`worker`] runs stages that need a
-//! heavy library (libtorch) in a separate process.
+//! heavy library (libtorch) in a separate process. A shell task's command
+//! starts inside its own cgroup ([`spawn`], [`cgroup`]) and dies with the
+//! engine however the engine dies ([`reaper`]).
 
 pub mod cache;
 pub mod cgroup;

@@ -9,9 +9,10 @@
 //! the whole engine (with libtorch: hundreds of MB of page tables to copy
 //! and tear down at exec) instead of using `posix_spawn`. Measured on a
 //! 501-stage run that was 40-50% of the CPU. With the reaper, a task's
-//! shell is started by `posix_spawn` straight into its own group, and the
-//! reaper, started once, holds the only thing that outlives the engine:
-//! the read end of a pipe. The engine writes `+PGID` after it starts a
+//! shell is started without a fork of the engine (the engine's own
+//! `clone3` into the task's cgroup, see `spawn.rs`, or `posix_spawn`)
+//! straight into its own group, and the reaper, started once, holds the
+//! only thing that outlives the engine: the read end of a pipe. The engine writes `+PGID` after it starts a
 //! task and `-PGID` after it has killed the task's group; when the engine
 //! dies the pipe reaches end-of-file and the reaper kills every group
 //! still listed, and every task cgroup of the engine (found by name,
@@ -27,7 +28,9 @@
 //! `ENGINE_NO_REAPER` forces that fallback (how the tests reach it).
 //!
 //! One window is left open: the engine killed with SIGKILL between
-//! `posix_spawn` returning and its `+PGID` line (a few microseconds).
+//! the spawn returning and its `+PGID` line (a few microseconds); a
+//! task's cgroup closes it where the machine has them (the reaper kills
+//! those by name).
 
 use std::io::Write;
 use std::process::{ChildStdin, Command, Stdio};

@@ -392,8 +392,8 @@ impl Stage for Shell {
             inputs_dir: &inputs_dir,
             passed,
         };
-        // The fast way: `posix_spawn` straight into the task's own process
-        // group, which the reaper kills if the engine dies (see
+        // The fast way: no fork of the engine, straight into the task's
+        // own process group, which the reaper kills if the engine dies (see
         // `reaper.rs`). Where the reaper cannot run, the old way: a forked
         // supervising shell with a parent-death signal.
         let mut direct = match crate::reaper::ready() {
