@@ -851,14 +851,27 @@ pub async fn resolve_artifact(store: &Store, what: &str) -> Result<engine_core::
     Ok(digest)
 }
 
-/// A run's timeline page: the run as `engine show RUN --json` prints it,
-/// and the Gantt chart's geometry.
+/// A run's timeline page: what the page shows and nothing else, so a
+/// change in how records serialise (a field renamed, or left out when
+/// empty) cannot break the page.
 #[derive(Serialize)]
 struct TimelinePage<'a> {
-    run: &'a RunRecord,
-    /// Per task, in the order of `run.tasks`.
-    seconds: Vec<f64>,
+    id: &'a str,
+    pipeline: &'a str,
+    status: &'static str,
+    seconds: f64,
     chart: Gantt<'a>,
+    /// The task table, in the order of the record.
+    rows: Vec<TaskRow<'a>>,
+}
+
+#[derive(Serialize)]
+struct TaskRow<'a> {
+    task: &'a str,
+    status: &'static str,
+    seconds: f64,
+    reason: &'a str,
+    error: &'a str,
 }
 
 #[derive(Serialize)]
@@ -939,8 +952,21 @@ pub fn timeline_html(r: &RunRecord) -> Result<String> {
         })
         .collect();
     let page = TimelinePage {
-        run: r,
-        seconds: r.tasks.iter().map(|t| t.seconds()).collect(),
+        id: &r.id,
+        pipeline: &r.pipeline,
+        status: r.status.as_str(),
+        seconds: r.seconds,
+        rows: r
+            .tasks
+            .iter()
+            .map(|t| TaskRow {
+                task: &t.task,
+                status: t.status.as_str(),
+                seconds: t.seconds(),
+                reason: &t.reason,
+                error: t.error.as_deref().unwrap_or(""),
+            })
+            .collect(),
         chart: Gantt {
             width,
             height: r.tasks.len() * row + 30,
