@@ -24,6 +24,7 @@
 //! or under a seccomp filter), [`spawn`] says [`SpawnError::Unsupported`]
 //! and the caller starts the command the standard library's way.
 
+use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -60,7 +61,7 @@ static ORPHANS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 pub struct Launch<'a> {
     pub program: &'a Path,
     pub args: &'a [&'a OsStr],
-    pub env: &'a [(OsString, OsString)],
+    pub env: &'a BTreeMap<OsString, OsString>,
     pub cwd: &'a Path,
 }
 

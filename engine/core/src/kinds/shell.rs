@@ -190,17 +190,12 @@ impl Start {
     /// `spawn.rs`).
     fn spawn_into(&self, cgroup: &std::fs::File) -> Result<spawn::Child, spawn::SpawnError> {
         use std::os::fd::AsRawFd;
-        let env: Vec<(OsString, OsString)> = self
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         let args: Vec<&std::ffi::OsStr> = self.args.iter().map(|a| a.as_os_str()).collect();
         spawn::spawn(
             &spawn::Launch {
                 program: Path::new(self.program),
                 args: &args,
-                env: &env,
+                env: &self.env,
                 cwd: &self.cwd,
             },
             Some(cgroup.as_raw_fd()),

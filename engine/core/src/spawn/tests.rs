@@ -14,7 +14,7 @@ async fn run(
     cwd: &Path,
     cgroup: Option<RawFd>,
 ) -> (ExitStatus, String, String, u32) {
-    let env: Vec<(OsString, OsString)> = env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+    let env: BTreeMap<OsString, OsString> = env.iter().map(|(k, v)| (k.into(), v.into())).collect();
     let program = bash();
     let args = [OsStr::new("-c"), OsStr::new(script)];
     let launch = Launch {
@@ -87,7 +87,7 @@ async fn a_missing_program_or_folder_is_an_error_not_a_child() {
     let launch = Launch {
         program: &missing,
         args: &[],
-        env: &[],
+        env: &BTreeMap::new(),
         cwd: dir.path(),
     };
     match spawn(&launch, None) {
@@ -100,7 +100,7 @@ async fn a_missing_program_or_folder_is_an_error_not_a_child() {
     let launch = Launch {
         program: &program,
         args: &[],
-        env: &[],
+        env: &BTreeMap::new(),
         cwd: &gone,
     };
     match spawn(&launch, None) {
@@ -115,7 +115,7 @@ async fn a_dropped_child_is_killed_and_reaped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let program = bash();
     let args = [OsStr::new("-c"), OsStr::new("exec sleep 30")];
-    let env = [(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))];
+    let env = BTreeMap::from([(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))]);
     let launch = Launch {
         program: &program,
         args: &args,
