@@ -1182,3 +1182,81 @@ async fn dropping_the_run_future_stops_the_run() {
         "the dropped run went on and cached its task"
     );
 }
+
+/// `test.panic`: a stage with a bug, registered by the test below only.
+mod panicking {
+    use async_trait::async_trait;
+    use engine_core::stage::{OutputDecl, Stage, StageConfig, StageError, StageImpl, TaskCtx};
+    use std::sync::Arc;
+
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct PanicConfig {}
+
+    struct Panic;
+
+    impl StageConfig for PanicConfig {
+        const KIND: &'static str = "test.panic";
+        const SUMMARY: &'static str = "panic (a stage with a bug)";
+        fn build(self) -> StageImpl {
+            StageImpl::Task(Arc::new(Panic))
+        }
+    }
+
+    #[async_trait]
+    impl Stage for Panic {
+        fn version(&self) -> u32 {
+            1
+        }
+        fn outputs(&self) -> Vec<OutputDecl> {
+            vec![OutputDecl::artifact("out")]
+        }
+        async fn run(&self, _ctx: &mut TaskCtx) -> Result<(), StageError> {
+            panic!("index out of bounds in the stage");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_stage_fails_its_task_and_the_rest_of_the_run_goes_on() {
+    let store = mem_store("panic");
+    let yaml = r#"
+name: panic
+stages:
+  buggy: { uses: test.panic }
+  after_buggy: { uses: builtin.concat, needs: [buggy] }
+  fine: { uses: builtin.echo, with: { text: "hello" } }
+  after_fine: { uses: builtin.concat, needs: [fine] }
+"#;
+    let mut reg = Registry::with_builtins();
+    reg.register::<panicking::PanicConfig>();
+    let p = std::sync::Arc::new(compile("panic.yaml", yaml, &reg).unwrap());
+    let pl = std::sync::Arc::new(plan(&p));
+    for round in ["first run", "rerun"] {
+        let r = scheduler::run(p.clone(), pl.clone(), store.clone(), opts(2))
+            .await
+            .unwrap();
+        assert_eq!(r.status, RunStatus::Failed, "{round}");
+        let b = r.task("buggy").unwrap();
+        assert_eq!(b.status, TaskStatus::Failed, "{round}");
+        let err = b.error.as_deref().unwrap_or_default();
+        assert!(
+            err.contains("the stage panicked (a bug in stage `test.panic`)")
+                && err.contains("index out of bounds in the stage"),
+            "{round}: {err}"
+        );
+        assert!(
+            b.finished_ms.is_some(),
+            "{round}: a panicked task has ended"
+        );
+        assert_eq!(status(&r, "after_buggy"), TaskStatus::Skipped, "{round}");
+        // The rest of the run went on: done the first time, cached after.
+        let want = if round == "rerun" {
+            TaskStatus::Cached
+        } else {
+            TaskStatus::Done
+        };
+        assert_eq!(status(&r, "fine"), want, "{round}");
+        assert_eq!(status(&r, "after_fine"), want, "{round}");
+    }
+}

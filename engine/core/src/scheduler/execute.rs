@@ -28,13 +28,26 @@ pub(super) fn upstream_problem(
     None
 }
 
-pub(super) async fn execute(
-    sh: Arc<Shared>,
+/// What deciding a task found.
+pub(super) enum Step {
+    /// It ended without running: its `when` is false, it could not be
+    /// fingerprinted or looked up, or the cache answered it.
+    Ended(TaskRecord, Option<Done>),
+    /// It runs: [`work`].
+    Runs(Box<Runs>),
+}
+
+/// Decides a task: evaluates its `when`, builds its fingerprint and looks
+/// it up in the cache. Cheap and without a stage's state, so that the loop
+/// can decide many tasks in one of the runtime's tasks (most of a rerun's
+/// tasks end here) and spawn one only for each task that runs.
+pub(super) async fn decide_task(
+    sh: &Shared,
     t: usize,
     mut rec: TaskRecord,
     input_specs: Vec<InputSpec>,
-    when_ctx: Value,
-) -> (TaskRecord, Option<Done>) {
+    when_ctx: &Value,
+) -> Step {
     let task = &sh.plan.tasks[t];
     let stage = &sh.pipeline.stages[task.stage];
     rec.started_ms = Some(sh.ms());
@@ -50,28 +63,28 @@ pub(super) async fn execute(
         let env = crate::compile::when_env();
         let verdict = env
             .compile_expression(expr)
-            .and_then(|e| e.eval(minijinja::Value::from(minijinja::value::Serde(&when_ctx))))
+            .and_then(|e| e.eval(minijinja::Value::from(minijinja::value::Serde(when_ctx))))
             .map(|v| v.is_true());
         match verdict {
             Ok(true) => {}
             Ok(false) => {
                 let r = finish(
-                    &sh,
+                    sh,
                     rec,
                     TaskStatus::Skipped,
                     Some(format!("condition `{expr}` is false")),
                     None,
                 );
-                return (r, None);
+                return Step::Ended(r, None);
             }
             Err(e) => {
                 let msg = format!(
                     "Failed to evaluate `when: {expr}` of stage `{}`: {e}",
                     stage.name
                 );
-                return (
+                return Step::Ended(
                     finish(
-                        &sh,
+                        sh,
                         rec,
                         TaskStatus::Failed,
                         Some("condition error".into()),
@@ -90,9 +103,9 @@ pub(super) async fn execute(
                 "invalid params for `{}` in task `{}`: {m}",
                 stage.kind, rec.task
             );
-            return (
+            return Step::Ended(
                 finish(
-                    &sh,
+                    sh,
                     rec,
                     TaskStatus::Failed,
                     Some("invalid params".into()),
@@ -113,9 +126,9 @@ pub(super) async fn execute(
     ) {
         Ok(fp) => fp,
         Err(msg) => {
-            return (
+            return Step::Ended(
                 finish(
-                    &sh,
+                    sh,
                     rec,
                     TaskStatus::Failed,
                     Some("deps not hashed".into()),
@@ -151,20 +164,20 @@ pub(super) async fn execute(
                 values: entry.values,
             };
             let r = finish(
-                &sh,
+                sh,
                 rec,
                 TaskStatus::Cached,
                 Some(format!("cached from run {}", entry.run)),
                 None,
             );
-            return (r, Some(d));
+            return Step::Ended(r, Some(d));
         }
         Ok(Decided::Run(reason)) => rec.reason = reason,
         Err(e) => {
             let msg = format!("Failed to read the cache for task `{}`: {e}", rec.task);
-            return (
+            return Step::Ended(
                 finish(
-                    &sh,
+                    sh,
                     rec,
                     TaskStatus::Failed,
                     Some("cache unreadable".into()),
@@ -175,6 +188,42 @@ pub(super) async fn execute(
         }
     }
 
+    Step::Runs(Box::new(Runs {
+        rec,
+        input_specs,
+        params,
+        imp,
+        fp,
+        fpd,
+        use_cache,
+    }))
+}
+
+/// A task the cache did not answer, with what deciding it found.
+pub(super) struct Runs {
+    rec: TaskRecord,
+    input_specs: Vec<InputSpec>,
+    params: Value,
+    imp: StageImpl,
+    fp: TaskFingerprint,
+    fpd: Digest,
+    use_cache: bool,
+}
+
+/// Runs a task that the cache did not answer: loads its inputs, runs it as
+/// a whole task or a map, and publishes its outputs.
+pub(super) async fn work(sh: Arc<Shared>, t: usize, runs: Box<Runs>) -> (TaskRecord, Option<Done>) {
+    let Runs {
+        mut rec,
+        input_specs,
+        params,
+        imp,
+        fp,
+        fpd,
+        use_cache,
+    } = *runs;
+    let task = &sh.plan.tasks[t];
+    let stage = &sh.pipeline.stages[task.stage];
     // The inputs' manifests, only now that the task runs: the fingerprint
     // needs their digests alone, and a cached task (most of a rerun) would
     // read them for nothing.
@@ -213,11 +262,8 @@ pub(super) async fn execute(
         .unwrap_or_else(|p| p.into_inner())
         .insert(t, log.clone());
     let label = rec.task.clone();
-    // The work itself is boxed: its state is large, and inline it would
-    // make every task's future (most of a rerun's are cache hits) that
-    // large, copied whole each time one is spawned.
     let outcome = match &imp {
-        StageImpl::Task(s) => Box::pin(run_task(
+        StageImpl::Task(s) => run_task(
             &sh,
             stage,
             &label,
@@ -226,7 +272,7 @@ pub(super) async fn execute(
             &task_matrix(stage, &task.combo),
             &log,
             &mut rec,
-        ))
+        )
         .await
         .map(|(outputs, values)| {
             let outputs = outputs
@@ -236,7 +282,7 @@ pub(super) async fn execute(
             (outputs, values)
         }),
         StageImpl::Map(m) => {
-            Box::pin(run_map(
+            run_map(
                 &sh,
                 task.stage,
                 &label,
@@ -246,7 +292,7 @@ pub(super) async fn execute(
                 &log,
                 &mut rec,
                 use_cache,
-            ))
+            )
             .await
         }
     };

@@ -350,9 +350,10 @@ async fn run_loop(
         .copied()
         .filter(|&s| needs_left[s] == 0)
         .collect();
-    let mut join: JoinSet<(usize, TaskRecord, Option<Done>, Box<[u8]>)> = JoinSet::new();
+    let mut join: JoinSet<Joined> = JoinSet::new();
     let mut completed_stages = 0;
 
+    let mut pending: Vec<Pending> = vec![];
     loop {
         while let Some(si) = ready.pop_front() {
             let stage = &pipeline.stages[si];
@@ -433,51 +434,30 @@ async fn run_loop(
                     when_ctx.insert(key, v);
                 }
             }
-            let when_ctx = Value::Object(when_ctx);
+            let when_ctx = Arc::new(Value::Object(when_ctx));
             for t in range {
                 log.touch(t);
                 record.tasks[t].status = TaskStatus::Running;
-                let sh = sh.clone();
-                let inputs = inputs.clone();
-                let when_ctx = when_ctx.clone();
-                let rec = record.tasks[t].clone();
-                join.spawn(async move {
-                    use futures::FutureExt;
-                    let fallback = rec.clone();
-                    let ms = sh.ms();
-                    match std::panic::AssertUnwindSafe(execute(
-                        sh.clone(),
-                        t,
-                        rec,
-                        inputs,
-                        when_ctx,
-                    ))
-                    .catch_unwind()
-                    .await
-                    {
-                        Ok((rec, d)) => {
-                            let rec = publish_refs(&sh, t, rec).await;
-                            let json = sealed(&rec);
-                            (t, rec, d, json)
-                        }
-                        Err(p) => {
-                            let what = p
-                                .downcast_ref::<String>()
-                                .cloned()
-                                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                                .unwrap_or_default();
-                            let mut r = fallback;
-                            r.status = TaskStatus::Failed;
-                            r.finished_ms = Some(ms);
-                            r.error = Some(format!(
-                                "the stage panicked (a bug in stage `{}`): {what}",
-                                r.kind
-                            ));
-                            let json = sealed(&r);
-                            (t, r, None, json)
-                        }
-                    }
+                pending.push(Pending {
+                    t,
+                    rec: record.tasks[t].clone(),
+                    inputs: inputs.clone(),
+                    when_ctx: when_ctx.clone(),
                 });
+            }
+        }
+        // The ready tasks are decided in batches, each batch one task of the
+        // runtime, and a task of its own is spawned only for each task that
+        // runs: most of a rerun's tasks end at the cache, and a task of the
+        // runtime each cost them more than the lookup (see `decide_batch`).
+        if !pending.is_empty() {
+            let per = pending
+                .len()
+                .div_ceil(4 * sh.opts.machine.cpus.max(1) as usize)
+                .clamp(1, DECIDE_BATCH);
+            while !pending.is_empty() {
+                let batch: Vec<Pending> = pending.drain(..per.min(pending.len())).collect();
+                join.spawn(decide_batch(sh.clone(), batch));
             }
         }
         if join.is_empty() {
@@ -509,20 +489,48 @@ async fn run_loop(
             break;
         };
         // Panics are caught inside the task; a join error means it was aborted.
-        let Ok((t, rec, d, json)) = joined else {
+        let Ok(joined) = joined else {
             continue;
         };
-        let si = plan.tasks[t].stage;
-        record.tasks[t] = rec;
-        log.ended(t, json);
-        done[t] = d;
-        stage_left[si] -= 1;
-        if stage_left[si] == 0 {
-            completed_stages += 1;
-            for &dep in &plan.dependants[si] {
-                needs_left[dep] -= 1;
-                if needs_left[dep] == 0 {
-                    ready.push_back(dep);
+        let ended = match joined {
+            Joined::Decided(steps) => {
+                let mut ended = Vec::with_capacity(steps.len());
+                for (t, step) in steps {
+                    match step {
+                        Outcome::Ended(f) => ended.push((t, f)),
+                        Outcome::Runs(runs) => {
+                            join.spawn(run_one(sh.clone(), t, runs));
+                        }
+                    }
+                }
+                ended
+            }
+            Joined::Ran(t, f) => vec![(t, f)],
+        };
+        for (t, f) in ended {
+            let (rec, d, json) = f.unwrap_or_else(|what| {
+                let mut r = record.tasks[t].clone();
+                r.status = TaskStatus::Failed;
+                r.finished_ms = Some(sh.ms());
+                r.error = Some(format!(
+                    "the stage panicked (a bug in stage `{}`): {what}",
+                    r.kind
+                ));
+                let json = sealed(&r);
+                (r, None, json)
+            });
+            let si = plan.tasks[t].stage;
+            record.tasks[t] = rec;
+            log.ended(t, json);
+            done[t] = d;
+            stage_left[si] -= 1;
+            if stage_left[si] == 0 {
+                completed_stages += 1;
+                for &dep in &plan.dependants[si] {
+                    needs_left[dep] -= 1;
+                    if needs_left[dep] == 0 {
+                        ready.push_back(dep);
+                    }
                 }
             }
         }
@@ -595,6 +603,107 @@ async fn run_loop(
         counts: record.counts(),
     });
     Ok(record)
+}
+
+/// A task's record as it ended, what it hands to its dependants, and the
+/// record as JSON ([`sealed`]); `Err` with its message when it panicked.
+type Finished = Result<(TaskRecord, Option<Done>, Box<[u8]>), String>;
+
+/// A ready task handed to [`decide_batch`]: its record as it starts, its
+/// inputs and what its `when` may read (one per stage, shared).
+struct Pending {
+    t: usize,
+    rec: TaskRecord,
+    inputs: Vec<InputSpec>,
+    when_ctx: Arc<Value>,
+}
+
+/// The most tasks decided in one task of the runtime. Fewer when fewer are
+/// ready, so that each worker thread gets a few batches.
+const DECIDE_BATCH: usize = 64;
+
+/// What a task of the run's [`JoinSet`] hands back.
+enum Joined {
+    /// A batch decided: each task ended, or runs.
+    Decided(Vec<(usize, Outcome)>),
+    /// A task that ran.
+    Ran(usize, Finished),
+}
+
+/// One task of a decided batch: ended (refs moved, record sealed), or runs.
+enum Outcome {
+    Ended(Finished),
+    Runs(Box<Runs>),
+}
+
+/// Decides a batch of ready tasks ([`decide_task`]) and finishes those that
+/// end there (refs, the sealed record).
+///
+/// A task of the runtime for each ready task cost a 5,001-stage no-op
+/// rerun more than its cache lookups: spawning, joining and waking the
+/// loop for each, and a future the size of the largest state a task can
+/// reach, moved several times on its way into the runtime. On a local
+/// file system a lookup answers at once, and the batch's tasks are
+/// decided one after another; elsewhere (S3) a few at a time, so that
+/// their round trips overlap.
+async fn decide_batch(sh: Arc<Shared>, batch: Vec<Pending>) -> Joined {
+    use futures::{FutureExt, StreamExt};
+    let one = |p: Pending| {
+        let sh = &sh;
+        async move {
+            let t = p.t;
+            let step = std::panic::AssertUnwindSafe(async {
+                match decide_task(sh, t, p.rec, p.inputs, &p.when_ctx).await {
+                    Step::Ended(rec, d) => {
+                        let rec = publish_refs(sh, t, rec).await;
+                        let json = sealed(&rec);
+                        Outcome::Ended(Ok((rec, d, json)))
+                    }
+                    Step::Runs(runs) => Outcome::Runs(runs),
+                }
+            })
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|p| Outcome::Ended(Err(panic_message(&*p))));
+            (t, step)
+        }
+    };
+    let steps = if sh.store.answers_at_once() {
+        let mut steps = Vec::with_capacity(batch.len());
+        for p in batch {
+            steps.push(one(p).await);
+        }
+        steps
+    } else {
+        futures::stream::iter(batch)
+            .map(one)
+            .buffer_unordered(16)
+            .collect()
+            .await
+    };
+    Joined::Decided(steps)
+}
+
+/// Runs a task that the cache did not answer ([`work`]), then its refs.
+async fn run_one(sh: Arc<Shared>, t: usize, runs: Box<Runs>) -> Joined {
+    use futures::FutureExt;
+    let ran = std::panic::AssertUnwindSafe(async {
+        let (rec, d) = work(sh.clone(), t, runs).await;
+        let rec = publish_refs(&sh, t, rec).await;
+        let json = sealed(&rec);
+        (rec, d, json)
+    })
+    .catch_unwind()
+    .await;
+    Joined::Ran(t, ran.map_err(|p| panic_message(&*p)))
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
 }
 
 /// A task's record as JSON, made on the task's own thread as it ends, so

@@ -33,11 +33,17 @@ pub(super) fn finish(
 /// Moves the stage's `publish:` refs to the outputs of a task that
 /// succeeded (ran or came from the cache). A ref that cannot be moved fails
 /// the task: a deploy that did not happen must not look done.
-pub(super) async fn publish_refs(sh: &Shared, t: usize, mut rec: TaskRecord) -> TaskRecord {
+pub(super) async fn publish_refs(sh: &Shared, t: usize, rec: TaskRecord) -> TaskRecord {
     let stage = &sh.pipeline.stages[sh.plan.tasks[t].stage];
     if stage.publish.is_empty() || !matches!(rec.status, TaskStatus::Done | TaskStatus::Cached) {
         return rec;
     }
+    // Boxed, as few tasks publish: inline, the ref moves' state would make
+    // every task's future larger (see `execute`).
+    Box::pin(move_refs(sh, stage, rec)).await
+}
+
+async fn move_refs(sh: &Shared, stage: &CompiledStage, mut rec: TaskRecord) -> TaskRecord {
     for (output, name) in &stage.publish {
         let Some(d) = rec.outputs.get(output) else {
             continue;

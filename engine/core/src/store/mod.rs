@@ -429,6 +429,13 @@ impl Store {
     }
 
     /// Whether this handle's writes replace mismatching objects ([`Store::rewriting`]).
+    /// Whether this store answers reads and stats at once, with no round
+    /// trip to wait for (`fs://`): callers then check many objects one after
+    /// another, where against a server they overlap the requests.
+    pub fn answers_at_once(&self) -> bool {
+        matches!(self.backend, Backend::Fs(_))
+    }
+
     pub fn is_rewriting(&self) -> bool {
         self.existing == Verify::Hash
     }
@@ -483,7 +490,9 @@ impl Store {
 
     pub async fn exists(&self, path: &str) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Dal(op) => op.exists(path).await.map_err(self.io("check", path)),
+            Backend::Dal(op) => Box::pin(op.exists(path))
+                .await
+                .map_err(self.io("check", path)),
             Backend::Fs(fs) => Ok(fs.path(path).exists()),
         }
     }
@@ -537,8 +546,7 @@ impl Store {
     /// The size of the object at `path`; `None` when there is none.
     pub async fn size_of(&self, path: &str) -> Result<Option<u64>, StoreError> {
         let res = match &self.backend {
-            Backend::Dal(op) => op
-                .stat(path)
+            Backend::Dal(op) => Box::pin(op.stat(path))
                 .await
                 .map(|m| m.content_length())
                 .map_err(self.io("check", path)),
@@ -558,8 +566,7 @@ impl Store {
     /// there is none.
     pub async fn hash_of(&self, path: &str) -> Result<Option<Digest>, StoreError> {
         let res = match &self.backend {
-            Backend::Dal(op) => op
-                .read(path)
+            Backend::Dal(op) => Box::pin(op.read(path))
                 .await
                 .map(|b| Digest::of(&b.to_vec()))
                 .map_err(self.io("read", path)),
@@ -624,8 +631,7 @@ impl Store {
     /// there is none.
     pub async fn stat(&self, path: &str) -> Result<Option<Listed>, StoreError> {
         let res = match &self.backend {
-            Backend::Dal(op) => op
-                .stat(path)
+            Backend::Dal(op) => Box::pin(op.stat(path))
                 .await
                 .map(|m| Listed {
                     path: path.into(),
@@ -732,7 +738,9 @@ impl Store {
     /// Removes an object; removing one that is not there is not an error.
     pub async fn delete(&self, path: &str) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Dal(op) => op.delete(path).await.map_err(self.io("delete", path)),
+            Backend::Dal(op) => Box::pin(op.delete(path))
+                .await
+                .map_err(self.io("delete", path)),
             Backend::Fs(fs) => match std::fs::remove_file(fs.path(path)) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -743,7 +751,10 @@ impl Store {
 
     pub async fn read(&self, path: &str) -> Result<Vec<u8>, StoreError> {
         match &self.backend {
-            Backend::Dal(op) => Ok(op.read(path).await.map_err(self.io("read", path))?.to_vec()),
+            Backend::Dal(op) => Ok(Box::pin(op.read(path))
+                .await
+                .map_err(self.io("read", path))?
+                .to_vec()),
             Backend::Fs(fs) => fs.read(path).map_err(|e| self.local_io("read", path, e)),
         }
     }
