@@ -6,10 +6,12 @@
 //!
 //! The steps, one file each, in the order a task meets them:
 //! - this file: [`RunOptions`], the shared run state and the loop that
-//!   starts ready tasks and collects finished ones;
+//!   decides ready tasks in batches, spawns those that run and collects
+//!   finished ones;
 //! - `decide`: whether a task runs and why, the same for run and plan;
-//! - `execute`: one task from ready to record (`when`, upstream failures,
-//!   fingerprint and cache, then a whole task or a map);
+//! - `execute`: one task from ready to record: upstream failures,
+//!   `decide_task` (`when`, fingerprint and cache), then `work` (a whole
+//!   task or a map, its outputs published);
 //! - `attempt`: one attempt of a whole task with retries, timeout, cancel;
 //! - `map`: map stages, items in batches, each cached on its own, run here
 //!   or handed to the executor (a Slurm job array);
