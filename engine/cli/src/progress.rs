@@ -29,19 +29,27 @@ impl Display {
     pub async fn consume(self, mut rx: UnboundedReceiver<Event>) {
         match self {
             Display::Json { verbose } => {
+                let mut out = Vec::new();
                 while let Some(e) = rx.recv().await {
-                    if matches!(e, Event::Log { .. } | Event::Progress { .. }) && !verbose {
-                        continue;
+                    let mut next = Some(e);
+                    while let Some(e) = next {
+                        if !(matches!(e, Event::Log { .. } | Event::Progress { .. }) && !verbose) {
+                            let at = out.len();
+                            match serde_json::to_writer(&mut out, &e) {
+                                Ok(()) => out.push(b'\n'),
+                                Err(_) => out.truncate(at),
+                            }
+                        }
+                        next = rx.try_recv().ok();
                     }
-                    if let Ok(s) = serde_json::to_string(&e) {
-                        println!("{s}");
-                    }
+                    write_out(&mut std::io::stdout(), &mut out);
                 }
             }
             Display::Plain { verbose } => {
                 let mut throttle = Throttle::new(plain_interval());
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                let mut out = Vec::new();
                 loop {
                     let e = tokio::select! {
                         e = rx.recv() => match e {
@@ -55,50 +63,15 @@ impl Display {
                             continue;
                         }
                     };
-                    match e {
-                        Event::RunStarted {
-                            run,
-                            pipeline,
-                            tasks,
-                            store,
-                        } => {
-                            eprintln!(
-                                "run {run}: pipeline `{pipeline}`, {tasks} tasks, store {store}"
-                            )
+                    let mut next = Some(e);
+                    while let Some(e) = next {
+                        if let Some(line) = plain_line(e, &mut throttle, verbose) {
+                            out.extend_from_slice(line.as_bytes());
+                            out.push(b'\n');
                         }
-                        Event::TaskStarted { task, attempt } if attempt > 1 => {
-                            eprintln!("start    {task} (attempt {attempt})")
-                        }
-                        Event::TaskStarted { task, .. } => eprintln!("start    {task}"),
-                        Event::TaskRetry {
-                            task,
-                            attempt,
-                            error,
-                            delay_ms,
-                        } => {
-                            eprintln!(
-                                "retry    {task}: attempt {attempt} failed: {error}; next in {delay_ms} ms"
-                            )
-                        }
-                        Event::TaskFinished {
-                            task,
-                            status,
-                            seconds,
-                            reason,
-                            error,
-                        } => {
-                            throttle.finished(&task);
-                            eprintln!(
-                                "{}",
-                                finished_line(&task, status, seconds, &reason, error.as_deref())
-                            )
-                        }
-                        Event::Progress { task, done, total } => {
-                            throttle.update(&task, done, total)
-                        }
-                        Event::Log { task, line } if verbose => eprintln!("[{task}] {line}"),
-                        _ => {}
+                        next = rx.try_recv().ok();
                     }
+                    write_out(&mut std::io::stderr(), &mut out);
                 }
             }
             Display::Bars { verbose, total } => {
@@ -177,6 +150,67 @@ impl Display {
                 let _ = mp.clear();
             }
         }
+    }
+}
+
+/// Writes the lines gathered from every event that was already queued, in
+/// one write: a 5,001-task rerun printed 5,001 lines one system call (and
+/// one lock of the stream) each. A closed output (`engine run --json |
+/// head`) is not an error of the run, which goes on to its end (SIGPIPE
+/// stays ignored while stages run, see `main`): what cannot be written is
+/// dropped, where `println!` panicked.
+fn write_out(w: &mut impl std::io::Write, out: &mut Vec<u8>) {
+    if !out.is_empty() {
+        let _ = w.write_all(out).and_then(|()| w.flush());
+        out.clear();
+    }
+}
+
+/// The plain line of one event, if it has one.
+fn plain_line(e: Event, throttle: &mut Throttle, verbose: bool) -> Option<String> {
+    match e {
+        Event::RunStarted {
+            run,
+            pipeline,
+            tasks,
+            store,
+        } => Some(format!(
+            "run {run}: pipeline `{pipeline}`, {tasks} tasks, store {store}"
+        )),
+        Event::TaskStarted { task, attempt } if attempt > 1 => {
+            Some(format!("start    {task} (attempt {attempt})"))
+        }
+        Event::TaskStarted { task, .. } => Some(format!("start    {task}")),
+        Event::TaskRetry {
+            task,
+            attempt,
+            error,
+            delay_ms,
+        } => Some(format!(
+            "retry    {task}: attempt {attempt} failed: {error}; next in {delay_ms} ms"
+        )),
+        Event::TaskFinished {
+            task,
+            status,
+            seconds,
+            reason,
+            error,
+        } => {
+            throttle.finished(&task);
+            Some(finished_line(
+                &task,
+                status,
+                seconds,
+                &reason,
+                error.as_deref(),
+            ))
+        }
+        Event::Progress { task, done, total } => {
+            throttle.update(&task, done, total);
+            None
+        }
+        Event::Log { task, line } if verbose => Some(format!("[{task}] {line}")),
+        _ => None,
     }
 }
 

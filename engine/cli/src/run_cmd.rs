@@ -89,10 +89,12 @@ pub(crate) async fn run(
     let record = scheduler::run(pipeline, plan, store.clone(), opts).await?;
     let _ = printer.await;
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"event": "summary", "run": record.id, "status": record.status, "counts": record.counts(), "seconds": record.seconds, "store": record.store})
-        );
+        // Not `println!`: a reader that went away (`engine run --json |
+        // head -1`) made it panic after the whole run; the run's outcome is
+        // its exit code and record, whoever still reads.
+        use std::io::Write;
+        let summary = serde_json::json!({"event": "summary", "run": record.id, "status": record.status, "counts": record.counts(), "seconds": record.seconds, "store": record.store});
+        let _ = writeln!(std::io::stdout(), "{summary}");
     } else {
         show::print_summary(&record);
     }

@@ -285,6 +285,39 @@ fn a_killed_run_resumes_from_finished_tasks() {
 }
 
 #[test]
+fn a_run_whose_json_reader_goes_away_runs_to_its_end_without_a_panic() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("nap-started");
+    let mut child = engine()
+        .current_dir(dir.path())
+        .arg("run")
+        .arg(fixture("napping.yaml.j2"))
+        .args(["--json", "--set", "nap=0.3", "--set"])
+        .arg(format!("marker={}", marker.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the first event, then go away (`engine run --json | head -1`):
+    // every later event and the summary meet a closed pipe.
+    let mut first = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut first).unwrap();
+    assert!(first.contains("run_started"), "{first}");
+    drop(out);
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "exit {:?}: {err}", o.status);
+    assert!(!err.contains("panicked"), "{err}");
+    // The run went on to its end: both tasks are done in its record.
+    let runs = run_in(dir.path(), &["runs", "--json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(runs[0]["status"], "succeeded", "{runs}");
+    assert!(marker.exists(), "the napping task ran");
+}
+
+#[test]
 fn ctrl_c_cancels_cleanly_and_exits_130() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("nap-started");
