@@ -33,7 +33,7 @@ impl Display {
                 while let Some(e) = rx.recv().await {
                     let mut next = Some(e);
                     while let Some(e) = next {
-                        if !(matches!(e, Event::Log { .. } | Event::Progress { .. }) && !verbose) {
+                        if verbose || !matches!(e, Event::Log { .. } | Event::Progress { .. }) {
                             let at = out.len();
                             match serde_json::to_writer(&mut out, &e) {
                                 Ok(()) => out.push(b'\n'),

@@ -29,6 +29,9 @@ pub(super) fn upstream_problem(
 }
 
 /// What deciding a task found.
+// `Ended` is the larger variant and the common one (most of a rerun's
+// tasks): boxing it would allocate once per cached task.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Step {
     /// It ended without running: its `when` is false, it could not be
     /// fingerprinted or looked up, or the cache answered it.

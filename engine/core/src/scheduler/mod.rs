@@ -625,6 +625,9 @@ struct Pending {
 const DECIDE_BATCH: usize = 64;
 
 /// What a task of the run's [`JoinSet`] hands back.
+// A task's output shares its cell with its future, which is larger than
+// `Ran` either way: boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Joined {
     /// A batch decided: each task ended, or runs.
     Decided(Vec<(usize, Outcome)>),
@@ -633,6 +636,8 @@ enum Joined {
 }
 
 /// One task of a decided batch: ended (refs moved, record sealed), or runs.
+// `Ended` is the larger variant and the common one: see [`Step`].
+#[allow(clippy::large_enum_variant)]
 enum Outcome {
     Ended(Finished),
     Runs(Box<Runs>),
