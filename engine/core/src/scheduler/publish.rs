@@ -39,7 +39,7 @@ pub(super) async fn publish_refs(sh: &Shared, t: usize, rec: TaskRecord) -> Task
         return rec;
     }
     // Boxed, as few tasks publish: inline, the ref moves' state would make
-    // every task's future larger (see `execute`).
+    // every task's future larger (see `decide_batch`).
     Box::pin(move_refs(sh, stage, rec)).await
 }
 

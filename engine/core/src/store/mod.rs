@@ -428,7 +428,6 @@ impl Store {
         &self.url
     }
 
-    /// Whether this handle's writes replace mismatching objects ([`Store::rewriting`]).
     /// Whether this store answers reads and stats at once, with no round
     /// trip to wait for (`fs://`): callers then check many objects one after
     /// another, where against a server they overlap the requests.
@@ -436,6 +435,7 @@ impl Store {
         matches!(self.backend, Backend::Fs(_))
     }
 
+    /// Whether this handle's writes replace mismatching objects ([`Store::rewriting`]).
     pub fn is_rewriting(&self) -> bool {
         self.existing == Verify::Hash
     }
