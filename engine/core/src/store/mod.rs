@@ -751,12 +751,12 @@ impl Store {
 
     /// Reads an object whole.
     ///
-    /// OpenDAL's futures are boxed here and in the other requests a cache
-    /// lookup makes (`stat`, `size_of`, `hash_of`, `exists`, `delete`):
-    /// inline, a read's 1.4 KB of state was in the future of every lookup,
-    /// on `fs://` too, and so in every cached task's (bench/README, "Cache
-    /// hits decided in batches"). One allocation per request to a server
-    /// costs nothing beside its round trip.
+    /// OpenDAL's futures are boxed here, in the other requests a cache
+    /// lookup makes (`stat`, `size_of`, `hash_of`) and in `exists` and
+    /// `delete`: inline, a read's 1.4 KB of state was in the future of
+    /// every lookup, on `fs://` too, and so in every cached task's
+    /// (bench/README, "Cache hits decided in batches"). One allocation per
+    /// request to a server costs nothing beside its round trip.
     pub async fn read(&self, path: &str) -> Result<Vec<u8>, StoreError> {
         match &self.backend {
             Backend::Dal(op) => Ok(Box::pin(op.read(path))
