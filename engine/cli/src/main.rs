@@ -106,9 +106,15 @@ fn render(p: &PipelineArgs) -> Result<template::Rendered> {
     template::render(&req).map_err(anyhow::Error::new)
 }
 
+/// Renders and compiles a pipeline; the parse comes from the current
+/// folder's `.engine/parse-cache` when this text was parsed before.
 fn load(p: &PipelineArgs) -> Result<(Pipeline, template::Rendered)> {
     let r = render(p)?;
-    let pipeline = compile::compile(&r.file, &r.text, &registry()).map_err(anyhow::Error::new)?;
+    let cache = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| engine_core::spec_cache::SpecCache::in_project(&cwd));
+    let pipeline = compile::compile_cached(&r.file, &r.text, &registry(), cache.as_ref())
+        .map_err(anyhow::Error::new)?;
     Ok((pipeline, r))
 }
 

@@ -1038,3 +1038,67 @@ fn profile_store_sits_between_the_environment_and_the_pipeline() {
         "{err}"
     );
 }
+
+/// A pipeline of `n` shell stages in a chain, long enough for the parse
+/// cache; the last stage needs `last_needs`.
+fn long_pipeline(n: usize, last_needs: &str) -> String {
+    let mut t =
+        String::from("name: long\nstages:\n  s0:\n    uses: shell\n    with: { run: \"true\" }\n");
+    for i in 1..n {
+        let needs = if i == n - 1 {
+            last_needs.to_string()
+        } else {
+            format!("s{}", i - 1)
+        };
+        t.push_str(&format!(
+            "  s{i}:\n    uses: shell\n    needs: [{needs}]\n    with: {{ run: \"echo {i} > o.txt\", outputs: {{ o: o.txt }} }}\n"
+        ));
+    }
+    t
+}
+
+#[test]
+fn a_long_pipeline_is_parsed_once_and_its_errors_read_the_same_from_the_parse_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cached = |d: &Path| -> usize {
+        std::fs::read_dir(d.join(".engine/parse-cache"))
+            .map(|r| r.count())
+            .unwrap_or(0)
+    };
+    // Outside a project (no `.engine/` folder), nothing is written.
+    let good = long_pipeline(600, "s598");
+    assert!(good.len() > 40_000);
+    std::fs::write(dir.path().join("p.yaml"), &good).unwrap();
+    let o = run_in(dir.path(), &["validate", "p.yaml"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(!dir.path().join(".engine").exists());
+
+    std::fs::create_dir(dir.path().join(".engine")).unwrap();
+    let first = run_in(dir.path(), &["validate", "p.yaml"]);
+    assert_eq!(cached(dir.path()), 1, "the parse is kept");
+    let second = run_in(dir.path(), &["validate", "p.yaml"]);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert_eq!(text(&first.stdout), text(&second.stdout));
+    assert_eq!(cached(dir.path()), 1, "read back, not written again");
+
+    // An error the checks find (not the parser) points at the same place
+    // whether the spec came from the YAML or from the cache.
+    let bad = long_pipeline(600, "s598, nosuch");
+    let line = bad.lines().position(|l| l.contains("nosuch")).unwrap() + 1;
+    std::fs::write(dir.path().join("p.yaml"), &bad).unwrap();
+    let parsed = run_in(dir.path(), &["validate", "p.yaml"]);
+    let from_cache = run_in(dir.path(), &["validate", "p.yaml"]);
+    assert_eq!(cached(dir.path()), 2);
+    assert_eq!(parsed.status.code(), Some(1));
+    assert_eq!(from_cache.status.code(), Some(1));
+    let err = text(&from_cache.stderr);
+    assert_eq!(text(&parsed.stderr), err);
+    assert!(
+        err.contains(&format!("p.yaml:{line}:19: stage `s599` needs `nosuch`")),
+        "{err}"
+    );
+    assert!(
+        err.contains("needs: [s598, nosuch]"),
+        "the source line: {err}"
+    );
+}

@@ -137,14 +137,34 @@ impl Checker<'_> {
     }
 }
 
-/// Parses and validates; all problems come back together, sorted by place.
 /// The most tasks one stage's `matrix:` may expand to.
 pub const MAX_MATRIX_TASKS: usize = 10_000;
 /// The most tasks a pipeline may have (map items are not tasks).
 pub const MAX_TASKS: usize = 100_000;
 
+/// Parses and validates; all problems come back together, sorted by place.
 pub fn compile(file: &str, text: &str, registry: &Registry) -> Result<Pipeline, Diagnostics> {
-    let spec = spec::parse(file, text)?;
+    compile_cached(file, text, registry, None)
+}
+
+/// [`compile`], reading the parsed spec from `cache` when it has `text`
+/// (and keeping it there when it did not). The checks run either way.
+pub fn compile_cached(
+    file: &str,
+    text: &str,
+    registry: &Registry,
+    cache: Option<&crate::spec_cache::SpecCache>,
+) -> Result<Pipeline, Diagnostics> {
+    let spec = match cache.and_then(|c| c.get(text)) {
+        Some(spec) => spec,
+        None => {
+            let spec = spec::parse(file, text)?;
+            if let Some(c) = cache {
+                c.put(text, &spec);
+            }
+            spec
+        }
+    };
     let mut c = Checker {
         file,
         errors: vec![],

@@ -2,7 +2,8 @@
 //!
 //! Data flows one way, one module per arrow:
 //!
-//! YAML text -> [`template`] (minijinja) -> [`spec`] (typed, located) ->
+//! YAML text -> [`template`] (minijinja) -> [`spec`] (typed, located;
+//! kept by [`spec_cache`] for the next command) ->
 //! [`compile`] (every error at once) -> [`deps`] (declared files, hashed)
 //! -> [`plan`] (petgraph DAG of tasks) ->
 //! [`scheduler`] (tokio, [`resources`]) -> [`executor`] (here, or
@@ -41,6 +42,7 @@ pub mod secrets;
 pub mod slurm;
 pub mod spawn;
 pub mod spec;
+pub mod spec_cache;
 pub mod stage;
 pub mod store;
 pub mod template;

@@ -6,7 +6,7 @@
 use crate::diag::{Diagnostic, Diagnostics, Loc};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 
@@ -23,8 +23,18 @@ impl<T> Located<T> {
     }
 }
 
+/// From YAML, the span comes from the parser. From the parse cache
+/// ([`crate::spec_cache`], a format serde calls not human-readable), it is
+/// written next to the value as `(value, line, column)`.
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Located<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if !d.is_human_readable() {
+            let (value, line, column) = <(T, u64, u64)>::deserialize(d)?;
+            return Ok(Located {
+                value,
+                loc: Loc { line, column },
+            });
+        }
         let s = serde_saphyr::Spanned::<T>::deserialize(d)?;
         Ok(Located {
             value: s.value,
@@ -33,6 +43,13 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Located<T> {
                 column: s.referenced.column(),
             },
         })
+    }
+}
+
+/// As `(value, line, column)`: the form the parse cache reads back.
+impl<T: Serialize> Serialize for Located<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (&self.value, self.loc.line, self.loc.column).serialize(s)
     }
 }
 
@@ -61,7 +78,7 @@ impl<T: Hash> Hash for Located<T> {
 }
 
 /// A pipeline: named stages wired by `needs`, run on resource classes.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSpec {
     /// The pipeline's name; runs and records are grouped under it.
@@ -80,7 +97,7 @@ pub struct PipelineSpec {
 }
 
 /// What one task of a class takes from the machine.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceClassSpec {
     /// CPU cores a task holds; also the thread count it is granted. Default 1.
@@ -111,7 +128,7 @@ fn yes() -> bool {
 }
 
 /// One stage: a stage kind, its inputs, params and how it runs.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StageSpec {
     /// The stage kind, e.g. `shell`, `features.extract`, `builtin.items`.
@@ -162,7 +179,7 @@ pub struct StageSpec {
 }
 
 /// Dynamic fan-out: `over: STAGE.COLLECTION`, items grouped in batches.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MapSpec {
     /// The collection to map over, as `stage.output`.

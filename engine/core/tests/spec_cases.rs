@@ -102,3 +102,60 @@ fn invalid_cases_report_exact_errors() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// Every case, made long enough to be cached, compiles to the same result
+/// from the parse cache as from the YAML: the same stages with the same
+/// params and places, or the same errors at the same lines and columns.
+#[test]
+fn every_case_compiles_the_same_from_the_parse_cache() {
+    use engine_core::spec_cache::{MIN_BYTES, SpecCache};
+    let reg = Registry::with_builtins();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = SpecCache::at(dir.path().to_path_buf(), b"test build");
+    let outcome = |r: Result<Pipeline, Diagnostics>| match r {
+        Ok(p) => format!(
+            "{} {:?} {:?}",
+            p.name,
+            p.classes,
+            p.stages
+                .iter()
+                .map(|s| {
+                    let s = (
+                        (&s.name, &s.kind, &s.params, &s.needs, &s.deps, s.loc),
+                        (
+                            &s.when, &s.publish, s.retries, s.timeout, s.cache, &s.matrix,
+                        ),
+                        s.class,
+                    );
+                    format!("{s:?}")
+                })
+                .collect::<Vec<_>>()
+        ),
+        Err(d) => d.render(),
+    };
+    let mut hits = 0;
+    for f in cases("") {
+        let mut text = body(&std::fs::read_to_string(&f).unwrap());
+        // A trailing comment moves no line or column of the spec.
+        text.push_str(&format!("# {}\n", "x".repeat(MIN_BYTES)));
+        let fresh = outcome(compile_with(&text, &reg, None));
+        let first = outcome(compile_with(&text, &reg, Some(&cache)));
+        if cache.get(&text).is_some() {
+            hits += 1;
+        }
+        let second = outcome(compile_with(&text, &reg, Some(&cache)));
+        assert_eq!(first, fresh, "{}: first, through the cache", f.display());
+        assert_eq!(second, fresh, "{}: read from the cache", f.display());
+    }
+    // The cases that parse (all valid ones, and the invalid ones whose
+    // errors come from the checks) were read back from the cache.
+    assert!(hits >= 10, "only {hits} cases were cached");
+}
+
+fn compile_with(
+    text: &str,
+    reg: &Registry,
+    cache: Option<&engine_core::spec_cache::SpecCache>,
+) -> Result<Pipeline, Diagnostics> {
+    engine_core::compile::compile_cached("case.yaml", text, reg, cache)
+}
