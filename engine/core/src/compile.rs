@@ -470,8 +470,14 @@ fn check_stage(
         );
         return None;
     }
-    let first: Vec<usize> = vec![0; matrix.len()];
-    let probe = CompiledStage::params_with(&params, &matrix, &first);
+    // Built once to check the params: with the first matrix combination
+    // applied, or from `with:` itself when there is no matrix.
+    let probe = if matrix.is_empty() && params.is_object() {
+        std::borrow::Cow::Borrowed(&params)
+    } else {
+        let first: Vec<usize> = vec![0; matrix.len()];
+        std::borrow::Cow::Owned(CompiledStage::params_with(&params, &matrix, &first))
+    };
     let imp = match crate::secrets::build_stage(kind.build, &probe) {
         Ok(imp) => imp,
         Err(e) => {

@@ -103,10 +103,11 @@ pub fn resolve(p: &Pipeline, base: &Path) -> Result<Resolved, Diagnostics> {
     let root = base.canonicalize().ok();
     // Absolute once, so every file's path is (the stat cache's key).
     let base = &std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+    let mut plain = HashSet::new();
     for s in &p.stages {
         let mut files = vec![];
         for (pattern, loc) in &s.deps {
-            match expand(base, root.as_deref(), pattern) {
+            match expand(base, root.as_deref(), pattern, &mut plain) {
                 Ok(found) if !found.is_empty() => files.extend(found),
                 Ok(_) => errors.push(missing(p, base, &s.name, pattern, *loc)),
                 Err(msg) => errors.push(
@@ -147,14 +148,25 @@ fn missing(p: &Pipeline, base: &Path, stage: &str, pattern: &str, loc: Loc) -> D
 }
 
 /// The files one pattern names; an error when one leaves the folder.
-fn expand(base: &Path, root: Option<&Path>, pattern: &str) -> Result<Vec<DepFile>, String> {
+fn expand(
+    base: &Path,
+    root: Option<&Path>,
+    pattern: &str,
+    plain: &mut HashSet<PathBuf>,
+) -> Result<Vec<DepFile>, String> {
     let pattern = pattern.trim_start_matches("./");
     if !is_glob(pattern) {
         let path = base.join(pattern);
-        let Ok(meta) = std::fs::metadata(&path) else {
-            return Ok(vec![]);
+        let meta = match plain_file(base, pattern, plain) {
+            Some(meta) => meta,
+            None => {
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    return Ok(vec![]);
+                };
+                inside(root, &path, pattern)?;
+                meta
+            }
         };
-        inside(root, &path, pattern)?;
         let rel = rel_of(base, &path);
         if meta.is_dir() {
             return walk(base, &path, &|_| true);
@@ -174,6 +186,34 @@ fn expand(base: &Path, root: Option<&Path>, pattern: &str) -> Result<Vec<DepFile
     inside(root, &start, pattern)?;
     // A folder the glob matches counts with everything under it.
     walk(base, &start, &|rel: &str| matcher.is_match(rel))
+}
+
+/// The metadata of `base/rel` when no symlink and no `..` lies on the way
+/// from `base` to it, which keeps it inside the pipeline's folder: one
+/// `lstat` per file, and one per folder on the way (remembered in
+/// `plain`), where [`inside`] resolves every component of the path again
+/// (a 5,001-stage pipeline spent most of `resolve` there). `None` sends
+/// the path the long way: missing, a symlink somewhere, `..`, absolute.
+fn plain_file(base: &Path, rel: &str, plain: &mut HashSet<PathBuf>) -> Option<std::fs::Metadata> {
+    let rel = Path::new(rel);
+    if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return None;
+    }
+    let mut dir = base.to_path_buf();
+    if let Some(parent) = rel.parent() {
+        for c in parent.components() {
+            dir.push(c);
+            if !plain.contains(&dir) {
+                let m = std::fs::symlink_metadata(&dir).ok()?;
+                if !m.file_type().is_dir() {
+                    return None;
+                }
+                plain.insert(dir.clone());
+            }
+        }
+    }
+    let m = std::fs::symlink_metadata(base.join(rel)).ok()?;
+    (!m.file_type().is_symlink()).then_some(m)
 }
 
 /// Refuses a path that a symlink takes outside the pipeline's folder.

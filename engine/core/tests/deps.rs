@@ -391,3 +391,37 @@ async fn a_map_stage_reruns_its_items_when_a_declared_file_changes() {
     let r = run(prepare(repo.path(), yaml, &mut cache).0, &store).await;
     assert_eq!(status(&r, "upper"), TaskStatus::Cached);
 }
+
+/// A declared file reached through a symlinked folder is checked where
+/// the link leads: refused outside the pipeline's folder, accepted inside
+/// it; plain files and folders on the way are accepted as they are.
+#[test]
+fn a_symlinked_folder_on_the_way_is_followed_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "s").unwrap();
+    std::fs::create_dir_all(root.join("real/sub")).unwrap();
+    std::fs::write(root.join("real/sub/f.txt"), "f").unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("out")).unwrap();
+    std::os::unix::fs::symlink(root.join("real"), root.join("alias")).unwrap();
+    let yaml = |deps: &str| {
+        format!(
+            "name: g\nstages:\n  a:\n    uses: builtin.echo\n    deps: [{deps}]\n    with: {{ text: x }}\n"
+        )
+    };
+    let reg = Registry::with_builtins();
+    let p = compile("p.yaml", &yaml("out/secret.txt"), &reg).unwrap();
+    let err = deps::resolve(&p, root).unwrap_err();
+    assert!(
+        err.items[0]
+            .message
+            .contains("outside the pipeline's folder"),
+        "{}",
+        err.render()
+    );
+    let p = compile("p.yaml", &yaml("real/sub/f.txt, alias/sub/f.txt"), &reg).unwrap();
+    let r = deps::resolve(&p, root).unwrap();
+    let files: Vec<&str> = r.stages[0].iter().map(|f| f.rel.as_str()).collect();
+    assert_eq!(files, ["alias/sub/f.txt", "real/sub/f.txt"]);
+}

@@ -125,11 +125,8 @@ impl Registry {
 
 /// Deserialises typed params, naming the offending field.
 pub fn parse_params<T: DeserializeOwned>(v: &Value) -> Result<T, ParamsError> {
-    let v = if v.is_null() {
-        Value::Object(Default::default())
-    } else {
-        v.clone()
-    };
+    let empty = Value::Object(Default::default());
+    let v = if v.is_null() { &empty } else { v };
     serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
