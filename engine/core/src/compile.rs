@@ -155,7 +155,7 @@ pub fn compile_cached(
     registry: &Registry,
     cache: Option<&crate::spec_cache::SpecCache>,
 ) -> Result<Pipeline, Diagnostics> {
-    let spec = match cache.and_then(|c| c.get(text)) {
+    let mut spec = match cache.and_then(|c| c.get(text)) {
         Some(spec) => spec,
         None => {
             let spec = spec::parse(file, text)?;
@@ -169,7 +169,11 @@ pub fn compile_cached(
         file,
         errors: vec![],
     };
-    let pipeline = check(&mut c, &spec, file, text, registry);
+    // Each stage's `with:` moves into its compiled stage rather than being
+    // copied (no check after `check_stage` reads it).
+    let params: Vec<Option<Located<Value>>> =
+        spec.stages.values_mut().map(|s| s.params.take()).collect();
+    let pipeline = check(&mut c, &spec, params, file, text, registry);
     if c.errors.is_empty()
         && let Some(p) = pipeline
     {
@@ -187,6 +191,7 @@ pub fn compile_cached(
 fn check(
     c: &mut Checker,
     spec: &PipelineSpec,
+    params: Vec<Option<Located<Value>>>,
     file: &str,
     text: &str,
     registry: &Registry,
@@ -211,9 +216,9 @@ fn check(
         );
     }
     let mut built: Vec<Option<CompiledStage>> = vec![];
-    for (key, st) in &spec.stages {
+    for ((key, st), params) in spec.stages.iter().zip(params) {
         built.push(check_stage(
-            c, key, st, &names, &ordered, &classes, registry,
+            c, key, st, params, &names, &ordered, &classes, registry,
         ));
     }
     check_maps(c, spec, &mut built);
@@ -339,6 +344,7 @@ fn check_stage(
     c: &mut Checker,
     key: &Located<String>,
     st: &StageSpec,
+    params: Option<Located<Value>>,
     names: &HashMap<&str, usize>,
     ordered: &[&str],
     classes: &[ResourceClass],
@@ -447,12 +453,8 @@ fn check_stage(
             matrix.clear();
         }
     }
-    let params = st
-        .params
-        .as_ref()
-        .map(|p| p.value.clone())
-        .unwrap_or(Value::Null);
-    let params_loc = st.params.as_ref().map(|p| p.loc).unwrap_or(st.uses.loc);
+    let params_loc = params.as_ref().map(|p| p.loc).unwrap_or(st.uses.loc);
+    let params = params.map(|p| p.value).unwrap_or(Value::Null);
     let Some(kind) = registry.get(&st.uses.value) else {
         c.error(
             st.uses.loc,
