@@ -1,6 +1,24 @@
 //! `engine`: the command line. Parsing and printing only; the work is in
 //! engine-core.
 
+/// `println!` and `print!` for commands that keep SIGPIPE ignored (they
+/// run, trigger or serve): a reader that went away (`engine monitor |
+/// head -1`) is not a panic; the command goes on, and its exit code and
+/// outputs (metrics file, run record) say how it went.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let mut o = std::io::stdout();
+        let _ = write!(o, $($t)*).and_then(|()| o.flush());
+    }};
+}
+
 mod args;
 mod catalog_cmd;
 mod detect_cmd;

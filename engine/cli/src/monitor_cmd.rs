@@ -116,7 +116,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<u8> {
             .await
             .with_context(|| format!("Failed to listen on `--listen {addr}`; pick a free `HOST:PORT`, e.g. `127.0.0.1:9464`"))?;
         let bound = listener.local_addr()?;
-        println!("serving Prometheus metrics at http://{bound}/metrics");
+        outln!("serving Prometheus metrics at http://{bound}/metrics");
         tokio::spawn(serve(listener, served.clone()));
     }
     let mut last_triggered: Option<Vec<String>> = None;
@@ -134,18 +134,18 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<u8> {
         // output finds them served.
         if let Outcome::Judged(report) = &outcome {
             if args.json {
-                println!("{}", serde_json::to_string_pretty(report)?);
+                outln!("{}", serde_json::to_string_pretty(report)?);
             } else {
-                print!("{}", report_text(report));
+                out!("{}", report_text(report));
             }
             let failing: Vec<String> = report.failing().iter().map(|s| s.to_string()).collect();
             if !failing.is_empty() {
                 let cmd = pipeline_args(&args, &failing);
                 let shown = format!("engine {}", cmd.join(" "));
                 match args.trigger {
-                    Trigger::None => println!("to retrain for the failing league(s), run: {shown}"),
+                    Trigger::None => outln!("to retrain for the failing league(s), run: {shown}"),
                     Trigger::Exit => {
-                        println!("failing league(s): {}; run: {shown}", failing.join(", "));
+                        outln!("failing league(s): {}; run: {shown}", failing.join(", "));
                         return Ok(EXIT_FAILING);
                     }
                     Trigger::Run if every.is_none() => return run_pipeline(&cmd, &shown).await,
@@ -153,7 +153,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<u8> {
                         // Watching: run once per distinct set of failing leagues.
                         if last_triggered.as_ref() != Some(&failing) {
                             let code = run_pipeline(&cmd, &shown).await?;
-                            println!("the triggered run exited with code {code}; watching on");
+                            outln!("the triggered run exited with code {code}; watching on");
                             last_triggered = Some(failing);
                         }
                     }
@@ -224,7 +224,7 @@ async fn round(
     cat.close().await;
     let rows = rows?;
     if rows.is_empty() {
-        println!(
+        outln!(
             "no review verdicts for {sport} in the last {}; nothing to judge",
             settings.window
         );
@@ -340,7 +340,7 @@ fn pipeline_args(args: &MonitorArgs, failing: &[String]) -> Vec<String> {
 }
 
 async fn run_pipeline(cmd: &[String], shown: &str) -> anyhow::Result<u8> {
-    println!("triggering: {shown}");
+    outln!("triggering: {shown}");
     let exe = std::env::current_exe()
         .context("Failed to find the `engine` executable to run the pipeline")?;
     let status = tokio::process::Command::new(&exe)

@@ -317,6 +317,41 @@ fn monitor_reports_figures_writes_prometheus_and_triggers() {
     );
 }
 
+/// `engine monitor | head -1`: the reader is gone before the report is
+/// printed. The monitor still writes its metrics and exits as it would,
+/// where `println!` panicked (SIGPIPE stays ignored in `monitor`: it can
+/// trigger runs and serve metrics).
+#[test]
+fn a_monitor_whose_reader_goes_away_writes_its_metrics_without_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    monitor_catalog(d);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = engine(d)
+        .args([
+            "monitor",
+            "-f",
+            "basketball.yaml",
+            "--db",
+            "cat.db",
+            "--metrics",
+            "m.prom",
+        ])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let prom = std::fs::read_to_string(d.join("m.prom")).unwrap();
+    assert!(
+        prom.contains("# TYPE engine_monitor_precision gauge\n"),
+        "{prom}"
+    );
+}
+
 #[test]
 fn monitor_serves_metrics_over_http() {
     let tmp = tempfile::tempdir().unwrap();
