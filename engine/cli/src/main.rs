@@ -345,6 +345,12 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             verbose,
             verify,
         } => {
+            // The commit (two `git` processes, longer in a large checkout)
+            // is read while the pipeline loads and its files are hashed.
+            let git = {
+                let dir = pipeline_dir(&p.pipeline).to_path_buf();
+                std::thread::spawn(move || engine_core::records::git_commit(&dir))
+            };
             let (mut pipeline, rendered, resolved) = load_checked(&p)?;
             check_forced(&pipeline, &cache.force)?;
             hash_deps(&mut pipeline, &resolved, cache.deps_from_git)?;
@@ -362,6 +368,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                 json,
                 verbose,
                 verify,
+                git_commit: git.join().ok().flatten(),
             };
             run(pipeline, plan, store, rendered, flags, slurm).await
         }

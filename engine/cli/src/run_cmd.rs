@@ -49,6 +49,8 @@ pub(crate) struct RunFlags {
     pub(crate) json: bool,
     pub(crate) verbose: bool,
     pub(crate) verify: bool,
+    /// The pipeline repository's commit (`-dirty` when changed), if any.
+    pub(crate) git_commit: Option<String>,
 }
 
 pub(crate) async fn run(
@@ -64,6 +66,7 @@ pub(crate) async fn run(
         json,
         verbose,
         verify,
+        git_commit,
     } = flags;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let mut opts = RunOptions {
@@ -72,7 +75,7 @@ pub(crate) async fn run(
         verify,
         events: engine_core::events::EventSink::new(tx),
         values: rendered.values.clone(),
-        git_commit: engine_core::records::git_commit(pipeline_dir(Path::new(&pipeline.file))),
+        git_commit,
         ..RunOptions::default()
     };
     if let Some(cfg) = slurm {

@@ -1102,3 +1102,46 @@ fn a_long_pipeline_is_parsed_once_and_its_errors_read_the_same_from_the_parse_ca
         "the source line: {err}"
     );
 }
+
+/// A run records the commit of the pipeline's repository (read while the
+/// pipeline loads), with `-dirty` once a tracked file has changed.
+#[test]
+fn a_run_records_the_commit_of_the_pipelines_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let git = |args: &[&str]| -> String {
+        let o = Command::new("git")
+            .current_dir(&repo)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", text(&o.stderr));
+        text(&o.stdout).trim().to_string()
+    };
+    git(&["init", "-q"]);
+    let pipeline = "name: g\nstages:\n  a:\n    uses: builtin.echo\n    with: { text: x }\n";
+    std::fs::write(repo.join("p.yaml"), pipeline).unwrap();
+    git(&["add", "p.yaml"]);
+    git(&["commit", "-q", "-m", "pipeline"]);
+    let head = git(&["rev-parse", "HEAD"]);
+    // Run from outside the repository: the commit is the pipeline's.
+    let commit_of_a_run = || -> String {
+        let o = run_in(dir.path(), &["run", "repo/p.yaml", "--json"]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let out = text(&o.stdout);
+        let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        let run = summary["run"].as_str().unwrap().to_string();
+        let show = run_in(dir.path(), &["show", &run, "--json"]);
+        assert!(show.status.success(), "{}", text(&show.stderr));
+        let record: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+        record["git_commit"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(commit_of_a_run(), head);
+    std::fs::write(repo.join("p.yaml"), format!("{pipeline}# edited\n")).unwrap();
+    assert_eq!(commit_of_a_run(), format!("{head}-dirty"));
+}
