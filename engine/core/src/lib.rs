@@ -5,7 +5,7 @@
 //! YAML text -> [`template`] (minijinja) -> [`spec`] (typed, located;
 //! kept by [`spec_cache`] for the next command) ->
 //! [`compile`] (every error at once) -> [`deps`] (declared files, hashed)
-//! -> [`plan`] (petgraph DAG of tasks) ->
+//! -> [`plan`] (tasks in dependency order) ->
 //! [`scheduler`] (tokio, [`resources`]) -> [`executor`] (here, or
 //! [`slurm`]: jobs, job arrays, one poller per run) -> [`store`]
 //! (content-addressed artifacts, refs) -> [`records`] (run records with

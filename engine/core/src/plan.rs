@@ -1,9 +1,9 @@
-//! Plans a pipeline: expands matrices into tasks and orders them on a
-//! petgraph DAG of stages. Map stages stay one task each: their items are
-//! known only at run time and fan out inside the task.
+//! Plans a pipeline: expands matrices into tasks and orders the stages
+//! after the stages they need, in written order otherwise. Map stages stay
+//! one task each: their items are known only at run time and fan out
+//! inside the task.
 
 use crate::compile::Pipeline;
-use petgraph::graph::DiGraph;
 use serde_json::Value;
 use std::ops::Range;
 
@@ -37,19 +37,13 @@ impl Plan {
 
 /// Expands and orders. The pipeline is already checked for cycles.
 pub fn plan(p: &Pipeline) -> Plan {
-    let mut g = DiGraph::<usize, ()>::with_capacity(p.stages.len(), p.stages.len());
-    let nodes: Vec<_> = (0..p.stages.len()).map(|i| g.add_node(i)).collect();
     let mut dependants = vec![vec![]; p.stages.len()];
     for (i, s) in p.stages.iter().enumerate() {
         for &n in &s.needs {
-            g.add_edge(nodes[n], nodes[i], ());
             dependants[n].push(i);
         }
     }
-    let stage_order: Vec<usize> = match petgraph::algo::toposort(&g, None) {
-        Ok(order) => order.into_iter().map(|n| g[n]).collect(),
-        Err(_) => (0..p.stages.len()).collect(), // unreachable after compile
-    };
+    let stage_order = stage_order(p, &dependants);
     let total: usize = p.stages.iter().map(|s| s.task_count()).sum();
     let mut tasks = Vec::with_capacity(total);
     let mut stage_tasks = vec![0..0; p.stages.len()];
@@ -91,6 +85,41 @@ pub fn plan(p: &Pipeline) -> Plan {
     }
 }
 
+/// The stages in an order where each comes after the stages it needs and,
+/// among those free to go, in the order they are written: a plan, a run's
+/// events and its record list `extract_0` before `extract_1`. (petgraph's
+/// depth-first `toposort` listed independent stages last-written first.)
+/// The pipeline is already checked for cycles; a stage on one would be
+/// left out here, so any such is appended in written order.
+fn stage_order(p: &Pipeline, dependants: &[Vec<usize>]) -> Vec<usize> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let n = p.stages.len();
+    let mut needs_left: Vec<usize> = p.stages.iter().map(|s| s.needs.len()).collect();
+    let mut free: BinaryHeap<Reverse<usize>> = (0..n)
+        .filter(|&i| needs_left[i] == 0)
+        .map(Reverse)
+        .collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(Reverse(i)) = free.pop() {
+        order.push(i);
+        for &d in &dependants[i] {
+            needs_left[d] -= 1;
+            if needs_left[d] == 0 {
+                free.push(Reverse(d));
+            }
+        }
+    }
+    if order.len() < n {
+        let mut placed = vec![false; n];
+        for &i in &order {
+            placed[i] = true;
+        }
+        order.extend((0..n).filter(|&i| !placed[i]));
+    }
+    order
+}
+
 /// `train[hidden=64,lr=0.001]`.
 pub fn matrix_label(name: &str, matrix: &[(String, Vec<Value>)], combo: &[usize]) -> String {
     let mut s = String::with_capacity(name.len() + 16 * matrix.len());
@@ -109,4 +138,43 @@ pub fn matrix_label(name: &str, matrix: &[(String, Vec<Value>)], combo: &[usize]
     }
     s.push(']');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::compile;
+    use crate::stage::Registry;
+
+    fn order(yaml: &str) -> Vec<String> {
+        let p = compile("p.yaml", yaml, &Registry::with_builtins()).unwrap();
+        plan(&p).tasks.into_iter().map(|t| t.label).collect()
+    }
+
+    #[test]
+    fn stages_come_after_what_they_need_and_otherwise_as_written() {
+        let stage = |name: &str, needs: &str| {
+            format!(
+                "  {name}:\n    uses: builtin.echo\n    needs: [{needs}]\n    with: {{ text: x }}\n"
+            )
+        };
+        // Independent stages: as written (petgraph's toposort gave c, b, a).
+        let yaml = format!(
+            "name: o\nstages:\n{}{}{}",
+            stage("a", ""),
+            stage("b", ""),
+            stage("c", "")
+        );
+        assert_eq!(order(&yaml), ["a", "b", "c"]);
+        // `first` is written last but needed by `second`; `other` is free
+        // from the start and written before `second`.
+        let yaml = format!(
+            "name: o\nstages:\n{}{}{}{}",
+            stage("report", "second, other"),
+            stage("second", "first"),
+            stage("other", ""),
+            stage("first", ""),
+        );
+        assert_eq!(order(&yaml), ["other", "first", "second", "report"]);
+    }
 }
