@@ -216,10 +216,14 @@ fn check(
         );
     }
     let mut built: Vec<Option<CompiledStage>> = vec![];
+    let known = Known {
+        names: &names,
+        ordered: &ordered,
+        classes: &classes,
+        registry,
+    };
     for ((key, st), params) in spec.stages.iter().zip(params) {
-        built.push(check_stage(
-            c, key, st, params, &names, &ordered, &classes, registry,
-        ));
+        built.push(check_stage(c, key, st, params, &known));
     }
     check_maps(c, spec, &mut built);
     check_cycles(c, spec, &names);
@@ -340,16 +344,29 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
     (n >= 0.0 && n.is_finite()).then_some((n * mult as f64) as u64)
 }
 
+/// What a stage's spec may name: the other stages (by name, and in written
+/// order for suggestions), the resource classes and the stage kinds.
+#[derive(Clone, Copy)]
+struct Known<'a> {
+    names: &'a HashMap<&'a str, usize>,
+    ordered: &'a [&'a str],
+    classes: &'a [ResourceClass],
+    registry: &'a Registry,
+}
+
 fn check_stage(
     c: &mut Checker,
     key: &Located<String>,
     st: &StageSpec,
     params: Option<Located<Value>>,
-    names: &HashMap<&str, usize>,
-    ordered: &[&str],
-    classes: &[ResourceClass],
-    registry: &Registry,
+    known: &Known,
 ) -> Option<CompiledStage> {
+    let Known {
+        names,
+        ordered,
+        classes,
+        registry,
+    } = *known;
     let name = &key.value;
     let mut needs = vec![];
     for n in &st.needs {
