@@ -17,9 +17,9 @@
 //!   the text is parsed again and the entry rewritten.
 //! - **Where.** Only in a folder that already has `.engine/` (the engine
 //!   creates it on the first run), so that `engine validate` anywhere leaves
-//!   nothing behind; only for texts of [`MIN_BYTES`] or more, below which
-//!   parsing is quicker than the file; at most [`KEEP`] entries, the oldest
-//!   removed on write.
+//!   nothing behind; only for texts of [`MIN_BYTES`] or more, which take
+//!   a few milliseconds or less to parse and are not worth a file; at most
+//!   [`KEEP`] entries, the oldest removed on write.
 
 use crate::spec::PipelineSpec;
 use std::path::{Path, PathBuf};
