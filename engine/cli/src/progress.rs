@@ -88,64 +88,80 @@ impl Display {
                 let task_style =
                     ProgressStyle::with_template("  {spinner} {prefix} {wide_msg} {pos}/{len}")
                         .unwrap_or_else(|_| ProgressStyle::default_bar());
+                // The lines of every event already queued go out in one
+                // `println`: each call redraws the bars, and a 5,001-task
+                // rerun wrote 1.6 MB to the terminal one redraw per line.
+                let mut lines: Vec<String> = vec![];
+                let flush = |lines: &mut Vec<String>| {
+                    if !lines.is_empty() {
+                        let _ = mp.println(lines.join("\n"));
+                        lines.clear();
+                    }
+                };
                 while let Some(e) = rx.recv().await {
-                    match e {
-                        Event::RunStarted { run, pipeline, .. } => {
-                            main.set_message(format!("{pipeline} ({run})"))
-                        }
-                        Event::TaskStarted { task, .. } => {
-                            let pb = running.entry(task.clone()).or_insert_with(|| {
-                                let pb = mp.add(ProgressBar::new(0));
-                                pb.set_style(task_style.clone());
-                                pb.set_prefix(task.clone());
-                                pb.enable_steady_tick(Duration::from_millis(120));
-                                pb
-                            });
-                            pb.set_message("running");
-                        }
-                        Event::Progress { task, done, total } => {
-                            if let Some(pb) = running.get(&task) {
-                                pb.set_length(total);
-                                pb.set_position(done);
-                                pb.set_message("items");
+                    let mut next = Some(e);
+                    while let Some(e) = next {
+                        match e {
+                            Event::RunStarted { run, pipeline, .. } => {
+                                main.set_message(format!("{pipeline} ({run})"))
                             }
-                        }
-                        Event::TaskRetry {
-                            task,
-                            attempt,
-                            error,
-                            ..
-                        } => {
-                            let _ = mp.println(format!(
+                            Event::TaskStarted { task, .. } => {
+                                let pb = running.entry(task.clone()).or_insert_with(|| {
+                                    let pb = mp.add(ProgressBar::new(0));
+                                    pb.set_style(task_style.clone());
+                                    pb.set_prefix(task.clone());
+                                    pb.enable_steady_tick(Duration::from_millis(120));
+                                    pb
+                                });
+                                pb.set_message("running");
+                            }
+                            Event::Progress { task, done, total } => {
+                                if let Some(pb) = running.get(&task) {
+                                    pb.set_length(total);
+                                    pb.set_position(done);
+                                    pb.set_message("items");
+                                }
+                            }
+                            Event::TaskRetry {
+                                task,
+                                attempt,
+                                error,
+                                ..
+                            } => lines.push(format!(
                                 "retry    {task}: attempt {attempt} failed: {error}"
-                            ));
-                        }
-                        Event::TaskFinished {
-                            task,
-                            status,
-                            seconds,
-                            reason,
-                            error,
-                        } => {
-                            if let Some(pb) = running.remove(&task) {
-                                pb.finish_and_clear();
-                                mp.remove(&pb);
-                            }
-                            main.inc(1);
-                            let _ = mp.println(finished_line(
-                                &task,
+                            )),
+                            Event::TaskFinished {
+                                task,
                                 status,
                                 seconds,
-                                &reason,
-                                error.as_deref(),
-                            ));
+                                reason,
+                                error,
+                            } => {
+                                if let Some(pb) = running.remove(&task) {
+                                    pb.finish_and_clear();
+                                    mp.remove(&pb);
+                                }
+                                main.inc(1);
+                                lines.push(finished_line(
+                                    &task,
+                                    status,
+                                    seconds,
+                                    &reason,
+                                    error.as_deref(),
+                                ));
+                            }
+                            Event::Log { task, line } if verbose => {
+                                lines.push(format!("[{task}] {line}"))
+                            }
+                            Event::RunFinished { .. } => {
+                                flush(&mut lines);
+                                main.finish_and_clear()
+                            }
+                            _ => {}
                         }
-                        Event::Log { task, line } if verbose => {
-                            let _ = mp.println(format!("[{task}] {line}"));
-                        }
-                        Event::RunFinished { .. } => main.finish_and_clear(),
-                        _ => {}
+                        next = rx.try_recv().ok();
                     }
+                    flush(&mut lines);
                 }
                 let _ = mp.clear();
             }
