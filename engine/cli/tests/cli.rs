@@ -1145,3 +1145,43 @@ fn a_run_records_the_commit_of_the_pipelines_repository() {
     std::fs::write(repo.join("p.yaml"), format!("{pipeline}# edited\n")).unwrap();
     assert_eq!(commit_of_a_run(), format!("{head}-dirty"));
 }
+
+/// On a terminal (a pty from `script`, with `CI` unset) the bar display
+/// prints a line for every task above the bars, the lines of several
+/// events in one go, then the summary; a rerun says every task is cached.
+#[test]
+fn the_bar_display_on_a_terminal_prints_every_task_and_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = repo().join("examples/hello.yaml");
+    let on_a_terminal = || -> String {
+        let cmd = format!("{} run {}", env!("CARGO_BIN_EXE_engine"), hello.display());
+        let o = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .current_dir(dir.path())
+            .env_remove("CI")
+            .env_remove("ENGINE_STORE")
+            .env("XDG_CONFIG_HOME", "/nonexistent/engine-test-config")
+            .env("COLUMNS", "200")
+            .output()
+            .unwrap();
+        let out = text(&o.stdout);
+        assert!(o.status.success(), "{out}{}", text(&o.stderr));
+        assert!(!out.contains("panicked"), "{out}");
+        out
+    };
+    let tasks = ["make", "shout", "gather", "report"];
+    let cold = on_a_terminal();
+    assert!(cold.contains("/4 tasks"), "the bars were not drawn: {cold}");
+    for t in tasks {
+        assert!(cold.contains(&format!("done     {t} (")), "{t}: {cold}");
+    }
+    assert!(cold.contains("succeeded"), "{cold}");
+    let rerun = on_a_terminal();
+    for t in tasks {
+        assert!(
+            rerun.contains(&format!("cached   {t}: cached from run")),
+            "{t}: {rerun}"
+        );
+    }
+    assert!(rerun.contains("4 cached"), "{rerun}");
+}
