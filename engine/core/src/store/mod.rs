@@ -518,6 +518,8 @@ impl Store {
     pub async fn flush(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Dal(_) => Ok(()),
+            // Not even a thread of the blocking pool for nothing to flush.
+            Backend::Fs(fs) if !fs.unflushed() => Ok(()),
             Backend::Fs(fs) => {
                 let fs = fs.clone();
                 tokio::task::spawn_blocking(move || fs.flush())
