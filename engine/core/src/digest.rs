@@ -75,6 +75,27 @@ pub fn flatten_json(
 /// JSON with object keys sorted at every level, so equal values hash equal
 /// whatever order they were written in.
 pub fn canonical_json(v: &serde_json::Value) -> String {
+    if *MAPS_SORTED {
+        return serde_json::to_string(v).expect("JSON values always serialise");
+    }
+    sorted_json(v)
+}
+
+/// Whether `serde_json`'s maps keep their keys sorted: they are B-trees
+/// unless a crate in the build turns on its `preserve_order` feature.
+/// Then every value is already canonical, and [`canonical_json`] writes it
+/// as it is, without the sorted copy [`sorted_json`] makes (a tenth of
+/// deciding each task of a no-op rerun).
+static MAPS_SORTED: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
+    let mut m = serde_json::Map::new();
+    m.insert("b".into(), serde_json::Value::Null);
+    m.insert("a".into(), serde_json::Value::Null);
+    m.keys().next().is_some_and(|k| k == "a")
+});
+
+/// [`canonical_json`] for maps that keep insertion order: a copy with
+/// the keys of every object sorted.
+fn sorted_json(v: &serde_json::Value) -> String {
     fn sort(v: &serde_json::Value) -> serde_json::Value {
         match v {
             serde_json::Value::Object(m) => {
@@ -91,4 +112,27 @@ pub fn canonical_json(v: &serde_json::Value) -> String {
         }
     }
     serde_json::to_string(&sort(v)).expect("JSON values always serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level_whatever_the_maps_keep() {
+        let a: serde_json::Value = serde_json::from_str(
+            r#"{"z": 1, "a": {"y": [{"d": 1, "c": 2}], "b": null}, "m": "x"}"#,
+        )
+        .unwrap();
+        let b: serde_json::Value = serde_json::from_str(
+            r#"{"m": "x", "a": {"b": null, "y": [{"c": 2, "d": 1}]}, "z": 1}"#,
+        )
+        .unwrap();
+        let want = r#"{"a":{"b":null,"y":[{"c":2,"d":1}]},"m":"x","z":1}"#;
+        assert_eq!(canonical_json(&a), want);
+        assert_eq!(canonical_json(&b), want);
+        // The copy made where maps keep insertion order writes the same.
+        assert_eq!(sorted_json(&a), want);
+        assert_eq!(sorted_json(&b), want);
+    }
 }

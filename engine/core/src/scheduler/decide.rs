@@ -3,17 +3,24 @@
 //! the plan says is what the run does.
 
 use super::*;
+use std::borrow::Cow;
 
 /// A task's params (its matrix values applied) and its stage built from
-/// them. A task without a matrix reuses the stage compiled once.
-pub(super) fn task_stage(
-    stage: &CompiledStage,
+/// them. A task without a matrix borrows the params and reuses the stage
+/// compiled once (a rerun's cached task only hashes them).
+pub(super) fn task_stage<'s>(
+    stage: &'s CompiledStage,
     combo: &[usize],
-) -> Result<(Value, StageImpl), crate::stage::ParamsError> {
-    let params = stage.params_for(combo);
+) -> Result<(Cow<'s, Value>, StageImpl), crate::stage::ParamsError> {
     if combo.is_empty() {
+        let params = if stage.params.is_null() {
+            Cow::Owned(stage.params_for(combo))
+        } else {
+            Cow::Borrowed(&stage.params)
+        };
         return Ok((params, stage.imp.clone()));
     }
+    let params = Cow::Owned(stage.params_for(combo));
     let imp = crate::secrets::build_stage(stage.build, &params)?;
     Ok((params, imp))
 }

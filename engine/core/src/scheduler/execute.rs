@@ -194,7 +194,7 @@ pub(super) async fn decide_task(
     Step::Runs(Box::new(Runs {
         rec,
         input_specs,
-        params,
+        params: params.into_owned(),
         imp,
         fp,
         fpd,
