@@ -1155,6 +1155,49 @@ async fn a_running_tasks_log_is_in_its_record_while_it_runs() {
     );
 }
 
+/// A run's document is written before its first task runs, not only at the
+/// first checkpoint (2 s): a reader (`engine runs`) sees a run that does
+/// work from its start. A rerun whose every task is cached writes it at its
+/// end, complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_recorded_when_its_first_task_starts_and_a_cached_rerun_at_its_end() {
+    let s = common::fs_store();
+    let yaml = "name: first-write\nstages:\n  nap:\n    uses: builtin.sleep\n    with: { ms: 1500 }\n";
+    let o = opts(2);
+    let id = o.run_id.clone();
+    let store = s.store.clone();
+    let t0 = Instant::now();
+    let running = tokio::spawn(async move { run_with(yaml, &store, o).await });
+    let r = record_while_running(&s.store, &id, &running, |r| {
+        r.status == RunStatus::Running && status(r, "nap") == TaskStatus::Running
+    })
+    .await
+    .expect("the record was there while `nap` ran");
+    assert!(
+        t0.elapsed() < engine_core::records::HEARTBEAT,
+        "seen only after {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(r.events, 0, "read from the document, not from a batch");
+    assert_eq!(running.await.unwrap().status, RunStatus::Succeeded);
+
+    let o = opts(2);
+    let id = o.run_id.clone();
+    let again = run_with(yaml, &s.store, o).await;
+    assert_eq!(status(&again, "nap"), TaskStatus::Cached);
+    let doc = engine_core::records::load_run(&s.store, &id)
+        .await
+        .unwrap()
+        .expect("the cached rerun's record is in the store");
+    assert_eq!(doc.status, RunStatus::Succeeded);
+    assert_eq!(status(&doc, "nap"), TaskStatus::Cached);
+    assert!(doc.finished.is_some());
+    assert!(
+        !s.root.join(format!("runs/{id}/events")).exists(),
+        "a rerun that ran nothing wrote no event batches"
+    );
+}
+
 /// The scheduling loop runs on a worker of the runtime: a caller that stops
 /// waiting for the run (a timeout, a dropped future) stops the run too, as
 /// when the loop ran in the caller's own future; it must not go on alone.

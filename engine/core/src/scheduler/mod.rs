@@ -313,8 +313,7 @@ async fn run_loop(
             })
             .collect(),
     };
-    let mut log = RecordLog::default();
-    log.save_whole(&store, &mut record, &opts.events).await;
+    let mut log = RecordLog::begin();
     let scratch =
         private_scratch(&opts.scratch_root, &record.id).map_err(|e| StoreError::Local {
             op: "create a scratch folder in",
@@ -501,6 +500,7 @@ async fn run_loop(
                     match step {
                         Outcome::Ended(f) => ended.push((t, f)),
                         Outcome::Runs(runs) => {
+                            log.before_work(&store, &mut record, &opts.events).await;
                             join.spawn(run_one(sh.clone(), t, runs));
                         }
                     }

@@ -1,10 +1,11 @@
-//! How a running run's record reaches the store: whole documents at the
-//! ends, small event batches in between.
+//! How a running run's record reaches the store: the whole document once
+//! the run does something and at its end, small event batches in between.
 
 use super::*;
 
-/// How a running run's record reaches the store: the whole document at
-/// the start and the end, and in between a batch of the tasks that changed
+/// How a running run's record reaches the store: the whole document once
+/// the run does something (see [`RecordLog::begin`]) and at the end, and
+/// in between a batch of the tasks that changed
 /// every [`CHECKPOINT`] (with a heartbeat at least every
 /// [`records::HEARTBEAT`]), as [`records::RunEvents`] objects. The
 /// document is rewritten (compacted) only once the batches written since
@@ -24,6 +25,8 @@ pub(super) struct RecordLog {
     batch_bytes: usize,
     doc_bytes: usize,
     last: Option<Instant>,
+    /// The document has been written (batches follow a document).
+    written: bool,
     /// Each ended task's record as JSON, made by the task on its own
     /// thread ([`RecordLog::ended`]) and dropped when the record changes
     /// again ([`RecordLog::touch`]): what the whole document is made of
@@ -44,6 +47,31 @@ pub(super) const MAX_BATCHES: u64 = 64;
 pub(super) const HARD_MAX_BATCHES: u64 = 1024;
 
 impl RecordLog {
+    /// A run starts: its document is not written yet. It is written before
+    /// the first task runs ([`RecordLog::before_work`]), at the first
+    /// checkpoint or heartbeat, and at the end. A run whose every task ends
+    /// at the cache (a no-op rerun) writes its document once, at the end;
+    /// killed before that, it leaves no record, having done nothing. At
+    /// 5,001 cached tasks the document written at the start was 2.5 MB.
+    pub(super) fn begin() -> Self {
+        RecordLog {
+            last: Some(Instant::now()),
+            ..RecordLog::default()
+        }
+    }
+    /// A task is about to run (on this machine or as a batch job, whose
+    /// worker reads the run's record): the document is there first, so
+    /// `engine runs` shows the run and a crash leaves it `interrupted`.
+    pub(super) async fn before_work(
+        &mut self,
+        store: &Store,
+        record: &mut RunRecord,
+        events: &EventSink,
+    ) {
+        if !self.written {
+            self.save_whole(store, record, events).await;
+        }
+    }
     /// Task `t`'s record changed: it goes into the next batch, and its
     /// JSON is made again.
     pub(super) fn touch(&mut self, t: usize) {
@@ -76,7 +104,8 @@ impl RecordLog {
         events: &EventSink,
     ) {
         self.last = Some(Instant::now());
-        if self.batch_bytes > self.doc_bytes
+        if !self.written
+            || self.batch_bytes > self.doc_bytes
             || (self.batches >= MAX_BATCHES && self.batch_bytes * 16 > self.doc_bytes)
             || self.batches >= HARD_MAX_BATCHES
         {
@@ -131,6 +160,7 @@ impl RecordLog {
         for attempt in 1..=3 {
             match records::save_run_sealed(store, record, &self.sealed).await {
                 Ok(n) => {
+                    self.written = true;
                     self.doc_bytes = n;
                     self.dirty.clear();
                     if self.batches > 0 {
