@@ -19,6 +19,38 @@ macro_rules! out {
     }};
 }
 
+/// mimalloc: a no-op rerun of 5,001 cached tasks spends a fifth of its
+/// CPU in glibc's allocator (`_int_free`, `malloc_consolidate`,
+/// `unlink_chunk`); with mimalloc the whole command takes 0.8x the time
+/// (bench/README.md, "The allocator"). Only the engine's own allocations
+/// go through it (no `override`): C libraries and the processes it starts
+/// keep the system's malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's `arena_eager_commit` option, off before the first
+/// allocation. Committed whole, its arenas are backed by transparent huge
+/// pages where the kernel gives them by default (`always`, as on Debian):
+/// every thread's first allocation faulted in 2 MiB, and `engine
+/// --version` took 14 MB of RSS instead of 7-9 (`validate` of the replay
+/// pipeline 25 MB instead of 19, over issue 11's 20 MB). Committed as
+/// used, the pages stay small; the time is within the noise of the eager
+/// default. Disabling huge pages instead (`allow_thp`) would be inherited
+/// by every process the engine starts. Runs as an ELF constructor: after
+/// mimalloc's own (priority 101), before Rust's runtime allocates.
+#[used]
+#[unsafe(link_section = ".init_array.00200")]
+static MIMALLOC_OPTIONS: extern "C" fn() = {
+    extern "C" fn lazy_commit() {
+        /// `mi_option_arena_eager_commit` in mimalloc.h (v2 and v3);
+        /// libmimalloc-sys does not name it.
+        const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+        // SAFETY: sets one option's value; nothing has allocated yet.
+        unsafe { libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0) }
+    }
+    lazy_commit
+};
+
 mod args;
 mod catalog_cmd;
 mod detect_cmd;
