@@ -19,37 +19,62 @@ macro_rules! out {
     }};
 }
 
-/// mimalloc: a no-op rerun of 5,001 cached tasks spends a fifth of its
-/// CPU in glibc's allocator (`_int_free`, `malloc_consolidate`,
-/// `unlink_chunk`); with mimalloc the whole command takes 0.8x the time
-/// (bench/README.md, "The allocator"). Only the engine's own allocations
-/// go through it (no `override`): C libraries and the processes it starts
-/// keep the system's malloc.
+/// mimalloc: a no-op rerun of 5,001 cached tasks spent a fifth of its CPU
+/// in glibc's allocator (`_int_free`, `malloc_consolidate`,
+/// `unlink_chunk`); with mimalloc the whole command takes about 0.85x the
+/// time (bench/README.md, "The whole command under 100 ms"). Only the
+/// engine's own allocations go through it (no `override`): C libraries and
+/// the processes it starts keep the system's malloc.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `arena_eager_commit` option, off before the first
-/// allocation. Committed whole, its arenas are backed by transparent huge
-/// pages where the kernel gives them by default (`always`, as on Debian):
-/// every thread's first allocation faulted in 2 MiB, and `engine
-/// --version` took 14 MB of RSS instead of 7-9 (`validate` of the replay
-/// pipeline 25 MB instead of 19, over issue 11's 20 MB). Committed as
-/// used, the pages stay small; the time is within the noise of the eager
-/// default. Disabling huge pages instead (`allow_thp`) would be inherited
-/// by every process the engine starts. Runs as an ELF constructor: after
-/// mimalloc's own (priority 101), before Rust's runtime allocates.
+/// How mimalloc commits its arenas, chosen before the first allocation
+/// from the command line (an ELF constructor: after mimalloc's own, at
+/// priority 101, before Rust's runtime allocates; glibc hands constructors
+/// `argc` and `argv`, as the standard library's own argument reading relies
+/// on).
+///
+/// Committed whole (mimalloc's default), arenas are backed by transparent
+/// huge pages where the kernel gives them unasked (`always`, Debian's
+/// default): each thread's first allocation faults in 2 MiB. That costs
+/// `engine --version` 14 MB of RSS instead of 7-9, and `validate` of the
+/// replay pipeline 25 MB instead of 17-19 (issue 11 asks under 20), while
+/// a command that does work faults far less and runs faster (the 5,001-task
+/// no-op rerun about 5% faster). So the commands that run, plan, serve or
+/// watch keep the default; every other command commits as it uses. Turning
+/// huge pages off for the process instead (mimalloc's `allow_thp`) would be
+/// inherited by every process the engine starts.
 #[used]
 #[unsafe(link_section = ".init_array.00200")]
-static MIMALLOC_OPTIONS: extern "C" fn() = {
-    extern "C" fn lazy_commit() {
-        /// `mi_option_arena_eager_commit` in mimalloc.h (v2 and v3);
-        /// libmimalloc-sys does not name it.
-        const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+static MIMALLOC_OPTIONS: CommitPolicy = commit_policy;
+
+type CommitPolicy =
+    extern "C" fn(libc::c_int, *const *const libc::c_char, *const *const libc::c_char);
+
+extern "C" fn commit_policy(
+    argc: libc::c_int,
+    argv: *const *const libc::c_char,
+    _env: *const *const libc::c_char,
+) {
+    /// `mi_option_arena_eager_commit` in mimalloc.h (v2 and v3);
+    /// libmimalloc-sys does not name it.
+    const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+    const WORKS: [&[u8]; 5] = [b"run", b"plan", b"task", b"serve", b"monitor"];
+    // Any word, not only the subcommand's place: a wrong guess (`engine
+    // validate run`) only changes how memory is committed.
+    let works = cfg!(all(target_os = "linux", target_env = "gnu"))
+        && !argv.is_null()
+        && (1..argc.max(0) as usize).any(|i| {
+            // SAFETY: glibc passes `argc` valid, NUL-terminated strings in
+            // `argv`; only read here.
+            let a = unsafe { *argv.add(i) };
+            !a.is_null() && WORKS.contains(&unsafe { std::ffi::CStr::from_ptr(a) }.to_bytes())
+        });
+    if !works {
         // SAFETY: sets one option's value; nothing has allocated yet.
         unsafe { libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0) }
     }
-    lazy_commit
-};
+}
 
 mod args;
 mod catalog_cmd;

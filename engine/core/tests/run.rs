@@ -1162,7 +1162,8 @@ async fn a_running_tasks_log_is_in_its_record_while_it_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_is_recorded_when_its_first_task_starts_and_a_cached_rerun_at_its_end() {
     let s = common::fs_store();
-    let yaml = "name: first-write\nstages:\n  nap:\n    uses: builtin.sleep\n    with: { ms: 1500 }\n";
+    let yaml =
+        "name: first-write\nstages:\n  nap:\n    uses: builtin.sleep\n    with: { ms: 1500 }\n";
     let o = opts(2);
     let id = o.run_id.clone();
     let store = s.store.clone();
