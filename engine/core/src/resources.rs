@@ -248,7 +248,10 @@ impl Pool {
 /// 152 MiB (1-minute video) to 291 MiB (30-minute video) that way. A fixed
 /// low mmap threshold also cured it but cost 24% of a ResNet-18 forward
 /// pass (every activation mapped and unmapped); a periodic trim costs
-/// nothing measurable.
+/// nothing measurable. The model worker (`engine-worker`), where the frame
+/// loops run, uses glibc's allocator; the `engine` binary allocates through
+/// mimalloc, which returns freed pages by itself, so there this reaches
+/// only what C libraries allocated.
 pub fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory; it is thread-safe.
