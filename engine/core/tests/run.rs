@@ -1199,6 +1199,42 @@ async fn a_run_is_recorded_when_its_first_task_starts_and_a_cached_rerun_at_its_
     );
 }
 
+/// A run saves a `running` record before its first cache lookup, even one
+/// whose every task ends at the cache: `engine gc` keeps every cache entry
+/// while a run is going, and learns that a run started during its sweep
+/// from that record (see `gc.rs`). Hashing a 200 MB cached output
+/// (`verify`) holds the lookup open long enough to look.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_is_recorded_as_running_before_its_first_cache_lookup() {
+    let s = common::fs_store();
+    let yaml = "name: head\nstages:\n  big:\n    uses: shell\n    with: { run: \"head -c 200000000 /dev/zero > big.bin\", outputs: { out: big.bin } }\n";
+    let first = run_with(yaml, &s.store, opts(2)).await;
+    assert_eq!(status(&first, "big"), TaskStatus::Done, "{first:?}");
+    let mut o = opts(2);
+    o.verify = true;
+    let id = o.run_id.clone();
+    let store = s.store.clone();
+    let running = tokio::spawn(async move { run_with(yaml, &store, o).await });
+    let mut seen = None;
+    while !running.is_finished() {
+        if let Ok(Some(r)) = engine_core::records::load_run(&s.store, &id).await {
+            seen = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let r = seen.expect("no record was saved while the run went on");
+    assert_eq!(r.status, RunStatus::Running, "first seen: {r:?}");
+    let done = running.await.unwrap();
+    assert_eq!(status(&done, "big"), TaskStatus::Cached);
+    let r = engine_core::records::load_run(&s.store, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.tasks.len(), 1, "the whole document replaced the head");
+    assert!(!r.spec.is_empty());
+}
+
 /// The scheduling loop runs on a worker of the runtime: a caller that stops
 /// waiting for the run (a timeout, a dropped future) stops the run too, as
 /// when the loop ran in the caller's own future; it must not go on alone.

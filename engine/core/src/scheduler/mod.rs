@@ -313,7 +313,7 @@ async fn run_loop(
             })
             .collect(),
     };
-    let mut log = RecordLog::begin();
+    let mut log = RecordLog::begin(&store, &mut record, &opts.events).await;
     let scratch =
         private_scratch(&opts.scratch_root, &record.id).map_err(|e| StoreError::Local {
             op: "create a scratch folder in",

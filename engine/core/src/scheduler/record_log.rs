@@ -1,11 +1,13 @@
-//! How a running run's record reaches the store: the whole document once
-//! the run does something and at its end, small event batches in between.
+//! How a running run's record reaches the store: a head at its start, the
+//! whole document once it does something and at its end, small event
+//! batches in between.
 
 use super::*;
 
-/// How a running run's record reaches the store: the whole document once
-/// the run does something (see [`RecordLog::begin`]) and at the end, and
-/// in between a batch of the tasks that changed
+/// How a running run's record reaches the store: a head (no tasks) at the
+/// start, the whole document once the run does something (see
+/// [`RecordLog::begin`]) and at the end, and in between a batch of the
+/// tasks that changed
 /// every [`CHECKPOINT`] (with a heartbeat at least every
 /// [`records::HEARTBEAT`]), as [`records::RunEvents`] objects. The
 /// document is rewritten (compacted) only once the batches written since
@@ -47,17 +49,30 @@ pub(super) const MAX_BATCHES: u64 = 64;
 pub(super) const HARD_MAX_BATCHES: u64 = 1024;
 
 impl RecordLog {
-    /// A run starts: its document is not written yet. It is written before
-    /// the first task runs ([`RecordLog::before_work`]), at the first
-    /// checkpoint or heartbeat, and at the end. A run whose every task ends
-    /// at the cache (a no-op rerun) writes its document once, at the end;
-    /// killed before that, it leaves no record, having done nothing. At
-    /// 5,001 cached tasks the document written at the start was 2.5 MB.
-    pub(super) fn begin() -> Self {
-        RecordLog {
+    /// A run starts: it saves a `running` record before its first cache
+    /// lookup (`engine gc`, beside it, keeps every cache entry while one
+    /// exists: see `gc.rs`), but only a head of it, without its tasks and
+    /// its rendered spec: at 5,001 cached tasks the whole document was
+    /// 2.5 MB. The whole document is written before the first task runs
+    /// ([`RecordLog::before_work`]), at the first checkpoint or heartbeat,
+    /// and at the end, so a run whose every task ends at the cache (a no-op
+    /// rerun) writes it once, at its end. Killed before that, it shows as
+    /// an interrupted run with no tasks. A head that cannot be saved is
+    /// the whole document's first save, with its retries and warning.
+    pub(super) async fn begin(store: &Store, record: &mut RunRecord, events: &EventSink) -> Self {
+        let mut log = RecordLog {
             last: Some(Instant::now()),
             ..RecordLog::default()
+        };
+        let tasks = std::mem::take(&mut record.tasks);
+        let spec = std::mem::take(&mut record.spec);
+        let head = records::save_run(store, record).await;
+        record.tasks = tasks;
+        record.spec = spec;
+        if head.is_err() {
+            log.save_whole(store, record, events).await;
         }
+        log
     }
     /// A task is about to run (on this machine or as a batch job, whose
     /// worker reads the run's record): the document is there first, so
