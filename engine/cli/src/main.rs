@@ -21,7 +21,7 @@ macro_rules! out {
 
 /// mimalloc: a no-op rerun of 5,001 cached tasks spent a fifth of its CPU
 /// in glibc's allocator (`_int_free`, `malloc_consolidate`,
-/// `unlink_chunk`); with mimalloc the whole command takes about 0.85x the
+/// `unlink_chunk`); with mimalloc alone the whole command took 0.88x the
 /// time (bench/README.md, "The whole command under 100 ms"). Only the
 /// engine's own allocations go through it (no `override`): C libraries and
 /// the processes it starts keep the system's malloc.
@@ -40,7 +40,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `engine --version` 14 MB of RSS instead of 7-9, and `validate` of the
 /// replay pipeline 25 MB instead of 17-19 (issue 11 asks under 20), while
 /// a command that does work faults far less and runs faster (the 5,001-task
-/// no-op rerun about 5% faster). So the commands that run, plan, serve or
+/// no-op rerun in 0.92x the time). So the commands that run, plan, serve or
 /// watch keep the default; every other command commits as it uses. Turning
 /// huge pages off for the process instead (mimalloc's `allow_thp`) would be
 /// inherited by every process the engine starts.
