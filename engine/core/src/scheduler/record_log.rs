@@ -25,10 +25,10 @@ pub(super) struct RecordLog {
     /// Batches and their bytes since the document was last written.
     batches: u64,
     batch_bytes: usize,
+    /// Bytes of the whole document last written; 0 until it is (batches
+    /// follow a document: see [`RecordLog::written`]).
     doc_bytes: usize,
     last: Option<Instant>,
-    /// The document has been written (batches follow a document).
-    written: bool,
     /// Each ended task's record as JSON, made by the task on its own
     /// thread ([`RecordLog::ended`]) and dropped when the record changes
     /// again ([`RecordLog::touch`]): what the whole document is made of
@@ -74,6 +74,10 @@ impl RecordLog {
         }
         log
     }
+    /// The whole document has been written (it is never empty).
+    fn written(&self) -> bool {
+        self.doc_bytes > 0
+    }
     /// A task is about to run (on this machine or as a batch job, whose
     /// worker reads the run's record): the document is there first, so
     /// `engine runs` shows the run and a crash leaves it `interrupted`.
@@ -83,7 +87,7 @@ impl RecordLog {
         record: &mut RunRecord,
         events: &EventSink,
     ) {
-        if !self.written {
+        if !self.written() {
             self.save_whole(store, record, events).await;
         }
     }
@@ -119,7 +123,7 @@ impl RecordLog {
         events: &EventSink,
     ) {
         self.last = Some(Instant::now());
-        if !self.written
+        if !self.written()
             || self.batch_bytes > self.doc_bytes
             || (self.batches >= MAX_BATCHES && self.batch_bytes * 16 > self.doc_bytes)
             || self.batches >= HARD_MAX_BATCHES
@@ -175,7 +179,6 @@ impl RecordLog {
         for attempt in 1..=3 {
             match records::save_run_sealed(store, record, &self.sealed).await {
                 Ok(n) => {
-                    self.written = true;
                     self.doc_bytes = n;
                     self.dirty.clear();
                     if self.batches > 0 {
