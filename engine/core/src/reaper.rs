@@ -13,7 +13,9 @@
 //! `clone3` into the task's cgroup, see `spawn.rs`, or `posix_spawn`)
 //! straight into its own group, and the reaper, started once, holds the
 //! only thing that outlives the engine: the read end of a pipe. The engine writes `+PGID` after it starts a
-//! task and `-PGID` after it has killed the task's group; when the engine
+//! task and `-PGID` after it has killed the task's group (only for a task
+//! not born in its own cgroup: one that was holds all its processes there,
+//! found by name as below, so it needs no message); when the engine
 //! dies the pipe reaches end-of-file and the reaper kills every group
 //! still listed, and every task cgroup of the engine (found by name,
 //! `ROOT/engine-task-PID-*`, see `cgroup.rs`: no message per cgroup, which
@@ -57,7 +59,31 @@ for c in "${cgs[@]}"; do rmdir "$c"; done 2>/dev/null
 exit 0"#;
 
 struct Reaper {
+    pid: libc::pid_t,
     pipe: Mutex<Option<ChildStdin>>,
+}
+
+impl Reaper {
+    /// Whether the reaper process has exited (killed by hand or by the
+    /// OOM killer: it ignores the usual signals). One `waitid` that leaves
+    /// it unreaped; a task born in its cgroup sends no message, so this is
+    /// how such a task learns that nobody would kill it with the engine.
+    fn exited(&self) -> bool {
+        // SAFETY: an all-zero siginfo_t is a valid value for waitid to fill.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid writes only into `info`; WNOWAIT leaves the child
+        // as it is, WNOHANG returns at once.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                self.pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        // SAFETY: waitid filled `info` (or left it zeroed: no child changed).
+        r == 0 && unsafe { info.si_pid() } != 0
+    }
 }
 
 static REAPER: OnceLock<Result<Reaper, String>> = OnceLock::new();
@@ -101,8 +127,10 @@ fn start_for(pid: u32) -> Result<Reaper, String> {
         .ok_or_else(|| "no pipe to the reaper".to_string())?;
     // Never waited for: it exits when this process does (end of its input)
     // and is then reaped by init.
+    let pid = child.id() as libc::pid_t;
     std::mem::forget(child);
     Ok(Reaper {
+        pid,
         pipe: Mutex::new(Some(pipe)),
     })
 }
@@ -121,13 +149,13 @@ fn send(line: &str) -> Result<(), String> {
 }
 
 /// Starts the reaper now (it is otherwise started by the first [`watch`]);
-/// the reason when it cannot run.
+/// the reason when it cannot run or has exited.
 pub fn ready() -> Result<(), String> {
-    REAPER
-        .get_or_init(start)
-        .as_ref()
-        .map(|_| ())
-        .map_err(String::clone)
+    let r = REAPER.get_or_init(start).as_ref().map_err(String::clone)?;
+    if r.exited() {
+        return Err("the reaper has exited".into());
+    }
+    Ok(())
 }
 
 /// The process group `pgid` dies with this process from now on.
@@ -179,6 +207,28 @@ mod tests {
         assert!(alive(f), "a forgotten group was killed");
         released.kill().unwrap();
         released.wait().unwrap();
+    }
+
+    /// A task born in its cgroup tells the reaper nothing, so it asks
+    /// whether the reaper still runs: it does until its input ends, and an
+    /// exited one is seen as exited (not reaped, as a zombie is alive to
+    /// `kill(pid, 0)`).
+    #[test]
+    fn an_exited_reaper_is_seen_as_exited() {
+        let r = start().expect("reaper starts");
+        assert!(!r.exited(), "a running reaper was taken for exited");
+        drop(r.pipe.lock().unwrap().take());
+        let t0 = Instant::now();
+        while !r.exited() && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            r.exited(),
+            "a reaper whose input ended was not seen as exited"
+        );
+        assert!(r.exited(), "asking twice reaped it");
+        // SAFETY: reaps the test's own child, which has exited.
+        unsafe { libc::waitpid(r.pid, std::ptr::null_mut(), 0) };
     }
 
     /// The engine's task cgroups are found by their names, with no message
