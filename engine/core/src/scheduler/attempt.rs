@@ -95,7 +95,8 @@ pub(super) async fn run_task(
             cancel.child_token(),
             scratch.clone(),
             grant.threads(),
-        );
+        )
+        .with_scratch_pool(sh.scratch_pool.clone());
         let mut ctx = TaskCtx::new(env, matrix.clone(), stage.outputs.clone(), attempt);
         let held_from = sh.ms();
         let class = sh.pool.class(stage.class).clone();
@@ -110,7 +111,7 @@ pub(super) async fn run_task(
         ctx.cancel.cancel();
         rec.held_ms.push([held_from, sh.ms()]);
         drop(grant);
-        remove_scratch(&scratch).await;
+        sh.scratch_pool.release(&scratch).await;
         let e = match res {
             Ok(()) => return Ok((ctx.outputs, ctx.values)),
             Err(e) => e,
@@ -133,19 +134,6 @@ pub(super) async fn run_task(
                 log.line(&format!("attempt {attempt} failed: {e}"));
             }
             return Err(e);
-        }
-    }
-}
-
-/// Removes an attempt's scratch folder: most are empty or absent by now
-/// (a shell task's outputs moved into the store), which one `rmdir` on
-/// this thread settles; a full one is removed on the blocking pool.
-pub(super) async fn remove_scratch(scratch: &std::path::Path) {
-    match std::fs::remove_dir(scratch) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(_) => {
-            let _ = tokio::fs::remove_dir_all(scratch).await;
         }
     }
 }

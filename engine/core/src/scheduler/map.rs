@@ -427,7 +427,7 @@ pub(crate) async fn run_item(
         // A timed-out item's future is dropped, but work it handed to a
         // worker thread goes on until told: tell it, before any retry starts.
         ctx.cancel.cancel();
-        super::attempt::remove_scratch(&scratch).await;
+        super::scratch::remove_scratch(&scratch).await;
         let e = match res {
             Ok(()) => {
                 return Ok(Item {

@@ -27,7 +27,7 @@ mod explain;
 mod map;
 mod publish;
 mod record_log;
-mod scratch;
+pub(crate) mod scratch;
 
 use attempt::*;
 use decide::*;
@@ -126,6 +126,8 @@ struct Shared {
     /// This run's private scratch folder (random name, mode 0700), removed
     /// when the run ends; one left by a killed run is removed by the next.
     scratch: tempfile::TempDir,
+    /// Emptied attempt folders in `scratch`, for the next attempts.
+    scratch_pool: Arc<ScratchPool>,
     /// Logs of running tasks, by task index: their tails reach the record
     /// while they run ([`live_logs`]), so `engine serve` and `engine show`
     /// can follow a long task.
@@ -329,6 +331,7 @@ async fn run_loop(
         t0: Instant::now(),
         manifests: Mutex::new(HashMap::new()),
         scratch,
+        scratch_pool: Arc::default(),
         live: Mutex::new(HashMap::new()),
     });
     opts.executor.begin(&opts.cancel);

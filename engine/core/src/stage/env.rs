@@ -33,6 +33,10 @@ pub struct StageEnv {
     pub(crate) log: Log,
     pub(crate) cancel: CancellationToken,
     pub(crate) scratch: PathBuf,
+    /// Where `scratch` comes from when it is first asked for: an emptied
+    /// folder of an earlier attempt, renamed, or a new one.
+    scratch_pool: Option<Arc<crate::scheduler::scratch::ScratchPool>>,
+    scratch_made: std::sync::atomic::AtomicBool,
     pub(crate) threads: usize,
 }
 
@@ -54,8 +58,19 @@ impl StageEnv {
             log,
             cancel,
             scratch,
+            scratch_pool: None,
+            scratch_made: Default::default(),
             threads,
         }
+    }
+
+    /// `scratch` is made from this run's emptied folders where it can be.
+    pub(crate) fn with_scratch_pool(
+        mut self,
+        pool: Arc<crate::scheduler::scratch::ScratchPool>,
+    ) -> Self {
+        self.scratch_pool = Some(pool);
+        self
     }
 
     /// The task's label, e.g. `train[hidden=64]`.
@@ -123,8 +138,14 @@ impl StageEnv {
     }
     /// A private folder for this attempt, removed afterwards.
     pub fn scratch_dir(&self) -> Result<&Path, StageError> {
+        use std::sync::atomic::Ordering;
         let dir = &self.scratch;
-        std::fs::create_dir_all(dir).map_err(|e| StageError::io("create", dir, e))?;
+        let made = match &self.scratch_pool {
+            Some(pool) if !self.scratch_made.load(Ordering::Acquire) => pool.make(dir),
+            _ => std::fs::create_dir_all(dir),
+        };
+        made.map_err(|e| StageError::io("create", dir, e))?;
+        self.scratch_made.store(true, Ordering::Release);
         Ok(dir)
     }
     pub fn store(&self) -> &Store {
