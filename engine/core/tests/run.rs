@@ -1340,3 +1340,43 @@ stages:
         assert_eq!(status(&r, "after_fine"), want, "{round}");
     }
 }
+
+/// When a task gives its resources back, the task waiting for them starts
+/// before the first one's bookkeeping (its outputs, cache entry, record):
+/// one slot, so each next task can only start once the previous one has
+/// released it, and it does so before that one is finished. On one thread,
+/// where nothing else could run it sooner; without the yield after the
+/// release, each task started after the previous one had finished.
+#[tokio::test(flavor = "current_thread")]
+async fn the_next_task_gets_the_slot_before_the_previous_ones_bookkeeping() {
+    let yaml = r#"
+name: handover
+resources:
+  one: { cpus: 1, slots: 1 }
+stages:
+  s:
+    uses: builtin.sleep
+    resources: one
+    with: { ms: 1 }
+    matrix: { tag: [1, 2, 3, 4, 5] }
+"#;
+    let fs = common::fs_store();
+    let r = run_with(yaml, &fs.store, opts(4)).await;
+    assert_eq!(r.status, RunStatus::Succeeded);
+    let mut tasks: Vec<_> = r.tasks.iter().collect();
+    tasks.sort_by(|a, b| a.held_ms[0][0].total_cmp(&b.held_ms[0][0]));
+    assert_eq!(max_overlap(&r, "s"), 1, "one slot was held twice at once");
+    for w in tasks.windows(2) {
+        let (prev, next) = (w[0], w[1]);
+        let finished = prev.finished_ms.expect("finished");
+        assert!(
+            next.held_ms[0][0] < finished,
+            "`{}` got the slot at {:.3} ms, after `{}` had finished at {:.3} ms (released at {:.3} ms)",
+            next.task,
+            next.held_ms[0][0],
+            prev.task,
+            finished,
+            prev.held_ms[0][1]
+        );
+    }
+}

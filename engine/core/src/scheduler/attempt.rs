@@ -111,6 +111,14 @@ pub(super) async fn run_task(
         ctx.cancel.cancel();
         rec.held_ms.push([held_from, sh.ms()]);
         drop(grant);
+        // The release woke the next task waiting for these resources, and
+        // the runtime runs a task it wakes next on this worker, but only
+        // after this one gives the thread up: without the yield the next
+        // command waited for this task's bookkeeping (its scratch folder,
+        // outputs, cache entry, record), and on 501 shell tasks on two
+        // cores the cores sat idle 16% of the run (bench/README.md, "The
+        // next command first").
+        tokio::task::yield_now().await;
         sh.scratch_pool.release(&scratch).await;
         let e = match res {
             Ok(()) => return Ok((ctx.outputs, ctx.values)),
