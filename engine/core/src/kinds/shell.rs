@@ -484,10 +484,20 @@ impl Stage for Shell {
         };
         let (out, err) = child.take_pipes();
         let (read_out, read_err) = (pump(out, ""), pump(err, "stderr: "));
-        let pumps = tokio::spawn(async move {
+        // Read in this task, not one of its own: a task per command and the
+        // wake-up that joins it cost more than the reading (output is a few
+        // lines for most commands).
+        let mut pumps = std::pin::pin!(async move {
             tokio::join!(read_out, read_err);
         });
-        let status = child.wait().await.map_err(|e| {
+        let mut read_all = false;
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break status,
+                () = &mut pumps, if !read_all => read_all = true,
+            }
+        }
+        .map_err(|e| {
             StageError::msg(format!(
                 "Failed to wait for the command of task `{}`: {e}",
                 ctx.task()
@@ -499,12 +509,11 @@ impl Stage for Shell {
         // the group (setsid) dies with the task's cgroup where the machine
         // has them; elsewhere it lives on, and its pipe is not waited for.
         guard.kill();
-        let mut pumps = pumps;
-        if tokio::time::timeout(Duration::from_secs(5), &mut pumps)
-            .await
-            .is_err()
+        if !read_all
+            && tokio::time::timeout(Duration::from_secs(5), &mut pumps)
+                .await
+                .is_err()
         {
-            pumps.abort();
             ctx.log(
                 "the command exited but something it started still holds its output open; stopped reading",
             );
