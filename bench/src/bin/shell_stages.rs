@@ -28,7 +28,8 @@
 //! commands') over all that of the bare spawns, the median of the pairs:
 //! on a shared machine, other tenants take cores away and so sway the wall
 //! times, much less the CPU times. (For scale: DVC took about 290 s for 501 such
-//! stages on this kind of machine.)
+//! stages on this kind of machine.) The engine runs with the `engine`
+//! binary's allocator (mimalloc).
 //!
 //! With more than one N, a last line per further N compares it with the
 //! first: how many times longer the cold run took, and the bare spawns;

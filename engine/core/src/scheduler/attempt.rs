@@ -116,8 +116,8 @@ pub(super) async fn run_task(
         // after this one gives the thread up: without the yield the next
         // command waited for this task's bookkeeping (its scratch folder,
         // outputs, cache entry, record), and on 501 shell tasks on two
-        // cores the cores sat idle 16% of the run (bench/README.md, "The
-        // next command first").
+        // cores the cores sat idle 14% of the run, 7% with the yield
+        // (bench/README.md, "The next command first").
         tokio::task::yield_now().await;
         sh.scratch_pool.release(&scratch).await;
         let e = match res {

@@ -73,7 +73,7 @@ pub(super) fn remove_dead_scratch(root: &std::path::Path) {
 /// a later attempt under that attempt's name (one `rename`) instead of
 /// being removed and another made: on ext4, `mkdir` and `rmdir` of a folder
 /// took 150 µs together, a rename in the same folder 3 µs (bench/README.md,
-/// "Scratch folders used again").
+/// "The next command first").
 #[derive(Default)]
 pub(crate) struct ScratchPool {
     idle: Mutex<Vec<PathBuf>>,
