@@ -815,9 +815,6 @@ pub(crate) async fn read_lines<R: AsyncRead + Unpin>(r: R, mut on_line: impl FnM
     }
 }
 
-/// The engine's environment variables every command sees: the basics of
-/// a login, where libraries and the Python environment are, and what the
-/// cluster scheduler assigned to the job (`SLURM_*`, the visible GPUs).
 /// The allowed part of the engine's environment, read once: the
 /// environment does not change while the engine runs tasks (a profile's
 /// variables are set before), and reading and filtering it was a
@@ -831,6 +828,9 @@ fn allowed_vars() -> &'static BTreeMap<OsString, OsString> {
     })
 }
 
+/// The engine's environment variables every command sees: the basics of
+/// a login, where libraries and the Python environment are, and what the
+/// cluster scheduler assigned to the job (`SLURM_*`, the visible GPUs).
 fn allowed_env(name: &str) -> bool {
     matches!(
         name,
