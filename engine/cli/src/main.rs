@@ -83,10 +83,12 @@ mod diff_cmd;
 mod monitor_cmd;
 mod profile;
 mod progress;
+mod ref_cmd;
 mod report;
 mod review_cmd;
 mod run_cmd;
 mod show;
+mod timeline;
 
 use anyhow::{Context, Result, anyhow, bail};
 use args::{
@@ -501,7 +503,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                                 store.url()
                             )
                         })?;
-                    std::fs::write(&path, show::timeline_html(&run)?)
+                    std::fs::write(&path, timeline::timeline_html(&run)?)
                         .with_context(|| format!("Failed to write `{}`", path.display()))?;
                     println!("wrote {}", path.display());
                 }
@@ -512,7 +514,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         Cmd::Catalog { cmd } => catalog_cmd::run(cmd).await,
         Cmd::Review { cmd } => review_cmd::run(cmd).await,
         Cmd::Monitor(args) => monitor_cmd::run(args).await,
-        Cmd::Ref { cmd } => show::refs(cmd_to_ref(cmd)?).await.map(|_| 0),
+        Cmd::Ref { cmd } => ref_cmd::refs(cmd_to_ref(cmd)?).await.map(|_| 0),
         Cmd::Detect {
             video,
             model,
@@ -678,20 +680,20 @@ async fn dispatch(cli: Cli) -> Result<u8> {
     }
 }
 
-fn cmd_to_ref(cmd: RefCmd) -> Result<show::RefAction> {
+fn cmd_to_ref(cmd: RefCmd) -> Result<ref_cmd::RefAction> {
     Ok(match cmd {
         RefCmd::Set {
             name,
             target,
             note,
             store,
-        } => show::RefAction::Set {
+        } => ref_cmd::RefAction::Set {
             store: open_store(&store, None)?,
             name,
             target,
             note,
         },
-        RefCmd::Get { name, store } => show::RefAction::Get {
+        RefCmd::Get { name, store } => ref_cmd::RefAction::Get {
             store: open_store(&store, None)?,
             name,
         },
@@ -699,16 +701,16 @@ fn cmd_to_ref(cmd: RefCmd) -> Result<show::RefAction> {
             prefix,
             json,
             store,
-        } => show::RefAction::Ls {
+        } => ref_cmd::RefAction::Ls {
             store: open_store(&store, None)?,
             prefix,
             json,
         },
-        RefCmd::Rm { name, store } => show::RefAction::Rm {
+        RefCmd::Rm { name, store } => ref_cmd::RefAction::Rm {
             store: open_store(&store, None)?,
             name,
         },
-        RefCmd::Log { name, store } => show::RefAction::Log {
+        RefCmd::Log { name, store } => ref_cmd::RefAction::Log {
             store: open_store(&store, None)?,
             name,
         },
@@ -717,7 +719,7 @@ fn cmd_to_ref(cmd: RefCmd) -> Result<show::RefAction> {
             to,
             note,
             store,
-        } => show::RefAction::Rollback {
+        } => ref_cmd::RefAction::Rollback {
             store: open_store(&store, None)?,
             name,
             to,

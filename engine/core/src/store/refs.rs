@@ -18,12 +18,86 @@
 //!   moves raced without the process mutex).
 //! - `memory://` lives in one process: the process-wide mutex alone.
 
-use super::{Backend, RefDoc, RefEvent, RefMove, Store, StoreError, mover, now_rfc3339};
+use super::{Backend, Store, StoreError, now_rfc3339};
 use crate::digest::Digest;
 use opendal::ErrorKind;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
+
+/// One pointer move in a ref's history.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RefEvent {
+    pub digest: Digest,
+    pub at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Digest>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+    /// Who moved it (`user@host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The run that moved it (a `publish:` or deploy), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// The evaluation artifact that justified the move (a deploy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Digest>,
+}
+
+/// Why a ref moves: recorded with the move.
+#[derive(Debug, Clone, Default)]
+pub struct RefMove {
+    pub note: String,
+    pub run: Option<String>,
+    pub evaluation: Option<Digest>,
+}
+
+/// The login name of this process's user from the password database
+/// (CI jobs and cron often run without `USER`).
+fn login_name() -> Option<String> {
+    // SAFETY: getpwuid returns a pointer into static storage or null; the
+    // name is copied out at once, on this thread.
+    unsafe {
+        let pw = libc::getpwuid(libc::getuid());
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr((*pw).pw_name)
+            .to_str()
+            .ok()
+            .map(str::to_string)
+    }
+}
+
+/// `user@host` of this process, for ref histories.
+pub fn mover() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(login_name)
+        // SAFETY: getuid has no preconditions and cannot fail.
+        .unwrap_or_else(|| format!("uid{}", unsafe { libc::getuid() }));
+    let host = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{host}")
+}
+
+/// A named, mutable pointer to an artifact, with its history (newest last).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct RefDoc {
+    pub name: String,
+    pub history: Vec<RefEvent>,
+}
+
+impl RefDoc {
+    pub fn current(&self) -> Option<&Digest> {
+        self.history.last().map(|e| &e.digest)
+    }
+}
 
 /// A lock this old is abandoned (a move takes milliseconds).
 const LOCK_STALE: Duration = Duration::from_secs(30);
@@ -304,6 +378,137 @@ fn process_lock(key: &str) -> Arc<tokio::sync::Mutex<()>> {
         .entry(key.to_string())
         .or_default()
         .clone()
+}
+
+/// Reading, listing, setting and removing refs, and resolving what a
+/// user names (`name@alias`, a digest or its prefix).
+impl Store {
+    fn ref_path(name: &str) -> Result<String, StoreError> {
+        check_ref_name(name)?;
+        Ok(format!("refs/{name}.json"))
+    }
+
+    /// Removes a ref and its history (the artifacts stay until `engine gc`);
+    /// false when there was no such ref.
+    pub async fn remove_ref(&self, name: &str) -> Result<bool, StoreError> {
+        let path = Self::ref_path(name)?;
+        if !self.exists(&path).await? {
+            return Ok(false);
+        }
+        self.delete(&path).await?;
+        Ok(true)
+    }
+
+    pub async fn get_ref(&self, name: &str) -> Result<Option<RefDoc>, StoreError> {
+        self.get_json(&Self::ref_path(name)?).await
+    }
+
+    /// Every ref under `prefix` (all when `None`), by the name users type
+    /// (`models/x@production`: the last `/` of the stored name becomes
+    /// `@`), sorted by name.
+    pub async fn list_refs(
+        &self,
+        prefix: Option<&str>,
+    ) -> Result<Vec<(String, RefDoc)>, StoreError> {
+        let root = match prefix {
+            Some(p) => format!("refs/{}", p.replace('@', "/").trim_matches('/')),
+            None => "refs".to_string(),
+        };
+        let mut out = vec![];
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in self.list(&dir).await? {
+                let path = format!("{dir}/{entry}");
+                match path.strip_suffix(".json") {
+                    Some(stem) => {
+                        let stored = stem.trim_start_matches("refs/");
+                        let name = match stored.rsplit_once('/') {
+                            Some((a, b)) => format!("{a}@{b}"),
+                            None => stored.to_string(),
+                        };
+                        if let Some(doc) = self.get_ref(stored).await? {
+                            out.push((name, doc));
+                        }
+                    }
+                    None => dirs.push(path),
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Moves a ref to an artifact that exists, recording the move.
+    pub async fn set_ref(
+        &self,
+        name: &str,
+        digest: &Digest,
+        note: &str,
+    ) -> Result<RefDoc, StoreError> {
+        let why = RefMove {
+            note: note.into(),
+            ..Default::default()
+        };
+        self.move_ref(name, digest, &why).await
+    }
+
+    /// Resolves `name@alias` or a plain ref name, or a digest (full or a
+    /// unique prefix of at least 8 characters among manifests).
+    pub async fn resolve(&self, what: &str) -> Result<Digest, StoreError> {
+        if let Some(d) = Digest::parse(what) {
+            return Ok(d);
+        }
+        let name = what.replace('@', "/");
+        if check_ref_name(&name).is_ok()
+            && let Some(doc) = self.get_ref(&name).await?
+            && let Some(d) = doc.current()
+        {
+            return Ok(d.clone());
+        }
+        if what.len() >= 8 && what.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let matches: Vec<String> = self
+                .list(&format!("artifacts/{}", &what[..2]))
+                .await?
+                .into_iter()
+                .filter(|n| n.starts_with(what))
+                .collect();
+            if matches.len() == 1
+                && let Some(d) = Digest::parse(matches[0].trim_end_matches(".json"))
+            {
+                return Ok(d);
+            }
+        }
+        Err(StoreError::NotFound {
+            path: what.into(),
+            url: self.url.clone(),
+        })
+    }
+}
+
+/// Ref names: `a-z A-Z 0-9 . _ - /` and `@`, no empty segment, no `..`.
+pub fn check_ref_name(name: &str) -> Result<(), StoreError> {
+    let bad = |why: &str| {
+        Err(StoreError::BadName {
+            name: name.into(),
+            why: why.into(),
+        })
+    };
+    if name.is_empty() || name.len() > 200 {
+        return bad("a ref name has 1 to 200 characters");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
+    {
+        return bad("use letters, digits, `.`, `_`, `-` and `/` (and `@` before an alias)");
+    }
+    if name
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return bad("no empty, `.` or `..` path segment");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
